@@ -1,0 +1,32 @@
+# LevAutoFix developer commands. `make demo` and `make test` do all set-up themselves.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test setup lint format bench
+
+# Start the main job on a fresh machine.
+demo: $(BIN)/autofix-agent
+	$(BIN)/autofix-agent scan agent/samples/pa-error.log
+
+$(BIN)/autofix-agent:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -e .
+
+# Install everything the tests drive (apt, npm, pip) and run the whole suite.
+test: setup lint
+	$(BIN)/pytest -q
+
+setup:
+	bash tests/setup.sh
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format:
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: setup
+	$(BIN)/python tests/bench/run.py

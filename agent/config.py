@@ -1,0 +1,288 @@
+"""The agent's TOML configuration, validated once at load time.
+
+Every problem is reported as ``ConfigError`` whose message starts with the dotted key
+(``sources[1].paths``), so an operator can fix the file without reading code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import socket
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.wire import SEVERITIES
+
+DEFAULT_STATE_DIR = "/var/lib/autofix-agent"
+
+# The seed's list of faults that are always critical, plus crashes from memory exhaustion.
+DEFAULT_CRITICAL_PATTERNS: tuple[str, ...] = (
+    r"Mongo(Server|Network|Timeout)?Error|MongoNetworkError|mongo.*(timed out|closed|refused)",
+    r"ECONNREFUSED",
+    r"JsonWebTokenError|TokenExpiredError|jwt (malformed|expired)|invalid signature",
+    r"database (is )?(down|unavailable|unreachable)|(db|database) connection (lost|failed|refused)",
+    r"out of memory|JavaScript heap out of memory|heap limit|ENOMEM|OutOfMemoryError|MemoryError",
+)
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key and what is wrong with it."""
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    service: str
+    paths: tuple[str, ...] = ()
+    command: tuple[str, ...] = ()
+    from_beginning: bool = False
+    app_root: str | None = None
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    settle_seconds: float = 30.0
+    max_settle_seconds: float = 300.0
+    update_seconds: float = 10.0
+    min_severity: str = "medium"
+    critical_patterns: tuple[str, ...] = DEFAULT_CRITICAL_PATTERNS
+    high_count: int = 10
+    medium_count: int = 3
+    max_line_bytes: int = 64 * 1024
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    max_age_days: float = 14.0
+    max_events: int = 100_000
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    state_dir: Path = Path(DEFAULT_STATE_DIR)
+    host: str = field(default_factory=socket.gethostname)
+    sources: tuple[SourceConfig, ...] = ()
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    redact_patterns: tuple[str, ...] = ()
+    heartbeat_seconds: float = 5.0
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "agent.db"
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], key: str, what: str) -> Any:
+    ok = isinstance(value, kind) and not (isinstance(value, bool) and kind in (int, float))
+    if isinstance(kind, tuple) and isinstance(value, bool) and bool not in kind:
+        ok = False
+    if not ok:
+        raise ConfigError(f"{key}: must be {what}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _number(table: dict[str, Any], name: str, default: float, prefix: str, minimum: float) -> float:
+    key = f"{prefix}{name}"
+    value = table.get(name, default)
+    _expect(value, (int, float), key, "a number")
+    if value < minimum:
+        raise ConfigError(f"{key}: must be at least {minimum}, got {value}")
+    return float(value)
+
+
+def _integer(table: dict[str, Any], name: str, default: int, prefix: str, minimum: int) -> int:
+    key = f"{prefix}{name}"
+    value = table.get(name, default)
+    _expect(value, int, key, "an integer")
+    if value < minimum:
+        raise ConfigError(f"{key}: must be at least {minimum}, got {value}")
+    return int(value)
+
+
+def _patterns(value: Any, key: str) -> tuple[str, ...]:
+    _expect(value, list, key, "a list of regular expressions")
+    for i, pattern in enumerate(value):
+        _expect(pattern, str, f"{key}[{i}]", "a string")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"{key}[{i}]: not a valid regular expression: {exc}") from None
+    return tuple(value)
+
+
+def _unknown(table: dict[str, Any], allowed: set[str], prefix: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(
+                f"{prefix}{key}: unknown key (expected one of {', '.join(sorted(allowed))})"
+            )
+
+
+def _source(raw: Any, index: int) -> SourceConfig:
+    prefix = f"sources[{index}]."
+    _expect(raw, dict, f"sources[{index}]", "a table")
+    _unknown(raw, {"service", "paths", "command", "from_beginning", "app_root"}, prefix)
+    if "service" not in raw:
+        raise ConfigError(f"{prefix}service: missing (every source needs a service name)")
+    service = _expect(raw["service"], str, f"{prefix}service", "a string")
+    if not service.strip():
+        raise ConfigError(f"{prefix}service: must not be empty")
+    paths: tuple[str, ...] = ()
+    command: tuple[str, ...] = ()
+    if "paths" in raw:
+        value = raw["paths"]
+        if isinstance(value, str):
+            value = [value]
+        _expect(value, list, f"{prefix}paths", "a list of glob patterns")
+        for i, p in enumerate(value):
+            _expect(p, str, f"{prefix}paths[{i}]", "a string")
+            if not p.strip():
+                raise ConfigError(f"{prefix}paths[{i}]: must not be empty")
+        paths = tuple(os.path.expanduser(p) for p in value)
+    if "command" in raw:
+        value = raw["command"]
+        if isinstance(value, str):
+            try:
+                value = shlex.split(value)
+            except ValueError as exc:
+                raise ConfigError(f"{prefix}command: cannot be split into words: {exc}") from None
+        _expect(value, list, f"{prefix}command", "a string or a list of strings")
+        for i, word in enumerate(value):
+            _expect(word, str, f"{prefix}command[{i}]", "a string")
+        if not value:
+            raise ConfigError(f"{prefix}command: must not be empty")
+        command = tuple(value)
+    if not paths and not command:
+        raise ConfigError(f"{prefix}paths: a source needs 'paths' or 'command'")
+    if paths and command:
+        raise ConfigError(f"{prefix}command: a source has either 'paths' or 'command', not both")
+    from_beginning = _expect(
+        raw.get("from_beginning", False), bool, f"{prefix}from_beginning", "true or false"
+    )
+    app_root = raw.get("app_root")
+    if app_root is not None:
+        _expect(app_root, str, f"{prefix}app_root", "a string")
+    return SourceConfig(
+        service=service,
+        paths=paths,
+        command=command,
+        from_beginning=from_beginning,
+        app_root=app_root,
+    )
+
+
+def parse_config(data: dict[str, Any]) -> AgentConfig:
+    """Build a validated config from a parsed TOML document."""
+    top = {"state_dir", "host", "detection", "sources", "retention", "redaction", "stream"}
+    _unknown(data, top, "")
+    state_dir = Path(
+        os.path.expanduser(_expect(data.get("state_dir", DEFAULT_STATE_DIR), str, "state_dir", "a path"))
+    )
+    host = data.get("host") or socket.gethostname()
+    _expect(host, str, "host", "a string")
+
+    det = _expect(data.get("detection", {}), dict, "detection", "a table")
+    _unknown(
+        det,
+        {
+            "settle_seconds",
+            "max_settle_seconds",
+            "update_seconds",
+            "min_severity",
+            "critical_patterns",
+            "extra_critical_patterns",
+            "high_count",
+            "medium_count",
+            "max_line_bytes",
+        },
+        "detection.",
+    )
+    min_severity = _expect(det.get("min_severity", "medium"), str, "detection.min_severity", "a string")
+    if min_severity not in SEVERITIES:
+        raise ConfigError(
+            f"detection.min_severity: must be one of {', '.join(SEVERITIES)}, got {min_severity!r}"
+        )
+    critical = DEFAULT_CRITICAL_PATTERNS
+    if "critical_patterns" in det:
+        critical = _patterns(det["critical_patterns"], "detection.critical_patterns")
+    if "extra_critical_patterns" in det:
+        critical = critical + _patterns(
+            det["extra_critical_patterns"], "detection.extra_critical_patterns"
+        )
+    settle = _number(det, "settle_seconds", 30.0, "detection.", 0.0)
+    max_settle = _number(det, "max_settle_seconds", 300.0, "detection.", 0.0)
+    if max_settle < settle:
+        raise ConfigError(
+            f"detection.max_settle_seconds: must be at least settle_seconds ({settle}), "
+            f"got {max_settle}"
+        )
+    medium_count = _integer(det, "medium_count", 3, "detection.", 1)
+    high_count = _integer(det, "high_count", 10, "detection.", 1)
+    if high_count < medium_count:
+        raise ConfigError(
+            f"detection.high_count: must be at least medium_count ({medium_count}), "
+            f"got {high_count}"
+        )
+    detection = DetectionConfig(
+        settle_seconds=settle,
+        max_settle_seconds=max_settle,
+        update_seconds=_number(det, "update_seconds", 10.0, "detection.", 0.0),
+        min_severity=min_severity,
+        critical_patterns=critical,
+        high_count=high_count,
+        medium_count=medium_count,
+        max_line_bytes=_integer(det, "max_line_bytes", 64 * 1024, "detection.", 256),
+    )
+
+    ret = _expect(data.get("retention", {}), dict, "retention", "a table")
+    _unknown(ret, {"max_age_days", "max_events"}, "retention.")
+    retention = RetentionConfig(
+        max_age_days=_number(ret, "max_age_days", 14.0, "retention.", 0.01),
+        max_events=_integer(ret, "max_events", 100_000, "retention.", 100),
+    )
+
+    red = _expect(data.get("redaction", {}), dict, "redaction", "a table")
+    _unknown(red, {"extra_patterns"}, "redaction.")
+    redact_patterns = _patterns(red.get("extra_patterns", []), "redaction.extra_patterns")
+
+    stream = _expect(data.get("stream", {}), dict, "stream", "a table")
+    _unknown(stream, {"heartbeat_seconds"}, "stream.")
+    heartbeat = _number(stream, "heartbeat_seconds", 5.0, "stream.", 0.1)
+
+    raw_sources = data.get("sources", [])
+    _expect(raw_sources, list, "sources", "an array of tables ([[sources]])")
+    sources = tuple(_source(raw, i) for i, raw in enumerate(raw_sources))
+
+    return AgentConfig(
+        state_dir=state_dir,
+        host=host,
+        sources=sources,
+        detection=detection,
+        retention=retention,
+        redact_patterns=redact_patterns,
+        heartbeat_seconds=heartbeat,
+    )
+
+
+def load_config(path: str | os.PathLike[str]) -> AgentConfig:
+    """Read and validate a config file; every failure is a ConfigError naming the file."""
+    p = Path(path)
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: config file is not UTF-8") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    try:
+        return parse_config(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None

@@ -1,0 +1,192 @@
+"""The stream protocol between the prod agent and the console: one JSON object a line.
+
+This module is the single definition of the wire format. The agent encodes with it and
+the console decodes with it, so the two can never drift apart. It uses the standard
+library only, because it ships to production hosts with the agent.
+
+Line types:
+
+- ``hello``: first line of every stream (protocol version, agent version, host, sources,
+  the oldest and newest stored seq).
+- ``error``: the first relay of a fingerprint once it has settled.
+- ``update``: later occurrences of an already relayed fingerprint, batched.
+- ``heartbeat``: sent every few seconds so the reader can tell a quiet link from a dead one.
+
+``error`` and ``update`` carry the error's own type as ``error_type`` because ``type``
+names the line type.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+PROTOCOL_VERSION = 1
+MAX_LINE_BYTES = 1024 * 1024
+
+SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
+Severity = Literal["low", "medium", "high", "critical"]
+
+
+class WireError(ValueError):
+    """A stream line that is not valid protocol; the message says what is wrong."""
+
+
+def severity_rank(severity: str) -> int:
+    """Order severities so that thresholds can be compared (``low`` is 0)."""
+    try:
+        return SEVERITIES.index(severity)
+    except ValueError:
+        raise WireError(f"unknown severity {severity!r}; expected one of {SEVERITIES}") from None
+
+
+@dataclass(frozen=True)
+class Hello:
+    protocol: int
+    agent_version: str
+    host: str
+    sources: list[str] = field(default_factory=list)
+    first_seq: int = 0
+    last_seq: int = 0
+    type: Literal["hello"] = "hello"
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    """An ``error`` or ``update`` line: one fingerprint's state at a moment."""
+
+    type: Literal["error", "update"]
+    seq: int
+    host: str
+    service: str
+    fingerprint: str
+    count: int
+    severity: Severity
+    message: str
+    error_type: str
+    stack: list[str]
+    route: str | None
+    first_seen: str
+    last_seen: str
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    host: str
+    last_seq: int
+    time: str
+    type: Literal["heartbeat"] = "heartbeat"
+
+
+Event = Hello | ErrorEvent | Heartbeat
+
+
+def encode(event: Event) -> str:
+    """One line of JSON, without the newline, with non-ASCII kept readable."""
+    return json.dumps(asdict(event), ensure_ascii=False, separators=(",", ":"))
+
+
+def _require(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], line_type: str) -> Any:
+    if key not in obj:
+        raise WireError(f"{line_type} line has no {key!r}")
+    value = obj[key]
+    if isinstance(value, bool) and kind is not bool:
+        raise WireError(f"{line_type} line: {key!r} must be {_kind_name(kind)}, got a boolean")
+    if not isinstance(value, kind):
+        raise WireError(
+            f"{line_type} line: {key!r} must be {_kind_name(kind)}, got {type(value).__name__}"
+        )
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    if isinstance(kind, tuple):
+        return " or ".join(k.__name__ for k in kind)
+    return kind.__name__
+
+
+def decode(line: str | bytes) -> Event:
+    """Parse one stream line, refusing anything that is not exactly this protocol.
+
+    The console feeds every line from a remote host through here; a bad line raises
+    :class:`WireError` naming the problem so the caller can report it and go on.
+    """
+    if isinstance(line, bytes):
+        if len(line) > MAX_LINE_BYTES:
+            raise WireError(f"line of {len(line)} bytes exceeds the {MAX_LINE_BYTES} byte limit")
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise WireError(f"line is not UTF-8: {exc}") from None
+    if len(line) > MAX_LINE_BYTES:
+        raise WireError(f"line of {len(line)} characters exceeds the limit")
+    text = line.strip()
+    if not text:
+        raise WireError("empty line")
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise WireError(f"not JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(obj, dict):
+        raise WireError(f"expected a JSON object, got {type(obj).__name__}")
+    kind = obj.get("type")
+    if kind == "hello":
+        protocol = _require(obj, "protocol", int, "hello")
+        if protocol != PROTOCOL_VERSION:
+            raise WireError(
+                f"unsupported protocol version {protocol}; this side speaks {PROTOCOL_VERSION}"
+            )
+        sources = obj.get("sources", [])
+        if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
+            raise WireError("hello line: 'sources' must be a list of strings")
+        return Hello(
+            protocol=protocol,
+            agent_version=_require(obj, "agent_version", str, "hello"),
+            host=_require(obj, "host", str, "hello"),
+            sources=sources,
+            first_seq=_require(obj, "first_seq", int, "hello") if "first_seq" in obj else 0,
+            last_seq=_require(obj, "last_seq", int, "hello") if "last_seq" in obj else 0,
+        )
+    if kind == "heartbeat":
+        return Heartbeat(
+            host=_require(obj, "host", str, "heartbeat"),
+            last_seq=_require(obj, "last_seq", int, "heartbeat"),
+            time=_require(obj, "time", str, "heartbeat"),
+        )
+    if kind in ("error", "update"):
+        severity = _require(obj, "severity", str, kind)
+        severity_rank(severity)
+        stack = _require(obj, "stack", list, kind)
+        if not all(isinstance(s, str) for s in stack):
+            raise WireError(f"{kind} line: 'stack' must be a list of strings")
+        route = obj.get("route")
+        if route is not None and not isinstance(route, str):
+            raise WireError(f"{kind} line: 'route' must be a string or null")
+        seq = _require(obj, "seq", int, kind)
+        if seq <= 0:
+            raise WireError(f"{kind} line: 'seq' must be positive, got {seq}")
+        count = _require(obj, "count", int, kind)
+        if count <= 0:
+            raise WireError(f"{kind} line: 'count' must be positive, got {count}")
+        fingerprint = _require(obj, "fingerprint", str, kind)
+        if len(fingerprint) != 16 or any(c not in "0123456789abcdef" for c in fingerprint):
+            raise WireError(f"{kind} line: 'fingerprint' must be 16 lowercase hex characters")
+        return ErrorEvent(
+            type=kind,
+            seq=seq,
+            host=_require(obj, "host", str, kind),
+            service=_require(obj, "service", str, kind),
+            fingerprint=fingerprint,
+            count=count,
+            severity=severity,  # type: ignore[arg-type]
+            message=_require(obj, "message", str, kind),
+            error_type=_require(obj, "error_type", str, kind),
+            stack=stack,
+            route=route,
+            first_seen=_require(obj, "first_seen", str, kind),
+            last_seen=_require(obj, "last_seen", str, kind),
+        )
+    if kind is None:
+        raise WireError("line has no 'type'")
+    raise WireError(f"unknown line type {kind!r}")

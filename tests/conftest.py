@@ -1,0 +1,58 @@
+"""Shared test plumbing: locating the real components the suite drives.
+
+Tests that need a real component (node, logrotate, sshd, the Claude Code CLI) ask for it
+through :func:`require_tool`. Locally a missing component skips the test with the command
+that installs it; under ``CI=true`` it fails the run, so CI can never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
+FIXTURES = TESTS / "fixtures"
+NODE_BIN = TESTS / "node_modules" / ".bin"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+_KNOWN_LOCATIONS = {
+    "claude": [NODE_BIN / "claude"],
+    "sshd": [Path("/usr/sbin/sshd")],
+    "logrotate": [Path("/usr/sbin/logrotate")],
+}
+
+
+def require_tool(name: str) -> str:
+    """Return the path of a real component, or fail (CI) / skip (local) if it is missing."""
+    for candidate in _KNOWN_LOCATIONS.get(name, []):
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which(name)
+    if found:
+        return found
+    message = f"{name} is not installed; `make test` installs it"
+    if IN_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def require_node_modules() -> Path:
+    """The pinned npm packages (logging libraries, Claude CLI) installed by `make test`."""
+    modules = TESTS / "node_modules"
+    if not (modules / "pino").is_dir():
+        message = "tests/node_modules is missing; `make test` runs `npm ci --prefix tests`"
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return modules
+
+
+@pytest.fixture
+def agent_cmd() -> list[str]:
+    """The `autofix-agent` command as an operator would run it (same interpreter)."""
+    return [sys.executable, "-m", "agent.cli"]

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs every real component the test suite drives, on a fresh Debian machine:
+# OpenSSH server and logrotate (apt), the pinned logging libraries and Claude Code CLI (npm),
+# and the project with its console and dev extras (pip, into .venv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+[ -x /usr/sbin/logrotate ] || need_apt+=(logrotate)
+command -v git >/dev/null || need_apt+=(git)
+command -v node >/dev/null || need_apt+=(nodejs npm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
+.venv/bin/pip install -q -e '.[console,dev]' 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -c "import agent, console, textual, asyncssh, aiosqlite, telegram, httpx" 
+
+if [ ! -x tests/node_modules/.bin/claude ] || [ tests/package-lock.json -nt tests/node_modules/.package-lock.json ]; then
+  npm ci --prefix tests --no-audit --no-fund --loglevel=error
+fi
+tests/node_modules/.bin/claude --version >/dev/null

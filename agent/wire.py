@@ -49,6 +49,9 @@ class Hello:
     sources: list[str] = field(default_factory=list)
     first_seq: int = 0
     last_seq: int = 0
+    # Random id of the agent's outbox; it changes when the state directory is wiped, which
+    # tells the console that seqs restarted from 1.
+    instance: str = ""
     type: Literal["hello"] = "hello"
 
 
@@ -147,6 +150,7 @@ def decode(line: str | bytes) -> Event:
             sources=sources,
             first_seq=_require(obj, "first_seq", int, "hello") if "first_seq" in obj else 0,
             last_seq=_require(obj, "last_seq", int, "hello") if "last_seq" in obj else 0,
+            instance=_require(obj, "instance", str, "hello") if "instance" in obj else "",
         )
     if kind == "heartbeat":
         return Heartbeat(

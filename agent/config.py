@@ -178,9 +178,8 @@ def parse_config(data: dict[str, Any]) -> AgentConfig:
     """Build a validated config from a parsed TOML document."""
     top = {"state_dir", "host", "detection", "sources", "retention", "redaction", "stream"}
     _unknown(data, top, "")
-    state_dir = Path(
-        os.path.expanduser(_expect(data.get("state_dir", DEFAULT_STATE_DIR), str, "state_dir", "a path"))
-    )
+    raw_state_dir = _expect(data.get("state_dir", DEFAULT_STATE_DIR), str, "state_dir", "a path")
+    state_dir = Path(os.path.expanduser(raw_state_dir))
     host = data.get("host") or socket.gethostname()
     _expect(host, str, "host", "a string")
 
@@ -200,7 +199,9 @@ def parse_config(data: dict[str, Any]) -> AgentConfig:
         },
         "detection.",
     )
-    min_severity = _expect(det.get("min_severity", "medium"), str, "detection.min_severity", "a string")
+    min_severity = _expect(
+        det.get("min_severity", "medium"), str, "detection.min_severity", "a string"
+    )
     if min_severity not in SEVERITIES:
         raise ConfigError(
             f"detection.min_severity: must be one of {', '.join(SEVERITIES)}, got {min_severity!r}"

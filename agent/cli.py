@@ -1,0 +1,171 @@
+"""``autofix-agent``: run, stream, scan and check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import glob
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from agent import __version__
+from agent.config import AgentConfig, ConfigError, load_config
+from agent.outbox import OutboxError
+
+DEFAULT_CONFIG = "/etc/autofix-agent/agent.toml"
+EXIT_CONFIG = 2
+
+
+def _config_path(value: str | None) -> str:
+    return value or os.environ.get("AUTOFIX_AGENT_CONFIG") or DEFAULT_CONFIG
+
+
+def _load(path: str) -> AgentConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"autofix-agent: config error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def _non_negative_int(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {text!r}")
+    return int(text)
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agent.daemon import Daemon
+
+    config = _load(_config_path(args.config))
+    if not config.sources:
+        print("autofix-agent: config error: sources: no [[sources]] configured", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        daemon = Daemon(config)
+    except OutboxError as exc:
+        print(f"autofix-agent: {exc}", file=sys.stderr)
+        return 1
+    asyncio.run(daemon.run())
+    return 0
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    from agent.stream import StreamRefused, run_stream, since_from_ssh_command
+
+    config_path = _config_path(args.config)
+    since = args.since
+    original = os.environ.get("SSH_ORIGINAL_COMMAND")
+    if original is not None:
+        try:
+            since = since_from_ssh_command(original, config_path)
+        except StreamRefused as exc:
+            print(f"autofix-agent: refused: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+    config = _load(config_path)
+    return run_stream(config, since)
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from agent.scan import run_scan
+
+    return run_scan(args.files, service=args.service, settle_seconds=args.settle_seconds)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    path = _config_path(args.config)
+    config = _load(path)
+    print(f"ok   config {path}: host {config.host!r}, {len(config.sources)} source(s)")
+    failures = 0
+    state = config.state_dir
+    probe = state if state.exists() else next((p for p in state.parents if p.exists()), Path("/"))
+    if os.access(probe, os.W_OK):
+        print(f"ok   state_dir {state} is writable")
+    else:
+        print(f"FAIL state_dir {state}: not writable by this user")
+        failures += 1
+    for i, src in enumerate(config.sources):
+        if src.command:
+            exe = src.command[0]
+            found = exe if os.path.isabs(exe) and os.access(exe, os.X_OK) else None
+            if found is None:
+                found = shutil.which(exe)
+            if found:
+                print(f"ok   sources[{i}] {src.service}: command {exe} found at {found}")
+            else:
+                print(f"FAIL sources[{i}] {src.service}: command {exe!r} not found on PATH")
+                failures += 1
+            continue
+        for pattern in src.paths:
+            matches = glob.glob(pattern, recursive=True)
+            unreadable = [m for m in matches if not os.access(m, os.R_OK)]
+            if unreadable:
+                print(f"FAIL sources[{i}] {src.service}: cannot read {', '.join(unreadable[:5])}")
+                failures += 1
+            elif matches:
+                print(f"ok   sources[{i}] {src.service}: {pattern} matches {len(matches)} file(s)")
+            else:
+                print(
+                    f"warn sources[{i}] {src.service}: {pattern} matches no file yet "
+                    "(files that appear later are picked up)"
+                )
+    return 1 if failures else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autofix-agent",
+        description="LevAutoFix prod agent: tails logs, groups errors, relays them to the console.",
+    )
+    parser.add_argument("--version", action="version", version=f"autofix-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="the daemon: tail sources and keep events in the outbox")
+    run.add_argument("--config", help=f"agent TOML config (default {DEFAULT_CONFIG})")
+    run.set_defaults(func=cmd_run)
+
+    stream = sub.add_parser("stream", help="print stored and new events as JSON lines")
+    stream.add_argument("--since", type=_non_negative_int, default=0, help="last seq already seen")
+    stream.add_argument("--config", help=f"agent TOML config (default {DEFAULT_CONFIG})")
+    stream.set_defaults(func=cmd_stream)
+
+    scan = sub.add_parser("scan", help="one-shot analysis of existing logs, from the beginning")
+    scan.add_argument("files", nargs="+", metavar="FILE", help="log files, or - for stdin")
+    scan.add_argument("--service", help="service name (default: the file name)")
+    scan.add_argument(
+        "--settle-seconds",
+        type=_non_negative_float,
+        default=30.0,
+        help="gap that separates bursts of one error (default 30)",
+    )
+    scan.set_defaults(func=cmd_scan)
+
+    check = sub.add_parser("check", help="validate the config and the sources it names")
+    check.add_argument("--config", help=f"agent TOML config (default {DEFAULT_CONFIG})")
+    check.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,394 @@
+"""The agent's durable outbox: error groups, relayed events and source positions in SQLite.
+
+Everything the agent knows lives in one SQLite file in its state directory (WAL mode).
+Occurrences are counted into their group in the same transaction that advances the
+source position they were read from, so a ``kill -9`` at any moment neither loses nor
+double-counts an occurrence: after a restart the tailer resumes exactly where the last
+committed transaction left it. Events get their ``seq`` from an AUTOINCREMENT key, so a
+seq is never reused, even after retention has deleted old events.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from agent.classify import classify, meets
+from agent.config import AgentConfig, DetectionConfig
+from agent.occurrence import Occurrence
+from agent.tail import Position
+from agent.wire import ErrorEvent
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS positions (
+    key TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    sig TEXT NOT NULL,
+    sig_len INTEGER NOT NULL,
+    offset INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS groups (
+    service TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    error_type TEXT NOT NULL,
+    message TEXT NOT NULL,
+    stack TEXT NOT NULL,
+    route TEXT,
+    count INTEGER NOT NULL,
+    pending INTEGER NOT NULL,
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL,
+    pending_since REAL,
+    last_arrival REAL NOT NULL,
+    relayed INTEGER NOT NULL DEFAULT 0,
+    severity TEXT NOT NULL DEFAULT 'low',
+    PRIMARY KEY (service, fingerprint)
+);
+CREATE INDEX IF NOT EXISTS groups_pending ON groups (pending) WHERE pending > 0;
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    created REAL NOT NULL,
+    payload TEXT NOT NULL
+);
+"""
+
+
+def iso(ts: float) -> str:
+    """Epoch seconds as the wire's ISO 8601 UTC form with milliseconds."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+@dataclass(frozen=True)
+class GroupState:
+    service: str
+    fingerprint: str
+    error_type: str
+    message: str
+    stack: list[str]
+    route: str | None
+    count: int
+    pending: int
+    first_seen: str
+    last_seen: str
+    relayed: bool
+    severity: str
+
+
+class OutboxError(RuntimeError):
+    """The state directory or its database cannot be used; the message says why."""
+
+
+class Outbox:
+    """Single-writer access to the agent's state database (the ``run`` daemon)."""
+
+    def __init__(self, conn: sqlite3.Connection, host: str) -> None:
+        self._conn = conn
+        self.host = host
+        self.instance = self._meta("instance") or ""
+
+    @classmethod
+    def open(cls, path: Path, host: str) -> Outbox:
+        """Open (creating if needed) the outbox; refuse a database from a newer agent."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise OutboxError(f"cannot open state database {path}: {exc}") from None
+        outbox = cls(conn, host)
+        version = outbox._meta("schema_version")
+        if version is None:
+            with outbox._tx():
+                conn.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+                conn.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('instance', ?)", (uuid.uuid4().hex,)
+                )
+            outbox.instance = outbox._meta("instance") or ""
+        elif int(version) > SCHEMA_VERSION:
+            conn.close()
+            raise OutboxError(
+                f"state database {path} has schema version {version}, newer than this agent "
+                f"understands ({SCHEMA_VERSION}); upgrade the agent"
+            )
+        return outbox
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    class _Tx:
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self.conn = conn
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.conn.execute("BEGIN IMMEDIATE")
+            return self.conn
+
+        def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+            if exc_type is None:
+                self.conn.execute("COMMIT")
+            else:
+                self.conn.execute("ROLLBACK")
+
+    def _tx(self) -> Outbox._Tx:
+        return Outbox._Tx(self._conn)
+
+    # --- positions -------------------------------------------------------------------
+
+    def positions(self) -> dict[str, Position]:
+        rows = self._conn.execute("SELECT key, path, sig, sig_len, offset FROM positions")
+        return {
+            r[0]: Position(key=r[0], path=r[1], sig=r[2], sig_len=r[3], offset=r[4]) for r in rows
+        }
+
+    # --- ingest ----------------------------------------------------------------------
+
+    def ingest(
+        self,
+        occurrences: Sequence[Occurrence],
+        positions: Iterable[Position] = (),
+        forget: Iterable[str] = (),
+        now: float | None = None,
+    ) -> None:
+        """Count occurrences and advance source positions in one transaction.
+
+        ``forget`` lists position keys of files that are finished (rotated away and
+        drained), removed in the same transaction.
+        """
+        arrival = time.time() if now is None else now
+        arrival_iso = iso(arrival)
+        with self._tx() as conn:
+            for occ in occurrences:
+                rec = occ.record
+                seen = rec.timestamp or arrival_iso
+                conn.execute(
+                    """
+                    INSERT INTO groups (service, fingerprint, error_type, message, stack, route,
+                        count, pending, first_seen, last_seen, pending_since, last_arrival)
+                    VALUES (?, ?, ?, ?, ?, ?, 1, 1, ?, ?, ?, ?)
+                    ON CONFLICT (service, fingerprint) DO UPDATE SET
+                        count = count + 1,
+                        pending = pending + 1,
+                        message = excluded.message,
+                        stack = excluded.stack,
+                        route = COALESCE(excluded.route, route),
+                        first_seen = MIN(first_seen, excluded.first_seen),
+                        last_seen = MAX(last_seen, excluded.last_seen),
+                        pending_since = COALESCE(pending_since, excluded.pending_since),
+                        last_arrival = excluded.last_arrival
+                    """,
+                    (
+                        occ.service,
+                        occ.fingerprint,
+                        rec.error_type,
+                        rec.message,
+                        json.dumps(rec.stack, ensure_ascii=False),
+                        rec.route,
+                        seen,
+                        seen,
+                        arrival,
+                        arrival,
+                    ),
+                )
+            for pos in positions:
+                conn.execute(
+                    "INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?, ?)",
+                    (pos.key, pos.path, pos.sig, pos.sig_len, pos.offset),
+                )
+            for key in forget:
+                conn.execute("DELETE FROM positions WHERE key = ?", (key,))
+
+    # --- settle ----------------------------------------------------------------------
+
+    def _due_clause(self) -> str:
+        return """
+            pending > 0 AND (
+                (relayed = 0 AND (last_arrival + :settle <= :now OR pending_since + :cap <= :now))
+                OR (relayed = 1 AND pending_since + :update <= :now)
+            )
+        """
+
+    def settle(self, detection: DetectionConfig, now: float | None = None) -> list[ErrorEvent]:
+        """Emit events for every group whose settle window has closed, in one transaction.
+
+        A group that has never been relayed is classified; at or above the minimum
+        severity it becomes an ``error`` event, below it the occurrences stay counted but
+        nothing is relayed until a later burst lifts it. A relayed group gets an
+        ``update`` with its running total.
+        """
+        at = time.time() if now is None else now
+        params = {
+            "now": at,
+            "settle": detection.settle_seconds,
+            "cap": detection.max_settle_seconds,
+            "update": detection.update_seconds,
+        }
+        events: list[ErrorEvent] = []
+        with self._tx() as conn:
+            rows = conn.execute(
+                f"""SELECT service, fingerprint, error_type, message, stack, route, count,
+                           first_seen, last_seen, relayed
+                    FROM groups WHERE {self._due_clause()}
+                    ORDER BY last_arrival""",
+                params,
+            ).fetchall()
+            for service, fp, etype, message, stack_json, route, count, first, last, relayed in rows:
+                stack = json.loads(stack_json)
+                text = "\n".join([f"{etype}: {message}", *stack])
+                severity = classify(text, count, detection)
+                if relayed or meets(severity, detection.min_severity):
+                    kind = "update" if relayed else "error"
+                    payload = {
+                        "type": kind,
+                        "host": self.host,
+                        "service": service,
+                        "fingerprint": fp,
+                        "count": count,
+                        "severity": severity,
+                        "message": message,
+                        "error_type": etype,
+                        "stack": stack,
+                        "route": route,
+                        "first_seen": first,
+                        "last_seen": last,
+                    }
+                    cur = conn.execute(
+                        "INSERT INTO events (created, payload) VALUES (?, ?)",
+                        (at, json.dumps(payload, ensure_ascii=False)),
+                    )
+                    assert cur.lastrowid is not None
+                    events.append(ErrorEvent(seq=cur.lastrowid, **payload))  # type: ignore[arg-type]
+                conn.execute(
+                    """UPDATE groups SET pending = 0, pending_since = NULL, severity = ?,
+                           relayed = relayed OR ?
+                       WHERE service = ? AND fingerprint = ?""",
+                    (severity, relayed or meets(severity, detection.min_severity), service, fp),
+                )
+        return events
+
+    def next_due(self, detection: DetectionConfig) -> float | None:
+        """Epoch time at which the next settle is due, or None when nothing is pending."""
+        row = self._conn.execute(
+            """SELECT MIN(CASE WHEN relayed = 0
+                          THEN MIN(last_arrival + ?, pending_since + ?)
+                          ELSE pending_since + ? END)
+               FROM groups WHERE pending > 0""",
+            (detection.settle_seconds, detection.max_settle_seconds, detection.update_seconds),
+        ).fetchone()
+        return row[0] if row and row[0] is not None else None
+
+    # --- retention & reading ---------------------------------------------------------
+
+    def prune(self, config: AgentConfig, now: float | None = None) -> int:
+        """Drop events past the configured age or count; seqs are never reused."""
+        at = time.time() if now is None else now
+        cutoff = at - config.retention.max_age_days * 86400
+        with self._tx() as conn:
+            removed = conn.execute("DELETE FROM events WHERE created < ?", (cutoff,)).rowcount
+            row = conn.execute("SELECT MAX(seq) FROM events").fetchone()
+            if row and row[0] is not None:
+                removed += conn.execute(
+                    "DELETE FROM events WHERE seq <= ?", (row[0] - config.retention.max_events,)
+                ).rowcount
+        return removed
+
+    def groups(self) -> list[GroupState]:
+        rows = self._conn.execute(
+            """SELECT service, fingerprint, error_type, message, stack, route, count, pending,
+                      first_seen, last_seen, relayed, severity FROM groups ORDER BY first_seen"""
+        )
+        return [
+            GroupState(
+                service=r[0],
+                fingerprint=r[1],
+                error_type=r[2],
+                message=r[3],
+                stack=json.loads(r[4]),
+                route=r[5],
+                count=r[6],
+                pending=r[7],
+                first_seen=r[8],
+                last_seen=r[9],
+                relayed=bool(r[10]),
+                severity=r[11],
+            )
+            for r in rows
+        ]
+
+
+class OutboxReader:
+    """Read-only view of the outbox for ``stream``; never writes to the database."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection | None:
+        if self._conn is None:
+            if not self.path.exists():
+                return None
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            conn.execute("PRAGMA query_only = 1")
+            try:
+                conn.execute("SELECT 1 FROM events LIMIT 1")
+            except sqlite3.OperationalError:
+                conn.close()
+                return None
+            self._conn = conn
+        return self._conn
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits: a cheap "anything new?" probe."""
+        conn = self._connect()
+        if conn is None:
+            return -1
+        return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def bounds(self) -> tuple[int, int]:
+        conn = self._connect()
+        if conn is None:
+            return (0, 0)
+        row = conn.execute("SELECT MIN(seq), MAX(seq) FROM events").fetchone()
+        seq_row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        last = seq_row[0] if seq_row else 0
+        return (row[0] or 0, last or 0)
+
+    def instance(self) -> str:
+        conn = self._connect()
+        if conn is None:
+            return ""
+        row = conn.execute("SELECT value FROM meta WHERE key = 'instance'").fetchone()
+        return row[0] if row else ""
+
+    def events_after(self, seq: int, limit: int = 1000) -> Iterator[tuple[int, str]]:
+        """(seq, payload JSON) pairs in seq order; payloads lack ``seq``, added on output."""
+        conn = self._connect()
+        if conn is None:
+            return iter(())
+        return iter(
+            conn.execute(
+                "SELECT seq, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+            ).fetchall()
+        )
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

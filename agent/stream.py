@@ -1,0 +1,172 @@
+"""``autofix-agent stream``: the read side of the outbox, printed as wire lines on stdout.
+
+It is what the console runs over SSH. It only reads the state database (the ``run`` daemon
+is the single writer), prints a hello, every stored event after ``--since``, then new
+events as they are committed, and a heartbeat every few seconds. It exits cleanly when
+its reader goes away: a broken pipe on stdout, or end of file on a piped stdin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import stat
+import sys
+import threading
+import time
+from typing import BinaryIO
+
+from agent import __version__
+from agent.config import AgentConfig
+from agent.outbox import OutboxReader, iso
+from agent.wire import PROTOCOL_VERSION, ErrorEvent, Heartbeat, Hello, encode
+
+POLL_SECONDS = 0.02
+
+
+class StreamRefused(ValueError):
+    """The SSH client asked for something other than ``stream [--since N]``."""
+
+
+def since_from_ssh_command(original: str, config_path: str | None) -> int:
+    """Parse ``SSH_ORIGINAL_COMMAND`` under a forced command, refusing anything but a stream.
+
+    The forced command is the only thing the key may run; the client chooses only where
+    the stream starts. ``--config`` is accepted only when it names the forced config.
+    """
+    try:
+        words = shlex.split(original)
+    except ValueError as exc:
+        raise StreamRefused(f"cannot parse the requested command: {exc}") from None
+    if words and os.path.basename(words[0]) == "autofix-agent":
+        words = words[1:]
+    if not words or words[0] != "stream":
+        raise StreamRefused(f"this key may only run 'autofix-agent stream', not {original!r}")
+    since = 0
+    rest = words[1:]
+    while rest:
+        word = rest.pop(0)
+        value: str | None
+        if "=" in word and word.startswith("--"):
+            word, value = word.split("=", 1)
+        else:
+            value = rest.pop(0) if rest else None
+        if value is None:
+            raise StreamRefused(f"{word} needs a value")
+        if word == "--since":
+            if not value.isdigit():
+                raise StreamRefused(f"--since must be a non-negative integer, not {value!r}")
+            since = int(value)
+        elif word == "--config" and config_path is not None and value == config_path:
+            continue
+        else:
+            raise StreamRefused(f"option {word!r} is not allowed for this key")
+    return since
+
+
+def _sources(config: AgentConfig) -> list[str]:
+    out = []
+    for src in config.sources:
+        what = ", ".join(src.paths) if src.paths else shlex.join(src.command)
+        out.append(f"{src.service}: {what}")
+    return out
+
+
+def _watch_stdin(gone: threading.Event) -> None:
+    """Mark the reader as gone when a piped stdin reaches end of file."""
+    try:
+        mode = os.fstat(0).st_mode
+    except OSError:
+        return
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        return
+
+    def watch() -> None:
+        try:
+            while os.read(0, 4096):
+                pass
+        except OSError:
+            pass
+        gone.set()
+
+    threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
+
+
+def run_stream(
+    config: AgentConfig,
+    since: int,
+    out: BinaryIO | None = None,
+    *,
+    stop: threading.Event | None = None,
+    watch_stdin: bool = True,
+) -> int:
+    """Print the stream until the reader goes away (or ``stop`` is set); returns exit code."""
+    output = out if out is not None else sys.stdout.buffer
+    gone = stop if stop is not None else threading.Event()
+    if watch_stdin:
+        _watch_stdin(gone)
+    reader = OutboxReader(config.db_path)
+    waiting_reported = False
+
+    def emit(line: str) -> None:
+        output.write(line.encode("utf-8") + b"\n")
+
+    try:
+        first, last = reader.bounds()
+        emit(
+            encode(
+                Hello(
+                    protocol=PROTOCOL_VERSION,
+                    agent_version=__version__,
+                    host=config.host,
+                    sources=_sources(config),
+                    first_seq=first,
+                    last_seq=last,
+                    instance=reader.instance(),
+                )
+            )
+        )
+        output.flush()
+        cursor = since
+        version = None
+        next_beat = time.monotonic() + config.heartbeat_seconds
+        while not gone.is_set():
+            current = reader.data_version()
+            if current == -1 and not waiting_reported:
+                print(
+                    f"autofix-agent stream: no state database at {config.db_path} yet; "
+                    "waiting for 'autofix-agent run' to create it",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                waiting_reported = True
+            if current != version:
+                version = current
+                while True:
+                    rows = list(reader.events_after(cursor))
+                    for seq, payload in rows:
+                        event = ErrorEvent(seq=seq, **json.loads(payload))
+                        emit(encode(event))
+                        cursor = seq
+                    if rows:
+                        output.flush()
+                    if len(rows) < 1000:
+                        break
+            now = time.monotonic()
+            if now >= next_beat:
+                _, last = reader.bounds()
+                emit(encode(Heartbeat(host=config.host, last_seq=last, time=iso(time.time()))))
+                output.flush()
+                next_beat = now + config.heartbeat_seconds
+            gone.wait(POLL_SECONDS)
+    except BrokenPipeError:
+        # The reader went away: that is the normal end of a stream.
+        # Point stdout at /dev/null so the interpreter's exit-time flush stays quiet.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), output.fileno())
+        return 0
+    finally:
+        reader.close()
+    return 0

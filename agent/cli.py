@@ -12,7 +12,6 @@ from pathlib import Path
 
 from agent import __version__
 from agent.config import AgentConfig, ConfigError, load_config
-from agent.outbox import OutboxError
 
 DEFAULT_CONFIG = "/etc/autofix-agent/agent.toml"
 EXIT_CONFIG = 2
@@ -48,6 +47,7 @@ def _non_negative_float(text: str) -> float:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from agent.daemon import Daemon
+    from agent.outbox import OutboxError
 
     config = _load(_config_path(args.config))
     if not config.sources:

@@ -29,4 +29,5 @@ format:
 	$(BIN)/ruff check --fix .
 
 bench: setup
-	$(BIN)/python tests/bench/run.py
+	$(BIN)/python tests/bench/bench_agent.py
+	$(BIN)/python tests/bench/bench_ingest.py

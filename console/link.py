@@ -1,0 +1,682 @@
+"""The console's live link to each prod agent's event stream, over SSH or as a local process.
+
+A link runs ``<agent_command> --since N`` (N is the last seq the console has stored for the
+host, asked again on every reconnect), reads the stream one line at a time and hands every
+error/update event to the engine before reading on. Because the store is idempotent on
+(host, seq) and ``--since`` resumes after the stored seq, a dropped connection loses nothing
+and a replayed event is harmless.
+
+Failures are sorted by who can fix them:
+
+- the network or the agent went away: reconnect with exponential backoff and jitter;
+- the host key is unknown or changed, or the key is refused: a person has to act, so the
+  link shows an ``error`` and tries again only after a long pause;
+- the agent speaks another protocol version: the link stops with a clear error.
+
+Bad lines never end a link: they are reported with a short excerpt and skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import os
+import random
+import shlex
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import asyncssh
+
+from agent.wire import (
+    MAX_LINE_BYTES,
+    PROTOCOL_VERSION,
+    ErrorEvent,
+    Heartbeat,
+    Hello,
+    WireError,
+    decode,
+)
+
+if TYPE_CHECKING:
+    from console.config import HostConfig
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK_BYTES = 64 * 1024
+EXCERPT_CHARS = 120
+STDERR_KEEP_BYTES = 4096
+
+LinkState = Literal["connecting", "connected", "reconnecting", "error", "stopped"]
+
+
+@dataclass(frozen=True)
+class LinkTiming:
+    """How patient a link is. The defaults suit a prod agent heartbeating every 5 s."""
+
+    silence_seconds: float = 20.0
+    backoff_initial_seconds: float = 1.0
+    backoff_max_seconds: float = 60.0
+    healthy_after_seconds: float = 60.0
+    needs_person_retry_seconds: float = 600.0
+    stop_grace_seconds: float = 3.0
+
+
+@dataclass(frozen=True)
+class LinkStatus:
+    """A snapshot of one link for the UI and the notifier.
+
+    ``last_line_at`` is wall-clock time, so the lag keeps growing in a display even when no
+    new status arrives.
+    """
+
+    host: str
+    state: LinkState
+    attempt: int = 0
+    last_seq: int | None = None
+    last_line_at: float | None = None
+    next_retry_seconds: float | None = None
+    error: str | None = None
+    agent_version: str | None = None
+    instance: str | None = None
+
+    @property
+    def lag_seconds(self) -> float | None:
+        """Seconds since the last line arrived; a rising lag on a connected link is a warning."""
+        if self.last_line_at is None:
+            return None
+        return max(0.0, time.time() - self.last_line_at)
+
+
+@dataclass(frozen=True)
+class LinkProblem:
+    """A line from a host that was not valid protocol, reported and then skipped."""
+
+    host: str
+    message: str
+    excerpt: str
+
+
+EventCallback = Callable[[str, ErrorEvent], Awaitable[None] | None]
+StatusCallback = Callable[[LinkStatus], None]
+ProblemCallback = Callable[[LinkProblem], None]
+HelloCallback = Callable[[str, Hello], Awaitable[None] | None]
+SinceGetter = Callable[[], Awaitable[int] | int]
+
+
+class _Retry(Exception):
+    """The link broke in a way that reconnecting can cure."""
+
+
+class _NeedsPerson(Exception):
+    """Retrying soon cannot help: a host key, a key file or a setting must be fixed."""
+
+
+class _Fatal(Exception):
+    """The link must not go on at all (the agent speaks another protocol)."""
+
+
+def backoff_delay(attempt: int, timing: LinkTiming, rng: random.Random | None = None) -> float:
+    """Exponential backoff with jitter, so many links that dropped together do not reconnect
+    in lockstep and hammer a host that just came back."""
+    rng = rng or random.Random()
+    base = timing.backoff_initial_seconds * 2 ** max(0, attempt - 1)
+    base = min(base, timing.backoff_max_seconds)
+    jittered = base * (0.75 + 0.5 * rng.random())
+    return max(timing.backoff_initial_seconds, min(timing.backoff_max_seconds, jittered))
+
+
+def excerpt(data: bytes | str) -> str:
+    """A short, printable piece of a hostile line, safe to show in a status bar or a log."""
+    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+    text = text.rstrip("\r\n")
+    short = text[:EXCERPT_CHARS]
+    shown = repr(short)
+    return shown + ("..." if len(text) > EXCERPT_CHARS else "")
+
+
+class LineSplitter:
+    """Cuts a byte stream into lines of at most ``MAX_LINE_BYTES``.
+
+    asyncio's own readline gives up at 64 KiB; an agent may legitimately send a long stack.
+    A longer line than the limit is dropped (and reported once) instead of eating memory.
+    """
+
+    def __init__(self, limit: int = MAX_LINE_BYTES) -> None:
+        self._limit = limit
+        self._buffer = bytearray()
+        self._discarding = False
+        self.oversized: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        lines: list[bytes] = []
+        start = 0
+        while True:
+            newline = chunk.find(b"\n", start)
+            if newline < 0:
+                self._append(chunk[start:])
+                return lines
+            piece = chunk[start:newline]
+            if self._discarding:
+                self._discarding = False
+            elif len(self._buffer) + len(piece) > self._limit:
+                self.oversized.append(bytes(self._buffer[:EXCERPT_CHARS]))
+                self._buffer.clear()
+            else:
+                self._buffer.extend(piece)
+                lines.append(bytes(self._buffer))
+                self._buffer.clear()
+            start = newline + 1
+
+    def _append(self, piece: bytes) -> None:
+        if self._discarding:
+            return
+        if len(self._buffer) + len(piece) > self._limit:
+            self.oversized.append(bytes((self._buffer + piece)[:EXCERPT_CHARS]))
+            self._buffer.clear()
+            self._discarding = True
+            return
+        self._buffer.extend(piece)
+
+
+class _Stream(Protocol):
+    async def read(self, size: int) -> bytes: ...
+    async def close(self) -> None: ...
+    async def describe_end(self) -> str: ...
+
+
+class _StderrTail:
+    """Keeps the end of the agent's stderr, which usually says why it exited."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def add(self, chunk: bytes) -> None:
+        self.data.extend(chunk)
+        del self.data[:-STDERR_KEEP_BYTES]
+
+    def text(self) -> str:
+        lines = self.data.decode("utf-8", errors="replace").strip().splitlines()
+        return " | ".join(lines[-3:])
+
+
+class _LocalStream:
+    """The agent as a child process on this machine (``local = true``)."""
+
+    def __init__(self, process: asyncio.subprocess.Process, grace: float) -> None:
+        self._process = process
+        self._grace = grace
+        self._stderr = _StderrTail()
+        self._stderr_task = asyncio.create_task(self._drain_stderr())
+
+    @classmethod
+    async def start(cls, argv: list[str], grace: float) -> _LocalStream:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise _Retry(f"agent command not found: {argv[0]}") from None
+        except PermissionError:
+            raise _Retry(f"agent command is not executable: {argv[0]}") from None
+        return cls(process, grace)
+
+    async def _drain_stderr(self) -> None:
+        assert self._process.stderr is not None
+        while chunk := await self._process.stderr.read(READ_CHUNK_BYTES):
+            self._stderr.add(chunk)
+
+    async def read(self, size: int) -> bytes:
+        assert self._process.stdout is not None
+        return await self._process.stdout.read(size)
+
+    async def close(self) -> None:
+        process = self._process
+        if process.returncode is None:
+            self._signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), self._grace)
+            except TimeoutError:
+                self._signal(signal.SIGKILL)
+                await process.wait()
+        if process.stdin is not None:
+            process.stdin.close()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stderr_task, 1.0)
+        self._stderr_task.cancel()
+
+    def _signal(self, sig: signal.Signals) -> None:
+        # The child leads its own process group, so this reaches only what we started.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._process.pid, sig)
+
+    async def describe_end(self) -> str:
+        """Why stdout ended; waits a moment for the exit status and last words on stderr."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._process.wait(), 1.0)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._stderr_task), 1.0)
+        code = self._process.returncode
+        said = self._stderr.text()
+        what = "agent is still running" if code is None else f"agent exited with status {code}"
+        return f"{what}: {said}" if said else what
+
+
+class _HostKeyWitness(asyncssh.SSHClient):
+    """Remembers the key a server offered when known_hosts did not vouch for it.
+
+    asyncssh consults this only after the known_hosts check failed; answering False keeps
+    the check strict while letting the error message show what was offered.
+    """
+
+    def __init__(self) -> None:
+        self.offered: asyncssh.SSHKey | None = None
+        self.addr: str = ""
+
+    def validate_host_public_key(
+        self, host: str, addr: str, port: int, key: asyncssh.SSHKey
+    ) -> bool:
+        self.offered = key
+        self.addr = addr
+        return False
+
+
+class _SshStream:
+    """The agent on a remote host, reached over SSH with strict host key checking."""
+
+    def __init__(
+        self, conn: asyncssh.SSHClientConnection, process: asyncssh.SSHClientProcess[bytes]
+    ) -> None:
+        self._conn = conn
+        self._process = process
+        self._stderr = _StderrTail()
+        self._stderr_task = asyncio.create_task(self._drain_stderr())
+
+    @classmethod
+    async def start(cls, host: HostConfig, command: str) -> _SshStream:
+        target = host.target or host.name
+        where = f"{target}:{host.port}"
+        known_hosts = Path(host.known_hosts).expanduser()
+        if not known_hosts.is_file():
+            raise _NeedsPerson(
+                f"known_hosts file {known_hosts} does not exist; host keys are checked strictly, "
+                f"so add {where}'s key there after verifying it"
+            )
+        options: dict[str, Any] = {}
+        if host.key is not None:
+            key_path = Path(host.key).expanduser()
+            try:
+                options["client_keys"] = [asyncssh.read_private_key(str(key_path))]
+            except (OSError, asyncssh.KeyImportError) as exc:
+                raise _NeedsPerson(f"cannot use key {key_path}: {exc}") from None
+            options["agent_path"] = None
+        witness = _HostKeyWitness()
+        try:
+            conn = await asyncssh.connect(
+                target,
+                port=host.port,
+                username=host.user,
+                known_hosts=str(known_hosts),
+                client_factory=lambda: witness,
+                keepalive_interval=host.keepalive_seconds,
+                keepalive_count_max=3,
+                connect_timeout=host.connect_timeout_seconds,
+                **options,
+            )
+        except asyncssh.HostKeyNotVerifiable:
+            raise _NeedsPerson(_host_key_message(witness, target, host.port, known_hosts)) from None
+        except asyncssh.PermissionDenied as exc:
+            raise _NeedsPerson(
+                f"{host.user or 'the user'}@{where} refused the login ({exc.reason}); "
+                f"check the key {host.key} and the host's authorized_keys"
+            ) from None
+        except (OSError, asyncssh.Error, TimeoutError) as exc:
+            raise _Retry(f"cannot connect to {where}: {_describe(exc)}") from None
+        try:
+            process = await conn.create_process(command, encoding=None)
+        except (OSError, asyncssh.Error) as exc:
+            conn.close()
+            raise _Retry(f"{where} did not start the agent: {_describe(exc)}") from None
+        return cls(conn, process)
+
+    async def _drain_stderr(self) -> None:
+        with contextlib.suppress(OSError, asyncssh.Error):
+            while chunk := await self._process.stderr.read(READ_CHUNK_BYTES):
+                self._stderr.add(chunk)
+
+    async def read(self, size: int) -> bytes:
+        try:
+            return await self._process.stdout.read(size)
+        except (OSError, asyncssh.Error) as exc:
+            raise _Retry(f"connection lost: {_describe(exc)}") from None
+
+    async def close(self) -> None:
+        self._process.close()
+        self._conn.close()
+        with contextlib.suppress(asyncio.TimeoutError, OSError, asyncssh.Error):
+            await asyncio.wait_for(self._conn.wait_closed(), 3.0)
+        self._stderr_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._stderr_task
+
+    async def describe_end(self) -> str:
+        """Why stdout ended; waits a moment for the exit status and last words on stderr."""
+        with contextlib.suppress(asyncio.TimeoutError, OSError, asyncssh.Error):
+            await asyncio.wait_for(self._process.wait_closed(), 1.0)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._stderr_task), 1.0)
+        status = self._process.exit_status
+        sig = self._process.exit_signal
+        if sig is not None:
+            what = f"agent killed by signal {sig[0]}"
+        elif status is None or status == -1:
+            what = "connection closed"
+        else:
+            what = f"agent exited with status {status}"
+        said = self._stderr.text()
+        return f"{what}: {said}" if said else what
+
+
+def _host_key_message(witness: _HostKeyWitness, target: str, port: int, known_hosts: Path) -> str:
+    where = f"{target}:{port}"
+    offered = witness.offered.get_fingerprint() if witness.offered else "an unreadable key"
+    try:
+        entries = asyncssh.read_known_hosts(str(known_hosts))
+        known = entries.match(target, witness.addr, port)[0]
+    except (OSError, ValueError) as exc:
+        return f"cannot read known_hosts {known_hosts}: {exc}"
+    if known:
+        recorded = ", ".join(dict.fromkeys(key.get_fingerprint() for key in known))
+        return (
+            f"host key CHANGED for {where}: {known_hosts} has {recorded} but the server offered "
+            f"{offered}; possible MITM, refusing to connect until a person checks the host"
+        )
+    return (
+        f"host key for {where} is not in {known_hosts} (server offered {offered}); "
+        f"verify it out of band and add it, e.g. '[{target}]:{port} <type> <key>'"
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, asyncssh.DisconnectError) and exc.reason:
+        text = exc.reason
+    return text
+
+
+def _hello_protocol(line: bytes) -> int | None:
+    """The protocol number of a hello line, even one this side cannot decode."""
+    try:
+        obj = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(obj, dict) and obj.get("type") == "hello":
+        protocol = obj.get("protocol")
+        return protocol if isinstance(protocol, int) else None
+    return None
+
+
+@dataclass
+class _Session:
+    """What one connection has seen so far."""
+
+    hello: Hello | None = None
+    connected_at: float | None = None
+
+    def healthy_for(self) -> float:
+        return 0.0 if self.connected_at is None else time.monotonic() - self.connected_at
+
+
+class AgentLink:
+    """One host's stream, kept alive until :meth:`stop` or a protocol mismatch.
+
+    ``since`` is asked on every (re)connect, so resuming always starts right after what the
+    engine has really stored, not after what this link last saw.
+    """
+
+    def __init__(
+        self,
+        host: HostConfig,
+        *,
+        since: SinceGetter,
+        on_event: EventCallback,
+        on_status: StatusCallback | None = None,
+        on_problem: ProblemCallback | None = None,
+        on_hello: HelloCallback | None = None,
+        timing: LinkTiming | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.host = host
+        self._since = since
+        self._on_event = on_event
+        self._on_status = on_status
+        self._on_problem = on_problem
+        self._on_hello = on_hello
+        self.timing = timing or LinkTiming()
+        self._rng = rng or random.Random()
+        self._status = LinkStatus(host=host.name, state="stopped")
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def status(self) -> LinkStatus:
+        return self._status
+
+    def start(self) -> asyncio.Task[None]:
+        """Run the link in the background on the current loop."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self.run(), name=f"agent-link-{self.host.name}")
+        return self._task
+
+    async def stop(self) -> None:
+        """Close the channel or process and end :meth:`run`; leaves no process behind."""
+        task = self._task
+        if task is None or task.done():
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def run(self) -> None:
+        """Keep the stream going; returns only after a protocol mismatch or on cancellation."""
+        if self._task is None:
+            self._task = asyncio.current_task()
+        attempt = 0
+        try:
+            while True:
+                attempt += 1
+                self._set(state="connecting", attempt=attempt, next_retry_seconds=None)
+                session = _Session()
+                try:
+                    await self._session(session)
+                except _Fatal as exc:
+                    log.error("link to %s stopped: %s", self.host.name, exc)
+                    self._set(state="error", error=str(exc), next_retry_seconds=None)
+                    return
+                except _NeedsPerson as exc:
+                    delay = self.timing.needs_person_retry_seconds
+                    log.error("link to %s needs attention: %s", self.host.name, exc)
+                    self._set(state="error", error=str(exc), next_retry_seconds=delay)
+                    await asyncio.sleep(delay)
+                    continue
+                except _Retry as exc:
+                    error = str(exc)
+                except Exception as exc:
+                    log.exception("link to %s failed", self.host.name)
+                    error = f"{type(exc).__name__}: {exc}"
+                if session.healthy_for() >= self.timing.healthy_after_seconds:
+                    attempt = 1
+                delay = backoff_delay(attempt, self.timing, self._rng)
+                log.warning("link to %s: %s; retrying in %.1f s", self.host.name, error, delay)
+                self._set(state="reconnecting", error=error, next_retry_seconds=delay)
+                await asyncio.sleep(delay)
+        finally:
+            if self._status.state != "error" or self._status.next_retry_seconds is not None:
+                self._set(state="stopped", next_retry_seconds=None)
+
+    async def _session(self, session: _Session) -> None:
+        seq = self._since()
+        if inspect.isawaitable(seq):
+            seq = await seq
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+            raise _Retry(f"since() gave {seq!r}; expected a seq >= 0")
+        self._set(last_seq=seq)
+        stream = await self._open(seq)
+        try:
+            await self._pump(stream, session)
+        finally:
+            await stream.close()
+
+    async def _open(self, seq: int) -> _Stream:
+        try:
+            argv = shlex.split(self.host.agent_command)
+        except ValueError as exc:
+            raise _NeedsPerson(f"agent_command: {exc}") from None
+        if not argv:
+            raise _NeedsPerson("agent_command is empty")
+        argv += ["--since", str(seq)]
+        if self.host.local:
+            if self.host.agent_config is not None:
+                argv += ["--config", str(self.host.agent_config)]
+            return await _LocalStream.start(argv, self.timing.stop_grace_seconds)
+        return await _SshStream.start(self.host, shlex.join(argv))
+
+    async def _pump(self, stream: _Stream, session: _Session) -> None:
+        splitter = LineSplitter()
+        while True:
+            try:
+                chunk = await asyncio.wait_for(
+                    stream.read(READ_CHUNK_BYTES), self.timing.silence_seconds
+                )
+            except TimeoutError:
+                raise _Retry(
+                    f"nothing received for {self.timing.silence_seconds:g} s; "
+                    "treating the link as dead"
+                ) from None
+            if not chunk:
+                raise _Retry(f"stream ended ({await stream.describe_end()})")
+            lines = splitter.feed(chunk)
+            for dropped in splitter.oversized:
+                self._problem(f"line longer than {MAX_LINE_BYTES} bytes skipped", dropped)
+            splitter.oversized.clear()
+            for line in lines:
+                await self._handle(line, session)
+
+    async def _handle(self, line: bytes, session: _Session) -> None:
+        now = time.time()
+        try:
+            event = decode(line)
+        except WireError as exc:
+            protocol = _hello_protocol(line)
+            if session.hello is None and protocol is not None and protocol != PROTOCOL_VERSION:
+                raise _Fatal(
+                    f"agent on {self.host.name} speaks protocol {protocol}, this console "
+                    f"speaks {PROTOCOL_VERSION}; upgrade one side so they match"
+                ) from None
+            self._problem(str(exc), line)
+            return
+        if isinstance(event, Hello):
+            if session.hello is None:
+                if self._on_hello is not None:
+                    result = self._on_hello(self.host.name, event)
+                    if inspect.isawaitable(result):
+                        await result
+                session.connected_at = time.monotonic()
+                self._set(
+                    state="connected",
+                    attempt=0,
+                    error=None,
+                    last_line_at=now,
+                    agent_version=event.agent_version,
+                    instance=event.instance,
+                )
+            session.hello = event
+            return
+        if session.hello is None:
+            raise _Retry(f"stream did not start with a hello line: {excerpt(line)}")
+        if isinstance(event, Heartbeat):
+            self._set(last_line_at=now)
+            return
+        result = self._on_event(self.host.name, event)
+        if inspect.isawaitable(result):
+            await result
+        self._set(last_seq=event.seq, last_line_at=now)
+
+    def _problem(self, message: str, line: bytes) -> None:
+        problem = LinkProblem(host=self.host.name, message=message, excerpt=excerpt(line))
+        log.warning("bad line from %s: %s: %s", problem.host, message, problem.excerpt)
+        if self._on_problem is not None:
+            try:
+                self._on_problem(problem)
+            except Exception:
+                log.exception("problem callback failed for %s", self.host.name)
+
+    def _set(self, **changes: Any) -> None:
+        self._status = replace(self._status, **changes)
+        if self._on_status is not None:
+            try:
+                self._on_status(self._status)
+            except Exception:
+                log.exception("status callback failed for %s", self.host.name)
+
+
+class LinkManager:
+    """All configured hosts' links on one event loop, started and stopped together."""
+
+    def __init__(
+        self,
+        hosts: Iterable[HostConfig],
+        *,
+        since: Callable[[str], Awaitable[int] | int],
+        on_event: EventCallback,
+        on_status: StatusCallback | None = None,
+        on_problem: ProblemCallback | None = None,
+        on_hello: HelloCallback | None = None,
+        timing: LinkTiming | None = None,
+    ) -> None:
+        self.links: dict[str, AgentLink] = {}
+        for host in hosts:
+            if host.name in self.links:
+                raise ValueError(f"hosts: the name {host.name!r} is used twice")
+            self.links[host.name] = AgentLink(
+                host,
+                since=_bind_since(since, host.name),
+                on_event=on_event,
+                on_status=on_status,
+                on_problem=on_problem,
+                on_hello=on_hello,
+                timing=timing,
+            )
+
+    def start(self) -> None:
+        for link in self.links.values():
+            link.start()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(link.stop() for link in self.links.values()))
+
+    def statuses(self) -> dict[str, LinkStatus]:
+        return {name: link.status for name, link in self.links.items()}
+
+    async def __aenter__(self) -> LinkManager:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def _bind_since(
+    since: Callable[[str], Awaitable[int] | int], name: str
+) -> Callable[[], Awaitable[int] | int]:
+    return lambda: since(name)

@@ -21,7 +21,8 @@ DEFAULT_STATE_DIR = "/var/lib/autofix-agent"
 
 # The seed's list of faults that are always critical, plus crashes from memory exhaustion.
 DEFAULT_CRITICAL_PATTERNS: tuple[str, ...] = (
-    r"Mongo(Server|Network|Timeout)?Error|MongoNetworkError|mongo.*(timed out|closed|refused)",
+    # Any MongoDB driver or Mongoose error class (MongoServerSelectionError, MongooseError...).
+    r"Mongo\w*Error|mongo.*(timed out|closed|refused)",
     r"ECONNREFUSED",
     r"JsonWebTokenError|TokenExpiredError|jwt (malformed|expired)|invalid signature",
     r"database (is )?(down|unavailable|unreachable)|(db|database) connection (lost|failed|refused)",

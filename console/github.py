@@ -1,0 +1,511 @@
+"""Opening pull requests on GitHub (or GitHub Enterprise) for approved fixes.
+
+Opening a PR is idempotent: the engine may retry after a crash, a timeout or a lost
+answer, so an existing PR for the branch is looked up first and returned instead of a
+second one being opened. Everything that ends up in the PR body comes from production logs
+or from the model's output, so it is treated as hostile: it is placed in code blocks (no
+links, images, HTML or task lists render there) and ``@`` mentions are defused so a log
+line cannot ping people or teams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from console.testrun import TestResult
+from console.worktree import FileStat
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "2022-11-28"
+TITLE_LIMIT = 256
+BODY_LIMIT = 60_000  # GitHub rejects bodies above 65 536 characters
+_REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+_OWNER = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_NAME = r"[A-Za-z0-9_.-]+?"
+_SCP_REMOTE = re.compile(
+    rf"^(?:[^@/\s]+@)?[A-Za-z0-9.-]+:/?(?P<owner>{_OWNER})/(?P<name>{_NAME})(?:\.git)?/?$"
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+
+
+class GitHubError(RuntimeError):
+    """GitHub refused or could not be reached; the message says what to fix."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    """A pull request for an attempt branch; ``created`` is False when it already existed.
+
+    ``warnings`` lists problems that did not prevent the PR (e.g. labels not applied).
+    """
+
+    number: int
+    url: str
+    created: bool
+    state: str = "open"
+    warnings: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------------------
+# Token and repository discovery
+
+
+def resolve_token(
+    config_token: str | None,
+    *,
+    host: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> str | None:
+    """The token to use: the configured one, else ``GITHUB_TOKEN``, else ``gh auth token``.
+
+    The ``gh`` CLI is the common place developers already have a token, so no new
+    secret has to be written to the config file.
+    """
+    if config_token and config_token.strip():
+        return config_token.strip()
+    environ = os.environ if env is None else env
+    from_env = environ.get("GITHUB_TOKEN", "").strip()
+    if from_env:
+        return from_env
+    gh = shutil.which("gh", path=environ.get("PATH"))
+    if gh is None:
+        return None
+    args = [gh, "auth", "token"]
+    if host and host not in ("github.com", "api.github.com"):
+        args += ["--hostname", host]
+    try:
+        done = subprocess.run(
+            args,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            stdin=subprocess.DEVNULL,
+            env={**environ, "GH_PROMPT_DISABLED": "1"},
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("could not ask gh for a token: %s", exc)
+        return None
+    token = done.stdout.strip()
+    return token if done.returncode == 0 and token else None
+
+
+def repo_from_remote_url(url: str) -> str | None:
+    """``owner/name`` from a git remote URL (github.com or an Enterprise host), else None.
+
+    Lets a service's ``github_repo`` default to what its git remote already says.
+    """
+    url = (url or "").strip()
+    if not url:
+        return None
+    if "://" in url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http", "ssh", "git", "git+ssh", "ssh+git"):
+            return None
+        if not parts.hostname:
+            return None
+        segments = [s for s in parts.path.split("/") if s]
+        if len(segments) != 2:
+            return None
+        owner, name = segments
+    else:
+        match = _SCP_REMOTE.match(url)
+        if match is None:
+            return None
+        owner, name = match.group("owner"), match.group("name")
+    name = name.removesuffix(".git")
+    if not re.fullmatch(_OWNER, owner) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        return None
+    if name in (".", ".."):
+        return None
+    return f"{owner}/{name}"
+
+
+# ---------------------------------------------------------------------------------------
+# PR title and body
+
+
+def defuse(text: str) -> str:
+    """Make untrusted text inert on GitHub: no mentions, no bidi tricks, no control bytes."""
+    text = _CONTROL.sub("", text.replace("\r\n", "\n"))
+    # A zero-width space after "@" stops @user / @org/team from notifying anyone.
+    return text.replace("@", "@\u200b")
+
+
+def _code_block(text: str, *, limit: int) -> str:
+    text = defuse(text)
+    if len(text) > limit:
+        text = text[:limit] + "\n… (truncated)"
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{text}\n{fence}"
+
+
+def pr_title(error_type: str, message: str) -> str:
+    """A one-line title naming the error, safe to show and within GitHub's limit."""
+    first_line = (message or "").strip().splitlines()[0] if (message or "").strip() else ""
+    title = defuse(f"Fix {error_type or 'error'}: {first_line}".strip().rstrip(":"))
+    title = " ".join(title.split())
+    return title if len(title) <= TITLE_LIMIT else title[: TITLE_LIMIT - 1] + "…"
+
+
+def pr_body(
+    *,
+    error_type: str,
+    message: str,
+    severity: str,
+    count: int,
+    hosts: Sequence[str],
+    first_seen: str,
+    last_seen: str,
+    route: str | None = None,
+    service: str | None = None,
+    fingerprint: str | None = None,
+    summary: str = "",
+    test: TestResult | None = None,
+    stat: Sequence[FileStat] = (),
+) -> str:
+    """The PR description a reviewer needs: what failed in production, what was changed
+    and whether the service's tests passed. All data values sit inside code blocks."""
+    details = [
+        f"type:        {error_type}",
+        f"message:     {message}",
+        f"route:       {route or '-'}",
+        f"severity:    {severity}",
+        f"occurrences: {count}",
+        f"hosts:       {', '.join(hosts) or '-'}",
+        f"first seen:  {first_seen}",
+        f"last seen:   {last_seen}",
+    ]
+    if service:
+        details.insert(0, f"service:     {service}")
+    if fingerprint:
+        details.append(f"fingerprint: {fingerprint}")
+    sections = [
+        "Automated fix for an error seen in production, approved for review.",
+        "### Error\n\n" + _code_block("\n".join(details), limit=8_000),
+        "### What was changed\n\n" + _code_block(summary.strip() or "(no summary)", limit=20_000),
+    ]
+    if test is None:
+        sections.append("### Tests\n\nNot run.")
+    else:
+        if test.timed_out:
+            verdict = f"timed out after {test.duration_s:.1f}s"
+        elif test.passed:
+            verdict = f"passed in {test.duration_s:.1f}s"
+        else:
+            verdict = f"failed with exit code {test.exit_code} after {test.duration_s:.1f}s"
+        tail = "\n".join(test.output_tail.splitlines()[-60:])
+        sections.append(
+            f"### Tests\n\n{verdict}\n\n" + _code_block(tail or "(no output)", limit=8_000)
+        )
+    if stat:
+        lines = [
+            f"{'binary' if s.binary else f'+{s.added} -{s.removed}':>14}  "
+            + (f"{s.old_path} => {s.path}" if s.old_path else s.path)
+            for s in stat[:300]
+        ]
+        if len(stat) > 300:
+            lines.append(f"… and {len(stat) - 300} more files")
+        total_add = sum(s.added for s in stat)
+        total_del = sum(s.removed for s in stat)
+        lines.append(f"{len(stat)} files changed, +{total_add} -{total_del}")
+        sections.append("### Diff stat\n\n" + _code_block("\n".join(lines), limit=12_000))
+    body = "\n\n".join(sections) + "\n"
+    return body[:BODY_LIMIT]  # sections are bounded above; this is only a backstop
+
+
+# ---------------------------------------------------------------------------------------
+# REST calls
+
+
+@dataclass(frozen=True)
+class _Context:
+    repo: str
+    head: str
+    base: str
+
+
+def _headers(token: str) -> dict[str, str]:
+    return {
+        "Authorization": f"Bearer {token}",
+        "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": API_VERSION,
+        "User-Agent": "levautofix",
+    }
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _message(response: httpx.Response) -> str:
+    data = _json(response)
+    if isinstance(data, dict):
+        text = str(data.get("message") or "").strip()
+        errors = data.get("errors")
+        details: list[str] = []
+        if isinstance(errors, list):
+            for err in errors:
+                if isinstance(err, dict):
+                    details.append(
+                        str(err.get("message") or f"{err.get('field')}: {err.get('code')}")
+                    )
+                elif isinstance(err, str):
+                    details.append(err)
+        if details:
+            text = f"{text} ({'; '.join(details)})" if text else "; ".join(details)
+        if text:
+            return text[:500]
+    snippet = response.text.strip()[:200]
+    return snippet or response.reason_phrase or "no message"
+
+
+def _rate_limit_wait(response: httpx.Response) -> float | None:
+    """Seconds to wait when the response is a rate limit, else None."""
+    status = response.status_code
+    headers = response.headers
+    retry_after = headers.get("retry-after")
+    remaining = headers.get("x-ratelimit-remaining")
+    limited = status == 429 or (
+        status == 403
+        and (
+            retry_after is not None
+            or remaining == "0"
+            or "rate limit" in _message(response).lower()
+        )
+    )
+    if not limited:
+        return None
+    if retry_after is not None:
+        try:
+            return max(0.0, float(retry_after))
+        except ValueError:
+            pass
+    reset = headers.get("x-ratelimit-reset")
+    if reset is not None:
+        try:
+            return max(0.0, float(reset) - time.time() + 1.0)
+        except ValueError:
+            pass
+    return 60.0  # GitHub's advice for secondary limits without a header
+
+
+def _explain(response: httpx.Response, ctx: _Context, action: str) -> GitHubError:
+    status = response.status_code
+    message = _message(response)
+    if status == 401:
+        text = (
+            f"GitHub rejected the token while trying to {action} (401: {message}); "
+            "check github.token, GITHUB_TOKEN or `gh auth status`"
+        )
+    elif status == 403:
+        text = (
+            f"GitHub refused to {action} on {ctx.repo} (403: {message}); the token needs "
+            "permission to write pull requests (and issues, for labels) on this repository"
+        )
+    elif status == 404:
+        text = (
+            f"{ctx.repo} was not found on GitHub while trying to {action} (404: {message}); "
+            "check the repository name, or the token cannot see this repository"
+        )
+    elif status == 422:
+        text = (
+            f"GitHub did not accept the request to {action} "
+            f"({ctx.head} -> {ctx.base} on {ctx.repo}): {message}"
+        )
+    elif status >= 500:
+        text = f"GitHub had a server error while trying to {action} ({status}: {message})"
+    else:
+        text = f"unexpected answer from GitHub while trying to {action} ({status}: {message})"
+    return GitHubError(text, status)
+
+
+async def _request(
+    client: httpx.AsyncClient,
+    method: str,
+    path: str,
+    ctx: _Context,
+    action: str,
+    *,
+    max_retries: int,
+    max_wait_s: float,
+    **kwargs: Any,
+) -> httpx.Response:
+    """One REST call; waits out rate limits a bounded number of times."""
+    for attempt in range(max_retries + 1):
+        try:
+            response = await client.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise GitHubError(f"GitHub did not answer in time while trying to {action}") from exc
+        except httpx.HTTPError as exc:
+            raise GitHubError(
+                f"cannot reach GitHub at {client.base_url} to {action}: {exc}"
+            ) from exc
+        wait = _rate_limit_wait(response)
+        if wait is None:
+            return response
+        if attempt == max_retries or wait > max_wait_s:
+            resume = time.strftime("%H:%M:%S", time.localtime(time.time() + wait))
+            raise GitHubError(
+                f"GitHub rate limit reached while trying to {action}; "
+                f"it resets in {wait:.0f}s (around {resume})",
+                response.status_code,
+            )
+        log.warning("GitHub rate limit while trying to %s; retrying in %.1fs", action, wait)
+        await asyncio.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def _as_pr(data: Any, created: bool, warnings: tuple[str, ...] = ()) -> PullRequest:
+    if not isinstance(data, dict) or not isinstance(data.get("number"), int):
+        raise GitHubError("unexpected answer from GitHub: no pull request number in it")
+    url = data.get("html_url") or data.get("url") or ""
+    state = "merged" if data.get("merged_at") else str(data.get("state") or "open")
+    return PullRequest(int(data["number"]), str(url), created, state, warnings)
+
+
+async def _find_existing(
+    client: httpx.AsyncClient, ctx: _Context, **retry: Any
+) -> dict[str, Any] | None:
+    owner, name = ctx.repo.split("/")
+    response = await _request(
+        client,
+        "GET",
+        f"/repos/{owner}/{name}/pulls",
+        ctx,
+        "look up existing pull requests",
+        params={"head": f"{owner}:{ctx.head}", "state": "all", "per_page": "100"},
+        **retry,
+    )
+    if response.status_code != 200:
+        raise _explain(response, ctx, "look up existing pull requests")
+    data = _json(response)
+    if not isinstance(data, list):
+        raise GitHubError("unexpected answer from GitHub: pull request list is not a list")
+    candidates = [
+        pr
+        for pr in data
+        if isinstance(pr, dict) and (pr.get("head") or {}).get("ref", ctx.head) == ctx.head
+    ]
+    # An open PR wins over closed ones from earlier attempts.
+    candidates.sort(key=lambda pr: (pr.get("state") != "open", -int(pr.get("number") or 0)))
+    return candidates[0] if candidates else None
+
+
+async def open_pull_request(
+    *,
+    api_url: str,
+    token: str | None,
+    repo_full_name: str,
+    head_branch: str,
+    base_branch: str,
+    title: str,
+    body: str,
+    draft: bool = False,
+    labels: Sequence[str] = (),
+    timeout_s: float = 30.0,
+    max_retries: int = 3,
+    max_wait_s: float = 120.0,
+) -> PullRequest:
+    """Open (or find) the PR for an attempt branch; safe to call again after any failure.
+
+    An existing PR for the branch, open or closed, is returned with ``created=False`` so
+    a retry never produces a duplicate. Labels are best effort: failing to apply them is
+    reported in ``warnings``, because the PR itself is what matters.
+    """
+    if not token:
+        raise GitHubError(
+            "no GitHub token: set github.token in the config, export GITHUB_TOKEN, "
+            "or log in with `gh auth login`"
+        )
+    if not _REPO_NAME.fullmatch(repo_full_name or "") or ".." in repo_full_name:
+        raise GitHubError(f"{repo_full_name!r} is not an owner/name GitHub repository")
+    if not head_branch or not base_branch:
+        raise GitHubError("head and base branch are both required to open a pull request")
+    ctx = _Context(repo_full_name, head_branch, base_branch)
+    owner, name = repo_full_name.split("/")
+    retry = {"max_retries": max_retries, "max_wait_s": max_wait_s}
+    title = " ".join(defuse(title).split())[:TITLE_LIMIT] or f"Fix on {head_branch}"
+    async with httpx.AsyncClient(
+        base_url=api_url.rstrip("/"),
+        headers=_headers(token),
+        timeout=timeout_s,
+        follow_redirects=True,
+    ) as client:
+        existing = await _find_existing(client, ctx, **retry)
+        if existing is not None:
+            return _as_pr(existing, created=False)
+        payload = {
+            "title": title,
+            "head": head_branch,
+            "base": base_branch,
+            "body": body[:BODY_LIMIT],
+            "draft": draft,
+        }
+        response = await _request(
+            client,
+            "POST",
+            f"/repos/{owner}/{name}/pulls",
+            ctx,
+            "open a pull request",
+            json=payload,
+            **retry,
+        )
+        if response.status_code == 422 and "already exists" in _message(response).lower():
+            existing = await _find_existing(client, ctx, **retry)
+            if existing is not None:
+                return _as_pr(existing, created=False)
+        if response.status_code != 201:
+            raise _explain(response, ctx, "open a pull request")
+        pr = _as_pr(_json(response), created=True)
+        warnings = await _apply_labels(client, ctx, pr.number, labels, **retry)
+        return PullRequest(pr.number, pr.url, True, pr.state, warnings)
+
+
+async def _apply_labels(
+    client: httpx.AsyncClient, ctx: _Context, number: int, labels: Sequence[str], **retry: Any
+) -> tuple[str, ...]:
+    wanted = [label for label in labels if label and label.strip()]
+    if not wanted:
+        return ()
+    owner, name = ctx.repo.split("/")
+    action = f"label pull request #{number}"
+    try:
+        response = await _request(
+            client,
+            "POST",
+            f"/repos/{owner}/{name}/issues/{number}/labels",
+            ctx,
+            action,
+            json={"labels": wanted},
+            **retry,
+        )
+    except GitHubError as exc:
+        log.warning("%s", exc)
+        return (str(exc),)
+    if response.status_code != 200:
+        problem = str(_explain(response, ctx, action))
+        log.warning("%s", problem)
+        return (problem,)
+    return ()

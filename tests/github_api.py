@@ -1,0 +1,307 @@
+"""A loopback stand-in for the GitHub REST endpoints the console calls.
+
+It is a real HTTP server on 127.0.0.1 (random port) speaking GitHub's JSON shapes and
+status codes for: listing pull requests by head, creating a pull request, and labelling
+an issue/PR. It checks the bearer token, keeps pull requests in memory (so a lookup after a
+create finds it), records every request, and can be told to fail the next matching request
+with a given status or to rate limit it once. When given the bare repository that plays
+the git remote, it refuses a PR whose head branch was never pushed, as GitHub does.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class _Failure:
+    method: str | None
+    path_contains: str | None
+    status: int
+    payload: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method is None or self.method == method) and (
+            self.path_contains is None or self.path_contains in path
+        )
+
+
+class GitHubStandIn:
+    """In-memory GitHub for one test; use as a context manager."""
+
+    def __init__(
+        self,
+        *,
+        token: str = "ghp_test-token",
+        repos: dict[str, Path | None] | None = None,
+    ) -> None:
+        self.token = token
+        # owner/name -> bare repository holding its branches (None: accept any head)
+        self.repos: dict[str, Path | None] = dict(repos or {"octo/service": None})
+        self.requests: list[RecordedRequest] = []
+        self.pulls: dict[str, list[dict[str, Any]]] = {name: [] for name in self.repos}
+        self._failures: list[_Failure] = []
+        self._stale_lists = 0
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> GitHubStandIn:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    # -- scripting ---------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        status: int,
+        *,
+        method: str | None = None,
+        path_contains: str | None = None,
+        message: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Answer the next matching request with ``status`` instead of handling it."""
+        defaults = {
+            401: "Bad credentials",
+            403: "Resource not accessible by personal access token",
+            404: "Not Found",
+            422: "Validation Failed",
+            500: "Server Error",
+        }
+        payload: dict[str, Any] = {"message": message or defaults.get(status, "Error")}
+        if errors is not None:
+            payload["errors"] = errors
+        payload["documentation_url"] = "https://docs.github.com/rest"
+        with self._lock:
+            self._failures.append(_Failure(method, path_contains, status, payload))
+
+    def rate_limit_next(
+        self,
+        *,
+        status: int = 403,
+        retry_after: float | None = None,
+        reset_in: float | None = None,
+        method: str | None = None,
+    ) -> None:
+        """Rate limit the next matching request once, with GitHub's headers."""
+        headers = {"x-ratelimit-limit": "5000", "x-ratelimit-used": "5000"}
+        if retry_after is not None:
+            headers["retry-after"] = f"{retry_after:g}"
+        if reset_in is not None:
+            headers["x-ratelimit-remaining"] = "0"
+            headers["x-ratelimit-reset"] = str(int(time.time() + reset_in))
+        payload = {"message": "API rate limit exceeded for user ID 1."}
+        with self._lock:
+            self._failures.append(_Failure(method, None, status, payload, headers))
+
+    def stale_list_next(self) -> None:
+        """The next pull request listing misses everything, as GitHub's lagging search
+        index sometimes does right after a PR was created elsewhere."""
+        with self._lock:
+            self._stale_lists += 1
+
+    def posts(self, path_suffix: str = "/pulls") -> list[RecordedRequest]:
+        return [r for r in self.requests if r.method == "POST" and r.path.endswith(path_suffix)]
+
+    # -- request handling --------------------------------------------------------------
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                stand_in._handle(self, "GET")
+
+            def do_POST(self) -> None:
+                stand_in._handle(self, "POST")
+
+        return Handler
+
+    def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        split = urlsplit(handler.path)
+        query = {k: v[-1] for k, v in parse_qs(split.query).items()}
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        with self._lock:
+            self.requests.append(RecordedRequest(method, split.path, query, headers, body))
+            failure = next((f for f in self._failures if f.matches(method, split.path)), None)
+            if failure is not None:
+                self._failures.remove(failure)
+        if headers.get("authorization") != f"Bearer {self.token}":
+            return self._send(handler, 401, {"message": "Bad credentials"})
+        if failure is not None:
+            return self._send(handler, failure.status, failure.payload, failure.headers)
+        status, payload = self._route(method, split.path, query, body)
+        self._send(handler, status, payload)
+
+    def _route(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        parts = path.strip("/").split("/")
+        if len(parts) < 4 or parts[0] != "repos":
+            return 404, {"message": "Not Found"}
+        repo = f"{parts[1]}/{parts[2]}"
+        if repo not in self.repos:
+            return 404, {"message": "Not Found"}
+        rest = parts[3:]
+        if rest == ["pulls"] and method == "GET":
+            return 200, self._list_pulls(repo, query)
+        if rest == ["pulls"] and method == "POST":
+            return self._create_pull(repo, body)
+        if len(rest) == 3 and rest[0] == "issues" and rest[2] == "labels" and method == "POST":
+            return self._add_labels(repo, rest[1], body)
+        return 404, {"message": "Not Found"}
+
+    def _list_pulls(self, repo: str, query: dict[str, str]) -> list[dict[str, Any]]:
+        state = query.get("state", "open")
+        head = query.get("head")
+        with self._lock:
+            if self._stale_lists:
+                self._stale_lists -= 1
+                return []
+            pulls = list(self.pulls[repo])
+        return [
+            pr
+            for pr in pulls
+            if (state == "all" or pr["state"] == state)
+            and (head is None or pr["head"]["label"] == head)
+        ]
+
+    def _create_pull(self, repo: str, body: Any) -> tuple[int, Any]:
+        if not isinstance(body, dict):
+            return 400, {"message": "Problems parsing JSON"}
+        missing = [k for k in ("title", "head", "base") if not body.get(k)]
+        if missing:
+            return 422, {
+                "message": "Validation Failed",
+                "errors": [
+                    {"resource": "PullRequest", "field": k, "code": "missing_field"}
+                    for k in missing
+                ],
+            }
+        owner = repo.split("/")[0]
+        head, base = str(body["head"]), str(body["base"])
+        bare = self.repos[repo]
+        if bare is not None and not _branch_exists(bare, head):
+            return 422, {
+                "message": "Validation Failed",
+                "errors": [{"resource": "PullRequest", "field": "head", "code": "invalid"}],
+            }
+        with self._lock:
+            for pr in self.pulls[repo]:
+                if (
+                    pr["head"]["ref"] == head
+                    and pr["base"]["ref"] == base
+                    and pr["state"] == "open"
+                ):
+                    return 422, {
+                        "message": "Validation Failed",
+                        "errors": [
+                            {
+                                "resource": "PullRequest",
+                                "code": "custom",
+                                "message": f"A pull request already exists for {owner}:{head}.",
+                            }
+                        ],
+                    }
+            number = 1 + sum(len(p) for p in self.pulls.values())
+            pr = {
+                "number": number,
+                "state": "open",
+                "title": body["title"],
+                "body": body.get("body"),
+                "draft": bool(body.get("draft", False)),
+                "html_url": f"https://github.example/{repo}/pull/{number}",
+                "url": f"{self.url}/repos/{repo}/pulls/{number}",
+                "head": {"ref": head, "label": f"{owner}:{head}"},
+                "base": {"ref": base, "label": f"{owner}:{base}"},
+                "labels": [],
+                "merged_at": None,
+            }
+            self.pulls[repo].append(pr)
+        return 201, pr
+
+    def _add_labels(self, repo: str, number: str, body: Any) -> tuple[int, Any]:
+        with self._lock:
+            pr = next((p for p in self.pulls[repo] if str(p["number"]) == number), None)
+            if pr is None:
+                return 404, {"message": "Not Found"}
+            labels = body.get("labels") if isinstance(body, dict) else None
+            if not isinstance(labels, list):
+                return 422, {"message": "Invalid request."}
+            for name in labels:
+                if name not in [label["name"] for label in pr["labels"]]:
+                    pr["labels"].append({"name": name})
+            return 200, pr["labels"]
+
+    def _send(
+        self,
+        handler: BaseHTTPRequestHandler,
+        status: int,
+        payload: Any,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        data = json.dumps(payload).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json; charset=utf-8")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.send_header("X-GitHub-Api-Version-Selected", "2022-11-28")
+        for key, value in (headers or {}).items():
+            handler.send_header(key, value)
+        handler.end_headers()
+        handler.wfile.write(data)
+
+
+def _branch_exists(bare: Path, branch: str) -> bool:
+    done = subprocess.run(
+        ["git", "--git-dir", str(bare), "rev-parse", "--verify", "-q", f"refs/heads/{branch}"],
+        capture_output=True,
+        check=False,
+    )
+    return done.returncode == 0

@@ -445,7 +445,7 @@ async def open_pull_request(
         raise GitHubError("head and base branch are both required to open a pull request")
     ctx = _Context(repo_full_name, head_branch, base_branch)
     owner, name = repo_full_name.split("/")
-    retry = {"max_retries": max_retries, "max_wait_s": max_wait_s}
+    retry: dict[str, Any] = {"max_retries": max_retries, "max_wait_s": max_wait_s}
     title = " ".join(defuse(title).split())[:TITLE_LIMIT] or f"Fix on {head_branch}"
     async with httpx.AsyncClient(
         base_url=api_url.rstrip("/"),

@@ -38,6 +38,7 @@ class CommandSource:
         stable_after: float = 30.0,
         kill_grace: float = 2.0,
         max_line_bytes: int = 64 * 1024,
+        on_problem: Callable[[str], None] | None = None,
     ) -> None:
         if not argv:
             raise ValueError(f"command for {service} is empty")
@@ -56,6 +57,7 @@ class CommandSource:
         self.starts = 0
         self.pid: int | None = None
         self._problems: list[str] = []
+        self._on_problem = on_problem
         self._stopping = False
         self._stop_event: asyncio.Event | None = None
         self._last_stderr = ""
@@ -65,7 +67,9 @@ class CommandSource:
         return shlex.join(self.argv)
 
     def problems(self) -> list[str]:
-        """Why runs ended or failed to start, since the last call."""
+        """Why runs ended or failed to start, since the last call (unless ``on_problem``
+        was given: then each one went there as it happened, since a command that cannot
+        start never produces the data during which a caller would ask)."""
         out, self._problems = self._problems, []
         return out
 
@@ -96,7 +100,7 @@ class CommandSource:
                 break
             if loop.time() - started >= self.stable_after:
                 delay = self.min_backoff
-            self._problems.append(f"{outcome}; restarting in {delay:g}s")
+            self._report(f"{outcome}; restarting in {delay:g}s")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop_event.wait(), timeout=delay)
             delay = min(delay * 2, self.max_backoff)
@@ -194,6 +198,12 @@ class CommandSource:
             if is_stderr:
                 self._note_stderr(pending)
             on_data(pending if pending.endswith(b"\n") else pending + b"\n")
+
+    def _report(self, problem: str) -> None:
+        if self._on_problem is not None:
+            self._on_problem(problem)
+        else:
+            self._problems.append(problem)
 
     def _note_stderr(self, data: bytes) -> None:
         for line in reversed(data.splitlines()):

@@ -185,6 +185,9 @@ class FileSource:
     unless ``from_beginning``. Files appearing later, and files present at a restart that
     have no saved position, are read from the beginning, since they appeared after the
     last look.
+
+    Globs should name the live files (``*.log``), not their rotated generations: a
+    copytruncate copy matched by a glob would be read again as a file of its own.
     """
 
     def __init__(
@@ -497,8 +500,15 @@ class FileSource:
         """Find every saved key again: at its path, moved within its directory by
         rotation, or as a copytruncate copy; report and finish the ones that are gone."""
         for p in self._saved:
-            ident = _parse_key(p.key)
-            bad = ident is None or p.offset < 0 or not 0 <= p.sig_len <= SIG_MAX
+            ident = _parse_key(p.key) if isinstance(p.key, str) else None
+            bad = not (
+                isinstance(p.path, str)
+                and isinstance(p.sig, str)
+                and isinstance(p.offset, int)
+                and isinstance(p.sig_len, int)
+                and p.offset >= 0
+                and 0 <= p.sig_len <= SIG_MAX
+            )
             if bad or ident is None:
                 self._problems.append(
                     f"ignoring saved position {p.key!r} for {p.path}: malformed position"
@@ -583,8 +593,10 @@ class FileSource:
         return None, changed
 
     def _finish_saved(self, p: Position, chunks: list[Chunk]) -> None:
-        chunks.append(Chunk(p.key, p.path, self.service, b"", max(p.offset, 0), final=True))
-        self._remember(p)
+        offset = p.offset if isinstance(p.offset, int) and p.offset > 0 else 0
+        path = p.path if isinstance(p.path, str) else ""
+        chunks.append(Chunk(str(p.key), path, self.service, b"", offset, final=True))
+        self._remember(replace(p, key=str(p.key), path=path, offset=offset))
 
     # -- reading --------------------------------------------------------------------------
 

@@ -204,3 +204,19 @@ async def test_failing_consumer_ends_the_run_and_the_command():
 def test_empty_command_is_refused():
     with pytest.raises(ValueError, match="empty"):
         CommandSource("pa", [])
+
+
+async def test_problems_go_to_the_callback_as_they_happen_when_one_is_given():
+    reported: list[str] = []
+    source = CommandSource(
+        "pa",
+        ["/nonexistent/docker", "logs", "-f", "pa"],
+        min_backoff=0.02,
+        on_problem=reported.append,
+    )
+    task = asyncio.create_task(source.run(lambda data: None))
+    await _until(lambda: len(reported) >= 2)
+    source.stop()
+    await asyncio.wait_for(task, 5)
+    assert "`/nonexistent/docker logs -f pa` for pa" in reported[0]
+    assert source.problems() == []

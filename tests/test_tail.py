@@ -12,7 +12,6 @@ import gzip
 import json
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
@@ -329,10 +328,12 @@ def test_saved_inode_now_holding_other_content_is_read_from_the_start(tmp_path):
 def test_malformed_saved_position_is_reported_not_fatal(tmp_path):
     (tmp_path / "app.log").write_bytes(b"hello\n")
     bad = Position(key="not-a-key", path=str(tmp_path / "app.log"), sig="", sig_len=0, offset=0)
-    source = FileSource("pa", [str(tmp_path / "*.log")], {"not-a-key": bad})
+    wrong_types = Position(key="1:2", path=None, sig=7, sig_len="x", offset=-5)  # type: ignore[arg-type]
+    saved = {"not-a-key": bad, "1:2": wrong_types}
+    source = FileSource("pa", [str(tmp_path / "*.log")], saved)
     daemon = Daemon(source)
     daemon.pump()
-    assert daemon.finals == ["not-a-key"]
+    assert daemon.finals == ["not-a-key", "1:2"]
     assert daemon.committed == [b"hello"]
     assert any("'not-a-key'" in p and "malformed" in p for p in daemon.problems)
     source.close()
@@ -664,15 +665,25 @@ def test_one_huge_file_does_not_starve_the_others(tmp_path):
     source.close()
 
 
-def test_quiet_poll_delivers_nothing_and_reads_nothing(tmp_path):
-    log = tmp_path / "app.log"
-    log.write_bytes(b"x\n")
-    source = FileSource("pa", [str(log)], {}, from_beginning=True)
-    assert len(source.poll()) == 1
-    atime = os.stat(log).st_atime_ns
-    os.utime(log, ns=(atime - 10**9, os.stat(log).st_mtime_ns))
+def test_quiet_poll_delivers_nothing_and_reads_no_file_content(tmp_path, monkeypatch):
+    for i in range(20):
+        (tmp_path / f"svc{i}.log").write_bytes(b"x\n")
+    source = FileSource("pa", [str(tmp_path / "*.log")], {}, from_beginning=True)
+    assert len(source.poll()) == 20
+    reads: list[int] = []
+    real_pread = os.pread
+
+    def counting_pread(fd: int, n: int, offset: int) -> bytes:
+        reads.append(fd)
+        return real_pread(fd, n, offset)
+
+    monkeypatch.setattr(os, "pread", counting_pread)
     for _ in range(20):
         assert source.poll() == []
+    assert reads == []
     assert source.more is False and source.wake_in is None
-    assert stat.S_ISREG(os.stat(log).st_mode)
+    with (tmp_path / "svc3.log").open("ab") as f:
+        f.write(b"y\n")
+    assert [c.data for c in source.poll()] == [b"y\n"]
+    assert reads, "the grown file was not read"
     source.close()

@@ -14,6 +14,7 @@ import os
 import shlex
 import signal
 from collections.abc import Callable, Sequence
+from typing import Any
 
 _READ_SIZE = 64 * 1024
 _STDERR_SHOWN = 200
@@ -155,7 +156,7 @@ class CommandSource:
         exited = asyncio.create_task(proc.wait())
         stopping = asyncio.create_task(self._stop_event.wait())
         try:
-            watch: set[asyncio.Future[object]] = {exited, stopping, *readers}
+            watch: set[asyncio.Future[Any]] = {exited, stopping, *readers}
             while not exited.done():
                 done, _ = await asyncio.wait(watch, return_when=asyncio.FIRST_COMPLETED)
                 for task in readers:

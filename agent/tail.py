@@ -224,6 +224,7 @@ class FileSource:
         self._skipped: dict[str, str] = {}
         self._dir_state: dict[str, bool] = {}
         self._started = False
+        self._closed = False
         self._cursor = 0
 
     # -- public API -----------------------------------------------------------------------
@@ -250,6 +251,8 @@ class FileSource:
         an fstat per open descriptor. Call again at once while ``more`` is true, and within
         ``wake_in`` seconds when that is set, so that rotated files get finished.
         """
+        if self._closed:
+            return []
         now = time.monotonic()
         chunks: list[Chunk] = []
         if not self._started:
@@ -282,7 +285,9 @@ class FileSource:
         return len(self._streams)
 
     def close(self) -> None:
-        """Release every descriptor; positions already handed out stay valid."""
+        """Release every descriptor and stop; positions already handed out stay valid
+        and resume the files in a new source."""
+        self._closed = True
         for s in self._streams.values():
             with contextlib.suppress(OSError):
                 os.close(s.fd)

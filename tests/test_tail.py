@@ -194,7 +194,7 @@ def test_logrotate_rotations_deliver_every_line_exactly_once(tmp_path, mode):
         assert sorted(seen) == list(range(count))
     else:
         # copytruncate loses only what lands between copy and truncate.
-        assert len(seen) >= count - 3 * 5
+        assert len(seen) >= count * 0.9
     assert_in_order_per_key(daemon)
     # One key per file generation, all finished except the current file's.
     assert len(daemon.finals) == 3

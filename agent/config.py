@@ -257,6 +257,15 @@ def parse_config(data: dict[str, Any]) -> AgentConfig:
     raw_sources = data.get("sources", [])
     _expect(raw_sources, list, "sources", "an array of tables ([[sources]])")
     sources = tuple(_source(raw, i) for i, raw in enumerate(raw_sources))
+    file_services: set[str] = set()
+    for i, src in enumerate(sources):
+        if src.paths and src.service in file_services:
+            raise ConfigError(
+                f"sources[{i}].service: another file source already uses {src.service!r}; "
+                "list all of a service's paths in one source"
+            )
+        if src.paths:
+            file_services.add(src.service)
 
     return AgentConfig(
         state_dir=state_dir,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import signal
 import sys
 import time
@@ -50,19 +49,11 @@ class _Parser:
 @dataclass
 class _Batch:
     occurrences: list[Occurrence] = field(default_factory=list)
-    positions: list[Position] = field(default_factory=list)
-    forget: list[str] = field(default_factory=list)
+    positions: list[tuple[str, Position]] = field(default_factory=list)
+    forget: list[tuple[str, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.occurrences or self.positions or self.forget)
-
-
-def _positions_for(source: SourceConfig, saved: dict[str, Position]) -> dict[str, Position]:
-    return {
-        key: pos
-        for key, pos in saved.items()
-        if any(fnmatch.fnmatch(pos.path, pattern) for pattern in source.paths)
-    }
 
 
 class Daemon:
@@ -72,7 +63,6 @@ class Daemon:
         self.config = config
         self.outbox = Outbox.open(config.db_path, config.host)
         self.redactor = Redactor(config.redact_patterns)
-        saved = self.outbox.positions()
         self.files: list[tuple[SourceConfig, FileSource]] = []
         self.commands: list[tuple[SourceConfig, CommandSource]] = []
         for src in config.sources:
@@ -80,17 +70,25 @@ class Daemon:
                 fs = FileSource(
                     src.service,
                     src.paths,
-                    _positions_for(src, saved),
+                    self.outbox.positions(src.service),
                     from_beginning=src.from_beginning,
                 )
                 self.files.append((src, fs))
             else:
-                self.commands.append((src, CommandSource(src.service, src.command)))
+                command = CommandSource(
+                    src.service,
+                    src.command,
+                    max_line_bytes=config.detection.max_line_bytes,
+                    on_problem=lambda problem, service=src.service: log(f"{service}: {problem}"),
+                )
+                self.commands.append((src, command))
         self._parsers: dict[str, _Parser] = {}
         self._wake_settle = asyncio.Event()
         self._wake_files = asyncio.Event()
         self._stop = asyncio.Event()
         self._flush_handle: asyncio.TimerHandle | None = None
+        self._wake_handle: asyncio.TimerHandle | None = None
+        self._recursive = any("**" in p for src in config.sources for p in src.paths)
 
     # --- parsing -----------------------------------------------------------------------
 
@@ -123,7 +121,7 @@ class Daemon:
             try:
                 records = parser.assembler.feed(chunk.data, chunk.offset)
                 if chunk.final:
-                    records += parser.assembler.flush()
+                    records += parser.assembler.flush(eof=True)
             except Exception as exc:
                 log(f"{chunk.path}: parser failed on {len(chunk.data)} bytes, skipped: {exc!r}")
                 records = []
@@ -132,15 +130,12 @@ class Daemon:
             else:
                 offset = parser.assembler.safe_offset
             batch.occurrences += self._occurrences(src, records)
-            if chunk.final:
+            pos = None if chunk.final else fs.position(chunk.key, offset)
+            if pos is None:
                 self._parsers.pop(chunk.key, None)
-                batch.forget.append(chunk.key)
+                batch.forget.append((src.service, chunk.key))
             else:
-                pos = fs.position(chunk.key, offset)
-                if pos is None:
-                    batch.forget.append(chunk.key)
-                else:
-                    batch.positions.append(pos)
+                batch.positions.append((src.service, pos))
 
     def _commit(self, batch: _Batch) -> None:
         if not batch:
@@ -151,6 +146,7 @@ class Daemon:
 
     def pump_files(self) -> None:
         """Read everything new from every file source and commit it."""
+        wake_in: list[float] = []
         for src, fs in self.files:
             while True:
                 batch = _Batch()
@@ -165,7 +161,19 @@ class Daemon:
                     log(f"{src.service}: {problem}")
                 if not fs.more:
                     break
+            if fs.wake_in is not None:
+                wake_in.append(fs.wake_in)
         self._schedule_idle_flush()
+        self._schedule_wake(min(wake_in) if wake_in else None)
+
+    def _schedule_wake(self, delay: float | None) -> None:
+        """Poll again when a rotated file's grace ends, even if no file changes by then."""
+        if self._wake_handle is not None:
+            self._wake_handle.cancel()
+            self._wake_handle = None
+        if delay is not None:
+            loop = asyncio.get_running_loop()
+            self._wake_handle = loop.call_later(max(delay, 0.01), self.pump_files)
 
     def _schedule_idle_flush(self) -> None:
         if self._flush_handle is not None:
@@ -187,7 +195,7 @@ class Daemon:
             if parser.files is not None:
                 position = parser.files.position(key, asm.safe_offset)
                 if position is not None:
-                    batch.positions.append(position)
+                    batch.positions.append((parser.source.service, position))
         self._commit(batch)
         self._schedule_idle_flush()
 
@@ -218,7 +226,7 @@ class Daemon:
                     debounce=200,
                     step=10,
                     stop_event=restart,
-                    recursive=False,
+                    recursive=self._recursive,
                     ignore_permission_denied=True,
                 ):
                     self.pump_files()
@@ -248,8 +256,6 @@ class Daemon:
                 records = []
             offset += len(data)
             self._commit(_Batch(occurrences=self._occurrences(src, records)))
-            for problem in cmd.problems():
-                log(f"{src.service}: {problem}")
             self._schedule_idle_flush()
 
         await cmd.run(on_data)
@@ -314,5 +320,7 @@ class Daemon:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for _, fs in self.files:
+            fs.close()
         self.outbox.close()
         log("stopped")

@@ -30,11 +30,13 @@ SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS positions (
-    key TEXT PRIMARY KEY,
+    service TEXT NOT NULL,
+    key TEXT NOT NULL,
     path TEXT NOT NULL,
     sig TEXT NOT NULL,
     sig_len INTEGER NOT NULL,
-    offset INTEGER NOT NULL
+    offset INTEGER NOT NULL,
+    PRIMARY KEY (service, key)
 );
 CREATE TABLE IF NOT EXISTS groups (
     service TEXT NOT NULL,
@@ -152,8 +154,11 @@ class Outbox:
 
     # --- positions -------------------------------------------------------------------
 
-    def positions(self) -> dict[str, Position]:
-        rows = self._conn.execute("SELECT key, path, sig, sig_len, offset FROM positions")
+    def positions(self, service: str) -> dict[str, Position]:
+        """The saved read positions of one service's file source, by file key."""
+        rows = self._conn.execute(
+            "SELECT key, path, sig, sig_len, offset FROM positions WHERE service = ?", (service,)
+        )
         return {
             r[0]: Position(key=r[0], path=r[1], sig=r[2], sig_len=r[3], offset=r[4]) for r in rows
         }
@@ -163,14 +168,15 @@ class Outbox:
     def ingest(
         self,
         occurrences: Sequence[Occurrence],
-        positions: Iterable[Position] = (),
-        forget: Iterable[str] = (),
+        positions: Iterable[tuple[str, Position]] = (),
+        forget: Iterable[tuple[str, str]] = (),
         now: float | None = None,
     ) -> None:
         """Count occurrences and advance source positions in one transaction.
 
-        ``forget`` lists position keys of files that are finished (rotated away and
-        drained), removed in the same transaction.
+        ``positions`` are (service, position) pairs; ``forget`` lists (service, key) pairs
+        of files that are finished (rotated away and drained), removed in the same
+        transaction.
         """
         arrival = time.time() if now is None else now
         arrival_iso = iso(arrival)
@@ -207,13 +213,13 @@ class Outbox:
                         arrival,
                     ),
                 )
-            for pos in positions:
+            for service, pos in positions:
                 conn.execute(
-                    "INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?, ?)",
-                    (pos.key, pos.path, pos.sig, pos.sig_len, pos.offset),
+                    "INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?, ?, ?)",
+                    (service, pos.key, pos.path, pos.sig, pos.sig_len, pos.offset),
                 )
-            for key in forget:
-                conn.execute("DELETE FROM positions WHERE key = ?", (key,))
+            for service, key in forget:
+                conn.execute("DELETE FROM positions WHERE service = ? AND key = ?", (service, key))
 
     # --- settle ----------------------------------------------------------------------
 

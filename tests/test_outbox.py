@@ -108,15 +108,16 @@ def test_events_survive_reopen_and_positions_commit_with_occurrences(tmp_path: P
     path = tmp_path / "agent.db"
     box = Outbox.open(path, "h")
     pos = Position(key="1:2", path="/var/log/pa/app.log", sig="ab", sig_len=1, offset=42)
-    box.ingest([occ(message="ECONNREFUSED")], [pos], now=T0)
+    box.ingest([occ(message="ECONNREFUSED")], [("PA", pos)], now=T0)
     instance = box.instance
     box.close()
     again = Outbox.open(path, "h")
     assert again.instance == instance and len(instance) == 32
-    assert again.positions() == {"1:2": pos}
+    assert again.positions("PA") == {"1:2": pos}
+    assert again.positions("other") == {}
     assert [e.count for e in again.settle(DET, now=T0 + 30)] == [1]
-    again.ingest([], forget=["1:2"], now=T0 + 31)
-    assert again.positions() == {}
+    again.ingest([], forget=[("PA", "1:2")], now=T0 + 31)
+    assert again.positions("PA") == {}
     again.close()
 
 

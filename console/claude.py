@@ -1,0 +1,481 @@
+"""Run the real Claude Code CLI headless in a worktree and report how the attempt ended.
+
+The CLI is the only thing allowed to change code, so everything about how it is started is
+about limiting it: edits and reads are scoped to the worktree, the only shell command it may
+run is the service's test command, web tools are off, turns (and optionally spend) are
+capped, and a run that hangs is stopped together with every process it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import shlex
+import signal
+import subprocess
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from console.transcript import Event, PermissionDenial, Result, StreamParser
+
+log = logging.getLogger(__name__)
+
+NOT_FOUND = "claude not found: install Claude Code (npm i -g @anthropic-ai/claude-code) and log in"
+STDERR_TAIL_BYTES = 4096
+KILL_GRACE_SECONDS = 3.0
+READ_CHUNK = 64 * 1024
+PIPE_BYTES = 1024 * 1024
+# Tools that take a path: a bare name would let the CLI touch any file on the machine.
+PATH_TOOLS = frozenset({"Read", "Edit", "Write", "MultiEdit", "NotebookEdit", "Glob", "Grep"})
+WORKTREE_SCOPE = "(./**)"
+
+
+class ClaudeSettings(Protocol):
+    """The ``ClaudeConfig`` fields this module reads (see console/config.py)."""
+
+    command: str
+    model: str | None
+    max_turns: int
+    max_budget_usd: float | None
+    timeout_seconds: float
+    allowed_tools: tuple[str, ...] | None
+    disallowed_tools: tuple[str, ...]
+    extra_env: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class ClaudeOutcome:
+    """How one CLI run ended. ``ok`` means the CLI finished its work without error; whether
+    the fix is any good (tests, diff) is judged separately by the caller."""
+
+    ok: bool
+    reason: str | None
+    result: Result | None
+    exit_code: int | None
+    num_turns: int | None
+    cost_usd: float | None
+    duration_ms: int | None
+    summary: str
+    permission_denials: list[PermissionDenial] = field(default_factory=list)
+    stderr_tail: str = ""
+
+
+EventSink = Callable[[Event], None]
+TranscriptSink = list[str] | Callable[[str], None]
+
+
+def default_allowed_tools(test_command: str) -> tuple[str, ...]:
+    """Reading and editing inside the worktree, and the service's test command; nothing else."""
+    return (
+        *(f"{tool}{WORKTREE_SCOPE}" for tool in ("Read", "Edit", "Write", "Glob", "Grep")),
+        f"Bash({test_command})",
+    )
+
+
+def scoped_tools(tools: tuple[str, ...]) -> tuple[str, ...]:
+    """Confine bare path tools to the worktree: a bare ``Edit`` rule would allow edits to any
+    file on the machine, which is never what a configured allow list means here."""
+    return tuple(f"{t}{WORKTREE_SCOPE}" if t.strip() in PATH_TOOLS else t for t in tools)
+
+
+def build_command(config: ClaudeSettings, test_command: str) -> list[str]:
+    """The CLI invocation. The prompt goes on stdin so it never shows in a process listing
+    and can never be mistaken for an option."""
+    allowed = (
+        default_allowed_tools(test_command)
+        if config.allowed_tools is None
+        else scoped_tools(tuple(config.allowed_tools))
+    )
+    command = [*shlex.split(config.command), "-p", "--output-format", "stream-json", "--verbose"]
+    command += ["--permission-mode", "acceptEdits"]
+    command += ["--allowedTools", ",".join(allowed)]
+    if config.disallowed_tools:
+        command += ["--disallowedTools", ",".join(config.disallowed_tools)]
+    command += ["--max-turns", str(int(config.max_turns))]
+    if config.model:
+        command += ["--model", config.model]
+    if config.max_budget_usd is not None:
+        command += ["--max-budget-usd", f"{config.max_budget_usd:g}"]
+    return command
+
+
+async def run_claude(
+    *,
+    prompt: str,
+    cwd: Path,
+    config: ClaudeSettings,
+    test_command: str,
+    on_event: EventSink | None = None,
+    transcript: TranscriptSink | None = None,
+    cancel: asyncio.Event | None = None,
+) -> ClaudeOutcome:
+    """Run one fix attempt and always come back with an outcome, never an exception: a
+    missing CLI, a crash, a hang or a cancel are all reasons a person should read.
+
+    Every raw stdout line goes to ``transcript`` as it arrives and every parsed event to
+    ``on_event``. Setting ``cancel`` (or cancelling the awaiting task) stops the CLI and all
+    processes it started.
+    """
+    if not cwd.is_dir():
+        return _failed(f"worktree {cwd} does not exist")
+    command = build_command(config, test_command)
+    env = {**os.environ, **{str(k): str(v) for k, v in dict(config.extra_env).items()}}
+    # Output pipes are made here rather than by asyncio: asyncio's wait() would also wait
+    # for every process holding them, and a shell the CLI left behind may hold them forever.
+    out_read, out_write = _wide_pipe()
+    err_read, err_write = os.pipe()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *command,
+            cwd=str(cwd),
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=out_write,
+            stderr=err_write,
+            start_new_session=True,
+        )
+    except (OSError, ValueError) as exc:
+        os.close(out_read)
+        os.close(err_read)
+        return _failed(NOT_FOUND if isinstance(exc, FileNotFoundError) else _start_error(exc))
+    finally:
+        os.close(out_write)
+        os.close(err_write)
+    stdout, stdout_transport = await _reader(out_read)
+    stderr, stderr_transport = await _reader(err_read)
+
+    run = _Run(proc, stdout, stderr, StreamParser(str(cwd)), on_event, transcript)
+    try:
+        return await run.finish(prompt, float(config.timeout_seconds), cancel)
+    except asyncio.CancelledError:
+        await _stop_tree(proc)
+        raise
+    finally:
+        stdout_transport.close()
+        stderr_transport.close()
+
+
+async def _reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
+    reader = asyncio.StreamReader()
+    transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
+    )
+    return reader, transport
+
+
+class _Run:
+    """One live CLI process: feeds it the prompt, reads its output, stops it if asked."""
+
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        stdout: asyncio.StreamReader,
+        stderr: asyncio.StreamReader,
+        parser: StreamParser,
+        on_event: EventSink | None,
+        transcript: TranscriptSink | None,
+    ) -> None:
+        self.proc = proc
+        self.stdout = stdout
+        self.stderr_stream = stderr
+        self.parser = parser
+        self.on_event = on_event
+        self.transcript = transcript
+        self.result: Result | None = None
+        self.last_line = ""
+        self.stderr: deque[bytes] = deque()
+        self.stderr_size = 0
+
+    async def finish(
+        self, prompt: str, timeout: float, cancel: asyncio.Event | None
+    ) -> ClaudeOutcome:
+        loop = asyncio.get_running_loop()
+        readers = asyncio.gather(self._feed(prompt), self._read_stdout(), self._read_stderr())
+        exited = asyncio.ensure_future(self.proc.wait())
+        waiters: set[asyncio.Future[object]] = {readers, exited}
+        cancel_wait: asyncio.Future[object] | None = None
+        if cancel is not None:
+            cancel_wait = asyncio.ensure_future(cancel.wait())
+            waiters.add(cancel_wait)
+        deadline = loop.time() + timeout
+        stopped: str | None = None
+        try:
+            while not readers.done():
+                done, _ = await asyncio.wait(
+                    waiters,
+                    timeout=max(0.0, deadline - loop.time()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if cancel_wait is not None and cancel_wait in done:
+                    stopped = "cancelled"
+                elif not done and not exited.done():
+                    stopped = "timeout"
+                elif exited in done:
+                    # A process the CLI left behind may hold its output open: wait briefly.
+                    waiters.discard(exited)
+                    deadline = min(deadline, loop.time() + KILL_GRACE_SECONDS)
+                    continue
+                elif not done:
+                    break
+                if stopped:
+                    await _stop_tree(self.proc)
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(readers), KILL_GRACE_SECONDS)
+                    break
+            exit_code = await exited
+        finally:
+            for waiter in (cancel_wait, exited):
+                if waiter is not None and not waiter.done():
+                    waiter.cancel()
+            if not readers.done():
+                readers.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await readers
+        return self._outcome(exit_code, stopped, timeout)
+
+    async def _feed(self, prompt: str) -> None:
+        stdin = self.proc.stdin
+        if stdin is None:
+            return
+        try:
+            stdin.write(prompt.encode())
+            await stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            log.warning("claude closed its input before reading the whole prompt")
+        finally:
+            stdin.close()
+
+    async def _read_stdout(self) -> None:
+        pending = b""
+        while chunk := await self.stdout.read(READ_CHUNK):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                self._line(line)
+        if pending:
+            self._line(pending)
+
+    async def _read_stderr(self) -> None:
+        while chunk := await self.stderr_stream.read(READ_CHUNK):
+            self.stderr.append(chunk)
+            self.stderr_size += len(chunk)
+            while self.stderr_size - len(self.stderr[0]) >= STDERR_TAIL_BYTES:
+                self.stderr_size -= len(self.stderr.popleft())
+
+    def _line(self, raw: bytes) -> None:
+        line = raw.decode("utf-8", "replace").rstrip("\r")
+        if not line.strip():
+            return
+        self.last_line = line
+        try:
+            if isinstance(self.transcript, list):
+                self.transcript.append(line)
+            elif self.transcript is not None:
+                self.transcript(line)
+        except Exception:
+            log.exception("transcript sink failed; the run continues")
+        for event in self.parser.feed(line):
+            if isinstance(event, Result):
+                self.result = event
+            if self.on_event is None:
+                continue
+            try:
+                self.on_event(event)
+            except Exception:
+                log.exception("event handler failed on %s; the run continues", type(event).__name__)
+
+    def _outcome(self, exit_code: int, stopped: str | None, timeout: float) -> ClaudeOutcome:
+        result = self.result
+        stderr_tail = b"".join(self.stderr)[-STDERR_TAIL_BYTES:].decode("utf-8", "replace")
+        reason: str | None
+        if stopped == "timeout":
+            reason = (
+                f"timeout: Claude Code did not finish within {timeout:g}s; "
+                "it was stopped with every process it started"
+            )
+        elif stopped == "cancelled":
+            reason = "cancelled: the attempt was stopped before Claude Code finished"
+        elif result is None and self.last_line.startswith('{"type":"result"'):
+            reason = (
+                f"Claude Code's result line was cut off after {len(self.last_line)} characters "
+                f"(exit code {exit_code}); the outcome is unknown"
+            )
+        elif result is None:
+            reason = f"Claude Code exited with code {exit_code} without a result line" + (
+                f": {_last_line(stderr_tail)}" if stderr_tail.strip() else ""
+            )
+        elif not result.ok:
+            reason = f"{_failure_label(result)}: {result.message}"
+        elif exit_code != 0:
+            reason = f"Claude Code exited with code {exit_code} after reporting success"
+        else:
+            reason = None
+        return ClaudeOutcome(
+            ok=reason is None,
+            reason=reason,
+            result=result,
+            exit_code=exit_code,
+            num_turns=result.num_turns if result else None,
+            cost_usd=result.total_cost_usd if result else None,
+            duration_ms=result.duration_ms if result else None,
+            summary=result.result_text if result else "",
+            permission_denials=list(result.permission_denials) if result else [],
+            stderr_tail=stderr_tail,
+        )
+
+
+def _failure_label(result: Result) -> str:
+    if result.terminal_reason == "max_turns" or result.subtype == "error_max_turns":
+        return "max turns reached"
+    if "budget" in result.subtype:
+        return "budget reached"
+    if result.api_error_status is not None:
+        return f"API error {result.api_error_status}"
+    return "Claude Code reported an error"
+
+
+def _wide_pipe() -> tuple[int, int]:
+    """A pipe for the CLI's stdout with room for a whole long line.
+
+    The CLI can exit while its last write to a full pipe is still pending, which cuts the
+    result line short; a large pipe buffer lets that write land in the kernel at once.
+    """
+    read_end, write_end = os.pipe()
+    if hasattr(fcntl, "F_SETPIPE_SZ"):
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    return read_end, write_end
+
+
+def _start_error(exc: OSError | ValueError) -> str:
+    detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return f"claude could not be started: {detail}"
+
+
+def _failed(reason: str) -> ClaudeOutcome:
+    return ClaudeOutcome(
+        ok=False,
+        reason=reason,
+        result=None,
+        exit_code=None,
+        num_turns=None,
+        cost_usd=None,
+        duration_ms=None,
+        summary="",
+    )
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip()[:300] if lines else ""
+
+
+async def _stop_tree(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM, then SIGKILL, the CLI's process group and every process it started.
+
+    The CLI runs shell commands in sessions of their own, so signalling its process group
+    alone would leave a hung test run behind; the descendants are found before the CLI
+    dies (after that they are reparented and can no longer be traced to it).
+    """
+    if proc.returncode is not None:
+        return
+    tree = _descendants(proc.pid)
+    groups = {proc.pid} | {_pgid(pid) for pid in tree}
+    _signal_groups(groups, signal.SIGTERM)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + KILL_GRACE_SECONDS
+    while loop.time() < deadline:
+        if proc.returncode is not None and not any(_alive(pid) for pid in tree):
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(proc.wait()), 0.05)
+    if proc.returncode is None:
+        tree |= _descendants(proc.pid)
+    survivors = {pid for pid in tree if _alive(pid)}
+    _signal_groups({proc.pid} | {_pgid(pid) for pid in survivors}, signal.SIGKILL)
+    for pid in survivors:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(proc.wait(), KILL_GRACE_SECONDS)
+
+
+def _signal_groups(groups: set[int | None], sig: signal.Signals) -> None:
+    own = os.getpgrp()
+    for group in groups:
+        if group is None or group <= 1 or group == own:
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, sig)
+
+
+def _descendants(root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for pid, ppid in _process_table():
+        children.setdefault(ppid, []).append(pid)
+    found: set[int] = set()
+    stack = [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+def _process_table() -> list[tuple[int, int]]:
+    proc = Path("/proc")
+    if proc.is_dir():
+        table = []
+        for entry in proc.iterdir():
+            if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
+                table.append((int(entry.name), int(stat[1])))
+        return table
+    try:
+        listing = subprocess.run(
+            ["ps", "-A", "-o", "pid=,ppid="], capture_output=True, text=True, timeout=5
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [
+        (int(fields[0]), int(fields[1]))
+        for fields in (line.split() for line in listing.splitlines())
+        if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit()
+    ]
+
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name: state, ppid, pgrp, ..."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rfind(")") + 2 :].split()
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except (ProcessLookupError, PermissionError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    stat = _stat(pid)
+    if stat is not None:
+        return stat[0] not in ("Z", "X")
+    if Path("/proc").is_dir():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

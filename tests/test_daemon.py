@@ -147,7 +147,7 @@ def test_errors_from_a_real_node_service_arrive_on_the_stream(
                 node,
                 str(FIXTURES / "node-service" / "app.js"),
                 "--once",
-                "null-user",
+                "users",
                 "--logger",
                 "pino",
                 "--log-dir",

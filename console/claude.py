@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from console.transcript import Event, PermissionDenial, Result, StreamParser
 
@@ -198,8 +198,8 @@ class _Run:
         loop = asyncio.get_running_loop()
         readers = asyncio.gather(self._feed(prompt), self._read_stdout(), self._read_stderr())
         exited = asyncio.ensure_future(self.proc.wait())
-        waiters: set[asyncio.Future[object]] = {readers, exited}
-        cancel_wait: asyncio.Future[object] | None = None
+        waiters: set[asyncio.Future[Any]] = {readers, exited}
+        cancel_wait: asyncio.Future[Any] | None = None
         if cancel is not None:
             cancel_wait = asyncio.ensure_future(cancel.wait())
             waiters.add(cancel_wait)
@@ -398,7 +398,8 @@ async def _stop_tree(proc: asyncio.subprocess.Process) -> None:
     if proc.returncode is None:
         tree |= _descendants(proc.pid)
     survivors = {pid for pid in tree if _alive(pid)}
-    _signal_groups({proc.pid} | {_pgid(pid) for pid in survivors}, signal.SIGKILL)
+    final: set[int | None] = {proc.pid, *(_pgid(pid) for pid in survivors)}
+    _signal_groups(final, signal.SIGKILL)
     for pid in survivors:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)

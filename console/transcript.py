@@ -216,7 +216,7 @@ def _result(data: dict[str, Any]) -> Result:
         PermissionDenial(
             tool_name=_str(d.get("tool_name")),
             tool_use_id=_str(d.get("tool_use_id")),
-            tool_input=d.get("tool_input") if isinstance(d.get("tool_input"), dict) else {},
+            tool_input=_dict(d.get("tool_input")),
         )
         for d in data.get("permission_denials") or []
         if isinstance(d, dict)
@@ -257,6 +257,10 @@ def _content_text(content: Any) -> str:
                 parts.append(f"[{block.get('type', 'block')}]")
         return "\n".join(parts)
     return "" if content is None else json.dumps(content)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _str(value: Any) -> str:

@@ -155,8 +155,7 @@ class MessagesApi:
     @property
     def url(self) -> str:
         assert self._server is not None, "start() first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_port}"
 
     def close(self) -> None:
         self._closing.set()

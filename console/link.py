@@ -218,18 +218,26 @@ class _LocalStream:
 
     @classmethod
     async def start(cls, argv: list[str], grace: float) -> _LocalStream:
-        try:
-            process = await asyncio.create_subprocess_exec(
+        spawn = asyncio.ensure_future(
+            asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
             )
+        )
+        try:
+            process = await asyncio.shield(spawn)
         except FileNotFoundError:
             raise _Retry(f"agent command not found: {argv[0]}") from None
         except PermissionError:
             raise _Retry(f"agent command is not executable: {argv[0]}") from None
+        except asyncio.CancelledError:
+            # stop() arrived while the child was being born: let it finish, then end it.
+            with contextlib.suppress(OSError):
+                await cls(await spawn, grace).close()
+            raise
         return cls(process, grace)
 
     async def _drain_stderr(self) -> None:
@@ -348,6 +356,9 @@ class _SshStream:
         except (OSError, asyncssh.Error) as exc:
             conn.close()
             raise _Retry(f"{where} did not start the agent: {_describe(exc)}") from None
+        except BaseException:
+            conn.close()
+            raise
         return cls(conn, process)
 
     async def _drain_stderr(self) -> None:
@@ -433,6 +444,7 @@ class _Session:
 
     hello: Hello | None = None
     connected_at: float | None = None
+    since: int = 0
 
     def healthy_for(self) -> float:
         return 0.0 if self.connected_at is None else time.monotonic() - self.connected_at
@@ -442,7 +454,10 @@ class AgentLink:
     """One host's stream, kept alive until :meth:`stop` or a protocol mismatch.
 
     ``since`` is asked on every (re)connect, so resuming always starts right after what the
-    engine has really stored, not after what this link last saw.
+    engine has really stored, not after what this link last saw. ``on_hello`` sees each
+    connection's hello before any event: its ``instance`` changes when the agent's state was
+    wiped and seqs restarted, which only the engine's store can reconcile. If ``on_event``
+    raises, the event counts as not stored and the link reconnects to have it sent again.
     """
 
     def __init__(
@@ -530,6 +545,7 @@ class AgentLink:
             seq = await seq
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
             raise _Retry(f"since() gave {seq!r}; expected a seq >= 0")
+        session.since = seq
         self._set(last_seq=seq)
         stream = await self._open(seq)
         try:
@@ -592,6 +608,12 @@ class AgentLink:
                     if inspect.isawaitable(result):
                         await result
                 session.connected_at = time.monotonic()
+                if event.last_seq < session.since:
+                    self._problem(
+                        f"agent's newest seq {event.last_seq} is below the {session.since} "
+                        f"already stored: its state was reset (instance {event.instance!r})",
+                        line,
+                    )
                 self._set(
                     state="connected",
                     attempt=0,

@@ -189,7 +189,7 @@ def ssh_host(server: SshServer, name: str, agent_command: str, **changes: object
 
 
 STAND_IN = """
-import json, sys, time
+import json, select, sys
 with open(sys.argv[1]) as f:
     lines = json.load(f)
 with open(sys.argv[1] + ".args", "a") as f:
@@ -197,7 +197,8 @@ with open(sys.argv[1] + ".args", "a") as f:
 for line in lines:
     sys.stdout.buffer.write(line.encode("utf-8", "surrogateescape") + b"\\n")
     sys.stdout.flush()
-time.sleep(60)
+# Go quiet, but leave when the reader goes away (stdin closes), as the real agent does.
+select.select([sys.stdin], [], [], 60)
 """
 
 
@@ -412,6 +413,26 @@ async def test_malformed_lines_are_reported_and_skipped_over_ssh(
     assert any("longer than" in m for m in messages)
     assert all(p.host == "prod-1" and len(p.excerpt) < 200 for p in recorder.problems)
     assert len(recorder.since_calls) == 1
+    await until(lambda: not processes_running(str(tmp_path / "lines.json")), "remote exit", 5)
+
+
+async def test_forced_command_refusing_the_link_shows_the_agents_reason(
+    ssh_server: Callable[..., SshServer], tmp_path: Path
+) -> None:
+    agent = agent_executable()
+    state = AgentState(tmp_path / "agent", host="prod-1")
+    server = ssh_server(forced_command=f"{agent} stream --config {state.config}")
+    recorder = Recorder()
+    wrong = f"{sys.executable} -m agent.cli stream"  # not what this key may run
+    link = recorder.link(ssh_host(server, "prod-1", wrong))
+    link.start()
+    try:
+        await until(lambda: "reconnecting" in recorder.states("prod-1"), "the refusal")
+    finally:
+        await link.stop()
+    error = next(s.error for s in recorder.statuses if s.state == "reconnecting") or ""
+    assert "agent exited with status 2" in error
+    assert "refused: this key may only run 'autofix-agent stream'" in error
 
 
 # --- protocol and liveness, with a stand-in agent ---------------------------------------
@@ -471,6 +492,64 @@ async def test_agent_exit_is_reported_with_its_stderr_and_retried(tmp_path: Path
     error = next(s.error for s in recorder.statuses if s.state == "reconnecting") or ""
     assert "agent exited with status 2" in error
     assert str(missing) in error
+
+
+async def test_event_the_engine_failed_to_store_is_sent_again(tmp_path: Path) -> None:
+    agent = agent_executable()
+    state = AgentState(tmp_path / "agent", host="laptop")
+    state.add_events(4)
+    recorder = Recorder()
+    failures = [3]
+
+    async def flaky_store(host: str, event: ErrorEvent) -> None:
+        if event.seq in failures:
+            failures.remove(event.seq)
+            raise OSError("database is locked")
+        await recorder.on_event(host, event)
+
+    link = AgentLink(
+        local_host("laptop", f"{agent} stream", state.config),
+        since=recorder.since_for("laptop"),
+        on_event=flaky_store,
+        on_status=recorder.on_status,
+        timing=FAST,
+    )
+    link.start()
+    try:
+        await until(lambda: len(recorder.store) == 4, "every event stored in the end")
+    finally:
+        await link.stop()
+    assert recorder.deliveries == [("laptop", seq) for seq in (1, 2, 3, 4)]
+    assert recorder.since_calls == [("laptop", 0), ("laptop", 2)]
+    error = next(s.error for s in recorder.statuses if s.state == "reconnecting") or ""
+    assert "database is locked" in error
+
+
+async def test_agent_whose_state_was_reset_is_reported(tmp_path: Path) -> None:
+    agent = agent_executable()
+    state = AgentState(tmp_path / "agent", host="laptop")
+    state.add_events(2)
+    recorder = Recorder()
+
+    async def since() -> int:
+        return 40  # the console stored more than this agent ever made
+
+    link = AgentLink(
+        local_host("laptop", f"{agent} stream", state.config),
+        since=since,
+        on_event=recorder.on_event,
+        on_problem=recorder.on_problem,
+        on_hello=recorder.on_hello,
+        timing=FAST,
+    )
+    link.start()
+    try:
+        await until(lambda: bool(recorder.problems), "the reset to be reported")
+    finally:
+        await link.stop()
+    assert "newest seq 2 is below the 40 already stored" in recorder.problems[0].message
+    assert recorder.hellos[0][1].instance in recorder.problems[0].message
+    assert recorder.hellos[0][1].instance != ""
 
 
 # --- local subprocess mode and several hosts --------------------------------------------

@@ -156,6 +156,7 @@ class LineSplitter:
         self.oversized: list[bytes] = []
 
     def feed(self, chunk: bytes) -> list[bytes]:
+        """Complete lines in ``chunk`` (without newlines); a partial tail waits for more."""
         lines: list[bytes] = []
         start = 0
         while True:
@@ -485,6 +486,7 @@ class AgentLink:
 
     @property
     def status(self) -> LinkStatus:
+        """The latest snapshot, for a UI that polls instead of listening to ``on_status``."""
         return self._status
 
     def start(self) -> asyncio.Task[None]:
@@ -533,7 +535,9 @@ class AgentLink:
                     attempt = 1
                 delay = backoff_delay(attempt, self.timing, self._rng)
                 log.warning("link to %s: %s; retrying in %.1f s", self.host.name, error, delay)
-                self._set(state="reconnecting", error=error, next_retry_seconds=delay)
+                self._set(
+                    state="reconnecting", attempt=attempt, error=error, next_retry_seconds=delay
+                )
                 await asyncio.sleep(delay)
         finally:
             if self._status.state != "error" or self._status.next_retry_seconds is not None:
@@ -681,13 +685,16 @@ class LinkManager:
             )
 
     def start(self) -> None:
+        """Start every link; one host being down never holds up the others."""
         for link in self.links.values():
             link.start()
 
     async def stop(self) -> None:
+        """Stop all links together, so shutting down takes one grace period, not one per host."""
         await asyncio.gather(*(link.stop() for link in self.links.values()))
 
     def statuses(self) -> dict[str, LinkStatus]:
+        """Each host's latest snapshot, keyed by host name."""
         return {name: link.status for name, link in self.links.items()}
 
     async def __aenter__(self) -> LinkManager:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -104,8 +105,6 @@ class SshServer:
 
     @property
     def user(self) -> str:
-        import pwd
-
         return pwd.getpwuid(os.getuid()).pw_name
 
     def start(self) -> SshServer:

@@ -195,6 +195,8 @@ with open(sys.argv[1]) as f:
 with open(sys.argv[1] + ".args", "a") as f:
     f.write(json.dumps(sys.argv[2:]) + "\\n")
 for line in lines:
+    if line == "__exit__":
+        sys.exit(3)
     sys.stdout.buffer.write(line.encode("utf-8", "surrogateescape") + b"\\n")
     sys.stdout.flush()
 # Go quiet, but leave when the reader goes away (stdin closes), as the real agent does.
@@ -477,6 +479,31 @@ async def test_silent_link_is_treated_as_dead_and_reconnected(tmp_path: Path) ->
     runs = [json.loads(line) for line in args_file.read_text().splitlines()]
     assert runs[:2] == [["--since", "0"], ["--since", "4"]]
     assert not processes_running(str(tmp_path / "lines.json"))
+
+
+@pytest.mark.parametrize(("healthy_after", "attempts"), [(1000.0, [1, 2, 3]), (0.0, [1, 1, 1])])
+async def test_backoff_grows_while_failing_and_resets_after_a_healthy_link(
+    tmp_path: Path, healthy_after: float, attempts: list[int]
+) -> None:
+    command, _ = stand_in(tmp_path, [hello(), "__exit__"])
+    recorder = Recorder()
+    timing = LinkTiming(
+        backoff_initial_seconds=0.02, backoff_max_seconds=0.2, healthy_after_seconds=healthy_after
+    )
+    link = recorder.link(local_host("box", command), timing)
+    link.start()
+    try:
+        await until(lambda: recorder.states("box").count("reconnecting") >= 3, "three retries")
+    finally:
+        await link.stop()
+    retries = [s for s in recorder.statuses if s.state == "reconnecting"][:3]
+    assert [s.attempt for s in retries] == attempts
+    assert all("agent exited with status 3" in (s.error or "") for s in retries)
+    delays = [s.next_retry_seconds or 0.0 for s in retries]
+    if attempts[2] == 3:
+        assert delays[2] >= 0.02 * 4 * 0.75  # third retry: four times the first, less jitter
+    else:
+        assert max(delays) <= 0.02 * 1.25
 
 
 async def test_agent_exit_is_reported_with_its_stderr_and_retried(tmp_path: Path) -> None:

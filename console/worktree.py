@@ -710,3 +710,35 @@ def _classify_push_failure(stderr: str) -> str:
     if "no answer after" in lowered:
         return "timed out"
     return "git reported an error"
+
+
+async def open_worktree(
+    repo: Path, path: Path, branch: str, *, base_branch: str, remote: str
+) -> Worktree:
+    """Rebuild the handle of an attempt's worktree from what the store kept (after a restart).
+
+    The base is the merge base with the remote base branch, which is where the attempt's
+    branch started unless the branch was rebased by hand.
+    """
+    top = await _toplevel(repo)
+    wt_path = Path(path)
+    if not wt_path.is_dir():
+        raise GitError(["worktree", str(wt_path)], 1, f"worktree {wt_path} no longer exists")
+    base = await _git(
+        wt_path, "merge-base", "HEAD", f"refs/remotes/{remote}/{base_branch}", check=False
+    )
+    if base.returncode != 0:
+        base = await _git(wt_path, "merge-base", "HEAD", f"refs/heads/{base_branch}")
+    return Worktree(
+        path=wt_path,
+        branch=branch,
+        base_sha=_text(base),
+        repo=top,
+        base_ref=f"{remote}/{base_branch}",
+    )
+
+
+async def remote_url(repo: Path, remote: str) -> str | None:
+    """The fetch URL of a remote, to find the GitHub repository a PR goes to."""
+    out = await _git(Path(repo), "remote", "get-url", remote, check=False)
+    return (_text(out) or None) if out.returncode == 0 else None

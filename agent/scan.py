@@ -7,6 +7,7 @@ for these logs. It writes nothing anywhere.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Iterator
@@ -17,12 +18,16 @@ from typing import BinaryIO
 
 from agent.classify import classify
 from agent.config import DetectionConfig
-from agent.occurrence import Occurrence, occurrence_of
+from agent.fingerprint import fingerprint
 from agent.outbox import iso
 from agent.parse import Assembler
-from agent.redact import Redactor
+from agent.record import ErrorRecord
+from agent.redact import Redactor, redact_record
 
 READ_SIZE = 4 << 20
+# Distinct records remembered for reuse of their redaction and fingerprint; a log whose
+# every error is unique just refills the memo now and then.
+_MEMO_ENTRIES = 8192
 
 
 @dataclass
@@ -41,16 +46,15 @@ class ScanGroup:
     bursts: int = 0
     _last_ts: float | None = field(default=None, repr=False)
 
-    def add(self, occ: Occurrence, fallback: str, settle_seconds: float) -> None:
-        rec = occ.record
-        seen = rec.timestamp or fallback
+    def add(self, timestamp: str | None, route: str | None, fallback: str, settle: float) -> None:
+        seen = timestamp or fallback
         self.count += 1
         self.first_seen = min(self.first_seen, seen) if self.first_seen else seen
         self.last_seen = max(self.last_seen, seen)
-        if rec.route and not self.route:
-            self.route = rec.route
+        if route and not self.route:
+            self.route = route
         ts = _epoch(seen)
-        if self._last_ts is None or ts is None or ts - self._last_ts > settle_seconds:
+        if self._last_ts is None or ts is None or ts - self._last_ts > settle:
             self.bursts += 1
         if ts is not None:
             self._last_ts = ts
@@ -70,6 +74,17 @@ class ScanGroup:
             "last_seen": self.last_seen,
             "bursts": self.bursts,
         }
+
+
+@dataclass(frozen=True)
+class _Clean:
+    """What scan keeps of a record once it is redacted: the fields it reports, and its key."""
+
+    fingerprint: str
+    error_type: str
+    message: str
+    stack: tuple[str, ...]
+    route: str | None
 
 
 def _epoch(stamp: str) -> float | None:
@@ -101,6 +116,7 @@ class Scanner:
         self.app_root = app_root
         self.groups: dict[tuple[str, str], ScanGroup] = {}
         self.problems: list[str] = []
+        self._memo: dict[tuple[object, ...], _Clean] = {}
 
     def scan_stream(self, stream: BinaryIO, service: str, fallback_time: str) -> None:
         assembler = Assembler(max_line_bytes=self.detection.max_line_bytes)
@@ -129,22 +145,52 @@ class Scanner:
         except OSError as exc:
             self.problems.append(f"{path}: cannot read ({exc.strerror}), skipped")
 
-    def _add(self, service: str, records: list, fallback: str) -> None:
+    def _add(self, service: str, records: list[ErrorRecord], fallback: str) -> None:
+        settle = self.detection.settle_seconds
         for record in records:
-            occ = occurrence_of(service, record, self.redactor, self.app_root)
-            key = (occ.service, occ.fingerprint)
+            clean = self._clean(record)
+            key = (service, clean.fingerprint)
             group = self.groups.get(key)
             if group is None:
                 group = ScanGroup(
-                    service=occ.service,
-                    fingerprint=occ.fingerprint,
-                    error_type=occ.record.error_type,
-                    message=occ.record.message,
-                    stack=list(occ.record.stack),
-                    route=occ.record.route,
+                    service=service,
+                    fingerprint=clean.fingerprint,
+                    error_type=clean.error_type,
+                    message=clean.message,
+                    stack=list(clean.stack),
+                    route=clean.route,
                 )
                 self.groups[key] = group
-            group.add(occ, fallback, self.detection.settle_seconds)
+            group.add(record.timestamp, clean.route, fallback, settle)
+
+    def _clean(self, record: ErrorRecord) -> _Clean:
+        """The redacted fields and fingerprint of ``record``, reused for repeated records.
+
+        A log repeats the same few faults thousands of times with identical text, and
+        redaction plus fingerprinting cost far more than parsing; both depend only on the
+        fields in the key. ``raw`` is left out: scan never reports it.
+        """
+        key = (
+            record.error_type,
+            record.message,
+            tuple(record.stack),
+            tuple(record.frames),
+            record.route,
+        )
+        clean = self._memo.get(key)
+        if clean is None:
+            redacted = redact_record(dataclasses.replace(record, raw=""), self.redactor)
+            clean = _Clean(
+                fingerprint=fingerprint(redacted, self.app_root),
+                error_type=redacted.error_type,
+                message=redacted.message,
+                stack=tuple(redacted.stack),
+                route=redacted.route,
+            )
+            if len(self._memo) >= _MEMO_ENTRIES:
+                self._memo.clear()
+            self._memo[key] = clean
+        return clean
 
     def results(self) -> list[dict[str, object]]:
         ordered = sorted(self.groups.values(), key=lambda g: (g.first_seen, g.fingerprint))

@@ -558,18 +558,7 @@ class AgentLink:
             await stream.close()
 
     async def _open(self, seq: int) -> _Stream:
-        try:
-            argv = shlex.split(self.host.agent_command)
-        except ValueError as exc:
-            raise _NeedsPerson(f"agent_command: {exc}") from None
-        if not argv:
-            raise _NeedsPerson("agent_command is empty")
-        argv += ["--since", str(seq)]
-        if self.host.local:
-            if self.host.agent_config is not None:
-                argv += ["--config", str(self.host.agent_config)]
-            return await _LocalStream.start(argv, self.timing.stop_grace_seconds)
-        return await _SshStream.start(self.host, shlex.join(argv))
+        return await open_stream(self.host, seq, self.timing.stop_grace_seconds)
 
     async def _pump(self, stream: _Stream, session: _Session) -> None:
         splitter = LineSplitter()
@@ -654,6 +643,60 @@ class AgentLink:
                 self._on_status(self._status)
             except Exception:
                 log.exception("status callback failed for %s", self.host.name)
+
+
+async def open_stream(host: HostConfig, seq: int, grace: float = 3.0) -> _Stream:
+    """Start ``<agent_command> --since seq`` on the host, locally or over SSH."""
+    try:
+        argv = shlex.split(host.agent_command)
+    except ValueError as exc:
+        raise _NeedsPerson(f"agent_command: {exc}") from None
+    if not argv:
+        raise _NeedsPerson("agent_command is empty")
+    argv += ["--since", str(seq)]
+    if host.local:
+        if host.agent_config is not None:
+            argv += ["--config", str(host.agent_config)]
+        return await _LocalStream.start(argv, grace)
+    return await _SshStream.start(host, shlex.join(argv))
+
+
+class ProbeError(RuntimeError):
+    """The host's agent could not be reached; the message says what to fix."""
+
+
+async def probe(host: HostConfig, timeout: float = 20.0) -> Hello:
+    """Connect once, read the agent's hello and hang up: what ``autofix check`` reports.
+
+    It goes through the same path as a link (strict host keys, the configured key and
+    command), so a passing check means the link will connect.
+    """
+    try:
+        stream = await asyncio.wait_for(open_stream(host, 2**62), timeout)
+    except (_NeedsPerson, _Retry) as exc:
+        raise ProbeError(str(exc)) from None
+    except TimeoutError:
+        raise ProbeError(f"no connection after {timeout:.0f}s") from None
+    try:
+        splitter = LineSplitter()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            chunk = await asyncio.wait_for(stream.read(READ_CHUNK_BYTES), timeout)
+            if not chunk:
+                raise ProbeError(f"the agent ended without a hello: {await stream.describe_end()}")
+            for line in splitter.feed(chunk):
+                try:
+                    first = decode(line)
+                except WireError as exc:
+                    raise ProbeError(f"the agent's first line is not a hello: {exc}") from None
+                if not isinstance(first, Hello):
+                    raise ProbeError(f"the agent's first line is a {first.type}, not a hello")
+                return first
+        raise ProbeError(f"no hello within {timeout:.0f}s")
+    except TimeoutError:
+        raise ProbeError(f"no hello within {timeout:.0f}s") from None
+    finally:
+        await stream.close()
 
 
 class LinkManager:

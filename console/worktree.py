@@ -742,3 +742,22 @@ async def remote_url(repo: Path, remote: str) -> str | None:
     """The fetch URL of a remote, to find the GitHub repository a PR goes to."""
     out = await _git(Path(repo), "remote", "get-url", remote, check=False)
     return (_text(out) or None) if out.returncode == 0 else None
+
+
+async def check_repo(repo: Path, *, base_branch: str, remote: str) -> str:
+    """What ``autofix check`` verifies for a service: a repo, its remote, its base branch.
+
+    Returns the remote's URL; raises GitError naming what is missing.
+    """
+    top = await _toplevel(repo)
+    await _check_remote(top, remote)
+    url = await remote_url(top, remote)
+    for ref in (f"refs/remotes/{remote}/{base_branch}", f"refs/heads/{base_branch}"):
+        found = await _git(top, "rev-parse", "--verify", "--quiet", ref, check=False)
+        if found.returncode == 0:
+            return url or remote
+    raise GitError(
+        ["git", "rev-parse", "--verify", base_branch],
+        1,
+        f"branch {base_branch!r} exists neither locally nor as {remote}/{base_branch} in {top}",
+    )

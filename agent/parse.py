@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_left
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -51,7 +52,6 @@ _NEEDLES: tuple[bytes, ...] = tuple(
         b"\n    at ",
     )
 )
-_FRAME_NEEDLE = len(_NEEDLES) - 1
 _CARET_BYTES = re.compile(rb"[ \t]*\^+[ \t]*\r?")
 # Lines the line mode would ignore when idle: a non-error level word after an optional
 # timestamp, or a pino/bunyan/winston JSON line whose first "level" is below error.
@@ -64,30 +64,86 @@ _QUIET_LINE = re.compile(
 )
 _EXCERPT_BYTES = re.compile(rb"(?:\S+\.[cm]?[jt]sx?|node:[\w/]+):\d+\r?")
 
+# Searching the folded buffer once per needle would cost a full pass each. Instead each
+# needle is looked for from one of its bytes (its anchor), and needles sharing an anchor are
+# found together by one regex whose literal first byte lets the engine skip ahead at C speed.
+# Bytes that are rare in logs (x, f/p, b, v, j, newline) are merged into one marker first,
+# so a single search covers every needle holding one of them; "r" anchors the rest (error,
+# alert/emerg, crit). Every anchor hit is checked against the exact fold before it counts,
+# so the hits are exactly those of a plain search for each needle.
+_MARKER = 0
+_RARE_FOLDED = b"xbvj\n"
+_MERGE = bytes(_MARKER if i in _RARE_FOLDED else i for i in range(256))
+_COARSE = _FOLD.translate(_MERGE)
+_ANCHORS = (_MARKER, ord("r"), ord("f"))
+
+# Per anchor search: the regex, and by the byte after the anchor the (offset of the anchor
+# in the needle, needle) pairs to check.
+_AnchorSearch = tuple[re.Pattern[bytes], dict[int, list[tuple[int, bytes]]]]
+
+
+def _anchor_searches() -> list[_AnchorSearch]:
+    plans: dict[int, tuple[list[bytes], dict[int, list[tuple[int, bytes]]]]] = {
+        anchor: ([], {}) for anchor in _ANCHORS
+    }
+    for needle in _NEEDLES:
+        coarse = needle.translate(_MERGE)
+        anchor, offset = next((a, coarse.find(a)) for a in _ANCHORS if a in coarse)
+        rest = coarse[offset + 1 :]
+        assert rest, "an anchor must not end its needle"
+        branches, checks = plans[anchor]
+        branches.append(re.escape(rest))
+        checks.setdefault(rest[0], []).append((offset, needle))
+    # A lookahead keeps each match one byte long, so no anchor is swallowed by another
+    # match; capture groups would name the branch but slow the search down a lot.
+    return [
+        (re.compile(re.escape(bytes([anchor])) + b"(?=" + b"|".join(branches) + b")"), checks)
+        for anchor, (branches, checks) in plans.items()
+    ]
+
+
+_ANCHOR_SEARCHES = _anchor_searches()
+
+
+def _needle_hits(buf: bytes) -> list[int]:
+    """Sorted start offsets of every needle occurrence in ``buf`` (case folded)."""
+    coarse = buf.translate(_COARSE)
+    fold = _FOLD
+    hits: list[int] = []
+    for search, checks in _ANCHOR_SEARCHES:
+        for match in search.finditer(coarse):
+            at = match.start()
+            for offset, needle in checks[coarse[at + 1]]:
+                start = at - offset
+                if start >= 0 and buf[start : start + len(needle)].translate(fold) == needle:
+                    hits.append(start)
+    hits.sort()
+    return hits
+
 
 class _CandidateFinder:
-    """Where the next possibly interesting line starts, using C-speed ``bytes.find`` only.
+    """Where the next possibly interesting line starts, using C-speed searches only.
 
-    Keeps each needle's next hit per buffer so a chunk is searched about once per needle
-    however many candidates it holds. For a stack frame it backs up to the line before
-    (the header of an error whose name has no "error" in it); for a header right after a
-    crash excerpt (``/app.js:42``, source, ``^``) it backs up to the excerpt.
+    Finds every needle of a buffer once, when the buffer is new, then answers each query
+    with a bisection. For a stack frame it backs up to the line before (the header of an
+    error whose name has no "error" in it); for a header right after a crash excerpt
+    (``/app.js:42``, source, ``^``) it backs up to the excerpt.
     """
 
     def __init__(self) -> None:
         self._buf: bytes | None = None
-        self._folded = b""
-        self._next: list[int] = []
+        self._hits: list[int] = []
 
     def __call__(self, buf: bytes, pos: int) -> int:
         if buf is not self._buf:
             self._buf = buf
-            self._folded = buf.translate(_FOLD)
-            self._next = [-2] * len(_NEEDLES)
+            self._hits = _needle_hits(buf)
+        hits = self._hits
+        index = bisect_left(hits, pos)
         while True:
-            best, best_needle = self._nearest(pos)
-            if best == -1:
+            if index == len(hits):
                 return -1
+            best = hits[index]
             start = buf.rfind(b"\n", pos, best) + 1 or pos
             if not _QUIET_LINE.match(buf, start):
                 break
@@ -97,28 +153,16 @@ class _CandidateFinder:
             if newline == -1:
                 return -1
             pos = newline + 1
-        if best_needle == _FRAME_NEEDLE or start == pos:
-            # The frame needle starts at the newline ending the line above the frame: that
-            # line is the error's header.
+            index = bisect_left(hits, pos, index)
+        if buf[best] == 10 or start == pos:
+            # Only the frame needle starts with a newline: the one ending the line above
+            # the frame, which is the error's header.
             return start
         previous = buf.rfind(b"\n", pos, start - 1) + 1 or pos
         if _EXCERPT_BYTES.fullmatch(buf, previous, start - 1):
             # The excerpt above a source line that names an error (`throw new Error(...)`).
             return previous
         return self._excerpt_start(buf, pos, start)
-
-    def _nearest(self, pos: int) -> tuple[int, int]:
-        folded = self._folded
-        best = -1
-        best_needle = -1
-        for i, needle in enumerate(_NEEDLES):
-            hit = self._next[i]
-            if hit != -1 and hit < pos:
-                hit = folded.find(needle, pos)
-                self._next[i] = hit
-            if hit != -1 and (best == -1 or hit < best):
-                best, best_needle = hit, i
-        return best, best_needle
 
     @staticmethod
     def _excerpt_start(buf: bytes, pos: int, start: int) -> int:

@@ -1,0 +1,173 @@
+"""Rows the store hands to the engine, the terminal UI and the Telegram bot.
+
+They are plain frozen dataclasses so that nothing outside ``console.store`` ever sees a
+database cursor, and so the UI can hold them without a connection. Times are ISO 8601 UTC
+strings (``2026-01-02T03:04:05.678Z``), the same shape the agent puts on the wire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import ClassVar
+
+
+class State(StrEnum):
+    """Where an error (and its current fix attempt) stands in the approval flow."""
+
+    NEW = "new"
+    AWAITING_APPROVAL = "awaiting_approval"
+    FIXING = "fixing"
+    TESTING = "testing"
+    REVIEW = "review"
+    PR_OPENED = "pr_opened"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+# Every allowed move. Anything else is a bug in the caller, not a race, so it raises.
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.NEW: frozenset({State.AWAITING_APPROVAL}),
+    State.AWAITING_APPROVAL: frozenset({State.FIXING, State.SKIPPED}),
+    State.FIXING: frozenset({State.TESTING, State.FAILED, State.INTERRUPTED}),
+    State.TESTING: frozenset({State.REVIEW, State.FAILED, State.INTERRUPTED}),
+    State.REVIEW: frozenset({State.PR_OPENED, State.SKIPPED, State.FIXING, State.FAILED}),
+    State.FAILED: frozenset({State.FIXING, State.SKIPPED}),
+    State.INTERRUPTED: frozenset({State.FIXING, State.SKIPPED}),
+    State.SKIPPED: frozenset({State.AWAITING_APPROVAL}),
+    State.PR_OPENED: frozenset(),
+}
+
+# States in which an attempt is doing work (a Claude run or the test suite).
+RUNNING_STATES: frozenset[State] = frozenset({State.FIXING, State.TESTING})
+# States in which an attempt is over; it gets a finished_at when it enters one.
+FINISHED_STATES: frozenset[State] = frozenset(
+    {State.PR_OPENED, State.SKIPPED, State.FAILED, State.INTERRUPTED}
+)
+
+
+def can_transition(old: State, new: State) -> bool:
+    """Whether the flow allows ``old -> new``; the UI uses it to grey out impossible keys."""
+    return new in TRANSITIONS[State(old)]
+
+
+def action_name(old: State, new: State) -> str:
+    """The verb a person performed, as the decision log and notifications show it."""
+    if new is State.FIXING:
+        return "approve" if old is State.AWAITING_APPROVAL else "retry"
+    if new is State.SKIPPED:
+        return "skip"
+    if new is State.AWAITING_APPROVAL:
+        return "reopen" if old is State.SKIPPED else "queue"
+    if new is State.PR_OPENED:
+        return "open_pr"
+    return str(new.value)
+
+
+@dataclass(slots=True)
+class IngestResult:
+    """What happened to one relayed event; ``created`` tells the engine to queue the error.
+
+    Not frozen: one is built per relayed event on the ingest hot path, and a frozen
+    dataclass costs five times as much to construct.
+    """
+
+    seq: int
+    error_id: int
+    created: bool
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class ErrorRow:
+    id: int
+    service: str
+    fingerprint: str
+    error_type: str
+    message: str
+    stack: list[str]
+    route: str | None
+    severity: str
+    count: int
+    hosts: dict[str, int]
+    first_seen: str
+    last_seen: str
+    state: State
+    created_at: str
+    updated_at: str
+    current_attempt_id: int | None = None
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    id: int
+    error_id: int
+    state: State
+    branch: str | None = None
+    worktree: str | None = None
+    started_at: str = ""
+    finished_at: str | None = None
+    reason: str | None = None
+    claude_cost_usd: float | None = None
+    claude_turns: int | None = None
+    claude_duration_ms: int | None = None
+    claude_summary: str | None = None
+    extra_instruction: str | None = None
+    test_exit_code: int | None = None
+    test_output_tail: str | None = None
+    diff: str | None = None
+    diff_stat: str | None = None
+    pr_url: str | None = None
+    pr_number: int | None = None
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    """One recorded state change with who caused it (``keyboard``, ``telegram:12345``...)."""
+
+    id: int
+    error_id: int
+    attempt_id: int | None
+    action: str
+    actor: str
+    at: str
+    from_state: State
+    to_state: State
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class TestResultRow:
+    __test__: ClassVar[bool] = False  # not a pytest test class despite the name
+
+    id: int
+    attempt_id: int
+    command: str
+    exit_code: int | None
+    timed_out: bool
+    duration_ms: int
+    output_tail: str
+    at: str
+
+
+@dataclass(frozen=True)
+class PullRequestRow:
+    id: int
+    attempt_id: int
+    branch: str
+    url: str
+    number: int
+    created_at: str
+
+
+@dataclass(frozen=True)
+class HostRow:
+    """A host's stream position and link status as the relay last recorded them."""
+
+    name: str
+    instance: str
+    last_seq: int
+    last_seen_at: str | None
+    status: str
+    detail: str | None = None

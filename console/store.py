@@ -1,0 +1,1234 @@
+"""The console's SQLite database: relayed errors, fix attempts and every decision taken.
+
+Why it is shaped this way:
+
+- Every state change is one ``BEGIN IMMEDIATE`` transaction. The write lock is taken before
+  anything is read, so a compare-and-set (``UPDATE ... WHERE state = expected``) cannot race
+  another connection or another process: a keyboard approval and a Telegram approval at the
+  same moment produce exactly one action.
+- Transactions run as a task shielded from cancellation, so a cancelled caller never leaves
+  a half-written transaction or an open one on the shared connection.
+- Ingest is the hot path. It is idempotent on (host, instance, seq) so the relay can resend
+  after a reconnect, it does a fixed number of statements per batch (``executemany``) and
+  works per distinct fingerprint rather than per event.
+- The agent sends running totals per host; the store keeps each host's latest total and the
+  error's count is their sum, so replays and several hosts never double count.
+- ``synchronous=NORMAL`` under WAL can lose the last commits on power loss but never corrupts
+  the file; the relay resumes from :meth:`Store.last_seq` and the agent still holds those
+  events, so nothing is lost for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from datetime import UTC, datetime
+from json.encoder import encode_basestring
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from agent.wire import SEVERITIES, ErrorEvent
+from console.models import (
+    FINISHED_STATES,
+    RUNNING_STATES,
+    TRANSITIONS,
+    AttemptRow,
+    DecisionRow,
+    ErrorRow,
+    HostRow,
+    IngestResult,
+    PullRequestRow,
+    State,
+    TestResultRow,
+    action_name,
+)
+
+T = TypeVar("T")
+
+RECOVER_REASON = "console stopped during the attempt"
+RETRY_REASON = "replaced by a retry"
+_STATE_CHECK = "CHECK (state IN ({}))".format(", ".join(f"'{s.value}'" for s in State))
+
+# Ordered schema migrations; version N is MIGRATIONS[N - 1]. Append, never edit a released one.
+MIGRATIONS: tuple[str, ...] = (
+    f"""
+    CREATE TABLE hosts (
+        name TEXT PRIMARY KEY,
+        instance TEXT NOT NULL DEFAULT '',
+        last_seq INTEGER NOT NULL DEFAULT 0,
+        last_seen_at TEXT,
+        status TEXT NOT NULL DEFAULT 'unknown',
+        detail TEXT
+    );
+    CREATE TABLE errors (
+        id INTEGER PRIMARY KEY,
+        service TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        error_type TEXT NOT NULL,
+        message TEXT NOT NULL,
+        stack TEXT NOT NULL,
+        route TEXT,
+        severity TEXT NOT NULL,
+        count INTEGER NOT NULL DEFAULT 0,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'new' {_STATE_CHECK},
+        current_attempt_id INTEGER REFERENCES attempts(id),
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (service, fingerprint)
+    );
+    CREATE INDEX errors_state ON errors(state);
+    CREATE INDEX errors_last_seen ON errors(last_seen);
+    CREATE TABLE host_counts (
+        error_id INTEGER NOT NULL REFERENCES errors(id),
+        host TEXT NOT NULL,
+        instance TEXT NOT NULL DEFAULT '',
+        count INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL,
+        PRIMARY KEY (error_id, host, instance)
+    ) WITHOUT ROWID;
+    CREATE TABLE occurrences (
+        id INTEGER PRIMARY KEY,
+        host TEXT NOT NULL,
+        instance TEXT NOT NULL DEFAULT '',
+        seq INTEGER NOT NULL,
+        error_id INTEGER NOT NULL REFERENCES errors(id),
+        type TEXT NOT NULL CHECK (type IN ('error', 'update')),
+        count INTEGER NOT NULL,
+        received_at TEXT NOT NULL,
+        raw TEXT NOT NULL,
+        UNIQUE (host, instance, seq)
+    );
+    CREATE INDEX occurrences_error ON occurrences(error_id);
+    CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY,
+        error_id INTEGER NOT NULL REFERENCES errors(id),
+        state TEXT NOT NULL {_STATE_CHECK},
+        branch TEXT,
+        worktree TEXT,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        reason TEXT,
+        claude_cost_usd REAL,
+        claude_turns INTEGER,
+        claude_duration_ms INTEGER,
+        claude_summary TEXT,
+        extra_instruction TEXT,
+        test_exit_code INTEGER,
+        test_output_tail TEXT,
+        diff TEXT,
+        diff_stat TEXT,
+        pr_url TEXT,
+        pr_number INTEGER
+    );
+    CREATE INDEX attempts_error ON attempts(error_id);
+    CREATE INDEX attempts_state ON attempts(state);
+    CREATE TABLE decisions (
+        id INTEGER PRIMARY KEY,
+        error_id INTEGER NOT NULL REFERENCES errors(id),
+        attempt_id INTEGER REFERENCES attempts(id),
+        action TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        from_state TEXT NOT NULL,
+        to_state TEXT NOT NULL,
+        reason TEXT,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX decisions_error ON decisions(error_id);
+    CREATE TABLE transcripts (
+        attempt_id INTEGER NOT NULL REFERENCES attempts(id),
+        seq INTEGER NOT NULL,
+        line TEXT NOT NULL,
+        PRIMARY KEY (attempt_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE test_results (
+        id INTEGER PRIMARY KEY,
+        attempt_id INTEGER NOT NULL REFERENCES attempts(id),
+        command TEXT NOT NULL,
+        exit_code INTEGER,
+        timed_out INTEGER NOT NULL DEFAULT 0,
+        duration_ms INTEGER NOT NULL,
+        output_tail TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX test_results_attempt ON test_results(attempt_id);
+    CREATE TABLE prs (
+        id INTEGER PRIMARY KEY,
+        attempt_id INTEGER NOT NULL REFERENCES attempts(id),
+        branch TEXT NOT NULL UNIQUE,
+        url TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    """,
+)
+
+# Attempt columns a caller may set through update_attempt() or alongside a transition.
+ATTEMPT_FIELDS: frozenset[str] = frozenset(
+    {
+        "branch",
+        "worktree",
+        "claude_cost_usd",
+        "claude_turns",
+        "claude_duration_ms",
+        "claude_summary",
+        "extra_instruction",
+        "test_exit_code",
+        "test_output_tail",
+        "diff",
+        "diff_stat",
+        "pr_url",
+        "pr_number",
+    }
+)
+
+_ERROR_COLUMNS = (
+    "id, service, fingerprint, error_type, message, stack, route, severity, count, "
+    "first_seen, last_seen, state, created_at, updated_at, current_attempt_id"
+)
+_ATTEMPT_COLUMNS = (
+    "id, error_id, state, branch, worktree, started_at, finished_at, reason, claude_cost_usd, "
+    "claude_turns, claude_duration_ms, claude_summary, extra_instruction, test_exit_code, "
+    "test_output_tail, diff, diff_stat, pr_url, pr_number"
+)
+_SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
+_INSERT_OCCURRENCE = (
+    "INSERT INTO occurrences (host, instance, seq, error_id, type, count, received_at, raw) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_KEYS_PER_QUERY = 400  # (service, fingerprint) pairs per IN (VALUES ...), well under SQLite's cap
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_esc: Callable[[str], str] = encode_basestring
+
+
+class StoreError(RuntimeError):
+    """The database cannot be used (not ours, too new, unreadable); the message says why."""
+
+
+class NotFound(LookupError):
+    """An id that names no row; a caller bug or a row from another database."""
+
+
+def now_iso() -> str:
+    """The store's timestamp format: ISO 8601 UTC with milliseconds, sortable as text."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _json_list(items: list[str]) -> str:
+    return f"[{','.join(map(_esc, items))}]"
+
+
+def _error_row(row: sqlite3.Row, hosts: dict[str, int]) -> ErrorRow:
+    return ErrorRow(
+        id=row["id"],
+        service=row["service"],
+        fingerprint=row["fingerprint"],
+        error_type=row["error_type"],
+        message=row["message"],
+        stack=json.loads(row["stack"]),
+        route=row["route"],
+        severity=row["severity"],
+        count=row["count"],
+        hosts=hosts,
+        first_seen=row["first_seen"],
+        last_seen=row["last_seen"],
+        state=State(row["state"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        current_attempt_id=row["current_attempt_id"],
+    )
+
+
+def _attempt_row(row: sqlite3.Row) -> AttemptRow:
+    values = dict(zip(row.keys(), tuple(row), strict=True))
+    values["state"] = State(values["state"])
+    return AttemptRow(**values)
+
+
+def _decision_row(row: sqlite3.Row) -> DecisionRow:
+    values = dict(zip(row.keys(), tuple(row), strict=True))
+    values["from_state"] = State(values["from_state"])
+    values["to_state"] = State(values["to_state"])
+    return DecisionRow(**values)
+
+
+def _check_fields(fields: dict[str, Any]) -> None:
+    unknown = sorted(set(fields) - ATTEMPT_FIELDS)
+    if unknown:
+        raise ValueError(
+            f"unknown attempt field(s) {', '.join(unknown)}; "
+            f"settable: {', '.join(sorted(ATTEMPT_FIELDS))}"
+        )
+
+
+def _states(states: State | Collection[State] | None) -> list[str] | None:
+    if states is None:
+        return None
+    if isinstance(states, str):
+        return [State(states).value]
+    return [State(s).value for s in states]
+
+
+def _placeholders(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+class _Group:
+    """The fresh events of one batch for one error, folded as ingest walks the batch.
+
+    It also encodes each event's raw line: within one error the host, message, stack and
+    the like rarely change between events, so those parts are escaped once and reused.
+    """
+
+    __slots__ = (
+        "_head",
+        "_source",
+        "_stack",
+        "_tail",
+        "error_id",
+        "first",
+        "first_seen",
+        "last_seen",
+        "latest",
+        "rank",
+        "severity",
+    )
+
+    def __init__(self, e: ErrorEvent) -> None:
+        self.first = self.latest = e
+        self.error_id = 0
+        self.severity: str = e.severity
+        self.rank = _SEVERITY_RANK.get(e.severity, 0)
+        self.first_seen = e.first_seen
+        self.last_seen = e.last_seen
+        self._encode_parts(e)
+
+    def add(self, e: ErrorEvent) -> None:
+        # The agent sends running totals: the highest seq carries the host's current one.
+        if e.seq > self.latest.seq:
+            self.latest = e
+        rank = _SEVERITY_RANK.get(e.severity, 0)
+        if rank > self.rank:
+            self.rank, self.severity = rank, e.severity
+        if e.first_seen < self.first_seen:
+            self.first_seen = e.first_seen
+        if e.last_seen > self.last_seen:
+            self.last_seen = e.last_seen
+
+    def _encode_parts(self, e: ErrorEvent) -> None:
+        self._source = (e.host, e.service, e.fingerprint, e.severity, e.message, e.error_type)
+        self._source += (e.route, e.first_seen)
+        self._stack = e.stack
+        route = "null" if e.route is None else _esc(e.route)
+        self._head = (
+            f',"host":{_esc(e.host)},"service":{_esc(e.service)},'
+            f'"fingerprint":{_esc(e.fingerprint)},"count":'
+        )
+        self._tail = (
+            f',"severity":{_esc(e.severity)},"message":{_esc(e.message)},'
+            f'"error_type":{_esc(e.error_type)},"stack":{_json_list(e.stack)},'
+            f'"route":{route},"first_seen":{_esc(e.first_seen)},"last_seen":'
+        )
+
+    def raw(self, e: ErrorEvent) -> str:
+        """The event's line exactly as agent.wire.encode writes it."""
+        source = (e.host, e.service, e.fingerprint, e.severity, e.message, e.error_type, e.route)
+        if (*source, e.first_seen) != self._source or e.stack != self._stack:
+            self._encode_parts(e)
+        # type is "error" or "update" and seq/count are plain ints: checked by ingest().
+        last_seen = _esc(e.last_seen)
+        return f'{{"type":"{e.type}","seq":{e.seq}{self._head}{e.count}{self._tail}{last_seen}}}'
+
+    def new_error_row(self, now: str) -> tuple[Any, ...]:
+        e = self.first
+        return (
+            e.service,
+            e.fingerprint,
+            e.error_type,
+            e.message,
+            _dumps(e.stack),
+            e.route,
+            self.severity,
+            self.first_seen,
+            self.last_seen,
+            now,
+            now,
+        )
+
+
+class Store:
+    """One console database. Open with ``await Store.open(path)``; share one per process."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, path: str | Path, *, migrations: Sequence[str] = MIGRATIONS) -> Store:
+        """Open (creating if needed) and migrate the database; refuse one we cannot read.
+
+        ``migrations`` exists so tests can exercise an upgrade; callers use the default.
+        """
+        path = Path(path).expanduser()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot create its directory: {exc.strerror}") from None
+        if path.is_dir():
+            raise StoreError(f"{path}: is a directory, not a database file")
+        try:
+            db = await aiosqlite.connect(str(path), isolation_level=None, timeout=30.0)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open database: {exc}") from None
+        db.row_factory = sqlite3.Row
+        store = cls(db, path)
+        try:
+            await store._prepare(list(migrations))
+        except BaseException:
+            await db.close()
+            raise
+        return store
+
+    async def _prepare(self, migrations: list[str]) -> None:
+        db = self._db
+        try:
+            await db.execute("PRAGMA busy_timeout = 30000")
+            await db.execute("PRAGMA foreign_keys = ON")
+            await db.execute("PRAGMA journal_mode = WAL")
+            await db.execute("PRAGMA synchronous = NORMAL")
+            tables = {r[0] for r in await db.execute_fetchall("SELECT name FROM sqlite_master")}
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a usable SQLite database: {exc}") from None
+        if tables and "schema_migrations" not in tables:
+            raise StoreError(
+                f"{self.path}: is a SQLite database but not a LevAutoFix console database "
+                f"(no schema_migrations table); refusing to touch it"
+            )
+        await db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            "version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        while True:
+            version = await self.schema_version()
+            if version > len(migrations):
+                raise StoreError(
+                    f"{self.path}: written by a newer version of the console "
+                    f"(schema version {version}; this version knows up to {len(migrations)}); "
+                    f"upgrade LevAutoFix or point --config at another state_dir"
+                )
+            if version == len(migrations):
+                return
+            target = version + 1
+            # The version row goes in first: if another process applied this migration
+            # meanwhile, the primary key refuses it and the whole script rolls back.
+            script = (
+                "BEGIN IMMEDIATE;\n"
+                f"INSERT INTO schema_migrations (version, applied_at) "
+                f"VALUES ({target}, '{now_iso()}');\n"
+                f"{migrations[target - 1]}\n;\nCOMMIT;"
+            )
+            try:
+                await db.executescript(script)
+            except sqlite3.Error as exc:
+                if db.in_transaction:
+                    await db.execute("ROLLBACK")
+                if await self.schema_version() >= target:
+                    continue  # another process got there first
+                raise StoreError(
+                    f"{self.path}: schema migration {target} failed and was rolled back: {exc}"
+                ) from None
+
+    async def schema_version(self) -> int:
+        """The highest migration applied to this file (0 for a new one)."""
+        rows = await self._db.execute_fetchall("SELECT MAX(version) FROM schema_migrations")
+        return int(next(iter(rows))[0] or 0)
+
+    async def close(self) -> None:
+        """Let transactions already started finish, then close the connection."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._db.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- transaction plumbing -------------------------------------------------------------
+
+    async def _write(self, body: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """Run ``body`` in one BEGIN IMMEDIATE transaction, safe against caller cancellation."""
+        if self._closed:
+            raise StoreError(f"{self.path}: store is closed")
+
+        async def run() -> T:
+            async with self._lock:
+                db = self._db
+                await db.execute("BEGIN IMMEDIATE")
+                try:
+                    result = await body(db)
+                    await db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        await db.execute("ROLLBACK")
+                    raise
+                return result
+
+        task = asyncio.ensure_future(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return await asyncio.shield(task)
+
+    async def _read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        if self._closed:
+            raise StoreError(f"{self.path}: store is closed")
+        async with self._lock:
+            return list(await self._db.execute_fetchall(sql, tuple(params)))
+
+    # --- hosts and ingest -----------------------------------------------------------------
+
+    async def ingest(self, host: str, events: Sequence[ErrorEvent]) -> list[IngestResult]:
+        """Store a batch of relayed events from one host in one transaction.
+
+        Idempotent on (host, instance, seq), so the relay can resend after a reconnect. The
+        result, one per event in order, tells the engine which errors are new.
+        """
+        if not events:
+            return []
+        return await self._write(lambda db: self._ingest(db, host, events))
+
+    async def _ingest(
+        self,
+        db: aiosqlite.Connection,
+        host: str,
+        events: Sequence[ErrorEvent],
+    ) -> list[IngestResult]:
+        now = now_iso()
+        # Creates the host on its first batch; one round trip either way.
+        rows = list(
+            await db.execute_fetchall(
+                "INSERT INTO hosts (name) VALUES (?) ON CONFLICT (name) DO UPDATE "
+                "SET name = excluded.name RETURNING instance, last_seq",
+                (host,),
+            )
+        )
+        instance, last_seq = rows[0]
+
+        # Seqs above the host's last_seq cannot be stored yet; only replays need a lookup.
+        stored: dict[int, int] = {}
+        old = sorted({e.seq for e in events if e.seq <= last_seq})
+        for i in range(0, len(old), _KEYS_PER_QUERY):
+            chunk = old[i : i + _KEYS_PER_QUERY]
+            found = await db.execute_fetchall(
+                f"SELECT seq, error_id FROM occurrences WHERE host = ? AND instance = ? "
+                f"AND seq IN ({_placeholders(len(chunk))})",
+                (host, instance, *chunk),
+            )
+            stored.update((seq, error_id) for seq, error_id in found)
+
+        # One pass: drop duplicates and fold the fresh events into one summary per error.
+        fresh: list[tuple[ErrorEvent, _Group]] = []
+        seen: set[int] | None = None  # built only if seqs stop increasing within the batch
+        top = 0
+        groups: dict[tuple[str, str], _Group] = {}
+        for e in events:
+            seq = e.seq
+            if type(seq) is not int or type(e.count) is not int or seq <= 0 or e.count <= 0:
+                raise ValueError(f"event from {host}: seq and count must be positive integers")
+            if e.type != "error" and e.type != "update":
+                raise ValueError(f"event seq {seq} from {host}: type {e.type!r} is not storable")
+            if seq in stored:
+                continue
+            if seq > top:
+                top = seq
+                if seen is not None:
+                    seen.add(seq)
+            else:
+                if seen is None:
+                    seen = {f.seq for f, _ in fresh}
+                if seq in seen:
+                    continue
+                seen.add(seq)
+            key = (e.service, e.fingerprint)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = _Group(e)
+            else:
+                group.add(e)
+            fresh.append((e, group))
+
+        known = await self._error_ids(db, list(groups))
+        created_keys = [key for key in groups if key not in known]
+        if created_keys:
+            await db.executemany(
+                "INSERT INTO errors (service, fingerprint, error_type, message, stack, route, "
+                "severity, first_seen, last_seen, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [groups[key].new_error_row(now) for key in created_keys],
+            )
+            known.update(await self._error_ids(db, created_keys))
+
+        count_rows = []
+        error_rows = []
+        for key, group in groups.items():
+            error_id, severity, first_seen, last_seen = known[key]
+            group.error_id = error_id
+            if _SEVERITY_RANK.get(group.severity, 0) > _SEVERITY_RANK.get(severity, 0):
+                severity = group.severity
+            count_rows.append((error_id, host, instance, group.latest.count, group.latest.seq))
+            error_rows.append(
+                (
+                    severity,
+                    min(first_seen, group.first_seen),
+                    max(last_seen, group.last_seen),
+                    now,
+                    error_id,
+                    error_id,
+                )
+            )
+        await db.executemany(
+            "INSERT INTO host_counts (error_id, host, instance, count, last_seq) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (error_id, host, instance) DO UPDATE SET "
+            "count = excluded.count, last_seq = excluded.last_seq "
+            "WHERE excluded.last_seq > host_counts.last_seq",
+            count_rows,
+        )
+        await db.executemany(
+            "UPDATE errors SET severity = ?, first_seen = ?, last_seen = ?, updated_at = ?, "
+            "count = (SELECT COALESCE(SUM(count), 0) FROM host_counts WHERE error_id = ?) "
+            "WHERE id = ?",
+            error_rows,
+        )
+        await db.executemany(
+            _INSERT_OCCURRENCE,
+            [
+                (host, instance, e.seq, group.error_id, e.type, e.count, now, group.raw(e))
+                for e, group in fresh
+            ],
+        )
+        if fresh:
+            await db.execute(
+                "UPDATE hosts SET last_seq = MAX(last_seq, ?), last_seen_at = ? WHERE name = ?",
+                (top, now, host),
+            )
+
+        created = {groups[key].first.seq for key in created_keys}
+        if len(fresh) == len(events):  # the usual case: nothing was a duplicate
+            return [IngestResult(e.seq, g.error_id, e.seq in created, False) for e, g in fresh]
+        results = []
+        reported: set[int] = set()
+        for e in events:
+            seq = e.seq
+            if seq in stored:
+                results.append(IngestResult(seq, stored[seq], False, True))
+                continue
+            error_id = groups[e.service, e.fingerprint].error_id
+            if seq in reported:
+                results.append(IngestResult(seq, error_id, False, True))
+                continue
+            reported.add(seq)
+            results.append(IngestResult(seq, error_id, seq in created, False))
+        return results
+
+    async def _error_ids(
+        self, db: aiosqlite.Connection, keys: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[int, str, str, str]]:
+        found: dict[tuple[str, str], tuple[int, str, str, str]] = {}
+        for i in range(0, len(keys), _KEYS_PER_QUERY):
+            chunk = keys[i : i + _KEYS_PER_QUERY]
+            params = [part for key in chunk for part in key]
+            rows = await db.execute_fetchall(
+                "SELECT service, fingerprint, id, severity, first_seen, last_seen FROM errors "
+                f"WHERE (service, fingerprint) IN (VALUES {', '.join(['(?, ?)'] * len(chunk))})",
+                params,
+            )
+            for service, fingerprint, error_id, severity, first_seen, last_seen in rows:
+                found[(service, fingerprint)] = (error_id, severity, first_seen, last_seen)
+        return found
+
+    async def last_seq(self, host: str) -> int:
+        """The highest seq stored for the host's current agent instance: resume after it."""
+        rows = await self._read("SELECT last_seq FROM hosts WHERE name = ?", (host,))
+        return int(rows[0][0]) if rows else 0
+
+    async def set_host_instance(self, host: str, instance: str) -> int:
+        """Record the agent instance named in a ``hello`` and return the seq to resume after.
+
+        A new instance means the agent's state was wiped and its seqs restarted from 1, so
+        the position starts over instead of ignoring the new events as duplicates. An empty
+        instance (an agent too old to send one) keeps the current position.
+        """
+
+        async def body(db: aiosqlite.Connection) -> int:
+            rows = list(
+                await db.execute_fetchall(
+                    "SELECT instance, last_seq FROM hosts WHERE name = ?", (host,)
+                )
+            )
+            if not rows:
+                await db.execute(
+                    "INSERT INTO hosts (name, instance) VALUES (?, ?)", (host, instance)
+                )
+                return 0
+            current, last = rows[0]
+            if not instance or instance == current:
+                return int(last)
+            top = await db.execute_fetchall(
+                "SELECT COALESCE(MAX(seq), 0) FROM occurrences WHERE host = ? AND instance = ?",
+                (host, instance),
+            )
+            resume = int(next(iter(top))[0])
+            await db.execute(
+                "UPDATE hosts SET instance = ?, last_seq = ? WHERE name = ?",
+                (instance, resume, host),
+            )
+            return resume
+
+        return await self._write(body)
+
+    async def set_host_status(self, host: str, status: str, detail: str | None = None) -> None:
+        """Remember the link state (``connected``, ``disconnected``...) the UI shows per host."""
+
+        async def body(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "INSERT INTO hosts (name, status, detail) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET status = excluded.status, "
+                "detail = excluded.detail",
+                (host, status, detail),
+            )
+
+        await self._write(body)
+
+    async def touch_host(self, host: str) -> None:
+        """Note that the host spoke (a heartbeat), so the UI can show how fresh the link is."""
+        now = now_iso()
+
+        async def body(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "INSERT INTO hosts (name, last_seen_at) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET last_seen_at = excluded.last_seen_at",
+                (host, now),
+            )
+
+        await self._write(body)
+
+    async def hosts(self) -> list[HostRow]:
+        rows = await self._read(
+            "SELECT name, instance, last_seq, last_seen_at, status, detail FROM hosts ORDER BY name"
+        )
+        return [HostRow(*tuple(r)) for r in rows]
+
+    # --- state changes --------------------------------------------------------------------
+
+    async def transition(
+        self,
+        error_id: int,
+        expected: State,
+        new: State,
+        *,
+        attempt_id: int | None = None,
+        reason: str | None = None,
+        actor: str | None = None,
+        **fields: Any,
+    ) -> bool:
+        """Move an error (and its current attempt) from ``expected`` to ``new``, atomically.
+
+        Returns False when the error was not in ``expected`` -- someone else acted first --
+        so two people approving at once produce one action. ``attempt_id`` additionally
+        requires that attempt to be the error's current one (a stale worker cannot move a
+        newer attempt). ``fields`` are attempt columns written in the same transaction.
+        Entering ``fixing`` starts an attempt, which is :meth:`create_attempt`'s job.
+        """
+        expected, new = State(expected), State(new)
+        if new not in TRANSITIONS[expected]:
+            raise ValueError(f"transition {expected.value} -> {new.value} is not allowed")
+        if new is State.FIXING:
+            raise ValueError("entering fixing starts an attempt: use create_attempt()")
+        _check_fields(fields)
+
+        async def body(db: aiosqlite.Connection) -> bool:
+            return await self._transition(
+                db, error_id, expected, new, attempt_id, reason, actor, fields
+            )
+
+        return await self._write(body)
+
+    async def transition_attempt(
+        self,
+        attempt_id: int,
+        expected: State,
+        new: State,
+        *,
+        reason: str | None = None,
+        actor: str | None = None,
+        **fields: Any,
+    ) -> bool:
+        """:meth:`transition` addressed by attempt, for the worker that runs the attempt."""
+        rows = await self._read("SELECT error_id FROM attempts WHERE id = ?", (attempt_id,))
+        if not rows:
+            raise NotFound(f"no attempt {attempt_id}")
+        return await self.transition(
+            rows[0][0], expected, new, attempt_id=attempt_id, reason=reason, actor=actor, **fields
+        )
+
+    async def _transition(
+        self,
+        db: aiosqlite.Connection,
+        error_id: int,
+        expected: State,
+        new: State,
+        attempt_id: int | None,
+        reason: str | None,
+        actor: str | None,
+        fields: dict[str, Any],
+    ) -> bool:
+        rows = list(
+            await db.execute_fetchall(
+                "SELECT state, current_attempt_id FROM errors WHERE id = ?", (error_id,)
+            )
+        )
+        if not rows:
+            raise NotFound(f"no error {error_id}")
+        state, current = rows[0]
+        if state != expected.value:
+            return False
+        if attempt_id is not None and attempt_id != current:
+            return False
+        now = now_iso()
+        cursor = await db.execute(
+            "UPDATE errors SET state = ?, updated_at = ?"
+            + (", current_attempt_id = NULL" if new is State.AWAITING_APPROVAL else "")
+            + " WHERE id = ? AND state = ?",
+            (new.value, now, error_id, expected.value),
+        )
+        if cursor.rowcount != 1:
+            return False
+        moved_attempt: int | None = None
+        if current is not None and expected in (*RUNNING_STATES, State.REVIEW):
+            sets = ["state = ?", "reason = COALESCE(?, reason)"]
+            params: list[Any] = [new.value, reason]
+            if new in FINISHED_STATES:
+                sets.append("finished_at = ?")
+                params.append(now)
+            for name, value in fields.items():
+                sets.append(f"{name} = ?")
+                params.append(value)
+            cursor = await db.execute(
+                f"UPDATE attempts SET {', '.join(sets)} WHERE id = ? AND state = ?",
+                (*params, current, expected.value),
+            )
+            if cursor.rowcount == 1:
+                moved_attempt = current
+        if fields and moved_attempt is None:
+            raise ValueError(
+                f"error {error_id}: fields {', '.join(sorted(fields))} need a current attempt "
+                f"in {expected.value}"
+            )
+        if actor is not None:
+            await self._decide(db, error_id, moved_attempt or current, expected, new, actor, reason)
+        return True
+
+    async def _decide(
+        self,
+        db: aiosqlite.Connection,
+        error_id: int,
+        attempt_id: int | None,
+        old: State,
+        new: State,
+        actor: str,
+        reason: str | None,
+    ) -> None:
+        await db.execute(
+            "INSERT INTO decisions (error_id, attempt_id, action, actor, from_state, to_state, "
+            "reason, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                error_id,
+                attempt_id,
+                action_name(old, new),
+                actor,
+                old.value,
+                new.value,
+                reason,
+                now_iso(),
+            ),
+        )
+
+    async def create_attempt(
+        self,
+        error_id: int,
+        extra_instruction: str | None = None,
+        *,
+        expected: State | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> AttemptRow | None:
+        """Start a fix attempt: the error moves to ``fixing`` and a new attempt row is its current.
+
+        It is a compare-and-set on the error's state: ``expected`` if given, else any state
+        from which ``fixing`` is allowed (approval, or retry after review/failed/interrupted).
+        Returns None when the error is not in such a state -- someone else acted first. A
+        retry from ``review`` closes the reviewed attempt as skipped.
+        """
+        if expected is not None and State.FIXING not in TRANSITIONS[State(expected)]:
+            raise ValueError(f"transition {State(expected).value} -> fixing is not allowed")
+
+        async def body(db: aiosqlite.Connection) -> AttemptRow | None:
+            rows = list(
+                await db.execute_fetchall(
+                    "SELECT state, current_attempt_id FROM errors WHERE id = ?", (error_id,)
+                )
+            )
+            if not rows:
+                raise NotFound(f"no error {error_id}")
+            old, current = State(rows[0][0]), rows[0][1]
+            if expected is not None and old is not State(expected):
+                return None
+            if State.FIXING not in TRANSITIONS[old]:
+                return None
+            now = now_iso()
+            if old is State.REVIEW and current is not None:
+                await db.execute(
+                    "UPDATE attempts SET state = ?, reason = ?, finished_at = ? "
+                    "WHERE id = ? AND state = ?",
+                    (State.SKIPPED.value, RETRY_REASON, now, current, State.REVIEW.value),
+                )
+            attempt_rows = list(
+                await db.execute_fetchall(
+                    f"INSERT INTO attempts (error_id, state, started_at, extra_instruction) "
+                    f"VALUES (?, ?, ?, ?) RETURNING {_ATTEMPT_COLUMNS}",
+                    (error_id, State.FIXING.value, now, extra_instruction),
+                )
+            )
+            attempt = _attempt_row(attempt_rows[0])
+            cursor = await db.execute(
+                "UPDATE errors SET state = ?, current_attempt_id = ?, updated_at = ? "
+                "WHERE id = ? AND state = ?",
+                (State.FIXING.value, attempt.id, now, error_id, old.value),
+            )
+            if cursor.rowcount != 1:  # cannot happen under the write lock; never half-apply
+                raise StoreError(f"error {error_id} changed state inside a transaction")
+            if actor is not None:
+                await self._decide(db, error_id, attempt.id, old, State.FIXING, actor, reason)
+            return attempt
+
+        return await self._write(body)
+
+    async def update_attempt(self, attempt_id: int, **fields: Any) -> AttemptRow:
+        """Write results as they arrive (branch, Claude's cost, the diff); never the state."""
+        _check_fields(fields)
+
+        async def body(db: aiosqlite.Connection) -> AttemptRow:
+            if fields:
+                sets = ", ".join(f"{name} = ?" for name in fields)
+                await db.execute(
+                    f"UPDATE attempts SET {sets} WHERE id = ?", (*fields.values(), attempt_id)
+                )
+            rows = list(
+                await db.execute_fetchall(
+                    f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE id = ?", (attempt_id,)
+                )
+            )
+            if not rows:
+                raise NotFound(f"no attempt {attempt_id}")
+            return _attempt_row(rows[0])
+
+        return await self._write(body)
+
+    async def append_transcript(self, attempt_id: int, lines: Sequence[str]) -> int:
+        """Keep Claude's stream-json output line by line; returns the seq of the last line."""
+
+        async def body(db: aiosqlite.Connection) -> int:
+            await self._require_attempt(db, attempt_id)
+            rows = await db.execute_fetchall(
+                "SELECT COALESCE(MAX(seq), 0) FROM transcripts WHERE attempt_id = ?",
+                (attempt_id,),
+            )
+            start = int(next(iter(rows))[0])
+            await db.executemany(
+                "INSERT INTO transcripts (attempt_id, seq, line) VALUES (?, ?, ?)",
+                [(attempt_id, start + i, line) for i, line in enumerate(lines, 1)],
+            )
+            return start + len(lines)
+
+        return await self._write(body)
+
+    async def transcript(self, attempt_id: int, after_seq: int = 0) -> list[str]:
+        """Transcript lines after ``after_seq``, so a viewer can follow a running attempt."""
+        rows = await self._read(
+            "SELECT line FROM transcripts WHERE attempt_id = ? AND seq > ? ORDER BY seq",
+            (attempt_id, after_seq),
+        )
+        return [r[0] for r in rows]
+
+    async def record_test_result(
+        self,
+        attempt_id: int,
+        *,
+        command: str,
+        exit_code: int | None,
+        output_tail: str,
+        duration_ms: int,
+        timed_out: bool = False,
+    ) -> TestResultRow:
+        """Keep every test run; the attempt shows the latest exit code and output tail."""
+        now = now_iso()
+
+        async def body(db: aiosqlite.Connection) -> TestResultRow:
+            await self._require_attempt(db, attempt_id)
+            rows = list(
+                await db.execute_fetchall(
+                    "INSERT INTO test_results (attempt_id, command, exit_code, timed_out, "
+                    "duration_ms, output_tail, at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "RETURNING id, attempt_id, command, exit_code, timed_out, duration_ms, "
+                    "output_tail, at",
+                    (attempt_id, command, exit_code, int(timed_out), duration_ms, output_tail, now),
+                )
+            )
+            await db.execute(
+                "UPDATE attempts SET test_exit_code = ?, test_output_tail = ? WHERE id = ?",
+                (exit_code, output_tail, attempt_id),
+            )
+            r = rows[0]
+            return TestResultRow(
+                id=r["id"],
+                attempt_id=r["attempt_id"],
+                command=r["command"],
+                exit_code=r["exit_code"],
+                timed_out=bool(r["timed_out"]),
+                duration_ms=r["duration_ms"],
+                output_tail=r["output_tail"],
+                at=r["at"],
+            )
+
+        return await self._write(body)
+
+    async def test_results(self, attempt_id: int) -> list[TestResultRow]:
+        rows = await self._read(
+            "SELECT id, attempt_id, command, exit_code, timed_out, duration_ms, output_tail, at "
+            "FROM test_results WHERE attempt_id = ? ORDER BY id",
+            (attempt_id,),
+        )
+        return [
+            TestResultRow(
+                id=r["id"],
+                attempt_id=r["attempt_id"],
+                command=r["command"],
+                exit_code=r["exit_code"],
+                timed_out=bool(r["timed_out"]),
+                duration_ms=r["duration_ms"],
+                output_tail=r["output_tail"],
+                at=r["at"],
+            )
+            for r in rows
+        ]
+
+    async def record_pr(
+        self, attempt_id: int, branch: str, url: str, number: int
+    ) -> PullRequestRow:
+        """Remember an opened PR by branch, so a restart never opens a second one for it."""
+        now = now_iso()
+
+        async def body(db: aiosqlite.Connection) -> PullRequestRow:
+            await self._require_attempt(db, attempt_id)
+            rows = list(
+                await db.execute_fetchall(
+                    "INSERT INTO prs (attempt_id, branch, url, number, created_at) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (branch) DO UPDATE SET "
+                    "attempt_id = excluded.attempt_id, url = excluded.url, "
+                    "number = excluded.number "
+                    "RETURNING id, attempt_id, branch, url, number, created_at",
+                    (attempt_id, branch, url, number, now),
+                )
+            )
+            await db.execute(
+                "UPDATE attempts SET pr_url = ?, pr_number = ? WHERE id = ?",
+                (url, number, attempt_id),
+            )
+            return PullRequestRow(*tuple(rows[0]))
+
+        return await self._write(body)
+
+    async def pr_for_branch(self, branch: str) -> PullRequestRow | None:
+        rows = await self._read(
+            "SELECT id, attempt_id, branch, url, number, created_at FROM prs WHERE branch = ?",
+            (branch,),
+        )
+        return PullRequestRow(*tuple(rows[0])) if rows else None
+
+    async def recover(self) -> list[AttemptRow]:
+        """At startup: attempts cut off by a console stop become ``interrupted``.
+
+        Their worktrees may be half edited; the engine gets them back to clean up, and a
+        person can retry or skip them.
+        """
+        now = now_iso()
+
+        async def body(db: aiosqlite.Connection) -> list[AttemptRow]:
+            running = [s.value for s in RUNNING_STATES]
+            before = await db.execute_fetchall(
+                f"SELECT id, state FROM attempts WHERE state IN ({_placeholders(len(running))})",
+                running,
+            )
+            attempts = []
+            for attempt_id, old in before:
+                rows = list(
+                    await db.execute_fetchall(
+                        f"UPDATE attempts SET state = ?, reason = ?, finished_at = ? "
+                        f"WHERE id = ? RETURNING {_ATTEMPT_COLUMNS}",
+                        (State.INTERRUPTED.value, RECOVER_REASON, now, attempt_id),
+                    )
+                )
+                attempt = _attempt_row(rows[0])
+                attempts.append(attempt)
+                # The error mirrors the attempt only while it is the error's current one.
+                cursor = await db.execute(
+                    "UPDATE errors SET state = ?, updated_at = ? "
+                    "WHERE id = ? AND current_attempt_id = ? AND state = ?",
+                    (State.INTERRUPTED.value, now, attempt.error_id, attempt.id, old),
+                )
+                if cursor.rowcount == 1:
+                    await self._decide(
+                        db,
+                        attempt.error_id,
+                        attempt.id,
+                        State(old),
+                        State.INTERRUPTED,
+                        "console",
+                        RECOVER_REASON,
+                    )
+            return attempts
+
+        return await self._write(body)
+
+    async def _require_attempt(self, db: aiosqlite.Connection, attempt_id: int) -> None:
+        rows = await db.execute_fetchall("SELECT 1 FROM attempts WHERE id = ?", (attempt_id,))
+        if not list(rows):
+            raise NotFound(f"no attempt {attempt_id}")
+
+    # --- queries --------------------------------------------------------------------------
+
+    async def errors(
+        self,
+        limit: int = 100,
+        state: State | Collection[State] | None = None,
+        *,
+        service: str | None = None,
+    ) -> list[ErrorRow]:
+        """Most recently seen errors first, optionally only some states or one service."""
+        where, params = [], []
+        states = _states(state)
+        if states is not None:
+            where.append(f"state IN ({_placeholders(len(states))})")
+            params.extend(states)
+        if service is not None:
+            where.append("service = ?")
+            params.append(service)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        async with self._lock:
+            rows = list(
+                await self._db.execute_fetchall(
+                    f"SELECT {_ERROR_COLUMNS} FROM errors {clause} "
+                    f"ORDER BY last_seen DESC, id DESC LIMIT ?",
+                    (*params, limit),
+                )
+            )
+            hosts = await self._host_counts([r["id"] for r in rows])
+        return [_error_row(r, hosts.get(r["id"], {})) for r in rows]
+
+    async def error(self, error_id: int) -> ErrorRow | None:
+        async with self._lock:
+            rows = list(
+                await self._db.execute_fetchall(
+                    f"SELECT {_ERROR_COLUMNS} FROM errors WHERE id = ?", (error_id,)
+                )
+            )
+            if not rows:
+                return None
+            hosts = await self._host_counts([error_id])
+        return _error_row(rows[0], hosts.get(error_id, {}))
+
+    async def _host_counts(self, error_ids: list[int]) -> dict[int, dict[str, int]]:
+        result: dict[int, dict[str, int]] = {}
+        for i in range(0, len(error_ids), _KEYS_PER_QUERY):
+            chunk = error_ids[i : i + _KEYS_PER_QUERY]
+            rows = await self._db.execute_fetchall(
+                f"SELECT error_id, host, SUM(count) FROM host_counts "
+                f"WHERE error_id IN ({_placeholders(len(chunk))}) GROUP BY error_id, host",
+                chunk,
+            )
+            for error_id, host, count in rows:
+                result.setdefault(error_id, {})[host] = int(count)
+        return result
+
+    async def attempts(
+        self,
+        error_id: int | None = None,
+        states: State | Collection[State] | None = None,
+        limit: int | None = None,
+    ) -> list[AttemptRow]:
+        """Attempts oldest first, optionally for one error or in some states."""
+        where, params = [], []
+        if error_id is not None:
+            where.append("error_id = ?")
+            params.append(error_id)
+        wanted = _states(states)
+        if wanted is not None:
+            where.append(f"state IN ({_placeholders(len(wanted))})")
+            params.extend(wanted)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._read(
+            f"SELECT {_ATTEMPT_COLUMNS} FROM attempts {clause} ORDER BY id LIMIT ?",
+            (*params, -1 if limit is None else limit),
+        )
+        return [_attempt_row(r) for r in rows]
+
+    async def attempt(self, attempt_id: int) -> AttemptRow | None:
+        rows = await self._read(
+            f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE id = ?", (attempt_id,)
+        )
+        return _attempt_row(rows[0]) if rows else None
+
+    async def running_attempts(self) -> list[AttemptRow]:
+        """Attempts doing work now (fixing or testing); the engine caps them by concurrency."""
+        return await self.attempts(states=RUNNING_STATES)
+
+    async def decisions(
+        self,
+        error_id: int | None = None,
+        attempt_id: int | None = None,
+        limit: int = 100,
+    ) -> list[DecisionRow]:
+        """Who did what, oldest first: the audit trail behind every approval."""
+        where, params = [], []
+        if error_id is not None:
+            where.append("error_id = ?")
+            params.append(error_id)
+        if attempt_id is not None:
+            where.append("attempt_id = ?")
+            params.append(attempt_id)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._read(
+            "SELECT id, error_id, attempt_id, action, actor, at, from_state, to_state, reason "
+            f"FROM decisions {clause} ORDER BY id LIMIT ?",
+            (*params, limit),
+        )
+        return [_decision_row(r) for r in rows]
+
+    async def integrity_check(self) -> list[str]:
+        """SQLite's own verdict on the file (``["ok"]`` when healthy), for a doctor command."""
+        rows = await self._read("PRAGMA integrity_check")
+        return [r[0] for r in rows]

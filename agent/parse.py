@@ -55,12 +55,40 @@ _NEEDLES: tuple[bytes, ...] = tuple(
 _CARET_BYTES = re.compile(rb"[ \t]*\^+[ \t]*\r?")
 # Lines the line mode would ignore when idle: a non-error level word after an optional
 # timestamp, or a pino/bunyan/winston JSON line whose first "level" is below error.
+_QUIET_STAMP = (
+    rb"\[?\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d{1,9})? ?"
+    rb"(?:Z|[+-]\d\d:?\d\d|UTC)?\]?:? "
+)
+_QUIET_WORD = rb"\[?(?i:info|debug|trace|notice|warn|warning|verbose|silly|http)\]?[: \t\r\n]"
+_QUIET_JSON = (
+    rb'\{(?:"(?:name|hostname|pid|time|v)":(?:"[^"\\\n]*"|\d+),)*"level":'
+    rb'(?:[1-4]\d|"(?i:info|debug|trace|warn|warning|verbose|http|silly|notice)")[,}]'
+)
 _QUIET_LINE = re.compile(
-    rb"(?:\[?\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d{1,9})? ?"
-    rb"(?:Z|[+-]\d\d:?\d\d|UTC)?\]?:? ){0,2}"
-    rb"(?:\[?(?i:info|debug|trace|notice|warn|warning|verbose|silly|http)\]?[: \t\r\n]"
-    rb'|\{(?:"(?:name|hostname|pid|time|v)":(?:"[^"\\\n]*"|\d+),)*"level":'
-    rb'(?:[1-4]\d|"(?i:info|debug|trace|warn|warning|verbose|http|silly|notice)")[,}])'
+    b"(?:" + _QUIET_STAMP + b"){0,2}(?:" + _QUIET_WORD + b"|" + _QUIET_JSON + b")"
+)
+# A newline followed by a line that is not quiet, for finding those lines at C speed. It
+# asks the same question as _QUIET_LINE in a form the regex engine answers faster: the two
+# most common quiet shapes (JSON; one timestamp and a level word) are tried on their own
+# first, each a subset of the whole, and optional groups are spelled as alternatives.
+_STAMP_OR_NOT = (
+    rb"\[?\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d{1,9}|) ?(?:Z|[+-]\d\d:?\d\d|UTC|)\]?:? "
+)
+_NOT_QUIET_NEXT = re.compile(
+    b"\n(?!"
+    + _QUIET_JSON
+    + b")(?!"
+    + _STAMP_OR_NOT
+    + _QUIET_WORD
+    + b")(?!(?:"
+    + _STAMP_OR_NOT
+    + b"(?:"
+    + _STAMP_OR_NOT
+    + b"|)|)(?:"
+    + _QUIET_WORD
+    + b"|"
+    + _QUIET_JSON
+    + b"))"
 )
 _EXCERPT_BYTES = re.compile(rb"(?:\S+\.[cm]?[jt]sx?|node:[\w/]+):\d+\r?")
 
@@ -121,23 +149,121 @@ def _needle_hits(buf: bytes) -> list[int]:
     return hits
 
 
+_FRAME = _NEEDLES[-1]
+_LINE_NEEDLES = _NEEDLES[:-1]
+# A buffer with more lines that are not quiet than this (per KiB, plus a few) is searched
+# needle by needle instead: checking many lines one by one in Python costs more.
+_LINES_PER_KIB = 1
+_LINES_SLACK = 16
+# After a buffer turned out busy, this many buffers go straight to the needle search.
+_NEEDLE_MODE_BUFFERS = 8
+
+
+def _needles_in_line(buf: bytes, start: int) -> tuple[bool, bool]:
+    """(a needle other than the frame one starts in the line at ``start``, the frame one does).
+
+    The frame needle starts at the newline that ends the line.
+    """
+    end = buf.find(b"\n", start)
+    if end == -1:
+        end = len(buf)
+    folded = buf[start:end].translate(_FOLD)
+    other = False
+    for needle in _LINE_NEEDLES:
+        if needle in folded:
+            other = True
+            break
+    frame = end < len(buf) and buf[end : end + len(_FRAME)].translate(_FOLD) == _FRAME
+    return other, frame
+
+
+def _loud_lines(buf: bytes) -> list[int] | None:
+    """Starts of the lines that are not quiet, or None when there are too many of them for
+    looking at them one by one to pay off."""
+    limit = len(buf) // 1024 * _LINES_PER_KIB + _LINES_SLACK
+    loud = [] if _QUIET_LINE.match(buf) else [0]
+    for match in _NOT_QUIET_NEXT.finditer(buf):
+        loud.append(match.end())
+        if len(loud) > limit:
+            return None
+    return loud
+
+
+def _after_quiet_needle_lines(buf: bytes, begin: int, start: int) -> int:
+    """Just after the last quiet line holding a needle among the lines in [begin, start)."""
+    bound = begin
+    line = begin
+    while line < start:
+        end = buf.find(b"\n", line, start)
+        if end == -1:
+            break
+        if _QUIET_LINE.match(buf, line) and any(_needles_in_line(buf, line)):
+            bound = end + 1
+        line = end + 1
+    return bound
+
+
 class _CandidateFinder:
     """Where the next possibly interesting line starts, using C-speed searches only.
 
-    Finds every needle of a buffer once, when the buffer is new, then answers each query
-    with a bisection. For a stack frame it backs up to the line before (the header of an
-    error whose name has no "error" in it); for a header right after a crash excerpt
-    (``/app.js:42``, source, ``^``) it backs up to the excerpt.
+    A line is a candidate when it is not quiet (see ``_QUIET_LINE``) and a needle starts in
+    it. Each new buffer is looked at once, by whichever way is cheaper for it: lines that
+    are not quiet are found by one regex and only they are searched for needles, or, when
+    most lines are not quiet, every needle is found (see ``_needle_hits``) and the quiet
+    lines holding one are passed over. Both give the same answers.
+
+    For a stack frame it backs up to the line before (the header of an error whose name
+    has no "error" in it); for a header right after a crash excerpt (``/app.js:42``,
+    source, ``^``) it backs up to the excerpt.
     """
 
     def __init__(self) -> None:
         self._buf: bytes | None = None
         self._hits: list[int] = []
+        self._loud: list[int] | None = None
+        self._needle_mode = 0  # buffers left to search needle by needle
 
     def __call__(self, buf: bytes, pos: int) -> int:
         if buf is not self._buf:
-            self._buf = buf
-            self._hits = _needle_hits(buf)
+            self._prepare(buf)
+        if self._loud is None:
+            return self._from_hits(buf, pos)
+        loud = self._loud
+        # Lines inside a record are read without asking here, so needles are looked for
+        # only in the lines that are asked about.
+        index = bisect_left(loud, pos)
+        while True:
+            if index == len(loud):
+                return -1
+            start = loud[index]
+            other, frame = _needles_in_line(buf, start)
+            if other or frame:
+                break
+            index += 1
+        if not other or start == pos:
+            return start
+        back = self._back_up(buf, pos, start)
+        if back < start:
+            # The needle search resumes after each quiet line holding a needle, and never
+            # backs up beyond where it resumed: neither may this.
+            bound = _after_quiet_needle_lines(buf, back, start)
+            if bound > back:
+                back = self._back_up(buf, bound, start)
+        return back
+
+    def _prepare(self, buf: bytes) -> None:
+        self._buf = buf
+        self._loud = None
+        if self._needle_mode:
+            self._needle_mode -= 1
+        else:
+            self._loud = _loud_lines(buf)
+            if self._loud is not None:
+                return
+            self._needle_mode = _NEEDLE_MODE_BUFFERS
+        self._hits = _needle_hits(buf)
+
+    def _from_hits(self, buf: bytes, pos: int) -> int:
         hits = self._hits
         index = bisect_left(hits, pos)
         while True:
@@ -158,6 +284,9 @@ class _CandidateFinder:
             # Only the frame needle starts with a newline: the one ending the line above
             # the frame, which is the error's header.
             return start
+        return self._back_up(buf, pos, start)
+
+    def _back_up(self, buf: bytes, pos: int, start: int) -> int:
         previous = buf.rfind(b"\n", pos, start - 1) + 1 or pos
         if _EXCERPT_BYTES.fullmatch(buf, previous, start - 1):
             # The excerpt above a source line that names an error (`throw new Error(...)`).
@@ -328,8 +457,24 @@ def parse_java_frame(line: str) -> Frame | None:
     return Frame(function, path, int(number) if number.isdigit() else None, None, in_app)
 
 
+# Stack lines repeat verbatim across the occurrences of a fault; frames are immutable, so
+# the parse of a recent line is reused. Long lines are not kept, which bounds the memory.
+_FRAME_MEMO: dict[str, Frame | None] = {}
+_FRAME_MEMO_ENTRIES = 4096
+_FRAME_MEMO_MAX_CHARS = 512
+
+
 def _parse_frame(line: str) -> Frame | None:
-    return parse_java_frame(line) or parse_node_frame(line)
+    try:
+        return _FRAME_MEMO[line]
+    except KeyError:
+        pass
+    frame = parse_java_frame(line) or parse_node_frame(line)
+    if len(line) <= _FRAME_MEMO_MAX_CHARS:
+        if len(_FRAME_MEMO) >= _FRAME_MEMO_ENTRIES:
+            _FRAME_MEMO.clear()
+        _FRAME_MEMO[line] = frame
+    return frame
 
 
 # --- line shapes --------------------------------------------------------------------------
@@ -933,6 +1078,26 @@ def _json_route(obj: dict[str, Any]) -> str | None:
     if method and url and url.startswith("/"):
         return f"{method.upper()} {url.split('?', 1)[0].split('#', 1)[0]}"
     return None
+
+
+def settled_line_start(buf: bytes, pos: int) -> int:
+    """The start of the first line at or after ``pos`` that follows two quiet lines, or -1.
+
+    Two lines that only a non-error log level prints end every record except a property
+    block, so an Assembler started there is very likely in step with one that read all
+    that came before: a place to cut a file for parallel reading. Callers still check
+    (``pending``, ``safe_offset``) that the reader of the part before did end up idle there.
+    ``pos`` must be the start of a line.
+    """
+    quiet = 0
+    start = pos
+    while quiet < 2:
+        end = buf.find(b"\n", start)
+        if end == -1:
+            return -1
+        quiet = quiet + 1 if _QUIET_LINE.match(buf, start, end + 1) else 0
+        start = end + 1
+    return start
 
 
 def parse_lines(lines: Iterable[str]) -> list[ErrorRecord]:

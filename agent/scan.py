@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import pickle
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from stat import S_ISREG
 from typing import BinaryIO
 
 from agent.classify import classify
 from agent.config import DetectionConfig
 from agent.fingerprint import fingerprint
 from agent.outbox import iso
-from agent.parse import Assembler
+from agent.parse import Assembler, settled_line_start
 from agent.record import ErrorRecord
 from agent.redact import Redactor, redact_record
 
@@ -28,6 +30,12 @@ READ_SIZE = 4 << 20
 # Distinct records remembered for reuse of their redaction and fingerprint; a log whose
 # every error is unique just refills the memo now and then.
 _MEMO_ENTRIES = 8192
+# A file this large is cut into parts read by forked processes, one per usable CPU; smaller
+# ones are read in one go because starting a process costs more than it saves.
+PARALLEL_MIN_BYTES = 32 << 20
+_PART_MIN_BYTES = 16 << 20
+# How far past a planned cut to look for a settled line start (see settled_line_start).
+_CUT_WINDOW = 1 << 20
 
 
 @dataclass
@@ -44,6 +52,7 @@ class ScanGroup:
     first_seen: str = ""
     last_seen: str = ""
     bursts: int = 0
+    _first_ts: float | None = field(default=None, repr=False)
     _last_ts: float | None = field(default=None, repr=False)
 
     def add(self, timestamp: str | None, route: str | None, fallback: str, settle: float) -> None:
@@ -57,7 +66,36 @@ class ScanGroup:
         if self._last_ts is None or ts is None or ts - self._last_ts > settle:
             self.bursts += 1
         if ts is not None:
+            if self._first_ts is None:
+                self._first_ts = ts
             self._last_ts = ts
+
+    def merge_later(self, later: ScanGroup, settle: float) -> None:
+        """Take in what a later part of the input counted for this group.
+
+        The result is what :meth:`add` would have built from both parts' occurrences in
+        order: the later part counted its first timed occurrence as a new burst because it
+        could not see this part's last one, so that burst is taken back when it was not.
+        """
+        self.count += later.count
+        if later.first_seen:
+            self.first_seen = (
+                min(self.first_seen, later.first_seen) if self.first_seen else later.first_seen
+            )
+        self.last_seen = max(self.last_seen, later.last_seen)
+        if not self.route:
+            self.route = later.route
+        self.bursts += later.bursts
+        if (
+            self._last_ts is not None
+            and later._first_ts is not None
+            and not later._first_ts - self._last_ts > settle
+        ):
+            self.bursts -= 1
+        if self._first_ts is None:
+            self._first_ts = later._first_ts
+        if later._last_ts is not None:
+            self._last_ts = later._last_ts
 
     def to_json(self, detection: DetectionConfig) -> dict[str, object]:
         text = "\n".join([f"{self.error_type}: {self.message}", *self.stack])
@@ -94,12 +132,55 @@ def _epoch(stamp: str) -> float | None:
         return None
 
 
-def _chunks(stream: BinaryIO) -> Iterator[bytes]:
-    while True:
-        data = stream.read(READ_SIZE)
-        if not data:
-            return
-        yield data
+_Groups = dict[tuple[str, str], ScanGroup]
+
+
+@dataclass
+class _Part:
+    """What one stretch ``[start, end)`` of one input counted, to be merged in file order.
+
+    A part reads on past its planned end, to the end of the input, when its parser was not
+    idle there; the parts after it are then left out.
+    """
+
+    start: int
+    end: int
+    at_eof: bool
+    groups: _Groups
+    cut_lines: int
+
+
+class _Positional:
+    """Reads a file descriptor from a given offset with ``pread``.
+
+    Forked processes share the file offset of descriptors they inherit, so plain reads
+    from several of them would interleave; positional reads leave the offset alone.
+    """
+
+    def __init__(self, fd: int, offset: int) -> None:
+        self._fd = fd
+        self._offset = offset
+
+    def read(self, size: int) -> bytes:
+        data = os.pread(self._fd, size, self._offset)
+        self._offset += len(data)
+        return data
+
+
+def _unpickle_part(payload: bytes) -> _Part | None:
+    """A child's counts, or None when what came through the pipe is not a whole part."""
+    try:
+        part = pickle.loads(payload)
+    except Exception:
+        return None
+    return part if isinstance(part, _Part) else None
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 class Scanner:
@@ -119,15 +200,7 @@ class Scanner:
         self._memo: dict[tuple[object, ...], _Clean] = {}
 
     def scan_stream(self, stream: BinaryIO, service: str, fallback_time: str) -> None:
-        assembler = Assembler(max_line_bytes=self.detection.max_line_bytes)
-        offset = 0
-        for data in _chunks(stream):
-            self._add(service, assembler.feed(data, offset), fallback_time)
-            offset += len(data)
-        self._add(service, assembler.flush(), fallback_time)
-        cut = getattr(assembler, "cut_lines", 0)
-        if cut:
-            self.problems.append(f"{service}: {cut} over-long line(s) were cut")
+        self._merge(service, [self._read_part(stream, service, fallback_time, 0, None)])
 
     def scan_path(self, path: str, service: str | None) -> None:
         if path == "-":
@@ -138,19 +211,164 @@ class Scanner:
         p = Path(path)
         try:
             with p.open("rb") as fh:
-                mtime = iso(p.stat().st_mtime)
-                self.scan_stream(fh, service or p.name.split(".")[0] or "app", mtime)
+                stat = os.fstat(fh.fileno())
+                mtime = iso(stat.st_mtime)
+                name = service or p.name.split(".")[0] or "app"
+                parts = self._part_count(stat)
+                if parts > 1:
+                    self._merge(name, self._read_parallel(fh, name, mtime, stat.st_size, parts))
+                else:
+                    self.scan_stream(fh, name, mtime)
         except IsADirectoryError:
             self.problems.append(f"{path}: is a directory, skipped")
         except OSError as exc:
             self.problems.append(f"{path}: cannot read ({exc.strerror}), skipped")
 
-    def _add(self, service: str, records: list[ErrorRecord], fallback: str) -> None:
+    def _part_count(self, stat: os.stat_result) -> int:
+        if not S_ISREG(stat.st_mode) or stat.st_size < PARALLEL_MIN_BYTES:
+            return 1
+        if not hasattr(os, "fork"):
+            return 1
+        return max(1, min(_usable_cpus(), stat.st_size // _PART_MIN_BYTES))
+
+    def _read_part(
+        self,
+        stream: BinaryIO | _Positional,
+        service: str,
+        fallback: str,
+        start: int,
+        stop: int | None,
+    ) -> _Part:
+        """Parse ``stream`` (positioned at ``start``) up to ``stop``, or to its end.
+
+        At ``stop`` the parser must be idle, with nothing held back, for the next part,
+        which started afresh there, to be right; otherwise this part reads on to the end.
+        """
+        groups: _Groups = {}
+        assembler = Assembler(max_line_bytes=self.detection.max_line_bytes)
+        offset = start
+        at_eof = False
+        while stop is None or offset < stop:
+            data = stream.read(READ_SIZE if stop is None else min(READ_SIZE, stop - offset))
+            if not data:
+                at_eof = True
+                break
+            self._add(groups, service, assembler.feed(data, offset), fallback)
+            offset += len(data)
+        if not at_eof and (assembler.pending or assembler.safe_offset != stop):
+            while data := stream.read(READ_SIZE):
+                self._add(groups, service, assembler.feed(data, offset), fallback)
+                offset += len(data)
+            at_eof = True
+        if at_eof:
+            self._add(groups, service, assembler.flush(), fallback)
+        return _Part(start, offset, at_eof, groups, assembler.splitter.cut_lines)
+
+    def _cuts(self, stream: BinaryIO, size: int, parts: int) -> list[int]:
+        """Where the parts start: line starts near equal shares, after two quiet lines."""
+        cuts = [0]
+        for k in range(1, parts):
+            target = size * k // parts
+            stream.seek(target)
+            window = stream.read(_CUT_WINDOW)
+            first = window.find(b"\n") + 1
+            if not first:
+                continue
+            settled = settled_line_start(window, first)
+            cut = target + (settled if settled != -1 else first)
+            if cuts[-1] < cut < size:
+                cuts.append(cut)
+        return cuts
+
+    def _read_parallel(
+        self, stream: BinaryIO, service: str, fallback: str, size: int, parts: int
+    ) -> list[_Part]:
+        """Read the parts of a large file at once, this process taking the first one.
+
+        Each other part goes to a forked child that sends its counts back pickled through a
+        pipe. A part whose child failed is read here instead, so the result never depends
+        on whether forking worked.
+        """
+        cuts = self._cuts(stream, size, parts)
+        bounds = list(zip(cuts, [*cuts[1:], None], strict=True))
+        fd = stream.fileno()
+        children: list[tuple[int, int]] = []
+        for start, stop in bounds[1:]:
+            try:
+                read_fd, write_fd = os.pipe()
+            except OSError:
+                break
+            try:
+                pid = os.fork()
+            except OSError:
+                os.close(read_fd)
+                os.close(write_fd)
+                break
+            if pid == 0:  # pragma: no cover - runs in the child
+                os.close(read_fd)
+                self._child(write_fd, fd, service, fallback, start, stop)
+            os.close(write_fd)
+            children.append((pid, read_fd))
+        results: list[_Part | None] = [
+            self._read_part(_Positional(fd, 0), service, fallback, 0, bounds[0][1])
+        ]
+        for pid, read_fd in children:
+            with os.fdopen(read_fd, "rb") as pipe:
+                payload = pipe.read()
+            _, status = os.waitpid(pid, 0)
+            results.append(_unpickle_part(payload) if status == 0 else None)
+        done: list[_Part] = []
+        expected = 0
+        for (start, stop), part in zip(bounds, results + [None] * len(bounds), strict=False):
+            if done and done[-1].at_eof:
+                break
+            if part is None and start == expected:
+                part = self._read_part(_Positional(fd, start), service, fallback, start, stop)
+            if part is not None:
+                done.append(part)
+                expected = part.end
+        return done
+
+    def _child(
+        self, write_fd: int, fd: int, service: str, fallback: str, start: int, stop: int | None
+    ) -> None:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            part = self._read_part(_Positional(fd, start), service, fallback, start, stop)
+            with os.fdopen(write_fd, "wb") as pipe:
+                pipe.write(pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL))
+            code = 0
+        finally:
+            os._exit(code)
+
+    def _merge(self, service: str, parts: list[_Part]) -> None:
+        settle = self.detection.settle_seconds
+        expected = parts[0].start
+        cut = 0
+        for part in parts:
+            if part.start != expected:
+                continue  # an earlier part read on over this one
+            for key, group in part.groups.items():
+                mine = self.groups.get(key)
+                if mine is None:
+                    self.groups[key] = group
+                else:
+                    mine.merge_later(group, settle)
+            cut += part.cut_lines
+            expected = part.end
+            if part.at_eof:
+                break
+        if cut:
+            self.problems.append(f"{service}: {cut} over-long line(s) were cut")
+
+    def _add(
+        self, groups: _Groups, service: str, records: list[ErrorRecord], fallback: str
+    ) -> None:
         settle = self.detection.settle_seconds
         for record in records:
             clean = self._clean(record)
             key = (service, clean.fingerprint)
-            group = self.groups.get(key)
+            group = groups.get(key)
             if group is None:
                 group = ScanGroup(
                     service=service,
@@ -160,7 +378,7 @@ class Scanner:
                     stack=list(clean.stack),
                     route=clean.route,
                 )
-                self.groups[key] = group
+                groups[key] = group
             group.add(record.timestamp, clean.route, fallback, settle)
 
     def _clean(self, record: ErrorRecord) -> _Clean:

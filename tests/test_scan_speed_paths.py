@@ -1,0 +1,292 @@
+"""The fast paths of the parser and of scan give exactly what the plain ways give.
+
+The candidate finder has two ways of looking at a buffer (lines that are not quiet, or
+every needle) and scan cuts large files into parts read by forked processes. Each is
+checked against a straightforward reference on inputs built to hit their edges: needles
+in quiet lines, crash excerpts, frames after a header without "error", property blocks
+and records that straddle the places where a file is cut.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent import parse, scan
+from agent.config import DetectionConfig
+from agent.parse import Assembler, settled_line_start
+from agent.scan import Scanner
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "bench"))
+from gen_log import generate
+
+
+def _plain_finder(buf: bytes, pos: int) -> int:
+    """The candidate finder as one ``find`` per needle over the folded buffer, no shortcuts."""
+    folded = buf.translate(parse._FOLD)
+    while True:
+        hits = [(folded.find(needle, pos), i) for i, needle in enumerate(parse._NEEDLES)]
+        found = [(hit, i) for hit, i in hits if hit != -1]
+        if not found:
+            return -1
+        best, needle = min(found)
+        start = buf.rfind(b"\n", pos, best) + 1 or pos
+        if not parse._QUIET_LINE.match(buf, start):
+            break
+        newline = buf.find(b"\n", best)
+        if newline == -1:
+            return -1
+        pos = newline + 1
+    if needle == len(parse._NEEDLES) - 1 or start == pos:
+        return start
+    previous = buf.rfind(b"\n", pos, start - 1) + 1 or pos
+    if parse._EXCERPT_BYTES.fullmatch(buf, previous, start - 1):
+        return previous
+    return parse._CandidateFinder._excerpt_start(buf, pos, start)
+
+
+_PIECES = [
+    b"\n",
+    b"\n",
+    b"\n",
+    b"    at f (/srv/a.js:1:2)",
+    b"    at native",
+    b"NotFound: gone",
+    b"TypeError: x",
+    b"ERROR boom",
+    b"eRRoR",
+    b"Exception",
+    b"panic: p",
+    b"PATEL",
+    b"emerg",
+    b"crit",
+    b"Traceback (most recent call last):",
+    b'{"level":30,"msg":"error"}',
+    b'{"level":50,"msg":"x"}',
+    b'{"name":"a","level":"info","msg":"errors"}',
+    b'{"level":60}',
+    b"2026-01-02T03:04:05.678Z INFO errors=0",
+    b"2026-01-02 03:04:05,1 [warn] error",
+    b"[2026-01-02T03:04:05Z] debug: crit",
+    b"INFO: fatal",
+    b"info",
+    b"/srv/app.js:42",
+    b"/srv/app.ts:7",
+    b"throw new Error('x')",
+    b"    ^",
+    b"^^^",
+    b"",
+    b"  ",
+    b"js:",
+    b"x",
+    b"\x00",
+    b"vjbfpx",
+    b"error",
+    b"\r",
+    b"{",
+]
+
+
+def _random_log(rng: random.Random, pieces: int) -> bytes:
+    return b"".join(rng.choice(_PIECES) for _ in range(pieces))
+
+
+def _line_starts(buf: bytes) -> list[int]:
+    return [0] + [m.end() for m in re.finditer(rb"\n", buf)]
+
+
+def test_needle_hits_are_every_occurrence_of_every_folded_needle() -> None:
+    rng = random.Random(7)
+    alphabet = b'errorEXCEPTIONfatalpanicalertemergtracebackcrit"level":56js:\n    at xfbvjRr\x00'
+    for _ in range(1500):
+        buf = bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 160)))
+        folded = buf.translate(parse._FOLD)
+        expected = sorted(
+            {
+                m.start()
+                for n in parse._NEEDLES
+                for m in re.finditer(b"(?=" + re.escape(n) + b")", folded)
+            }
+        )
+        assert parse._needle_hits(buf) == expected, buf
+
+
+def test_not_quiet_regex_answers_exactly_what_the_quiet_line_pattern_answers() -> None:
+    rng = random.Random(11)
+    parts = [
+        b"2026-01-02T03:04:05",
+        b"2026-01-02 03:04:05",
+        b".123",
+        b",1234567891",
+        b"Z",
+        b"+01:00",
+        b"-0130",
+        b"UTC",
+        b" ",
+        b"[",
+        b"]",
+        b":",
+        b"INFO",
+        b"info",
+        b"Warning",
+        b"warn",
+        b"http",
+        b"error",
+        b"\t",
+        b"\r",
+        b'{"level":30,',
+        b'{"name":"a","pid":1,"level":"info"}',
+        b'{"time":"x\\"y","level":45}',
+        b'"level":',
+        b"{",
+        b"x",
+    ]
+    for _ in range(20000):
+        line = b"".join(rng.choice(parts) for _ in range(rng.randint(0, 6)))
+        quiet = parse._QUIET_LINE.match(line + b"\n") is not None
+        loud = parse._NOT_QUIET_NEXT.match(b"\n" + line + b"\n") is not None
+        assert quiet != loud, line
+
+
+@pytest.mark.parametrize("mode", ["loud lines", "needles"])
+def test_both_ways_of_finding_candidates_agree_with_a_plain_search(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if mode == "needles":
+        monkeypatch.setattr(parse, "_loud_lines", lambda buf: None)
+    rng = random.Random(3)
+    for _ in range(400):
+        buf = _random_log(rng, rng.randint(1, 60))
+        finder = parse._CandidateFinder()
+        for pos in _line_starts(buf):
+            assert finder(buf, pos) == _plain_finder(buf, pos), (buf, pos)
+
+
+def test_a_quiet_line_holding_a_needle_limits_how_far_an_excerpt_is_backed_up_to() -> None:
+    buf = b"/srv/app.ts:10\nINFO: error seen\n^\n\nError: boom\n"
+    header = buf.index(b"Error: boom")
+    finder = parse._CandidateFinder()
+    assert finder(buf, 0) == header == _plain_finder(buf, 0)
+    clean = b"/srv/app.ts:10\nthrow x\n^\n\nError: boom\n"
+    assert parse._CandidateFinder()(clean, 0) == 0 == _plain_finder(clean, 0)
+
+
+def test_busy_logs_switch_to_the_needle_search_and_still_find_every_record() -> None:
+    # Every line is loud (no level word), so the line way gives up and needles are searched.
+    lines = [f"request {i} handled in {i % 7} ms" for i in range(5000)]
+    lines[2500:2500] = ["NotFound: user 7", "    at load (/srv/app.js:3:9)"]
+    data = ("\n".join(lines) + "\n").encode()
+    assert parse._loud_lines(data) is None
+    records = Assembler().feed(data, 0)
+    assert [(r.error_type, r.message) for r in records] == [("NotFound", "user 7")]
+
+
+def test_settled_line_start_follows_two_quiet_lines() -> None:
+    buf = b"TypeError: x\n    at f (/a.js:1:1)\nINFO a\nINFO b\nnext\n"
+    assert settled_line_start(buf, 0) == buf.index(b"next")
+    assert settled_line_start(b"INFO a\nERROR b\nINFO c\n", 0) == -1
+
+
+# --- scan in parts -----------------------------------------------------------------------
+
+
+def _groups(scanner: Scanner) -> list[dict[str, object]]:
+    return scanner.results()
+
+
+def _scan_in_one_go(path: Path, settle: float = 30.0) -> list[dict[str, object]]:
+    scanner = Scanner(DetectionConfig(settle_seconds=settle))
+    with path.open("rb") as fh:
+        scanner.scan_stream(fh, "svc", "2026-01-01T00:00:00.000Z")
+    return _groups(scanner)
+
+
+def _scan_in_parts(path: Path, settle: float = 30.0) -> list[dict[str, object]]:
+    scanner = Scanner(DetectionConfig(settle_seconds=settle))
+    with path.open("rb") as fh:
+        parts = scanner._part_count(os.fstat(fh.fileno()))
+        assert parts > 1
+        merged = scanner._read_parallel(
+            fh, "svc", "2026-01-01T00:00:00.000Z", path.stat().st_size, parts
+        )
+        scanner._merge("svc", merged)
+    return _groups(scanner)
+
+
+@pytest.fixture
+def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scan, "PARALLEL_MIN_BYTES", 64 << 10)
+    monkeypatch.setattr(scan, "_PART_MIN_BYTES", 16 << 10)
+    monkeypatch.setattr(scan, "_usable_cpus", lambda: 4)
+
+
+def test_scan_in_parts_counts_exactly_what_one_reader_counts(
+    tmp_path: Path, small_parts: None
+) -> None:
+    log = tmp_path / "mixed.log"
+    generate(log, 1.5, error_ratio=0.03, seed=5)
+    expected = _scan_in_one_go(log)
+    assert sum(g["count"] for g in expected) > 100  # type: ignore[misc]
+    assert _scan_in_parts(log) == expected
+    for settle in (0.0, 0.05, 3600.0):
+        assert _scan_in_parts(log, settle) == _scan_in_one_go(log, settle)
+
+
+def test_a_cut_inside_a_record_makes_the_part_before_read_on_to_the_end(
+    tmp_path: Path, small_parts: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One long property block runs over every planned cut, so no part ends idle.
+    props = "\n".join(f"  key{i}: 'value {i}'," for i in range(380))
+    text = "".join(
+        f"2026-01-01T00:00:{i % 60:02d}.000Z INFO request {i} done\n" for i in range(900)
+    )
+    text += "TypeError: boom\n    at f (/srv/a.js:1:2) {\n" + props + "\n}\n"
+    text = text * 8
+    log = tmp_path / "props.log"
+    log.write_text(text)
+    monkeypatch.setattr(scan, "settled_line_start", lambda buf, pos: buf.find(b"  key200"))
+    assert _scan_in_parts(log) == _scan_in_one_go(log)
+
+
+def test_a_failing_child_has_its_part_read_by_the_parent(
+    tmp_path: Path, small_parts: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "mixed.log"
+    generate(log, 0.5, error_ratio=0.05, seed=9)
+    parent = os.getpid()
+    real_read = scan._Positional.read
+
+    def read_only_in_parent(self: scan._Positional, size: int) -> bytes:
+        if os.getpid() != parent:
+            raise OSError("child cannot read")
+        return real_read(self, size)
+
+    monkeypatch.setattr(scan._Positional, "read", read_only_in_parent)
+    assert _scan_in_parts(log) == _scan_in_one_go(log)
+
+
+def test_bursts_that_span_a_cut_are_counted_once(tmp_path: Path, small_parts: None) -> None:
+    lines = []
+    for i in range(6000):
+        lines.append(f"2026-01-01T00:{i // 600:02d}:{i // 10 % 60:02d}.000Z INFO tick {i}")
+        if i % 10 == 0:
+            lines.append(f"2026-01-01T00:{i // 600:02d}:{i // 10 % 60:02d}.500Z ERROR db down")
+    log = tmp_path / "bursts.log"
+    log.write_text("\n".join(lines) + "\n")
+    (group,) = _scan_in_parts(log, settle=5.0)
+    assert (group["count"], group["bursts"]) == (600, 1)
+    assert _scan_in_parts(log, settle=0.5) == _scan_in_one_go(log, settle=0.5)
+
+
+def test_scan_stream_of_a_pipe_is_read_in_one_go() -> None:
+    scanner = Scanner()
+    data = b"TypeError: x\n    at f (/srv/a.js:1:2)\n" * 3
+    scanner.scan_stream(io.BytesIO(data), "svc", "2026-01-01T00:00:00.000Z")
+    (group,) = scanner.results()
+    assert group["count"] == 3

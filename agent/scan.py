@@ -21,7 +21,6 @@ from typing import BinaryIO
 from agent.classify import classify
 from agent.config import DetectionConfig
 from agent.fingerprint import fingerprint
-from agent.outbox import iso
 from agent.parse import Assembler, settled_line_start
 from agent.record import ErrorRecord
 from agent.redact import Redactor, redact_record
@@ -123,6 +122,15 @@ class _Clean:
     message: str
     stack: tuple[str, ...]
     route: str | None
+
+
+def iso(ts: float) -> str:
+    """Epoch seconds in the wire's ISO 8601 UTC form, as ``agent.outbox.iso`` writes it.
+
+    Not imported from there: the outbox brings SQLite and the tailer with it, which a
+    one-shot scan never uses but would pay for at every start.
+    """
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _epoch(stamp: str) -> float | None:

@@ -295,22 +295,28 @@ class _CandidateFinder:
 
     @staticmethod
     def _excerpt_start(buf: bytes, pos: int, start: int) -> int:
-        """The start of a crash excerpt that ends just above ``start``, else ``start``."""
-        lines: list[tuple[int, int]] = []
+        """The start of a crash excerpt that ends just above ``start``, else ``start``.
+
+        Expected bottom-up: [blank,] caret, source, path:line. Lines are taken one at a
+        time, so the usual answer (no caret right above) costs one or two searches.
+        """
         end = start - 1
-        while end >= pos and len(lines) < 4:
-            begin = buf.rfind(b"\n", pos, end) + 1 or pos
-            lines.append((begin, end))
-            end = begin - 1
-        # Expected bottom-up: [blank,] caret, source, path:line.
-        if lines and lines[0][0] == lines[0][1]:
-            lines = lines[1:]
-        if len(lines) < 3 or not _CARET_BYTES.fullmatch(buf, *lines[0]):
+        if end < pos:
             return start
-        begin, end = lines[2]
-        if _EXCERPT_BYTES.fullmatch(buf, begin, end):
-            return begin
-        return start
+        begin = buf.rfind(b"\n", pos, end) + 1 or pos
+        if begin == end:  # a blank line under the caret
+            end = begin - 1
+            if end < pos:
+                return start
+            begin = buf.rfind(b"\n", pos, end) + 1 or pos
+        if not _CARET_BYTES.fullmatch(buf, begin, end):
+            return start
+        for _ in range(2):  # the source line, then the path line above it
+            end = begin - 1
+            if end < pos:
+                return start
+            begin = buf.rfind(b"\n", pos, end) + 1 or pos
+        return begin if _EXCERPT_BYTES.fullmatch(buf, begin, end) else start
 
 
 # --- line prefixes and timestamps ------------------------------------------------------

@@ -48,7 +48,22 @@ def _plain_finder(buf: bytes, pos: int) -> int:
     previous = buf.rfind(b"\n", pos, start - 1) + 1 or pos
     if parse._EXCERPT_BYTES.fullmatch(buf, previous, start - 1):
         return previous
-    return parse._CandidateFinder._excerpt_start(buf, pos, start)
+    return _plain_excerpt_start(buf, pos, start)
+
+
+def _plain_excerpt_start(buf: bytes, pos: int, start: int) -> int:
+    lines: list[tuple[int, int]] = []
+    end = start - 1
+    while end >= pos and len(lines) < 4:
+        begin = buf.rfind(b"\n", pos, end) + 1 or pos
+        lines.append((begin, end))
+        end = begin - 1
+    if lines and lines[0][0] == lines[0][1]:
+        lines = lines[1:]
+    if len(lines) < 3 or not parse._CARET_BYTES.fullmatch(buf, *lines[0]):
+        return start
+    begin, end = lines[2]
+    return begin if parse._EXCERPT_BYTES.fullmatch(buf, begin, end) else start
 
 
 _PIECES = [
@@ -95,6 +110,24 @@ _PIECES = [
 
 def _random_log(rng: random.Random, pieces: int) -> bytes:
     return b"".join(rng.choice(_PIECES) for _ in range(pieces))
+
+
+_LINES = [
+    b"/srv/app.js:42",
+    b"node:internal/x:3",
+    b"throw new Error('x')",
+    b"INFO: error seen",
+    b"    ^",
+    b"",
+    b"Error: boom",
+    b"Oops: no error word",
+    b"    at f (/srv/a.js:1:2)",
+    b'{"level":30,"msg":"fatal"}',
+]
+
+
+def _random_lines(rng: random.Random, count: int) -> bytes:
+    return b"\n".join(rng.choice(_LINES) for _ in range(count)) + rng.choice([b"", b"\n"])
 
 
 def _line_starts(buf: bytes) -> list[int]:
@@ -161,11 +194,22 @@ def test_both_ways_of_finding_candidates_agree_with_a_plain_search(
     if mode == "needles":
         monkeypatch.setattr(parse, "_loud_lines", lambda buf: None)
     rng = random.Random(3)
-    for _ in range(400):
-        buf = _random_log(rng, rng.randint(1, 60))
+    for i in range(800):
+        buf = _random_log(rng, rng.randint(1, 60)) if i % 2 else _random_lines(rng, 12)
         finder = parse._CandidateFinder()
         for pos in _line_starts(buf):
             assert finder(buf, pos) == _plain_finder(buf, pos), (buf, pos)
+
+
+def test_excerpt_back_up_matches_the_plain_one_for_every_line_pair() -> None:
+    rng = random.Random(5)
+    for _ in range(600):
+        buf = _random_lines(rng, rng.randint(1, 12))
+        starts = _line_starts(buf)
+        for i, pos in enumerate(starts):
+            for start in starts[i:]:
+                expected = _plain_excerpt_start(buf, pos, start)
+                assert parse._CandidateFinder._excerpt_start(buf, pos, start) == expected
 
 
 def test_a_quiet_line_holding_a_needle_limits_how_far_an_excerpt_is_backed_up_to() -> None:

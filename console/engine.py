@@ -1,0 +1,805 @@
+"""The console's engine: every decision lives here, behind commands in and events out.
+
+The terminal UI, the Telegram bot and the headless ``autofix serve`` all drive the same
+:class:`Engine`: they call :meth:`Engine.approve`, :meth:`Engine.skip` and
+:meth:`Engine.retry`, and render the :data:`EngineEvent` values it publishes. Because each
+state change is a compare-and-set in the store, two approvals of the same fix (a key press
+and a Telegram tap at the same moment) produce exactly one action.
+
+Everything runs on one asyncio loop: the agent links, the ingest batcher, the fix workers
+(worktree, Claude Code, tests) and publishing (commit, push, pull request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from agent.wire import ErrorEvent, Hello
+from console.claude import ClaudeOutcome, run_claude
+from console.config import ConsoleConfig, ServiceConfig
+from console.github import (
+    GitHubError,
+    open_pull_request,
+    pr_body,
+    pr_title,
+    repo_from_remote_url,
+    resolve_token,
+)
+from console.link import LinkManager, LinkProblem, LinkStatus
+from console.models import AttemptRow, ErrorRow, State
+from console.prompt import build_prompt
+from console.store import Store
+from console.testrun import TestResult, run_tests
+from console.transcript import Event as ClaudeEvent
+from console.worktree import (
+    GitError,
+    NothingToCommitError,
+    Worktree,
+    commit_all,
+    create_worktree,
+    diff,
+    open_worktree,
+    push,
+    remote_url,
+    remove_worktree,
+    snapshot_main,
+    touched_sensitive,
+    verify_main_untouched,
+)
+
+log = logging.getLogger(__name__)
+
+INGEST_BATCH = 500
+TRANSCRIPT_FLUSH_SECONDS = 0.5
+TEST_DIRS = ("test", "tests", "__tests__", "spec")
+
+
+# --- what the engine publishes -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ErrorChanged:
+    """An error was created, counted again, or moved to another state."""
+
+    error: ErrorRow
+
+
+@dataclass(frozen=True)
+class AttemptChanged:
+    """A fix attempt changed state or gained results (cost, diff, test result, PR)."""
+
+    attempt: AttemptRow
+
+
+@dataclass(frozen=True)
+class ClaudeActivity:
+    """One parsed line of Claude's stream for a running attempt, for the live panel."""
+
+    attempt_id: int
+    event: ClaudeEvent
+
+
+@dataclass(frozen=True)
+class LinkChanged:
+    status: LinkStatus
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something a person should see: failures are never silent."""
+
+    level: Literal["info", "warning", "error"]
+    text: str
+    error_id: int | None = None
+    attempt_id: int | None = None
+
+
+EngineEvent = ErrorChanged | AttemptChanged | ClaudeActivity | LinkChanged | Notice
+Listener = Callable[[EngineEvent], None]
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """The answer to a command; ``ok`` False means nothing was done, ``message`` says why."""
+
+    ok: bool
+    message: str
+    attempt_id: int | None = None
+
+
+# --- the engine ----------------------------------------------------------------------------
+
+
+class Engine:
+    """Owns the store, the agent links and the fix workers; views only call its commands."""
+
+    def __init__(self, config: ConsoleConfig, store: Store) -> None:
+        self.config = config
+        self.store = store
+        self._listeners: list[Listener] = []
+        self._queue: asyncio.Queue[int] = asyncio.Queue()
+        self._workers: list[asyncio.Task[None]] = []
+        self._running: dict[int, asyncio.Event] = {}
+        self._worktrees: dict[int, Worktree] = {}
+        self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._ingest_queues: dict[str, asyncio.Queue[ErrorEvent]] = {}
+        self._ingest_tasks: dict[str, asyncio.Task[None]] = {}
+        self._links: LinkManager | None = None
+        self._started = False
+        self._closing = False
+
+    @classmethod
+    async def open(cls, config: ConsoleConfig) -> Engine:
+        """Open the store at the configured place; call :meth:`start` to begin work."""
+        store = await Store.open(config.db_path)
+        return cls(config, store)
+
+    # --- events ----------------------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` for every engine event; returns the function that unsubscribes."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _emit(self, event: EngineEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:  # a broken view must not stop the engine
+                log.exception("engine listener failed on %r", type(event).__name__)
+
+    def notify(
+        self,
+        level: Literal["info", "warning", "error"],
+        text: str,
+        *,
+        error_id: int | None = None,
+        attempt_id: int | None = None,
+    ) -> None:
+        log.log(
+            {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}[level],
+            text,
+        )
+        self._emit(Notice(level, text, error_id=error_id, attempt_id=attempt_id))
+
+    async def _emit_error(self, error_id: int) -> ErrorRow | None:
+        row = await self.store.error(error_id)
+        if row is not None:
+            self._emit(ErrorChanged(row))
+        return row
+
+    async def _emit_attempt(self, attempt_id: int) -> AttemptRow | None:
+        row = await self.store.attempt(attempt_id)
+        if row is not None:
+            self._emit(AttemptChanged(row))
+            await self._emit_error(row.error_id)
+        return row
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self, *, links: bool = True) -> None:
+        """Recover from a previous run, start the fix workers and (optionally) the links."""
+        if self._started:
+            return
+        self._started = True
+        await self._recover()
+        for i in range(max(1, self.config.concurrency)):
+            self._workers.append(asyncio.create_task(self._worker(), name=f"fix-worker-{i}"))
+        if links and self.config.hosts:
+            self._links = LinkManager(
+                self.config.hosts,
+                since=self.store.last_seq,
+                on_event=self._on_link_event,
+                on_status=lambda status: self._emit(LinkChanged(status)),
+                on_problem=self._on_link_problem,
+                on_hello=self._on_hello,
+            )
+            self._links.start()
+
+    async def stop(self) -> None:
+        """Stop links and workers; running attempts are cancelled and marked interrupted."""
+        self._closing = True
+        if self._links is not None:
+            await self._links.stop()
+        for host in list(self._ingest_queues):
+            await self._drain_ingest(host)
+        for cancel in self._running.values():
+            cancel.set()
+        for task in self._workers:
+            task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        for task in self._ingest_tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._ingest_tasks.values(), return_exceptions=True)
+        await self.store.close()
+
+    @property
+    def busy(self) -> bool:
+        """True while a fix attempt is running (the UI asks before quitting)."""
+        return bool(self._running)
+
+    def link_statuses(self) -> dict[str, LinkStatus]:
+        return self._links.statuses() if self._links else {}
+
+    async def _recover(self) -> None:
+        for attempt in await self.store.recover():
+            self.notify(
+                "warning",
+                f"attempt {attempt.id} was interrupted by a console stop; retry or skip it",
+                error_id=attempt.error_id,
+                attempt_id=attempt.id,
+            )
+            await self._discard_worktree(attempt)
+
+    # --- ingest ----------------------------------------------------------------------------
+
+    async def _on_hello(self, host: str, hello: Hello) -> None:
+        await self.store.set_host_instance(host, hello.instance)
+
+    def _on_link_problem(self, problem: LinkProblem) -> None:
+        self.notify("warning", f"{problem.host}: {problem.message}")
+
+    async def _on_link_event(self, host: str, event: ErrorEvent) -> None:
+        queue = self._ingest_queues.get(host)
+        if queue is None:
+            queue = asyncio.Queue(maxsize=INGEST_BATCH * 4)
+            self._ingest_queues[host] = queue
+            self._ingest_tasks[host] = asyncio.create_task(self._ingest_loop(host, queue))
+        await queue.put(event)
+
+    async def _ingest_loop(self, host: str, queue: asyncio.Queue[ErrorEvent]) -> None:
+        """Store a host's events in batches: one transaction per burst, not per line."""
+        while True:
+            batch = [await queue.get()]
+            while len(batch) < INGEST_BATCH and not queue.empty():
+                batch.append(queue.get_nowait())
+            try:
+                await self.ingest(host, batch)
+            except Exception as exc:
+                # Nothing is lost: the link resumes after the last *stored* seq.
+                self.notify("error", f"{host}: storing {len(batch)} event(s) failed: {exc}")
+            finally:
+                for _ in batch:
+                    queue.task_done()
+
+    async def _drain_ingest(self, host: str) -> None:
+        queue = self._ingest_queues.get(host)
+        if queue is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(queue.join(), 10)
+
+    async def ingest(self, host: str, events: Sequence[ErrorEvent]) -> list[int]:
+        """Store events from a host; new errors enter the queue. Returns the new error ids."""
+        results = await self.store.ingest(host, events)
+        created: list[int] = []
+        touched: dict[int, None] = {}
+        for result in results:
+            if result.duplicate:
+                continue
+            touched[result.error_id] = None
+            if result.created:
+                created.append(result.error_id)
+        for error_id in created:
+            await self._enqueue_new(error_id)
+        for error_id in touched:
+            if error_id not in created:
+                await self._emit_error(error_id)
+        return created
+
+    async def _enqueue_new(self, error_id: int) -> None:
+        if not await self.store.transition(error_id, State.NEW, State.AWAITING_APPROVAL):
+            return
+        row = await self._emit_error(error_id)
+        if row is None:
+            return
+        if self.config.service(row.service) is None:
+            self.notify(
+                "warning",
+                f"error {error_id} is from service {row.service!r}, which has no [[services]] "
+                "entry: it can be viewed but not fixed",
+                error_id=error_id,
+            )
+            return
+        if row.severity in self.config.auto_approve:
+            await self.approve(error_id, actor="auto")
+
+    # --- commands --------------------------------------------------------------------------
+
+    async def approve(self, error_id: int, actor: str) -> CommandResult:
+        """Approve what the error is waiting for: a fix attempt, or opening the PR."""
+        error = await self.store.error(error_id)
+        if error is None:
+            return CommandResult(False, f"no error {error_id}")
+        if error.state is State.AWAITING_APPROVAL:
+            return await self._start_attempt(error, actor, expected=State.AWAITING_APPROVAL)
+        if error.state is State.REVIEW and error.current_attempt_id is not None:
+            return await self.publish(error.current_attempt_id, actor)
+        return CommandResult(False, f"already decided: error {error_id} is {error.state.value}")
+
+    async def skip(self, error_id: int, actor: str, reason: str | None = None) -> CommandResult:
+        """Shelve the error (and discard its attempt's worktree)."""
+        error = await self.store.error(error_id)
+        if error is None:
+            return CommandResult(False, f"no error {error_id}")
+        if error.state not in (
+            State.AWAITING_APPROVAL,
+            State.REVIEW,
+            State.FAILED,
+            State.INTERRUPTED,
+        ):
+            return CommandResult(False, f"already decided: error {error_id} is {error.state.value}")
+        lock = self._locks[error.current_attempt_id or -error_id]
+        async with lock:
+            moved = await self.store.transition(
+                error_id,
+                error.state,
+                State.SKIPPED,
+                attempt_id=error.current_attempt_id,
+                actor=actor,
+                reason=reason,
+            )
+        if not moved:
+            current = await self.store.error(error_id)
+            state = current.state.value if current else "gone"
+            return CommandResult(False, f"already decided: error {error_id} is {state}")
+        if error.current_attempt_id is not None:
+            attempt = await self.store.attempt(error.current_attempt_id)
+            if attempt is not None:
+                await self._discard_worktree(attempt)
+            await self._emit_attempt(error.current_attempt_id)
+        else:
+            await self._emit_error(error_id)
+        return CommandResult(True, f"skipped error {error_id}", error.current_attempt_id)
+
+    async def retry(
+        self, error_id: int, actor: str, instruction: str | None = None
+    ) -> CommandResult:
+        """Start a new attempt from a clean base, optionally with an extra instruction."""
+        error = await self.store.error(error_id)
+        if error is None:
+            return CommandResult(False, f"no error {error_id}")
+        if error.state not in (State.REVIEW, State.FAILED, State.INTERRUPTED):
+            return CommandResult(False, f"cannot retry: error {error_id} is {error.state.value}")
+        previous = error.current_attempt_id
+        result = await self._start_attempt(
+            error, actor, expected=error.state, instruction=(instruction or "").strip() or None
+        )
+        if result.ok and previous is not None:
+            old = await self.store.attempt(previous)
+            if old is not None:
+                await self._discard_worktree(old, keep_branch=True)
+        return result
+
+    async def reopen(self, error_id: int, actor: str) -> CommandResult:
+        """Bring a skipped error back to awaiting approval."""
+        if await self.store.transition(
+            error_id, State.SKIPPED, State.AWAITING_APPROVAL, actor=actor
+        ):
+            await self._emit_error(error_id)
+            return CommandResult(True, f"error {error_id} awaits approval again")
+        return CommandResult(False, f"error {error_id} is not skipped")
+
+    async def _start_attempt(
+        self,
+        error: ErrorRow,
+        actor: str,
+        *,
+        expected: State,
+        instruction: str | None = None,
+    ) -> CommandResult:
+        if self.config.service(error.service) is None:
+            return CommandResult(
+                False, f"service {error.service!r} is not configured; add it to [[services]]"
+            )
+        attempt = await self.store.create_attempt(
+            error.id, instruction, expected=expected, actor=actor
+        )
+        if attempt is None:
+            current = await self.store.error(error.id)
+            state = current.state.value if current else "gone"
+            return CommandResult(False, f"already decided: error {error.id} is {state}")
+        self._queue.put_nowait(attempt.id)
+        await self._emit_attempt(attempt.id)
+        waiting = len(self._running) >= max(1, self.config.concurrency)
+        message = f"fix attempt {attempt.id} " + ("queued" if waiting else "started")
+        return CommandResult(True, message, attempt.id)
+
+    # --- fix attempts ----------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while True:
+            attempt_id = await self._queue.get()
+            try:
+                await self._run_attempt(attempt_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the engine must survive any attempt
+                log.exception("attempt %s crashed", attempt_id)
+                await self._fail(attempt_id, f"internal error: {exc!r}")
+            finally:
+                self._queue.task_done()
+
+    async def wait_idle(self) -> None:
+        """Wait until every queued attempt has finished (for the CLI and tests)."""
+        await self._queue.join()
+
+    async def _run_attempt(self, attempt_id: int) -> None:
+        attempt = await self.store.attempt(attempt_id)
+        if attempt is None or attempt.state is not State.FIXING:
+            return
+        error = await self.store.error(attempt.error_id)
+        if error is None or error.current_attempt_id != attempt_id:
+            return
+        service = self.config.service(error.service)
+        if service is None:
+            await self._fail(attempt_id, f"service {error.service!r} is not configured")
+            return
+        cancel = asyncio.Event()
+        self._running[attempt_id] = cancel
+        started = time.monotonic()
+        try:
+            before = await snapshot_main(service.repo)
+        except GitError as exc:
+            self._running.pop(attempt_id, None)
+            await self._fail(attempt_id, f"repository {service.repo}: {exc}")
+            return
+        try:
+            await self._attempt_steps(attempt, error, service, cancel)
+        except asyncio.CancelledError:
+            await self._interrupt(attempt_id)
+            raise
+        except GitError as exc:
+            await self._fail(attempt_id, f"git: {exc}")
+        finally:
+            self._running.pop(attempt_id, None)
+            problems = await self._verify_main(service, before)
+            if problems:
+                text = "; ".join(problems)
+                self.notify(
+                    "error",
+                    f"the main checkout of {service.name} changed during attempt "
+                    f"{attempt_id}: {text}",
+                    error_id=error.id,
+                    attempt_id=attempt_id,
+                )
+                await self._fail(attempt_id, f"main checkout changed: {text}")
+            log.info("attempt %s took %.1fs", attempt_id, time.monotonic() - started)
+
+    async def _verify_main(self, service: ServiceConfig, before: object) -> list[str]:
+        try:
+            return await verify_main_untouched(service.repo, before)  # type: ignore[arg-type]
+        except GitError as exc:
+            return [f"could not check the main checkout: {exc}"]
+
+    async def _attempt_steps(
+        self,
+        attempt: AttemptRow,
+        error: ErrorRow,
+        service: ServiceConfig,
+        cancel: asyncio.Event,
+    ) -> None:
+        attempt_id = attempt.id
+        wt = await create_worktree(
+            service.repo,
+            error.fingerprint,
+            base_branch=service.base_branch,
+            remote=service.remote,
+        )
+        self._worktrees[attempt_id] = wt
+        await self.store.update_attempt(attempt_id, branch=wt.branch, worktree=str(wt.path))
+        await self._emit_attempt(attempt_id)
+        if wt.warning:
+            self.notify("warning", wt.warning, error_id=error.id, attempt_id=attempt_id)
+
+        if service.setup_command:
+            setup = await run_tests(service.setup_command, wt.path, service.test_timeout_seconds)
+            if not setup.passed:
+                await self._fail(
+                    attempt_id,
+                    f"setup command `{service.setup_command}` failed "
+                    f"({_exit_text(setup)}): {_last_line(setup.output_tail)}",
+                )
+                return
+
+        prompt = build_prompt(
+            error,
+            wt.path,
+            service.app_root,
+            attempt.extra_instruction,
+            service.test_command,
+            has_tests=any((wt.path / d).is_dir() for d in TEST_DIRS),
+        )
+        outcome = await self._run_claude(attempt_id, prompt, wt.path, service, cancel)
+        await self.store.update_attempt(
+            attempt_id,
+            claude_cost_usd=outcome.cost_usd,
+            claude_turns=outcome.num_turns,
+            claude_duration_ms=outcome.duration_ms,
+            claude_summary=outcome.summary,
+        )
+        if cancel.is_set() or self._closing:
+            await self._interrupt(attempt_id)
+            return
+        if not outcome.ok:
+            await self._fail(attempt_id, f"Claude Code: {outcome.reason}")
+            return
+
+        if not await self.store.transition_attempt(attempt_id, State.FIXING, State.TESTING):
+            return
+        await self._emit_attempt(attempt_id)
+        result = await run_tests(service.test_command, wt.path, service.test_timeout_seconds)
+        await self.store.record_test_result(
+            attempt_id,
+            command=service.test_command,
+            exit_code=result.exit_code,
+            output_tail=result.output_tail,
+            duration_ms=int(result.duration_s * 1000),
+            timed_out=result.timed_out,
+        )
+        change = await diff(wt)
+        stat = "\n".join(
+            f"{s.path} +{s.added} -{s.removed}" + (" (binary)" if s.binary else "")
+            for s in change.stat
+        )
+        await self.store.update_attempt(attempt_id, diff=change.text, diff_stat=stat)
+        if not change.files:
+            await self._fail(attempt_id, "Claude Code finished without changing any file")
+            return
+        if not result.passed and service.require_passing_tests:
+            await self._fail(
+                attempt_id,
+                f"tests failed ({_exit_text(result)}): {_last_line(result.output_tail)}",
+            )
+            return
+        sensitive = touched_sensitive(change.stat, service.sensitive_paths)
+        if not await self.store.transition_attempt(attempt_id, State.TESTING, State.REVIEW):
+            return
+        await self._emit_attempt(attempt_id)
+        tests = "tests passed" if result.passed else f"tests FAILED ({_exit_text(result)})"
+        flag = f"; touches sensitive paths: {', '.join(sensitive)}" if sensitive else ""
+        self.notify(
+            "info",
+            f"fix for error {error.id} is ready for review: {len(change.files)} file(s), "
+            f"{tests}{flag}",
+            error_id=error.id,
+            attempt_id=attempt_id,
+        )
+
+    async def _run_claude(
+        self,
+        attempt_id: int,
+        prompt: str,
+        cwd: Path,
+        service: ServiceConfig,
+        cancel: asyncio.Event,
+    ) -> ClaudeOutcome:
+        pending: list[str] = []
+        last_flush = time.monotonic()
+
+        async def flush() -> None:
+            nonlocal last_flush
+            if pending:
+                lines = pending[:]
+                pending.clear()
+                await self.store.append_transcript(attempt_id, lines)
+            last_flush = time.monotonic()
+
+        flushes: set[asyncio.Task[None]] = set()
+
+        def on_line(line: str) -> None:
+            pending.append(line)
+            if time.monotonic() - last_flush >= TRANSCRIPT_FLUSH_SECONDS:
+                task = asyncio.create_task(flush())
+                flushes.add(task)
+                task.add_done_callback(flushes.discard)
+
+        def on_event(event: ClaudeEvent) -> None:
+            self._emit(ClaudeActivity(attempt_id, event))
+
+        try:
+            return await run_claude(
+                prompt=prompt,
+                cwd=cwd,
+                config=self.config.claude,
+                test_command=service.test_command,
+                on_event=on_event,
+                transcript=on_line,
+                cancel=cancel,
+            )
+        finally:
+            if flushes:
+                await asyncio.gather(*flushes, return_exceptions=True)
+            await flush()
+
+    async def _fail(self, attempt_id: int, reason: str) -> None:
+        """Mark an attempt failed; its worktree goes first so a failed state is final."""
+        attempt = await self.store.attempt(attempt_id)
+        if attempt is None or attempt.state not in (State.FIXING, State.TESTING, State.REVIEW):
+            return
+        await self._discard_worktree(attempt)
+        if await self.store.transition_attempt(
+            attempt_id, attempt.state, State.FAILED, reason=reason
+        ):
+            self.notify(
+                "error",
+                f"fix attempt {attempt_id} failed: {reason}",
+                error_id=attempt.error_id,
+                attempt_id=attempt_id,
+            )
+            await self._emit_attempt(attempt_id)
+
+    async def _interrupt(self, attempt_id: int) -> None:
+        attempt = await self.store.attempt(attempt_id)
+        if attempt is None:
+            return
+        for state in (State.FIXING, State.TESTING):
+            if attempt.state is state and await self.store.transition_attempt(
+                attempt_id, state, State.INTERRUPTED, reason="stopped before it finished"
+            ):
+                await self._emit_attempt(attempt_id)
+
+    async def _discard_worktree(self, attempt: AttemptRow, *, keep_branch: bool = False) -> None:
+        """Remove an attempt's worktree; the branch goes only if the config says so."""
+        wt = self._worktrees.pop(attempt.id, None)
+        error = await self.store.error(attempt.error_id)
+        service = self.config.service(error.service) if error else None
+        if service is None or not attempt.worktree or not attempt.branch:
+            return
+        if wt is None:
+            if not Path(attempt.worktree).is_dir():
+                return
+            try:
+                wt = await open_worktree(
+                    service.repo,
+                    Path(attempt.worktree),
+                    attempt.branch,
+                    base_branch=service.base_branch,
+                    remote=service.remote,
+                )
+            except GitError:
+                return
+        delete = self.config.worktree.delete_branch_on_discard and not keep_branch
+        try:
+            await remove_worktree(service.repo, wt, delete_branch=delete)
+        except (GitError, ValueError) as exc:
+            self.notify(
+                "warning",
+                f"could not remove worktree {attempt.worktree}: {exc}",
+                attempt_id=attempt.id,
+            )
+
+    # --- publishing ------------------------------------------------------------------------
+
+    async def publish(self, attempt_id: int, actor: str) -> CommandResult:
+        """Commit, push and open the PR for a reviewed attempt, exactly once."""
+        async with self._locks[attempt_id]:
+            attempt = await self.store.attempt(attempt_id)
+            if attempt is None:
+                return CommandResult(False, f"no attempt {attempt_id}")
+            if attempt.state is not State.REVIEW:
+                return CommandResult(
+                    False, f"already decided: attempt {attempt_id} is {attempt.state.value}"
+                )
+            error = await self.store.error(attempt.error_id)
+            service = self.config.service(error.service) if error else None
+            if error is None or service is None or not attempt.worktree or not attempt.branch:
+                return CommandResult(False, f"attempt {attempt_id} has no worktree to publish")
+            try:
+                url, number, note = await self._push_and_open_pr(attempt, error, service)
+            except (GitError, GitHubError, OSError) as exc:
+                await self.store.update_attempt(attempt_id, reason=f"publishing failed: {exc}")
+                self.notify(
+                    "error",
+                    f"publishing attempt {attempt_id} failed: {exc}",
+                    error_id=error.id,
+                    attempt_id=attempt_id,
+                )
+                await self._emit_attempt(attempt_id)
+                return CommandResult(False, f"publishing failed: {exc}", attempt_id)
+            fields: dict[str, object] = {"reason": note}
+            if url is not None:
+                fields.update(pr_url=url, pr_number=number)
+            moved = await self.store.transition_attempt(
+                attempt_id, State.REVIEW, State.PR_OPENED, actor=actor, **fields
+            )
+            if not moved:
+                return CommandResult(False, f"already decided: attempt {attempt_id}")
+            refreshed = await self.store.attempt(attempt_id)
+            if refreshed is not None:
+                await self._discard_worktree(refreshed, keep_branch=True)
+            await self._emit_attempt(attempt_id)
+            self.notify("info", note, error_id=error.id, attempt_id=attempt_id)
+            return CommandResult(True, note, attempt_id)
+
+    async def _push_and_open_pr(
+        self, attempt: AttemptRow, error: ErrorRow, service: ServiceConfig
+    ) -> tuple[str | None, int | None, str]:
+        wt = self._worktrees.get(attempt.id) or await open_worktree(
+            service.repo,
+            Path(attempt.worktree or ""),
+            attempt.branch or "",
+            base_branch=service.base_branch,
+            remote=service.remote,
+        )
+        title = pr_title(error.error_type, error.message)
+        message = (
+            f"{title}\n\nAutomated fix for {service.name} error {error.fingerprint} "
+            f"({error.count} occurrence(s), first seen {error.first_seen})."
+        )
+        with contextlib.suppress(NothingToCommitError):
+            await commit_all(wt, message)
+        await push(wt, service.remote, wt.branch, force=True)
+        token = resolve_token(self.config.github.token)
+        url = await remote_url(service.repo, service.remote)
+        repo_name = service.github_repo or (repo_from_remote_url(url) if url else None)
+        if token is None or repo_name is None:
+            missing = "a GitHub token" if token is None else "a GitHub repository for the remote"
+            return (
+                None,
+                None,
+                f"pushed branch {wt.branch} to {service.remote} ({url}); no pull request "
+                f"opened because {missing} is not configured",
+            )
+        tests = await self.store.test_results(attempt.id)
+        last_test = tests[-1] if tests else None
+        change = await diff(wt)
+        body = pr_body(
+            error_type=error.error_type,
+            message=error.message,
+            severity=error.severity,
+            count=error.count,
+            hosts=sorted(error.hosts),
+            first_seen=error.first_seen,
+            last_seen=error.last_seen,
+            route=error.route,
+            service=service.name,
+            fingerprint=error.fingerprint,
+            summary=attempt.claude_summary or "",
+            test=(
+                TestResult(
+                    exit_code=last_test.exit_code,
+                    passed=last_test.exit_code == 0,
+                    timed_out=last_test.timed_out,
+                    duration_s=last_test.duration_ms / 1000,
+                    output_tail=last_test.output_tail,
+                )
+                if last_test
+                else None
+            ),
+            stat=change.stat,
+        )
+        pr = await open_pull_request(
+            api_url=self.config.github.api_url,
+            token=token,
+            repo_full_name=repo_name,
+            head_branch=wt.branch,
+            base_branch=service.base_branch,
+            title=title,
+            body=body,
+            draft=self.config.github.draft,
+            labels=self.config.github.labels,
+        )
+        await self.store.record_pr(attempt.id, wt.branch, pr.url, pr.number)
+        for warning in pr.warnings:
+            self.notify("warning", warning, error_id=error.id, attempt_id=attempt.id)
+        verb = "opened" if pr.created else "found existing"
+        return pr.url, pr.number, f"{verb} pull request #{pr.number}: {pr.url}"
+
+
+def _exit_text(result: TestResult) -> str:
+    if result.timed_out:
+        return "timed out"
+    return f"exit {result.exit_code}"
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:200] if lines else "(no output)"

@@ -106,6 +106,21 @@ class GitHubConfig:
 
 
 @dataclass(frozen=True)
+class TelegramConfig:
+    """The phone workflow. The bot token never sits in this file: it comes from the
+    environment variable ``token_env`` or the file ``token_file``."""
+
+    enabled: bool = False
+    token_env: str = "AUTOFIX_TELEGRAM_TOKEN"
+    token_file: Path | None = None
+    # Only these Telegram user ids may approve, skip or retry.
+    allowed_user_ids: tuple[int, ...] = ()
+    # Where notifications go (a private chat id equals the user id); default: allowed users.
+    chat_ids: tuple[int, ...] = ()
+    api_base_url: str = "https://api.telegram.org"
+
+
+@dataclass(frozen=True)
 class WorktreeConfig:
     delete_branch_on_discard: bool = False
 
@@ -120,6 +135,7 @@ class ConsoleConfig:
     claude: ClaudeConfig = field(default_factory=ClaudeConfig)
     github: GitHubConfig = field(default_factory=GitHubConfig)
     worktree: WorktreeConfig = field(default_factory=WorktreeConfig)
+    telegram: TelegramConfig = field(default_factory=TelegramConfig)
 
     @property
     def db_path(self) -> Path:
@@ -382,6 +398,49 @@ def _github(raw: Any) -> GitHubConfig:
     )
 
 
+def _ids(value: Any, key: str) -> tuple[int, ...]:
+    if not isinstance(value, list):
+        raise _fail(key, "a list of Telegram numeric ids", value)
+    ids = []
+    for i, item in enumerate(value):
+        if isinstance(item, bool) or not isinstance(item, int):
+            raise _fail(f"{key}[{i}]", "an integer id", item)
+        ids.append(item)
+    return tuple(ids)
+
+
+def _telegram(raw: Any) -> TelegramConfig:
+    table = _table(raw, "telegram")
+    prefix = "telegram."
+    if "token" in table:
+        raise ConfigError(
+            f"{prefix}token: the bot token is not kept in the config; "
+            "put it in the environment variable named by token_env, or in token_file"
+        )
+    _unknown(
+        table,
+        {"enabled", "token_env", "token_file", "allowed_user_ids", "chat_ids", "api_base_url"},
+        prefix,
+    )
+    enabled = _boolean(table.get("enabled", bool(table)), f"{prefix}enabled")
+    allowed = _ids(table.get("allowed_user_ids", []), f"{prefix}allowed_user_ids")
+    if enabled and not allowed:
+        raise ConfigError(
+            f"{prefix}allowed_user_ids: list at least one Telegram user id allowed to decide"
+        )
+    base = _string(table.get("api_base_url", TelegramConfig.api_base_url), f"{prefix}api_base_url")
+    if not re.match(r"^https?://[^/\s]+", base):
+        raise ConfigError(f"{prefix}api_base_url: must be an http(s) URL, got {base!r}")
+    return TelegramConfig(
+        enabled=enabled,
+        token_env=_string(table.get("token_env", TelegramConfig.token_env), f"{prefix}token_env"),
+        token_file=_optional(table, "token_file", prefix, _path),
+        allowed_user_ids=allowed,
+        chat_ids=_ids(table.get("chat_ids", []), f"{prefix}chat_ids"),
+        api_base_url=base.rstrip("/"),
+    )
+
+
 def _worktree(raw: Any) -> WorktreeConfig:
     table = _table(raw, "worktree")
     _unknown(table, {"delete_branch_on_discard"}, "worktree.")
@@ -427,6 +486,7 @@ def parse_config(data: dict[str, Any]) -> ConsoleConfig:
             "claude",
             "github",
             "worktree",
+            "telegram",
         },
         "",
     )
@@ -453,6 +513,7 @@ def parse_config(data: dict[str, Any]) -> ConsoleConfig:
         claude=_claude(table.get("claude", {})),
         github=_github(table.get("github", {})),
         worktree=_worktree(table.get("worktree", {})),
+        telegram=_telegram(table.get("telegram", {})),
     )
 
 

@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from agent.wire import ErrorEvent, Hello
 from console.claude import ClaudeOutcome, run_claude
@@ -102,7 +102,26 @@ class Notice:
     attempt_id: int | None = None
 
 
-EngineEvent = ErrorChanged | AttemptChanged | ClaudeActivity | LinkChanged | Notice
+@dataclass(frozen=True)
+class TelegramChanged:
+    """The Telegram bot's state for the header: ``on``, ``off`` or ``error``."""
+
+    state: Literal["on", "off", "error"]
+    detail: str | None = None
+
+
+class TelegramControl(Protocol):
+    """What the engine (and so the UI's ``t`` key) can ask of the Telegram bot."""
+
+    @property
+    def state(self) -> str: ...
+
+    async def set_enabled(self, enabled: bool) -> None: ...
+
+
+EngineEvent = (
+    ErrorChanged | AttemptChanged | ClaudeActivity | LinkChanged | Notice | TelegramChanged
+)
 Listener = Callable[[EngineEvent], None]
 
 
@@ -135,6 +154,8 @@ class Engine:
         self._links: LinkManager | None = None
         self._started = False
         self._closing = False
+        # Set by the Telegram bot when one is configured; the UI toggles it through here.
+        self.telegram: TelegramControl | None = None
 
     @classmethod
     async def open(cls, config: ConsoleConfig) -> Engine:
@@ -155,6 +176,17 @@ class Engine:
                 listener(event)
             except Exception:  # a broken view must not stop the engine
                 log.exception("engine listener failed on %r", type(event).__name__)
+
+    def report(self, event: EngineEvent) -> None:
+        """For components on the engine's loop (the Telegram bot) to report their state."""
+        self._emit(event)
+
+    async def set_telegram(self, enabled: bool) -> CommandResult:
+        """Turn Telegram notifications and buttons on or off (the UI's ``t`` key)."""
+        if self.telegram is None:
+            return CommandResult(False, "Telegram is not configured ([telegram] in the config)")
+        await self.telegram.set_enabled(enabled)
+        return CommandResult(True, f"Telegram {'on' if enabled else 'off'}")
 
     def notify(
         self,

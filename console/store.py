@@ -21,6 +21,7 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import sqlite3
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
@@ -291,7 +292,6 @@ class _Group:
         "_stack",
         "_tail",
         "error_id",
-        "first",
         "first_seen",
         "last_seen",
         "latest",
@@ -299,30 +299,24 @@ class _Group:
         "severity",
     )
 
-    def __init__(self, e: ErrorEvent) -> None:
-        self.first = self.latest = e
-        self.error_id = 0
+    def __init__(self, e: ErrorEvent, error_id: int) -> None:
+        self.error_id = error_id
+        self.latest = e
         self.severity: str = e.severity
         self.rank = _SEVERITY_RANK.get(e.severity, 0)
         self.first_seen = e.first_seen
         self.last_seen = e.last_seen
         self._encode_parts(e)
 
-    def add(self, e: ErrorEvent) -> None:
-        # The agent sends running totals: the highest seq carries the host's current one.
-        if e.seq > self.latest.seq:
-            self.latest = e
+    def _encode_parts(self, e: ErrorEvent) -> None:
+        # Runs on the first event and whenever one differs from the last encoded one, which
+        # makes it the place to fold the fields that change that rarely.
         rank = _SEVERITY_RANK.get(e.severity, 0)
         if rank > self.rank:
             self.rank, self.severity = rank, e.severity
         if e.first_seen < self.first_seen:
             self.first_seen = e.first_seen
-        if e.last_seen > self.last_seen:
-            self.last_seen = e.last_seen
-
-    def _encode_parts(self, e: ErrorEvent) -> None:
-        self._source = (e.host, e.service, e.fingerprint, e.severity, e.message, e.error_type)
-        self._source += (e.route, e.first_seen)
+        self._source = (e.host, e.severity, e.message, e.error_type, e.route, e.first_seen)
         self._stack = e.stack
         route = "null" if e.route is None else _esc(e.route)
         self._head = (
@@ -335,30 +329,89 @@ class _Group:
             f'"route":{route},"first_seen":{_esc(e.first_seen)},"last_seen":'
         )
 
-    def raw(self, e: ErrorEvent) -> str:
-        """The event's line exactly as agent.wire.encode writes it."""
-        source = (e.host, e.service, e.fingerprint, e.severity, e.message, e.error_type, e.route)
-        if (*source, e.first_seen) != self._source or e.stack != self._stack:
+    def take(self, e: ErrorEvent) -> str:
+        """Fold one event of this error in; return its line exactly as agent.wire.encode does."""
+        source = (e.host, e.severity, e.message, e.error_type, e.route, e.first_seen)
+        if source != self._source or e.stack != self._stack:
             self._encode_parts(e)
+        # The agent sends running totals: the highest seq carries the host's current one.
+        if e.seq > self.latest.seq:
+            self.latest = e
+        last_seen = e.last_seen
+        if last_seen > self.last_seen:
+            self.last_seen = last_seen
         # type is "error" or "update" and seq/count are plain ints: checked by ingest().
-        last_seen = _esc(e.last_seen)
-        return f'{{"type":"{e.type}","seq":{e.seq}{self._head}{e.count}{self._tail}{last_seen}}}'
+        tail = _esc(last_seen)
+        return f'{{"type":"{e.type}","seq":{e.seq}{self._head}{e.count}{self._tail}{tail}}}'
 
-    def new_error_row(self, now: str) -> tuple[Any, ...]:
-        e = self.first
-        return (
-            e.service,
-            e.fingerprint,
-            e.error_type,
-            e.message,
-            _dumps(e.stack),
-            e.route,
-            self.severity,
-            self.first_seen,
-            self.last_seen,
-            now,
-            now,
+
+def _new_error_row(e: ErrorEvent, now: str) -> tuple[Any, ...]:
+    return (
+        e.service,
+        e.fingerprint,
+        e.error_type,
+        e.message,
+        _dumps(e.stack),
+        e.route,
+        e.severity,
+        e.first_seen,
+        e.last_seen,
+        now,
+        now,
+    )
+
+
+def _fold(
+    host: str,
+    instance: str,
+    now: str,
+    events: Sequence[ErrorEvent],
+    stored: dict[int, int],
+    known: dict[tuple[str, str], tuple[int, str, str, str]],
+    created_keys: set[tuple[str, str]],
+) -> tuple[list[tuple[Any, ...]], list[IngestResult], dict[tuple[str, str], _Group], int]:
+    """The ingest hot loop: drop duplicates, fold each error's events, build rows and results.
+
+    Results come out in event order; ``top`` is the highest fresh seq.
+    """
+    occurrence_rows = []
+    results = []
+    seen: set[int] | None = None  # built only if seqs stop increasing within the batch
+    top = 0
+    groups: dict[tuple[str, str], _Group] = {}
+    for e in events:
+        seq = e.seq
+        if type(seq) is not int or type(e.count) is not int or seq <= 0 or e.count <= 0:
+            raise ValueError(f"event from {host}: seq and count must be positive integers")
+        if e.type != "error" and e.type != "update":
+            raise ValueError(f"event seq {seq} from {host}: type {e.type!r} is not storable")
+        if seq in stored:
+            results.append(IngestResult(seq, stored[seq], False, True))
+            continue
+        key = (e.service, e.fingerprint)
+        if seq > top:
+            top = seq
+            if seen is not None:
+                seen.add(seq)
+        else:
+            if seen is None:
+                seen = {row[2] for row in occurrence_rows}
+            if seq in seen:
+                results.append(IngestResult(seq, known[key][0], False, True))
+                continue
+            seen.add(seq)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = _Group(e, known[key][0])
+            created = key in created_keys
+        else:
+            created = False
+        occurrence_rows.append(
+            (host, instance, seq, group.error_id, e.type, e.count, now, group.take(e))
         )
+        results.append(IngestResult(seq, group.error_id, created, False))
+
+    return occurrence_rows, results, groups, top
 
 
 class Store:
@@ -540,53 +593,42 @@ class Store:
             )
             stored.update((seq, error_id) for seq, error_id in found)
 
-        # One pass: drop duplicates and fold the fresh events into one summary per error.
-        fresh: list[tuple[ErrorEvent, _Group]] = []
-        seen: set[int] | None = None  # built only if seqs stop increasing within the batch
-        top = 0
-        groups: dict[tuple[str, str], _Group] = {}
-        for e in events:
-            seq = e.seq
-            if type(seq) is not int or type(e.count) is not int or seq <= 0 or e.count <= 0:
-                raise ValueError(f"event from {host}: seq and count must be positive integers")
-            if e.type != "error" and e.type != "update":
-                raise ValueError(f"event seq {seq} from {host}: type {e.type!r} is not storable")
-            if seq in stored:
-                continue
-            if seq > top:
-                top = seq
-                if seen is not None:
-                    seen.add(seq)
-            else:
-                if seen is None:
-                    seen = {f.seq for f, _ in fresh}
-                if seq in seen:
-                    continue
-                seen.add(seq)
-            key = (e.service, e.fingerprint)
-            group = groups.get(key)
-            if group is None:
-                group = groups[key] = _Group(e)
-            else:
-                group.add(e)
-            fresh.append((e, group))
-
-        known = await self._error_ids(db, list(groups))
-        created_keys = [key for key in groups if key not in known]
+        # Resolve every error the batch names first, creating the new ones, so that the
+        # per-event pass below can build the occurrence rows and results in one go.
+        keys = {(e.service, e.fingerprint) for e in events if e.seq not in stored}
+        known = await self._error_ids(db, list(keys))
+        created_keys = keys.difference(known)
         if created_keys:
+            firsts: dict[tuple[str, str], ErrorEvent] = {}
+            for e in events:
+                key = (e.service, e.fingerprint)
+                if key in created_keys and key not in firsts and e.seq not in stored:
+                    firsts[key] = e
             await db.executemany(
                 "INSERT INTO errors (service, fingerprint, error_type, message, stack, route, "
                 "severity, first_seen, last_seen, created_at, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [groups[key].new_error_row(now) for key in created_keys],
+                [_new_error_row(e, now) for e in firsts.values()],
             )
-            known.update(await self._error_ids(db, created_keys))
+            known.update(await self._error_ids(db, list(created_keys)))
+
+        # A synchronous pass with the garbage collector paused: it allocates a few objects
+        # per event and nothing in it can form a cycle, so collections would be pure cost.
+        # No other coroutine runs while it does, so the pause is invisible elsewhere.
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            occurrence_rows, results, groups, top = _fold(
+                host, instance, now, events, stored, known, created_keys
+            )
+        finally:
+            if paused:
+                gc.enable()
 
         count_rows = []
         error_rows = []
         for key, group in groups.items():
             error_id, severity, first_seen, last_seen = known[key]
-            group.error_id = error_id
             if _SEVERITY_RANK.get(group.severity, 0) > _SEVERITY_RANK.get(severity, 0):
                 severity = group.severity
             count_rows.append((error_id, host, instance, group.latest.count, group.latest.seq))
@@ -613,35 +655,13 @@ class Store:
             "WHERE id = ?",
             error_rows,
         )
-        await db.executemany(
-            _INSERT_OCCURRENCE,
-            [
-                (host, instance, e.seq, group.error_id, e.type, e.count, now, group.raw(e))
-                for e, group in fresh
-            ],
-        )
-        if fresh:
+        await db.executemany(_INSERT_OCCURRENCE, occurrence_rows)
+        if occurrence_rows:
             await db.execute(
                 "UPDATE hosts SET last_seq = MAX(last_seq, ?), last_seen_at = ? WHERE name = ?",
                 (top, now, host),
             )
 
-        created = {groups[key].first.seq for key in created_keys}
-        if len(fresh) == len(events):  # the usual case: nothing was a duplicate
-            return [IngestResult(e.seq, g.error_id, e.seq in created, False) for e, g in fresh]
-        results = []
-        reported: set[int] = set()
-        for e in events:
-            seq = e.seq
-            if seq in stored:
-                results.append(IngestResult(seq, stored[seq], False, True))
-                continue
-            error_id = groups[e.service, e.fingerprint].error_id
-            if seq in reported:
-                results.append(IngestResult(seq, error_id, False, True))
-                continue
-            reported.add(seq)
-            results.append(IngestResult(seq, error_id, seq in created, False))
         return results
 
     async def _error_ids(

@@ -33,6 +33,7 @@ _MEMO_ENTRIES = 8192
 # ones are read in one go because starting a process costs more than it saves.
 PARALLEL_MIN_BYTES = 32 << 20
 _PART_MIN_BYTES = 16 << 20
+_MAX_PARTS = 8
 # How far past a planned cut to look for a settled line start (see settled_line_start).
 _CUT_WINDOW = 1 << 20
 
@@ -184,6 +185,17 @@ def _unpickle_part(payload: bytes) -> _Part | None:
     return part if isinstance(part, _Part) else None
 
 
+def _collect(children: list[tuple[int, int]]) -> list[_Part | None]:
+    """Each child's part in order, None for a child that failed; waits for all of them."""
+    parts: list[_Part | None] = []
+    for pid, read_fd in children:
+        with os.fdopen(read_fd, "rb") as pipe:
+            payload = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        parts.append(_unpickle_part(payload) if status == 0 else None)
+    return parts
+
+
 def _usable_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -237,7 +249,7 @@ class Scanner:
             return 1
         if not hasattr(os, "fork"):
             return 1
-        return max(1, min(_usable_cpus(), stat.st_size // _PART_MIN_BYTES))
+        return max(1, min(_usable_cpus(), _MAX_PARTS, stat.st_size // _PART_MIN_BYTES))
 
     def _read_part(
         self,
@@ -317,17 +329,16 @@ class Scanner:
                 self._child(write_fd, fd, service, fallback, start, stop)
             os.close(write_fd)
             children.append((pid, read_fd))
-        results: list[_Part | None] = [
-            self._read_part(_Positional(fd, 0), service, fallback, 0, bounds[0][1])
-        ]
-        for pid, read_fd in children:
-            with os.fdopen(read_fd, "rb") as pipe:
-                payload = pipe.read()
-            _, status = os.waitpid(pid, 0)
-            results.append(_unpickle_part(payload) if status == 0 else None)
+        try:
+            first = self._read_part(_Positional(fd, 0), service, fallback, 0, bounds[0][1])
+        finally:
+            # Reaped even when reading here failed, so no child is left behind.
+            results: list[_Part | None] = [None, *_collect(children)]
+        results[0] = first
+        results += [None] * (len(bounds) - len(results))
         done: list[_Part] = []
         expected = 0
-        for (start, stop), part in zip(bounds, results + [None] * len(bounds), strict=False):
+        for (start, stop), part in zip(bounds, results, strict=True):
             if done and done[-1].at_eof:
                 break
             if part is None and start == expected:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -461,7 +461,7 @@ def _auto_approve(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(severities))
 
 
-def _unique_names(items: tuple[HostConfig, ...] | tuple[ServiceConfig, ...], section: str) -> None:
+def _unique_names(items: Sequence[HostConfig | ServiceConfig], section: str) -> None:
     seen: dict[str, int] = {}
     for i, item in enumerate(items):
         if item.name in seen:

@@ -185,6 +185,7 @@ ATTEMPT_FIELDS: frozenset[str] = frozenset(
         "diff_stat",
         "pr_url",
         "pr_number",
+        "reason",
     }
 )
 
@@ -374,8 +375,8 @@ def _fold(
 
     Results come out in event order; ``top`` is the highest fresh seq.
     """
-    occurrence_rows = []
-    results = []
+    occurrence_rows: list[tuple[Any, ...]] = []
+    results: list[IngestResult] = []
     seen: set[int] | None = None  # built only if seqs stop increasing within the batch
     top = 0
     groups: dict[tuple[str, str], _Group] = {}
@@ -1149,7 +1150,8 @@ class Store:
         service: str | None = None,
     ) -> list[ErrorRow]:
         """Most recently seen errors first, optionally only some states or one service."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         states = _states(state)
         if states is not None:
             where.append(f"state IN ({_placeholders(len(states))})")
@@ -1201,7 +1203,8 @@ class Store:
         limit: int | None = None,
     ) -> list[AttemptRow]:
         """Attempts oldest first, optionally for one error or in some states."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if error_id is not None:
             where.append("error_id = ?")
             params.append(error_id)
@@ -1233,7 +1236,8 @@ class Store:
         limit: int = 100,
     ) -> list[DecisionRow]:
         """Who did what, oldest first: the audit trail behind every approval."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if error_id is not None:
             where.append("error_id = ?")
             params.append(error_id)

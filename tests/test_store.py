@@ -353,7 +353,10 @@ async def test_attempt_walks_the_flow_and_the_error_mirrors_it(store):
     attempt = await store.create_attempt(error_id, actor="keyboard")
     assert attempt is not None and attempt.state is State.FIXING
     assert (await store.error(error_id)).current_attempt_id == attempt.id
-    await store.update_attempt(attempt.id, branch="autofix/1", worktree="/wt/1")
+    updated = await store.update_attempt(attempt.id, branch="autofix/1", worktree="/wt/1")
+    assert (updated.branch, updated.worktree, updated.state) == ("autofix/1", "/wt/1", State.FIXING)
+    with pytest.raises(NotFound):
+        await store.update_attempt(999, reason="x")
     assert await store.append_transcript(attempt.id, ['{"type":"system"}', '{"type":"a"}']) == 2
     assert await store.append_transcript(attempt.id, ['{"type":"result"}']) == 3
     assert await store.transcript(attempt.id, after_seq=1) == ['{"type":"a"}', '{"type":"result"}']

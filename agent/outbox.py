@@ -275,9 +275,10 @@ class Outbox:
                         "first_seen": first,
                         "last_seen": last,
                     }
+                    # Compact, with "type" first: stream splices the seq in after it.
                     cur = conn.execute(
                         "INSERT INTO events (created, payload) VALUES (?, ?)",
-                        (at, json.dumps(payload, ensure_ascii=False)),
+                        (at, json.dumps(payload, ensure_ascii=False, separators=(",", ":"))),
                     )
                     assert cur.lastrowid is not None
                     events.append(ErrorEvent(seq=cur.lastrowid, **payload))  # type: ignore[arg-type]

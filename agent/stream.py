@@ -66,6 +66,19 @@ def since_from_ssh_command(original: str, config_path: str | None) -> int:
     return since
 
 
+def with_seq(payload: str, seq: int) -> str:
+    """The wire line of a stored event: its payload with the seq spliced in after "type".
+
+    Payloads are stored compact with "type" first, so this costs no JSON parsing per event;
+    anything else (an older payload) is re-encoded the slow way.
+    """
+    if payload.startswith('{"type":"'):
+        cut = payload.find(",")
+        if cut > 0:
+            return f'{payload[:cut]},"seq":{seq}{payload[cut:]}'
+    return encode(ErrorEvent(seq=seq, **json.loads(payload)))
+
+
 def _sources(config: AgentConfig) -> list[str]:
     out = []
     for src in config.sources:
@@ -147,8 +160,7 @@ def run_stream(
                 while True:
                     rows = list(reader.events_after(cursor))
                     for seq, payload in rows:
-                        event = ErrorEvent(seq=seq, **json.loads(payload))
-                        emit(encode(event))
+                        emit(with_seq(payload, seq))
                         cursor = seq
                     if rows:
                         output.flush()

@@ -321,9 +321,10 @@ class Engine:
                 created.append(result.error_id)
         for error_id in created:
             await self._enqueue_new(error_id)
-        for error_id in touched:
-            if error_id not in created:
-                await self._emit_error(error_id)
+        counted = [error_id for error_id in touched if error_id not in created]
+        if counted and self._listeners:
+            for row in await self.store.errors_by_id(counted):
+                self._emit(ErrorChanged(row))
         return created
 
     async def _enqueue_new(self, error_id: int) -> None:

@@ -1183,6 +1183,24 @@ class Store:
             hosts = await self._host_counts([error_id])
         return _error_row(rows[0], hosts.get(error_id, {}))
 
+    async def errors_by_id(self, error_ids: Collection[int]) -> list[ErrorRow]:
+        """Several errors in one read, for publishing the ones a batch of events touched."""
+        ids = list(error_ids)
+        out: list[ErrorRow] = []
+        async with self._lock:
+            for i in range(0, len(ids), _KEYS_PER_QUERY):
+                chunk = ids[i : i + _KEYS_PER_QUERY]
+                rows = list(
+                    await self._db.execute_fetchall(
+                        f"SELECT {_ERROR_COLUMNS} FROM errors "
+                        f"WHERE id IN ({_placeholders(len(chunk))})",
+                        chunk,
+                    )
+                )
+                hosts = await self._host_counts([r["id"] for r in rows])
+                out += [_error_row(r, hosts.get(r["id"], {})) for r in rows]
+        return out
+
     async def _host_counts(self, error_ids: list[int]) -> dict[int, dict[str, int]]:
         result: dict[int, dict[str, int]] = {}
         for i in range(0, len(error_ids), _KEYS_PER_QUERY):

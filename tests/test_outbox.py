@@ -153,3 +153,15 @@ def test_detection_thresholds_come_from_config(outbox: Outbox) -> None:
     assert outbox.settle(det, now=T0 + 30) == []
     outbox.ingest([occ()], now=T0 + 40)
     assert [(e.severity, e.count) for e in outbox.settle(det, now=T0 + 70)] == [("high", 4)]
+
+
+def test_stream_lines_decode_to_exactly_the_settled_events(outbox: Outbox, tmp_path: Path) -> None:
+    from agent.stream import with_seq
+    from agent.wire import decode
+
+    outbox.ingest([occ(message='quote " comma, brace } ECONNREFUSED')], now=T0)
+    [event] = outbox.settle(DET, now=T0 + 30)
+    reader = OutboxReader(tmp_path / "state" / "agent.db")
+    [(seq, payload)] = list(reader.events_after(0))
+    assert decode(with_seq(payload, seq)) == event
+    reader.close()

@@ -1,0 +1,229 @@
+"""Console benchmark: ingest from a local agent, and error-to-Claude latency.
+
+1. Ingest: N events (default 50,000) stored in a real agent outbox are streamed by the real
+   `autofix-agent stream` (local subprocess link) into the console's store through the
+   engine. Reported as events/s and as a ratio to a plain sqlite3 executemany of the same
+   rows into a table of the same shape, measured in the same run (target >= 0.5).
+2. Latency: a settled error reaching the console (auto-approved) until the Claude process
+   starts, on a repository of 5,000 files: snapshot of the main checkout, fetch, worktree,
+   prompt, process start (target < 1 s). The "CLI" here is a tiny script that records the
+   moment it starts, because what is measured is the console's own overhead.
+
+Run: .venv/bin/python tests/bench/bench_console.py [--events N] [--files N] [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from agent.outbox import Outbox  # noqa: E402
+from agent.wire import ErrorEvent  # noqa: E402
+from console.config import parse_config  # noqa: E402
+from console.engine import Engine  # noqa: E402
+from console.models import State  # noqa: E402
+from console.store import Store  # noqa: E402
+
+
+def _payload(i: int, fingerprints: int) -> dict[str, object]:
+    fp = i % fingerprints
+    return {
+        "type": "error" if i < fingerprints else "update",
+        "host": "bench",
+        "service": "PA",
+        "fingerprint": f"{fp:016x}",
+        "count": i // fingerprints + 1,
+        "severity": "medium",
+        "message": f"Cannot read properties of undefined (reading 'id') #{fp}",
+        "error_type": "TypeError",
+        "stack": [
+            f"TypeError: Cannot read properties of undefined (reading 'id') #{fp}",
+            "    at getUserProfile (/srv/pa/lib/users.js:16:21)",
+            "    at dispatch (/srv/pa/app.js:78:50)",
+        ],
+        "route": "GET /api/users/42",
+        "first_seen": "2026-11-26T02:00:00.000Z",
+        "last_seen": "2026-11-26T02:05:00.000Z",
+    }
+
+
+def seed_outbox(state: Path, events: int, fingerprints: int = 200) -> None:
+    """Fill an agent outbox with events in the agent's own stored form."""
+    Outbox.open(state / "agent.db", "bench").close()
+    conn = sqlite3.connect(state / "agent.db")
+    now = time.time()
+    conn.executemany(
+        "INSERT INTO events (created, payload) VALUES (?, ?)",
+        ((now, json.dumps(_payload(i, fingerprints))) for i in range(events)),
+    )
+    conn.commit()
+    conn.close()
+
+
+def baseline(path: Path, events: int, fingerprints: int = 200) -> float:
+    """The least a store could do: one executemany of the same rows, one transaction."""
+    rows = []
+    for i in range(events):
+        p = _payload(i, fingerprints)
+        event = ErrorEvent(seq=i + 1, **p)  # type: ignore[arg-type]
+        rows.append(("bench", i + 1, p["fingerprint"], p["count"], json.dumps(p), event.type))
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(
+        "CREATE TABLE occ (host TEXT, seq INTEGER, fingerprint TEXT, count INTEGER, raw TEXT,"
+        " type TEXT, UNIQUE (host, seq))"
+    )
+    start = time.perf_counter()
+    with conn:
+        conn.executemany("INSERT OR IGNORE INTO occ VALUES (?, ?, ?, ?, ?, ?)", rows)
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return elapsed
+
+
+async def ingest_from_agent(work: Path, events: int) -> float:
+    state = work / "agent"
+    state.mkdir()
+    seed_outbox(state, events)
+    toml = work / "agent.toml"
+    toml.write_text(
+        f'state_dir = "{state}"\nhost = "bench"\n'
+        f'[[sources]]\nservice = "PA"\npaths = ["{work}/none/*.log"]\n'
+    )
+    config = parse_config(
+        {
+            "state_dir": str(work / "console"),
+            "hosts": [
+                {
+                    "name": "bench",
+                    "local": True,
+                    "agent_command": f"{sys.executable} -m agent.cli stream",
+                    "agent_config": str(toml),
+                }
+            ],
+        }
+    )
+    engine = Engine(config, await Store.open(config.db_path))
+    start = time.perf_counter()
+    await engine.start()
+    while await engine.store.last_seq("bench") < events:
+        await asyncio.sleep(0.02)
+    elapsed = time.perf_counter() - start
+    await engine.stop()
+    return elapsed
+
+
+FAKE_CLAUDE = """#!{python}
+import sys, time
+with open({marker!r}, "a") as fh:
+    fh.write(repr(time.time()) + "\\n")
+print('{{"type":"result","subtype":"success","is_error":true,"result":"benchmark stand-in"}}')
+sys.exit(1)
+"""
+
+
+def git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_big_repo(work: Path, files: int) -> Path:
+    bare = work / "origin.git"
+    repo = work / "big"
+    git(work, "init", "-q", "--bare", "-b", "main", str(bare))
+    (repo / "lib").mkdir(parents=True)
+    (repo / "test").mkdir()
+    (repo / "lib" / "users.js").write_text(
+        "function getUserProfile(id) {\n  const user = undefined;\n  return user.id;\n}\n"
+        "module.exports = { getUserProfile };\n"
+    )
+    for i in range(files):
+        d = repo / "src" / f"m{i // 100:03d}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"f{i:05d}.js").write_text(f"module.exports = {i};\n")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "-c", "user.name=b", "-c", "user.email=b@x", "add", ".")
+    git(repo, "-c", "user.name=b", "-c", "user.email=b@x", "commit", "-q", "-m", "big")
+    git(repo, "remote", "add", "origin", str(bare))
+    git(repo, "push", "-q", "origin", "main")
+    return repo
+
+
+async def claude_start_latency(work: Path, files: int, runs: int) -> list[float]:
+    repo = make_big_repo(work, files)
+    marker = work / "claude-started"
+    fake = work / "fake-claude"
+    fake.write_text(FAKE_CLAUDE.format(python=sys.executable, marker=str(marker)))
+    fake.chmod(0o755)
+    config = parse_config(
+        {
+            "state_dir": str(work / "console-latency"),
+            "auto_approve": ["low", "medium", "high", "critical"],
+            "services": [{"name": "PA", "repo": str(repo), "test_command": "true"}],
+            "claude": {"command": str(fake)},
+        }
+    )
+    engine = Engine(config, await Store.open(config.db_path))
+    await engine.start(links=False)
+    latencies = []
+    for run in range(runs):
+        payload = _payload(run, 10**6)
+        payload["type"] = "error"
+        event = ErrorEvent(seq=run + 1, **payload)  # type: ignore[arg-type]
+        before = marker.read_text().count("\n") if marker.exists() else 0
+        start = time.time()
+        await engine.ingest("bench", [event])
+        while not marker.exists() or marker.read_text().count("\n") == before:
+            await asyncio.sleep(0.002)
+        started = float(marker.read_text().splitlines()[-1])
+        latencies.append(started - start)
+        await engine.wait_idle()
+        rows = await engine.store.errors(limit=1, state=State.FAILED)
+        assert rows, "the stand-in run should end as a failed attempt"
+    await engine.stop()
+    return latencies
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        base = baseline(work / "baseline.db", args.events)
+        ours = await ingest_from_agent(work, args.events)
+        print(
+            f"ingest:    {args.events} events from a local agent stream into the store in "
+            f"{ours:.2f} s = {args.events / ours:,.0f} events/s; plain sqlite3 executemany "
+            f"{args.events / base:,.0f} events/s; ratio {base / ours:.2f} (target >= 0.5)"
+        )
+        lat = await claude_start_latency(work, args.files, args.runs)
+        print(
+            f"latency:   settled error -> Claude process start, repo of {args.files} files: "
+            f"median {statistics.median(lat) * 1000:.0f} ms, max {max(lat) * 1000:.0f} ms "
+            f"over {len(lat)} runs (target < 1000 ms)"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--files", type=int, default=5_000)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    os.environ.setdefault("GIT_CONFIG_NOSYSTEM", "1")
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -657,19 +657,3 @@ async def test_store_reopens_and_resumes_after_a_kill(tmp_path):
         fresh = await s.ingest("web-1", [event(last + 1, 10_000, fingerprint=FP_B, kind="error")])
         assert fresh[0].created
         assert sum(e.count for e in await s.errors()) == before + 10_000
-
-
-# --- speed --------------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_ingest_keeps_at_least_half_the_speed_of_a_plain_executemany():
-    sys.path.insert(0, str(ROOT / "tests" / "bench"))
-    try:
-        from bench_ingest import TARGET_RATIO, run
-    finally:
-        sys.path.remove(str(ROOT / "tests" / "bench"))
-    result = run(events=50_000, batch=50_000, repeat=3)
-    assert result.ratio >= TARGET_RATIO, (
-        f"ingest {result.store_seconds:.3f}s vs executemany {result.baseline_seconds:.3f}s"
-    )

@@ -159,6 +159,33 @@ class _Part:
     cut_lines: int
 
 
+class _RememberingRedactor(Redactor):
+    """A redactor that remembers its answers for recent texts.
+
+    Redaction is a pure function of the text, and stack lines and messages repeat across
+    records that differ elsewhere (route, number of frames), so most calls are repeats.
+    """
+
+    _ENTRIES = 16384
+    _MAX_CHARS = 4096
+
+    def __init__(self, inner: Redactor) -> None:
+        super().__init__()
+        self._inner = inner
+        self._memo: dict[str, str] = {}
+
+    def redact(self, text: str) -> str:
+        if not isinstance(text, str) or len(text) > self._MAX_CHARS:
+            return self._inner.redact(text)
+        clean = self._memo.get(text)
+        if clean is None:
+            clean = self._inner.redact(text)
+            if len(self._memo) >= self._ENTRIES:
+                self._memo.clear()
+            self._memo[text] = clean
+        return clean
+
+
 class _Positional:
     """Reads a file descriptor from a given offset with ``pread``.
 
@@ -218,6 +245,7 @@ class Scanner:
         self.groups: dict[tuple[str, str], ScanGroup] = {}
         self.problems: list[str] = []
         self._memo: dict[tuple[object, ...], _Clean] = {}
+        self._redactor = _RememberingRedactor(self.redactor)
 
     def scan_stream(self, stream: BinaryIO, service: str, fallback_time: str) -> None:
         self._merge(service, [self._read_part(stream, service, fallback_time, 0, None)])
@@ -416,7 +444,7 @@ class Scanner:
         )
         clean = self._memo.get(key)
         if clean is None:
-            redacted = redact_record(dataclasses.replace(record, raw=""), self.redactor)
+            redacted = redact_record(dataclasses.replace(record, raw=""), self._redactor)
             clean = _Clean(
                 fingerprint=fingerprint(redacted, self.app_root),
                 error_type=redacted.error_type,

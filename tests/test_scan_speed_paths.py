@@ -334,3 +334,18 @@ def test_scan_stream_of_a_pipe_is_read_in_one_go() -> None:
     scanner.scan_stream(io.BytesIO(data), "svc", "2026-01-01T00:00:00.000Z")
     (group,) = scanner.results()
     assert group["count"] == 3
+
+
+def test_repeated_records_are_redacted_every_time_they_are_reported() -> None:
+    scanner = Scanner()
+    record = b"Error: login failed password=hunter2secret\n    at f (/srv/a.js:1:2)\n"
+    other_route = (
+        b"ERROR GET /x Error: login failed password=hunter2secret\n    at f (/srv/a.js:1:2)\n"
+    )
+    data = record * 3 + other_route * 2
+    scanner.scan_stream(io.BytesIO(data), "svc", "2026-01-01T00:00:00.000Z")
+    groups = scanner.results()
+    assert sum(g["count"] for g in groups) == 5  # type: ignore[misc]
+    text = str(groups)
+    assert "hunter2secret" not in text
+    assert "password=[REDACTED]" in text

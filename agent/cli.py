@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import glob
 import os
 import shutil
@@ -46,6 +45,8 @@ def _non_negative_float(text: str) -> float:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
     from agent.daemon import Daemon
     from agent.outbox import OutboxError
 

@@ -106,7 +106,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 # --- serve -----------------------------------------------------------------------------------
 
 
-def _describe(event: Any) -> str | None:
+def describe_event(event: Any) -> str | None:
+    """One line per engine event for the headless modes (serve, fix, demo --headless)."""
     from console.engine import AttemptChanged, ErrorChanged, LinkChanged, Notice
 
     if isinstance(event, Notice):
@@ -138,7 +139,7 @@ async def _serve(config: ConsoleConfig) -> int:
         loop.add_signal_handler(sig, stop.set)
 
     def show(event: Any) -> None:
-        text = _describe(event)
+        text = describe_event(event)
         if text:
             print(text, flush=True)
 
@@ -212,7 +213,7 @@ async def _fix(config: ConsoleConfig, service: str, error_json: str, yes: bool) 
                 if summary:
                     print(f"  claude: {str(summary).strip()[:200]}", flush=True)
                 return
-            text = _describe(ev)
+            text = describe_event(ev)
             if text:
                 print(text, flush=True)
             if (
@@ -264,6 +265,19 @@ def cmd_fix(args: argparse.Namespace) -> int:
     return asyncio.run(_fix(config, args.service, text, args.yes))
 
 
+# --- demo ------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from console.demo.run import run_demo
+    from console.demo.workspace import default_workspace
+
+    root = Path(args.workspace).expanduser() if args.workspace else default_workspace()
+    return asyncio.run(
+        run_demo(root, fresh=args.fresh, headless=args.headless, settle_seconds=args.settle_seconds)
+    )
+
+
 # --- main ------------------------------------------------------------------------------------
 
 
@@ -295,6 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fix.add_argument("--yes", action="store_true", help="push and open the PR without asking")
     fix.set_defaults(func=cmd_fix)
+
+    demo = sub.add_parser("demo", help="the whole loop on this machine, no config needed")
+    demo.add_argument("--workspace", help="where the demo keeps its repo and state")
+    demo.add_argument("--fresh", action="store_true", help="start from a new workspace")
+    demo.add_argument("--headless", action="store_true", help="print events, no terminal UI")
+    demo.add_argument(
+        "--settle-seconds", type=float, default=5.0, help="agent settle window (default 5)"
+    )
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

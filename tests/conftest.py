@@ -17,8 +17,16 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 FIXTURES = TESTS / "fixtures"
+# The sample Node.js service with real bugs; it ships in the package for `autofix demo`.
+SERVICE_DIR = ROOT / "console" / "demo" / "service"
 NODE_BIN = TESTS / "node_modules" / ".bin"
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# The service's logging libraries (pino, winston, bunyan) are installed for the tests in
+# tests/node_modules, not beside the service: let every node the tests start find them.
+os.environ["NODE_PATH"] = os.pathsep.join(
+    p for p in (str(TESTS / "node_modules"), os.environ.get("NODE_PATH", "")) if p
+)
 
 _KNOWN_LOCATIONS = {
     "claude": [NODE_BIN / "claude"],

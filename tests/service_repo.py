@@ -10,9 +10,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.conftest import FIXTURES
+from tests.conftest import SERVICE_DIR
 
-SERVICE = FIXTURES / "node-service"
+SERVICE = SERVICE_DIR
 BUGGY_LINE = "  const user = findUser(id);\n  return { id: user.id"
 FIXED_LINE = "  const user = findUser(id);\n  if (!user) return null;\n  return { id: user.id"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from agent.wire import ErrorEvent, Heartbeat, Hello, decode
-from tests.conftest import FIXTURES, require_node_modules, require_tool
+from tests.conftest import SERVICE_DIR, require_node_modules, require_tool
 
 AGENT = [sys.executable, "-m", "agent.cli"]
 
@@ -145,7 +145,7 @@ def test_errors_from_a_real_node_service_arrive_on_the_stream(
         subprocess.run(
             [
                 node,
-                str(FIXTURES / "node-service" / "app.js"),
+                str(SERVICE_DIR / "app.js"),
                 "--once",
                 "users",
                 "--logger",

@@ -17,9 +17,9 @@ import pytest
 
 from agent.parse import Assembler, ErrorRecord, parse_lines, parse_node_frame, strip_prefix
 from agent.record import Frame
-from tests.conftest import FIXTURES, require_node_modules, require_tool
+from tests.conftest import FIXTURES, SERVICE_DIR, require_node_modules, require_tool
 
-SERVICE = FIXTURES / "node-service"
+SERVICE = SERVICE_DIR
 LOGS = FIXTURES / "logs"
 
 

@@ -1,0 +1,78 @@
+"""``autofix demo``: workspace, processes, engine and console, stopped together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from console.demo.processes import DemoProcesses
+from console.demo.workspace import WorkspaceError, load, prepare
+
+
+async def run_demo(
+    root: Path, *, fresh: bool = False, headless: bool = False, settle_seconds: float = 5.0
+) -> int:
+    """Run the demo until the console quits (``q``) or Ctrl+C; always stop what it started."""
+    from console.engine import Engine
+
+    node = shutil.which("node")
+    if node is None:
+        print("autofix demo: node is not installed; the demo's service is Node.js", file=sys.stderr)
+        return 1
+    try:
+        ws = prepare(root, fresh=fresh, settle_seconds=settle_seconds)
+    except WorkspaceError as exc:
+        print(f"autofix demo: {exc}", file=sys.stderr)
+        return 1
+    config = load(ws)
+    if shutil.which(config.claude.command) is None:
+        print(
+            "autofix demo: Claude Code is not installed, so fix attempts will fail with a hint; "
+            "install it with `npm i -g @anthropic-ai/claude-code` and log in to get real fixes",
+            file=sys.stderr,
+        )
+    procs = DemoProcesses(ws, node)
+    await procs.start()
+    engine = await Engine.open(config)
+    try:
+        if headless:
+            await _headless(engine, ws.root, procs)
+        else:
+            from console.app import AutofixApp
+
+            await engine.start()
+            app = AutofixApp(engine)
+            await app.run_async()
+    finally:
+        await engine.stop()
+        await procs.stop()
+    print(f"autofix demo: stopped; the workspace stays in {ws.root} (--fresh starts over)")
+    return 0
+
+
+async def _headless(engine: Any, root: Path, procs: DemoProcesses) -> None:
+    from console.cli import describe_event
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+
+    def show(event: Any) -> None:
+        text = describe_event(event)
+        if text:
+            print(text, flush=True)
+
+    engine.subscribe(show)
+    await engine.start()
+    print(
+        f"autofix demo: service on http://127.0.0.1:{procs.port}, workspace {root}; Ctrl+C stops",
+        flush=True,
+    )
+    await stop.wait()

@@ -129,6 +129,25 @@ def describe_event(event: Any) -> str | None:
     return None
 
 
+class EventPrinter:
+    """Prints engine events as lines; a link's repeated status (its lag ticking) once."""
+
+    def __init__(self) -> None:
+        self._links: dict[str, str] = {}
+
+    def __call__(self, event: Any) -> None:
+        from console.engine import LinkChanged
+
+        text = describe_event(event)
+        if text is None:
+            return
+        if isinstance(event, LinkChanged):
+            if self._links.get(event.status.host) == text:
+                return
+            self._links[event.status.host] = text
+        print(text, flush=True)
+
+
 async def _serve(config: ConsoleConfig) -> int:
     from console.engine import Engine
 
@@ -138,12 +157,7 @@ async def _serve(config: ConsoleConfig) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    def show(event: Any) -> None:
-        text = describe_event(event)
-        if text:
-            print(text, flush=True)
-
-    engine.subscribe(show)
+    engine.subscribe(EventPrinter())
     await engine.start()
     print(f"autofix serve: {len(config.hosts)} host(s); Ctrl+C stops", flush=True)
     await stop.wait()
@@ -206,6 +220,7 @@ async def _fix(config: ConsoleConfig, service: str, error_json: str, yes: bool) 
             print(f"autofix fix: --error-json: {exc}", file=sys.stderr)
             return EXIT_CONFIG
         finished: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        printer = EventPrinter()
 
         def show(ev: Any) -> None:
             if isinstance(ev, ClaudeActivity):
@@ -213,9 +228,7 @@ async def _fix(config: ConsoleConfig, service: str, error_json: str, yes: bool) 
                 if summary:
                     print(f"  claude: {str(summary).strip()[:200]}", flush=True)
                 return
-            text = describe_event(ev)
-            if text:
-                print(text, flush=True)
+            printer(ev)
             if (
                 isinstance(ev, AttemptChanged)
                 and ev.attempt.state in (State.REVIEW, State.FAILED, State.INTERRUPTED)

@@ -56,7 +56,7 @@ async def run_demo(
 
 
 async def _headless(engine: Any, root: Path, procs: DemoProcesses) -> None:
-    from console.cli import describe_event
+    from console.cli import EventPrinter
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -64,12 +64,7 @@ async def _headless(engine: Any, root: Path, procs: DemoProcesses) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
 
-    def show(event: Any) -> None:
-        text = describe_event(event)
-        if text:
-            print(text, flush=True)
-
-    engine.subscribe(show)
+    engine.subscribe(EventPrinter())
     await engine.start()
     print(
         f"autofix demo: service on http://127.0.0.1:{procs.port}, workspace {root}; Ctrl+C stops",

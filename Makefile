@@ -3,15 +3,18 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup lint format bench
+.PHONY: demo scan-sample test setup lint format bench
 
-# Start the main job on a fresh machine.
-demo: $(BIN)/autofix-agent
+# Start the main job on a fresh machine: the whole loop on this machine.
+demo: $(BIN)/autofix
+	$(BIN)/autofix demo
+
+# What the agent alone reports for the shipped sample log.
+scan-sample: $(BIN)/autofix
 	$(BIN)/autofix-agent scan agent/samples/pa-error.log
 
-$(BIN)/autofix-agent:
-	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -e .
+$(BIN)/autofix:
+	bash tests/setup.sh --runtime
 
 # Install everything the tests drive (apt, npm, pip) and run the whole suite.
 test: setup lint

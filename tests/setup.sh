@@ -4,10 +4,15 @@
 # and the project with its console and dev extras (pip, into .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# --runtime: only what `autofix demo` needs (git, node, the project with its console extra).
+runtime_only=false
+[ "${1:-}" = "--runtime" ] && runtime_only=true
 
 need_apt=()
-[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
-[ -x /usr/sbin/logrotate ] || need_apt+=(logrotate)
+if ! $runtime_only; then
+  [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+  [ -x /usr/sbin/logrotate ] || need_apt+=(logrotate)
+fi
 command -v git >/dev/null || need_apt+=(git)
 command -v node >/dev/null || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -21,8 +26,13 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
+if $runtime_only; then
+  .venv/bin/pip install -q -e '.[console]' 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -c "import agent, console, textual, asyncssh, aiosqlite, telegram, httpx"
+  exit 0
+fi
 .venv/bin/pip install -q -e '.[console,dev]' 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -c "import agent, console, textual, asyncssh, aiosqlite, telegram, httpx" 
+.venv/bin/python -c "import agent, console, textual, asyncssh, aiosqlite, telegram, httpx"
 
 if [ ! -x tests/node_modules/.bin/claude ] || [ tests/package-lock.json -nt tests/node_modules/.package-lock.json ]; then
   npm ci --prefix tests --no-audit --no-fund --loglevel=error

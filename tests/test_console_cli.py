@@ -1,0 +1,124 @@
+"""`autofix check` and `autofix fix` as a developer runs them, against real parts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sshd import SshServer, ssh_server_fixture  # noqa: F401  (provides ssh_server)
+
+from tests.conftest import require_tool
+from tests.messages_api import MessagesApi
+from tests.service_repo import make_service_repo
+from tests.test_engine import agent_toml, fix_turns, node_error_log, seed_agent
+
+AUTOFIX = [sys.executable, "-m", "console.cli"]
+
+
+@pytest.fixture(autouse=True)
+def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    require_tool("git")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-gitconfig"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*AUTOFIX, *args], capture_output=True, text=True, timeout=180, env=env)
+
+
+def test_check_reports_each_part_with_a_line_and_fails_on_what_is_broken(
+    tmp_path: Path, ssh_server
+) -> None:
+    server: SshServer = ssh_server()
+    repo, _ = make_service_repo(tmp_path)
+    state = tmp_path / "agent-state"
+    state.mkdir()
+    toml = agent_toml(tmp_path / "agent.toml", state, "prod-1")
+    stranger = tmp_path / "empty_known_hosts"
+    stranger.write_text("")
+    config = tmp_path / "console.toml"
+    config.write_text(
+        f'state_dir = "{tmp_path / "console"}"\n'
+        f'[[hosts]]\nname = "prod-1"\ntarget = "127.0.0.1"\nport = {server.port}\n'
+        f'user = "{server.user}"\nkey = "{server.client_key}"\n'
+        f'known_hosts = "{server.known_hosts}"\n'
+        f'agent_command = "{sys.executable} -m agent.cli stream --config {toml}"\n'
+        f'[[hosts]]\nname = "stranger"\ntarget = "127.0.0.1"\nport = {server.port}\n'
+        f'user = "{server.user}"\nkey = "{server.client_key}"\nknown_hosts = "{stranger}"\n'
+        f'[[services]]\nname = "PA"\nrepo = "{repo}"\n'
+        f'[[services]]\nname = "ghost"\nrepo = "{tmp_path / "nowhere"}"\n'
+        f'[claude]\ncommand = "{require_tool("claude")}"\n'
+    )
+    proc = run("check", "--config", str(config))
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert any(line.startswith("ok   host prod-1") and "host key known" in line for line in lines)
+    assert any(
+        line.startswith("FAIL host stranger") and "not in" in line and "known_hosts" in line
+        for line in lines
+    ), lines
+    assert any(line.startswith("ok   service PA") for line in lines), lines
+    assert any(line.startswith("FAIL service ghost") for line in lines), lines
+    assert any(line.startswith("ok   claude") for line in lines), lines
+
+
+def test_a_config_with_wrong_types_names_the_key_and_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "console.toml"
+    config.write_text('concurrency = "two"\n')
+    proc = run("check", "--config", str(config))
+    assert proc.returncode == 2
+    assert "concurrency" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_fix_from_the_command_line_runs_one_attempt_and_prints_the_diff(tmp_path: Path) -> None:
+    repo, bare = make_service_repo(tmp_path)
+    state = tmp_path / "agent-state"
+    state.mkdir()
+    fingerprint = seed_agent(state, node_error_log(tmp_path), "prod-1")
+    scan = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "scan", "--service", "PA", "-"],
+        input=node_error_log(tmp_path, payload="4242"),
+        capture_output=True,
+        check=True,
+    )
+    [result] = [json.loads(line) for line in scan.stdout.splitlines()]
+    assert result["fingerprint"] == fingerprint
+    error_json = tmp_path / "error.json"
+    error_json.write_text(json.dumps(result))
+    worktree = repo / ".worktrees" / "hotfix" / f"auto-{fingerprint}"
+    with MessagesApi(fix_turns(worktree)) as api:
+        home = tmp_path / "home"
+        home.mkdir()
+        env_lines = "\n".join(f'{k} = "{v}"' for k, v in api.env(str(home)).items())
+        config = tmp_path / "console.toml"
+        config.write_text(
+            f'state_dir = "{tmp_path / "console"}"\n'
+            f'[[services]]\nname = "PA"\nrepo = "{repo}"\ntest_command = "node --test"\n'
+            f'[claude]\ncommand = "{require_tool("claude")}"\ntimeout_seconds = 120\n'
+            f"[claude.extra_env]\n{env_lines}\n"
+        )
+        proc = run("fix", "--config", str(config), "--service", "PA",
+                   "--error-json", str(error_json), "--yes")  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "+  if (!user) return null;" in proc.stdout
+    assert "pushed branch" in proc.stdout and "no pull request" in proc.stdout
+    heads = subprocess.run(
+        ["git", "branch", "--list"], cwd=bare, capture_output=True, text=True, check=True
+    ).stdout
+    assert f"hotfix/auto-{fingerprint}" in heads
+
+
+def test_fix_refuses_an_error_json_that_is_not_an_error(tmp_path: Path) -> None:
+    repo, _ = make_service_repo(tmp_path)
+    config = tmp_path / "console.toml"
+    config.write_text(
+        f'state_dir = "{tmp_path / "console"}"\n[[services]]\nname = "PA"\nrepo = "{repo}"\n'
+    )
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"message": "no fingerprint here"}')
+    proc = run("fix", "--config", str(config), "--service", "PA", "--error-json", str(bad))
+    assert proc.returncode == 2 and "fingerprint" in proc.stderr

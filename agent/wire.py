@@ -19,10 +19,12 @@ names the line type.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 PROTOCOL_VERSION = 1
+_FINGERPRINT = re.compile(r"[0-9a-f]{16}")
 MAX_LINE_BYTES = 1024 * 1024
 
 SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
@@ -162,7 +164,7 @@ def decode(line: str | bytes) -> Event:
         severity = _require(obj, "severity", str, kind)
         severity_rank(severity)
         stack = _require(obj, "stack", list, kind)
-        if not all(isinstance(s, str) for s in stack):
+        if not all(type(s) is str for s in stack):
             raise WireError(f"{kind} line: 'stack' must be a list of strings")
         route = obj.get("route")
         if route is not None and not isinstance(route, str):
@@ -174,7 +176,7 @@ def decode(line: str | bytes) -> Event:
         if count <= 0:
             raise WireError(f"{kind} line: 'count' must be positive, got {count}")
         fingerprint = _require(obj, "fingerprint", str, kind)
-        if len(fingerprint) != 16 or any(c not in "0123456789abcdef" for c in fingerprint):
+        if not _FINGERPRINT.fullmatch(fingerprint):
             raise WireError(f"{kind} line: 'fingerprint' must be 16 lowercase hex characters")
         return ErrorEvent(
             type=kind,

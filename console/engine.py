@@ -58,6 +58,7 @@ from console.worktree import (
 log = logging.getLogger(__name__)
 
 INGEST_BATCH = 500
+INGEST_GATHER_SECONDS = 0.01
 TRANSCRIPT_FLUSH_SECONDS = 0.5
 TEST_DIRS = ("test", "tests", "__tests__", "spec")
 
@@ -154,6 +155,7 @@ class Engine:
         self._links: LinkManager | None = None
         self._started = False
         self._closing = False
+        self._unknown_services: set[str] = set()
         # Set by the Telegram bot when one is configured; the UI toggles it through here.
         self.telegram: TelegramControl | None = None
 
@@ -291,6 +293,9 @@ class Engine:
         """Store a host's events in batches: one transaction per burst, not per line."""
         while True:
             batch = [await queue.get()]
+            if queue.qsize() < INGEST_BATCH:
+                # Let the link read on for a moment: one transaction per burst, not per line.
+                await asyncio.sleep(INGEST_GATHER_SECONDS)
             while len(batch) < INGEST_BATCH and not queue.empty():
                 batch.append(queue.get_nowait())
             try:
@@ -334,12 +339,14 @@ class Engine:
         if row is None:
             return
         if self.config.service(row.service) is None:
-            self.notify(
-                "warning",
-                f"error {error_id} is from service {row.service!r}, which has no [[services]] "
-                "entry: it can be viewed but not fixed",
-                error_id=error_id,
-            )
+            if row.service not in self._unknown_services:
+                self._unknown_services.add(row.service)
+                self.notify(
+                    "warning",
+                    f"errors from service {row.service!r} can be viewed but not fixed: "
+                    "it has no [[services]] entry in the config",
+                    error_id=error_id,
+                )
             return
         if row.severity in self.config.auto_approve:
             await self.approve(error_id, actor="auto")

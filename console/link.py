@@ -578,10 +578,18 @@ class AgentLink:
             for dropped in splitter.oversized:
                 self._problem(f"line longer than {MAX_LINE_BYTES} bytes skipped", dropped)
             splitter.oversized.clear()
+            before = self._status.last_seq
+            last_seq = before
             for line in lines:
-                await self._handle(line, session)
+                seq = await self._handle(line, session)
+                if seq is not None:
+                    last_seq = seq
+            if last_seq != before:
+                # One status per chunk, not per event: a flood must not flood the UI too.
+                self._set(last_seq=last_seq, last_line_at=time.time())
 
-    async def _handle(self, line: bytes, session: _Session) -> None:
+    async def _handle(self, line: bytes, session: _Session) -> int | None:
+        """Handle one line; returns the seq of an event handed to the engine."""
         now = time.time()
         try:
             event = decode(line)
@@ -593,7 +601,7 @@ class AgentLink:
                     f"speaks {PROTOCOL_VERSION}; upgrade one side so they match"
                 ) from None
             self._problem(str(exc), line)
-            return
+            return None
         if isinstance(event, Hello):
             if session.hello is None:
                 if self._on_hello is not None:
@@ -616,16 +624,16 @@ class AgentLink:
                     instance=event.instance,
                 )
             session.hello = event
-            return
+            return None
         if session.hello is None:
             raise _Retry(f"stream did not start with a hello line: {excerpt(line)}")
         if isinstance(event, Heartbeat):
             self._set(last_line_at=now)
-            return
+            return None
         result = self._on_event(self.host.name, event)
         if inspect.isawaitable(result):
             await result
-        self._set(last_seq=event.seq, last_line_at=now)
+        return event.seq
 
     def _problem(self, message: str, line: bytes) -> None:
         problem = LinkProblem(host=self.host.name, message=message, excerpt=excerpt(line))

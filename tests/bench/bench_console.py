@@ -67,7 +67,10 @@ def seed_outbox(state: Path, events: int, fingerprints: int = 200) -> None:
     now = time.time()
     conn.executemany(
         "INSERT INTO events (created, payload) VALUES (?, ?)",
-        ((now, json.dumps(_payload(i, fingerprints))) for i in range(events)),
+        (
+            (now, json.dumps(_payload(i, fingerprints), separators=(",", ":")))
+            for i in range(events)
+        ),
     )
     conn.commit()
     conn.close()

@@ -149,19 +149,18 @@ class EventPrinter:
 
 
 async def _serve(config: ConsoleConfig) -> int:
-    from console.engine import Engine
+    from console.session import running
 
-    engine = await Engine.open(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-
-    engine.subscribe(EventPrinter())
-    await engine.start()
-    print(f"autofix serve: {len(config.hosts)} host(s); Ctrl+C stops", flush=True)
-    await stop.wait()
-    await engine.stop()
+    printer = EventPrinter()
+    async with running(config) as engine:
+        engine.subscribe(printer)
+        telegram = "Telegram on" if config.telegram.enabled else "Telegram not configured"
+        print(f"autofix serve: {len(config.hosts)} host(s), {telegram}; Ctrl+C stops", flush=True)
+        await stop.wait()
     return 0
 
 

@@ -8,10 +8,11 @@ import shutil
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
+from console.cli import EventPrinter
 from console.demo.processes import DemoProcesses
 from console.demo.workspace import WorkspaceError, load, prepare
+from console.session import running
 
 
 async def run_demo(
@@ -38,34 +39,30 @@ async def run_demo(
         )
     procs = DemoProcesses(ws, node)
     await procs.start()
-    engine = await Engine.open(config)
     try:
+        engine = await Engine.open(config)
         if headless:
-            await _headless(engine, ws.root, procs)
+            engine.subscribe(EventPrinter())
+            async with running(config, engine=engine):
+                await _wait_for_ctrl_c(ws.root, procs)
         else:
             from console.app import AutofixApp
 
-            await engine.start()
             app = AutofixApp(engine)
-            await app.run_async()
+            async with running(config, engine=engine):
+                await app.run_async()
     finally:
-        await engine.stop()
         await procs.stop()
     print(f"autofix demo: stopped; the workspace stays in {ws.root} (--fresh starts over)")
     return 0
 
 
-async def _headless(engine: Any, root: Path, procs: DemoProcesses) -> None:
-    from console.cli import EventPrinter
-
+async def _wait_for_ctrl_c(root: Path, procs: DemoProcesses) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-
-    engine.subscribe(EventPrinter())
-    await engine.start()
     print(
         f"autofix demo: service on http://127.0.0.1:{procs.port}, workspace {root}; Ctrl+C stops",
         flush=True,

@@ -10,11 +10,11 @@ import os
 import re
 import shlex
 import socket
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.tomlfile import read_toml
 from agent.wire import SEVERITIES
 
 DEFAULT_STATE_DIR = "/var/lib/autofix-agent"
@@ -281,18 +281,7 @@ def parse_config(data: dict[str, Any]) -> AgentConfig:
 def load_config(path: str | os.PathLike[str]) -> AgentConfig:
     """Read and validate a config file; every failure is a ConfigError naming the file."""
     p = Path(path)
-    try:
-        text = p.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read config file: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: config file is not UTF-8") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    data = read_toml(p, ConfigError)
     try:
         return parse_config(data)
     except ConfigError as exc:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from agent.tomlfile import read_toml
 from agent.wire import SEVERITIES
 
 T = TypeVar("T")
@@ -521,20 +521,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> ConsoleConfig:
     """Read and validate the config file; every failure is a ConfigError naming the file."""
     p = Path(path) if path is not None else default_config_path()
     p = p.expanduser()
-    try:
-        text = p.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{p}: is a directory, not a config file") from None
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read config file: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: config file is not UTF-8") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    data = read_toml(p, ConfigError)
     try:
         return parse_config(data)
     except ConfigError as exc:

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from console.config import ConsoleConfig, default_state_dir, parse_config
+from console.config import ConsoleConfig, default_state_dir, load_config
 
 SERVICE_SOURCE = Path(__file__).resolve().parent / "service"
 SERVICE_NAME = "PA"
@@ -108,7 +108,5 @@ def prepare(root: Path, *, fresh: bool = False, settle_seconds: float = 5.0) -> 
 
 
 def load(ws: Workspace) -> ConsoleConfig:
-    """The demo's console config, parsed like any user's (it is a plain TOML file)."""
-    import tomllib
-
-    return parse_config(tomllib.loads(ws.console_config.read_text()))
+    """The demo's console config, loaded like any user's (it is a plain TOML file)."""
+    return load_config(ws.console_config)

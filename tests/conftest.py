@@ -64,3 +64,21 @@ def require_node_modules() -> Path:
 def agent_cmd() -> list[str]:
     """The `autofix-agent` command as an operator would run it (same interpreter)."""
     return [sys.executable, "-m", "agent.cli"]
+
+
+@pytest.fixture
+def isolated_git_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """git without the developer's own config (and git required)."""
+    from tests.service_repo import isolate_git
+
+    isolate_git(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    """An empty bare repository with ``main`` as its default branch."""
+    from tests.service_repo import git
+
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    return bare

@@ -10,7 +10,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.conftest import SERVICE_DIR
+import pytest
+
+from tests.conftest import SERVICE_DIR, require_tool
 
 SERVICE = SERVICE_DIR
 BUGGY_LINE = "  const user = findUser(id);\n  return { id: user.id"
@@ -18,9 +20,23 @@ FIXED_LINE = "  const user = findUser(id);\n  if (!user) return null;\n  return 
 
 
 def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.strip()
+    """Run git with a fixed identity; a failure fails the test with git's own words."""
+    done = subprocess.run(
+        ["git", "-c", "user.name=Dev", "-c", "user.email=dev@example.com", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, f"git {' '.join(args)}: {done.stderr}"
+    return done.stdout.strip()
+
+
+def isolate_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the developer's own git config out of the tests (and git required)."""
+    require_tool("git")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-gitconfig"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
 
 
 def make_service_repo(root: Path) -> tuple[Path, Path]:

@@ -12,7 +12,7 @@ from sshd import SshServer, ssh_server_fixture  # noqa: F401  (provides ssh_serv
 
 from tests.conftest import require_tool
 from tests.messages_api import MessagesApi
-from tests.service_repo import make_service_repo
+from tests.service_repo import isolate_git, make_service_repo
 from tests.test_engine import agent_toml, fix_turns, node_error_log, seed_agent
 
 AUTOFIX = [sys.executable, "-m", "console.cli"]
@@ -20,9 +20,7 @@ AUTOFIX = [sys.executable, "-m", "console.cli"]
 
 @pytest.fixture(autouse=True)
 def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    require_tool("git")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-gitconfig"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    isolate_git(tmp_path, monkeypatch)
     monkeypatch.delenv("GITHUB_TOKEN", raising=False)
 
 

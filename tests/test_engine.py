@@ -34,7 +34,7 @@ from console.store import Store
 from tests.conftest import require_tool
 from tests.github_api import GitHubStandIn
 from tests.messages_api import ApiError, MessagesApi, Stall, Text, ToolCall
-from tests.service_repo import BUGGY_LINE, FIXED_LINE, SERVICE, git, make_service_repo
+from tests.service_repo import BUGGY_LINE, FIXED_LINE, SERVICE, git, isolate_git, make_service_repo
 
 TOKEN = "ghp_engine-test"
 T0 = 1_800_000_000.0
@@ -180,9 +180,7 @@ def local_host(tmp: Path, name: str) -> tuple[dict, Path]:
 
 @pytest.fixture
 async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[World]:
-    require_tool("git")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-gitconfig"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    isolate_git(tmp_path, monkeypatch)
     repo, bare = make_service_repo(tmp_path)
     host, state = local_host(tmp_path, "prod-1")
     fingerprint = seed_agent(state, node_error_log(tmp_path), "prod-1")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -27,38 +26,17 @@ from console.worktree import (
     snapshot_main,
     verify_main_untouched,
 )
-from tests.conftest import require_tool
 from tests.github_api import GitHubStandIn
+from tests.service_repo import git
 
 FP = "00ff00ff00ff00ff"
 BRANCH = f"hotfix/auto-{FP}"
 TOKEN = "ghp_test-token"
 
 
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.name=Dev", "-c", "user.email=dev@example.com", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, f"git {' '.join(args)}: {done.stderr}"
-    return done.stdout.strip()
-
-
 @pytest.fixture(autouse=True)
-def isolated_git_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    require_tool("git")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-gitconfig"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-
-
-@pytest.fixture
-def remote(tmp_path: Path) -> Path:
-    bare = tmp_path / "service.git"
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
-    return bare
+def _isolated_git(isolated_git_config: None) -> None:
+    """Every test here runs git without the developer's own config."""
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from console.store import Store
 from tests.conftest import require_node_modules, require_tool
 from tests.github_api import GitHubStandIn
 from tests.messages_api import MessagesApi
-from tests.service_repo import git, make_service_repo
+from tests.service_repo import git, isolate_git, make_service_repo
 from tests.telegram_api import TelegramApi
 from tests.test_engine import World, fix_turns, main_state
 
@@ -73,8 +73,7 @@ async def test_an_error_in_prod_becomes_an_approved_pull_request_that_fixes_it(
 ) -> None:
     node = require_tool("node")
     require_node_modules()
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-gitconfig"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    isolate_git(tmp_path, monkeypatch)
     repo, bare = make_service_repo(tmp_path)
     before = main_state(repo)
 

@@ -1274,3 +1274,49 @@ class Store:
         """SQLite's own verdict on the file (``["ok"]`` when healthy), for a doctor command."""
         rows = await self._read("PRAGMA integrity_check")
         return [r[0] for r in rows]
+
+    # --- console views (read only) --------------------------------------------------------
+
+    async def occurrences_per_minute(
+        self, error_id: int, end: float, minutes: int = 60
+    ) -> list[int]:
+        """Occurrences of an error in each of the last ``minutes`` minutes before ``end``.
+
+        Hosts send running totals, so a minute's occurrences are the rises of each host's
+        total within it; an event is placed at its own ``last_seen`` (when it happened on
+        the host), falling back to when the console received it.
+        """
+        start = end - minutes * 60
+        rows = await self._read(
+            "SELECT COALESCE(json_extract(raw, '$.last_seen'), received_at) AS at, "
+            "count - LAG(count, 1, 0) OVER (PARTITION BY host, instance ORDER BY seq) AS rise "
+            "FROM occurrences WHERE error_id = ?",
+            (error_id,),
+        )
+        buckets = [0] * minutes
+        for at, rise in rows:
+            moment = _epoch(at)
+            if moment is None or rise is None or rise <= 0 or not start <= moment < end:
+                continue
+            buckets[min(minutes - 1, int((moment - start) // 60))] += int(rise)
+        return buckets
+
+    async def samples(self, error_id: int, limit: int = 5) -> list[str]:
+        """The latest relayed lines of an error as stored (already redacted by the agent)."""
+        rows = await self._read(
+            "SELECT raw FROM occurrences WHERE error_id = ? ORDER BY id DESC LIMIT ?",
+            (error_id, limit),
+        )
+        return [r[0] for r in rows]
+
+
+def _epoch(stamp: str | None) -> float | None:
+    if not stamp:
+        return None
+    try:
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()

@@ -1,0 +1,331 @@
+"""``autofix``: the operator console, a full-screen Textual app on top of the engine.
+
+The app owns three things only: turning engine events into repaints (coalesced on a short
+timer so a flood never blocks a key), turning keys into engine commands (run as workers so
+input stays live while git and the network work), and the dialogs in between (confirm a push,
+type a retry instruction). Every decision is the engine's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import webbrowser
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from rich.console import Group
+from rich.text import Text
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from console.config import ConsoleConfig
+from console.engine import CommandResult, Engine, EngineEvent, Notice
+from console.models import AttemptRow, ErrorRow, State
+from console.screens.confirm import ConfirmScreen
+from console.screens.detail import DetailScreen
+from console.screens.help import HelpScreen
+from console.screens.main import MainScreen
+from console.screens.pending import Drained, PendingUpdates
+from console.screens.retry import RetryScreen
+from console.screens.review import ReviewScreen
+from console.widgets.diff_view import diff_files, file_label, summary_text
+from console.widgets.errors_table import ErrorsTable
+from console.widgets.labels import clock_duration
+from console.widgets.queue import QueueTable, elapsed
+
+ACTOR = "keyboard"
+FLUSH_SECONDS = 0.1
+_SEVERITY: dict[str, Literal["information", "warning", "error"]] = {
+    "info": "information",
+    "warning": "warning",
+    "error": "error",
+}
+
+
+def styles_path() -> Path:
+    """styles.tcss sits at the repository root in a checkout and inside the package when
+    installed from the wheel; use whichever exists."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "styles.tcss", here.parent / "styles.tcss"):
+        if candidate.is_file():
+            return candidate
+    return here.parent / "styles.tcss"
+
+
+class AutofixApp(App[None]):
+    """The console. ``clock`` and ``open_url`` are injectable so views can be frozen in time
+    for snapshots and a test can see which URL would have been opened."""
+
+    TITLE = "LevAutoFix"
+    CSS_PATH = str(styles_path())
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [
+        (0, "-narrow"),
+        (120, "-wide"),
+    ]
+    BINDINGS = [
+        Binding("t", "toggle_telegram", "Telegram"),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], float] = time.time,
+        open_url: Callable[[str], Any] = webbrowser.open,
+        flush_seconds: float = FLUSH_SECONDS,
+    ) -> None:
+        super().__init__()
+        self.engine = engine
+        self.clock = clock
+        self._open_url = open_url
+        self._flush_seconds = flush_seconds
+        self.pending = PendingUpdates()
+        self.main_screen = MainScreen(clock)
+        # Subscribed at once so that events from engine.start() (recovery notices) wait here.
+        self._unsubscribe: Callable[[], None] | None = engine.subscribe(self.pending.add)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self.push_screen(self.main_screen)
+        self.set_interval(self._flush_seconds, self.flush)
+
+    def on_unmount(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def flush(self) -> None:
+        """Paint everything the engine said since the last flush, once."""
+        if not self.main_screen.ready:
+            return
+        drained = self.pending.drain()
+        if drained is None:
+            return
+        self.main_screen.apply(drained)
+        for screen in self.screen_stack:
+            if isinstance(screen, ReviewScreen):
+                screen.refresh_rows(
+                    _find(drained.errors, screen.error.id),
+                    _find(drained.attempts, screen.attempt.id),
+                )
+            elif isinstance(screen, DetailScreen):
+                row = _find(drained.errors, screen.error.id)
+                if row is not None:
+                    screen.refresh_error(row)
+        self._notify_all(drained)
+
+    def _notify_all(self, drained: Drained) -> None:
+        for notice in drained.notices:
+            self.show_notice(notice)
+        if drained.notices_dropped:
+            self.notify(
+                f"{drained.notices_dropped} more notices (see the log panel and the store)",
+                severity="warning",
+            )
+
+    def show_notice(self, notice: Notice) -> None:
+        severity = _SEVERITY.get(notice.level, "information")
+        self.notify(notice.text, severity=severity, timeout=12 if severity == "error" else 6)
+
+    # --- state the views read ----------------------------------------------------------------
+
+    @property
+    def telegram_state(self) -> tuple[str, str | None]:
+        control = self.engine.telegram
+        if control is None:
+            configured = self.engine.config.telegram.enabled
+            return ("off", None if configured else "not configured")
+        return (str(control.state), None)
+
+    def sensitive_paths(self, error_id: int) -> tuple[str, ...]:
+        error = self.main_screen.query_one(ErrorsTable).error(error_id)
+        service = self.engine.config.service(error.service) if error else None
+        return service.sensitive_paths if service else ()
+
+    def _attempt_of(self, error: ErrorRow) -> AttemptRow | None:
+        if error.current_attempt_id is None:
+            return None
+        return self.main_screen.query_one(QueueTable).attempt(error.current_attempt_id)
+
+    # --- commands ----------------------------------------------------------------------------
+
+    def command(self, label: str, call: Callable[[], Awaitable[CommandResult]]) -> None:
+        """Run an engine command as a worker and say how it went; input never waits on it."""
+
+        async def work() -> None:
+            try:
+                result = await call()
+            except Exception as exc:  # the console keeps running whatever a command hits
+                self.notify(f"{label} failed: {exc}", severity="error", timeout=12)
+                return
+            self.notify(result.message, severity="information" if result.ok else "warning")
+
+        self.run_worker(work(), group="commands", exit_on_error=False)
+
+    def request_approve(self, error: ErrorRow) -> None:
+        """`a`: start a fix, or (for a reviewed diff) push and open the PR after confirming."""
+        if error.state is State.REVIEW and error.current_attempt_id is not None:
+            self.run_worker(self._confirm_publish(error), group="dialogs", exit_on_error=False)
+            return
+        self.command("approve", lambda: self.engine.approve(error.id, ACTOR))
+
+    def request_publish(self, error: ErrorRow, attempt: AttemptRow) -> None:
+        self.run_worker(self._confirm_publish(error, attempt), group="dialogs")
+
+    async def _confirm_publish(self, error: ErrorRow, attempt: AttemptRow | None = None) -> None:
+        attempt_id = attempt.id if attempt else error.current_attempt_id
+        if attempt_id is None:
+            return
+        attempt = await self.engine.store.attempt(attempt_id)
+        if attempt is None or attempt.state is not State.REVIEW:
+            state = attempt.state.value if attempt else "gone"
+            self.notify(f"already decided: attempt {attempt_id} is {state}", severity="warning")
+            return
+        body = self._publish_body(error, attempt)
+        confirmed = await self.push_screen_wait(
+            ConfirmScreen("Push and open the pull request?", body, yes="Push")
+        )
+        if confirmed:
+            self.command("publish", lambda: self.engine.publish(attempt_id, ACTOR))
+
+    def _publish_body(self, error: ErrorRow, attempt: AttemptRow) -> Group:
+        service = self.engine.config.service(error.service)
+        sensitive = service.sensitive_paths if service else ()
+        files = diff_files(attempt, sensitive)
+        where = Text()
+        where.append("branch ", style="dim")
+        where.append(attempt.branch or "?", style="bold")
+        if service is not None:
+            where.append(" → ", style="dim")
+            where.append(f"{service.remote}", style="bold")
+            where.append(f" (PR into {service.base_branch}", style="dim")
+            repo = service.github_repo
+            where.append(f" on {repo})" if repo else ")", style="dim")
+        lines: list[Any] = [
+            Text(f"{error.error_type}: {' '.join(error.message.split())}", style="bold"),
+            where,
+            summary_text(attempt, files),
+            Text(""),
+        ]
+        lines += [file_label(f) for f in files]
+        if attempt.claude_summary:
+            lines += [Text(""), Text(attempt.claude_summary.strip()[:600], style="italic")]
+        return Group(*lines)
+
+    def request_skip(self, error: ErrorRow) -> None:
+        self.command("skip", lambda: self.engine.skip(error.id, ACTOR))
+
+    def request_retry(self, error: ErrorRow) -> None:
+        def retry(instruction: str | None) -> None:
+            if instruction is None:
+                return
+            self.command(
+                "retry", lambda: self.engine.retry(error.id, ACTOR, instruction=instruction or None)
+            )
+
+        what = f"{error.error_type}: {' '.join(error.message.split())}"
+        self.push_screen(RetryScreen(what[:200]), retry)
+
+    def open_review(self, error: ErrorRow) -> None:
+        attempt = self._attempt_of(error)
+        if attempt is None or not attempt.diff:
+            self.notify("no diff for this error yet", severity="warning", timeout=3)
+            return
+        self.push_screen(ReviewScreen(error, attempt, self.sensitive_paths(error.id)))
+
+    def open_detail(self, error: ErrorRow) -> None:
+        self.push_screen(DetailScreen(error, self.engine.store, self.clock))
+
+    def open_pr(self, error: ErrorRow) -> None:
+        attempt = self._attempt_of(error)
+        url = attempt.pr_url if attempt else None
+        if not url:
+            self.notify("no pull request for this error yet", severity="warning", timeout=3)
+            return
+        self.notify(f"opening {url}")
+
+        async def work() -> None:
+            try:
+                await asyncio.to_thread(self._open_url, url)
+            except Exception as exc:
+                self.notify(f"could not open a browser: {exc}; the PR is {url}", severity="error")
+
+        self.run_worker(work(), group="browser", exit_on_error=False)
+
+    async def action_toggle_telegram(self) -> None:
+        control = self.engine.telegram
+        enable = control is None or control.state != "on"
+        self.command("Telegram", lambda: self.engine.set_telegram(enable))
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        """Quitting stops a running fix (it becomes interrupted), so ask first."""
+        if not self.engine.busy:
+            self.exit()
+            return
+        running = self.main_screen.query_one(QueueTable).running
+        facts = ", ".join(
+            f"#{a.id} {a.state.value} {clock_duration(elapsed(a, self.clock()))}" for a in running
+        )
+        body = Text(
+            f"A fix is running ({facts or 'starting'}). Quitting stops it; it will show as "
+            "interrupted and can be retried later."
+        )
+
+        def answer(quit_now: bool | None) -> None:
+            if quit_now:
+                self.exit()
+
+        self.push_screen(ConfirmScreen("Quit while a fix is running?", body, yes="Quit"), answer)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """Every key's action is in the command palette too."""
+        yield from super().get_system_commands(screen)
+        main = self.main_screen
+        yield SystemCommand("Approve", "Start a fix, or open the PR (a)", main.action_approve)
+        yield SystemCommand("Skip", "Skip the selected error (s)", main.action_skip)
+        yield SystemCommand("Retry", "Retry with an optional instruction (r)", main.action_retry)
+        yield SystemCommand("Diff / review", "Review the fix's diff (d)", main.action_review)
+        yield SystemCommand("Detail", "Error detail (enter)", main.action_detail)
+        yield SystemCommand(
+            "Open PR", "Open the pull request in a browser (o)", main.action_open_pr
+        )
+        yield SystemCommand("Filter", "Filter errors (/)", main.action_filter)
+        yield SystemCommand("Telegram on/off", "Toggle Telegram (t)", self.action_toggle_telegram)
+        yield SystemCommand("Help", "Show all keys (?)", self.action_help)
+
+
+def _find(rows: Iterable[Any], row_id: int) -> Any:
+    for row in rows:
+        if row.id == row_id:
+            return row
+    return None
+
+
+async def run_console(config: ConsoleConfig) -> int:
+    """Open the engine, run the console until quit, stop the engine cleanly."""
+    engine = await Engine.open(config)
+    app = AutofixApp(engine)
+    try:
+        await engine.start()
+        await app.run_async()
+    finally:
+        await engine.stop()
+    return app.return_code or 0
+
+
+def main(config: ConsoleConfig) -> int:
+    """Entry for ``autofix`` (the CLI loads the config and passes it here)."""
+    return asyncio.run(run_console(config))
+
+
+__all__ = ["AutofixApp", "EngineEvent", "main", "run_console"]

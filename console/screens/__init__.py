@@ -1,0 +1,1 @@
+"""Screens of the operator console: the main view, review, detail and small dialogs."""

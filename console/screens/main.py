@@ -1,0 +1,288 @@
+"""The main screen: header, errors, queue, Claude's live stream and the diff preview.
+
+It renders what the app hands it (drained engine events) and turns keys into requests to the
+app, which sends them to the engine. It never decides anything itself.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Input
+
+from console.models import AttemptRow, ErrorRow
+from console.screens.pending import Drained
+from console.transcript import Event as ClaudeEvent
+from console.widgets.claude_log import MAX_LINES, ClaudeLog, parse_transcript
+from console.widgets.diff_view import DiffView
+from console.widgets.errors_table import MAX_ROWS, ErrorsTable
+from console.widgets.header import StatusHeader
+from console.widgets.queue import MAX_ATTEMPTS, QueueTable
+from console.widgets.sparkline import ErrorSparkline
+
+if TYPE_CHECKING:
+    from console.app import AutofixApp
+
+KEPT_HISTORIES = 20
+SPARKLINE_REFRESH_SECONDS = 15.0
+
+
+class MainScreen(Screen[None]):
+    BINDINGS = [
+        Binding("a", "approve", "Approve"),
+        Binding("s", "skip", "Skip"),
+        Binding("r", "retry", "Retry"),
+        Binding("d", "review", "Diff"),
+        Binding("enter", "detail", "Detail", show=False),
+        Binding("o", "open_pr", "Open PR"),
+        Binding("slash", "filter", "Filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+    ]
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        super().__init__()
+        self._clock = clock
+        self.ready = False
+        self.current: ErrorRow | None = None
+        self.attempt_id: int | None = None
+        self._histories: OrderedDict[int, deque[ClaudeEvent]] = OrderedDict()
+
+    @property
+    def autofix(self) -> AutofixApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield StatusHeader(self._clock, id="status")
+        with Horizontal(id="body"):
+            with Vertical(id="errors-panel") as errors:
+                errors.border_title = "Errors"
+                yield Input(placeholder="filter: words in service, error, host or status",
+                            id="filter", classes="hidden")  # fmt: skip
+                yield ErrorsTable(self._clock, id="errors")
+                yield ErrorSparkline(id="spark")
+            with Vertical(id="side"):
+                queue = QueueTable(self._clock, id="queue")
+                queue.border_title = "Queue"
+                yield queue
+                claude = ClaudeLog(id="claude")
+                claude.border_title = "Claude"
+                yield claude
+                diff = DiffView(id="diff")
+                diff.border_title = "Diff"
+                yield diff
+        yield Footer()
+
+    # --- loading and live updates ------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self.query_one(ErrorsTable).focus()
+        self.run_worker(self._load(), group="load")
+        self.set_interval(1.0, self._tick)
+        self.set_interval(5.0, self._age_tick)
+        self.set_interval(SPARKLINE_REFRESH_SECONDS, self._refresh_sparkline)
+
+    async def _load(self) -> None:
+        app = self.autofix
+        engine = app.engine
+        header = self.query_one(StatusHeader)
+        header.hosts = [h.name for h in engine.config.hosts]
+        header.seqs = {h.name: h.last_seq for h in await engine.store.hosts()}
+        header.links.update(engine.link_statuses())
+        header.telegram = app.telegram_state
+        errors = await engine.store.errors(limit=MAX_ROWS)
+        attempts = (await engine.store.attempts())[-MAX_ATTEMPTS:]
+        queue = self.query_one(QueueTable)
+        for error in errors:
+            queue.label_error(error.id, _short(error))
+        for attempt in attempts:
+            if queue.attempt(attempt.id) is None and attempt.error_id not in {e.id for e in errors}:
+                row = await engine.store.error(attempt.error_id)
+                if row is not None:
+                    queue.label_error(row.id, _short(row))
+        queue.apply(attempts)
+        self.query_one(ErrorsTable).load(errors)
+        header.running = queue.running
+        header.redraw()
+        self.ready = True
+
+    def apply(self, drained: Drained) -> None:
+        """Paint one batch of coalesced engine events."""
+        table = self.query_one(ErrorsTable)
+        queue = self.query_one(QueueTable)
+        header = self.query_one(StatusHeader)
+        for error in drained.errors:
+            queue.label_error(error.id, _short(error))
+        if drained.errors:
+            table.apply(drained.errors)
+        if drained.attempts:
+            queue.apply(drained.attempts)
+            header.running = queue.running
+            shown = next((a for a in drained.attempts if a.id == self.attempt_id), None)
+            if shown is not None:
+                self._show_diff(shown)
+        claude = self.query_one(ClaudeLog)
+        live: list[ClaudeEvent] = []
+        for attempt_id, event in drained.claude:
+            self._history(attempt_id).append(event)
+            if attempt_id == claude.attempt_id:
+                live.append(event)
+        if drained.claude_dropped and claude.attempt_id is not None:
+            claude.note(f"… {drained.claude_dropped} stream events skipped (too fast to show)")
+        claude.add(live)
+        if drained.links:
+            header.links.update({s.host: s for s in drained.links})
+            for status in drained.links:
+                if status.host not in header.hosts:
+                    header.hosts.append(status.host)
+        if drained.telegram is not None:
+            header.telegram = (drained.telegram.state, drained.telegram.detail)
+        header.redraw()
+
+    def _history(self, attempt_id: int) -> deque[ClaudeEvent]:
+        history = self._histories.get(attempt_id)
+        if history is None:
+            history = self._histories[attempt_id] = deque(maxlen=MAX_LINES)
+            while len(self._histories) > KEPT_HISTORIES:
+                self._histories.popitem(last=False)
+        else:
+            self._histories.move_to_end(attempt_id)
+        return history
+
+    def _tick(self) -> None:
+        self.query_one(QueueTable).tick()
+        self.query_one(StatusHeader).redraw()
+
+    def _age_tick(self) -> None:
+        self.query_one(ErrorsTable).refresh_ages()
+
+    # --- selection ---------------------------------------------------------------------------
+
+    def on_errors_table_selected(self, message: ErrorsTable.Selected) -> None:
+        previous = self.current
+        self.current = message.error
+        if message.error is None:
+            self.query_one(ErrorSparkline).show(None)
+            self._select_attempt(None)
+            return
+        if previous is None or previous.id != message.error.id:
+            self._refresh_sparkline()
+        self._select_attempt(message.error.current_attempt_id)
+
+    def on_queue_table_selected(self, message: QueueTable.Selected) -> None:
+        self._select_attempt(message.attempt.id)
+
+    def on_errors_table_detail_requested(self, message: ErrorsTable.DetailRequested) -> None:
+        self.autofix.open_detail(message.error)
+
+    def _select_attempt(self, attempt_id: int | None) -> None:
+        if attempt_id == self.attempt_id:
+            return
+        self.attempt_id = attempt_id
+        claude = self.query_one(ClaudeLog)
+        if attempt_id is None:
+            claude.show(None, [], "no fix attempt for this error yet: a approves one")
+            self.query_one(DiffView).show(None)
+            return
+        self.run_worker(self._load_attempt(attempt_id), exclusive=True, group="attempt")
+
+    async def _load_attempt(self, attempt_id: int) -> None:
+        store = self.autofix.engine.store
+        attempt = self.query_one(QueueTable).attempt(attempt_id) or await store.attempt(attempt_id)
+        if attempt_id in self._histories:
+            events = list(self._history(attempt_id))
+        else:
+            events = parse_transcript(await store.transcript(attempt_id))[-MAX_LINES:]
+        if attempt_id != self.attempt_id:
+            return
+        claude = self.query_one(ClaudeLog)
+        claude.border_title = f"Claude · attempt #{attempt_id}"
+        claude.show(attempt_id, events, "" if events else "waiting for Claude…")
+        if attempt is not None:
+            self._show_diff(attempt)
+
+    def _show_diff(self, attempt: AttemptRow) -> None:
+        self.query_one(DiffView).show(attempt, self.autofix.sensitive_paths(attempt.error_id))
+
+    def _refresh_sparkline(self) -> None:
+        if self.current is not None:
+            self.run_worker(self._load_sparkline(self.current.id), exclusive=True, group="spark")
+
+    async def _load_sparkline(self, error_id: int) -> None:
+        buckets = await self.autofix.engine.store.occurrences_per_minute(error_id, self._clock())
+        if self.current is not None and self.current.id == error_id:
+            self.query_one(ErrorSparkline).show(buckets)
+
+    # --- keys --------------------------------------------------------------------------------
+
+    def _selected(self) -> ErrorRow | None:
+        error = self.query_one(ErrorsTable).selected_error
+        if error is None:
+            self.notify("no error selected", severity="warning", timeout=3)
+        return error
+
+    def selected_attempt(self) -> AttemptRow | None:
+        error = self.query_one(ErrorsTable).selected_error
+        if error is None or error.current_attempt_id is None:
+            return None
+        return self.query_one(QueueTable).attempt(error.current_attempt_id)
+
+    def action_approve(self) -> None:
+        if (error := self._selected()) is not None:
+            self.autofix.request_approve(error)
+
+    def action_skip(self) -> None:
+        if (error := self._selected()) is not None:
+            self.autofix.request_skip(error)
+
+    def action_retry(self) -> None:
+        if (error := self._selected()) is not None:
+            self.autofix.request_retry(error)
+
+    def action_review(self) -> None:
+        if (error := self._selected()) is not None:
+            self.autofix.open_review(error)
+
+    def action_detail(self) -> None:
+        if (error := self._selected()) is not None:
+            self.autofix.open_detail(error)
+
+    def action_open_pr(self) -> None:
+        if (error := self._selected()) is not None:
+            self.autofix.open_pr(error)
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.remove_class("hidden")
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.add_class("hidden")
+        self.query_one(ErrorsTable).set_filter("")
+        self.query_one(ErrorsTable).focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self.query_one(ErrorsTable).set_filter(event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            if not event.value.strip():
+                event.input.add_class("hidden")
+            self.query_one(ErrorsTable).focus()
+
+    def on_key(self, event: object) -> None:  # escape inside the filter box clears it
+        key = getattr(event, "key", None)
+        if key == "escape" and self.query_one("#filter", Input).has_focus:
+            self.action_clear_filter()
+
+
+def _short(error: ErrorRow) -> str:
+    return f"{error.error_type}: {' '.join(error.message.split())}"

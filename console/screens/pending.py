@@ -1,0 +1,112 @@
+"""Engine events waiting for the next repaint, coalesced so a flood cannot stall the console.
+
+The engine may publish thousands of events a second (a noisy host replaying its backlog).
+Painting each one would starve key handling, so the listener only files events here, in
+O(1) and with bounded memory: the latest row per error and per attempt wins, Claude lines
+and notices are capped. A short timer drains the lot and paints it once.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from console.engine import (
+    AttemptChanged,
+    ClaudeActivity,
+    EngineEvent,
+    ErrorChanged,
+    LinkChanged,
+    Notice,
+    TelegramChanged,
+)
+from console.link import LinkStatus
+from console.models import AttemptRow, ErrorRow
+from console.transcript import Event as ClaudeEvent
+
+MAX_CLAUDE_EVENTS = 2000
+MAX_NOTICES = 20
+
+
+@dataclass
+class Drained:
+    """Everything that changed since the last repaint, newest state only."""
+
+    errors: list[ErrorRow] = field(default_factory=list)
+    attempts: list[AttemptRow] = field(default_factory=list)
+    claude: list[tuple[int, ClaudeEvent]] = field(default_factory=list)
+    claude_dropped: int = 0
+    links: list[LinkStatus] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+    notices_dropped: int = 0
+    telegram: TelegramChanged | None = None
+
+
+class PendingUpdates:
+    """Collects engine events between repaints; ``add`` is the engine listener's whole work."""
+
+    def __init__(self, max_claude: int = MAX_CLAUDE_EVENTS, max_notices: int = MAX_NOTICES) -> None:
+        self._errors: dict[int, ErrorRow] = {}
+        self._attempts: dict[int, AttemptRow] = {}
+        self._claude: deque[tuple[int, ClaudeEvent]] = deque(maxlen=max_claude)
+        self._claude_dropped = 0
+        self._links: dict[str, LinkStatus] = {}
+        self._notices: list[Notice] = []
+        self._max_notices = max_notices
+        self._notices_dropped = 0
+        self._telegram: TelegramChanged | None = None
+        self.received = 0
+
+    def add(self, event: EngineEvent) -> None:
+        """File one event; constant time so the engine's loop never waits on the view."""
+        self.received += 1
+        if isinstance(event, ErrorChanged):
+            self._errors.pop(event.error.id, None)  # re-insert: dict order is arrival order
+            self._errors[event.error.id] = event.error
+        elif isinstance(event, AttemptChanged):
+            self._attempts[event.attempt.id] = event.attempt
+        elif isinstance(event, ClaudeActivity):
+            if len(self._claude) == self._claude.maxlen:
+                self._claude_dropped += 1
+            self._claude.append((event.attempt_id, event.event))
+        elif isinstance(event, LinkChanged):
+            self._links[event.status.host] = event.status
+        elif isinstance(event, Notice):
+            if len(self._notices) < self._max_notices:
+                self._notices.append(event)
+            else:
+                self._notices_dropped += 1
+        elif isinstance(event, TelegramChanged):
+            self._telegram = event
+
+    def drain(self) -> Drained | None:
+        """Hand over what changed and start afresh; None when nothing did."""
+        if not (
+            self._errors
+            or self._attempts
+            or self._claude
+            or self._links
+            or self._notices
+            or self._notices_dropped
+            or self._telegram
+        ):
+            return None
+        drained = Drained(
+            errors=list(self._errors.values()),
+            attempts=list(self._attempts.values()),
+            claude=list(self._claude),
+            claude_dropped=self._claude_dropped,
+            links=list(self._links.values()),
+            notices=self._notices,
+            notices_dropped=self._notices_dropped,
+            telegram=self._telegram,
+        )
+        self._errors = {}
+        self._attempts = {}
+        self._claude.clear()
+        self._claude_dropped = 0
+        self._links = {}
+        self._notices = []
+        self._notices_dropped = 0
+        self._telegram = None
+        return drained

@@ -1,0 +1,86 @@
+"""The review screen: one attempt's diff full screen, file by file, with the decision keys."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from console.models import AttemptRow, ErrorRow
+from console.widgets.diff_view import DiffView
+from console.widgets.labels import state_text
+
+if TYPE_CHECKING:
+    from console.app import AutofixApp
+
+
+class ReviewScreen(Screen[None]):
+    BINDINGS = [
+        Binding("n", "next_file", "Next file"),
+        Binding("p", "previous_file", "Prev file"),
+        Binding("a", "approve", "Approve (open PR)"),
+        Binding("s", "skip", "Skip"),
+        Binding("r", "retry", "Retry"),
+        Binding("escape", "app.pop_screen", "Back"),
+    ]
+
+    def __init__(
+        self, error: ErrorRow, attempt: AttemptRow, sensitive_paths: tuple[str, ...]
+    ) -> None:
+        super().__init__()
+        self.error = error
+        self.attempt = attempt
+        self._sensitive = sensitive_paths
+
+    @property
+    def autofix(self) -> AutofixApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Static(self._title(), id="review-title")
+        yield DiffView(id="review-diff")
+        yield Footer()
+
+    def _title(self) -> Text:
+        text = Text(f" attempt #{self.attempt.id} ", style="bold reverse")
+        text.append(" ")
+        text.append_text(state_text(self.attempt.state))
+        text.append(f"  {self.error.service}  ", style="dim")
+        text.append(f"{self.error.error_type}: ", style="bold")
+        text.append(" ".join(self.error.message.split()))
+        if self.attempt.extra_instruction:
+            text.append(f"\n instruction: {self.attempt.extra_instruction}", style="italic")
+        return text
+
+    def on_mount(self) -> None:
+        view = self.query_one(DiffView)
+        view.show(self.attempt, self._sensitive)
+        view.query_one(".diff-body").focus()
+
+    def refresh_rows(self, error: ErrorRow | None, attempt: AttemptRow | None) -> None:
+        """Live updates: a decision taken elsewhere (Telegram) shows here at once."""
+        if error is not None and error.id == self.error.id:
+            self.error = error
+        if attempt is not None and attempt.id == self.attempt.id:
+            self.attempt = attempt
+            self.query_one(DiffView).show(attempt, self._sensitive)
+        self.query_one("#review-title", Static).update(self._title())
+
+    def action_next_file(self) -> None:
+        self.query_one(DiffView).next_file()
+
+    def action_previous_file(self) -> None:
+        self.query_one(DiffView).previous_file()
+
+    def action_approve(self) -> None:
+        self.autofix.request_publish(self.error, self.attempt)
+
+    def action_skip(self) -> None:
+        self.autofix.request_skip(self.error)
+
+    def action_retry(self) -> None:
+        self.autofix.request_retry(self.error)

@@ -1,0 +1,114 @@
+"""The Claude panel: one attempt's stream as readable lines, live and capped.
+
+Each event of the CLI's stream becomes one line: the model's words, each tool call as what
+it touches (Read file, Edit file +/-, Bash command and its exit code), and the closing result
+with turns, duration and cost. Errors from the CLI are shown in its own words.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import RichLog
+
+from console.transcript import (
+    AssistantText,
+    Result,
+    StreamParser,
+    SystemInit,
+    ToolResult,
+    ToolUse,
+    Unknown,
+)
+from console.transcript import Event as ClaudeEvent
+from console.widgets.labels import money
+
+MAX_LINES = 1000
+_EXIT = re.compile(r"Exit code (\d+)")
+_TOOL_STYLE = {"Read": "cyan", "Edit": "yellow", "MultiEdit": "yellow", "Write": "yellow",
+               "Bash": "magenta", "Glob": "blue", "Grep": "blue"}  # fmt: skip
+
+
+class ClaudeFormatter:
+    """Turns stream events into lines; remembers tool names so a result can say "exit 1"."""
+
+    def __init__(self) -> None:
+        self._tools: dict[str, str] = {}
+
+    def lines(self, event: ClaudeEvent) -> list[Text]:
+        if isinstance(event, SystemInit):
+            return [Text(f"▶ session {event.session_id[:8]} · {event.model}", style="dim")]
+        if isinstance(event, AssistantText):
+            if event.error:
+                return [Text(f"✗ {event.error}: {event.text.strip()}", style="bold red")]
+            return [Text(line) for line in event.text.strip().splitlines() if line.strip()]
+        if isinstance(event, ToolUse):
+            self._tools[event.id] = event.name
+            line = Text("→ ", style="bold")
+            line.append(event.summary, style=_TOOL_STYLE.get(event.name, ""))
+            return [line]
+        if isinstance(event, ToolResult):
+            return self._result_line(event)
+        if isinstance(event, Result):
+            return [_final(event)]
+        if isinstance(event, Unknown):
+            return [Text(f"? {event.note or 'unrecognised line'}: {event.raw[:160]}", style="dim")]
+        return []
+
+    def _result_line(self, event: ToolResult) -> list[Text]:
+        name = self._tools.pop(event.tool_use_id, "")
+        first = next((ln for ln in event.content.splitlines() if ln.strip()), "")
+        if name == "Bash":
+            match = _EXIT.search(event.content)
+            code = int(match.group(1)) if match else (1 if event.is_error else 0)
+            style = "green" if code == 0 else "bold red"
+            return [Text(f"  ⎿ exit {code}", style=style)]
+        if event.is_error:
+            return [Text(f"  ⎿ ✗ {first[:200]}", style="red")]
+        return []
+
+
+def _final(result: Result) -> Text:
+    seconds = (result.duration_ms or 0) / 1000
+    facts = f"{result.num_turns or 0} turns · {seconds:.1f}s · {money(result.total_cost_usd)}"
+    if result.ok:
+        return Text(f"✓ done · {facts}", style="bold green")
+    return Text(f"✗ {result.subtype}: {result.message} · {facts}", style="bold red")
+
+
+def parse_transcript(lines: Iterable[str]) -> list[ClaudeEvent]:
+    """Events of a stored transcript, for an attempt the panel did not watch live."""
+    parser = StreamParser()
+    events: list[ClaudeEvent] = []
+    for line in lines:
+        events.extend(parser.feed(line))
+    return events
+
+
+class ClaudeLog(RichLog):
+    """Shows one attempt at a time; lines of other attempts are ignored by the caller."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_lines=MAX_LINES, wrap=True, markup=False, **kwargs)
+        self.attempt_id: int | None = None
+        self._formatter = ClaudeFormatter()
+
+    def show(self, attempt_id: int | None, events: Iterable[ClaudeEvent], note: str = "") -> None:
+        """Start over with an attempt's history."""
+        self.clear()
+        self.attempt_id = attempt_id
+        self._formatter = ClaudeFormatter()
+        if note:
+            self.write(Text(note, style="dim italic"))
+        self.add(events)
+
+    def add(self, events: Iterable[ClaudeEvent]) -> None:
+        for event in events:
+            for line in self._formatter.lines(event):
+                self.write(line)
+
+    def note(self, text: str, style: str = "dim") -> None:
+        self.write(Text(text, style=style))

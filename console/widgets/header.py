@@ -1,0 +1,112 @@
+"""The status bar at the top: every host's link, Claude, and Telegram, at a glance.
+
+A problem anywhere (a link with a host key error, a failed push) must be visible without
+looking for it, so each part carries its state in words and in colour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import Static
+
+from console.link import LinkStatus
+from console.models import AttemptRow
+from console.widgets.labels import clock_duration, duration, money
+from console.widgets.queue import elapsed
+
+_LINK_STYLE = {
+    "connected": "green",
+    "connecting": "yellow",
+    "reconnecting": "yellow",
+    "error": "bold red",
+    "stopped": "dim",
+}
+LAG_WARNING_SECONDS = 30.0
+
+
+def link_text(host: str, status: LinkStatus | None, last_seq: int | None) -> Text:
+    if status is None:
+        text = Text("○ ", style="dim")
+        text.append(host, style="bold")
+        text.append(" not connected", style="dim")
+        if last_seq:
+            text.append(f" #{last_seq}", style="dim")
+        return text
+    style = _LINK_STYLE.get(status.state, "")
+    text = Text("● " if status.state == "connected" else "◌ ", style=style)
+    text.append(host, style="bold")
+    state = status.state
+    if state == "error" and status.error and "host key" in status.error.lower():
+        state = "host key problem"
+    text.append(f" {state}", style=style)
+    seq = status.last_seq if status.last_seq is not None else last_seq
+    if seq is not None:
+        text.append(f" #{seq}", style="dim")
+    lag = status.lag_seconds
+    if status.state == "connected" and lag is not None:
+        text.append(f" lag {duration(lag)}", style="yellow" if lag > LAG_WARNING_SECONDS else "dim")
+    if status.state in ("reconnecting", "error") and status.next_retry_seconds:
+        text.append(f" retry in {duration(status.next_retry_seconds)}", style="dim")
+    if status.error and state != "host key problem":
+        text.append(f" ({status.error[:60]})", style=style)
+    return text
+
+
+def claude_text(running: list[AttemptRow], now: float) -> Text:
+    text = Text("Claude ", style="bold")
+    if not running:
+        text.append("idle", style="dim")
+        return text
+    for attempt in running:
+        text.append(f"{attempt.state.value} #{attempt.id} ", style="bold magenta")
+        text.append(clock_duration(elapsed(attempt, now)))
+        if attempt.claude_cost_usd is not None:
+            text.append(f" {money(attempt.claude_cost_usd)}")
+        text.append("  ")
+    return text
+
+
+def telegram_text(state: str, detail: str | None) -> Text:
+    style = {"on": "green", "off": "dim", "error": "bold red"}.get(state, "dim")
+    text = Text("Telegram ", style="bold")
+    text.append(state, style=style)
+    if detail:
+        text.append(f" ({detail[:50]})", style=style)
+    return text
+
+
+class StatusHeader(Static):
+    """Rendered from plain data the screen hands over; it keeps no engine reference."""
+
+    def __init__(self, clock: Callable[[], float], **kwargs: Any) -> None:
+        super().__init__("", **kwargs)
+        self._clock = clock
+        self.hosts: list[str] = []
+        self.links: dict[str, LinkStatus] = {}
+        self.seqs: dict[str, int] = {}
+        self.running: list[AttemptRow] = []
+        self.telegram: tuple[str, str | None] = ("off", None)
+
+    def set_links(self, statuses: Iterable[LinkStatus]) -> None:
+        for status in statuses:
+            self.links[status.host] = status
+            if status.host not in self.hosts:
+                self.hosts.append(status.host)
+        self.redraw()
+
+    def redraw(self) -> None:
+        now = self._clock()
+        line = Text()
+        for host in self.hosts:
+            line.append_text(link_text(host, self.links.get(host), self.seqs.get(host)))
+            line.append("   ")
+        if not self.hosts:
+            line.append("no hosts configured", style="dim")
+        status = Text()
+        status.append_text(claude_text(self.running, now))
+        status.append("   ")
+        status.append_text(telegram_text(*self.telegram))
+        self.update(Text("\n").join([line, status]))

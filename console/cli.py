@@ -277,6 +277,26 @@ def cmd_fix(args: argparse.Namespace) -> int:
     return asyncio.run(_fix(config, args.service, text, args.yes))
 
 
+# --- the console ---------------------------------------------------------------------------
+
+
+async def _console(config: ConsoleConfig) -> int:
+    from console.app import AutofixApp
+    from console.engine import Engine
+    from console.session import running
+
+    engine = await Engine.open(config)
+    app = AutofixApp(engine)
+    async with running(config, engine=engine):
+        await app.run_async()
+    return app.return_code or 0
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    return asyncio.run(_console(config))
+
+
 # --- demo ------------------------------------------------------------------------------------
 
 
@@ -296,11 +316,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="autofix",
-        description="LevAutoFix console: production errors in, reviewed fixes out.",
+        description="LevAutoFix console: production errors in, reviewed fixes out. "
+        "Without a command it opens the full-screen console.",
     )
     parser.add_argument("--version", action="version", version=f"autofix {__version__}")
     config_help = f"console TOML config (default {default_config_path()})"
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--config", help=config_help)
+    parser.set_defaults(func=cmd_console)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     check = sub.add_parser("check", help="validate the config and test every part it names")
     check.add_argument("--config", help=config_help)

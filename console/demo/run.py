@@ -49,6 +49,11 @@ async def run_demo(
             from console.app import AutofixApp
 
             app = AutofixApp(engine)
+            loop = asyncio.get_running_loop()
+            # A closed terminal or a kill must still stop the service and the agent.
+            for sig in (signal.SIGHUP, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError):
+                    loop.add_signal_handler(sig, app.exit)
             async with running(config, engine=engine):
                 await app.run_async()
     finally:
@@ -60,7 +65,7 @@ async def run_demo(
 async def _wait_for_ctrl_c(root: Path, procs: DemoProcesses) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     print(

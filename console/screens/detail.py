@@ -110,7 +110,7 @@ class DetailScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.run_worker(self._load(), exclusive=True, group="detail")
+        self.run_worker(self._load, exclusive=True, group="detail")
 
     async def _load(self) -> None:
         store = self._store
@@ -127,7 +127,7 @@ class DetailScreen(Screen[None]):
         """A live update of the error shown (count, state): re-read its history too."""
         if error.id == self.error.id:
             self.error = error
-            self.run_worker(self._load(), exclusive=True, group="detail")
+            self.run_worker(self._load, exclusive=True, group="detail")
 
     def _render_body(
         self, samples: list[str], attempts: list[AttemptRow], decisions: list[DecisionRow]

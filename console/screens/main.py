@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
@@ -82,7 +83,7 @@ class MainScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one(ErrorsTable).focus()
-        self.run_worker(self._load(), group="load")
+        self.run_worker(self._load, group="load")
         self.set_interval(1.0, self._tick)
         self.set_interval(5.0, self._age_tick)
         self.set_interval(SPARKLINE_REFRESH_SECONDS, self._refresh_sparkline)
@@ -189,7 +190,7 @@ class MainScreen(Screen[None]):
             claude.show(None, [], "no fix attempt for this error yet: a approves one")
             self.query_one(DiffView).show(None)
             return
-        self.run_worker(self._load_attempt(attempt_id), exclusive=True, group="attempt")
+        self.run_worker(partial(self._load_attempt, attempt_id), exclusive=True, group="attempt")
 
     async def _load_attempt(self, attempt_id: int) -> None:
         store = self.autofix.engine.store
@@ -211,7 +212,9 @@ class MainScreen(Screen[None]):
 
     def _refresh_sparkline(self) -> None:
         if self.current is not None:
-            self.run_worker(self._load_sparkline(self.current.id), exclusive=True, group="spark")
+            self.run_worker(
+                partial(self._load_sparkline, self.current.id), exclusive=True, group="spark"
+            )
 
     async def _load_sparkline(self, error_id: int) -> None:
         buckets = await self.autofix.engine.store.occurrences_per_minute(error_id, self._clock())

@@ -1,0 +1,301 @@
+"""The console driven by keys, on the real engine with real parts.
+
+The engine is the one in tests/test_engine.py's world: a real agent stream carrying errors
+the real Node service wrote, real git worktrees, the real Claude Code CLI against the
+scripted Messages API, real `node --test`, and the GitHub stand-in for pull requests.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+from textual.pilot import Pilot
+from textual.widgets import Input, Static
+
+from agent.wire import ErrorEvent
+from console.app import AutofixApp
+from console.models import State
+from console.screens.confirm import ConfirmScreen
+from console.screens.detail import DetailScreen
+from console.screens.main import MainScreen
+from console.screens.retry import RetryScreen
+from console.screens.review import ReviewScreen
+from console.widgets.claude_log import ClaudeLog
+from console.widgets.diff_view import DiffView
+from console.widgets.errors_table import ErrorsTable
+from tests import test_engine
+from tests.messages_api import ApiError, Stall
+from tests.test_engine import World, fix_turns
+
+world = test_engine.world  # the engine tests' fixture: the same real parts
+
+SIZE = (160, 48)
+
+
+async def until(pilot: Pilot, predicate: Callable[[], Any], timeout: float = 60, what: str = ""):
+    """Wait for the app to show something, letting it run meanwhile."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await pilot.pause(0.05)
+    notes = [n.message for n in pilot.app._notifications]
+    raise AssertionError(f"timed out waiting for {what}; notifications: {notes}")
+
+
+def table(app: AutofixApp) -> ErrorsTable:
+    return app.main_screen.query_one(ErrorsTable)
+
+
+def shown_state(app: AutofixApp, error_id: int) -> State | None:
+    row = table(app).error(error_id)
+    return row.state if row else None
+
+
+def notifications(app: AutofixApp) -> list[tuple[str, str]]:
+    return [(n.severity, n.message) for n in app._notifications]
+
+
+def log_text(log: ClaudeLog) -> str:
+    return "\n".join(strip.text for strip in log.lines)
+
+
+def static_text(widget: Static, width: int = 160) -> str:
+    console = Console(width=width, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(widget.content)
+    return console.export_text()
+
+
+async def ready_on(pilot: Pilot, error_id: int) -> None:
+    """Wait for the error to be listed and put the cursor on it."""
+    app = pilot.app
+    await until(pilot, lambda: table(app).error(error_id) is not None, 30, "the error row")
+    assert table(app).select_error(error_id)
+    await pilot.pause()
+
+
+async def test_approve_fix_review_and_confirmed_approve_open_one_pr(world: World) -> None:
+    engine = await world.start()
+    error = await world.error_in(State.AWAITING_APPROVAL)
+    opened: list[str] = []
+    app = AutofixApp(engine, open_url=opened.append)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready_on(pilot, error.id)
+        assert shown_state(app, error.id) is State.AWAITING_APPROVAL
+        await pilot.press("a")
+        await until(pilot, lambda: shown_state(app, error.id) is State.REVIEW, 120, "review")
+
+        # The Claude panel followed the attempt live, one readable line per tool call.
+        log = app.main_screen.query_one(ClaudeLog)
+        await until(pilot, lambda: "✓ done" in log_text(log), 10, "the final result line")
+        text = log_text(log)
+        assert "→ Read lib/users.js" in text
+        assert "→ Edit lib/users.js (+1 -0)" in text
+        assert "→ Bash node --test" in text and "exit 0" in text
+        assert any("ready for review" in m for _, m in notifications(app))
+
+        await pilot.press("d")
+        review = await until(pilot, lambda: isinstance(app.screen, ReviewScreen) and app.screen)
+        files = review.query_one(DiffView).files
+        assert [f.path for f in files] == ["lib/users.js"] and files[0].added == 1
+
+        # Approving a reviewed diff asks first and shows what will be pushed; "n" pushes nothing.
+        await pilot.press("a")
+        confirm = await until(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen)
+        body = static_text(confirm.query_one(".dialog-body Static", Static))
+        assert f"hotfix/auto-{world.fingerprint}" in body and "lib/users.js +1 -0" in body
+        assert "tests passed" in body
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, ReviewScreen), 5, "back to review")
+        assert world.github.posts() == []
+
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the confirmation")
+        await pilot.press("y")
+        await until(pilot, lambda: shown_state(app, error.id) is State.PR_OPENED, 60, "PR opened")
+        [post] = world.github.posts()
+        assert post.body["head"] == f"hotfix/auto-{world.fingerprint}"
+        # The review screen saw the change as it happened.
+        assert review.attempt.state is State.PR_OPENED
+
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+        await until(pilot, lambda: app.main_screen.selected_attempt() is not None
+                    and app.main_screen.selected_attempt().pr_url, 10, "the PR url")  # fmt: skip
+        await pilot.press("o")
+        await until(pilot, lambda: opened, 10, "the browser call")
+        assert opened == [app.main_screen.selected_attempt().pr_url]
+    decisions = await engine.store.decisions(error_id=error.id)
+    assert [(d.action, d.actor) for d in decisions if d.action in ("approve", "open_pr")] == [
+        ("approve", "keyboard"),
+        ("open_pr", "keyboard"),
+    ]
+
+
+async def test_skip_by_key_and_telegram_decisions_show_at_once(world: World) -> None:
+    engine = await world.start()
+    error = await world.error_in(State.AWAITING_APPROVAL)
+    app = AutofixApp(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready_on(pilot, error.id)
+        await pilot.press("s")
+        await until(pilot, lambda: shown_state(app, error.id) is State.SKIPPED, 10, "skipped")
+        # A Telegram user reopens it, then skips it: both show here without a key press.
+        assert (await engine.reopen(error.id, actor="telegram:7")).ok
+        await until(pilot, lambda: shown_state(app, error.id) is State.AWAITING_APPROVAL, 5)
+        assert (await engine.skip(error.id, actor="telegram:7")).ok
+        await until(pilot, lambda: shown_state(app, error.id) is State.SKIPPED, 5, "skipped")
+        # The key is now late: the engine says so and the console shows it.
+        await pilot.press("s")
+        await until(
+            pilot,
+            lambda: any(s == "warning" and "already decided" in m for s, m in notifications(app)),
+            5,
+            "the already-decided warning",
+        )
+    decisions = await engine.store.decisions(error_id=error.id)
+    assert [(d.action, d.actor) for d in decisions] == [
+        ("skip", "keyboard"),
+        ("reopen", "telegram:7"),
+        ("skip", "telegram:7"),
+    ]
+
+
+async def test_a_failed_fix_is_shown_and_retry_carries_the_typed_instruction(
+    world: World,
+) -> None:
+    world.api.turns = [ApiError(401, "authentication_error", "invalid x-api-key")]
+    engine = await world.start()
+    error = await world.error_in(State.AWAITING_APPROVAL)
+    app = AutofixApp(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready_on(pilot, error.id)
+        await pilot.press("a")
+        await until(pilot, lambda: shown_state(app, error.id) is State.FAILED, 120, "failed")
+        # Errors are never silent: an error notification and the reason in the diff panel.
+        await until(
+            pilot,
+            lambda: any(s == "error" and "failed" in m for s, m in notifications(app)),
+            5,
+            "an error notification",
+        )
+        diff = app.main_screen.query_one(DiffView)
+        await until(pilot, lambda: diff.attempt and diff.attempt.state is State.FAILED, 5)
+        assert "Claude Code" in (diff.attempt.reason or "")
+
+        world.api.turns = fix_turns(world.worktree)
+        before = len(world.api.conversation)
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, RetryScreen), 5, "the retry dialog")
+        await pilot.press(*"Also log the bad id.")
+        await pilot.press("enter")
+        await until(pilot, lambda: shown_state(app, error.id) is State.REVIEW, 120, "review")
+        assert "Also log the bad id." in str(world.api.conversation[before]["messages"][0])
+    attempts = await engine.store.attempts(error_id=error.id)
+    assert [a.state for a in attempts] == [State.FAILED, State.REVIEW]
+    assert attempts[1].extra_instruction == "Also log the bad id."
+
+
+async def test_escape_cancels_a_retry_without_touching_the_engine(world: World) -> None:
+    engine = await world.start(links=False)
+    app = AutofixApp(engine)
+    await engine.ingest("prod-9", [_event(1, "fp-cancel", "billing", "Error", "boom")])
+    [row] = await engine.store.errors(limit=5)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready_on(pilot, row.id)
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, RetryScreen), 5, "the retry dialog")
+        await pilot.press("x", "escape")
+        await until(pilot, lambda: isinstance(app.screen, MainScreen), 5, "main screen")
+    assert await engine.store.attempts() == []
+
+
+def _event(seq: int, fp: str, service: str, kind: str, message: str) -> ErrorEvent:
+    return ErrorEvent(
+        type="error", seq=seq, host="prod-9", service=service, fingerprint=fp, count=1,
+        severity="high", message=message, error_type=kind,
+        stack=[f"{kind}: {message}", "    at handler (/srv/app/lib/x.js:1:1)"], route=None,
+        first_seen="2026-01-01T00:00:00.000Z", last_seen="2026-01-01T00:00:00.000Z",
+    )  # fmt: skip
+
+
+async def test_filter_narrows_the_errors_and_escape_brings_them_back(world: World) -> None:
+    engine = await world.start()
+    error = await world.error_in(State.AWAITING_APPROVAL)
+    await engine.ingest(
+        "prod-9",
+        [
+            _event(1, "fp-billing", "billing", "RangeError", "Invalid invoice total"),
+            _event(2, "fp-mailer", "mailer", "Error", "SMTP connection refused"),
+        ],
+    )
+    app = AutofixApp(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready_on(pilot, error.id)
+        await until(pilot, lambda: len(table(app).shown_ids) == 3, 10, "three rows")
+        await pilot.press("slash")
+        assert app.focused is app.main_screen.query_one("#filter", Input)
+        await pilot.press(*"smtp")
+        await until(pilot, lambda: len(table(app).shown_ids) == 1, 5, "one row")
+        [only] = table(app).shown_ids
+        assert table(app).error(only).service == "mailer"
+        await pilot.press("enter")  # back to the table, filter kept
+        assert isinstance(app.focused, ErrorsTable) and len(table(app).shown_ids) == 1
+        await pilot.press("slash", "escape")
+        await until(pilot, lambda: len(table(app).shown_ids) == 3, 5, "all rows again")
+
+
+async def test_detail_shows_the_stack_hosts_and_redacted_samples(world: World) -> None:
+    engine = await world.start()
+    error = await world.error_in(State.AWAITING_APPROVAL)
+    app = AutofixApp(engine)
+    async with app.run_test(size=(140, 60)) as pilot:
+        await ready_on(pilot, error.id)
+        await pilot.press("enter")
+        screen = await until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen)
+        body = screen.query_one("#detail-body", Static)
+        await until(pilot, lambda: "Latest samples (" in static_text(body, 140), 10, "samples")
+        text = static_text(body, 140)
+        assert "TypeError" in text and "prod-1 3" in text
+        # The service's own frame is marked; runtime frames are not.
+        marked = [line for line in text.splitlines() if "▶ at" in line]
+        assert marked and all("node:internal" not in line for line in marked)
+        assert any("users.js" in line for line in marked)
+        assert '"fingerprint": "' + world.fingerprint + '"' in text
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+
+
+async def test_quit_while_fixing_asks_first(world: World) -> None:
+    world.api.turns = [Stall()]
+    engine = await world.start()
+    error = await world.error_in(State.AWAITING_APPROVAL)
+    app = AutofixApp(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready_on(pilot, error.id)
+        await pilot.press("a")
+        await until(pilot, lambda: engine.busy and world.api.conversation, 60, "a running fix")
+        await pilot.press("q")
+        confirm = await until(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen)
+        assert "running" in static_text(confirm.query_one(".dialog-body Static", Static))
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        assert app.is_running and isinstance(app.screen, MainScreen)
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the question")
+        await pilot.press("y")
+        await until(pilot, lambda: not app.is_running, 5, "the app to exit")
+    assert engine.busy, "quitting the view leaves stopping the engine to its owner"
+
+
+async def test_quit_when_idle_exits_at_once(world: World) -> None:
+    engine = await world.start(links=False)
+    app = AutofixApp(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.main_screen.ready, 10, "load")
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, 5, "the app to exit")

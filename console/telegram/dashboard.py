@@ -1,0 +1,121 @@
+"""The dashboard message: one message whose buttons switch its view in place.
+
+Views are pure renderings of what the engine and store report at the moment a button is
+tapped; the bot edits the same message with the result, so looking around never floods the
+chat. Lists use ages ("5m ago") because the view is redrawn whenever someone looks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from console.link import LinkStatus
+from console.models import ErrorRow, HostRow, State
+from console.telegram.limits import Part, escape, fit, markup
+from console.telegram.render import STATE_LABELS, age, severity_icon
+
+View = Literal["home", "queue", "errors", "system"]
+QUEUE_STATES = (State.AWAITING_APPROVAL, State.FIXING, State.TESTING, State.REVIEW)
+LIST_LIMIT = 15
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a view needs, read by the bot from the engine just before rendering."""
+
+    errors: list[ErrorRow]
+    queued: list[ErrorRow]
+    counts: Mapping[State, int]
+    links: Mapping[str, LinkStatus] = field(default_factory=dict)
+    hosts: list[HostRow] = field(default_factory=list)
+    busy: bool = False
+    muted_until: float | None = None
+    telegram_state: str = "on"
+    now: float = field(default_factory=time.time)
+
+
+def error_line(error: ErrorRow, now: float) -> list[Part]:
+    """One list row: severity icon, [service], message, state, age."""
+    return [
+        markup(f"\n{severity_icon(error.severity)} "),
+        Part(f"[{error.service}]", before="<b>", after="</b> ", cap=40),
+        Part(f"{error.error_type}: {error.message}", cap=90),
+        markup(
+            f" · <i>{STATE_LABELS.get(error.state, error.state.value)}</i>"
+            f" · {escape(age(error.last_seen, now))} · #{error.id}"
+        ),
+        markup(f" x{error.count}" if error.count > 1 else ""),
+    ]
+
+
+def _lines(errors: Iterable[ErrorRow], now: float) -> list[Part]:
+    parts: list[Part] = []
+    for error in list(errors)[:LIST_LIMIT]:
+        parts += error_line(error, now)
+    return parts or [markup("\n<i>nothing here</i>")]
+
+
+def _count_line(counts: Mapping[State, int]) -> str:
+    shown = [f"{STATE_LABELS[s]}: <b>{counts.get(s, 0)}</b>" for s in QUEUE_STATES]
+    return " · ".join(shown)
+
+
+def _mute_line(snapshot: Snapshot) -> str:
+    if snapshot.muted_until and snapshot.muted_until > snapshot.now:
+        minutes = max(1, round((snapshot.muted_until - snapshot.now) / 60))
+        return f"\n🔕 New-error notifications muted for {minutes} more min"
+    return ""
+
+
+def render(view: View, snapshot: Snapshot) -> str:
+    if view == "queue":
+        parts = [markup("📋 <b>Queue Status</b>\n" + _count_line(snapshot.counts))]
+        parts += _lines(snapshot.queued, snapshot.now)
+    elif view == "errors":
+        parts = [markup("🧾 <b>Recent Errors</b>")]
+        parts += _lines(snapshot.errors, snapshot.now)
+    elif view == "system":
+        parts = [markup("🖥 <b>System Status</b>")]
+        parts += _system(snapshot)
+    else:
+        parts = [
+            markup("📊 <b>AutoFix dashboard</b>\n" + _count_line(snapshot.counts)),
+            markup(f"\nFix running: <b>{'yes' if snapshot.busy else 'no'}</b>"),
+            markup(f"\nHosts: {_link_summary(snapshot)}"),
+            markup(_mute_line(snapshot)),
+        ]
+    return fit(parts)
+
+
+def _link_summary(snapshot: Snapshot) -> str:
+    if not snapshot.links:
+        return "no live links"
+    connected = sum(1 for s in snapshot.links.values() if s.state == "connected")
+    return f"{connected}/{len(snapshot.links)} connected"
+
+
+def _system(snapshot: Snapshot) -> list[Part]:
+    parts: list[Part] = [markup(f"\nFix running: <b>{'yes' if snapshot.busy else 'no'}</b>")]
+    parts.append(markup(f"\nTelegram: {escape(snapshot.telegram_state)}{_mute_line(snapshot)}"))
+    parts.append(markup("\n<b>Hosts</b>"))
+    hosts = {h.name: h for h in snapshot.hosts}
+    names = sorted(set(hosts) | set(snapshot.links))
+    if not names:
+        parts.append(markup("\n<i>no hosts configured</i>"))
+    for name in names[:LIST_LIMIT]:
+        status = snapshot.links.get(name)
+        state = status.state if status else hosts[name].status
+        icon = {"connected": "🟢", "connecting": "🟡", "reconnecting": "🟡"}.get(state, "🔴")
+        parts.append(Part(name, before=f"\n{icon} <b>", after="</b> ", cap=60))
+        detail = state
+        if status is not None and status.lag_seconds is not None:
+            detail += f", last line {int(status.lag_seconds)}s ago"
+        if status is not None and status.error:
+            detail += f": {status.error}"
+        elif status is None and hosts[name].detail:
+            detail += f": {hosts[name].detail}"
+        parts.append(Part(detail, cap=200))
+    return parts

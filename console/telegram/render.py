@@ -1,0 +1,250 @@
+"""The bot's messages about one error or one fix attempt, as Telegram HTML.
+
+Pure functions of store rows, so what a person reads on the phone can be checked without a
+network. Everything from outside (error text, routes, Claude's summary, the diff) goes
+through :func:`console.telegram.limits.fit`, which escapes it and cuts it to the limits.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from console.models import AttemptRow, DecisionRow, ErrorRow, State, TestResultRow
+from console.telegram.limits import Part, escape, fit, markup
+from console.worktree import FileStat
+
+SEVERITY_ICONS = {"critical": "🔴", "high": "🟠", "medium": "🟡", "low": "⚪"}
+STATE_LABELS = {
+    State.NEW: "new",
+    State.AWAITING_APPROVAL: "awaiting approval",
+    State.FIXING: "fixing",
+    State.TESTING: "testing",
+    State.REVIEW: "review",
+    State.PR_OPENED: "PR opened",
+    State.SKIPPED: "skipped",
+    State.FAILED: "failed",
+    State.INTERRUPTED: "interrupted",
+}
+DECISION_LABELS = {
+    "approve": "✅ <b>Fix approved</b>",
+    "skip": "⏭ <b>Skipped</b>",
+    "retry": "🔁 <b>Retry requested</b>",
+    "open_pr": "🚀 <b>Pull request opened</b>",
+    "reopen": "↩️ <b>Reopened</b>",
+}
+DIFF_EXCERPT_LINES = 30
+DIFF_EXCERPT_CHARS = 1500
+_STAT_LINE = re.compile(r"^(.*) \+(\d+) -(\d+)( \(binary\))?$")
+
+
+def severity_icon(severity: str) -> str:
+    return SEVERITY_ICONS.get(severity, "⚪")
+
+
+def parse_time(iso: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(iso)
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def when(iso: str) -> str:
+    """An absolute time for messages that stay in the chat (an age would go stale there)."""
+    moment = parse_time(iso)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else iso
+
+
+def age(iso: str, now: float) -> str:
+    """ "5m ago", for lists that are redrawn whenever someone looks."""
+    moment = parse_time(iso)
+    if moment is None:
+        return "?"
+    seconds = now - moment.timestamp()
+    if seconds < 60:
+        return "just now"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit} ago"
+    return "just now"  # unreachable
+
+
+def actor_name(actor: str, names: Mapping[int, str]) -> str:
+    """Who acted, in words: the console keyboard, auto-approval or a Telegram user."""
+    if actor == "keyboard":
+        return "the console"
+    if actor == "auto":
+        return "auto-approval"
+    if actor.startswith("telegram:"):
+        raw = actor.removeprefix("telegram:")
+        if raw.isdigit() and int(raw) in names:
+            return f"{names[int(raw)]} (Telegram {raw})"
+        return f"Telegram user {raw}"
+    return actor
+
+
+def decision_parts(decision: DecisionRow, names: Mapping[int, str]) -> list[Part]:
+    label = DECISION_LABELS.get(decision.action, f"<b>{escape(decision.action)}</b>")
+    return [
+        markup(f"\n{label} by "),
+        Part(actor_name(decision.actor, names), cap=120),
+        markup(f" at {escape(when(decision.at))}"),
+    ]
+
+
+def pr_link(attempt: AttemptRow | None) -> str:
+    if (
+        attempt is None
+        or not attempt.pr_url
+        or not attempt.pr_url.startswith(("https://", "http://"))
+    ):
+        return ""
+    number = f" #{attempt.pr_number}" if attempt.pr_number else ""
+    return f'<a href="{html.escape(attempt.pr_url, quote=True)}">pull request{number}</a>'
+
+
+def status_parts(error: ErrorRow, attempt: AttemptRow | None) -> list[Part]:
+    parts = [markup(f"\nStatus: <i>{STATE_LABELS.get(error.state, error.state.value)}</i>")]
+    link = pr_link(attempt) if len(pr_link(attempt)) < 600 else ""
+    if link:
+        parts.append(markup(f" · {link}"))
+    if error.state in (State.FAILED, State.INTERRUPTED) and attempt and attempt.reason:
+        parts.append(Part(attempt.reason, before=" — ", cap=400))
+    return parts
+
+
+def _hosts(error: ErrorRow) -> str:
+    return ", ".join(f"{host} x{n}" for host, n in sorted(error.hosts.items())) or "none"
+
+
+def error_card(
+    error: ErrorRow,
+    *,
+    decision: DecisionRow | None = None,
+    attempt: AttemptRow | None = None,
+    names: Mapping[int, str] | None = None,
+) -> str:
+    """The new-error message; with a decision it becomes the record of who decided what."""
+    parts = [
+        markup(f"{severity_icon(error.severity)} <b>{escape(error.severity.upper())}</b> · "),
+        Part(error.service, before="<b>", after="</b>", cap=80),
+        markup(f" · error #{error.id}\n"),
+        Part(error.error_type, before="<b>", after="</b>: ", cap=120),
+        Part(error.message, cap=1500),
+    ]
+    if error.route:
+        parts.append(Part(error.route, before="\nRoute: <code>", after="</code>", cap=300))
+    parts += [
+        markup(f"\nCount: <b>{error.count}</b> · Hosts: "),
+        Part(_hosts(error), cap=400),
+        markup(f"\nFirst seen {escape(when(error.first_seen))}"),
+        markup(f" · last seen {escape(when(error.last_seen))}"),
+    ]
+    if decision is not None:
+        parts += [markup("\n"), *decision_parts(decision, names or {})]
+    if error.state is not State.AWAITING_APPROVAL:
+        parts += status_parts(error, attempt)
+    return fit(parts)
+
+
+def parse_stat(diff_stat: str | None) -> list[FileStat]:
+    """The engine's stored stat ("path +a -r", one file a line) back into file stats."""
+    stats: list[FileStat] = []
+    for line in (diff_stat or "").splitlines():
+        match = _STAT_LINE.match(line)
+        if match:
+            path, added, removed, binary = match.groups()
+            stats.append(FileStat(path, int(added), int(removed), binary=bool(binary)))
+    return stats
+
+
+def diff_excerpt(diff: str) -> tuple[str, bool]:
+    """The first lines of a diff and whether that is not all of it."""
+    lines = diff.splitlines()
+    excerpt = "\n".join(lines[:DIFF_EXCERPT_LINES])
+    cut = len(lines) > DIFF_EXCERPT_LINES
+    if len(excerpt) > DIFF_EXCERPT_CHARS:
+        excerpt, cut = excerpt[:DIFF_EXCERPT_CHARS], True
+    return excerpt, cut
+
+
+def _test_parts(test: TestResultRow | None) -> list[Part]:
+    if test is None:
+        return [markup("\n<b>Tests</b>: not run")]
+    seconds = f"{test.duration_ms / 1000:.1f}s"
+    if test.timed_out:
+        verdict = f"⏱ timed out after {seconds}"
+    elif test.exit_code == 0:
+        verdict = f"✅ passed in {seconds}"
+    else:
+        verdict = f"❌ failed (exit {test.exit_code}) in {seconds}"
+    parts = [
+        markup(f"\n<b>Tests</b>: {verdict} · "),
+        Part(test.command, before="<code>", after="</code>", cap=200),
+    ]
+    if test.exit_code != 0 and test.output_tail.strip():
+        tail = "\n".join(test.output_tail.strip().splitlines()[-12:])
+        parts.append(Part(tail, before="\n<pre>", after="</pre>", cap=600))
+    return parts
+
+
+def review_card(
+    error: ErrorRow,
+    attempt: AttemptRow,
+    *,
+    test: TestResultRow | None,
+    sensitive: list[str],
+    decision: DecisionRow | None = None,
+    names: Mapping[int, str] | None = None,
+) -> str:
+    """The diff-ready message: enough to decide from the phone, with the full diff attached."""
+    stats = parse_stat(attempt.diff_stat)
+    added = sum(s.added for s in stats)
+    removed = sum(s.removed for s in stats)
+    parts = [
+        markup(f"🛠 <b>Fix ready for review</b> · error #{error.id} · attempt #{attempt.id}\n"),
+        markup(f"{severity_icon(error.severity)} "),
+        Part(error.service, before="<b>", after="</b> · ", cap=80),
+        Part(f"{error.error_type}: {error.message}", cap=300),
+    ]
+    if attempt.extra_instruction:
+        parts.append(Part(attempt.extra_instruction, before="\n<b>Instruction</b>: ", cap=300))
+    parts.append(
+        Part(attempt.claude_summary or "(no summary)", before="\n\n<b>Summary</b>\n", cap=1200)
+    )
+    parts.append(markup(f"\n\n<b>Changes</b>: {len(stats)} file(s), +{added} -{removed}"))
+    if stats:
+        parts.append(Part(attempt.diff_stat or "", before="\n<pre>", after="</pre>", cap=600))
+    if sensitive:
+        parts.append(
+            Part(", ".join(sensitive), before="\n⚠️ <b>Touches sensitive paths</b>: ", cap=400)
+        )
+    parts += _test_parts(test)
+    if attempt.diff:
+        excerpt, cut = diff_excerpt(attempt.diff)
+        note = " (first lines; full diff attached)" if cut else ""
+        parts.append(markup(f"\n\n<b>Diff</b>{note}"))
+        parts.append(
+            Part(excerpt, before='\n<pre><code class="language-diff">', after="</code></pre>")
+        )
+    if attempt.state is State.REVIEW and attempt.reason:
+        parts.append(Part(attempt.reason, before="\n⚠️ ", cap=400))
+    if decision is not None:
+        parts += [markup("\n"), *decision_parts(decision, names or {})]
+    if attempt.state is not State.REVIEW:
+        label = STATE_LABELS.get(attempt.state, attempt.state.value)
+        parts.append(markup(f"\nAttempt: <i>{label}</i>"))
+        link = pr_link(attempt)
+        if link and len(link) < 600:
+            parts.append(markup(f" · {link}"))
+        elif attempt.state is State.FAILED and attempt.reason:
+            parts.append(Part(attempt.reason, before=" — ", cap=400))
+    return fit(parts)
+
+
+def diff_is_long(diff: str | None) -> bool:
+    """Whether the card shows only part of the diff, so the whole goes as a document."""
+    return bool(diff) and diff_excerpt(diff or "")[1]

@@ -10,6 +10,7 @@ by injecting messages and button taps into ``getUpdates``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import AsyncIterator
@@ -272,8 +273,9 @@ async def test_forged_and_foreign_buttons_are_refused(phone: Phone) -> None:
 
 
 async def test_a_double_tap_acts_once_and_the_second_hears_already_decided(
-    phone: Phone,
+    phone: Phone, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     error = await start_engine(phone)
     assert error is not None
     card = await phone.until(lambda: phone.card_for(error.id), what="the new-error message")
@@ -285,6 +287,11 @@ async def test_a_double_tap_acts_once_and_the_second_hears_already_decided(
     assert len(await phone.engine.store.attempts(error_id=error.id)) == 1
     decisions = await phone.engine.store.decisions(error_id=error.id)
     assert [d.action for d in decisions] == ["approve"]
+    # Every Bot API URL holds the token; the request lines in the logs must not.
+    assert (
+        "HTTP Request: POST" in caplog.text and "/bot<bot token>/answerCallbackQuery" in caplog.text
+    )
+    assert phone.api.token not in caplog.text
 
 
 async def test_dashboard_buttons_edit_one_message_and_unchanged_refresh_is_ignored(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections import Counter
@@ -66,7 +67,11 @@ from console.telegram.callbacks import Action, Callback, CallbackSigner, ForgedC
 from console.telegram.delivery import Delivery
 from console.telegram.limits import ANSWER_LIMIT, CAPTION_LIMIT, clip, escape
 from console.telegram.mute import DurationError, describe, parse_duration
-from console.telegram.token import TelegramTokenError, resolve_bot_token
+from console.telegram.token import (
+    TelegramTokenError,
+    keep_token_out_of_logs,
+    resolve_bot_token,
+)
 from console.worktree import touched_sensitive
 
 log = logging.getLogger(__name__)
@@ -225,6 +230,7 @@ class TelegramBot:
             return
         assert token is not None
         self._token = token
+        keep_token_out_of_logs(token)
         self._signer = CallbackSigner(token)
         base = self._config.api_base_url.rstrip("/")
         app = (
@@ -479,7 +485,8 @@ class TelegramBot:
         for chat_id in self._chats:
             message = await self._delivery.run(
                 what,
-                lambda chat_id=chat_id: app.bot.send_message(
+                functools.partial(
+                    app.bot.send_message,
                     chat_id,
                     text,
                     parse_mode=HTML,
@@ -515,7 +522,8 @@ class TelegramBot:
                 continue
             await self._delivery.run(
                 f"updating the message for {key[0]} {key[1]}",
-                lambda card=card: app.bot.edit_message_text(
+                functools.partial(
+                    app.bot.edit_message_text,
                     text,
                     chat_id=card.chat_id,
                     message_id=card.message_id,
@@ -540,7 +548,8 @@ class TelegramBot:
         for card in cards:
             await self._delivery.run(
                 f"the diff of attempt {attempt_id}",
-                lambda card=card: app.bot.send_document(
+                functools.partial(
+                    app.bot.send_document,
                     card.chat_id,
                     document=diff.encode(),
                     filename=f"attempt-{attempt_id}.diff",

@@ -7,6 +7,7 @@ looked for rather than echoing what was found there.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 
@@ -55,3 +56,33 @@ def resolve_bot_token(config: TelegramConfig) -> str | None:
             "digits, '_' or '-', as @BotFather gives it)"
         )
     return token
+
+
+class TokenScrubber(logging.Filter):
+    """Replaces the bot token in log records: it sits in every Bot API URL, and httpx logs
+    each request URL at INFO, python-telegram-bot its base URL at DEBUG."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self._token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if self._token in text:
+            record.msg = text.replace(self._token, "<bot token>")
+            record.args = None
+        return True
+
+
+def keep_token_out_of_logs(token: str) -> None:
+    """Scrub the token from the HTTP and Telegram libraries' loggers (once per token)."""
+    scrubber = TokenScrubber(token)
+    names = [
+        name
+        for name in list(logging.root.manager.loggerDict)
+        if name in ("httpx", "httpcore") or name.startswith(("telegram", "httpcore."))
+    ]
+    for name in {"httpx", "telegram", *names}:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, TokenScrubber) and f._token == token for f in logger.filters):
+            logger.addFilter(scrubber)

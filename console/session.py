@@ -22,12 +22,13 @@ async def running(
     engine = engine or await Engine.open(config)
     bot = None
     try:
-        await engine.start(links=links)
+        # The bot subscribes first, so errors arriving as the links connect get a message.
         if config.telegram.enabled:
             from console.telegram import TelegramBot
 
             bot = TelegramBot(engine, config.telegram)
             await bot.start()
+        await engine.start(links=links)
         yield engine
     finally:
         if bot is not None:

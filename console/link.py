@@ -483,6 +483,7 @@ class AgentLink:
         self._rng = rng or random.Random()
         self._status = LinkStatus(host=host.name, state="stopped")
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def status(self) -> LinkStatus:
@@ -491,12 +492,14 @@ class AgentLink:
 
     def start(self) -> asyncio.Task[None]:
         """Run the link in the background on the current loop."""
+        self._stopping = False
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self.run(), name=f"agent-link-{self.host.name}")
         return self._task
 
     async def stop(self) -> None:
         """Close the channel or process and end :meth:`run`; leaves no process behind."""
+        self._stopping = True
         task = self._task
         if task is None or task.done():
             return
@@ -531,6 +534,10 @@ class AgentLink:
                 except Exception as exc:
                     log.exception("link to %s failed", self.host.name)
                     error = f"{type(exc).__name__}: {exc}"
+                if self._stopping:
+                    # stop() ended the stream; a cancellation lost on the way must not
+                    # turn into a reconnect that nobody waits for.
+                    return
                 if session.healthy_for() >= self.timing.healthy_after_seconds:
                     attempt = 1
                 delay = backoff_delay(attempt, self.timing, self._rng)

@@ -28,6 +28,9 @@ from agent.tail import Chunk, FileSource, Position
 
 RESCAN_SECONDS = 2.0
 IDLE_FLUSH_SECONDS = 0.05
+# A header whose stack has not started yet waits longer: a writer that is descheduled
+# between two writes of one stack must not split it into two errors.
+IDLE_FLUSH_HEADER_SECONDS = 0.5
 PRUNE_SECONDS = 3600.0
 
 
@@ -189,7 +192,8 @@ class Daemon:
         batch = _Batch()
         for key, parser in list(self._parsers.items()):
             asm = parser.assembler
-            if not asm.pending or now - parser.last_data < IDLE_FLUSH_SECONDS:
+            wait = IDLE_FLUSH_SECONDS if asm.pending_has_frames else IDLE_FLUSH_HEADER_SECONDS
+            if not asm.pending or now - parser.last_data < wait:
                 continue
             batch.occurrences += self._occurrences(parser.source, asm.flush())
             if parser.files is not None:

@@ -652,6 +652,15 @@ class Assembler:
         return self._pending is not None
 
     @property
+    def pending_has_frames(self) -> bool:
+        """Whether the record being assembled already has stack frames.
+
+        A header with no frame yet is the likeliest to be continued by a later write, so
+        the daemon waits longer before finishing it.
+        """
+        return self._pending is not None and bool(self._pending.frames)
+
+    @property
     def safe_offset(self) -> int:
         """Every byte before this offset is fully reflected in records already returned."""
         if self._pending is not None:

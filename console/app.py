@@ -9,6 +9,7 @@ type a retry instruction). Every decision is the engine's.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import webbrowser
 from collections.abc import Awaitable, Callable, Iterable
@@ -311,8 +312,26 @@ def _find(rows: Iterable[Any], row_id: int) -> Any:
     return None
 
 
+def log_to_file(config: ConsoleConfig) -> Path:
+    """While the screen is ours, log lines written to the terminal would tear it: send the
+    log to a file in the state directory instead (notices still show in the app)."""
+    path = config.state_dir / "console.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.StreamHandler) and not isinstance(
+            handler, logging.FileHandler
+        ):
+            root.removeHandler(handler)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    return path
+
+
 async def run_console(config: ConsoleConfig) -> int:
     """Open the engine, run the console until quit, stop the engine cleanly."""
+    log_to_file(config)
     engine = await Engine.open(config)
     app = AutofixApp(engine)
     try:

@@ -7,8 +7,10 @@ scripted Messages API, real `node --test`, and the GitHub stand-in for pull requ
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -97,6 +99,13 @@ async def test_approve_fix_review_and_confirmed_approve_open_one_pr(world: World
         assert "→ Edit lib/users.js (+1 -0)" in text
         assert "→ Bash node --test" in text and "exit 0" in text
         assert any("ready for review" in m for _, m in notifications(app))
+        # The picture of this moment (real error, real fix) is the README's screenshot;
+        # AUTOFIX_SCREENSHOT=docs/screenshot.svg writes it there.
+        await pilot.pause(1.0)
+        target = Path(os.environ.get("AUTOFIX_SCREENSHOT") or world.tmp / "screen.svg")
+        app.save_screenshot(filename=target.name, path=str(target.parent.resolve()))
+        svg = target.read_text()
+        assert "Claude" in svg and "review" in svg
 
         await pilot.press("d")
         review = await until(pilot, lambda: isinstance(app.screen, ReviewScreen) and app.screen)

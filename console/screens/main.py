@@ -203,7 +203,7 @@ class MainScreen(Screen[None]):
             return
         claude = self.query_one(ClaudeLog)
         claude.border_title = f"Claude · attempt #{attempt_id}"
-        claude.show(attempt_id, events, "" if events else "waiting for Claude…")
+        claude.show(attempt_id, events)
         if attempt is not None:
             self._show_diff(attempt)
 

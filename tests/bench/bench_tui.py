@@ -1,0 +1,147 @@
+"""Console UI under an event flood: key latency and memory.
+
+The app runs headless (Textual's run_test) on a real store filled like the snapshot tests.
+For --seconds (default 10) a task publishes --rate (default 5,000) ErrorChanged events per
+second through the engine's own listener path (Engine.report, as the ingest loop's emits
+do), spread over --errors distinct errors whose counts and last-seen times keep rising, so
+rows are updated and re-sorted all the time. Meanwhile a key (down/up) is pressed every
+200 ms and the time from the press until the table's selected error changed is measured.
+
+Targets: key latency p99 < 100 ms, memory bounded (peak RSS reported; the app's own
+buffers are capped: errors table rows, Claude lines, pending events).
+
+Run: .venv/bin/python tests/bench/bench_tui.py [--seconds S] [--rate N] [--errors N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from console.app import AutofixApp  # noqa: E402
+from console.engine import Engine, ErrorChanged  # noqa: E402
+from console.store import Store  # noqa: E402
+from console.widgets.errors_table import ErrorsTable  # noqa: E402
+from tests.test_app_snapshots import NOW, _iso, config_for, fill_store  # noqa: E402
+
+KEY_EVERY_SECONDS = 0.2
+TICK_SECONDS = 0.01
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def flood(engine: Engine, template, rate: int, seconds: float, errors: int) -> int:
+    """Publish `rate` events a second for `seconds`, in 10 ms slices, as the engine would."""
+    per_tick = max(1, int(rate * TICK_SECONDS))
+    counts = [0] * errors
+    sent = 0
+    start = time.perf_counter()
+    tick = 0
+    while (elapsed := time.perf_counter() - start) < seconds:
+        for _ in range(per_tick):
+            i = sent % errors
+            counts[i] += 1
+            row = dataclasses.replace(
+                template,
+                id=10_000 + i,
+                fingerprint=f"flood-{i}",
+                message=f"flood error {i}",
+                count=counts[i],
+                last_seen=_iso(NOW + sent / rate),
+            )
+            engine.report(ErrorChanged(row))
+            sent += 1
+        tick += 1
+        await asyncio.sleep(max(0.0, tick * TICK_SECONDS - elapsed))
+    return sent
+
+
+async def run(seconds: float, rate: int, errors: int) -> dict[str, float]:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-tui-"))
+    config = config_for(tmp / "console")
+    await fill_store(config.db_path)
+    store = await Store.open(config.db_path)
+    engine = Engine(config, store)
+    app = AutofixApp(engine, clock=lambda: NOW)
+    latencies: list[float] = []
+    async with app.run_test(size=(160, 48)) as pilot:
+        while not app.main_screen.ready:
+            await pilot.pause(0.02)
+        table = app.main_screen.query_one(ErrorsTable)
+        [template] = [e for e in await store.errors(limit=1)]
+        rss_before = peak_rss_mb()
+        task = asyncio.create_task(flood(engine, template, rate, seconds, errors))
+        direction = "down"
+        await asyncio.sleep(0.5)
+        while not task.done():
+            before = table.selected_error.id if table.selected_error else None
+            started = time.perf_counter()
+            app.simulate_key(direction)  # a key press as the driver would deliver it
+            while True:
+                now_selected = table.selected_error.id if table.selected_error else None
+                if now_selected != before:
+                    latencies.append(time.perf_counter() - started)
+                    break
+                if time.perf_counter() - started > 5:
+                    latencies.append(5.0)
+                    break
+                await asyncio.sleep(0.001)
+            direction = "up" if direction == "down" else "down"
+            await asyncio.sleep(KEY_EVERY_SECONDS)
+        sent = await task
+        await pilot.pause(0.3)
+        rows = table.row_count
+    await store.close()
+    latencies.sort()
+    return {
+        "events": sent,
+        "events_per_s": sent / seconds,
+        "keys": len(latencies),
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+        "max_ms": latencies[-1] * 1000,
+        "rss_before_mb": rss_before,
+        "rss_peak_mb": peak_rss_mb(),
+        "table_rows": rows,
+        "pending_received": app.pending.received,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rate", type=int, default=5000)
+    parser.add_argument("--errors", type=int, default=300)
+    args = parser.parse_args()
+    result = asyncio.run(run(args.seconds, args.rate, args.errors))
+    print(
+        f"flood: {result['events']:,} ErrorChanged events in {args.seconds:.0f}s "
+        f"({result['events_per_s']:,.0f}/s) over {args.errors} errors; "
+        f"table rows at the end: {result['table_rows']}"
+    )
+    print(
+        f"key latency over {result['keys']} presses: p50 {result['p50_ms']:.1f} ms, "
+        f"p99 {result['p99_ms']:.1f} ms, max {result['max_ms']:.1f} ms (target p99 < 100 ms)"
+    )
+    print(
+        f"memory: peak RSS {result['rss_peak_mb']:.0f} MB "
+        f"(before the flood {result['rss_before_mb']:.0f} MB)"
+    )
+    return 0 if result["p99_ms"] < 100 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,7 +9,9 @@ type a retry instruction). Every decision is the engine's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import time
 import webbrowser
 from collections.abc import Awaitable, Callable, Iterable
@@ -330,15 +332,21 @@ def log_to_file(config: ConsoleConfig) -> Path:
 
 
 async def run_console(config: ConsoleConfig) -> int:
-    """Open the engine, run the console until quit, stop the engine cleanly."""
+    """Run the console (with Telegram when configured) until quit; stop everything cleanly.
+
+    A closed terminal or SIGTERM quits like ``q`` does, so callers' cleanup always runs.
+    """
+    from console.session import running
+
     log_to_file(config)
     engine = await Engine.open(config)
     app = AutofixApp(engine)
-    try:
-        await engine.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, app.exit)
+    async with running(config, engine=engine):
         await app.run_async()
-    finally:
-        await engine.stop()
     return app.return_code or 0
 
 

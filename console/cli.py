@@ -280,21 +280,10 @@ def cmd_fix(args: argparse.Namespace) -> int:
 # --- the console ---------------------------------------------------------------------------
 
 
-async def _console(config: ConsoleConfig) -> int:
-    from console.app import AutofixApp
-    from console.engine import Engine
-    from console.session import running
-
-    engine = await Engine.open(config)
-    app = AutofixApp(engine)
-    async with running(config, engine=engine):
-        await app.run_async()
-    return app.return_code or 0
-
-
 def cmd_console(args: argparse.Namespace) -> int:
-    config = _load(args.config)
-    return asyncio.run(_console(config))
+    from console.app import main as console_main
+
+    return console_main(_load(args.config))
 
 
 # --- demo ------------------------------------------------------------------------------------

@@ -40,23 +40,17 @@ async def run_demo(
     procs = DemoProcesses(ws, node)
     await procs.start()
     try:
-        engine = await Engine.open(config)
         if headless:
+            engine = await Engine.open(config)
             engine.subscribe(EventPrinter())
             async with running(config, engine=engine):
                 await _wait_for_ctrl_c(ws.root, procs)
         else:
-            from console.app import AutofixApp
+            from console.app import run_console
 
-            app = AutofixApp(engine)
-            loop = asyncio.get_running_loop()
-            # A closed terminal or a kill must still stop the service and the agent.
-            for sig in (signal.SIGHUP, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError):
-                    loop.add_signal_handler(sig, app.exit)
-            async with running(config, engine=engine):
-                await app.run_async()
+            await run_console(config)
     finally:
+        # Also after a closed terminal: run_console turns SIGHUP into a normal quit.
         await procs.stop()
     print(f"autofix demo: stopped; the workspace stays in {ws.root} (--fresh starts over)")
     return 0

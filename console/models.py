@@ -8,6 +8,7 @@ strings (``2026-01-02T03:04:05.678Z``), the same shape the agent puts on the wir
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import ClassVar
 
@@ -45,6 +46,41 @@ RUNNING_STATES: frozenset[State] = frozenset({State.FIXING, State.TESTING})
 FINISHED_STATES: frozenset[State] = frozenset(
     {State.PR_OPENED, State.SKIPPED, State.FAILED, State.INTERRUPTED}
 )
+
+
+# How a person reads each state, in the console and on Telegram alike.
+STATE_LABELS: dict[State, str] = {
+    State.NEW: "new",
+    State.AWAITING_APPROVAL: "awaiting approval",
+    State.FIXING: "fixing",
+    State.TESTING: "testing",
+    State.REVIEW: "review",
+    State.PR_OPENED: "PR opened",
+    State.SKIPPED: "skipped",
+    State.FAILED: "failed",
+    State.INTERRUPTED: "interrupted",
+}
+
+
+def parse_time(stamp: str | None) -> datetime | None:
+    """An ISO 8601 stamp as an aware datetime (UTC when it names no zone), or None.
+
+    Stamps come from remote agents, so a malformed one must read as unknown, not crash
+    whatever shows it.
+    """
+    if not stamp:
+        return None
+    try:
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def epoch(stamp: str | None) -> float | None:
+    """Epoch seconds of an ISO 8601 stamp, or None for an empty or foreign one."""
+    moment = parse_time(stamp)
+    return moment.timestamp() if moment else None
 
 
 def can_transition(old: State, new: State) -> bool:

@@ -46,6 +46,7 @@ from console.models import (
     State,
     TestResultRow,
     action_name,
+    epoch,
 )
 
 T = TypeVar("T")
@@ -1295,7 +1296,7 @@ class Store:
         )
         buckets = [0] * minutes
         for at, rise in rows:
-            moment = _epoch(at)
+            moment = epoch(at)
             if moment is None or rise is None or rise <= 0 or not start <= moment < end:
                 continue
             buckets[min(minutes - 1, int((moment - start) // 60))] += int(rise)
@@ -1308,15 +1309,3 @@ class Store:
             (error_id, limit),
         )
         return [r[0] for r in rows]
-
-
-def _epoch(stamp: str | None) -> float | None:
-    if not stamp:
-        return None
-    try:
-        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()

@@ -61,7 +61,7 @@ from console.engine import (
     ErrorChanged,
     TelegramChanged,
 )
-from console.models import DecisionRow, State
+from console.models import STATE_LABELS, DecisionRow, State
 from console.telegram import dashboard, render
 from console.telegram.callbacks import Action, Callback, CallbackSigner, ForgedCallback
 from console.telegram.delivery import Delivery
@@ -826,7 +826,7 @@ class TelegramBot:
             if error is None:
                 return CommandResult(False, f"no error {callback.target}")
             if error.state is not State.AWAITING_APPROVAL:
-                label = render.STATE_LABELS.get(error.state, error.state.value)
+                label = STATE_LABELS.get(error.state, error.state.value)
                 return CommandResult(False, f"already decided: error {error.id} is {label}")
             if callback.action == "approve":
                 return await self._engine.approve(error.id, actor)
@@ -835,7 +835,7 @@ class TelegramBot:
         if attempt is None:
             return CommandResult(False, f"no attempt {callback.target}")
         if attempt.state is not State.REVIEW:
-            label = render.STATE_LABELS.get(attempt.state, attempt.state.value)
+            label = STATE_LABELS.get(attempt.state, attempt.state.value)
             return CommandResult(False, f"already decided: attempt {attempt.id} is {label}")
         if callback.action == "publish":
             return await self._engine.publish(attempt.id, actor)

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from console.link import LinkStatus
-from console.models import ErrorRow, HostRow, State
+from console.models import STATE_LABELS, ErrorRow, HostRow, State
 from console.telegram.limits import Part, escape, fit, markup
-from console.telegram.render import STATE_LABELS, age, severity_icon
+from console.telegram.render import age, severity_icon
 
 View = Literal["home", "queue", "errors", "system"]
 QUEUE_STATES = (State.AWAITING_APPROVAL, State.FIXING, State.TESTING, State.REVIEW)

@@ -10,24 +10,21 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC
 
-from console.models import AttemptRow, DecisionRow, ErrorRow, State, TestResultRow
+from console.models import (
+    STATE_LABELS,
+    AttemptRow,
+    DecisionRow,
+    ErrorRow,
+    State,
+    TestResultRow,
+    parse_time,
+)
 from console.telegram.limits import Part, escape, fit, markup
 from console.worktree import FileStat
 
 SEVERITY_ICONS = {"critical": "🔴", "high": "🟠", "medium": "🟡", "low": "⚪"}
-STATE_LABELS = {
-    State.NEW: "new",
-    State.AWAITING_APPROVAL: "awaiting approval",
-    State.FIXING: "fixing",
-    State.TESTING: "testing",
-    State.REVIEW: "review",
-    State.PR_OPENED: "PR opened",
-    State.SKIPPED: "skipped",
-    State.FAILED: "failed",
-    State.INTERRUPTED: "interrupted",
-}
 DECISION_LABELS = {
     "approve": "✅ <b>Fix approved</b>",
     "skip": "⏭ <b>Skipped</b>",
@@ -42,14 +39,6 @@ _STAT_LINE = re.compile(r"^(.*) \+(\d+) -(\d+)( \(binary\))?$")
 
 def severity_icon(severity: str) -> str:
     return SEVERITY_ICONS.get(severity, "⚪")
-
-
-def parse_time(iso: str) -> datetime | None:
-    try:
-        moment = datetime.fromisoformat(iso)
-    except (TypeError, ValueError):
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def when(iso: str) -> str:

@@ -6,11 +6,9 @@ errors table, the queue and the dialogs cannot drift apart.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from rich.text import Text
 
-from console.models import State
+from console.models import STATE_LABELS, State, epoch
 
 SEVERITY_ICON: dict[str, str] = {"critical": "✖", "high": "▲", "medium": "◆", "low": "•"}
 SEVERITY_STYLE: dict[str, str] = {
@@ -21,17 +19,7 @@ SEVERITY_STYLE: dict[str, str] = {
 }
 SEVERITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 
-STATE_LABEL: dict[State, str] = {
-    State.NEW: "new",
-    State.AWAITING_APPROVAL: "awaiting approval",
-    State.FIXING: "fixing",
-    State.TESTING: "testing",
-    State.REVIEW: "review",
-    State.PR_OPENED: "PR opened",
-    State.SKIPPED: "skipped",
-    State.FAILED: "failed",
-    State.INTERRUPTED: "interrupted",
-}
+STATE_LABEL = STATE_LABELS
 STATE_STYLE: dict[State, str] = {
     State.NEW: "cyan",
     State.AWAITING_APPROVAL: "bold yellow",
@@ -54,20 +42,7 @@ def state_text(state: State) -> Text:
     return Text(STATE_LABEL.get(state, str(state)), style=STATE_STYLE.get(state, ""))
 
 
-def parse_time(stamp: str | None) -> float | None:
-    """Epoch seconds of an ISO 8601 stamp, or None for an empty or foreign one.
-
-    Stamps come from remote agents, so a malformed one must show as unknown, not crash a view.
-    """
-    if not stamp:
-        return None
-    try:
-        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+parse_time = epoch
 
 
 def duration(seconds: float | None) -> str:

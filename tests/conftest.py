@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -82,3 +85,35 @@ def remote(tmp_path: Path) -> Path:
     bare = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
     return bare
+
+
+def _store_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if "connection_worker" in t.name and t.is_alive()}
+
+
+@pytest.fixture(autouse=True)
+def no_store_left_open() -> Iterator[None]:
+    """A store left open keeps aiosqlite's worker thread, and so the test run, alive."""
+    before = _store_threads()
+    yield
+    deadline = time.monotonic() + 2.0
+    while (_store_threads() - before) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    left = _store_threads() - before
+    if left:
+        pytest.fail(f"the test left {len(left)} store(s) open; close them (or stop the engine)")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A non-daemon thread still running here would hang the run forever (and CI until its
+    time limit): name it and end the run as failed instead."""
+    alive = [
+        t
+        for t in threading.enumerate()
+        if t is not threading.main_thread() and not t.daemon and t.is_alive()
+    ]
+    if alive:
+        names = ", ".join(t.name for t in alive)
+        sys.stderr.write(f"\ntests left {len(alive)} thread(s) running: {names}\n")
+        sys.stderr.flush()
+        os._exit(3)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -219,11 +220,24 @@ async def fill_store(db_path: Path) -> None:
     conn.close()
 
 
+_OPEN_STORES: list[Store] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_stores() -> Iterator[None]:
+    """The snapshot harness runs the app on its own loop; close its store afterwards, or
+    aiosqlite's worker thread keeps the test process alive at exit."""
+    yield
+    while _OPEN_STORES:
+        asyncio.run(_OPEN_STORES.pop().close())
+
+
 def make_app(tmp_path: Path) -> AutofixApp:
     """An app on a deterministic store, its engine not started (no links, no workers)."""
     config = config_for(tmp_path / "console")
     asyncio.run(fill_store(config.db_path))
     store = asyncio.run(Store.open(config.db_path))
+    _OPEN_STORES.append(store)
     return AutofixApp(Engine(config, store), clock=lambda: NOW)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import sys
 import time
@@ -37,6 +38,10 @@ PRUNE_SECONDS = 3600.0
 def log(message: str) -> None:
     """Operator-facing diagnostics go to stderr (journald under systemd)."""
     print(f"autofix-agent: {message}", file=sys.stderr, flush=True)
+
+
+def _log_problem(service: str, problem: str) -> None:
+    log(f"{service}: {problem}")
 
 
 @dataclass
@@ -82,7 +87,7 @@ class Daemon:
                     src.service,
                     src.command,
                     max_line_bytes=config.detection.max_line_bytes,
-                    on_problem=lambda problem, service=src.service: log(f"{service}: {problem}"),
+                    on_problem=functools.partial(_log_problem, src.service),
                 )
                 self.commands.append((src, command))
         self._parsers: dict[str, _Parser] = {}

@@ -39,14 +39,29 @@ WORKTREE_SCOPE = "(./**)"
 class ClaudeSettings(Protocol):
     """The ``ClaudeConfig`` fields this module reads (see console/config.py)."""
 
-    command: str
-    model: str | None
-    max_turns: int
-    max_budget_usd: float | None
-    timeout_seconds: float
-    allowed_tools: tuple[str, ...] | None
-    disallowed_tools: tuple[str, ...]
-    extra_env: Mapping[str, str]
+    @property
+    def command(self) -> str: ...
+
+    @property
+    def model(self) -> str | None: ...
+
+    @property
+    def max_turns(self) -> int: ...
+
+    @property
+    def max_budget_usd(self) -> float | None: ...
+
+    @property
+    def timeout_seconds(self) -> float: ...
+
+    @property
+    def allowed_tools(self) -> tuple[str, ...] | None: ...
+
+    @property
+    def disallowed_tools(self) -> tuple[str, ...]: ...
+
+    @property
+    def extra_env(self) -> Mapping[str, str]: ...
 
 
 @dataclass(frozen=True)

@@ -744,11 +744,14 @@ class Engine:
                 )
                 await self._emit_attempt(attempt_id)
                 return CommandResult(False, f"publishing failed: {exc}", attempt_id)
-            fields: dict[str, object] = {"reason": note}
-            if url is not None:
-                fields.update(pr_url=url, pr_number=number)
             moved = await self.store.transition_attempt(
-                attempt_id, State.REVIEW, State.PR_OPENED, actor=actor, **fields
+                attempt_id,
+                State.REVIEW,
+                State.PR_OPENED,
+                actor=actor,
+                reason=note,
+                pr_url=url,
+                pr_number=number,
             )
             if not moved:
                 return CommandResult(False, f"already decided: attempt {attempt_id}")

@@ -36,16 +36,35 @@ _NOT_APP = ("node_modules/", "node:", "internal/", "<anonymous>", "native")
 class ErrorFacts(Protocol):
     """What the prompt needs to know about an error group (``ErrorRow`` has these fields)."""
 
-    service: str
-    error_type: str
-    message: str
-    stack: list[str]
-    route: str | None
-    severity: str
-    count: int
-    hosts: Mapping[str, int] | Sequence[str]
-    first_seen: str
-    last_seen: str
+    @property
+    def service(self) -> str: ...
+
+    @property
+    def error_type(self) -> str: ...
+
+    @property
+    def message(self) -> str: ...
+
+    @property
+    def stack(self) -> list[str]: ...
+
+    @property
+    def route(self) -> str | None: ...
+
+    @property
+    def severity(self) -> str: ...
+
+    @property
+    def count(self) -> int: ...
+
+    @property
+    def hosts(self) -> Mapping[str, int] | Sequence[str]: ...
+
+    @property
+    def first_seen(self) -> str: ...
+
+    @property
+    def last_seen(self) -> str: ...
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,6 @@ class Daemon:
                 self.commands.append((src, command))
         self._parsers: dict[str, _Parser] = {}
         self._wake_settle = asyncio.Event()
-        self._wake_files = asyncio.Event()
         self._stop = asyncio.Event()
         self._flush_handle: asyncio.TimerHandle | None = None
         self._wake_handle: asyncio.TimerHandle | None = None

@@ -253,6 +253,19 @@ def _attempt_row(row: sqlite3.Row) -> AttemptRow:
     return AttemptRow(**values)
 
 
+def _test_result_row(r: sqlite3.Row) -> TestResultRow:
+    return TestResultRow(
+        id=r["id"],
+        attempt_id=r["attempt_id"],
+        command=r["command"],
+        exit_code=r["exit_code"],
+        timed_out=bool(r["timed_out"]),
+        duration_ms=r["duration_ms"],
+        output_tail=r["output_tail"],
+        at=r["at"],
+    )
+
+
 def _decision_row(row: sqlite3.Row) -> DecisionRow:
     values = dict(zip(row.keys(), tuple(row), strict=True))
     values["from_state"] = State(values["from_state"])
@@ -1024,17 +1037,7 @@ class Store:
                 "UPDATE attempts SET test_exit_code = ?, test_output_tail = ? WHERE id = ?",
                 (exit_code, output_tail, attempt_id),
             )
-            r = rows[0]
-            return TestResultRow(
-                id=r["id"],
-                attempt_id=r["attempt_id"],
-                command=r["command"],
-                exit_code=r["exit_code"],
-                timed_out=bool(r["timed_out"]),
-                duration_ms=r["duration_ms"],
-                output_tail=r["output_tail"],
-                at=r["at"],
-            )
+            return _test_result_row(rows[0])
 
         return await self._write(body)
 
@@ -1044,19 +1047,7 @@ class Store:
             "FROM test_results WHERE attempt_id = ? ORDER BY id",
             (attempt_id,),
         )
-        return [
-            TestResultRow(
-                id=r["id"],
-                attempt_id=r["attempt_id"],
-                command=r["command"],
-                exit_code=r["exit_code"],
-                timed_out=bool(r["timed_out"]),
-                duration_ms=r["duration_ms"],
-                output_tail=r["output_tail"],
-                at=r["at"],
-            )
-            for r in rows
-        ]
+        return [_test_result_row(r) for r in rows]
 
     async def record_pr(
         self, attempt_id: int, branch: str, url: str, number: int

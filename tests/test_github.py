@@ -34,9 +34,8 @@ BRANCH = f"hotfix/auto-{FP}"
 TOKEN = "ghp_test-token"
 
 
-@pytest.fixture(autouse=True)
-def _isolated_git(isolated_git_config: None) -> None:
-    """Every test here runs git without the developer's own config."""
+# Every test here runs git without the developer's own config.
+pytestmark = pytest.mark.usefixtures("isolated_git_config")
 
 
 @pytest.fixture

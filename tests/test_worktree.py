@@ -28,9 +28,8 @@ from tests.service_repo import git
 FP = "0123456789abcdef"
 
 
-@pytest.fixture(autouse=True)
-def _isolated_git(isolated_git_config: None) -> None:
-    """Every test here runs git without the developer's own config."""
+# Every test here runs git without the developer's own config.
+pytestmark = pytest.mark.usefixtures("isolated_git_config")
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs every real component the test suite drives, on a fresh Debian machine:
-# OpenSSH server and logrotate (apt), the pinned logging libraries and Claude Code CLI (npm),
+# OpenSSH server, logrotate, bubblewrap, socat and journald tools (apt), the pinned logging libraries and Claude Code CLI (npm),
 # and the project with its console and dev extras (pip, into .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,12 @@ need_apt=()
 if ! $runtime_only; then
   [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
   [ -x /usr/sbin/logrotate ] || need_apt+=(logrotate)
+  # Claude Code's Bash sandbox and the caged test run.
+  command -v bwrap >/dev/null || need_apt+=(bubblewrap)
+  command -v socat >/dev/null || need_apt+=(socat)
+  # journald sources: journalctl reads journal files that systemd-journal-remote writes.
+  command -v journalctl >/dev/null || need_apt+=(systemd)
+  [ -x /lib/systemd/systemd-journal-remote ] || need_apt+=(systemd-journal-remote)
 fi
 command -v git >/dev/null || need_apt+=(git)
 command -v node >/dev/null || need_apt+=(nodejs npm)

@@ -24,6 +24,29 @@ DEFAULT_SENSITIVE_PATHS: tuple[str, ...] = (
     "**/migrations/**",
     "package-lock.json",
     ".env*",
+    # What defines the test run (scripts, runner config, package manager config): an edit
+    # here changes what the console executes, not just the code under test.
+    "package.json",
+    ".npmrc",
+    ".yarnrc*",
+    "yarn.lock",
+    "pnpm-lock.yaml",
+    "pnpm-workspace.yaml",
+    "jest.config.*",
+    "vitest.config.*",
+    "vitest.workspace.*",
+    "vite.config.*",
+    ".mocharc*",
+    "karma.conf.*",
+    "playwright.config.*",
+    "cypress.config.*",
+    ".nycrc*",
+    ".c8rc*",
+    "babel.config.*",
+    ".babelrc*",
+    ".husky/**",
+    ".gitattributes",
+    "Makefile",
 )
 DEFAULT_DISALLOWED_TOOLS: tuple[str, ...] = ("WebFetch", "WebSearch")
 _GITHUB_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from agent.wire import ErrorEvent, Hello
+from console.cage import CageUnavailable, cage_env, cage_for
 from console.claude import ClaudeOutcome, run_claude
 from console.config import ConsoleConfig, ServiceConfig
 from console.github import (
@@ -37,11 +39,12 @@ from console.link import LinkManager, LinkProblem, LinkStatus
 from console.models import AttemptRow, ErrorRow, State
 from console.prompt import build_prompt
 from console.store import Store
-from console.testrun import TestResult, run_tests
+from console.testrun import TestResult, TestRunError, run_tests
 from console.transcript import Event as ClaudeEvent
 from console.worktree import (
     GitError,
     NothingToCommitError,
+    TestWrites,
     Worktree,
     commit_all,
     create_worktree,
@@ -50,8 +53,10 @@ from console.worktree import (
     push,
     remote_url,
     remove_worktree,
+    snapshot_files,
     snapshot_main,
     touched_sensitive,
+    undo_test_writes,
     verify_main_untouched,
 )
 
@@ -540,7 +545,14 @@ class Engine:
             self.notify("warning", wt.warning, error_id=error.id, attempt_id=attempt_id)
 
         if service.setup_command:
-            setup = await run_tests(service.setup_command, wt.path, service.test_timeout_seconds)
+            # Before Claude, on the base's code only: it keeps the network (npm ci), but
+            # nothing of what Claude writes has run yet.
+            setup = await run_tests(
+                service.setup_command,
+                wt.path,
+                service.test_timeout_seconds,
+                env=_child_env(),
+            )
             if not setup.passed:
                 await self._fail(
                     attempt_id,
@@ -575,15 +587,10 @@ class Engine:
         if not await self.store.transition_attempt(attempt_id, State.FIXING, State.TESTING):
             return
         await self._emit_attempt(attempt_id)
-        result = await run_tests(service.test_command, wt.path, service.test_timeout_seconds)
-        await self.store.record_test_result(
-            attempt_id,
-            command=service.test_command,
-            exit_code=result.exit_code,
-            output_tail=result.output_tail,
-            duration_ms=int(result.duration_s * 1000),
-            timed_out=result.timed_out,
-        )
+        ran = await self._caged_tests(attempt_id, wt, service)
+        if ran is None:
+            return
+        result, written = ran
         change = await diff(wt)
         stat = "\n".join(
             f"{s.path} +{s.added} -{s.removed}" + (" (binary)" if s.binary else "")
@@ -605,6 +612,8 @@ class Engine:
         await self._emit_attempt(attempt_id)
         tests = "tests passed" if result.passed else f"tests FAILED ({_exit_text(result)})"
         flag = f"; touches sensitive paths: {', '.join(sensitive)}" if sensitive else ""
+        if written.paths:
+            flag += f"; {len(written.paths)} file(s) written by the tests were not kept"
         self.notify(
             "info",
             f"fix for error {error.id} is ready for review: {len(change.files)} file(s), "
@@ -612,6 +621,44 @@ class Engine:
             error_id=error.id,
             attempt_id=attempt_id,
         )
+
+    async def _caged_tests(
+        self, attempt_id: int, wt: Worktree, service: ServiceConfig
+    ) -> tuple[TestResult, TestWrites] | None:
+        """Run the tests on Claude's edits in the cage, then undo whatever they wrote.
+
+        None when they could not run at all (the attempt has failed with the reason).
+        """
+        before = await snapshot_files(wt)
+        try:
+            cage = cage_for(wt.path, hidden=(self.config.state_dir,))
+            result = await run_tests(
+                service.test_command,
+                wt.path,
+                service.test_timeout_seconds,
+                env=cage_env(_child_env()),
+                cage=cage,
+            )
+        except (CageUnavailable, TestRunError) as exc:
+            await undo_test_writes(wt, before)
+            await self._fail(attempt_id, f"tests not run: {exc}")
+            return None
+        written = await undo_test_writes(wt, before)
+        tail = result.output_tail
+        if written.paths:
+            tail = (
+                f"{tail}\n[written by the tests, not part of the fix and undone: "
+                f"{', '.join(written.paths)}]"
+            ).lstrip("\n")
+        await self.store.record_test_result(
+            attempt_id,
+            command=service.test_command,
+            exit_code=result.exit_code,
+            output_tail=tail,
+            duration_ms=int(result.duration_s * 1000),
+            timed_out=result.timed_out,
+        )
+        return result, written
 
     async def _run_claude(
         self,
@@ -835,6 +882,12 @@ class Engine:
             self.notify("warning", warning, error_id=error.id, attempt_id=attempt.id)
         verb = "opened" if pr.created else "found existing"
         return pr.url, pr.number, f"{verb} pull request #{pr.number}: {pr.url}"
+
+
+def _child_env() -> dict[str, str]:
+    """What a child that runs the service's code may see of the console's environment."""
+    keep = {"PATH", "LANG", "LANGUAGE", "TERM", "HOME", "TMPDIR"}
+    return {k: v for k, v in os.environ.items() if k in keep or k.startswith("LC_")}
 
 
 def _exit_text(result: TestResult) -> str:

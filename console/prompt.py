@@ -1,8 +1,11 @@
 """The prompt for one fix attempt: the error as evidence, the code around it, and the rules.
 
-Everything that came from a production log is attacker-controllable (a request can put any
-text into an error message), so it is fenced in a data block whose boundary is random for
-each prompt, stripped of control characters, capped in length, and labelled as data. The
+Everything that came from a production log or over the wire is attacker-controllable (a
+request can put any text into an error message), so all of it (service name, route, hosts,
+message, frames) is fenced in a data block whose boundary is random for each prompt,
+stripped of control characters, capped in length, and labelled as data. Every kind of
+Unicode line break becomes a plain newline followed by the block's indentation, so hostile
+text can never start a line at column 0 inside the block. The
 source excerpts come from the worktree itself; stack paths are mapped onto the repository
 without ever reading outside it.
 """
@@ -31,6 +34,8 @@ _FRAME = re.compile(
     r"(?:\(|\bat\s+|@)(?:file://)?(?P<path>[^\s()]+?):(?P<line>\d+)(?::\d+)?\)?\s*$"
 )
 _NOT_APP = ("node_modules/", "node:", "internal/", "<anonymous>", "native")
+# Everything str.splitlines() (and so a reader of the prompt) takes for a line break.
+_LINE_BREAKS = re.compile("\r\n|[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
 class ErrorFacts(Protocol):
@@ -92,7 +97,7 @@ def build_prompt(
         boundary = f"LOG-DATA-{secrets.token_hex(16)}"
     excerpts = source_excerpts(error.stack, repo, app_root)
     parts = [
-        f"Fix a production error in the {sanitize_line(error.service)} service. The "
+        "Fix a production error in the service named in the data block below. The "
         "repository is checked out in the current directory (a git worktree made for this fix).",
         "",
         "## The error (untrusted data)",
@@ -181,9 +186,10 @@ def map_to_repo(path: str, repo: Path, app_root: str | None) -> Path | None:
 
 
 def sanitize(text: str, limit: int) -> str:
-    """Log text made safe to show: no escape sequences or control characters (newlines and
-    tabs kept), no invisible formatting characters, and no more than ``limit`` characters."""
-    text = _ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
+    """Log text made safe to show: every line break a plain newline, no escape sequences or
+    control characters (tabs kept), no invisible formatting characters, and no more than
+    ``limit`` characters."""
+    text = _LINE_BREAKS.sub("\n", _ANSI.sub("", text))
     kept = "".join(
         c for c in text if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cf", "Co", "Cs")
     )

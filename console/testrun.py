@@ -1,11 +1,13 @@
 """Running a service's own test command inside a fix attempt's worktree.
 
 The command is the service's shell line (``npm test`` by default), so it runs through
-``/bin/sh -c`` in its own process group with stdin closed. Test suites start servers,
+``/bin/sh -c`` in its own process group with stdin closed and exactly the environment the
+caller gives (never the console's own). On Claude's edits it runs in a :class:`Cage`
+(no network, read-only outside the worktree, its own PID namespace). Test suites start servers,
 watchers and workers; when the run ends (normally, by timeout, or because the caller was
 cancelled) everything left in that group is terminated, first politely, then with SIGKILL.
-Processes that deliberately detach into a new session escape any process-group based
-cleanup; that is the limit of what this module can promise.
+Uncaged, processes that deliberately detach into a new session escape any process-group
+based cleanup; caged, they die with the cage's PID namespace.
 
 Output is merged (stdout and stderr in the order written) and only a bounded tail is kept,
 so a suite that prints gigabytes cannot exhaust the console's memory.
@@ -19,8 +21,11 @@ import os
 import re
 import signal
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from console.cage import Cage, check_cage
 
 TAIL_LINES = 200
 TAIL_BYTES = 16 * 1024
@@ -145,12 +150,15 @@ async def run_tests(
     cwd: Path,
     timeout: float,
     *,
-    env: dict[str, str] | None = None,
+    env: Mapping[str, str],
+    cage: Cage | None = None,
     kill_grace: float = 5.0,
 ) -> TestResult:
     """Run the service's tests and report pass/fail with the end of their output.
 
-    ``env`` is layered over the console's own environment. A run that outlives
+    ``env`` is the run's whole environment. With ``cage`` the command runs inside it, and a
+    bubblewrap that cannot build the sandbox raises
+    :class:`~console.cage.CageUnavailable` before anything runs. A run that outlives
     ``timeout`` seconds is stopped (the whole process group) and reported as timed out;
     cancelling the awaiting task stops it the same way before the cancellation propagates.
     """
@@ -159,28 +167,30 @@ async def run_tests(
         raise TestRunError("test command is empty")
     if not cwd.is_dir():
         raise TestRunError(f"cannot run tests: directory {cwd} does not exist")
+    argv = ["/bin/sh", "-c", command]
+    if cage is not None:
+        await check_cage(cage)
+        argv = cage.argv(argv)
     started = time.monotonic()
     # Our own pipe rather than asyncio's: Process.wait() on an asyncio pipe also waits for
     # every holder of the pipe (a stray server) to exit, and the pipe must be closable.
     read_fd, write_fd = os.pipe()
     try:
         proc = await asyncio.create_subprocess_exec(
-            "/bin/sh",
-            "-c",
-            command,
+            *argv,
             cwd=str(cwd),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=write_fd,
             stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
+            env=dict(env),
             start_new_session=True,
         )
     except OSError as exc:
         os.close(read_fd)
-        raise TestRunError(f"cannot start /bin/sh for {command!r}: {exc}") from exc
+        raise TestRunError(f"cannot start {argv[0]} for {command!r}: {exc}") from exc
     finally:
         os.close(write_fd)
-    pgid = proc.pid  # start_new_session makes the shell the group leader
+    pgid = proc.pid  # start_new_session makes the shell (or bwrap) the group leader
     stream = asyncio.StreamReader(limit=2 * _READ_CHUNK)
     transport, _ = await asyncio.get_running_loop().connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(stream), os.fdopen(read_fd, "rb", buffering=0)

@@ -3,11 +3,15 @@
 A fix attempt never runs in the main checkout. Each attempt gets a linked worktree under
 ``<repo>/.worktrees/hotfix/auto-<fingerprint>`` on branch ``hotfix/auto-<fingerprint>``,
 started from the freshly fetched remote base branch. The engine snapshots the main checkout
-before an attempt and verifies afterwards that HEAD, branch and working tree are unchanged.
+before an attempt and verifies afterwards that HEAD, branch, working tree and the git
+directory's config, hooks and attributes are unchanged.
 
 Every git call runs without a terminal (own session, ``GIT_TERMINAL_PROMPT=0``), so a
 credential or passphrase prompt fails fast with git's message instead of hanging the UI.
-Failures surface as :class:`GitError` carrying the command, exit code and git's stderr.
+Every git call also runs with hooks and the file-system monitor disabled (:func:`git_argv`):
+the worktree holds code nobody has reviewed, and git must never execute anything from the
+repository on the console's behalf. Failures surface as :class:`GitError` carrying the
+command, exit code and git's stderr.
 
 Decisions worth knowing:
 
@@ -31,6 +35,7 @@ import os
 import re
 import shutil
 import signal
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +46,17 @@ FALLBACK_AUTHOR_NAME = "LevAutoFix"
 FALLBACK_AUTHOR_EMAIL = "autofix@localhost"
 
 _FINGERPRINT = re.compile(r"[0-9a-f]{16}")
+# Config that would make git execute something: hooks (which a planted file in the shared
+# .git/hooks would otherwise run on the next `worktree add`), an fsmonitor command, and
+# the ext:: transport. Given on the command line, they win over every config file.
+_SAFE_CONFIG = (
+    "core.hooksPath=/dev/null",
+    "core.fsmonitor=false",
+    "protocol.ext.allow=never",
+)
+# Files of the shared git directory whose change means something could run or be hidden
+# on the developer's next git command; hooks/ is covered recursively.
+_GIT_DIR_FILES = ("config", "config.worktree", "info/attributes")
 _LOCAL_TIMEOUT_S = 120.0
 _NETWORK_TIMEOUT_S = 300.0
 # Environment variables that would point git at a different repository than the one we pass.
@@ -113,12 +129,15 @@ class MainSnapshot:
     ``status`` holds the ``git status --porcelain=v1`` entries; ``content_digest`` covers the
     content of staged and unstaged changes and of untracked files, which status alone
     does not (a file already modified can be modified again without changing status).
+    ``git_files`` maps the git directory's config, attributes and every file under
+    ``hooks/`` to a digest of its mode and content.
     """
 
     head: str | None
     branch: str | None
     status: tuple[str, ...]
     content_digest: str
+    git_files: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -165,7 +184,20 @@ class _GitOutput:
     returncode: int
 
 
-def _git_env() -> dict[str, str]:
+def git_argv(*args: str) -> list[str]:
+    """The command line of one git call, with everything that would execute code turned off.
+
+    The one place git command lines are made; the demo's workspace uses it too.
+    """
+    command = ["git"]
+    for option in _SAFE_CONFIG:
+        command += ["-c", option]
+    return [*command, *args]
+
+
+def git_env() -> dict[str, str]:
+    """The environment of every git call: the console's, minus repository overrides, with
+    prompts off and a fixed locale (git's messages are parsed)."""
     env = {k: v for k, v in os.environ.items() if k not in _REPO_OVERRIDES}
     env["GIT_TERMINAL_PROMPT"] = "0"
     env["GCM_INTERACTIVE"] = "never"
@@ -183,7 +215,7 @@ async def _git(
     env: dict[str, str] | None = None,
     error: type[GitError] = GitError,
 ) -> _GitOutput:
-    command = ["git", *args]
+    command = git_argv(*args)
     try:
         proc = await asyncio.create_subprocess_exec(
             *command,
@@ -191,7 +223,7 @@ async def _git(
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env={**_git_env(), **(env or {})},
+            env={**git_env(), **(env or {})},
             start_new_session=True,
         )
     except FileNotFoundError as exc:
@@ -285,7 +317,39 @@ async def snapshot_main(repo: Path) -> MainSnapshot:
     digest.update(b"\0untracked\0")
     for path in sorted(untracked):
         digest.update(path + b"\0" + _file_digest(top / os.fsdecode(path)) + b"\0")
-    return MainSnapshot(head, branch, status, digest.hexdigest())
+    return MainSnapshot(head, branch, status, digest.hexdigest(), await _git_dir_files(top))
+
+
+async def _git_dir_files(top: Path) -> tuple[tuple[str, str], ...]:
+    """Digest of each file in the shared git directory that decides what git runs."""
+    out = await _git(top, "rev-parse", "--git-common-dir")
+    common = Path(_text(out))
+    if not common.is_absolute():
+        common = top / common
+    found: list[tuple[str, str]] = []
+    for name in _GIT_DIR_FILES:
+        path = common / name
+        if path.exists() or path.is_symlink():
+            found.append((name, _entry_digest(path)))
+    hooks = common / "hooks"
+    if hooks.is_dir() or hooks.is_symlink():
+        found.append(("hooks", _entry_digest(hooks)))
+        for dirpath, dirnames, filenames in os.walk(hooks):
+            for name in sorted(dirnames + filenames):
+                path = Path(dirpath, name)
+                found.append((path.relative_to(common).as_posix(), _entry_digest(path)))
+    return tuple(sorted(found))
+
+
+def _entry_digest(path: Path) -> str:
+    """Type, mode and content of a file (an executable bit is what makes a hook run)."""
+    try:
+        mode = path.lstat().st_mode
+    except OSError as exc:
+        return f"unreadable:{exc.strerror}"
+    if path.is_dir() and not path.is_symlink():
+        return f"dir:{mode:o}"
+    return f"{mode:o}:{_file_digest(path).decode()}"
 
 
 def _file_digest(path: Path) -> bytes:
@@ -320,6 +384,12 @@ async def verify_main_untouched(repo: Path, before: MainSnapshot) -> list[str]:
         problems.append("working tree status changed: " + ", ".join(parts))
     if now.content_digest != before.content_digest and now.status == before.status:
         problems.append("file contents changed (status is the same, the content is not)")
+    old, new_files = dict(before.git_files), dict(now.git_files)
+    changed = sorted(
+        name for name in old.keys() | new_files.keys() if old.get(name) != new_files.get(name)
+    )
+    if changed:
+        problems.append("git directory changed: " + ", ".join(f".git/{n}" for n in changed))
     return problems
 
 
@@ -543,6 +613,101 @@ async def diff(wt: Worktree) -> DiffResult:
         text=text.stdout.decode("utf-8", "replace"),
         stat=stat,
         files=[s.path for s in stat],
+    )
+
+
+@dataclass(frozen=True)
+class TestWrites:
+    """What a test run changed in the worktree, all of it undone before the diff is taken.
+
+    ``created`` were removed; ``changed`` (modified or deleted by the tests) were put back
+    as Claude left them. Neither is ever part of the diff nor of a commit.
+    """
+
+    __test__ = False  # not a pytest test class despite the name
+
+    created: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return self.created + self.changed
+
+
+_UNDO_ROUNDS = 3
+
+
+async def snapshot_files(wt: Worktree) -> str:
+    """The worktree's files as they are now (tracked and untracked, not ignored), as a git
+    tree, so :func:`undo_test_writes` can tell what a later test run wrote.
+
+    Built in a private index, so the worktree's own index and files are not touched.
+    """
+    with tempfile.TemporaryDirectory(prefix="autofix-index-") as tmp:
+        index = Path(tmp) / "index"
+        own = await _git(wt.path, "rev-parse", "--path-format=absolute", "--git-path", "index")
+        own_index = Path(_text(own))
+        if own_index.is_file():  # reuses its stat data: no rehash of unchanged files
+            shutil.copyfile(own_index, index)
+        env = {"GIT_INDEX_FILE": str(index)}
+        await _git(wt.path, "add", "--all", "--", ".", env=env)
+        return _text(await _git(wt.path, "write-tree", env=env))
+
+
+def _remove_written(root: Path, path: str) -> None:
+    """Delete a path a test run created, never following a link out of the worktree."""
+    target = root / path
+    parent = target.parent.resolve()
+    if parent != root and root not in parent.parents:
+        return
+    if target.is_dir() and not target.is_symlink():  # a nested repository (gitlink)
+        shutil.rmtree(target)
+    else:
+        target.unlink(missing_ok=True)
+
+
+async def undo_test_writes(wt: Worktree, before: str) -> TestWrites:
+    """Put the worktree back to the tree ``before`` and say what the test run had written.
+
+    New files go; modified and deleted ones come back. A restored ``.gitignore`` can make
+    a file that was hidden visible again, so this repeats until nothing differs.
+    """
+    created: list[str] = []
+    changed: list[str] = []
+    root = wt.path.resolve()
+    for _ in range(_UNDO_ROUNDS):
+        now = await snapshot_files(wt)
+        if now == before:
+            return TestWrites(tuple(created), tuple(changed))
+        out = await _git(
+            wt.path, "diff-tree", "-r", "-z", "--no-renames", "--name-status", before, now
+        )
+        fields = [f.decode("utf-8", "surrogateescape") for f in out.stdout.split(b"\0") if f]
+        restore: list[str] = []
+        for status, path in zip(fields[::2], fields[1::2], strict=True):
+            if status == "A":
+                _remove_written(root, path)
+                if path not in created:
+                    created.append(path)
+            else:
+                restore.append(path)
+                if path not in changed:
+                    changed.append(path)
+        if restore:
+            await _git(
+                wt.path,
+                "restore",
+                f"--source={before}",
+                "--worktree",
+                "--pathspec-from-file=-",
+                "--pathspec-file-nul",
+                stdin=b"".join(os.fsencode(p) + b"\0" for p in restore),
+                env={"GIT_LITERAL_PATHSPECS": "1"},
+            )
+    raise GitError(
+        ["git", "restore", f"--source={before}"],
+        1,
+        f"the worktree {wt.path} still differs from the tree before the test run",
     )
 
 

@@ -110,7 +110,10 @@ def test_service_defaults_match_the_schema():
     cfg = parse_config({"services": [{"name": "api", "repo": "/src/api"}]})
     (svc,) = cfg.services
     assert svc.test_command == "npm test" and svc.test_timeout_seconds == 600.0
-    assert svc.sensitive_paths == (".github/**", "**/migrations/**", "package-lock.json", ".env*")
+    assert {".github/**", "**/migrations/**", "package-lock.json", ".env*"} <= set(
+        svc.sensitive_paths
+    )
+    assert {"package.json", ".npmrc", "jest.config.*"} <= set(svc.sensitive_paths)
     assert svc.github_repo is None and svc.app_root is None
 
 

@@ -12,6 +12,9 @@ import pytest
 
 from console.testrun import TAIL_BYTES, TestRunError, clean_output, run_tests
 
+# The run gets exactly this environment, nothing of the test process's own.
+ENV = {"PATH": os.environ["PATH"]}
+
 
 def gone(pid: int) -> bool:
     """True when ``pid`` no longer runs (a zombie awaiting its reaper counts as gone)."""
@@ -34,7 +37,10 @@ def read_pid(path: Path) -> int:
 async def test_passing_command_reports_exit_zero_and_output(tmp_path: Path) -> None:
     (tmp_path / "marker.txt").write_text("from cwd\n")
     result = await run_tests(
-        "cat marker.txt; echo to-stderr >&2; echo $EXTRA", tmp_path, 10, env={"EXTRA": "layered"}
+        "cat marker.txt; echo to-stderr >&2; echo $EXTRA",
+        tmp_path,
+        10,
+        env={**ENV, "EXTRA": "layered"},
     )
 
     assert result.passed and result.exit_code == 0 and not result.timed_out
@@ -43,7 +49,7 @@ async def test_passing_command_reports_exit_zero_and_output(tmp_path: Path) -> N
 
 
 async def test_failing_command_is_not_passed_and_keeps_its_exit_code(tmp_path: Path) -> None:
-    result = await run_tests("echo '1 failing'; exit 3", tmp_path, 10)
+    result = await run_tests("echo '1 failing'; exit 3", tmp_path, 10, env=ENV)
 
     assert not result.passed
     assert result.exit_code == 3
@@ -51,14 +57,14 @@ async def test_failing_command_is_not_passed_and_keeps_its_exit_code(tmp_path: P
 
 
 async def test_missing_test_runner_is_a_failed_run_with_the_shell_message(tmp_path: Path) -> None:
-    result = await run_tests("no-such-runner-xyz --ci", tmp_path, 10)
+    result = await run_tests("no-such-runner-xyz --ci", tmp_path, 10, env=ENV)
 
     assert not result.passed and result.exit_code == 127
     assert "no-such-runner-xyz" in result.output_tail
 
 
 async def test_stdin_is_closed_so_prompts_do_not_hang(tmp_path: Path) -> None:
-    result = await run_tests('read answer; echo "got [$answer] rc=$?"', tmp_path, 10)
+    result = await run_tests('read answer; echo "got [$answer] rc=$?"', tmp_path, 10, env=ENV)
 
     assert result.output_tail == "got [] rc=1"
 
@@ -67,7 +73,7 @@ async def test_timeout_kills_the_whole_group_including_grandchildren(tmp_path: P
     pidfile = tmp_path / "grandchild.pid"
     script = f"sh -c 'sleep 300 & echo $! > {pidfile}; wait' ; echo never"
 
-    result = await run_tests(script, tmp_path, 0.5, kill_grace=1)
+    result = await run_tests(script, tmp_path, 0.5, kill_grace=1, env=ENV)
     grandchild = read_pid(pidfile)
 
     assert result.timed_out and not result.passed and result.exit_code is None
@@ -82,7 +88,7 @@ async def test_grandchild_ignoring_sigterm_is_killed_after_the_grace(tmp_path: P
     script = f"(trap '' TERM; exec sleep 300) & echo $! > {pidfile}; wait"
 
     started = time.monotonic()
-    result = await run_tests(script, tmp_path, 0.3, kill_grace=0.5)
+    result = await run_tests(script, tmp_path, 0.3, kill_grace=0.5, env=ENV)
     stubborn = read_pid(pidfile)
 
     assert result.timed_out
@@ -95,7 +101,7 @@ async def test_background_server_left_by_a_passing_suite_is_stopped(tmp_path: Pa
     pidfile = tmp_path / "server.pid"
     script = f"sleep 300 & echo $! > {pidfile}; echo suite done"
 
-    result = await run_tests(script, tmp_path, 10, kill_grace=3)
+    result = await run_tests(script, tmp_path, 10, kill_grace=3, env=ENV)
     server = read_pid(pidfile)
 
     assert result.passed and result.output_tail == "suite done"
@@ -107,7 +113,7 @@ async def test_background_server_left_by_a_passing_suite_is_stopped(tmp_path: Pa
 async def test_cancelling_the_run_stops_the_suite(tmp_path: Path) -> None:
     pidfile = tmp_path / "suite.pid"
     task = asyncio.create_task(
-        run_tests(f"sleep 300 & echo $! > {pidfile}; wait", tmp_path, 60, kill_grace=1)
+        run_tests(f"sleep 300 & echo $! > {pidfile}; wait", tmp_path, 60, kill_grace=1, env=ENV)
     )
     suite = await asyncio.to_thread(read_pid, pidfile)
     task.cancel()
@@ -124,7 +130,7 @@ async def test_huge_output_keeps_only_a_bounded_tail(tmp_path: Path) -> None:
         "for i in range(600000): sys.stdout.write(f'line {i:07d} ' + 'x' * 90 + chr(10))\n"
         "print('LAST LINE')\""
     )
-    result = await run_tests(script, tmp_path, 60)
+    result = await run_tests(script, tmp_path, 60, env=ENV)
 
     lines = result.output_tail.splitlines()
     assert result.passed
@@ -141,7 +147,7 @@ async def test_output_tail_has_no_terminal_escapes(tmp_path: Path) -> None:
         r"printf 'progress 10%%\rprogress 100%%\n'; "
         r"printf '\033]8;;http://x\033\\link\033]8;;\033\\\n'"
     )
-    result = await run_tests(script, tmp_path, 10)
+    result = await run_tests(script, tmp_path, 10, env=ENV)
 
     assert result.output_tail.splitlines() == ["FAIL src/a.test.js", "progress 100%", "link"]
     assert "\x1b" not in result.output_tail
@@ -153,14 +159,14 @@ def test_clean_output_survives_invalid_utf8() -> None:
 
 async def test_missing_worktree_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(TestRunError, match="does not exist"):
-        await run_tests("true", tmp_path / "gone", 10)
+        await run_tests("true", tmp_path / "gone", 10, env=ENV)
     with pytest.raises(TestRunError, match="empty"):
-        await run_tests("   ", tmp_path, 10)
+        await run_tests("   ", tmp_path, 10, env=ENV)
 
 
 async def test_no_process_of_ours_outlives_the_run(tmp_path: Path) -> None:
     before = set(os.listdir("/proc"))
-    await run_tests("sleep 30 & sleep 30 & exit 1", tmp_path, 10, kill_grace=1)
+    await run_tests("sleep 30 & sleep 30 & exit 1", tmp_path, 10, kill_grace=1, env=ENV)
     await asyncio.sleep(0.2)
     new = [p for p in set(os.listdir("/proc")) - before if p.isdigit()]
     ours = [p for p in new if not gone(int(p)) and _cmdline(p).startswith("sleep 30")]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from console.config import ConsoleConfig, default_state_dir, load_config
+from console.worktree import git_argv, git_env
 
 SERVICE_SOURCE = Path(__file__).resolve().parent / "service"
 SERVICE_NAME = "PA"
@@ -56,7 +57,7 @@ class WorkspaceError(RuntimeError):
 
 
 def _git(cwd: Path, *args: str) -> None:
-    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run(git_argv(*args), cwd=cwd, capture_output=True, text=True, env=git_env())
     if proc.returncode != 0:
         raise WorkspaceError(f"git {' '.join(args)} failed in {cwd}: {proc.stderr.strip()}")
 

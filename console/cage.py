@@ -118,17 +118,13 @@ def cage_env(base: dict[str, str]) -> dict[str, str]:
     return {**base, "HOME": CAGE_HOME, "TMPDIR": CAGE_TMP}
 
 
-_working: set[str] = set()
-
-
 async def check_cage(cage: Cage) -> None:
-    """Prove once per bubblewrap that it can build this sandbox (user namespaces may be off).
+    """Prove that bubblewrap can build this very sandbox (user namespaces may be off, a
+    mount may fail); it costs a few milliseconds before a run of minutes.
 
     A failing probe is :class:`CageUnavailable` with bubblewrap's own words, so the attempt
     says why its tests did not run instead of reporting a failed suite.
     """
-    if cage.bwrap in _working:
-        return
     try:
         proc = await asyncio.create_subprocess_exec(
             *cage.argv(["/bin/true"]),
@@ -150,4 +146,3 @@ async def check_cage(cage: Cage) -> None:
     if proc.returncode != 0:
         detail = err.decode("utf-8", "replace").strip() or f"exit {proc.returncode}"
         raise CageUnavailable(f"bubblewrap cannot build the test sandbox here: {detail}")
-    _working.add(cage.bwrap)

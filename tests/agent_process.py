@@ -120,7 +120,9 @@ def group_counts(db: Path) -> dict[str, int]:
     for stack_json, count in rows:
         stack = json.loads(stack_json)
         frame = next((s for s in stack if s.strip().startswith("at ")), "")
-        out[frame.strip().split()[1]] = count
+        words = frame.split()
+        name = words[1] if len(words) > 1 else frame
+        out[name] = out.get(name, 0) + count
     return out
 
 

@@ -244,7 +244,8 @@ SURROGATE_LINES = (
     '{"level":50,"time":1795428000000,"msg":"comment rejected: \\ud83d"}',
     '{"level":50,"time":1795428000000,"msg":"bad url","req":{"method":"GET","url":"/c/\\ud83d"}}',
     '{"level":50,"time":1795428000000,"msg":"bad stack","err":{"type":"TypeError",'
-    '"message":"bad stack","stack":"TypeError: bad stack \\udc00\\n    at cut (/srv/pa/src/\\ud83d.js:1:1)"}}',
+    '"message":"bad stack","stack":"TypeError: bad stack \\udc00\\n'
+    '    at cut (/srv/pa/src/\\ud83d.js:1:1)"}}',
 )
 
 
@@ -323,3 +324,59 @@ def test_scan_reports_a_record_with_a_lone_surrogate_made_safe(tmp_path: Path, b
     assert len(groups) == 3
     assert any("\ufffd" in json.dumps(g, ensure_ascii=False) for g in groups)
     assert {g["message"] for g in groups} >= {"before 0", "after 0"}
+
+
+async def test_a_failed_source_task_is_restarted_and_the_others_keep_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from agent import daemon as daemon_module
+    from agent.config import load_config
+    from agent.outbox import OutboxReader
+
+    monkeypatch.setattr(daemon_module, "MIN_BACKOFF", 0.2)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    config_path = tmp_path / "agent.toml"
+    config_path.write_text(
+        f'state_dir = "{tmp_path / "state"}"\nhost = "h"\n'
+        "[detection]\nsettle_seconds = 0.2\nmin_severity = 'low'\n"
+        f'[[sources]]\nservice = "A"\npaths = ["{tmp_path}/a/*.log"]\nfrom_beginning = true\n'
+        f'[[sources]]\nservice = "B"\npaths = ["{tmp_path}/b/*.log"]\nfrom_beginning = true\n'
+    )
+    daemon = daemon_module.Daemon(load_config(config_path))
+    failing = daemon.watches[0].files
+    real_poll = failing.poll
+
+    def poll_that_fails_once_data_arrives() -> list:
+        chunks = real_poll()
+        if any(c.data for c in chunks):
+            raise RuntimeError("a fault inside the tailer")
+        return chunks
+
+    failing.poll = poll_that_fails_once_data_arrives  # type: ignore[method-assign]
+    task = asyncio.create_task(daemon.run())
+    await asyncio.sleep(0.5)
+    (tmp_path / "a" / "a.log").write_text(_trace("alpha", 0))
+    (tmp_path / "b" / "b.log").write_text(_trace("beta", 0))
+    db = tmp_path / "state" / "agent.db"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and group_counts(db) != {"alpha": 1, "beta": 1}:
+        await asyncio.sleep(0.1)
+    assert group_counts(db) == {"alpha": 1, "beta": 1}
+    assert daemon.watches[0].files is not failing, "the failed source was started over"
+    reader = OutboxReader(db)
+    health = reader.source_health()
+    reader.close()
+    assert [(h.source.split(":")[0], h.state, h.failures) for h in health] == [("A", "running", 1)]
+    assert "a fault inside the tailer" in health[0].last_error
+    check = subprocess.run(
+        [*AGENT, "check", "--config", str(config_path)], capture_output=True, text=True
+    )
+    assert "warn sources[0] A: failed 1 time(s)" in check.stdout, check.stdout
+    daemon.stop()
+    await asyncio.wait_for(task, 10)
+    said = capsys.readouterr().err
+    assert "A: " in said and "source failed (RuntimeError: a fault inside the tailer" in said
+    assert "source restarted" in said

@@ -53,11 +53,18 @@ def require_tool(name: str) -> str:
     pytest.skip(message)
 
 
-def require_node_modules() -> Path:
-    """The pinned npm packages (logging libraries, Claude CLI) installed by `make test`."""
+def require_node_modules(*packages: str) -> Path:
+    """The pinned npm packages (logging libraries, Claude CLI) installed by `make test`.
+
+    ``packages`` names the ones a test needs beyond pino (an older install may lack them).
+    """
     modules = TESTS / "node_modules"
-    if not (modules / "pino").is_dir():
-        message = "tests/node_modules is missing; `make test` runs `npm ci --prefix tests`"
+    missing = [p for p in ("pino", *packages) if not (modules / p).is_dir()]
+    if missing:
+        message = (
+            f"tests/node_modules lacks {', '.join(missing)}; "
+            "`make test` runs `npm ci --prefix tests`"
+        )
         if IN_CI:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
@@ -127,3 +134,20 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         sys.stderr.write(f"\ntests left {len(alive)} thread(s) running: {names}\n")
         sys.stderr.flush()
         os._exit(3)
+
+
+@pytest.fixture
+def agent_factory() -> Iterator:
+    """Makes `autofix-agent run` processes (see tests.agent_process); all stopped after."""
+    from tests.agent_process import Agent
+
+    agents: list[Agent] = []
+
+    def make(config: Path, log: Path) -> Agent:
+        agent = Agent(config, log)
+        agents.append(agent)
+        return agent
+
+    yield make
+    for agent in agents:
+        agent.stop()

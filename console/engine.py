@@ -25,6 +25,7 @@ from typing import Literal, Protocol
 
 from agent.wire import ErrorEvent, Hello
 from console.cage import CageUnavailable, cage_env, cage_for
+from console.childenv import child_env
 from console.claude import ClaudeOutcome, run_claude
 from console.config import ConsoleConfig, ServiceConfig
 from console.github import (
@@ -885,9 +886,9 @@ class Engine:
 
 
 def _child_env() -> dict[str, str]:
-    """What a child that runs the service's code may see of the console's environment."""
-    keep = {"PATH", "LANG", "LANGUAGE", "TERM", "HOME", "TMPDIR"}
-    return {k: v for k, v in os.environ.items() if k in keep or k.startswith("LC_")}
+    """What the service's own commands (setup, tests) see of the console's environment:
+    the allow list without any credential."""
+    return child_env(os.environ, allow_credentials=False)
 
 
 def _exit_text(result: TestResult) -> str:

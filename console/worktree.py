@@ -596,6 +596,42 @@ async def remove_worktree(repo: Path, wt: Worktree, *, delete_branch: bool) -> N
 # Inspecting and publishing the change
 
 
+async def _check_gitfile(wt: Worktree) -> None:
+    """Refuse to run git in a worktree whose ``.git`` file no longer leads to its own entry
+    in the repository's git directory.
+
+    Whatever can write the worktree could otherwise point it at a repository of its own,
+    whose config (filters, fsmonitor, ssh command) git would obey on the console's next
+    diff or commit.
+    """
+    gitfile = wt.path / ".git"
+    problem = None
+    if gitfile.is_symlink() or not gitfile.is_file():
+        problem = "is not a file"
+    else:
+        pointer = gitfile.read_text(encoding="utf-8", errors="replace").strip()
+        entry = Path(pointer.removeprefix("gitdir: "))
+        common = Path(_text(await _git(wt.repo, "rev-parse", "--git-common-dir")))
+        common = common if common.is_absolute() else wt.repo / common
+        try:
+            back = (entry / "gitdir").read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            back = ""
+        if (
+            not pointer.startswith("gitdir: ")
+            or not _same_path(entry.parent, common / "worktrees")
+            or not back
+            or not _same_path(Path(back), gitfile)
+        ):
+            problem = f"points at {pointer[:200]!r}, not at this worktree's entry in {common}"
+    if problem:
+        raise GitError(
+            ["git", "-C", str(wt.path)],
+            128,
+            f"{gitfile} {problem}; refusing to run git in a worktree that was tampered with",
+        )
+
+
 async def _mark_new_files(wt: Worktree) -> None:
     """Record untracked files as intent-to-add so diffs show what was written, not just
     what was edited (new files are often the whole fix)."""
@@ -604,6 +640,7 @@ async def _mark_new_files(wt: Worktree) -> None:
 
 async def diff(wt: Worktree) -> DiffResult:
     """The attempt's full change against its base: edits, new files, deletions, commits."""
+    await _check_gitfile(wt)
     await _mark_new_files(wt)
     flags = ("--no-color", "--no-ext-diff", "--find-renames")
     text = await _git(wt.path, "diff", *flags, wt.base_sha, "--")
@@ -643,6 +680,7 @@ async def snapshot_files(wt: Worktree) -> str:
 
     Built in a private index, so the worktree's own index and files are not touched.
     """
+    await _check_gitfile(wt)
     with tempfile.TemporaryDirectory(prefix="autofix-index-") as tmp:
         index = Path(tmp) / "index"
         own = await _git(wt.path, "rev-parse", "--path-format=absolute", "--git-path", "index")
@@ -817,6 +855,7 @@ async def commit_all(wt: Worktree, message: str) -> str:
     """
     if not message.strip():
         raise ValueError("commit message is empty")
+    await _check_gitfile(wt)
     await _git(wt.path, "add", "--all", "--", ".")
     staged = await _git(wt.path, "diff", "--cached", "--quiet", check=False)
     if staged.returncode == 0:
@@ -846,6 +885,7 @@ async def push(wt: Worktree, remote: str, branch: str, *, force: bool = False) -
     ``force`` replaces a branch left on the remote by an earlier attempt, but only if
     the remote still holds what we last saw there (``--force-with-lease``).
     """
+    await _check_gitfile(wt)
     await _check_remote(wt.path, remote)
     await _check_ref_name(wt.path, "branch", branch)
     args = ["push", "--quiet"]
@@ -889,6 +929,7 @@ async def open_worktree(
     wt_path = Path(path)
     if not wt_path.is_dir():
         raise GitError(["worktree", str(wt_path)], 1, f"worktree {wt_path} no longer exists")
+    await _check_gitfile(Worktree(wt_path, branch, "", top))
     base = await _git(
         wt_path, "merge-base", "HEAD", f"refs/remotes/{remote}/{base_branch}", check=False
     )

@@ -533,3 +533,24 @@ def test_default_sensitive_paths_flag_what_defines_the_test_run() -> None:
     hits = touched_sensitive([FileStat(p, 1, 0) for p in changed], DEFAULT_SENSITIVE_PATHS)
 
     assert hits == changed[:6]
+
+
+async def test_git_refuses_a_worktree_whose_git_file_was_pointed_elsewhere(
+    tmp_path: Path, clone: Path
+) -> None:
+    wt = await create_worktree(clone, FP, base_branch="main", remote="origin")
+    marker = tmp_path / "filter-ran.txt"
+    elsewhere = tmp_path / "elsewhere"
+    git(tmp_path, "init", "-q", str(elsewhere))
+    git(elsewhere, "config", "filter.evil.clean", f"sh -c 'echo ran >> {marker}; cat'")
+    (wt.path / ".gitattributes").write_text("* filter=evil\n")
+    (wt.path / ".git").write_text(f"gitdir: {elsewhere / '.git'}\n")
+
+    for operation in (diff(wt), snapshot_files(wt), commit_all(wt, "fix")):
+        with pytest.raises(GitError, match="tampered with"):
+            await operation
+    (wt.path / ".git").unlink()
+    (wt.path / ".git").symlink_to(elsewhere / ".git")
+    with pytest.raises(GitError, match="is not a file"):
+        await push(wt, "origin", wt.branch)
+    assert not marker.exists()

@@ -256,7 +256,7 @@ def test_scan_exits_0_on_a_file_of_every_kind_of_bad_input(tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stderr
     results = [json.loads(line) for line in proc.stdout.decode("utf-8").splitlines()]
     messages = {r["message"] for r in results}
-    assert {"before failed", "after failed", "comment rejected: \ufffd"} <= messages
+    assert {"before failed", "after failed", "comment rejected: \ufffd", "nul \ufffd"} <= messages
     assert b"Traceback" not in proc.stderr
 
 

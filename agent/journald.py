@@ -7,17 +7,17 @@ entry whose text is fully counted in the same outbox transaction as the counts (
 does with file offsets). A restart, or a ``kill -9``, resumes with ``--after-cursor``:
 nothing is lost and nothing is counted twice.
 
-Each entry's ``MESSAGE`` (text, or an array of bytes when journald kept it as binary) is
-handed on as the bytes the program wrote, one line per entry, so the parser assembles a
-stack trace that a service wrote one line per journal entry. The parser does not see the
-journald JSON itself (and so takes no time stamp from it: occurrences are timed on arrival).
+Each entry's JSON line goes to the parser as it is: the parser unwraps the journald
+envelope (``MESSAGE`` as text or as the byte array journald writes for binary, the entry's
+time) like any other, so a stack trace that a service wrote one line per entry is
+assembled again. This module only reads the cursor of each entry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,41 +29,25 @@ from agent.config import JournaldConfig
 # list of numbers, four times its size. A longer line is skipped, not held without bound.
 MAX_ENTRY_BYTES = 8 << 20
 _CURSOR_PROBE_SECONDS = 30.0
+# The top-level "__CURSOR" key: inside a JSON string its quotes would be escaped, so this
+# never matches text a program logged. Cursors hold no quotes or backslashes.
+_CURSOR = re.compile(rb'"__CURSOR":"([^"\\]+)"')
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One journal entry: its message as the program wrote it (``b""`` when it has none,
-    newline-terminated otherwise) and its cursor."""
+    """One line of ``journalctl -o json``: the bytes for the parser (newline-terminated)
+    and the entry's cursor (None for a line that carries none)."""
 
     data: bytes
     cursor: str | None
 
 
-def message_bytes(value: object) -> bytes | None:
-    """``MESSAGE`` as bytes: journald writes text as a string, anything else (invalid
-    UTF-8, control characters) as an array of byte values."""
-    if isinstance(value, str):
-        return value.encode("utf-8", "surrogatepass")
-    if isinstance(value, list) and all(
-        isinstance(b, int) and not isinstance(b, bool) and 0 <= b < 256 for b in value
-    ):
-        return bytes(value)
-    return None
-
-
-def entry_of(line: bytes) -> Entry | None:
-    """The entry in one line of ``journalctl -o json`` output, or None if it is not one."""
-    try:
-        obj = json.loads(line)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(obj, dict):
-        return None
-    cursor = obj.get("__CURSOR")
-    message = message_bytes(obj.get("MESSAGE"))
-    data = b"" if not message else message if message.endswith(b"\n") else message + b"\n"
-    return Entry(data=data, cursor=cursor if isinstance(cursor, str) and cursor else None)
+def entry_of(line: bytes) -> Entry:
+    """The entry in one line of ``journalctl -o json`` output."""
+    match = _CURSOR.search(line)
+    cursor = match.group(1).decode("ascii", "replace") if match else None
+    return Entry(data=line + b"\n", cursor=cursor)
 
 
 def journalctl_argv(
@@ -192,7 +176,7 @@ class JournalSource:
                 proc.kill()
             await proc.wait()
             return None
-        cursors = [e.cursor for e in map(entry_of, out.splitlines()) if e and e.cursor]
+        cursors = [e.cursor for e in map(entry_of, out.splitlines()) if e.cursor]
         return cursors[-1] if cursors else None
 
     def stop(self) -> None:
@@ -203,14 +187,7 @@ class JournalSource:
 
         def on_data(data: bytes) -> None:
             dropped = self._lines.dropped
-            entries = []
-            for line in self._lines.feed(data):
-                entry = entry_of(line)
-                if entry is None:
-                    if line.strip():
-                        self._report(f"journalctl wrote a line that is not an entry: {line[:80]!r}")
-                    continue
-                entries.append(entry)
+            entries = [entry_of(line) for line in self._lines.feed(data) if line.strip()]
             if self._lines.dropped > dropped:
                 self._report(f"skipped a journal entry longer than {MAX_ENTRY_BYTES} bytes")
             if entries:

@@ -91,14 +91,11 @@ def test_a_source_is_either_files_a_command_or_journald() -> None:
         parse_config({"sources": [{"service": "b", "paths": ["/x"], "journald": {}}]})
 
 
-def test_message_is_read_as_text_or_as_the_byte_array_journald_writes_for_binary() -> None:
-    text = entry_of(b'{"__CURSOR":"c1","MESSAGE":"Error: boom"}')
-    assert text is not None and text.data == b"Error: boom\n" and text.cursor == "c1"
-    raw = entry_of(b'{"__CURSOR":"c2","MESSAGE":[69,114,114,111,114,58,32,255,10]}')
-    assert raw is not None and raw.data == b"Error: \xff\n"
-    empty = entry_of(b'{"__CURSOR":"c3"}')
-    assert empty is not None and empty.data == b"" and empty.cursor == "c3"
-    assert entry_of(b"not json") is None and entry_of(b"[1,2]") is None
+def test_each_entry_goes_to_the_parser_as_is_with_its_cursor_read_from_the_top_level() -> None:
+    line = b'{"MESSAGE":"logged \\"__CURSOR\\":\\"fake\\"","__CURSOR":"s=1;i=2;b=3"}'
+    entry = entry_of(line)
+    assert entry.data == line + b"\n" and entry.cursor == "s=1;i=2;b=3"
+    assert entry_of(b'{"MESSAGE":"no cursor here"}').cursor is None
 
 
 # --- the real thing ------------------------------------------------------------------
@@ -114,7 +111,10 @@ def test_errors_in_journal_entries_arrive_on_the_stream_and_follow_live(
     # Another unit's errors are not this source's.
     entries += unit_entries("other.service", trace_lines("elsewhere", 0))
     # Bytes that are not UTF-8 come back from journalctl as an array of numbers.
-    entries += unit_entries(UNIT, [b"Error: card reader sent \xff\xfe garbage"])
+    # ... and the entry's own time is the occurrence's time.
+    card = unit_entries(UNIT, [b"Error: card reader sent \xff\xfe garbage"])
+    card[0]["__REALTIME_TIMESTAMP"] = str(1767323045 * 10**6)  # 2026-01-02T03:04:05Z
+    entries += card
     # The line that once blinded the agent, inside a journal entry.
     entries += unit_entries(
         UNIT, ['{"level":50,"time":1795428000000,"msg":"comment rejected: \\ud83d"}']
@@ -138,7 +138,9 @@ def test_errors_in_journal_entries_arrive_on_the_stream_and_follow_live(
     charge = next(e for m, e in errors.items() if m.startswith("charge failed"))
     assert charge.error_type == "TypeError" and charge.count == 3 and charge.service == "billing"
     assert any("at charge (/srv/billing/src/charge.js" in line for line in charge.stack)
-    assert any("card reader sent" in m and "\ufffd" in m for m in errors), list(errors)
+    card_event = next(e for m, e in errors.items() if "card reader sent" in m)
+    assert "\ufffd" in card_event.message
+    assert card_event.first_seen.startswith("2026-01-02T03:04:05"), card_event.first_seen
     assert any(m == "comment rejected: \ufffd" for m in errors), list(errors)
     assert not any("elsewhere" in m for m in errors)
     # Entries appended while the agent follows the journal.

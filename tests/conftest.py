@@ -12,8 +12,9 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,11 +53,18 @@ def require_tool(name: str) -> str:
     pytest.skip(message)
 
 
-def require_node_modules() -> Path:
-    """The pinned npm packages (logging libraries, Claude CLI) installed by `make test`."""
+def require_node_modules(*packages: str) -> Path:
+    """The pinned npm packages (logging libraries, Claude CLI) installed by `make test`.
+
+    ``packages`` names the ones a test needs beyond pino (an older install may lack them).
+    """
     modules = TESTS / "node_modules"
-    if not (modules / "pino").is_dir():
-        message = "tests/node_modules is missing; `make test` runs `npm ci --prefix tests`"
+    missing = [p for p in ("pino", *packages) if not (modules / p).is_dir()]
+    if missing:
+        message = (
+            f"tests/node_modules lacks {', '.join(missing)}; "
+            "`make test` runs `npm ci --prefix tests`"
+        )
         if IN_CI:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
@@ -85,6 +93,15 @@ def remote(tmp_path: Path) -> Path:
     bare = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
     return bare
+
+
+@pytest.fixture
+async def bot_phone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+    """The Telegram bot on a bare engine and the Bot API stand-in (tests/telegram_phone.py)."""
+    from tests.telegram_phone import open_phone
+
+    async with open_phone(tmp_path, monkeypatch) as phone:
+        yield phone
 
 
 def _store_threads() -> set[threading.Thread]:
@@ -117,3 +134,20 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         sys.stderr.write(f"\ntests left {len(alive)} thread(s) running: {names}\n")
         sys.stderr.flush()
         os._exit(3)
+
+
+@pytest.fixture
+def agent_factory() -> Iterator:
+    """Makes `autofix-agent run` processes (see tests.agent_process); all stopped after."""
+    from tests.agent_process import Agent
+
+    agents: list[Agent] = []
+
+    def make(config: Path, log: Path) -> Agent:
+        agent = Agent(config, log)
+        agents.append(agent)
+        return agent
+
+    yield make
+    for agent in agents:
+        agent.stop()

@@ -24,7 +24,7 @@ from agent.config import AgentConfig, SourceConfig
 from agent.occurrence import Occurrence, occurrence_of
 from agent.outbox import Outbox
 from agent.parse import Assembler
-from agent.redact import Redactor
+from agent.redact import Redactor, env_values
 from agent.tail import Chunk, FileSource, Position
 
 RESCAN_SECONDS = 2.0
@@ -70,7 +70,7 @@ class Daemon:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.outbox = Outbox.open(config.db_path, config.host)
-        self.redactor = Redactor(config.redact_patterns)
+        self.redactor = Redactor(config.redact_patterns, env_values(config.redact_env))
         self.files: list[tuple[SourceConfig, FileSource]] = []
         self.commands: list[tuple[SourceConfig, CommandSource]] = []
         for src in config.sources:

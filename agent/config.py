@@ -19,11 +19,18 @@ from agent.wire import SEVERITIES
 
 DEFAULT_STATE_DIR = "/var/lib/autofix-agent"
 
-# The seed's list of faults that are always critical, plus crashes from memory exhaustion.
+# The seed design's four outage patterns, exactly as designed, then what real drivers and
+# runtimes print for the same outages, and crashes from memory exhaustion.
+SEED_CRITICAL_PATTERNS: tuple[str, ...] = (
+    r"mongo.*(?:error|fail|refused|timeout)",
+    r"ECONNREFUSED",
+    r"jwt.*(?:secret|undefined|invalid)",
+    r"database.*(?:down|unavailable|timeout)",
+)
 DEFAULT_CRITICAL_PATTERNS: tuple[str, ...] = (
+    *SEED_CRITICAL_PATTERNS,
     # Any MongoDB driver or Mongoose error class (MongoServerSelectionError, MongooseError...).
     r"Mongo\w*Error|mongo.*(timed out|closed|refused)",
-    r"ECONNREFUSED",
     r"JsonWebTokenError|TokenExpiredError|jwt (malformed|expired)|invalid signature",
     r"database (is )?(down|unavailable|unreachable)|(db|database) connection (lost|failed|refused)",
     r"out of memory|JavaScript heap out of memory|heap limit|ENOMEM|OutOfMemoryError|MemoryError",

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from console.childenv import child_env
 from console.transcript import Event, PermissionDenial, Result, StreamParser
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ async def run_claude(
     if not cwd.is_dir():
         return _failed(f"worktree {cwd} does not exist")
     command = build_command(config, test_command)
-    env = {**os.environ, **{str(k): str(v) for k, v in dict(config.extra_env).items()}}
+    env = child_env(os.environ, allow_credentials=True, extra=config.extra_env)
     # Output pipes are made here rather than by asyncio: asyncio's wait() would also wait
     # for every process holding them, and a shell the CLI left behind may hold them forever.
     out_read, out_write = _wide_pipe()

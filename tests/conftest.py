@@ -52,11 +52,18 @@ def require_tool(name: str) -> str:
     pytest.skip(message)
 
 
-def require_node_modules() -> Path:
-    """The pinned npm packages (logging libraries, Claude CLI) installed by `make test`."""
+def require_node_modules(*packages: str) -> Path:
+    """The pinned npm packages (logging libraries, Claude CLI) installed by `make test`.
+
+    ``packages`` names the ones a test needs beyond pino (an older install may lack them).
+    """
     modules = TESTS / "node_modules"
-    if not (modules / "pino").is_dir():
-        message = "tests/node_modules is missing; `make test` runs `npm ci --prefix tests`"
+    missing = [p for p in ("pino", *packages) if not (modules / p).is_dir()]
+    if missing:
+        message = (
+            f"tests/node_modules lacks {', '.join(missing)}; "
+            "`make test` runs `npm ci --prefix tests`"
+        )
         if IN_CI:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)

@@ -9,7 +9,12 @@ import pytest
 from conftest import require_tool
 
 from agent.classify import _critical_regex, classify, meets
-from agent.config import DEFAULT_CRITICAL_PATTERNS, DetectionConfig, parse_config
+from agent.config import (
+    DEFAULT_CRITICAL_PATTERNS,
+    SEED_CRITICAL_PATTERNS,
+    DetectionConfig,
+    parse_config,
+)
 from agent.wire import SEVERITIES, WireError
 
 DEFAULT = DetectionConfig()
@@ -43,6 +48,39 @@ CRITICAL_TEXTS = [
     "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory",
     "RangeError: Array buffer allocation failed (ENOMEM)",
 ]
+
+
+def test_the_seed_designs_four_patterns_are_defaults_exactly() -> None:
+    assert SEED_CRITICAL_PATTERNS == (
+        r"mongo.*(?:error|fail|refused|timeout)",
+        r"ECONNREFUSED",
+        r"jwt.*(?:secret|undefined|invalid)",
+        r"database.*(?:down|unavailable|timeout)",
+    )
+    assert DEFAULT_CRITICAL_PATTERNS[: len(SEED_CRITICAL_PATTERNS)] == SEED_CRITICAL_PATTERNS
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "MongoServerError: connection pool closed",
+        "Error: jwt secret undefined - authentication broken",
+        "Error: mongodb write failed",
+        "Error: JWT token invalid",
+        "Error: database timeout after 5000ms",
+    ],
+)
+def test_the_seed_designs_examples_are_critical_at_count_one(text: str) -> None:
+    assert classify(text, 1, DEFAULT) == "critical"
+    assert classify(text.swapcase(), 1, DEFAULT) == "critical"
+
+
+@pytest.mark.parametrize(
+    ("count", "expected"), [(1, "low"), (2, "low"), (3, "medium"), (9, "medium"), (10, "high")]
+)
+def test_the_seed_designs_null_reference_is_ranked_by_its_count(count: int, expected: str) -> None:
+    text = "TypeError: Cannot read property tenantId of undefined\n" + STACK
+    assert classify(text, count, DEFAULT) == expected
 
 
 @pytest.mark.parametrize("text", CRITICAL_TEXTS)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import parse, scan
+from agent import scan
 from agent.config import DetectionConfig
-from agent.parse import Assembler, settled_line_start
+from agent.parse import Assembler, prefilter, settled_line_start
 from agent.scan import Scanner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "bench"))
@@ -29,24 +29,24 @@ from gen_log import generate
 
 def _plain_finder(buf: bytes, pos: int) -> int:
     """The candidate finder as one ``find`` per needle over the folded buffer, no shortcuts."""
-    folded = buf.translate(parse._FOLD)
+    folded = buf.translate(prefilter.FOLD)
     while True:
-        hits = [(folded.find(needle, pos), i) for i, needle in enumerate(parse._NEEDLES)]
+        hits = [(folded.find(needle, pos), i) for i, needle in enumerate(prefilter.NEEDLES)]
         found = [(hit, i) for hit, i in hits if hit != -1]
         if not found:
             return -1
         best, needle = min(found)
         start = buf.rfind(b"\n", pos, best) + 1 or pos
-        if not parse._QUIET_LINE.match(buf, start):
+        if not prefilter.QUIET_LINE.match(buf, start):
             break
         newline = buf.find(b"\n", best)
         if newline == -1:
             return -1
         pos = newline + 1
-    if needle == len(parse._NEEDLES) - 1 or start == pos:
+    if prefilter.NEEDLES[needle] in prefilter.NEXT_LINE_NEEDLES or start == pos:
         return start
     previous = buf.rfind(b"\n", pos, start - 1) + 1 or pos
-    if parse._EXCERPT_BYTES.fullmatch(buf, previous, start - 1):
+    if prefilter.EXCERPT_BYTES.fullmatch(buf, previous, start - 1):
         return previous
     return _plain_excerpt_start(buf, pos, start)
 
@@ -60,10 +60,10 @@ def _plain_excerpt_start(buf: bytes, pos: int, start: int) -> int:
         end = begin - 1
     if lines and lines[0][0] == lines[0][1]:
         lines = lines[1:]
-    if len(lines) < 3 or not parse._CARET_BYTES.fullmatch(buf, *lines[0]):
+    if len(lines) < 3 or not prefilter.CARET_BYTES.fullmatch(buf, *lines[0]):
         return start
     begin, end = lines[2]
-    return begin if parse._EXCERPT_BYTES.fullmatch(buf, begin, end) else start
+    return begin if prefilter.EXCERPT_BYTES.fullmatch(buf, begin, end) else start
 
 
 _PIECES = [
@@ -139,15 +139,15 @@ def test_needle_hits_are_every_occurrence_of_every_folded_needle() -> None:
     alphabet = b'errorEXCEPTIONfatalpanicalertemergtracebackcrit"level":56js:\n    at xfbvjRr\x00'
     for _ in range(1500):
         buf = bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 160)))
-        folded = buf.translate(parse._FOLD)
+        folded = buf.translate(prefilter.FOLD)
         expected = sorted(
             {
                 m.start()
-                for n in parse._NEEDLES
+                for n in prefilter.NEEDLES
                 for m in re.finditer(b"(?=" + re.escape(n) + b")", folded)
             }
         )
-        assert parse._needle_hits(buf) == expected, buf
+        assert prefilter.needle_hits(buf) == expected, buf
 
 
 def test_not_quiet_regex_answers_exactly_what_the_quiet_line_pattern_answers() -> None:
@@ -182,8 +182,8 @@ def test_not_quiet_regex_answers_exactly_what_the_quiet_line_pattern_answers() -
     ]
     for _ in range(20000):
         line = b"".join(rng.choice(parts) for _ in range(rng.randint(0, 6)))
-        quiet = parse._QUIET_LINE.match(line + b"\n") is not None
-        loud = parse._NOT_QUIET_NEXT.match(b"\n" + line + b"\n") is not None
+        quiet = prefilter.QUIET_LINE.match(line + b"\n") is not None
+        loud = prefilter.NOT_QUIET_NEXT.match(b"\n" + line + b"\n") is not None
         assert quiet != loud, line
 
 
@@ -192,11 +192,11 @@ def test_both_ways_of_finding_candidates_agree_with_a_plain_search(
     mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if mode == "needles":
-        monkeypatch.setattr(parse, "_loud_lines", lambda buf: None)
+        monkeypatch.setattr(prefilter, "loud_lines", lambda buf: None)
     rng = random.Random(3)
     for i in range(800):
         buf = _random_log(rng, rng.randint(1, 60)) if i % 2 else _random_lines(rng, 12)
-        finder = parse._CandidateFinder()
+        finder = prefilter.CandidateFinder()
         for pos in _line_starts(buf):
             assert finder(buf, pos) == _plain_finder(buf, pos), (buf, pos)
 
@@ -209,16 +209,16 @@ def test_excerpt_back_up_matches_the_plain_one_for_every_line_pair() -> None:
         for i, pos in enumerate(starts):
             for start in starts[i:]:
                 expected = _plain_excerpt_start(buf, pos, start)
-                assert parse._CandidateFinder._excerpt_start(buf, pos, start) == expected
+                assert prefilter.CandidateFinder._excerpt_start(buf, pos, start) == expected
 
 
 def test_a_quiet_line_holding_a_needle_limits_how_far_an_excerpt_is_backed_up_to() -> None:
     buf = b"/srv/app.ts:10\nINFO: error seen\n^\n\nError: boom\n"
     header = buf.index(b"Error: boom")
-    finder = parse._CandidateFinder()
+    finder = prefilter.CandidateFinder()
     assert finder(buf, 0) == header == _plain_finder(buf, 0)
     clean = b"/srv/app.ts:10\nthrow x\n^\n\nError: boom\n"
-    assert parse._CandidateFinder()(clean, 0) == 0 == _plain_finder(clean, 0)
+    assert prefilter.CandidateFinder()(clean, 0) == 0 == _plain_finder(clean, 0)
 
 
 def test_busy_logs_switch_to_the_needle_search_and_still_find_every_record() -> None:
@@ -226,7 +226,7 @@ def test_busy_logs_switch_to_the_needle_search_and_still_find_every_record() -> 
     lines = [f"request {i} handled in {i % 7} ms" for i in range(5000)]
     lines[2500:2500] = ["NotFound: user 7", "    at load (/srv/app.js:3:9)"]
     data = ("\n".join(lines) + "\n").encode()
-    assert parse._loud_lines(data) is None
+    assert prefilter.loud_lines(data) is None
     records = Assembler().feed(data, 0)
     assert [(r.error_type, r.message) for r in records] == [("NotFound", "user 7")]
 

@@ -1,0 +1,336 @@
+"""The byte prefilter: where a possibly interesting line starts, at C speed.
+
+Most of a production log is not an error, so while no record is being assembled the raw
+bytes are scanned for the needles the format recognizers declare (after case folding),
+and only lines that hold one are decoded and looked at in Python. This is the only code
+that looks at bytes rather than text.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+
+from agent.parse.formats import RECOGNIZERS
+from agent.parse.shapes import OTHER_LEVELS
+
+# Case folding, plus letter classes that let one needle stand for two words ("fatal" and
+# "panic" fold alike, as do "alert" and "emerg"), plus '6' -> '5' for "level":50 and 60.
+# Folded needles match a few other words too; those lines are merely looked at and dropped.
+_LETTER_CLASSES = bytes.maketrans(b"eipngcm", b"aafttll")
+FOLD = bytes.maketrans(
+    bytes(range(65, 91)) + b"6eipngcm",
+    bytes(range(97, 123)).translate(_LETTER_CLASSES) + b"5aafttll",
+)
+
+
+def _needles() -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    """(line needles, next-line needles) of every recognizer, folded, each once."""
+    line: dict[bytes, None] = {}
+    following: dict[bytes, None] = {}
+    for recognizer in RECOGNIZERS:
+        for needle in recognizer.needles:
+            assert b"\n" not in needle, needle
+            line[needle.translate(FOLD)] = None
+        for needle in recognizer.next_line_needles:
+            following[b"\n" + needle.translate(FOLD)] = None
+    return tuple(line), tuple(following)
+
+
+_LINE_NEEDLES, NEXT_LINE_NEEDLES = _needles()
+NEEDLES: tuple[bytes, ...] = _LINE_NEEDLES + NEXT_LINE_NEEDLES
+
+CARET_BYTES = re.compile(rb"[ \t]*\^+[ \t]*\r?")
+# Lines the line mode would ignore when idle: a non-error level word after an optional
+# timestamp, or a pino/bunyan/winston JSON line whose first "level" is below error.
+_QUIET_STAMP = (
+    rb"\[?\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d{1,9})? ?"
+    rb"(?:Z|[+-]\d\d:?\d\d|UTC)?\]?:? "
+)
+# Level words of lines the level-line recognizer ignores (some of shapes.OTHER_LEVELS).
+_QUIET_WORDS: tuple[bytes, ...] = (
+    *(b"info", b"debug", b"trace", b"notice", b"warn", b"warning"),
+    *(b"verbose", b"silly", b"http"),
+)
+assert {word.decode() for word in _QUIET_WORDS} <= OTHER_LEVELS
+_QUIET_WORD = rb"\[?(?i:" + b"|".join(_QUIET_WORDS) + rb")\]?[: \t\r\n]"
+_QUIET_JSON = (
+    rb'\{(?:"(?:name|hostname|pid|time|v)":(?:"[^"\\\n]*"|\d+),)*"level":'
+    rb'(?:[1-4]\d|"(?i:' + b"|".join(_QUIET_WORDS) + rb')")[,}]'
+)
+QUIET_LINE = re.compile(
+    b"(?:" + _QUIET_STAMP + b"){0,2}(?:" + _QUIET_WORD + b"|" + _QUIET_JSON + b")"
+)
+# A newline followed by a line that is not quiet, for finding those lines at C speed. It
+# asks the same question as QUIET_LINE in a form the regex engine answers faster: the two
+# most common quiet shapes (JSON; one timestamp and a level word) are tried on their own
+# first, each a subset of the whole, and optional groups are spelled as alternatives.
+_STAMP_OR_NOT = (
+    rb"\[?\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d{1,9}|) ?(?:Z|[+-]\d\d:?\d\d|UTC|)\]?:? "
+)
+NOT_QUIET_NEXT = re.compile(
+    b"\n(?!"
+    + _QUIET_JSON
+    + b")(?!"
+    + _STAMP_OR_NOT
+    + _QUIET_WORD
+    + b")(?!(?:"
+    + _STAMP_OR_NOT
+    + b"(?:"
+    + _STAMP_OR_NOT
+    + b"|)|)(?:"
+    + _QUIET_WORD
+    + b"|"
+    + _QUIET_JSON
+    + b"))"
+)
+EXCERPT_BYTES = re.compile(rb"(?:\S+\.[cm]?[jt]sx?|node:[\w/]+):\d+\r?")
+
+# Searching the folded buffer once per needle would cost a full pass each. Instead each
+# needle is looked for from one of its bytes (its anchor), and needles sharing an anchor are
+# found together by one regex whose literal first byte lets the engine skip ahead at C speed.
+# Bytes that are rare in logs (x, f/p, b, v, j, newline) are merged into one marker first,
+# so a single search covers every needle holding one of them; "r" anchors the rest (error,
+# alert/emerg, crit). Every anchor hit is checked against the exact fold before it counts,
+# so the hits are exactly those of a plain search for each needle.
+_MARKER = 0
+_RARE_FOLDED = b"xbvj\n"
+_MERGE = bytes(_MARKER if i in _RARE_FOLDED else i for i in range(256))
+_COARSE = FOLD.translate(_MERGE)
+_ANCHORS = (_MARKER, ord("r"), ord("f"))
+
+# Per anchor search: the regex, and by the byte after the anchor the (offset of the anchor
+# in the needle, needle) pairs to check.
+_AnchorSearch = tuple[re.Pattern[bytes], dict[int, list[tuple[int, bytes]]]]
+
+
+def _anchor_searches() -> list[_AnchorSearch]:
+    plans: dict[int, tuple[list[bytes], dict[int, list[tuple[int, bytes]]]]] = {
+        anchor: ([], {}) for anchor in _ANCHORS
+    }
+    for needle in NEEDLES:
+        coarse = needle.translate(_MERGE)
+        anchor, offset = next((a, coarse.find(a)) for a in _ANCHORS if a in coarse)
+        rest = coarse[offset + 1 :]
+        assert rest, "an anchor must not end its needle"
+        branches, checks = plans[anchor]
+        branches.append(re.escape(rest))
+        checks.setdefault(rest[0], []).append((offset, needle))
+    # A lookahead keeps each match one byte long, so no anchor is swallowed by another
+    # match; capture groups would name the branch but slow the search down a lot.
+    return [
+        (re.compile(re.escape(bytes([anchor])) + b"(?=" + b"|".join(branches) + b")"), checks)
+        for anchor, (branches, checks) in plans.items()
+    ]
+
+
+_ANCHOR_SEARCHES = _anchor_searches()
+
+
+def needle_hits(buf: bytes) -> list[int]:
+    """Sorted start offsets of every needle occurrence in ``buf`` (case folded)."""
+    coarse = buf.translate(_COARSE)
+    fold = FOLD
+    hits: list[int] = []
+    for search, checks in _ANCHOR_SEARCHES:
+        for match in search.finditer(coarse):
+            at = match.start()
+            for offset, needle in checks[coarse[at + 1]]:
+                start = at - offset
+                if start >= 0 and buf[start : start + len(needle)].translate(fold) == needle:
+                    hits.append(start)
+    hits.sort()
+    return hits
+
+
+# A buffer with more lines that are not quiet than this (per KiB, plus a few) is searched
+# needle by needle instead: checking many lines one by one in Python costs more.
+_LINES_PER_KIB = 1
+_LINES_SLACK = 16
+# After a buffer turned out busy, this many buffers go straight to the needle search.
+_NEEDLE_MODE_BUFFERS = 8
+
+
+def _needles_in_line(buf: bytes, start: int) -> tuple[bool, bool]:
+    """(a line needle starts in the line at ``start``, a next-line needle does).
+
+    A next-line needle starts at the newline that ends the line.
+    """
+    end = buf.find(b"\n", start)
+    if end == -1:
+        end = len(buf)
+    folded = buf[start:end].translate(FOLD)
+    other = False
+    for needle in _LINE_NEEDLES:
+        if needle in folded:
+            other = True
+            break
+    frame = False
+    if end < len(buf):
+        for needle in NEXT_LINE_NEEDLES:
+            if buf[end : end + len(needle)].translate(FOLD) == needle:
+                frame = True
+                break
+    return other, frame
+
+
+def loud_lines(buf: bytes) -> list[int] | None:
+    """Starts of the lines that are not quiet, or None when there are too many of them for
+    looking at them one by one to pay off."""
+    limit = len(buf) // 1024 * _LINES_PER_KIB + _LINES_SLACK
+    loud = [] if QUIET_LINE.match(buf) else [0]
+    for match in NOT_QUIET_NEXT.finditer(buf):
+        loud.append(match.end())
+        if len(loud) > limit:
+            return None
+    return loud
+
+
+def _after_quiet_needle_lines(buf: bytes, begin: int, start: int) -> int:
+    """Just after the last quiet line holding a needle among the lines in [begin, start)."""
+    bound = begin
+    line = begin
+    while line < start:
+        end = buf.find(b"\n", line, start)
+        if end == -1:
+            break
+        if QUIET_LINE.match(buf, line) and any(_needles_in_line(buf, line)):
+            bound = end + 1
+        line = end + 1
+    return bound
+
+
+class CandidateFinder:
+    """Where the next possibly interesting line starts, using C-speed searches only.
+
+    A line is a candidate when it is not quiet (see ``QUIET_LINE``) and a needle starts in
+    it. Each new buffer is looked at once, by whichever way is cheaper for it: lines that
+    are not quiet are found by one regex and only they are searched for needles, or, when
+    most lines are not quiet, every needle is found (see ``needle_hits``) and the quiet
+    lines holding one are passed over. Both give the same answers.
+
+    For a stack frame it backs up to the line before (the header of an error whose name
+    has no "error" in it); for a header right after a crash excerpt (``/app.js:42``,
+    source, ``^``) it backs up to the excerpt.
+    """
+
+    def __init__(self) -> None:
+        self._buf: bytes | None = None
+        self._hits: list[int] = []
+        self._loud: list[int] | None = None
+        self._needle_mode = 0  # buffers left to search needle by needle
+
+    def __call__(self, buf: bytes, pos: int) -> int:
+        if buf is not self._buf:
+            self._prepare(buf)
+        if self._loud is None:
+            return self._from_hits(buf, pos)
+        loud = self._loud
+        # Lines inside a record are read without asking here, so needles are looked for
+        # only in the lines that are asked about.
+        index = bisect_left(loud, pos)
+        while True:
+            if index == len(loud):
+                return -1
+            start = loud[index]
+            other, frame = _needles_in_line(buf, start)
+            if other or frame:
+                break
+            index += 1
+        if not other or start == pos:
+            return start
+        back = self._back_up(buf, pos, start)
+        if back < start:
+            # The needle search resumes after each quiet line holding a needle, and never
+            # backs up beyond where it resumed: neither may this.
+            bound = _after_quiet_needle_lines(buf, back, start)
+            if bound > back:
+                back = self._back_up(buf, bound, start)
+        return back
+
+    def _prepare(self, buf: bytes) -> None:
+        self._buf = buf
+        self._loud = None
+        if self._needle_mode:
+            self._needle_mode -= 1
+        else:
+            self._loud = loud_lines(buf)
+            if self._loud is not None:
+                return
+            self._needle_mode = _NEEDLE_MODE_BUFFERS
+        self._hits = needle_hits(buf)
+
+    def _from_hits(self, buf: bytes, pos: int) -> int:
+        hits = self._hits
+        index = bisect_left(hits, pos)
+        while True:
+            if index == len(hits):
+                return -1
+            best = hits[index]
+            start = buf.rfind(b"\n", pos, best) + 1 or pos
+            if not QUIET_LINE.match(buf, start):
+                break
+            # An INFO/DEBUG/WARN line that merely mentions "error": the line mode would
+            # ignore it too, so skip it here without building a Line.
+            newline = buf.find(b"\n", best)
+            if newline == -1:
+                return -1
+            pos = newline + 1
+            index = bisect_left(hits, pos, index)
+        if buf[best] == 10 or start == pos:
+            # Only next-line needles start with a newline: the one ending the line above
+            # a frame, which is the error's header.
+            return start
+        return self._back_up(buf, pos, start)
+
+    def _back_up(self, buf: bytes, pos: int, start: int) -> int:
+        previous = buf.rfind(b"\n", pos, start - 1) + 1 or pos
+        if EXCERPT_BYTES.fullmatch(buf, previous, start - 1):
+            # The excerpt above a source line that names an error (`throw new Error(...)`).
+            return previous
+        return self._excerpt_start(buf, pos, start)
+
+    @staticmethod
+    def _excerpt_start(buf: bytes, pos: int, start: int) -> int:
+        """The start of a crash excerpt that ends just above ``start``, else ``start``.
+
+        Expected bottom-up: [blank,] caret, source, path:line. Lines are taken one at a
+        time, so the usual answer (no caret right above) costs one or two searches.
+        """
+        end = start - 1
+        if end < pos:
+            return start
+        begin = buf.rfind(b"\n", pos, end) + 1 or pos
+        if begin == end:  # a blank line under the caret
+            end = begin - 1
+            if end < pos:
+                return start
+            begin = buf.rfind(b"\n", pos, end) + 1 or pos
+        if not CARET_BYTES.fullmatch(buf, begin, end):
+            return start
+        for _ in range(2):  # the source line, then the path line above it
+            end = begin - 1
+            if end < pos:
+                return start
+            begin = buf.rfind(b"\n", pos, end) + 1 or pos
+        return begin if EXCERPT_BYTES.fullmatch(buf, begin, end) else start
+
+
+def settled_line_start(buf: bytes, pos: int) -> int:
+    """The start of the first line at or after ``pos`` that follows two quiet lines, or -1.
+
+    Two lines that only a non-error log level prints end every record except a property
+    block, so an Assembler started there is very likely in step with one that read all
+    that came before: a place to cut a file for parallel reading. Callers still check
+    (``pending``, ``safe_offset``) that the reader of the part before did end up idle there.
+    ``pos`` must be the start of a line.
+    """
+    quiet = 0
+    start = pos
+    while quiet < 2:
+        end = buf.find(b"\n", start)
+        if end == -1:
+            return -1
+        quiet = quiet + 1 if QUIET_LINE.match(buf, start, end + 1) else 0
+        start = end + 1
+    return start

@@ -1,0 +1,268 @@
+"""Re-run the corpus programs with the pinned libraries and capture their logs as users get them.
+
+Each program in ``gen/`` is a small service built on one real library; it serves a fixed plan
+of requests (``gen/lib/plan.js``) that fail in known ways and writes a manifest of the groups
+the agent must report. Every log is captured twice: as deployed, and as a redeploy whose
+code has extra lines above every throw (so line numbers move but fingerprints must not).
+
+The programs run under bubblewrap with the app at ``/srv/app``, the hostname ``shop-1`` and
+``TZ=UTC``, so the committed logs name no path or host of the machine that made them. The
+carriers (Docker json-file, CRI, PM2, journald) wrap a program's output exactly as those
+runtimes write it; see ``carriers.py``.
+
+Usage: ``python3 tests/corpus/regenerate.py [--out DIR] [NAME ...]`` (default: all logs,
+written to ``tests/corpus/logs``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `tests.corpus` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.corpus import carriers
+
+CORPUS = Path(__file__).resolve().parent
+GEN = CORPUS / "gen"
+LOGS = CORPUS / "logs"
+NODE_MODULES = CORPUS.parent / "node_modules"
+APP = "/srv/app"
+HOST = "shop-1"
+VARIANTS = ("deploy", "redeploy")
+_TIMEOUT = 180
+
+# What a redeploy adds above every `// @corpus-shift` marker: real code, so every frame
+# below it moves down by this many lines.
+_SHIFT = {
+    ".js": (
+        "// Audit trail of recent calls, added in this release.\n"
+        "const auditTrail = [];\n"
+        "function audit(event) {\n"
+        "  auditTrail.push({ event, at: Date.now() });\n"
+        "  if (auditTrail.length > 100) auditTrail.shift();\n"
+        "}\n"
+        "audit('loaded');\n"
+    ),
+    ".ts": (
+        "// Audit trail of recent calls, added in this release.\n"
+        "const auditTrail: { event: string; at: number }[] = [];\n"
+        "function audit(event: string): void {\n"
+        "  auditTrail.push({ event, at: Date.now() });\n"
+        "  if (auditTrail.length > 100) auditTrail.shift();\n"
+        "}\n"
+        "audit('loaded');\n"
+    ),
+}
+_MARKER = "// @corpus-shift\n"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One corpus log: which program makes it, how often each fault occurs, what carries it.
+
+    ``counts`` maps fault keys (``gen/lib/traffic.js``) to occurrences, for the deploy and
+    the redeploy variant. ``carrier`` names an encoder in ``carriers.CARRIERS`` (``None``:
+    the program's own output, stdout and stderr in one file as ``node app.js >> log 2>&1``
+    writes it). ``build`` runs in the app directory before the program (tsc).
+    """
+
+    name: str
+    program: str
+    counts: dict[str, int]
+    redeploy_counts: dict[str, int]
+    seed: int
+    carrier: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    node_args: tuple[str, ...] = ()
+    build: tuple[str, ...] = ()
+    runs: int = 1
+    description: str = ""
+
+
+SPECS: tuple[Spec, ...] = (
+    Spec(
+        "express5-default-handler",
+        "express5.js",
+        {"total": 12, "charge": 5, "reserve": 3, "cart": 21},
+        {"total": 3, "charge": 4, "reserve": 6, "cart": 3},
+        seed=11,
+        description="Express 5's default error handler: err.stack on stderr",
+    ),
+    Spec(
+        "nest-default-logger-ansi",
+        "nest.js",
+        {"total": 8, "charge": 17, "profile": 4},
+        {"total": 3, "charge": 5, "profile": 3},
+        seed=21,
+        description="NestJS default Logger, ExceptionsHandler, with its ANSI colours",
+    ),
+    Spec(
+        "nest-default-logger-plain",
+        "nest.js",
+        {"total": 5, "reserve": 9, "cart": 3, "profile": 14},
+        {"total": 4, "reserve": 3, "cart": 3, "profile": 5},
+        seed=22,
+        env={"NO_COLOR": "1"},
+        description="NestJS default Logger, ExceptionsHandler, NO_COLOR=1",
+    ),
+    Spec(
+        "koa-onerror",
+        "koa.js",
+        {"total": 6, "charge": 3, "cart": 11},
+        {"total": 3, "charge": 4, "cart": 5},
+        seed=31,
+        description="Koa's default app.onerror: the stack indented by two spaces",
+    ),
+    Spec(
+        "hapi-debug",
+        "hapi.js",
+        {"charge": 4, "reserve": 13, "cart": 3, "profile": 7},
+        {"charge": 3, "reserve": 4, "cart": 3, "profile": 3},
+        seed=41,
+        description="hapi's default `Debug: internal, implementation, error` block",
+    ),
+    Spec(
+        "fastify-pino",
+        "fastify.js",
+        {"total": 9, "charge": 4, "reserve": 3},
+        {"total": 3, "charge": 3, "reserve": 5},
+        seed=51,
+        description="Fastify's built-in pino logger: JSON lines with req and err",
+    ),
+)
+
+
+def spec_named(name: str) -> Spec:
+    for spec in SPECS:
+        if spec.name == name:
+            return spec
+    raise KeyError(name)
+
+
+def sandbox(app_dir: Path, env: dict[str, str]) -> list[str]:
+    """bubblewrap arguments that show ``app_dir`` at /srv/app with the pinned node_modules."""
+    args = [
+        "bwrap",
+        "--dev-bind",
+        "/",
+        "/",
+        "--tmpfs",
+        "/srv",
+        "--bind",
+        str(app_dir),
+        APP,
+        "--ro-bind",
+        str(NODE_MODULES),
+        f"{APP}/node_modules",
+        "--unshare-uts",
+        "--hostname",
+        HOST,
+        "--chdir",
+        APP,
+        "--die-with-parent",
+    ]
+    for key, value in env.items():
+        args += ["--setenv", key, value]
+    return args
+
+
+def prepare_app(spec: Spec, variant: str, into: Path) -> Path:
+    """A copy of gen/ for ``variant``; the redeploy gets the shift at every marker."""
+    app = into / "app"
+    shutil.copytree(GEN, app, ignore=shutil.ignore_patterns("node_modules", "dist"))
+    (app / "node_modules").mkdir()
+    if variant == "redeploy":
+        for path in sorted(app.rglob("*")):
+            if path.suffix in _SHIFT and path.is_file():
+                text = path.read_text()
+                if _MARKER in text:
+                    path.write_text(text.replace(_MARKER, _MARKER + _SHIFT[path.suffix]))
+    return app
+
+
+def program_env(spec: Spec, variant: str) -> dict[str, str]:
+    counts = spec.counts if variant == "deploy" else spec.redeploy_counts
+    seed = spec.seed if variant == "deploy" else spec.seed + 1000
+    return {
+        "CORPUS_PLAN": json.dumps({"seed": seed, "counts": counts}),
+        "CORPUS_MANIFEST": f"{APP}/manifest.json",
+        "TZ": "UTC",
+        "NODE_OPTIONS": "",
+        "NODE_PATH": "",
+        **spec.env,
+    }
+
+
+@dataclass
+class Capture:
+    """What one run of a program wrote: the merged bytes and the timed lines per stream."""
+
+    merged: bytes
+    lines: list[carriers.Line]
+    manifest: dict[str, object]
+
+
+def run_program(spec: Spec, variant: str, work: Path) -> Capture:
+    app = prepare_app(spec, variant, work)
+    env = program_env(spec, variant)
+    base = sandbox(app, env)
+    for step in spec.build:
+        subprocess.run([*base, "sh", "-c", step], check=True, timeout=_TIMEOUT)
+    command = [*base, "node", *spec.node_args, spec.program]
+    merged = bytearray()
+    lines: list[carriers.Line] = []
+    for _ in range(spec.runs):
+        out, timed = carriers.capture(command, _TIMEOUT, split=spec.carrier is not None)
+        merged += out
+        lines += timed
+    manifest = json.loads((app / "manifest.json").read_text())
+    return Capture(bytes(merged), lines, manifest)
+
+
+def generate(spec: Spec, variant: str, out: Path) -> tuple[Path, Path]:
+    """Write ``<name>.<variant>.log`` and its manifest into ``out``; return both paths."""
+    with tempfile.TemporaryDirectory(prefix="corpus-") as tmp:
+        work = Path(tmp)
+        capture = run_program(spec, variant, work)
+        data = capture.merged
+        if spec.carrier is not None:
+            data = carriers.CARRIERS[spec.carrier](capture.lines, work=work)
+    log = out / f"{spec.name}.{variant}.log"
+    log.write_bytes(data)
+    manifest = {
+        "log": log.name,
+        "format": spec.description,
+        "variant": variant,
+        "redeploy_of": f"{spec.name}.deploy.log" if variant == "redeploy" else None,
+        "groups": len(capture.manifest["groups"]),  # type: ignore[arg-type]
+        "faults": capture.manifest["groups"],
+    }
+    path = out / f"{spec.name}.{variant}.json"
+    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return log, path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=LOGS, help="where logs and manifests go")
+    parser.add_argument("names", nargs="*", help="logs to make (default: all)")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    specs = [spec_named(n) for n in args.names] if args.names else list(SPECS)
+    for spec in specs:
+        for variant in VARIANTS:
+            log, _ = generate(spec, variant, args.out)
+            print(f"{log.name}: {log.stat().st_size} bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,6 +8,7 @@ import glob
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from agent import __version__
@@ -118,7 +119,31 @@ def cmd_check(args: argparse.Namespace) -> int:
                     f"warn sources[{i}] {src.service}: {pattern} matches no file yet "
                     "(files that appear later are picked up)"
                 )
-    return 1 if failures else 0
+    return 1 if failures + _check_health(config) else 0
+
+
+def _check_health(config: AgentConfig) -> int:
+    """Say which sources ``run`` had to restart; a source waiting for its restart fails."""
+    from agent.outbox import OutboxReader
+
+    reader = OutboxReader(config.db_path)
+    try:
+        health = {h.source: h for h in reader.source_health()}
+    finally:
+        reader.close()
+    failures = 0
+    for i, src in enumerate(config.sources):
+        h = health.get(src.label)
+        if h is None:
+            continue
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h.last_failure))
+        said = f"failed {h.failures} time(s), last at {when}: {h.last_error}"
+        if h.state == "failed":
+            print(f"FAIL sources[{i}] {src.service}: {said}; waiting to be restarted")
+            failures += 1
+        else:
+            print(f"warn sources[{i}] {src.service}: {said}; restarted and running")
+    return failures
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -49,6 +49,11 @@ class SourceConfig:
     from_beginning: bool = False
     app_root: str | None = None
 
+    @property
+    def label(self) -> str:
+        """How the source is named in messages and in the outbox's health records."""
+        return f"{self.service}: {', '.join(self.paths) or ' '.join(self.command)}"
+
 
 @dataclass(frozen=True)
 class DetectionConfig:

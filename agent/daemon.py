@@ -1,9 +1,15 @@
 """``autofix-agent run``: tail every source, count occurrences, settle and relay.
 
-One asyncio loop drives everything. File sources are woken by watchfiles (inotify) with a
-slow safety rescan, so a quiet log costs no CPU. Each file has its own parser; after a
-batch of reads, the occurrences found and the parser's safe offsets are committed in one
-outbox transaction. A settle timer sleeps until the next group is due.
+One asyncio loop drives everything. Each source has its own task: a file source is woken by
+watchfiles (inotify) with a slow safety rescan, so a quiet log costs no CPU; a command
+source reads its command's output. Each file has its own parser; after a batch of reads,
+the occurrences found and the parser's safe offsets are committed in one outbox
+transaction. A settle timer sleeps until the next group is due.
+
+Nothing a source delivers can stop the agent: the parser is guarded (a line it fails on is
+skipped and counted), records are made safe before they are counted, and a source task
+that fails anyway is restarted with back-off from its last committed position, reported on
+stderr and in the outbox for ``autofix-agent check``, while every other source goes on.
 """
 
 from __future__ import annotations
@@ -14,16 +20,19 @@ import functools
 import signal
 import sys
 import time
-from collections.abc import Iterable
+import traceback
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import watchfiles
 
 from agent.command import CommandSource
 from agent.config import AgentConfig, SourceConfig
+from agent.guard import GuardedAssembler
 from agent.occurrence import Occurrence, occurrence_of
 from agent.outbox import Outbox
-from agent.parse import Assembler
+from agent.problems import ProblemLog
+from agent.record import ErrorRecord
 from agent.redact import Redactor, env_values
 from agent.tail import Chunk, FileSource, Position
 
@@ -33,6 +42,12 @@ IDLE_FLUSH_SECONDS = 0.05
 # between two writes of one stack must not split it into two errors.
 IDLE_FLUSH_HEADER_SECONDS = 0.5
 PRUNE_SECONDS = 3600.0
+# A failed source task is restarted after MIN_BACKOFF, doubling up to MAX_BACKOFF while it
+# keeps failing; a run of STABLE_SECONDS without failure starts the back-off over.
+MIN_BACKOFF = 1.0
+MAX_BACKOFF = 60.0
+STABLE_SECONDS = 60.0
+REPORT_SECONDS = 10.0
 
 
 def log(message: str) -> None:
@@ -44,13 +59,32 @@ def _log_problem(service: str, problem: str) -> None:
     log(f"{service}: {problem}")
 
 
+def _where(exc: BaseException) -> str:
+    """``Type: message (file:line)`` of the innermost frame: enough to file a bug."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    place = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{place}"
+
+
+@dataclass
+class _FileWatch:
+    """One file source: its tailer, and what its task is told from outside."""
+
+    source: SourceConfig
+    label: str
+    files: FileSource
+    kick: asyncio.Event = field(default_factory=asyncio.Event)
+    failure: BaseException | None = None
+
+
 @dataclass
 class _Parser:
-    """One stream's parser and where its records go (``files`` is None for commands)."""
+    """One stream's parser and where its records go (``watch`` is None for commands)."""
 
-    assembler: Assembler
+    assembler: GuardedAssembler
     source: SourceConfig
-    files: FileSource | None
+    label: str
+    watch: _FileWatch | None
     last_data: float = 0.0
 
 
@@ -71,17 +105,12 @@ class Daemon:
         self.config = config
         self.outbox = Outbox.open(config.db_path, config.host)
         self.redactor = Redactor(config.redact_patterns, env_values(config.redact_env))
-        self.files: list[tuple[SourceConfig, FileSource]] = []
+        self.problems = ProblemLog(log)
+        self.watches: list[_FileWatch] = []
         self.commands: list[tuple[SourceConfig, CommandSource]] = []
         for src in config.sources:
             if src.paths:
-                fs = FileSource(
-                    src.service,
-                    src.paths,
-                    self.outbox.positions(src.service),
-                    from_beginning=src.from_beginning,
-                )
-                self.files.append((src, fs))
+                self.watches.append(_FileWatch(src, src.label, self._file_source(src)))
             else:
                 command = CommandSource(
                     src.service,
@@ -94,93 +123,109 @@ class Daemon:
         self._wake_settle = asyncio.Event()
         self._stop = asyncio.Event()
         self._flush_handle: asyncio.TimerHandle | None = None
-        self._wake_handle: asyncio.TimerHandle | None = None
-        self._recursive = any("**" in p for src in config.sources for p in src.paths)
+
+    def _file_source(self, src: SourceConfig) -> FileSource:
+        """A tailer that resumes from the positions committed for ``src``."""
+        return FileSource(
+            src.service,
+            src.paths,
+            self.outbox.positions(src.service),
+            from_beginning=src.from_beginning,
+        )
 
     # --- parsing -----------------------------------------------------------------------
 
-    def _new_assembler(self) -> Assembler:
-        return Assembler(max_line_bytes=self.config.detection.max_line_bytes)
-
-    def _parser(self, key: str, source: SourceConfig, files: FileSource | None) -> _Parser:
+    def _parser(
+        self, key: str, source: SourceConfig, label: str, watch: _FileWatch | None
+    ) -> _Parser:
         parser = self._parsers.get(key)
         if parser is None:
-            parser = _Parser(self._new_assembler(), source, files)
+            assembler = GuardedAssembler(self.config.detection.max_line_bytes)
+            parser = _Parser(assembler, source, label, watch)
             self._parsers[key] = parser
         return parser
 
-    def _occurrences(self, src: SourceConfig, records: Iterable) -> list[Occurrence]:
+    def _records(self, parser: _Parser, where: str, records: list[ErrorRecord]) -> list[Occurrence]:
+        """Occurrences of ``records``, after saying what the parser had to skip."""
+        skipped = parser.assembler.take_skipped()
+        lost = [s for s in skipped if s.length]
+        if lost:
+            size = sum(s.length for s in lost)
+            self.problems.report(
+                parser.label,
+                "unreadable",
+                f"{where}: skipped {len(lost)} line(s) ({size} bytes at offset {lost[-1].offset}) "
+                f"that could not be parsed: {lost[-1].reason}",
+                count=len(lost),
+            )
+        elif skipped:
+            self.problems.report(
+                parser.label,
+                "parser",
+                f"{where}: the parser failed and re-read the input line by line "
+                f"(nothing lost): {skipped[-1].reason}",
+            )
+        return self._occurrences(parser.source, parser.label, records)
+
+    def _occurrences(
+        self, src: SourceConfig, label: str, records: Iterable[ErrorRecord]
+    ) -> list[Occurrence]:
         out = []
         for record in records:
             try:
                 out.append(occurrence_of(src.service, record, self.redactor, src.app_root))
             except Exception as exc:  # a bad record must never stop the agent
-                log(f"{src.service}: skipped a record that could not be processed: {exc!r}")
+                self.problems.report(
+                    label, "record", f"skipped a record that could not be processed: {_where(exc)}"
+                )
         return out
 
-    def _consume(
-        self, src: SourceConfig, fs: FileSource, chunks: list[Chunk], batch: _Batch
-    ) -> None:
+    def _consume(self, watch: _FileWatch, chunks: list[Chunk], batch: _Batch) -> None:
         now = time.monotonic()
+        fs = watch.files
         for chunk in chunks:
-            parser = self._parser(chunk.key, src, fs)
+            parser = self._parser(chunk.key, watch.source, watch.label, watch)
             parser.last_data = now
-            try:
-                records = parser.assembler.feed(chunk.data, chunk.offset)
-                if chunk.final:
-                    records += parser.assembler.flush(eof=True)
-            except Exception as exc:
-                log(f"{chunk.path}: parser failed on {len(chunk.data)} bytes, skipped: {exc!r}")
-                records = []
-                parser.assembler = self._new_assembler()
-                offset = chunk.offset + len(chunk.data)
-            else:
-                offset = parser.assembler.safe_offset
-            batch.occurrences += self._occurrences(src, records)
-            pos = None if chunk.final else fs.position(chunk.key, offset)
+            records = parser.assembler.feed(chunk.data, chunk.offset)
+            if chunk.final:
+                records += parser.assembler.flush(eof=True)
+            batch.occurrences += self._records(parser, chunk.path, records)
+            pos = None if chunk.final else fs.position(chunk.key, parser.assembler.safe_offset)
             if pos is None:
                 self._parsers.pop(chunk.key, None)
-                batch.forget.append((src.service, chunk.key))
+                batch.forget.append((watch.source.service, chunk.key))
             else:
-                batch.positions.append((src.service, pos))
+                batch.positions.append((watch.source.service, pos))
 
-    def _commit(self, batch: _Batch) -> None:
+    def _commit(self, label: str, batch: _Batch) -> None:
+        """Store a batch in one transaction; a failure of the database itself raises."""
         if not batch:
             return
-        self.outbox.ingest(batch.occurrences, batch.positions, batch.forget)
+        refused = self.outbox.ingest(batch.occurrences, batch.positions, batch.forget)
+        if refused:
+            self.problems.report(
+                label,
+                "not stored",
+                f"{len(refused)} record(s) could not be stored and were skipped: "
+                f"{refused[-1].reason}",
+                count=len(refused),
+            )
         if batch.occurrences:
             self._wake_settle.set()
 
-    def pump_files(self) -> None:
-        """Read everything new from every file source and commit it."""
-        wake_in: list[float] = []
-        for src, fs in self.files:
-            while True:
-                batch = _Batch()
-                try:
-                    chunks = fs.poll()
-                except Exception as exc:
-                    log(f"{src.service}: reading sources failed: {exc!r}")
-                    break
-                self._consume(src, fs, chunks, batch)
-                self._commit(batch)
-                for problem in fs.problems():
-                    log(f"{src.service}: {problem}")
-                if not fs.more:
-                    break
-            if fs.wake_in is not None:
-                wake_in.append(fs.wake_in)
+    def pump(self, watch: _FileWatch) -> None:
+        """Read everything new from one file source and commit it."""
+        fs = watch.files
+        while True:
+            batch = _Batch()
+            chunks = fs.poll()
+            self._consume(watch, chunks, batch)
+            self._commit(watch.label, batch)
+            for problem in fs.problems():
+                log(f"{watch.source.service}: {problem}")
+            if not fs.more:
+                break
         self._schedule_idle_flush()
-        self._schedule_wake(min(wake_in) if wake_in else None)
-
-    def _schedule_wake(self, delay: float | None) -> None:
-        """Poll again when a rotated file's grace ends, even if no file changes by then."""
-        if self._wake_handle is not None:
-            self._wake_handle.cancel()
-            self._wake_handle = None
-        if delay is not None:
-            loop = asyncio.get_running_loop()
-            self._wake_handle = loop.call_later(max(delay, 0.01), self.pump_files)
 
     def _schedule_idle_flush(self) -> None:
         if self._flush_handle is not None:
@@ -190,85 +235,165 @@ class Daemon:
             self._flush_handle = loop.call_later(IDLE_FLUSH_SECONDS, self._flush_idle)
 
     def _flush_idle(self) -> None:
-        """Finish records whose stream went quiet: a stack has no end marker of its own."""
+        """Finish records whose stream went quiet: a stack has no end marker of its own.
+
+        A timer callback has nobody to raise to, so a failure here is handed to the file
+        source's task (which restarts from its committed positions) or reported.
+        """
         self._flush_handle = None
         now = time.monotonic()
-        batch = _Batch()
         for key, parser in list(self._parsers.items()):
             asm = parser.assembler
             wait = IDLE_FLUSH_SECONDS if asm.pending_has_frames else IDLE_FLUSH_HEADER_SECONDS
             if not asm.pending or now - parser.last_data < wait:
                 continue
-            batch.occurrences += self._occurrences(parser.source, asm.flush())
-            if parser.files is not None:
-                position = parser.files.position(key, asm.safe_offset)
-                if position is not None:
-                    batch.positions.append((parser.source.service, position))
-        self._commit(batch)
+            batch = _Batch()
+            try:
+                batch.occurrences += self._records(parser, key, asm.flush())
+                if parser.watch is not None:
+                    position = parser.watch.files.position(key, asm.safe_offset)
+                    if position is not None:
+                        batch.positions.append((parser.source.service, position))
+                self._commit(parser.label, batch)
+            except Exception as exc:
+                if parser.watch is not None:
+                    parser.watch.failure = exc
+                    parser.watch.kick.set()
+                else:
+                    self.problems.report(
+                        parser.label, "flush", f"finishing a record failed: {_where(exc)}"
+                    )
         self._schedule_idle_flush()
 
-    # --- loops -------------------------------------------------------------------------
+    # --- source tasks --------------------------------------------------------------------
 
-    async def _watch_files(self) -> None:
+    async def _supervise(
+        self, label: str, body: Callable[[], Awaitable[None]], reset: Callable[[], None]
+    ) -> None:
+        """Run a source's task until the agent stops, restarting it with back-off whenever
+        it fails (or ends, which it never should); each failure is said and recorded."""
+        delay = MIN_BACKOFF
         while not self._stop.is_set():
-            dirs = sorted({d for _, fs in self.files for d in fs.watch_dirs()})
-            self.pump_files()
-            if not dirs:
-                await self._sleep(RESCAN_SECONDS)
-                continue
-            restart = asyncio.Event()
-
-            async def rescan(current: list[str] = dirs, restart: asyncio.Event = restart) -> None:
-                while not restart.is_set():
-                    await self._sleep(RESCAN_SECONDS)
-                    self.pump_files()
-                    now_dirs = sorted({d for _, fs in self.files for d in fs.watch_dirs()})
-                    if now_dirs != current or self._stop.is_set():
-                        restart.set()
-
-            rescanner = asyncio.create_task(rescan())
+            started = time.monotonic()
             try:
-                async for _changes in watchfiles.awatch(
-                    *dirs,
-                    watch_filter=None,
-                    debounce=200,
-                    # The watcher thread wakes every `step` ms even when nothing changes:
-                    # 25 ms keeps a quiet agent near 0.3% CPU and append-to-event p99 ~120 ms.
-                    step=25,
-                    stop_event=restart,
-                    recursive=self._recursive,
-                    ignore_permission_denied=True,
-                ):
-                    self.pump_files()
-            except (FileNotFoundError, OSError, RuntimeError) as exc:
-                log(
-                    f"watching {', '.join(dirs)} failed ({exc}); rescanning every {RESCAN_SECONDS}s"
-                )
-                await self._sleep(RESCAN_SECONDS)
+                await body()
+                if self._stop.is_set():
+                    return
+                raise RuntimeError("the source's task ended by itself")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if time.monotonic() - started >= STABLE_SECONDS:
+                    delay = MIN_BACKOFF
+                what = _where(exc)
+                log(f"{label}: source failed ({what}); restarting it in {delay:g}s")
+                try:
+                    self.outbox.source_failed(label, what)
+                except Exception as db_exc:
+                    log(f"{label}: could not record the failure: {_where(db_exc)}")
+            await self._sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF)
+            if self._stop.is_set():
+                return
+            try:
+                reset()
+                self.outbox.source_running(label)
+            except Exception as exc:
+                log(f"{label}: restarting failed, will retry: {_where(exc)}")
+                continue
+            log(f"{label}: source restarted")
+
+    def _reset_watch(self, watch: _FileWatch) -> None:
+        """Start a file source over from what is committed, dropping its parsers."""
+        for key in [k for k, p in self._parsers.items() if p.watch is watch]:
+            del self._parsers[key]
+        watch.files.close()
+        watch.failure = None
+        watch.kick.clear()
+        watch.files = self._file_source(watch.source)
+
+    def _raise_failure(self, watch: _FileWatch) -> None:
+        if watch.failure is not None:
+            failure, watch.failure = watch.failure, None
+            raise failure
+
+    async def _watch_source(self, watch: _FileWatch) -> None:
+        """One file source: pump on every change notice, every rescan and every wake-up
+        a rotated file asks for; re-watch when the set of directories changes."""
+        recursive = any("**" in p for p in watch.source.paths)
+        while not self._stop.is_set():
+            dirs = sorted(watch.files.watch_dirs())
+            self.pump(watch)
+            stop_watching = asyncio.Event()
+            watcher = (
+                asyncio.create_task(self._watch_dirs(watch, dirs, recursive, stop_watching))
+                if dirs
+                else None
+            )
+            try:
+                while not self._stop.is_set():
+                    wake = watch.files.wake_in
+                    timeout = RESCAN_SECONDS if wake is None else min(RESCAN_SECONDS, wake)
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(watch.kick.wait(), max(timeout, 0.01))
+                    watch.kick.clear()
+                    self._raise_failure(watch)
+                    self.pump(watch)
+                    if watcher is None or watcher.done():
+                        break
+                    if sorted(watch.files.watch_dirs()) != dirs:
+                        break
             finally:
-                restart.set()
-                rescanner.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await rescanner
+                stop_watching.set()
+                if watcher is not None:
+                    watcher.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await watcher
+
+    async def _watch_dirs(
+        self, watch: _FileWatch, dirs: list[str], recursive: bool, stop: asyncio.Event
+    ) -> None:
+        try:
+            async for _changes in watchfiles.awatch(
+                *dirs,
+                watch_filter=None,
+                debounce=200,
+                # The watcher thread wakes every `step` ms even when nothing changes:
+                # 25 ms keeps a quiet agent near 0.3% CPU and append-to-event p99 ~120 ms.
+                step=25,
+                stop_event=stop,
+                recursive=recursive,
+                ignore_permission_denied=True,
+            ):
+                watch.kick.set()
+        except (FileNotFoundError, OSError, RuntimeError) as exc:
+            self.problems.report(
+                watch.label,
+                "watch",
+                f"watching {', '.join(dirs)} failed ({exc}); rescanning every {RESCAN_SECONDS}s",
+            )
+
+    def _command_key(self, cmd: CommandSource) -> str:
+        return f"cmd:{id(cmd)}"
 
     async def _run_command(self, src: SourceConfig, cmd: CommandSource) -> None:
-        key = f"cmd:{id(cmd)}"
+        key = self._command_key(cmd)
+        label = src.label
+        self._parsers.pop(key, None)
         offset = 0
 
         def on_data(data: bytes) -> None:
             nonlocal offset
-            parser = self._parser(key, src, None)
+            parser = self._parser(key, src, label, None)
             parser.last_data = time.monotonic()
-            try:
-                records = parser.assembler.feed(data, offset)
-            except Exception as exc:
-                log(f"{src.service}: parser failed on command output, skipped: {exc!r}")
-                records = []
+            records = parser.assembler.feed(data, offset)
             offset += len(data)
-            self._commit(_Batch(occurrences=self._occurrences(src, records)))
+            self._commit(label, _Batch(occurrences=self._records(parser, src.service, records)))
             self._schedule_idle_flush()
 
         await cmd.run(on_data)
+
+    # --- housekeeping --------------------------------------------------------------------
 
     async def _settle_loop(self) -> None:
         detection = self.config.detection
@@ -276,12 +401,16 @@ class Daemon:
             try:
                 events = self.outbox.settle(detection)
             except Exception as exc:
-                log(f"settling failed, will retry: {exc!r}")
+                log(f"settling failed, will retry: {_where(exc)}")
                 events = []
             for ev in events:
                 summary = f"{ev.service} {ev.severity} x{ev.count}: {ev.message[:120]}"
                 log(f"{ev.type} seq={ev.seq} {summary}")
-            due = self.outbox.next_due(detection)
+            try:
+                due = self.outbox.next_due(detection)
+            except Exception as exc:
+                log(f"settling failed, will retry: {_where(exc)}")
+                due = time.time() + RESCAN_SECONDS
             timeout = None if due is None else max(0.0, due - time.time())
             self._wake_settle.clear()
             if timeout is None or timeout > 0:
@@ -295,8 +424,14 @@ class Daemon:
                 if removed:
                     log(f"retention removed {removed} old events")
             except Exception as exc:
-                log(f"retention failed: {exc!r}")
+                log(f"retention failed: {_where(exc)}")
             await self._sleep(PRUNE_SECONDS)
+
+    async def _report_loop(self) -> None:
+        """Say the problems that were held back by the rate limit."""
+        while not self._stop.is_set():
+            await self._sleep(REPORT_SECONDS)
+            self.problems.flush()
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
@@ -307,30 +442,51 @@ class Daemon:
         for _, cmd in self.commands:
             cmd.stop()
 
+    def _source_tasks(self) -> list[asyncio.Task[None]]:
+        tasks = []
+        for watch in self.watches:
+            tasks.append(
+                asyncio.create_task(
+                    self._supervise(
+                        watch.label,
+                        functools.partial(self._watch_source, watch),
+                        functools.partial(self._reset_watch, watch),
+                    )
+                )
+            )
+        for src, cmd in self.commands:
+            tasks.append(
+                asyncio.create_task(
+                    self._supervise(
+                        src.label,
+                        functools.partial(self._run_command, src, cmd),
+                        lambda: None,
+                    )
+                )
+            )
+        return tasks
+
     async def run(self) -> None:
         """Run until SIGTERM/SIGINT; every committed transaction is already durable."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, self.stop)
-        described = [
-            f"{src.service}: {', '.join(src.paths) or ' '.join(src.command)}"
-            for src in self.config.sources
-        ]
         log(f"running as host {self.config.host!r}, state in {self.config.state_dir}")
-        for line in described:
-            log(f"source {line}")
+        for src in self.config.sources:
+            log(f"source {src.label}")
         tasks = [
-            asyncio.create_task(self._watch_files()),
             asyncio.create_task(self._settle_loop()),
             asyncio.create_task(self._prune_loop()),
+            asyncio.create_task(self._report_loop()),
+            *self._source_tasks(),
         ]
-        tasks += [asyncio.create_task(self._run_command(src, cmd)) for src, cmd in self.commands]
         await self._stop.wait()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for _, fs in self.files:
-            fs.close()
+        for watch in self.watches:
+            watch.files.close()
+        self.problems.flush()
         self.outbox.close()
         log("stopped")

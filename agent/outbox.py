@@ -22,6 +22,7 @@ from pathlib import Path
 from agent.classify import classify, meets
 from agent.config import AgentConfig, DetectionConfig
 from agent.occurrence import Occurrence
+from agent.sanitize import dumps, safe_text
 from agent.tail import Position
 from agent.wire import ErrorEvent
 
@@ -56,6 +57,17 @@ CREATE TABLE IF NOT EXISTS groups (
     PRIMARY KEY (service, fingerprint)
 );
 CREATE INDEX IF NOT EXISTS groups_pending ON groups (pending) WHERE pending > 0;
+CREATE TABLE IF NOT EXISTS cursors (
+    source TEXT PRIMARY KEY,
+    cursor TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS source_health (
+    source TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    failures INTEGER NOT NULL,
+    last_error TEXT NOT NULL,
+    last_failure REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     created REAL NOT NULL,
@@ -83,6 +95,26 @@ class GroupState:
     last_seen: str
     relayed: bool
     severity: str
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    """What ``run`` last recorded about a source that failed: ``state`` is ``failed``
+    while it waits to be restarted and ``running`` once it runs again."""
+
+    source: str
+    state: str
+    failures: int
+    last_error: str
+    last_failure: float
+
+
+@dataclass(frozen=True)
+class NotStored:
+    """An occurrence the database refused even in its safe form, and why."""
+
+    occurrence: Occurrence
+    reason: str
 
 
 class OutboxError(RuntimeError):
@@ -171,48 +203,28 @@ class Outbox:
         positions: Iterable[tuple[str, Position]] = (),
         forget: Iterable[tuple[str, str]] = (),
         now: float | None = None,
-    ) -> None:
+        cursors: Iterable[tuple[str, str]] = (),
+    ) -> list[NotStored]:
         """Count occurrences and advance source positions in one transaction.
 
         ``positions`` are (service, position) pairs; ``forget`` lists (service, key) pairs
         of files that are finished (rotated away and drained), removed in the same
-        transaction.
+        transaction; ``cursors`` are (source, cursor) pairs of sources that resume from a
+        cursor of their own (journald). An occurrence the database refuses is left out
+        and returned, and the positions still advance: one record must never hold a
+        source back. A failure of the transaction itself (disk full) raises, and nothing
+        of it is stored.
         """
         arrival = time.time() if now is None else now
         arrival_iso = iso(arrival)
+        refused: list[NotStored] = []
         with self._tx() as conn:
             for occ in occurrences:
-                rec = occ.record
-                seen = rec.timestamp or arrival_iso
-                conn.execute(
-                    """
-                    INSERT INTO groups (service, fingerprint, error_type, message, stack, route,
-                        count, pending, first_seen, last_seen, pending_since, last_arrival)
-                    VALUES (?, ?, ?, ?, ?, ?, 1, 1, ?, ?, ?, ?)
-                    ON CONFLICT (service, fingerprint) DO UPDATE SET
-                        count = count + 1,
-                        pending = pending + 1,
-                        message = excluded.message,
-                        stack = excluded.stack,
-                        route = COALESCE(excluded.route, route),
-                        first_seen = MIN(first_seen, excluded.first_seen),
-                        last_seen = MAX(last_seen, excluded.last_seen),
-                        pending_since = COALESCE(pending_since, excluded.pending_since),
-                        last_arrival = excluded.last_arrival
-                    """,
-                    (
-                        occ.service,
-                        occ.fingerprint,
-                        rec.error_type,
-                        rec.message,
-                        json.dumps(rec.stack, ensure_ascii=False),
-                        rec.route,
-                        seen,
-                        seen,
-                        arrival,
-                        arrival,
-                    ),
-                )
+                try:
+                    self._count(conn, occ, arrival, arrival_iso)
+                except (sqlite3.DataError, sqlite3.IntegrityError, ValueError) as exc:
+                    # SQLite undoes just the failed statement; the transaction goes on.
+                    refused.append(NotStored(occ, f"{type(exc).__name__}: {exc}"))
             for service, pos in positions:
                 conn.execute(
                     "INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?, ?, ?)",
@@ -220,6 +232,69 @@ class Outbox:
                 )
             for service, key in forget:
                 conn.execute("DELETE FROM positions WHERE service = ? AND key = ?", (service, key))
+            for source, cursor in cursors:
+                conn.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?)", (source, cursor))
+        return refused
+
+    @staticmethod
+    def _count(conn: sqlite3.Connection, occ: Occurrence, arrival: float, arrival_iso: str) -> None:
+        rec = occ.record
+        seen = rec.timestamp or arrival_iso
+        conn.execute(
+            """
+            INSERT INTO groups (service, fingerprint, error_type, message, stack, route,
+                count, pending, first_seen, last_seen, pending_since, last_arrival)
+            VALUES (?, ?, ?, ?, ?, ?, 1, 1, ?, ?, ?, ?)
+            ON CONFLICT (service, fingerprint) DO UPDATE SET
+                count = count + 1,
+                pending = pending + 1,
+                message = excluded.message,
+                stack = excluded.stack,
+                route = COALESCE(excluded.route, route),
+                first_seen = MIN(first_seen, excluded.first_seen),
+                last_seen = MAX(last_seen, excluded.last_seen),
+                pending_since = COALESCE(pending_since, excluded.pending_since),
+                last_arrival = excluded.last_arrival
+            """,
+            (
+                occ.service,
+                occ.fingerprint,
+                rec.error_type,
+                rec.message,
+                dumps(rec.stack, compact=False),
+                rec.route,
+                seen,
+                seen,
+                arrival,
+                arrival,
+            ),
+        )
+
+    def cursor(self, source: str) -> str | None:
+        """The saved cursor of a source that keeps its own (journald), or None."""
+        row = self._conn.execute(
+            "SELECT cursor FROM cursors WHERE source = ?", (source,)
+        ).fetchone()
+        return row[0] if row else None
+
+    # --- source health -----------------------------------------------------------------
+
+    def source_failed(self, source: str, error: str, now: float | None = None) -> None:
+        """Record that a source's task failed (it is restarted after a back-off)."""
+        at = time.time() if now is None else now
+        with self._tx() as conn:
+            conn.execute(
+                """INSERT INTO source_health VALUES (?, 'failed', 1, ?, ?)
+                   ON CONFLICT (source) DO UPDATE SET state = 'failed',
+                       failures = failures + 1, last_error = excluded.last_error,
+                       last_failure = excluded.last_failure""",
+                (source, safe_text(error, 1000), at),
+            )
+
+    def source_running(self, source: str) -> None:
+        """Record that a source that had failed runs again."""
+        with self._tx() as conn:
+            conn.execute("UPDATE source_health SET state = 'running' WHERE source = ?", (source,))
 
     # --- settle ----------------------------------------------------------------------
 
@@ -278,7 +353,7 @@ class Outbox:
                     # Compact, with "type" first: stream splices the seq in after it.
                     cur = conn.execute(
                         "INSERT INTO events (created, payload) VALUES (?, ?)",
-                        (at, json.dumps(payload, ensure_ascii=False, separators=(",", ":"))),
+                        (at, dumps(payload)),
                     )
                     assert cur.lastrowid is not None
                     events.append(ErrorEvent(seq=cur.lastrowid, **payload))  # type: ignore[arg-type]
@@ -394,6 +469,19 @@ class OutboxReader:
                 "SELECT seq, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
             ).fetchall()
         )
+
+    def source_health(self) -> list[SourceHealth]:
+        """Every source ``run`` has recorded a failure for (an older database: none)."""
+        conn = self._connect()
+        if conn is None:
+            return []
+        try:
+            rows = conn.execute(
+                "SELECT source, state, failures, last_error, last_failure FROM source_health"
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return []
+        return [SourceHealth(*row) for row in rows]
 
     def close(self) -> None:
         if self._conn is not None:

@@ -8,7 +8,6 @@ for these logs. It writes nothing anywhere.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import pickle
 import sys
@@ -21,9 +20,11 @@ from typing import BinaryIO
 from agent.classify import classify
 from agent.config import DetectionConfig
 from agent.fingerprint import fingerprint
-from agent.parse import Assembler, settled_line_start
+from agent.guard import GuardedAssembler
+from agent.parse import settled_line_start
 from agent.record import ErrorRecord
 from agent.redact import Redactor, redact_record
+from agent.sanitize import dumps
 
 READ_SIZE = 4 << 20
 # Distinct records remembered for reuse of their redaction and fingerprint; a log whose
@@ -157,6 +158,7 @@ class _Part:
     at_eof: bool
     groups: _Groups
     cut_lines: int
+    skipped: list[str] = field(default_factory=list)
 
 
 class _RememberingRedactor(Redactor):
@@ -244,6 +246,7 @@ class Scanner:
         self.app_root = app_root
         self.groups: dict[tuple[str, str], ScanGroup] = {}
         self.problems: list[str] = []
+        self.unreadable = 0
         self._memo: dict[tuple[object, ...], _Clean] = {}
         self._redactor = _RememberingRedactor(self.redactor)
 
@@ -268,8 +271,10 @@ class Scanner:
                 else:
                     self.scan_stream(fh, name, mtime)
         except IsADirectoryError:
+            self.unreadable += 1
             self.problems.append(f"{path}: is a directory, skipped")
         except OSError as exc:
+            self.unreadable += 1
             self.problems.append(f"{path}: cannot read ({exc.strerror}), skipped")
 
     def _part_count(self, stat: os.stat_result) -> int:
@@ -293,7 +298,7 @@ class Scanner:
         which started afresh there, to be right; otherwise this part reads on to the end.
         """
         groups: _Groups = {}
-        assembler = Assembler(max_line_bytes=self.detection.max_line_bytes)
+        assembler = GuardedAssembler(self.detection.max_line_bytes)
         offset = start
         at_eof = False
         while stop is None or offset < stop:
@@ -310,7 +315,13 @@ class Scanner:
             at_eof = True
         if at_eof:
             self._add(groups, service, assembler.flush(), fallback)
-        return _Part(start, offset, at_eof, groups, assembler.splitter.cut_lines)
+        skipped = [
+            f"{s.length} bytes at offset {s.offset} could not be parsed, skipped ({s.reason})"
+            if s.length
+            else f"the parser failed at offset {s.offset} and re-read line by line ({s.reason})"
+            for s in assembler.take_skipped()
+        ]
+        return _Part(start, offset, at_eof, groups, assembler.cut_lines, skipped)
 
     def _cuts(self, stream: BinaryIO, size: int, parts: int) -> list[int]:
         """Where the parts start: line starts near equal shares, after two quiet lines."""
@@ -402,6 +413,7 @@ class Scanner:
                 else:
                     mine.merge_later(group, settle)
             cut += part.cut_lines
+            self.problems += [f"{service}: {problem}" for problem in part.skipped]
             expected = part.end
             if part.at_eof:
                 break
@@ -476,9 +488,8 @@ def run_scan(
         scanner.scan_path(path, service)
     output = out if out is not None else sys.stdout.buffer
     for result in scanner.results():
-        output.write(json.dumps(result, ensure_ascii=False).encode("utf-8") + b"\n")
+        output.write(dumps(result, compact=False).encode("utf-8") + b"\n")
     output.flush()
     for problem in scanner.problems:
         print(f"autofix-agent scan: {problem}", file=sys.stderr)
-    unreadable = sum(1 for p in scanner.problems if "skipped" in p)
-    return 1 if unreadable and unreadable == len(paths) else 0
+    return 1 if scanner.unreadable and scanner.unreadable == len(paths) else 0

@@ -23,6 +23,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from agent.sanitize import dumps
+
 PROTOCOL_VERSION = 1
 _FINGERPRINT = re.compile(r"[0-9a-f]{16}")
 MAX_LINE_BYTES = 1024 * 1024
@@ -88,8 +90,9 @@ Event = Hello | ErrorEvent | Heartbeat
 
 
 def encode(event: Event) -> str:
-    """One line of JSON, without the newline, with non-ASCII kept readable."""
-    return json.dumps(asdict(event), ensure_ascii=False, separators=(",", ":"))
+    """One line of JSON, without the newline, with non-ASCII kept readable; any text
+    encodes (see :func:`agent.sanitize.dumps`)."""
+    return dumps(asdict(event))
 
 
 def _require(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], line_type: str) -> Any:

@@ -124,3 +124,20 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         sys.stderr.write(f"\ntests left {len(alive)} thread(s) running: {names}\n")
         sys.stderr.flush()
         os._exit(3)
+
+
+@pytest.fixture
+def agent_factory() -> Iterator:
+    """Makes `autofix-agent run` processes (see tests.agent_process); all stopped after."""
+    from tests.agent_process import Agent
+
+    agents: list[Agent] = []
+
+    def make(config: Path, log: Path) -> Agent:
+        agent = Agent(config, log)
+        agents.append(agent)
+        return agent
+
+    yield make
+    for agent in agents:
+        agent.stop()

@@ -5,129 +5,17 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from agent.wire import ErrorEvent, Heartbeat, Hello, decode
+from tests.agent_process import AGENT, group_counts, read_stream, wait_for, write_config
 from tests.conftest import SERVICE_DIR, require_node_modules, require_tool
-
-AGENT = [sys.executable, "-m", "agent.cli"]
-
-
-def write_config(tmp_path: Path, logs: Path, **detection: float) -> Path:
-    settings = {"settle_seconds": 0.3, "max_settle_seconds": 5, "update_seconds": 0.3}
-    settings.update(detection)
-    det = "\n".join(f"{k} = {v}" for k, v in settings.items())
-    path = tmp_path / "agent.toml"
-    path.write_text(
-        f'state_dir = "{tmp_path / "state"}"\nhost = "test-host"\n'
-        f'[detection]\n{det}\nmin_severity = "low"\n'
-        f"[stream]\nheartbeat_seconds = 0.5\n"
-        f'[[sources]]\nservice = "PA"\npaths = ["{logs}/*.log"]\nfrom_beginning = true\n'
-    )
-    return path
-
-
-class Agent:
-    """A running `autofix-agent run` process."""
-
-    def __init__(self, config: Path, log: Path) -> None:
-        self.config = config
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [*AGENT, "run", "--config", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=self.log.open("ab"),
-        )
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-@pytest.fixture
-def agent_factory() -> Iterator:
-    agents: list[Agent] = []
-
-    def make(config: Path, log: Path) -> Agent:
-        agent = Agent(config, log)
-        agents.append(agent)
-        return agent
-
-    yield make
-    for agent in agents:
-        agent.stop()
-
-
-def read_stream(config: Path, since: int, until: float, want: int) -> list:
-    """Run `stream` and collect decoded lines until `want` error/update events or timeout."""
-    proc = subprocess.Popen(
-        [*AGENT, "stream", "--since", str(since), "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stdin=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    os.set_blocking(proc.stdout.fileno(), False)
-    lines: list = []
-    buf = b""
-    deadline = time.monotonic() + until
-    try:
-        while time.monotonic() < deadline:
-            chunk = proc.stdout.read()
-            if chunk:
-                buf += chunk
-                *complete, buf = buf.split(b"\n")
-                lines += [decode(line) for line in complete]
-            if sum(isinstance(e, ErrorEvent) for e in lines) >= want:
-                break
-            time.sleep(0.02)
-    finally:
-        proc.stdin.close()  # type: ignore[union-attr]
-        proc.wait(10)
-    return lines
-
-
-def group_counts(db: Path) -> dict[str, int]:
-    conn = sqlite3.connect(db)
-    rows = conn.execute("SELECT stack, count FROM groups").fetchall()
-    conn.close()
-    out: dict[str, int] = {}
-    for stack_json, count in rows:
-        stack = json.loads(stack_json)
-        frame = next((s for s in stack if s.strip().startswith("at ")), "")
-        out[frame.strip().split()[1]] = count
-    return out
-
-
-def wait_for(predicate, timeout: float, message: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(message)
 
 
 def test_errors_from_a_real_node_service_arrive_on_the_stream(
@@ -349,3 +237,146 @@ def test_scan_reports_each_error_group_of_the_shipped_sample() -> None:
         assert len(g["fingerprint"]) == 16 and g["service"] == "PA" and g["count"] >= 1
     assert len({g["fingerprint"] for g in groups}) == len(groups)
     assert Counter(g["severity"] for g in groups)
+
+
+# What JSON.stringify writes for a string cut inside an emoji: a lone high surrogate.
+SURROGATE_LINES = (
+    '{"level":50,"time":1795428000000,"msg":"comment rejected: \\ud83d"}',
+    '{"level":50,"time":1795428000000,"msg":"bad url","req":{"method":"GET","url":"/c/\\ud83d"}}',
+    '{"level":50,"time":1795428000000,"msg":"bad stack","err":{"type":"TypeError",'
+    '"message":"bad stack","stack":"TypeError: bad stack \\udc00\\n'
+    '    at cut (/srv/pa/src/\\ud83d.js:1:1)"}}',
+)
+
+
+def _trace(name: str, i: int) -> str:
+    return f"TypeError: {name} {i}\n    at {name} (/srv/pa/src/{name}.js:1:1)\n\n"
+
+
+def _stream_counts(config: Path, want: dict[str, int], until: float = 30) -> dict[str, int]:
+    """The latest count per first-frame function seen on the stream, once ``want`` holds."""
+
+    def latest(lines: list) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for e in lines:
+            if isinstance(e, ErrorEvent):
+                frame = next((s for s in e.stack if s.strip().startswith("at ")), e.message)
+                out[frame.strip().split()[1] if frame.strip().startswith("at ") else frame] = (
+                    e.count
+                )
+        return out
+
+    lines = read_stream(
+        config, 0, until=until, want=10**6, done=lambda ls: _contains(latest(ls), want)
+    )
+    return latest(lines)
+
+
+def _contains(counts: dict[str, int], want: dict[str, int]) -> bool:
+    return all(counts.get(k) == v for k, v in want.items())
+
+
+@pytest.mark.parametrize("bad", SURROGATE_LINES, ids=["msg", "req.url", "err.stack"])
+def test_a_lone_surrogate_in_a_json_log_does_not_blind_the_agent(
+    tmp_path: Path, agent_factory, bad: str
+) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    config = write_config(tmp_path, logs)
+    a, b = logs / "a.log", logs / "b.log"
+    a.write_text(_trace("before", 0))
+    b.write_text(_trace("other", 0))
+    agent = agent_factory(config, tmp_path / "agent.err")
+    agent.start()
+    assert _contains(_stream_counts(config, {"before": 1, "other": 1}), {"before": 1})
+    with a.open("a") as fh:
+        fh.write(bad + "\n")
+        fh.write(_trace("after", 1))
+    with b.open("a") as fh:
+        fh.write(_trace("other", 1))
+    want = {"before": 1, "after": 1, "other": 2}
+    seen = _stream_counts(config, want)
+    assert _contains(seen, want), f"{seen}; agent said: {agent.said()}"
+    relayed = read_stream(config, 0, until=5, want=10**6, done=lambda ls: False)
+    bad_events = [e for e in relayed if isinstance(e, ErrorEvent) and "\ufffd" in repr(e)]
+    assert bad_events, "the record with the surrogate is relayed, made safe"
+    # A restart resumes after the bad line: nothing is counted twice, new lines arrive.
+    agent.stop()
+    agent.start()
+    with a.open("a") as fh:
+        fh.write(_trace("after", 2))
+    with b.open("a") as fh:
+        fh.write(_trace("other", 2))
+    want = {"before": 1, "after": 2, "other": 3}
+    seen = _stream_counts(config, want)
+    assert _contains(seen, want), f"{seen}; agent said: {agent.said()}"
+    assert agent.alive()
+    assert "Traceback" not in agent.said()
+
+
+@pytest.mark.parametrize("bad", SURROGATE_LINES, ids=["msg", "req.url", "err.stack"])
+def test_scan_reports_a_record_with_a_lone_surrogate_made_safe(tmp_path: Path, bad: str) -> None:
+    log = tmp_path / "pa.log"
+    log.write_text(_trace("before", 0) + bad + "\n" + _trace("after", 0))
+    proc = subprocess.run([*AGENT, "scan", str(log)], capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    groups = [json.loads(line) for line in proc.stdout.decode("utf-8").splitlines()]
+    assert len(groups) == 3
+    assert any("\ufffd" in json.dumps(g, ensure_ascii=False) for g in groups)
+    assert {g["message"] for g in groups} >= {"before 0", "after 0"}
+
+
+async def test_a_failed_source_task_is_restarted_and_the_others_keep_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from agent import daemon as daemon_module
+    from agent.config import load_config
+    from agent.outbox import OutboxReader
+
+    monkeypatch.setattr(daemon_module, "MIN_BACKOFF", 0.2)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    config_path = tmp_path / "agent.toml"
+    config_path.write_text(
+        f'state_dir = "{tmp_path / "state"}"\nhost = "h"\n'
+        "[detection]\nsettle_seconds = 0.2\nmin_severity = 'low'\n"
+        f'[[sources]]\nservice = "A"\npaths = ["{tmp_path}/a/*.log"]\nfrom_beginning = true\n'
+        f'[[sources]]\nservice = "B"\npaths = ["{tmp_path}/b/*.log"]\nfrom_beginning = true\n'
+    )
+    daemon = daemon_module.Daemon(load_config(config_path))
+    failing = daemon.watches[0].files
+    real_poll = failing.poll
+
+    def poll_that_fails_once_data_arrives() -> list:
+        chunks = real_poll()
+        if any(c.data for c in chunks):
+            raise RuntimeError("a fault inside the tailer")
+        return chunks
+
+    failing.poll = poll_that_fails_once_data_arrives  # type: ignore[method-assign]
+    task = asyncio.create_task(daemon.run())
+    await asyncio.sleep(0.5)
+    (tmp_path / "a" / "a.log").write_text(_trace("alpha", 0))
+    (tmp_path / "b" / "b.log").write_text(_trace("beta", 0))
+    db = tmp_path / "state" / "agent.db"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and group_counts(db) != {"alpha": 1, "beta": 1}:
+        await asyncio.sleep(0.1)
+    assert group_counts(db) == {"alpha": 1, "beta": 1}
+    assert daemon.watches[0].files is not failing, "the failed source was started over"
+    reader = OutboxReader(db)
+    health = reader.source_health()
+    reader.close()
+    assert [(h.source.split(":")[0], h.state, h.failures) for h in health] == [("A", "running", 1)]
+    assert "a fault inside the tailer" in health[0].last_error
+    check = subprocess.run(
+        [*AGENT, "check", "--config", str(config_path)], capture_output=True, text=True
+    )
+    assert "warn sources[0] A: failed 1 time(s)" in check.stdout, check.stdout
+    daemon.stop()
+    await asyncio.wait_for(task, 10)
+    said = capsys.readouterr().err
+    assert "A: " in said and "source failed (RuntimeError: a fault inside the tailer" in said
+    assert "source restarted" in said

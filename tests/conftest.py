@@ -12,8 +12,9 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,6 +93,15 @@ def remote(tmp_path: Path) -> Path:
     bare = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
     return bare
+
+
+@pytest.fixture
+async def bot_phone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+    """The Telegram bot on a bare engine and the Bot API stand-in (tests/telegram_phone.py)."""
+    from tests.telegram_phone import open_phone
+
+    async with open_phone(tmp_path, monkeypatch) as phone:
+        yield phone
 
 
 def _store_threads() -> set[threading.Thread]:

@@ -9,8 +9,13 @@ It keeps the chat's messages so that edits can be checked (and a same-content ed
 refused with "message is not modified", as Telegram does), parses HTML like Telegram
 (unknown tags or a bare ``<``/``&`` are "can't parse entities"), enforces the 4096-character
 text, 1024-character caption and 64-byte callback data limits, serves ``getUpdates`` as a
-long poll, lets the test inject user messages and button taps, records every call, and can
-answer the next calls with 429 or drop their connection to play a flaky network.
+long poll, lets the test inject user messages and button taps (in private chats or groups)
+and raw entries of any shape, records every call, and can answer the next calls with 429, an
+error text of the test's choosing or any raw body, or drop their connection to play a flaky
+network.
+
+Like Telegram, it numbers updates one after another and ``offset`` confirms by that number;
+a raw entry keeps its number even when its JSON has no usable ``update_id``.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from urllib.parse import parse_qs, urlsplit
 from tests.loopback import LoopbackServer
 
 BOT_ID = 7000001
+OWN_NUMBER = object()  # in a raw entry: "use the number this update gets"
 BOT_USERNAME = "autofix_test_bot"
 _JSON_FIELDS = {"reply_markup", "entities", "allowed_updates", "commands", "link_preview_options"}
 _INT_FIELDS = {"chat_id", "message_id", "offset", "limit", "timeout", "reply_to_message_id"}
@@ -110,6 +116,7 @@ class Call:
     files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     at: float = field(default_factory=time.monotonic)
     status: int = 200
+    scripted: bool = False  # answered by a failure the test scripted
 
 
 @dataclass
@@ -136,8 +143,10 @@ class Message:
 @dataclass
 class _Failure:
     method: str
-    kind: str  # "429" or "drop"
+    kind: str  # "429", "drop", "error" or "raw"
     retry_after: int = 1
+    status: int = 400
+    body: bytes = b""
 
 
 class TelegramApi:
@@ -147,7 +156,7 @@ class TelegramApi:
         self.token = token
         self.calls: list[Call] = []
         self.messages: dict[tuple[int, int], Message] = {}
-        self._updates: list[dict[str, Any]] = []
+        self._updates: list[tuple[int, Any]] = []  # (number, JSON as served)
         self._update_ids = itertools.count(1001)
         self._message_ids: dict[int, itertools.count[int]] = {}
         self._callback_ids = itertools.count(5_000_000_001)
@@ -177,24 +186,62 @@ class TelegramApi:
 
     # -- what a person does on the phone ------------------------------------------------
 
-    def send_text(self, user_id: int, text: str, *, first_name: str = "Lev") -> int:
-        """A user types ``text`` in their private chat with the bot; returns the update id."""
+    def send_text(self, user_id: int, text: str, **who: Any) -> int:
+        """A user types ``text`` to the bot (where and as whom: see :meth:`message_json`);
+        returns the update id."""
+        return self._push({"message": self.message_json(user_id, text, **who)})
+
+    def message_json(
+        self,
+        user_id: int,
+        text: str,
+        *,
+        first_name: str = "Lev",
+        username: str | None = None,
+        chat_id: int | None = None,
+    ) -> dict[str, Any]:
+        """The ``message`` object of an update carrying ``text`` (to send as is or mangle):
+        from ``user_id``, in their private chat with the bot or in the group ``chat_id`` (a
+        negative id, as Telegram gives supergroups)."""
         entities = []
         command = re.match(r"/[A-Za-z0-9_]+(@\w+)?", text)
         if command:
             entities.append({"type": "bot_command", "offset": 0, "length": command.end()})
-        chat_id = user_id
-        message_id = self._next_message_id(chat_id)
+        chat: dict[str, Any]
+        if chat_id is None or chat_id == user_id:
+            chat = {"id": user_id, "type": "private", "first_name": first_name}
+        else:
+            chat = {"id": chat_id, "type": "supergroup", "title": f"Group {chat_id}"}
         message: dict[str, Any] = {
-            "message_id": message_id,
-            "from": _user(user_id, first_name),
-            "chat": {"id": chat_id, "type": "private", "first_name": first_name},
+            "message_id": self._next_message_id(chat["id"]),
+            "from": _user(user_id, first_name, username=username),
+            "chat": chat,
             "date": int(time.time()),
             "text": text,
         }
         if entities:
             message["entities"] = entities
-        return self._push({"message": message})
+        return message
+
+    def push_raw(self, *entries: Any) -> list[int]:
+        """Queue ``getUpdates`` entries exactly as given (any JSON value, however broken);
+        each takes the next update number, which replaces an ``"update_id": OWN_NUMBER``.
+        Returns those numbers."""
+        with self._cond:
+            numbers = []
+            for entry in entries:
+                number = next(self._update_ids)
+                if isinstance(entry, dict) and entry.get("update_id") is OWN_NUMBER:
+                    entry = {**entry, "update_id": number}
+                self._updates.append((number, entry))
+                numbers.append(number)
+            self._cond.notify_all()
+        return numbers
+
+    def pending_updates(self) -> int:
+        """Updates queued and not yet confirmed by an offset."""
+        with self._cond:
+            return len(self._updates)
 
     def tap(self, user_id: int, message: Message, data: str, *, first_name: str = "Lev") -> str:
         """A user taps a button whose callback data is ``data``; returns the query id."""
@@ -219,6 +266,25 @@ class TelegramApi:
         with self._cond:
             self._failures.extend(_Failure(method, "429", retry_after) for _ in range(times))
 
+    def fail_next(
+        self, method: str, description: str, *, status: int = 400, times: int = 1
+    ) -> None:
+        """Answer the next ``times`` calls of ``method`` with this Bot API error text."""
+        with self._cond:
+            self._failures.extend(
+                _Failure(method, "error", status=status, body=description.encode())
+                for _ in range(times)
+            )
+
+    def answer_raw_next(
+        self, method: str, body: bytes, *, status: int = 200, times: int = 1
+    ) -> None:
+        """Answer the next ``times`` calls of ``method`` with exactly ``body``."""
+        with self._cond:
+            self._failures.extend(
+                _Failure(method, "raw", status=status, body=body) for _ in range(times)
+            )
+
     def drop_next(self, method: str, times: int = 1) -> None:
         """Close the connection of the next ``times`` calls of ``method`` without answering."""
         with self._cond:
@@ -231,6 +297,11 @@ class TelegramApi:
             return [
                 c for c in self.calls if c.method == method and (not ok_only or c.status == 200)
             ]
+
+    def scripted_calls(self, method: str) -> list[Call]:
+        """Calls of ``method`` that got a scripted failure instead of an answer."""
+        with self._cond:
+            return [c for c in self.calls if c.method == method and c.scripted]
 
     def chat(self, chat_id: int) -> list[Message]:
         """The bot's messages in a chat, oldest first."""
@@ -287,10 +358,19 @@ class TelegramApi:
             failure = next((f for f in self._failures if f.method == method), None)
             if failure is not None:
                 self._failures.remove(failure)
+                call.scripted = True
         if failure is not None and failure.kind == "drop":
             call.status = 0
             handler.close_connection = True
             return
+        if failure is not None and failure.kind == "raw":
+            call.status = failure.status
+            return self._send_bytes(handler, failure.status, failure.body)
+        if failure is not None and failure.kind == "error":
+            call.status = failure.status
+            return self._send(
+                handler, failure.status, _error(failure.status, failure.body.decode())
+            )
         if failure is not None:
             call.status = 429
             return self._send(
@@ -314,7 +394,9 @@ class TelegramApi:
         self._send(handler, 200, {"ok": True, "result": result})
 
     def _send(self, handler: BaseHTTPRequestHandler, status: int, payload: Any) -> None:
-        data = json.dumps(payload).encode()
+        self._send_bytes(handler, status, json.dumps(payload).encode())
+
+    def _send_bytes(self, handler: BaseHTTPRequestHandler, status: int, data: bytes) -> None:
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(data)))
@@ -347,14 +429,14 @@ class TelegramApi:
         timeout = float(params.get("timeout") or 0)
         deadline = time.monotonic() + timeout
         with self._cond:
-            if offset:
-                self._updates = [u for u in self._updates if u["update_id"] >= offset]
+            if offset > 0:
+                self._updates = [u for u in self._updates if u[0] >= offset]
             while not self._updates and not self._closing:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self._cond.wait(left)
-            return 200, self._updates[:limit]
+            return 200, [entry for _, entry in self._updates[:limit]]
 
     def _m_sendMessage(self, params: dict[str, Any], files: Any) -> tuple[int, Any]:
         chat_id = params.get("chat_id")
@@ -466,7 +548,7 @@ class TelegramApi:
     def _push(self, update: dict[str, Any]) -> int:
         with self._cond:
             update_id = next(self._update_ids)
-            self._updates.append({"update_id": update_id, **update})
+            self._updates.append((update_id, {"update_id": update_id, **update}))
             self._cond.notify_all()
         return update_id
 
@@ -474,7 +556,11 @@ class TelegramApi:
         data: dict[str, Any] = {
             "message_id": message.message_id,
             "from": _user(BOT_ID, "AutoFix", is_bot=True),
-            "chat": {"id": message.chat_id, "type": "private", "first_name": "Lev"},
+            "chat": (
+                {"id": message.chat_id, "type": "private", "first_name": "Lev"}
+                if message.chat_id > 0
+                else {"id": message.chat_id, "type": "supergroup", "title": "Group"}
+            ),
             "date": message.date,
         }
         if message.document is not None:
@@ -488,8 +574,13 @@ class TelegramApi:
         return data
 
 
-def _user(user_id: int, first_name: str, *, is_bot: bool = False) -> dict[str, Any]:
-    return {"id": user_id, "is_bot": is_bot, "first_name": first_name, "language_code": "en"}
+def _user(
+    user_id: int, first_name: str, *, is_bot: bool = False, username: str | None = None
+) -> dict[str, Any]:
+    user = {"id": user_id, "is_bot": is_bot, "first_name": first_name, "language_code": "en"}
+    if username is not None:
+        user["username"] = username
+    return user
 
 
 def _error(code: int, description: str) -> dict[str, Any]:

@@ -353,6 +353,7 @@ async def test_dropped_connections_are_retried_and_the_state_recovers(phone: Pho
     error = await start_engine(phone)
     assert error is not None
     await phone.until(lambda: phone.card_for(error.id), what="delivery after network errors")
+    await phone.until(lambda: phone.bot.state == "on", what="the state to follow the delivery")
     states = [e.state for e in phone.world.events if isinstance(e, TelegramChanged)]
     assert "error" in states and states[-1] == "on"
 

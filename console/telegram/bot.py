@@ -67,6 +67,7 @@ from console.telegram.callbacks import Action, Callback, CallbackSigner, ForgedC
 from console.telegram.delivery import Delivery
 from console.telegram.limits import ANSWER_LIMIT, CAPTION_LIMIT, clip, escape
 from console.telegram.mute import DurationError, describe, parse_duration
+from console.telegram.poller import BACKOFF_FIRST_SECONDS, Poller, PollState
 from console.telegram.token import (
     TelegramTokenError,
     keep_token_out_of_logs,
@@ -132,10 +133,12 @@ class TelegramBot:
         poll_timeout: float = POLL_TIMEOUT_SECONDS,
         edit_interval: float = EDIT_INTERVAL_SECONDS,
         network_backoff: float = 0.5,
+        poll_backoff: float = BACKOFF_FIRST_SECONDS,
     ) -> None:
         self._engine = engine
         self._config = config
         self._poll_timeout = poll_timeout
+        self._poll_backoff = poll_backoff
         self._edit_interval = edit_interval
         self._allowed = frozenset(config.allowed_user_ids)
         self._chats = tuple(config.chat_ids or config.allowed_user_ids)
@@ -153,6 +156,8 @@ class TelegramBot:
         self._wake = asyncio.Event()
         self._sync_task: asyncio.Task[None] | None = None
         self._reconnect_task: asyncio.Task[None] | None = None
+        self._poller: Poller | None = None
+        self._poll_task: asyncio.Task[None] | None = None
         self._muted_until: float | None = None
         self._names: dict[int, str] = {}
         self._refused: dict[int, float] = {}
@@ -204,9 +209,7 @@ class TelegramBot:
         """The console's Telegram switch: off stops polling and messages, on resumes both."""
         if not enabled:
             self._enabled = False
-            if self._app is not None and self._app.updater and self._app.updater.running:
-                with contextlib.suppress(TelegramError, RuntimeError):
-                    await self._app.updater.stop()
+            await self._stop_polling()
             self._set_state("off", "turned off in the console", force=True)
             return
         self._enabled = True
@@ -214,8 +217,8 @@ class TelegramBot:
             self._sync_task = asyncio.create_task(self._sync_loop(), name="telegram-sync")
         if self._app is None:
             await self._connect()
-        elif self._app.updater and not self._app.updater.running:
-            await self._start_polling(self._app)
+        elif self._poll_task is None:
+            self._start_polling(self._app)
             self._set_state("on", None, force=True)
         for key in list(self._cards):  # catch up on what changed while off
             self._mark(key)
@@ -239,13 +242,14 @@ class TelegramBot:
             .base_url(f"{base}/bot")
             .base_file_url(f"{base}/file/bot")
             .concurrent_updates(True)
+            .updater(None)  # polling is console.telegram.poller's, see there why
             .build()
         )
         self._add_handlers(app)
         try:
             await app.initialize()
             await app.start()
-            await self._start_polling(app)
+            await app.bot.delete_webhook()  # getUpdates is refused while a webhook is set
         except InvalidToken as exc:
             await self._discard(app)
             self._fail(f"Telegram refused the bot token ({exc.message}); check it with @BotFather")
@@ -256,17 +260,33 @@ class TelegramBot:
             self._schedule_reconnect()
             return
         self._app = app
+        self._start_polling(app)
         self._set_state("on", None, force=True)
         commands = [BotCommand(name, text) for name, text in COMMANDS]
         await self._delivery.run("the command menu", lambda: app.bot.set_my_commands(commands))
 
-    async def _start_polling(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-        assert app.updater is not None
-        await app.updater.start_polling(
-            timeout=int(self._poll_timeout),
-            allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY],
-            error_callback=self._on_poll_error,
-        )
+    def _start_polling(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        if self._poller is None:  # kept across off/on, so its offset is too
+            self._poller = Poller(
+                app.bot,
+                app.update_queue.put,
+                self._on_poll_state,
+                self._problem,
+                timeout=self._poll_timeout,
+                backoff=self._poll_backoff,
+            )
+        self._poll_task = asyncio.create_task(self._poller.run(), name="telegram-poll")
+
+    async def _stop_polling(self) -> None:
+        task, self._poll_task = self._poll_task, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        if self._poller is not None:
+            with contextlib.suppress(TelegramError, OSError):
+                await asyncio.wait_for(self._poller.confirm(), 5)
 
     def _schedule_reconnect(self) -> None:
         if self._reconnect_task is None or self._reconnect_task.done():
@@ -284,8 +304,6 @@ class TelegramBot:
 
     async def _discard(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         with contextlib.suppress(Exception):
-            if app.updater and app.updater.running:
-                await app.updater.stop()
             if app.running:
                 await app.stop()
             await app.shutdown()
@@ -293,16 +311,15 @@ class TelegramBot:
             await app.bot.shutdown()
 
     async def _close_app(self) -> None:
+        await self._stop_polling()
+        self._poller = None
         app, self._app = self._app, None
         if app is not None:
             await self._discard(app)
 
-    def _on_poll_error(self, exc: TelegramError) -> None:
-        """python-telegram-bot retries polling itself; the header shows that it is failing."""
-        if isinstance(exc, InvalidToken):
-            self._set_state("error", "Telegram refused the bot token")
-        else:
-            self._set_state("error", f"polling: {self._scrub(exc.message)}")
+    def _on_poll_state(self, state: PollState) -> None:
+        """The poller retries by itself; the header shows that it is failing and when next."""
+        self._set_state(state.state, state.detail)
 
     # --- state and problems ----------------------------------------------------------------
 
@@ -615,7 +632,6 @@ class TelegramBot:
 
     async def _gate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Only configured users get past here; everyone else is refused politely, and logged."""
-        self._set_state("on", None)  # an update arrived: polling works
         user = update.effective_user
         if user is None or not self._enabled:
             raise ApplicationHandlerStop

@@ -72,6 +72,8 @@ class Spec:
     the redeploy variant. ``carrier`` names an encoder in ``carriers.CARRIERS`` (``None``:
     the program's own output, stdout and stderr in one file as ``node app.js >> log 2>&1``
     writes it). ``build`` runs in the app directory before the program (tsc).
+    ``crash_per_fault``: the program dies of one fault per run, so it is run once per
+    occurrence (``CORPUS_RUN`` = its index), as a supervisor restarts it.
     """
 
     name: str
@@ -83,7 +85,7 @@ class Spec:
     env: dict[str, str] = field(default_factory=dict)
     node_args: tuple[str, ...] = ()
     build: tuple[str, ...] = ()
-    runs: int = 1
+    crash_per_fault: bool = False
     description: str = ""
 
 
@@ -136,6 +138,104 @@ SPECS: tuple[Spec, ...] = (
         {"total": 3, "charge": 3, "reserve": 5},
         seed=51,
         description="Fastify's built-in pino logger: JSON lines with req and err",
+    ),
+    *(
+        Spec(
+            f"{logger}",
+            "express5.js",
+            counts,
+            redeploy,
+            seed=seed,
+            env={"CORPUS_LOGGER": logger},
+            description=description,
+        )
+        for logger, counts, redeploy, seed, description in (
+            (
+                "pino-json",
+                {"total": 14, "charge": 3, "reserve": 6, "profile": 4},
+                {"total": 3, "charge": 3, "reserve": 3, "profile": 4},
+                61,
+                "pino's JSON lines, err and req serialized",
+            ),
+            (
+                "bunyan-json",
+                {"charge": 7, "cart": 12, "profile": 3},
+                {"charge": 3, "cart": 4, "profile": 3},
+                62,
+                "bunyan's JSON lines, err and req serialized",
+            ),
+            (
+                "winston-json",
+                {"total": 4, "reserve": 15, "cart": 6},
+                {"total": 3, "reserve": 3, "cart": 4},
+                63,
+                "winston format.errors({stack: true}) + format.json()",
+            ),
+            (
+                "pino-pretty",
+                {"total": 3, "charge": 10, "reserve": 4, "profile": 6},
+                {"total": 3, "charge": 3, "reserve": 3, "profile": 3},
+                64,
+                "pino through the pino-pretty transform: err object indented under the line",
+            ),
+            (
+                "winston-simple",
+                {"total": 8, "charge": 4, "cart": 3, "profile": 11},
+                {"total": 3, "charge": 4, "cart": 3, "profile": 3},
+                65,
+                "winston format.errors({stack: true}) + format.simple(): JSON tail",
+            ),
+            (
+                "winston-printf",
+                {"charge": 5, "reserve": 3, "profile": 16},
+                {"charge": 3, "reserve": 4, "profile": 3},
+                66,
+                "winston printf `${timestamp} [${label}] ${level}: ${message}` + stack",
+            ),
+            (
+                "log4js",
+                {"total": 19, "reserve": 5, "cart": 3, "profile": 7},
+                {"total": 4, "reserve": 3, "cart": 3, "profile": 3},
+                67,
+                "log4js basic layout: `[time] [LEVEL] category - ` + error with stack",
+            ),
+        )
+    ),
+    Spec(
+        "console-handlers",
+        "console-handlers.js",
+        {"total": 6, "charge": 9, "reserve": 3, "profile": 4},
+        {"total": 3, "charge": 3, "reserve": 3, "profile": 4},
+        seed=71,
+        description="console.error('uncaughtException:' / 'unhandledRejection:', err)",
+    ),
+    Spec(
+        "node-crash",
+        "node-crash.js",
+        {"total": 4, "charge": 3, "reserve": 5},
+        {"total": 3, "charge": 3, "reserve": 3},
+        seed=72,
+        crash_per_fault=True,
+        description="node's own crash report (uncaught exception, unhandled rejection), restarts",
+    ),
+    Spec(
+        "typescript-dist",
+        "ts/dist/server.js",
+        {"total": 7, "charge": 3, "profile": 12},
+        {"total": 3, "charge": 4, "profile": 3},
+        seed=81,
+        build=("node_modules/.bin/tsc -p ts",),
+        description="TypeScript compiled with tsc, run without source maps",
+    ),
+    Spec(
+        "typescript-source-maps",
+        "ts/dist/server.js",
+        {"total": 5, "charge": 13, "profile": 3},
+        {"total": 3, "charge": 3, "profile": 5},
+        seed=82,
+        build=("node_modules/.bin/tsc -p ts",),
+        node_args=("--enable-source-maps",),
+        description="TypeScript compiled with tsc, run with --enable-source-maps",
     ),
 )
 
@@ -213,14 +313,17 @@ class Capture:
 def run_program(spec: Spec, variant: str, work: Path) -> Capture:
     app = prepare_app(spec, variant, work)
     env = program_env(spec, variant)
-    base = sandbox(app, env)
     for step in spec.build:
-        subprocess.run([*base, "sh", "-c", step], check=True, timeout=_TIMEOUT)
-    command = [*base, "node", *spec.node_args, spec.program]
+        subprocess.run([*sandbox(app, env), "sh", "-c", step], check=True, timeout=_TIMEOUT)
+    counts = spec.counts if variant == "deploy" else spec.redeploy_counts
+    runs = sum(counts.values()) if spec.crash_per_fault else 1
     merged = bytearray()
     lines: list[carriers.Line] = []
-    for _ in range(spec.runs):
-        out, timed = carriers.capture(command, _TIMEOUT, split=spec.carrier is not None)
+    for run in range(runs):
+        command = [*sandbox(app, {**env, "CORPUS_RUN": str(run)}), "node", *spec.node_args]
+        out, timed = carriers.capture(
+            [*command, spec.program], _TIMEOUT, split=spec.carrier is not None
+        )
         merged += out
         lines += timed
     manifest = json.loads((app / "manifest.json").read_text())

@@ -30,12 +30,6 @@ def _load(path: str) -> AgentConfig:
         raise SystemExit(EXIT_CONFIG) from None
 
 
-def _non_negative_int(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {text!r}")
-    return int(text)
-
-
 def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
@@ -66,17 +60,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
-    from agent.stream import StreamRefused, run_stream, since_from_ssh_command
+    from agent.stream import StreamRefused, parse_since, run_stream, since_from_ssh_command
 
     config_path = _config_path(args.config)
-    since = args.since
     original = os.environ.get("SSH_ORIGINAL_COMMAND")
-    if original is not None:
-        try:
+    try:
+        if original is not None:
             since = since_from_ssh_command(original, config_path)
-        except StreamRefused as exc:
-            print(f"autofix-agent: refused: {exc}", file=sys.stderr)
-            return EXIT_CONFIG
+        else:
+            since = parse_since(args.since)
+    except StreamRefused as exc:
+        print(f"autofix-agent: refused: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     config = _load(config_path)
     return run_stream(config, since)
 
@@ -186,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     stream = sub.add_parser("stream", help="print stored and new events as JSON lines")
-    stream.add_argument("--since", type=_non_negative_int, default=0, help="last seq already seen")
+    # Checked by the command itself, so a bad value is one line on stderr, not a usage dump.
+    stream.add_argument("--since", default="0", help="last seq already seen")
     stream.add_argument("--config", help=f"agent TOML config (default {DEFAULT_CONFIG})")
     stream.set_defaults(func=cmd_stream)
 

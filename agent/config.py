@@ -108,6 +108,8 @@ class AgentConfig:
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     redact_patterns: tuple[str, ...] = ()
+    # Names of environment variables whose values are removed verbatim from every record.
+    redact_env: tuple[str, ...] = ()
     heartbeat_seconds: float = 5.0
 
     @property
@@ -150,6 +152,21 @@ def _patterns(value: Any, key: str) -> tuple[str, ...]:
             re.compile(pattern)
         except re.error as exc:
             raise ConfigError(f"{key}[{i}]: not a valid regular expression: {exc}") from None
+    return tuple(value)
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _env_names(value: Any, key: str) -> tuple[str, ...]:
+    _expect(value, list, key, "a list of environment variable names")
+    for i, name in enumerate(value):
+        _expect(name, str, f"{key}[{i}]", "a string")
+        if not _ENV_NAME.fullmatch(name):
+            raise ConfigError(
+                f"{key}[{i}]: {name!r} is not an environment variable name "
+                "(letters, digits and '_', not starting with a digit)"
+            )
     return tuple(value)
 
 
@@ -344,8 +361,9 @@ def parse_config(data: dict[str, Any]) -> AgentConfig:
     )
 
     red = _expect(data.get("redaction", {}), dict, "redaction", "a table")
-    _unknown(red, {"extra_patterns"}, "redaction.")
+    _unknown(red, {"extra_patterns", "values_from_env"}, "redaction.")
     redact_patterns = _patterns(red.get("extra_patterns", []), "redaction.extra_patterns")
+    redact_env = _env_names(red.get("values_from_env", []), "redaction.values_from_env")
 
     stream = _expect(data.get("stream", {}), dict, "stream", "a table")
     _unknown(stream, {"heartbeat_seconds"}, "stream.")
@@ -371,6 +389,7 @@ def parse_config(data: dict[str, Any]) -> AgentConfig:
         detection=detection,
         retention=retention,
         redact_patterns=redact_patterns,
+        redact_env=redact_env,
         heartbeat_seconds=heartbeat,
     )
 

@@ -34,7 +34,7 @@ from agent.occurrence import Occurrence, occurrence_of
 from agent.outbox import Outbox
 from agent.problems import ProblemLog
 from agent.record import ErrorRecord
-from agent.redact import Redactor
+from agent.redact import Redactor, env_values
 from agent.tail import Chunk, FileSource, Position
 
 RESCAN_SECONDS = 2.0
@@ -108,7 +108,7 @@ class Daemon:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.outbox = Outbox.open(config.db_path, config.host)
-        self.redactor = Redactor(config.redact_patterns)
+        self.redactor = Redactor(config.redact_patterns, env_values(config.redact_env))
         self.problems = ProblemLog(log)
         self.watches: list[_FileWatch] = []
         self.commands: list[tuple[SourceConfig, CommandSource]] = []

@@ -26,6 +26,7 @@ class Pending:
         "message",
         "route",
         "stack",
+        "stamps",
         "state",
         "timestamp",
     )
@@ -33,6 +34,7 @@ class Pending:
     def __init__(self, state: str, line: Line, timestamp: Stamp) -> None:
         self.state = state
         self.lines: list[Line] = [line]
+        self.stamps: list[Stamp] = [timestamp]  # each line's own, for reading them again
         self.stack: list[str] = []
         self.frames: list[Frame] = []
         self.error_type = ""
@@ -43,6 +45,7 @@ class Pending:
 
     def add(self, line: Line, body: str, timestamp: Stamp, stack: bool = True) -> None:
         self.lines.append(line)
+        self.stamps.append(timestamp)
         if stack and len(self.stack) < MAX_STACK_LINES:
             self.stack.append(body)
         if self.timestamp is None:

@@ -75,6 +75,12 @@ def strip_prefix(text: str) -> tuple[str, str | None]:
     return body, iso(stamp) if stamp else None
 
 
+def stamp_of(text: str) -> Stamp:
+    """The groups of a timestamp that is the whole of ``text`` (an envelope's time field)."""
+    match = _TIMESTAMP.match(text.strip())
+    return match.groups() if match else None
+
+
 def json_time(value: Any) -> str | None:
     """A JSON log's time field (epoch seconds or milliseconds, or ISO text) as ISO UTC."""
     if isinstance(value, bool):

@@ -68,7 +68,7 @@ class V8Stack(Recognizer):
     """Stack traces started by their header line (no level word before it)."""
 
     needles: ClassVar[tuple[bytes, ...]] = (b"error", b"exception")
-    next_line_needles: ClassVar[tuple[bytes, ...]] = (b"    at ",)
+    previous_line_needles: ClassVar[tuple[bytes, ...]] = (b"    at ",)
     states: ClassVar[tuple[str, ...]] = ("stack", "maybe", "props")
     provisional: ClassVar[tuple[str, ...]] = ("maybe",)
 

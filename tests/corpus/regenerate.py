@@ -34,7 +34,7 @@ CORPUS = Path(__file__).resolve().parent
 GEN = CORPUS / "gen"
 LOGS = CORPUS / "logs"
 NODE_MODULES = CORPUS.parent / "node_modules"
-APP = "/srv/app"
+APP = carriers.APP_DIR
 HOST = "shop-1"
 VARIANTS = ("deploy", "redeploy")
 _TIMEOUT = 180
@@ -71,7 +71,10 @@ class Spec:
     ``counts`` maps fault keys (``gen/lib/traffic.js``) to occurrences, for the deploy and
     the redeploy variant. ``carrier`` names an encoder in ``carriers.CARRIERS`` (``None``:
     the program's own output, stdout and stderr in one file as ``node app.js >> log 2>&1``
-    writes it). ``build`` runs in the app directory before the program (tsc).
+    writes it; ``"pm2"``: pm2 runs the program and its error log is kept). ``build`` runs
+    in the app directory before the program (tsc). ``crash_per_fault``: the program dies
+    of one fault per run, so it is run once per occurrence (``CORPUS_RUN`` = its index),
+    as a supervisor restarts it.
     """
 
     name: str
@@ -83,7 +86,7 @@ class Spec:
     env: dict[str, str] = field(default_factory=dict)
     node_args: tuple[str, ...] = ()
     build: tuple[str, ...] = ()
-    runs: int = 1
+    crash_per_fault: bool = False
     description: str = ""
 
 
@@ -136,6 +139,168 @@ SPECS: tuple[Spec, ...] = (
         {"total": 3, "charge": 3, "reserve": 5},
         seed=51,
         description="Fastify's built-in pino logger: JSON lines with req and err",
+    ),
+    *(
+        Spec(
+            f"{logger}",
+            "express5.js",
+            counts,
+            redeploy,
+            seed=seed,
+            env={"CORPUS_LOGGER": logger},
+            description=description,
+        )
+        for logger, counts, redeploy, seed, description in (
+            (
+                "pino-json",
+                {"total": 14, "charge": 3, "reserve": 6, "profile": 4},
+                {"total": 3, "charge": 3, "reserve": 3, "profile": 4},
+                61,
+                "pino's JSON lines, err and req serialized",
+            ),
+            (
+                "bunyan-json",
+                {"charge": 7, "cart": 12, "profile": 3},
+                {"charge": 3, "cart": 4, "profile": 3},
+                62,
+                "bunyan's JSON lines, err and req serialized",
+            ),
+            (
+                "winston-json",
+                {"total": 4, "reserve": 15, "cart": 6},
+                {"total": 3, "reserve": 3, "cart": 4},
+                63,
+                "winston format.errors({stack: true}) + format.json()",
+            ),
+            (
+                "pino-pretty",
+                {"total": 3, "charge": 10, "reserve": 4, "profile": 6},
+                {"total": 3, "charge": 3, "reserve": 3, "profile": 3},
+                64,
+                "pino through the pino-pretty transform: err object indented under the line",
+            ),
+            (
+                "winston-simple",
+                {"total": 8, "charge": 4, "cart": 3, "profile": 11},
+                {"total": 3, "charge": 4, "cart": 3, "profile": 3},
+                65,
+                "winston format.errors({stack: true}) + format.simple(): JSON tail",
+            ),
+            (
+                "winston-printf",
+                {"charge": 5, "reserve": 3, "profile": 16},
+                {"charge": 3, "reserve": 4, "profile": 3},
+                66,
+                "winston printf `${timestamp} [${label}] ${level}: ${message}` + stack",
+            ),
+            (
+                "log4js",
+                {"total": 19, "reserve": 5, "cart": 3, "profile": 7},
+                {"total": 4, "reserve": 3, "cart": 3, "profile": 3},
+                67,
+                "log4js basic layout: `[time] [LEVEL] category - ` + error with stack",
+            ),
+        )
+    ),
+    Spec(
+        "console-handlers",
+        "console-handlers.js",
+        {"total": 6, "charge": 9, "reserve": 3, "profile": 4},
+        {"total": 3, "charge": 3, "reserve": 3, "profile": 4},
+        seed=71,
+        description="console.error('uncaughtException:' / 'unhandledRejection:', err)",
+    ),
+    Spec(
+        "node-crash",
+        "node-crash.js",
+        {"total": 4, "charge": 3, "reserve": 5},
+        {"total": 3, "charge": 3, "reserve": 3},
+        seed=72,
+        crash_per_fault=True,
+        description="node's own crash report (uncaught exception, unhandled rejection), restarts",
+    ),
+    Spec(
+        "typescript-dist",
+        "ts/dist/server.js",
+        {"total": 7, "charge": 3, "profile": 12},
+        {"total": 3, "charge": 4, "profile": 3},
+        seed=81,
+        build=("node_modules/.bin/tsc -p ts",),
+        description="TypeScript compiled with tsc, run without source maps",
+    ),
+    Spec(
+        "typescript-source-maps",
+        "ts/dist/server.js",
+        {"total": 5, "charge": 13, "profile": 3},
+        {"total": 3, "charge": 3, "profile": 5},
+        seed=82,
+        build=("node_modules/.bin/tsc -p ts",),
+        node_args=("--enable-source-maps",),
+        description="TypeScript compiled with tsc, run with --enable-source-maps",
+    ),
+    Spec(
+        "docker-json-fastify",
+        "fastify.js",
+        {"total": 5, "charge": 12, "profile": 3},
+        {"total": 3, "charge": 3, "profile": 4},
+        seed=91,
+        carrier="docker-json",
+        description="Docker json-file driver carrying Fastify's pino JSON lines",
+    ),
+    Spec(
+        "docker-json-nest",
+        "nest.js",
+        {"total": 4, "reserve": 3, "cart": 9},
+        {"total": 3, "reserve": 3, "cart": 3},
+        seed=92,
+        carrier="docker-json",
+        description="Docker json-file driver carrying NestJS's coloured default Logger",
+    ),
+    Spec(
+        "cri-pino",
+        "express5.js",
+        {"total": 6, "cart": 4, "profile": 10},
+        {"total": 3, "cart": 3, "profile": 3},
+        seed=93,
+        carrier="cri",
+        env={"CORPUS_LOGGER": "pino-json", "CORPUS_CART_ITEMS": "6000"},
+        description="CRI (containerd) log file of pino JSON; cart errors exceed 16 KiB (P lines)",
+    ),
+    Spec(
+        "pm2-json",
+        "express5.js",
+        {"total": 8, "charge": 3, "reserve": 14},
+        {"total": 3, "charge": 3, "reserve": 3},
+        seed=94,
+        carrier="pm2",
+        description="pm2 --log-type json error log of Express 5's default handler",
+    ),
+    Spec(
+        "journald-short",
+        "express5.js",
+        {"total": 3, "charge": 7, "cart": 4},
+        {"total": 3, "charge": 3, "cart": 3},
+        seed=95,
+        carrier="journald-short",
+        description="journalctl -o short of a unit running Express 5 (default handler)",
+    ),
+    Spec(
+        "journald-short-iso",
+        "console-handlers.js",
+        {"total": 4, "charge": 3, "profile": 6},
+        {"total": 3, "charge": 3, "profile": 3},
+        seed=96,
+        carrier="journald-short-iso",
+        description="journalctl -o short-iso of a unit printing process-handler errors",
+    ),
+    Spec(
+        "journald-json",
+        "nest.js",
+        {"total": 3, "charge": 5, "reserve": 3},
+        {"total": 3, "charge": 3, "reserve": 3},
+        seed=97,
+        carrier="journald-json",
+        description="journalctl -o json of a NestJS unit; coloured lines give byte-array MESSAGEs",
     ),
 )
 
@@ -213,14 +378,20 @@ class Capture:
 def run_program(spec: Spec, variant: str, work: Path) -> Capture:
     app = prepare_app(spec, variant, work)
     env = program_env(spec, variant)
-    base = sandbox(app, env)
     for step in spec.build:
-        subprocess.run([*base, "sh", "-c", step], check=True, timeout=_TIMEOUT)
-    command = [*base, "node", *spec.node_args, spec.program]
+        subprocess.run([*sandbox(app, env), "sh", "-c", step], check=True, timeout=_TIMEOUT)
+    counts = spec.counts if variant == "deploy" else spec.redeploy_counts
+    runs = sum(counts.values()) if spec.crash_per_fault else 1
     merged = bytearray()
     lines: list[carriers.Line] = []
-    for _ in range(spec.runs):
-        out, timed = carriers.capture(command, _TIMEOUT, split=spec.carrier is not None)
+    if spec.carrier == "pm2":
+        merged += carriers.pm2_run(sandbox(app, env), spec.program, app, _TIMEOUT)
+        runs = 0
+    for run in range(runs):
+        command = [*sandbox(app, {**env, "CORPUS_RUN": str(run)}), "node", *spec.node_args]
+        out, timed = carriers.capture(
+            [*command, spec.program], _TIMEOUT, split=spec.carrier in carriers.CARRIERS
+        )
         merged += out
         lines += timed
     manifest = json.loads((app / "manifest.json").read_text())
@@ -233,8 +404,8 @@ def generate(spec: Spec, variant: str, out: Path) -> tuple[Path, Path]:
         work = Path(tmp)
         capture = run_program(spec, variant, work)
         data = capture.merged
-        if spec.carrier is not None:
-            data = carriers.CARRIERS[spec.carrier](capture.lines, work=work)
+        if spec.carrier in carriers.CARRIERS:
+            data = carriers.CARRIERS[spec.carrier](capture.lines, work=work, program=spec.program)
     log = out / f"{spec.name}.{variant}.log"
     log.write_bytes(data)
     manifest = {

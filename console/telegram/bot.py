@@ -72,6 +72,7 @@ from console.telegram.limits import ANSWER_LIMIT, CAPTION_LIMIT, clip, escape
 from console.telegram.mute import DurationError, describe, parse_duration
 from console.telegram.poller import BACKOFF_FIRST_SECONDS, Poller, PollState
 from console.telegram.refusals import REFUSAL_PERIOD_SECONDS, RefusalLane
+from console.telegram.tasks import stop_task
 from console.telegram.throttle import Throttle
 from console.telegram.token import (
     SCRUBBER,
@@ -205,10 +206,7 @@ class TelegramBot:
             self._unsubscribe()
             self._unsubscribe = None
         for task in (self._reconnect_task, self._sync_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await stop_task(task)
         self._reconnect_task = self._sync_task = None
         await self._refusals.close()
         await self._close_app()
@@ -290,9 +288,7 @@ class TelegramBot:
         task, self._poll_task = self._poll_task, None
         if task is None:
             return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        await stop_task(task)
         if self._poller is not None:
             with contextlib.suppress(TelegramError, OSError):
                 await asyncio.wait_for(self._poller.confirm(), 5)

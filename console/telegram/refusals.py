@@ -11,12 +11,12 @@ the queue is full an answer is dropped (the person already got or will get one s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from console.telegram.delivery import Delivery
+from console.telegram.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,7 @@ class RefusalLane:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
         while not self._queue.empty():
             self._queue.get_nowait()
 

@@ -169,6 +169,8 @@ MIGRATIONS: tuple[str, ...] = (
         created_at TEXT NOT NULL
     );
     """,
+    # 2: what Claude Code was refused during an attempt (JSON list, see models.Denial).
+    "ALTER TABLE attempts ADD COLUMN claude_denials TEXT;",
 )
 
 # Attempt columns a caller may set through update_attempt() or alongside a transition.
@@ -188,6 +190,7 @@ ATTEMPT_FIELDS: frozenset[str] = frozenset(
         "pr_url",
         "pr_number",
         "reason",
+        "claude_denials",
     }
 )
 
@@ -198,7 +201,7 @@ _ERROR_COLUMNS = (
 _ATTEMPT_COLUMNS = (
     "id, error_id, state, branch, worktree, started_at, finished_at, reason, claude_cost_usd, "
     "claude_turns, claude_duration_ms, claude_summary, extra_instruction, test_exit_code, "
-    "test_output_tail, diff, diff_stat, pr_url, pr_number"
+    "test_output_tail, diff, diff_stat, pr_url, pr_number, claude_denials"
 )
 _SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 _INSERT_OCCURRENCE = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from console.claude import NOT_FOUND, build_command, default_allowed_tools, run_claude
+from console.claude import NOT_FOUND, run_claude
 from console.config import ClaudeConfig
 from console.transcript import Event, SystemInit, ToolResult, ToolUse
 from tests.conftest import require_tool
@@ -55,6 +56,7 @@ class Attempt:
         self.repo = repo
         self.home = repo.parent / "home"
         self.home.mkdir(exist_ok=True)
+        self.state = repo.parent / "state"
         self.events: list[Event] = []
         self.lines: list[str] = []
         self.config = ClaudeConfig(
@@ -71,6 +73,7 @@ class Attempt:
                 cwd=self.repo,
                 config=config,
                 test_command=test_command,
+                state_dir=self.state,
                 on_event=self.events.append,
                 transcript=self.lines,
                 **kwargs,  # type: ignore[arg-type]
@@ -97,6 +100,20 @@ def fix(repo: Path) -> ToolCall:
 
 def bash(command: str) -> ToolCall:
     return ToolCall("Bash", {"command": command, "description": "run"})
+
+
+def fake_init(cwd: str, **changes: object) -> str:
+    """An init line as the locked-down CLI prints it, for the stand-in CLIs below."""
+    init = {
+        "type": "system",
+        "subtype": "init",
+        "cwd": cwd,
+        "tools": ["Bash", "Edit", "Glob", "Grep", "Read", "Write"],
+        "mcp_servers": [],
+        "permissionMode": "dontAsk",
+        "sandbox_enabled": True,
+    }
+    return json.dumps({**init, **changes})
 
 
 def processes_in(directory: Path) -> list[str]:
@@ -137,13 +154,13 @@ async def test_scripted_fix_changes_the_file_and_reports_turns_and_cost(repo: Pa
     assert outcome.summary == "Guarded the tenant lookup against a missing user."
     assert outcome.exit_code == 0
     init = attempt.events[0]
-    assert isinstance(init, SystemInit) and init.permission_mode == "acceptEdits"
+    assert isinstance(init, SystemInit) and init.permission_mode == "dontAsk"
     assert "WebFetch" not in init.tools and "WebSearch" not in init.tools
     uses = [e.summary for e in attempt.events if isinstance(e, ToolUse)]
     assert uses == ["Read app.js", "Edit app.js (+1 -1)", "Bash node --test"]
     test_result = attempt.results()["toolu_21"]
     assert not test_result.is_error and "# pass 1" in test_result.content
-    assert len(attempt.lines) >= 8 and attempt.lines[-1].startswith('{"type":"result"')
+    assert len(attempt.lines) >= 8 and '"type":"result"' in attempt.lines[-1]
     assert attempt.api.unknown == []
 
 
@@ -204,6 +221,7 @@ async def test_missing_credentials_fail_with_not_logged_in(repo: Path):
             cwd=repo,
             config=replace(attempt.config, extra_env=env),
             test_command="node --test",
+            state_dir=attempt.state,
         )
         streamed = attempt.api.conversation
 
@@ -224,7 +242,8 @@ async def test_stalled_api_times_out_and_leaves_no_process(repo: Path):
 
 
 async def test_timeout_kills_the_shells_the_cli_started_in_their_own_sessions(repo: Path):
-    hang = "sleep 47.25"
+    # A hung test run (the CLI refuses a bare long sleep, so a test that never ends).
+    hang = "node -e 'setTimeout(() => {}, 47250)'"
     attempt = Attempt([[bash(hang)], [Text("done")]], repo, timeout_seconds=4.0)
     outcome = await attempt.run(test_command=hang)
 
@@ -292,9 +311,16 @@ async def test_edits_outside_the_worktree_and_unlisted_commands_are_refused(repo
     for tool_use_id in ("toolu_01", "toolu_11", "toolu_21", "toolu_31", "toolu_41", "toolu_51"):
         assert results[tool_use_id].is_error, tool_use_id
         assert attempt.api.tool_results()[tool_use_id].get("is_error") is True
-    denied = {(d.tool_name, d.tool_use_id) for d in outcome.permission_denials}
-    assert {("Write", "toolu_01"), ("Read", "toolu_11"), ("Bash", "toolu_51")} <= denied
-    assert "require approval" in results["toolu_41"].content
+    denied = {(d.tool, d.tool_use_id) for d in outcome.denials}
+    assert denied == {
+        ("Write", "toolu_01"),
+        ("Read", "toolu_11"),
+        # toolu_21 (Edit of a file never read) fails its precondition before any check.
+        ("Bash", "toolu_31"),
+        ("Bash", "toolu_41"),
+        ("Bash", "toolu_51"),
+    }
+    assert all(d.kind == "mode" for d in outcome.denials)
     assert (repo / "app.js").read_text() == APP
 
 
@@ -310,40 +336,12 @@ async def test_very_long_stream_lines_are_read_whole(repo: Path):
 
 async def test_missing_executable_says_how_to_install(repo: Path, tmp_path: Path):
     config = ClaudeConfig(command=str(tmp_path / "no-such-claude"))
-    outcome = await run_claude(prompt="x", cwd=repo, config=config, test_command="npm test")
+    outcome = await run_claude(
+        prompt="x", cwd=repo, config=config, test_command="npm test", state_dir=tmp_path / "state"
+    )
 
     assert not outcome.ok
     assert outcome.reason == NOT_FOUND
-
-
-def test_default_tools_are_scoped_to_the_worktree_and_the_test_command():
-    assert default_allowed_tools("npm test") == (
-        "Read(./**)",
-        "Edit(./**)",
-        "Write(./**)",
-        "Glob(./**)",
-        "Grep(./**)",
-        "Bash(npm test)",
-    )
-
-
-def test_command_line_carries_limits_and_scopes_bare_path_tools():
-    config = ClaudeConfig(
-        command="claude --bare",
-        model="sonnet",
-        max_turns=5,
-        max_budget_usd=1.5,
-        allowed_tools=("Edit", "Bash(make test)"),
-    )
-    command = build_command(config, "npm test")
-
-    assert command[:3] == ["claude", "--bare", "-p"]
-    assert command[command.index("--allowedTools") + 1] == "Edit(./**),Bash(make test)"
-    assert command[command.index("--disallowedTools") + 1] == "WebFetch,WebSearch"
-    assert command[command.index("--max-turns") + 1] == "5"
-    assert command[command.index("--model") + 1] == "sonnet"
-    assert command[command.index("--max-budget-usd") + 1] == "1.5"
-    assert command[command.index("--permission-mode") + 1] == "acceptEdits"
 
 
 async def test_stop_reaches_processes_that_ignore_sigterm_in_other_sessions(
@@ -356,14 +354,19 @@ async def test_stop_reaches_processes_that_ignore_sigterm_in_other_sessions(
         "#!/bin/sh\n"
         "trap '' TERM\n"
         "setsid sleep 53.5 &\n"
-        'echo \'{"type":"system","subtype":"init","cwd":"\'"$PWD"\'"}\'\n'
+        f"echo '{fake_init('__CWD__')}' | sed \"s|__CWD__|$PWD|\"\n"
         "while :; do sleep 0.2; done\n"
     )
     hung.chmod(0o755)
     config = ClaudeConfig(command=str(hung), timeout_seconds=2.0)
     events: list[Event] = []
     outcome = await run_claude(
-        prompt="x", cwd=repo, config=config, test_command="npm test", on_event=events.append
+        prompt="x",
+        cwd=repo,
+        config=config,
+        test_command="npm test",
+        state_dir=tmp_path / "state",
+        on_event=events.append,
     )
 
     assert outcome.reason is not None and outcome.reason.startswith("timeout")
@@ -379,9 +382,44 @@ async def test_a_cut_off_result_line_is_reported_not_taken_as_success(repo: Path
     )
     cli.chmod(0o755)
     outcome = await run_claude(
-        prompt="x", cwd=repo, config=ClaudeConfig(command=str(cli)), test_command="npm test"
+        prompt="x",
+        cwd=repo,
+        config=ClaudeConfig(command=str(cli)),
+        test_command="npm test",
+        state_dir=tmp_path / "state",
     )
 
     assert not outcome.ok
     assert outcome.reason is not None and "result line was cut off" in outcome.reason
     assert outcome.exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"permissionMode": "acceptEdits"}, "permission mode 'acceptEdits' instead of dontAsk"),
+        ({"mcp_servers": [{"name": "mail", "status": "connected"}]}, "MCP servers ['mail']"),
+        ({"tools": ["Bash", "Read", "WebFetch"]}, "tools ['Bash', 'Read', 'WebFetch'] instead"),
+        ({"sandbox_enabled": False}, "the Bash sandbox off"),
+    ],
+)
+async def test_an_init_line_unlike_what_was_asked_stops_the_attempt_at_once(
+    repo: Path, tmp_path: Path, changes: dict[str, object], expected: str
+):
+    cli = tmp_path / "drifted-cli"
+    cli.write_text(f"#!/bin/sh\necho '{fake_init(str(repo), **changes)}'\nsleep 41.5 & wait\n")
+    cli.chmod(0o755)
+    started = time.monotonic()
+    outcome = await run_claude(
+        prompt="x",
+        cwd=repo,
+        config=ClaudeConfig(command=str(cli), timeout_seconds=30.0),
+        test_command="npm test",
+        state_dir=tmp_path / "state",
+    )
+
+    assert not outcome.ok
+    assert outcome.reason is not None and outcome.reason.startswith("Claude Code started with")
+    assert expected in outcome.reason and "stopped before it could go on" in outcome.reason
+    assert time.monotonic() - started < 10
+    assert processes_in(repo) == []

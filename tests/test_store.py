@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.wire import ErrorEvent, decode, encode
-from console.models import TRANSITIONS, State, can_transition
+from console.models import TRANSITIONS, Denial, State, can_transition
 from console.storable import unstorable
 from console.store import MIGRATIONS, RECOVER_REASON, NotFound, Store, StoreError
 
@@ -736,3 +736,36 @@ async def test_store_reopens_and_resumes_after_a_kill(tmp_path):
         fresh = await s.ingest("web-1", [event(last + 1, 10_000, fingerprint=FP_B, kind="error")])
         assert fresh[0].created
         assert sum(e.count for e in await s.errors()) == before + 10_000
+
+
+# --- Claude Code denials ------------------------------------------------------------------
+
+
+async def test_denials_are_kept_with_their_attempt_and_survive_a_reopen(tmp_path):
+    path = tmp_path / "console.db"
+    denials = [
+        Denial("Read", "/home/dev/.ssh/id_rsa", "rule", "deny rule Read(~/.ssh/**)", "toolu_01"),
+        Denial("Bash", "curl http://x", "mode", "no allow rule for this command", "toolu_11"),
+    ]
+    async with await Store.open(path) as s:
+        error_id = await awaiting(s)
+        attempt = await s.create_attempt(error_id, actor="t")
+        assert attempt is not None and attempt.denials == []
+        await s.update_attempt(attempt.id, claude_denials=Denial.encode_all(denials))
+    async with await Store.open(path) as s:
+        stored = await s.attempt(attempt.id)
+    assert stored is not None and stored.denials == denials
+
+
+async def test_a_database_from_before_denials_gains_the_column_and_keeps_attempts(tmp_path):
+    path = tmp_path / "console.db"
+    async with await Store.open(path, migrations=MIGRATIONS[:1]) as old:
+        error_id = await awaiting(old)
+    raw_db(path).execute(
+        "INSERT INTO attempts (error_id, state, started_at) VALUES (?, 'review', 'then')",
+        (error_id,),
+    )
+    async with await Store.open(path) as new:
+        assert await new.schema_version() == len(MIGRATIONS)
+        (again,) = await new.attempts(error_id)
+    assert again.state is State.REVIEW and again.started_at == "then" and again.denials == []

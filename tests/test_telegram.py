@@ -131,14 +131,15 @@ def event(seq: int, fingerprint: str, message: str, **extra: object) -> ErrorEve
 
 
 def long_fix_turns(worktree: Path) -> list:
-    """The usual fix plus a long new module and an env example, for a long, sensitive diff."""
+    """The usual fix plus a long new module and a CI workflow, for a long, sensitive diff
+    (``.env*`` files would be sensitive too, but Claude Code may not edit them at all)."""
     turns = fix_turns(worktree)
     lines = "\n".join(f"exports.message{i} = 'line {i} <ok> & fine';" for i in range(120))
     write_long = ToolCall(
         "Write", {"file_path": str(worktree / "lib" / "messages.js"), "content": lines + "\n"}
     )
     write_env = ToolCall(
-        "Write", {"file_path": str(worktree / ".env.example"), "content": "PORT=3000\n"}
+        "Write", {"file_path": str(worktree / ".github" / "ci.yml"), "content": "on: push\n"}
     )
     return [*turns[:2], [write_long], [write_env], *turns[2:]]  # fmt: skip
 
@@ -176,9 +177,9 @@ async def test_approve_from_telegram_fixes_reviews_and_opens_the_pr_from_the_pho
     body = parse_html(review.text)
     assert "getUserProfile now returns null" in body, "Claude's summary"
     assert "lib/users.js +1 -0" in body and "lib/messages.js +120 -0" in body
-    assert "Touches sensitive paths: .env.example" in body
+    assert "Touches sensitive paths: .github/ci.yml" in body
     assert "Tests: ✅ passed" in body and "node --test" in body
-    assert "diff --git a/.env.example b/.env.example" in body, "the first lines of the diff"
+    assert "diff --git a/.github/ci.yml b/.github/ci.yml" in body, "the first lines of the diff"
     assert "full diff attached" in body
     assert [b["text"] for b in review.buttons()] == ["Open PR", "Skip", "Retry"]
     docs = await phone.until(

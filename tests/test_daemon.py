@@ -59,7 +59,13 @@ def test_errors_from_a_real_node_service_arrive_on_the_stream(
     assert "reading" in first.message
     assert first.stack and any("at " in line for line in first.stack)
     # A reader resuming after that seq gets nothing old again.
-    later = read_stream(config, first.seq, until=1.5, want=1)
+    later = read_stream(
+        config,
+        first.seq,
+        until=15,
+        want=10**6,
+        done=lambda ls: any(isinstance(e, Heartbeat) for e in ls),
+    )
     assert all(e.seq > first.seq for e in later if isinstance(e, ErrorEvent))
     assert any(isinstance(e, Heartbeat) for e in later)
 

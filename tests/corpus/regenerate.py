@@ -72,8 +72,9 @@ class Spec:
     the redeploy variant. ``carrier`` names an encoder in ``carriers.CARRIERS`` (``None``:
     the program's own output, stdout and stderr in one file as ``node app.js >> log 2>&1``
     writes it; ``"pm2"``: pm2 runs the program and its error log is kept). ``build`` runs
-    in the app directory before the program (tsc). ``crash_per_fault``: the program dies of one fault per run, so it is run once per
-    occurrence (``CORPUS_RUN`` = its index), as a supervisor restarts it.
+    in the app directory before the program (tsc). ``crash_per_fault``: the program dies
+    of one fault per run, so it is run once per occurrence (``CORPUS_RUN`` = its index),
+    as a supervisor restarts it.
     """
 
     name: str

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from agent import __version__
-from agent.config import AgentConfig, ConfigError, load_config
+from agent.config import AgentConfig, ConfigError, SourceConfig, load_config
 
 DEFAULT_CONFIG = "/etc/autofix-agent/agent.toml"
 EXIT_CONFIG = 2
@@ -95,6 +95,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"FAIL state_dir {state}: not writable by this user")
         failures += 1
     for i, src in enumerate(config.sources):
+        if src.journald is not None:
+            failures += _check_journald(i, src)
+            continue
         if src.command:
             exe = src.command[0]
             found = exe if os.path.isabs(exe) and os.access(exe, os.X_OK) else None
@@ -120,6 +123,25 @@ def cmd_check(args: argparse.Namespace) -> int:
                     "(files that appear later are picked up)"
                 )
     return 1 if failures + _check_health(config) else 0
+
+
+def _check_journald(index: int, src: SourceConfig) -> int:
+    """journalctl found, and the journal files or directory it is given exist."""
+    assert src.journald is not None
+    name = f"sources[{index}] {src.service}"
+    exe = src.journald.journalctl
+    found = exe if os.path.isabs(exe) and os.access(exe, os.X_OK) else shutil.which(exe)
+    if not found:
+        print(f"FAIL {name}: journalctl {exe!r} not found on PATH")
+        return 1
+    missing = [f for f in src.journald.files if not os.path.exists(f)]
+    if src.journald.directory and not os.path.isdir(src.journald.directory):
+        missing.append(src.journald.directory)
+    if missing:
+        print(f"FAIL {name}: journal {', '.join(missing)} does not exist")
+        return 1
+    print(f"ok   {name}: {src.journald.describe()} with {found}")
+    return 0
 
 
 def _check_health(config: AgentConfig) -> int:

@@ -40,6 +40,10 @@ _KNOWN_LOCATIONS = {
     "claude": [NODE_BIN / "claude"],
     "sshd": [Path("/usr/sbin/sshd")],
     "logrotate": [Path("/usr/sbin/logrotate")],
+    "systemd-journal-remote": [
+        Path("/lib/systemd/systemd-journal-remote"),
+        Path("/usr/lib/systemd/systemd-journal-remote"),
+    ],
 }
 
 

@@ -24,6 +24,7 @@ class Pending:
         "frames",
         "lines",
         "message",
+        "method",
         "route",
         "stack",
         "stamps",
@@ -40,6 +41,7 @@ class Pending:
         self.error_type = ""
         self.message = ""
         self.route: str | None = None
+        self.method: str | None = None  # an HTTP method whose URL is still to come
         self.timestamp = timestamp
         self.crash = False
 

@@ -56,8 +56,14 @@ def log(message: str) -> None:
     print(f"autofix-agent: {message}", file=sys.stderr, flush=True)
 
 
-def _log_problem(service: str, problem: str) -> None:
-    log(f"{service}: {problem}")
+def _log_redacted(redactor: Redactor, message: str) -> None:
+    """Problems quote what a source printed (a command's last stderr line, a bad line):
+    redacted like records, since stderr ends up in journald and beyond."""
+    log(redactor.redact(message))
+
+
+def _log_problem(redactor: Redactor, service: str, problem: str) -> None:
+    _log_redacted(redactor, f"{service}: {problem}")
 
 
 def _where(exc: BaseException) -> str:
@@ -109,7 +115,7 @@ class Daemon:
         self.config = config
         self.outbox = Outbox.open(config.db_path, config.host)
         self.redactor = Redactor(config.redact_patterns, env_values(config.redact_env))
-        self.problems = ProblemLog(log)
+        self.problems = ProblemLog(functools.partial(_log_redacted, self.redactor))
         self.watches: list[_FileWatch] = []
         self.commands: list[tuple[SourceConfig, CommandSource]] = []
         self.journals: list[tuple[SourceConfig, JournalSource]] = []
@@ -121,7 +127,7 @@ class Daemon:
                     src.service,
                     src.journald,
                     from_beginning=src.from_beginning,
-                    on_problem=functools.partial(_log_problem, src.service),
+                    on_problem=functools.partial(_log_problem, self.redactor, src.service),
                 )
                 self.journals.append((src, journal))
             else:
@@ -129,7 +135,7 @@ class Daemon:
                     src.service,
                     src.command,
                     max_line_bytes=config.detection.max_line_bytes,
-                    on_problem=functools.partial(_log_problem, src.service),
+                    on_problem=functools.partial(_log_problem, self.redactor, src.service),
                 )
                 self.commands.append((src, command))
         self._parsers: dict[str, _Parser] = {}

@@ -31,6 +31,7 @@ from console.claude_policy import (
     Policy,
     build_policy,
     developer_config_dir,
+    fresh_dir,
     prepare_config_dir,
 )
 from console.denials import DenialCollector
@@ -45,6 +46,10 @@ KILL_GRACE_SECONDS = 3.0
 READ_CHUNK = 64 * 1024
 PIPE_BYTES = 1024 * 1024
 CONFIG_DIR_NAME = "claude-config"
+HOME_DIR_NAME = "claude-home"
+# The CLI's own staging dir for atomic writes, made in the project root (for a linked
+# worktree: the main checkout); removed again when the run leaves it empty.
+STAGING_DIR = Path(".claude") / ".cc-writes"
 # Set for every run: no self-update, no telemetry or other side traffic, no auto-memory.
 FIXED_ENV = {
     "DISABLE_AUTOUPDATER": "1",
@@ -150,15 +155,20 @@ def prepare_run(
     """Command line, environment and policy of one attempt; writes its config dir."""
     env = child_env(os.environ, allow_credentials=True, extra=config.extra_env)
     source = developer_config_dir(env)
+    home = Path(env.get("HOME") or Path.home())
     private = prepare_config_dir(state_dir / CONFIG_DIR_NAME, source)
+    # A home of its own too: the CLI keeps caches and state there, and the test command it
+    # runs writes its own (npm's cache and logs), none of which belongs in the developer's.
+    private_home = fresh_dir(state_dir / HOME_DIR_NAME)
     env.update(FIXED_ENV)
     env["CLAUDE_CONFIG_DIR"] = str(private)
+    env["HOME"] = str(private_home)
     policy = build_policy(
         allowed=config.allowed_tools,
         disallowed=config.disallowed_tools,
         test_command=test_command,
-        home=Path(env.get("HOME") or Path.home()),
-        config_dirs=[source, private],
+        home=home,
+        config_dirs=[source, private, private_home / ".claude"],
         git_dirs=git_dirs_of(cwd),
     )
     settings = policy.write(private / SETTINGS_FILE)
@@ -192,6 +202,9 @@ async def run_claude(
         return _failed(f"cannot prepare Claude Code's config dir under {state_dir}: {exc}")
     # Output pipes are made here rather than by asyncio: asyncio's wait() would also wait
     # for every process holding them, and a shell the CLI left behind may hold them forever.
+    staging_before = [
+        d.parent for d in git_dirs_of(cwd)[-1:] if not (d.parent / STAGING_DIR.parent).exists()
+    ]
     out_read, out_write = _wide_pipe()
     err_read, err_write = os.pipe()
     try:
@@ -223,6 +236,8 @@ async def run_claude(
     finally:
         stdout_transport.close()
         stderr_transport.close()
+        for root in staging_before:
+            _remove_empty_staging(root)
 
 
 async def _reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
@@ -414,6 +429,13 @@ class _Run:
             stderr_tail=stderr_tail,
             denials=self.collector.denials,
         )
+
+
+def _remove_empty_staging(root: Path) -> None:
+    """Take away the CLI's staging dir from a checkout that had no ``.claude`` before."""
+    with contextlib.suppress(OSError):
+        (root / STAGING_DIR).rmdir()
+        (root / STAGING_DIR.parent).rmdir()
 
 
 def _cut_result(line: str) -> bool:

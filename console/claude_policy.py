@@ -202,15 +202,7 @@ def prepare_config_dir(private: Path, source: Path) -> Path:
     (``.credentials.json``) is carried over, and only when the developer's copy is newer, so a
     token the CLI refreshed here is not overwritten with an older one.
     """
-    private.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(private, 0o700)
-    for entry in private.iterdir():
-        if entry.name == CREDENTIALS_FILE:
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
+    fresh_dir(private, keep=CREDENTIALS_FILE)
     theirs, ours = source / CREDENTIALS_FILE, private / CREDENTIALS_FILE
     if _same(source, private) or not theirs.is_file():
         return private
@@ -220,6 +212,20 @@ def prepare_config_dir(private: Path, source: Path) -> Path:
             out.write(theirs.read_bytes())
         shutil.copystat(theirs, ours)
     return private
+
+
+def fresh_dir(path: Path, keep: str | None = None) -> Path:
+    """An empty directory only this user can enter (``keep`` names one entry to spare)."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    for entry in path.iterdir():
+        if entry.name == keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    return path
 
 
 def developer_config_dir(env: Mapping[str, str]) -> Path:

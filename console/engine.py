@@ -318,6 +318,9 @@ class Engine:
         created: list[int] = []
         touched: dict[int, None] = {}
         for result in results:
+            if result.refused is not None:
+                self.notify("error", result.refused)
+                continue
             if result.duplicate:
                 continue
             touched[result.error_id] = None

@@ -115,6 +115,8 @@ class IngestResult:
     error_id: int
     created: bool
     duplicate: bool
+    # Why the event was not stored (it is reported, the rest of its batch is stored).
+    refused: str | None = None
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,11 @@ tests/test_corpus.py; here each rule is pinned on its own so a failure names the
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.parse import parse_lines, strip_prefix
 from tests.conftest import feed_in_chunks
@@ -167,3 +171,19 @@ def test_winston_simple_json_tail_gives_the_stack_and_the_route() -> None:
 )
 def test_innocent_lines_in_these_shapes_give_nothing(line: str) -> None:
     assert feed_in_chunks((line + "\nINFO next\n").encode(), []) == []
+
+
+CORPUS_LOGS = sorted((Path(__file__).resolve().parent / "corpus" / "logs").glob("*.deploy.log"))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    log=st.sampled_from(CORPUS_LOGS),
+    cuts=st.lists(st.floats(0, 1, exclude_min=True, exclude_max=True), max_size=6),
+)
+def test_random_splits_of_real_logs_across_feeds_give_the_same_records(
+    log: Path, cuts: list[float]
+) -> None:
+    data = log.read_bytes()
+    points = sorted({int(c * len(data)) for c in cuts} - {0})
+    assert feed_in_chunks(data, points) == feed_in_chunks(data, [])

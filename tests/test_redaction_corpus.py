@@ -144,6 +144,17 @@ def _expected_groups() -> int:
     return total
 
 
+def _run_daemon(config: Path, stderr: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``autofix-agent run`` with ``env`` added, its stdout and stderr in one file."""
+    with stderr.open("wb") as err:
+        return subprocess.Popen(
+            [*AGENT, "run", "--config", str(config)],
+            stdout=err,
+            stderr=err,
+            env={**os.environ, **env},
+        )
+
+
 @pytest.fixture
 def corpus_agent(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes], Path]]:
     """A real ``run`` daemon over copies of the corpus, one source per format."""
@@ -164,13 +175,7 @@ def corpus_agent(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]
         "[stream]\nheartbeat_seconds = 0.5\n" + "".join(sources)
     )
     stderr = tmp_path / "agent.err"
-    with stderr.open("wb") as err:
-        proc = subprocess.Popen(
-            [*AGENT, "run", "--config", str(config)],
-            stdout=err,
-            stderr=err,
-            env={**os.environ, **ENV},
-        )
+    proc = _run_daemon(config, stderr, ENV)
     try:
         yield config, proc, stderr
     finally:
@@ -234,3 +239,33 @@ def test_stream_state_directory_and_stderr_of_a_real_daemon_hold_no_secret(
     said = stderr.read_text()
     assert "error seq=" in said, "the daemon logs each relayed event's message"
     assert _leaks(said, SECRETS) == []
+
+
+def test_a_failing_command_sources_stderr_reaches_the_daemons_stderr_redacted(
+    tmp_path: Path,
+) -> None:
+    token = "ghp_" + "Q7x2Lm9Zr4Tb8Wc1Nd6Kf3Hy5Pj0Vs2Ga8Eu"
+    password = "envOnly-" + "Zk39Qp7Lx2Wm"
+    script = tmp_path / "source.sh"
+    script.write_text(
+        f"echo 'auth failed for https://ci:{password}@git.example.com token {token}' >&2\nexit 3\n"
+    )
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'state_dir = "{tmp_path / "state"}"\nhost = "prod-1"\n'
+        '[redaction]\nvalues_from_env = ["DB_PASSWORD"]\n'
+        f'[[sources]]\nservice = "jobs"\ncommand = ["sh", "{script}"]\n'
+    )
+    stderr = tmp_path / "agent.err"
+    proc = _run_daemon(config, stderr, {"DB_PASSWORD": password})
+    try:
+        deadline = time.monotonic() + 30
+        while "last stderr line" not in stderr.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+    said = stderr.read_text()
+    assert "last stderr line" in said, said[-2000:]
+    assert token not in said and password not in said
+    assert "git.example.com" in said and REDACTED in said

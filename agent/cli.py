@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from agent import __version__
-from agent.config import AgentConfig, ConfigError, load_config
+from agent.config import AgentConfig, ConfigError, SourceConfig, load_config
 
 DEFAULT_CONFIG = "/etc/autofix-agent/agent.toml"
 EXIT_CONFIG = 2
@@ -28,12 +28,6 @@ def _load(path: str) -> AgentConfig:
     except ConfigError as exc:
         print(f"autofix-agent: config error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
-
-
-def _non_negative_int(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {text!r}")
-    return int(text)
 
 
 def _non_negative_float(text: str) -> float:
@@ -66,17 +60,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
-    from agent.stream import StreamRefused, run_stream, since_from_ssh_command
+    from agent.stream import StreamRefused, parse_since, run_stream, since_from_ssh_command
 
     config_path = _config_path(args.config)
-    since = args.since
     original = os.environ.get("SSH_ORIGINAL_COMMAND")
-    if original is not None:
-        try:
+    try:
+        if original is not None:
             since = since_from_ssh_command(original, config_path)
-        except StreamRefused as exc:
-            print(f"autofix-agent: refused: {exc}", file=sys.stderr)
-            return EXIT_CONFIG
+        else:
+            since = parse_since(args.since)
+    except StreamRefused as exc:
+        print(f"autofix-agent: refused: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     config = _load(config_path)
     return run_stream(config, since)
 
@@ -100,6 +95,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"FAIL state_dir {state}: not writable by this user")
         failures += 1
     for i, src in enumerate(config.sources):
+        if src.journald is not None:
+            failures += _check_journald(i, src)
+            continue
         if src.command:
             exe = src.command[0]
             found = exe if os.path.isabs(exe) and os.access(exe, os.X_OK) else None
@@ -125,6 +123,25 @@ def cmd_check(args: argparse.Namespace) -> int:
                     "(files that appear later are picked up)"
                 )
     return 1 if failures + _check_health(config) else 0
+
+
+def _check_journald(index: int, src: SourceConfig) -> int:
+    """journalctl found, and the journal files or directory it is given exist."""
+    assert src.journald is not None
+    name = f"sources[{index}] {src.service}"
+    exe = src.journald.journalctl
+    found = exe if os.path.isabs(exe) and os.access(exe, os.X_OK) else shutil.which(exe)
+    if not found:
+        print(f"FAIL {name}: journalctl {exe!r} not found on PATH")
+        return 1
+    missing = [f for f in src.journald.files if not os.path.exists(f)]
+    if src.journald.directory and not os.path.isdir(src.journald.directory):
+        missing.append(src.journald.directory)
+    if missing:
+        print(f"FAIL {name}: journal {', '.join(missing)} does not exist")
+        return 1
+    print(f"ok   {name}: {src.journald.describe()} with {found}")
+    return 0
 
 
 def _check_health(config: AgentConfig) -> int:
@@ -164,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     stream = sub.add_parser("stream", help="print stored and new events as JSON lines")
-    stream.add_argument("--since", type=_non_negative_int, default=0, help="last seq already seen")
+    # Checked by the command itself, so a bad value is one line on stderr, not a usage dump.
+    stream.add_argument("--since", default="0", help="last seq already seen")
     stream.add_argument("--config", help=f"agent TOML config (default {DEFAULT_CONFIG})")
     stream.set_defaults(func=cmd_stream)
 

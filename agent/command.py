@@ -40,6 +40,8 @@ class CommandSource:
         kill_grace: float = 2.0,
         max_line_bytes: int = 64 * 1024,
         on_problem: Callable[[str], None] | None = None,
+        stderr_is_data: bool = True,
+        argv_for_run: Callable[[], Sequence[str]] | None = None,
     ) -> None:
         if not argv:
             raise ValueError(f"command for {service} is empty")
@@ -55,6 +57,11 @@ class CommandSource:
         self.stable_after = stable_after
         self.kill_grace = kill_grace
         self.max_line_bytes = max_line_bytes
+        # A command whose stdout is a format of its own (journalctl -o json) keeps its
+        # stderr out of the data; the last stderr line still explains an exit.
+        self.stderr_is_data = stderr_is_data
+        # Called before each start: a command that resumes (--after-cursor) changes argv.
+        self._argv_for_run = argv_for_run
         self.starts = 0
         self.pid: int | None = None
         self._problems: list[str] = []
@@ -66,6 +73,11 @@ class CommandSource:
     @property
     def command(self) -> str:
         return shlex.join(self.argv)
+
+    @property
+    def last_stderr(self) -> str:
+        """The last non-empty stderr line of the current or last run ("" if none)."""
+        return self._last_stderr
 
     def problems(self) -> list[str]:
         """Why runs ended or failed to start, since the last call (unless ``on_problem``
@@ -108,6 +120,8 @@ class CommandSource:
 
     async def _run_once(self, on_data: Callable[[bytes], None]) -> str:
         """One run of the command; returns what ended it, in words."""
+        if self._argv_for_run is not None:
+            self.argv = tuple(self._argv_for_run())
         self._last_stderr = ""
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -194,11 +208,13 @@ class CommandSource:
                 ready, pending = pending[:cut], pending[cut:]
                 if is_stderr:
                     self._note_stderr(ready)
-                on_data(ready)
+                if self.stderr_is_data or not is_stderr:
+                    on_data(ready)
         if pending:
             if is_stderr:
                 self._note_stderr(pending)
-            on_data(pending if pending.endswith(b"\n") else pending + b"\n")
+            if self.stderr_is_data or not is_stderr:
+                on_data(pending if pending.endswith(b"\n") else pending + b"\n")
 
     def _report(self, problem: str) -> None:
         if self._on_problem is not None:

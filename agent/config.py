@@ -42,16 +42,43 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class JournaldConfig:
+    """Which journal entries a journald source follows (``journalctl`` match options).
+
+    ``files`` / ``directory`` read journal files instead of the system journal (a copy
+    shipped from elsewhere, or a test); ``journalctl`` is the binary to run.
+    """
+
+    units: tuple[str, ...] = ()
+    identifiers: tuple[str, ...] = ()
+    matches: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+    directory: str | None = None
+    journalctl: str = "journalctl"
+
+    def describe(self) -> str:
+        what = [f"-u {u}" for u in self.units] + [f"-t {t}" for t in self.identifiers]
+        what += list(self.matches)
+        where = [f"--file {f}" for f in self.files]
+        if self.directory:
+            where.append(f"--directory {self.directory}")
+        return " ".join(["journald", *what, *where])
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     service: str
     paths: tuple[str, ...] = ()
     command: tuple[str, ...] = ()
+    journald: JournaldConfig | None = None
     from_beginning: bool = False
     app_root: str | None = None
 
     @property
     def label(self) -> str:
-        """How the source is named in messages and in the outbox's health records."""
+        """How the source is named in messages and in the outbox (its health, its cursor)."""
+        if self.journald is not None:
+            return f"{self.service}: {self.journald.describe()}"
         return f"{self.service}: {', '.join(self.paths) or ' '.join(self.command)}"
 
 
@@ -81,6 +108,8 @@ class AgentConfig:
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     redact_patterns: tuple[str, ...] = ()
+    # Names of environment variables whose values are removed verbatim from every record.
+    redact_env: tuple[str, ...] = ()
     heartbeat_seconds: float = 5.0
 
     @property
@@ -126,6 +155,21 @@ def _patterns(value: Any, key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _env_names(value: Any, key: str) -> tuple[str, ...]:
+    _expect(value, list, key, "a list of environment variable names")
+    for i, name in enumerate(value):
+        _expect(name, str, f"{key}[{i}]", "a string")
+        if not _ENV_NAME.fullmatch(name):
+            raise ConfigError(
+                f"{key}[{i}]: {name!r} is not an environment variable name "
+                "(letters, digits and '_', not starting with a digit)"
+            )
+    return tuple(value)
+
+
 def _unknown(table: dict[str, Any], allowed: set[str], prefix: str) -> None:
     for key in table:
         if key not in allowed:
@@ -134,10 +178,62 @@ def _unknown(table: dict[str, Any], allowed: set[str], prefix: str) -> None:
             )
 
 
+def _strings(table: dict[str, Any], name: str, prefix: str, what: str) -> tuple[str, ...]:
+    """A list of non-empty strings (a single string is a list of one)."""
+    key = f"{prefix}{name}"
+    value = table.get(name, [])
+    if isinstance(value, str):
+        value = [value]
+    _expect(value, list, key, f"a list of {what}")
+    for i, item in enumerate(value):
+        _expect(item, str, f"{key}[{i}]", "a string")
+        if not item.strip():
+            raise ConfigError(f"{key}[{i}]: must not be empty")
+    return tuple(value)
+
+
+_JOURNALD_KEYS = {"units", "identifiers", "matches", "files", "directory", "journalctl"}
+
+
+def _journald(raw: Any, prefix: str) -> JournaldConfig:
+    """``journald = { units = [...], ... }``: what ``journalctl`` is asked to follow."""
+    key = f"{prefix}journald"
+    _expect(raw, dict, key, 'a table such as { units = ["billing.service"] }')
+    _unknown(raw, _JOURNALD_KEYS, f"{key}.")
+    matches = _strings(raw, "matches", f"{key}.", "FIELD=value matches")
+    for i, match in enumerate(matches):
+        field_name, eq, _ = match.partition("=")
+        if not eq or not field_name or not field_name.replace("_", "A").isalnum():
+            raise ConfigError(
+                f"{key}.matches[{i}]: must look like FIELD=value "
+                f"(e.g. _SYSTEMD_UNIT=billing.service), got {match!r}"
+            )
+    files = tuple(
+        os.path.abspath(os.path.expanduser(f)) for f in _strings(raw, "files", f"{key}.", "paths")
+    )
+    directory = raw.get("directory")
+    if directory is not None:
+        _expect(directory, str, f"{key}.directory", "a path")
+        directory = os.path.abspath(os.path.expanduser(directory))
+    if files and directory:
+        raise ConfigError(f"{key}.directory: give either 'files' or 'directory', not both")
+    journalctl = _expect(raw.get("journalctl", "journalctl"), str, f"{key}.journalctl", "a path")
+    if not journalctl.strip():
+        raise ConfigError(f"{key}.journalctl: must not be empty")
+    return JournaldConfig(
+        units=_strings(raw, "units", f"{key}.", "unit names"),
+        identifiers=_strings(raw, "identifiers", f"{key}.", "syslog identifiers"),
+        matches=matches,
+        files=files,
+        directory=directory,
+        journalctl=journalctl,
+    )
+
+
 def _source(raw: Any, index: int) -> SourceConfig:
     prefix = f"sources[{index}]."
     _expect(raw, dict, f"sources[{index}]", "a table")
-    _unknown(raw, {"service", "paths", "command", "from_beginning", "app_root"}, prefix)
+    _unknown(raw, {"service", "paths", "command", "journald", "from_beginning", "app_root"}, prefix)
     if "service" not in raw:
         raise ConfigError(f"{prefix}service: missing (every source needs a service name)")
     service = _expect(raw["service"], str, f"{prefix}service", "a string")
@@ -168,10 +264,15 @@ def _source(raw: Any, index: int) -> SourceConfig:
         if not value:
             raise ConfigError(f"{prefix}command: must not be empty")
         command = tuple(value)
-    if not paths and not command:
-        raise ConfigError(f"{prefix}paths: a source needs 'paths' or 'command'")
-    if paths and command:
-        raise ConfigError(f"{prefix}command: a source has either 'paths' or 'command', not both")
+    journald = _journald(raw["journald"], prefix) if "journald" in raw else None
+    kinds = [k for k, v in (("paths", paths), ("command", command), ("journald", journald)) if v]
+    if not kinds:
+        raise ConfigError(f"{prefix}paths: a source needs 'paths', 'command' or 'journald'")
+    if len(kinds) > 1:
+        raise ConfigError(
+            f"{prefix}{kinds[1]}: a source has one of 'paths', 'command' or 'journald', "
+            f"not {' and '.join(repr(k) for k in kinds)}"
+        )
     from_beginning = _expect(
         raw.get("from_beginning", False), bool, f"{prefix}from_beginning", "true or false"
     )
@@ -182,6 +283,7 @@ def _source(raw: Any, index: int) -> SourceConfig:
         service=service,
         paths=paths,
         command=command,
+        journald=journald,
         from_beginning=from_beginning,
         app_root=app_root,
     )
@@ -259,8 +361,9 @@ def parse_config(data: dict[str, Any]) -> AgentConfig:
     )
 
     red = _expect(data.get("redaction", {}), dict, "redaction", "a table")
-    _unknown(red, {"extra_patterns"}, "redaction.")
+    _unknown(red, {"extra_patterns", "values_from_env"}, "redaction.")
     redact_patterns = _patterns(red.get("extra_patterns", []), "redaction.extra_patterns")
+    redact_env = _env_names(red.get("values_from_env", []), "redaction.values_from_env")
 
     stream = _expect(data.get("stream", {}), dict, "stream", "a table")
     _unknown(stream, {"heartbeat_seconds"}, "stream.")
@@ -286,6 +389,7 @@ def parse_config(data: dict[str, Any]) -> AgentConfig:
         detection=detection,
         retention=retention,
         redact_patterns=redact_patterns,
+        redact_env=redact_env,
         heartbeat_seconds=heartbeat,
     )
 

@@ -29,11 +29,12 @@ import watchfiles
 from agent.command import CommandSource
 from agent.config import AgentConfig, SourceConfig
 from agent.guard import GuardedAssembler
+from agent.journald import CursorMarks, Entry, JournalSource
 from agent.occurrence import Occurrence, occurrence_of
 from agent.outbox import Outbox
 from agent.problems import ProblemLog
 from agent.record import ErrorRecord
-from agent.redact import Redactor
+from agent.redact import Redactor, env_values
 from agent.tail import Chunk, FileSource, Position
 
 RESCAN_SECONDS = 2.0
@@ -55,8 +56,14 @@ def log(message: str) -> None:
     print(f"autofix-agent: {message}", file=sys.stderr, flush=True)
 
 
-def _log_problem(service: str, problem: str) -> None:
-    log(f"{service}: {problem}")
+def _log_redacted(redactor: Redactor, message: str) -> None:
+    """Problems quote what a source printed (a command's last stderr line, a bad line):
+    redacted like records, since stderr ends up in journald and beyond."""
+    log(redactor.redact(message))
+
+
+def _log_problem(redactor: Redactor, service: str, problem: str) -> None:
+    _log_redacted(redactor, f"{service}: {problem}")
 
 
 def _where(exc: BaseException) -> str:
@@ -86,6 +93,8 @@ class _Parser:
     label: str
     watch: _FileWatch | None
     last_data: float = 0.0
+    # A journald source's parser: which entry cursor its safe offset has reached.
+    marks: CursorMarks | None = None
 
 
 @dataclass
@@ -93,9 +102,10 @@ class _Batch:
     occurrences: list[Occurrence] = field(default_factory=list)
     positions: list[tuple[str, Position]] = field(default_factory=list)
     forget: list[tuple[str, str]] = field(default_factory=list)
+    cursors: list[tuple[str, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.occurrences or self.positions or self.forget)
+        return bool(self.occurrences or self.positions or self.forget or self.cursors)
 
 
 class Daemon:
@@ -104,19 +114,28 @@ class Daemon:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.outbox = Outbox.open(config.db_path, config.host)
-        self.redactor = Redactor(config.redact_patterns)
-        self.problems = ProblemLog(log)
+        self.redactor = Redactor(config.redact_patterns, env_values(config.redact_env))
+        self.problems = ProblemLog(functools.partial(_log_redacted, self.redactor))
         self.watches: list[_FileWatch] = []
         self.commands: list[tuple[SourceConfig, CommandSource]] = []
+        self.journals: list[tuple[SourceConfig, JournalSource]] = []
         for src in config.sources:
             if src.paths:
                 self.watches.append(_FileWatch(src, src.label, self._file_source(src)))
+            elif src.journald is not None:
+                journal = JournalSource(
+                    src.service,
+                    src.journald,
+                    from_beginning=src.from_beginning,
+                    on_problem=functools.partial(_log_problem, self.redactor, src.service),
+                )
+                self.journals.append((src, journal))
             else:
                 command = CommandSource(
                     src.service,
                     src.command,
                     max_line_bytes=config.detection.max_line_bytes,
-                    on_problem=functools.partial(_log_problem, src.service),
+                    on_problem=functools.partial(_log_problem, self.redactor, src.service),
                 )
                 self.commands.append((src, command))
         self._parsers: dict[str, _Parser] = {}
@@ -201,7 +220,9 @@ class Daemon:
         """Store a batch in one transaction; a failure of the database itself raises."""
         if not batch:
             return
-        refused = self.outbox.ingest(batch.occurrences, batch.positions, batch.forget)
+        refused = self.outbox.ingest(
+            batch.occurrences, batch.positions, batch.forget, cursors=batch.cursors
+        )
         if refused:
             self.problems.report(
                 label,
@@ -254,6 +275,10 @@ class Daemon:
                     position = parser.watch.files.position(key, asm.safe_offset)
                     if position is not None:
                         batch.positions.append((parser.source.service, position))
+                if parser.marks is not None:
+                    cursor = parser.marks.settled(asm.safe_offset)
+                    if cursor is not None:
+                        batch.cursors.append((parser.label, cursor))
                 self._commit(parser.label, batch)
             except Exception as exc:
                 if parser.watch is not None:
@@ -311,6 +336,9 @@ class Daemon:
         watch.failure = None
         watch.kick.clear()
         watch.files = self._file_source(watch.source)
+
+    def _resetter(self, watch: _FileWatch) -> Callable[[], None]:
+        return functools.partial(self._reset_watch, watch)
 
     def _raise_failure(self, watch: _FileWatch) -> None:
         if watch.failure is not None:
@@ -393,6 +421,35 @@ class Daemon:
 
         await cmd.run(on_data)
 
+    async def _run_journal(self, src: SourceConfig, journal: JournalSource) -> None:
+        """Follow the journal from the committed cursor; each read's counts and the cursor
+        they reach are committed together."""
+        label = src.label
+        key = f"journal:{label}"
+        self._parsers.pop(key, None)
+        parser = self._parser(key, src, label, None)
+        marks = parser.marks = CursorMarks()
+        saved = self.outbox.cursor(label)
+        start = await journal.resume(saved)
+        if start is not None and start != saved:
+            self._commit(label, _Batch(cursors=[(label, start)]))
+
+        def on_entries(entries: list[Entry]) -> None:
+            parser.last_data = time.monotonic()
+            records: list[ErrorRecord] = []
+            for entry in entries:
+                if entry.data:
+                    records += parser.assembler.feed(entry.data, marks.end)
+                marks.fed(len(entry.data), entry.cursor)
+            batch = _Batch(occurrences=self._records(parser, src.service, records))
+            cursor = marks.settled(parser.assembler.safe_offset)
+            if cursor is not None:
+                batch.cursors.append((label, cursor))
+            self._commit(label, batch)
+            self._schedule_idle_flush()
+
+        await journal.run(on_entries)
+
     # --- housekeeping --------------------------------------------------------------------
 
     async def _settle_loop(self) -> None:
@@ -441,30 +498,32 @@ class Daemon:
         self._stop.set()
         for _, cmd in self.commands:
             cmd.stop()
+        for _, journal in self.journals:
+            journal.stop()
 
     def _source_tasks(self) -> list[asyncio.Task[None]]:
-        tasks = []
-        for watch in self.watches:
-            tasks.append(
-                asyncio.create_task(
-                    self._supervise(
-                        watch.label,
-                        functools.partial(self._watch_source, watch),
-                        functools.partial(self._reset_watch, watch),
-                    )
-                )
+        """One supervised task per source: (label, what runs, how to start it over)."""
+
+        def nothing() -> None:
+            return None
+
+        bodies: list[tuple[str, Callable[[], Awaitable[None]], Callable[[], None]]] = [
+            (
+                w.label,
+                functools.partial(self._watch_source, w),
+                functools.partial(self._reset_watch, w),
             )
-        for src, cmd in self.commands:
-            tasks.append(
-                asyncio.create_task(
-                    self._supervise(
-                        src.label,
-                        functools.partial(self._run_command, src, cmd),
-                        lambda: None,
-                    )
-                )
-            )
-        return tasks
+            for w in self.watches
+        ]
+        bodies += [
+            (src.label, functools.partial(self._run_command, src, cmd), nothing)
+            for src, cmd in self.commands
+        ]
+        bodies += [
+            (src.label, functools.partial(self._run_journal, src, journal), nothing)
+            for src, journal in self.journals
+        ]
+        return [asyncio.create_task(self._supervise(*body)) for body in bodies]
 
     async def run(self) -> None:
         """Run until SIGTERM/SIGINT; every committed transaction is already durable."""

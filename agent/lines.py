@@ -227,8 +227,13 @@ class LineSplitter:
         except UnicodeDecodeError:
             self.invalid_utf8_lines += 1
             text = raw.decode("utf-8", "replace")
-        if text.isprintable():
-            return text
-        if "\x1b" in text:
-            text = _ANSI.sub("", text)
-        return _CONTROL.sub("", text)
+        return printable(text)
+
+
+def printable(text: str) -> str:
+    """``text`` without colour escapes and control characters (tabs stay)."""
+    if text.isprintable():
+        return text
+    if "\x1b" in text:
+        text = _ANSI.sub("", text)
+    return _CONTROL.sub("", text)

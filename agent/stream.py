@@ -26,8 +26,36 @@ from agent.wire import PROTOCOL_VERSION, ErrorEvent, Heartbeat, Hello, encode
 POLL_SECONDS = 0.02
 
 
+MAX_SEQ = 2**63 - 1  # SQLite's largest integer: no stored seq can be beyond it
+_SHOWN_CHARS = 40
+
+
 class StreamRefused(ValueError):
     """The SSH client asked for something other than ``stream [--since N]``."""
+
+
+def shown(text: str) -> str:
+    """``text`` quoted for a one-line message, cut when it is long (it came from outside)."""
+    if len(text) <= _SHOWN_CHARS:
+        return repr(text)
+    return f"{text[:_SHOWN_CHARS]!r}... ({len(text)} characters)"
+
+
+def parse_since(text: str) -> int:
+    """A ``--since`` value: ASCII digits only, at most ``MAX_SEQ``; StreamRefused otherwise.
+
+    ``str.isdigit`` and ``int`` accept far more (superscripts, other scripts' digits,
+    signs, underscores, a number too long to convert), and a seq beyond SQLite's integers
+    cannot be compared with stored ones.
+    """
+    if not text or len(text) > len(str(MAX_SEQ)) or not text.isascii() or not text.isdigit():
+        raise StreamRefused(
+            f"--since must be a whole number from 0 to {MAX_SEQ} in ASCII digits, not {shown(text)}"
+        )
+    value = int(text)
+    if value > MAX_SEQ:
+        raise StreamRefused(f"--since must be at most {MAX_SEQ}, not {text}")
+    return value
 
 
 def since_from_ssh_command(original: str, config_path: str | None) -> int:
@@ -43,7 +71,7 @@ def since_from_ssh_command(original: str, config_path: str | None) -> int:
     if words and os.path.basename(words[0]) == "autofix-agent":
         words = words[1:]
     if not words or words[0] != "stream":
-        raise StreamRefused(f"this key may only run 'autofix-agent stream', not {original!r}")
+        raise StreamRefused(f"this key may only run 'autofix-agent stream', not {shown(original)}")
     since = 0
     rest = words[1:]
     while rest:
@@ -54,15 +82,13 @@ def since_from_ssh_command(original: str, config_path: str | None) -> int:
         else:
             value = rest.pop(0) if rest else None
         if value is None:
-            raise StreamRefused(f"{word} needs a value")
+            raise StreamRefused(f"{shown(word)} needs a value")
         if word == "--since":
-            if not value.isdigit():
-                raise StreamRefused(f"--since must be a non-negative integer, not {value!r}")
-            since = int(value)
+            since = parse_since(value)
         elif word == "--config" and config_path is not None and value == config_path:
             continue
         else:
-            raise StreamRefused(f"option {word!r} is not allowed for this key")
+            raise StreamRefused(f"option {shown(word)} is not allowed for this key")
     return since
 
 

@@ -1,8 +1,11 @@
 """Run the real Claude Code CLI headless in a worktree and report how the attempt ended.
 
 The CLI is the only thing allowed to change code, so everything about how it is started is
-about limiting it: edits and reads are scoped to the worktree, the only shell command it may
-run is the service's test command, web tools are off, turns (and optionally spend) are
+about limiting it (see console/claude_policy.py for the rules): ``dontAsk`` mode with an
+explicit tool list and a settings file of the console's own, no user or project settings,
+no MCP servers, no slash commands or memory, a private config dir, the Bash sandbox, and an
+allow-listed environment. The CLI's init line is checked against what was asked before the
+attempt goes on, every refusal is collected as a record, turns (and optionally spend) are
 capped, and a run that hangs is stopped together with every process it started.
 """
 
@@ -23,7 +26,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from console.childenv import child_env
-from console.transcript import Event, PermissionDenial, Result, StreamParser
+from console.claude_policy import (
+    SETTINGS_FILE,
+    Policy,
+    build_policy,
+    developer_config_dir,
+    fresh_dir,
+    prepare_config_dir,
+)
+from console.denials import DenialCollector
+from console.models import Denial
+from console.transcript import Event, PermissionDenial, Result, StreamParser, SystemInit
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +45,18 @@ STDERR_TAIL_BYTES = 4096
 KILL_GRACE_SECONDS = 3.0
 READ_CHUNK = 64 * 1024
 PIPE_BYTES = 1024 * 1024
-# Tools that take a path: a bare name would let the CLI touch any file on the machine.
-PATH_TOOLS = frozenset({"Read", "Edit", "Write", "MultiEdit", "NotebookEdit", "Glob", "Grep"})
-WORKTREE_SCOPE = "(./**)"
+CONFIG_DIR_NAME = "claude-config"
+HOME_DIR_NAME = "claude-home"
+# The CLI's own staging dir for atomic writes, made in the project root (for a linked
+# worktree: the main checkout); removed again when the run leaves it empty.
+STAGING_DIR = Path(".claude") / ".cc-writes"
+# Set for every run: no self-update, no telemetry or other side traffic, no auto-memory.
+FIXED_ENV = {
+    "DISABLE_AUTOUPDATER": "1",
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    "CLAUDE_CODE_DISABLE_AUTO_MEMORY": "1",
+}
+EMPTY_MCP_CONFIG = '{"mcpServers":{}}'
 
 
 class ClaudeSettings(Protocol):
@@ -80,39 +102,25 @@ class ClaudeOutcome:
     summary: str
     permission_denials: list[PermissionDenial] = field(default_factory=list)
     stderr_tail: str = ""
+    denials: list[Denial] = field(default_factory=list)
 
 
-EventSink = Callable[[Event], None]
+# What the run reports as it goes: the CLI's events, and a Denial just before the event
+# that revealed it (so a view can show the call as refused rather than as done).
+StreamEvent = Event | Denial
+EventSink = Callable[[StreamEvent], None]
 TranscriptSink = list[str] | Callable[[str], None]
 
 
-def default_allowed_tools(test_command: str) -> tuple[str, ...]:
-    """Reading and editing inside the worktree, and the service's test command; nothing else."""
-    return (
-        *(f"{tool}{WORKTREE_SCOPE}" for tool in ("Read", "Edit", "Write", "Glob", "Grep")),
-        f"Bash({test_command})",
-    )
-
-
-def scoped_tools(tools: tuple[str, ...]) -> tuple[str, ...]:
-    """Confine bare path tools to the worktree: a bare ``Edit`` rule would allow edits to any
-    file on the machine, which is never what a configured allow list means here."""
-    return tuple(f"{t}{WORKTREE_SCOPE}" if t.strip() in PATH_TOOLS else t for t in tools)
-
-
-def build_command(config: ClaudeSettings, test_command: str) -> list[str]:
+def build_command(config: ClaudeSettings, policy: Policy, settings: Path) -> list[str]:
     """The CLI invocation. The prompt goes on stdin so it never shows in a process listing
     and can never be mistaken for an option."""
-    allowed = (
-        default_allowed_tools(test_command)
-        if config.allowed_tools is None
-        else scoped_tools(tuple(config.allowed_tools))
-    )
     command = [*shlex.split(config.command), "-p", "--output-format", "stream-json", "--verbose"]
-    command += ["--permission-mode", "acceptEdits"]
-    command += ["--allowedTools", ",".join(allowed)]
-    if config.disallowed_tools:
-        command += ["--disallowedTools", ",".join(config.disallowed_tools)]
+    command += ["--permission-mode", "dontAsk", "--permission-prompts", "none"]
+    command += ["--tools", ",".join(policy.tools)]
+    command += ["--setting-sources", "", "--settings", str(settings)]
+    command += ["--strict-mcp-config", "--mcp-config", EMPTY_MCP_CONFIG]
+    command += ["--disable-slash-commands", "--no-session-persistence"]
     command += ["--max-turns", str(int(config.max_turns))]
     if config.model:
         command += ["--model", config.model]
@@ -121,12 +129,59 @@ def build_command(config: ClaudeSettings, test_command: str) -> list[str]:
     return command
 
 
+def git_dirs_of(worktree: Path) -> list[Path]:
+    """The git directories behind a checkout: its own and, for a linked worktree, the main
+    checkout's (hooks and config live there, shared by every worktree)."""
+    dot_git = worktree / ".git"
+    if dot_git.is_dir():
+        return [dot_git]
+    try:
+        text = dot_git.read_text()
+    except OSError:
+        return []
+    if not text.startswith("gitdir:"):
+        return []
+    own = (worktree / text.removeprefix("gitdir:").strip()).resolve()
+    try:
+        common = (own / (own / "commondir").read_text().strip()).resolve()
+    except OSError:
+        return [own]
+    return [common] if own.is_relative_to(common) else [own, common]
+
+
+def prepare_run(
+    config: ClaudeSettings, test_command: str, cwd: Path, state_dir: Path
+) -> tuple[list[str], dict[str, str], Policy]:
+    """Command line, environment and policy of one attempt; writes its config dir."""
+    env = child_env(os.environ, allow_credentials=True, extra=config.extra_env)
+    source = developer_config_dir(env)
+    home = Path(env.get("HOME") or Path.home())
+    private = prepare_config_dir(state_dir / CONFIG_DIR_NAME, source)
+    # A home of its own too: the CLI keeps caches and state there, and the test command it
+    # runs writes its own (npm's cache and logs), none of which belongs in the developer's.
+    private_home = fresh_dir(state_dir / HOME_DIR_NAME)
+    env.update(FIXED_ENV)
+    env["CLAUDE_CONFIG_DIR"] = str(private)
+    env["HOME"] = str(private_home)
+    policy = build_policy(
+        allowed=config.allowed_tools,
+        disallowed=config.disallowed_tools,
+        test_command=test_command,
+        home=home,
+        config_dirs=[source, private, private_home / ".claude"],
+        git_dirs=git_dirs_of(cwd),
+    )
+    settings = policy.write(private / SETTINGS_FILE)
+    return build_command(config, policy, settings), env, policy
+
+
 async def run_claude(
     *,
     prompt: str,
     cwd: Path,
     config: ClaudeSettings,
     test_command: str,
+    state_dir: Path,
     on_event: EventSink | None = None,
     transcript: TranscriptSink | None = None,
     cancel: asyncio.Event | None = None,
@@ -135,15 +190,21 @@ async def run_claude(
     missing CLI, a crash, a hang or a cancel are all reasons a person should read.
 
     Every raw stdout line goes to ``transcript`` as it arrives and every parsed event to
-    ``on_event``. Setting ``cancel`` (or cancelling the awaiting task) stops the CLI and all
+    ``on_event``. The CLI's config dir and settings file live under ``state_dir``
+    (the console's own). Setting ``cancel`` (or cancelling the awaiting task) stops the CLI and all
     processes it started.
     """
     if not cwd.is_dir():
         return _failed(f"worktree {cwd} does not exist")
-    command = build_command(config, test_command)
-    env = child_env(os.environ, allow_credentials=True, extra=config.extra_env)
+    try:
+        command, env, policy = prepare_run(config, test_command, cwd, state_dir)
+    except (OSError, ValueError) as exc:
+        return _failed(f"cannot prepare Claude Code's config dir under {state_dir}: {exc}")
     # Output pipes are made here rather than by asyncio: asyncio's wait() would also wait
     # for every process holding them, and a shell the CLI left behind may hold them forever.
+    staging_before = [
+        d.parent for d in git_dirs_of(cwd)[-1:] if not (d.parent / STAGING_DIR.parent).exists()
+    ]
     out_read, out_write = _wide_pipe()
     err_read, err_write = os.pipe()
     try:
@@ -166,7 +227,7 @@ async def run_claude(
     stdout, stdout_transport = await _reader(out_read)
     stderr, stderr_transport = await _reader(err_read)
 
-    run = _Run(proc, stdout, stderr, StreamParser(str(cwd)), on_event, transcript)
+    run = _Run(proc, stdout, stderr, policy, str(cwd), on_event, transcript)
     try:
         return await run.finish(prompt, float(config.timeout_seconds), cancel)
     except asyncio.CancelledError:
@@ -175,6 +236,8 @@ async def run_claude(
     finally:
         stdout_transport.close()
         stderr_transport.close()
+        for root in staging_before:
+            _remove_empty_staging(root)
 
 
 async def _reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
@@ -193,14 +256,20 @@ class _Run:
         proc: asyncio.subprocess.Process,
         stdout: asyncio.StreamReader,
         stderr: asyncio.StreamReader,
-        parser: StreamParser,
+        policy: Policy,
+        root: str,
         on_event: EventSink | None,
         transcript: TranscriptSink | None,
     ) -> None:
         self.proc = proc
         self.stdout = stdout
         self.stderr_stream = stderr
-        self.parser = parser
+        self.policy = policy
+        self.parser = StreamParser(root)
+        self.collector = DenialCollector(policy.deny, root=root)
+        # Set when the init line shows a run other than the one asked for.
+        self.abort = asyncio.Event()
+        self.abort_reason: str | None = None
         self.on_event = on_event
         self.transcript = transcript
         self.result: Result | None = None
@@ -214,7 +283,8 @@ class _Run:
         loop = asyncio.get_running_loop()
         readers = asyncio.gather(self._feed(prompt), self._read_stdout(), self._read_stderr())
         exited = asyncio.ensure_future(self.proc.wait())
-        waiters: set[asyncio.Future[Any]] = {readers, exited}
+        abort_wait = asyncio.ensure_future(self.abort.wait())
+        waiters: set[asyncio.Future[Any]] = {readers, exited, abort_wait}
         cancel_wait: asyncio.Future[Any] | None = None
         if cancel is not None:
             cancel_wait = asyncio.ensure_future(cancel.wait())
@@ -228,7 +298,9 @@ class _Run:
                     timeout=max(0.0, deadline - loop.time()),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
-                if cancel_wait is not None and cancel_wait in done:
+                if abort_wait in done:
+                    stopped = "aborted"
+                elif cancel_wait is not None and cancel_wait in done:
                     stopped = "cancelled"
                 elif not done and not exited.done():
                     stopped = "timeout"
@@ -246,7 +318,7 @@ class _Run:
                     break
             exit_code = await exited
         finally:
-            for waiter in (cancel_wait, exited):
+            for waiter in (cancel_wait, exited, abort_wait):
                 if waiter is not None and not waiter.done():
                     waiter.cancel()
             if not readers.done():
@@ -299,12 +371,22 @@ class _Run:
         for event in self.parser.feed(line):
             if isinstance(event, Result):
                 self.result = event
-            if self.on_event is None:
-                continue
-            try:
-                self.on_event(event)
-            except Exception:
-                log.exception("event handler failed on %s; the run continues", type(event).__name__)
+            if isinstance(event, SystemInit) and self.abort_reason is None:
+                self.abort_reason = self.policy.init_problem(event)
+                if self.abort_reason is not None:
+                    self.abort.set()
+            denial = self.collector.feed(event)
+            if denial is not None:
+                self._emit(denial)
+            self._emit(event)
+
+    def _emit(self, event: StreamEvent) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(event)
+        except Exception:
+            log.exception("event handler failed on %s; the run continues", type(event).__name__)
 
     def _outcome(self, exit_code: int, stopped: str | None, timeout: float) -> ClaudeOutcome:
         result = self.result
@@ -315,9 +397,11 @@ class _Run:
                 f"timeout: Claude Code did not finish within {timeout:g}s; "
                 "it was stopped with every process it started"
             )
+        elif stopped == "aborted":
+            reason = f"{self.abort_reason}; the attempt was stopped before it could go on"
         elif stopped == "cancelled":
             reason = "cancelled: the attempt was stopped before Claude Code finished"
-        elif result is None and self.last_line.startswith('{"type":"result"'):
+        elif result is None and _cut_result(self.last_line):
             reason = (
                 f"Claude Code's result line was cut off after {len(self.last_line)} characters "
                 f"(exit code {exit_code}); the outcome is unknown"
@@ -343,7 +427,23 @@ class _Run:
             summary=result.result_text if result else "",
             permission_denials=list(result.permission_denials) if result else [],
             stderr_tail=stderr_tail,
+            denials=self.collector.denials,
         )
+
+
+def _remove_empty_staging(root: Path) -> None:
+    """Take away the CLI's staging dir from a checkout that had no ``.claude`` before."""
+    with contextlib.suppress(OSError):
+        (root / STAGING_DIR).rmdir()
+        (root / STAGING_DIR.parent).rmdir()
+
+
+def _cut_result(line: str) -> bool:
+    """Whether an unparsed last line is the start of a result line (its keys vary in order
+    between CLI versions, so any of its usual keys will do)."""
+    return line.startswith("{") and any(
+        key in line for key in ('"type":"result"', '"duration_api_ms"', '"total_cost_usd"')
+    )
 
 
 def _failure_label(result: Result) -> str:

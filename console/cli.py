@@ -15,7 +15,14 @@ from typing import Any
 
 from agent.wire import ErrorEvent, WireError, decode
 from console import __version__
-from console.config import ConfigError, ConsoleConfig, default_config_path, load_config
+from console.config import (
+    ConfigError,
+    ConsoleConfig,
+    ServiceConfig,
+    default_config_path,
+    load_config,
+)
+from console.models import AttemptRow, Denial
 
 EXIT_CONFIG = 2
 
@@ -203,9 +210,40 @@ def error_from_json(text: str, service: str, seq: int) -> ErrorEvent:
     return event
 
 
+def print_denials(denials: list[Denial]) -> None:
+    """Every call Claude Code was refused, with its rule or reason, after the run."""
+    if not denials:
+        print("Claude Code was refused no calls", flush=True)
+        return
+    print(f"Claude Code was refused {len(denials)} call(s):", flush=True)
+    for denial in denials:
+        print(f"  {denial.line[:300]}", flush=True)
+
+
+def print_review_notice(attempt: AttemptRow, service: ServiceConfig | None) -> None:
+    """What a reviewer must know before the diff goes anywhere: tests, sensitive paths."""
+    from console.widgets.diff_view import parse_stat
+    from console.worktree import touched_sensitive
+
+    stats = parse_stat(attempt.diff_stat)
+    sensitive = touched_sensitive(stats, service.sensitive_paths) if service else []
+    if attempt.test_exit_code is None:
+        tests = "tests not run"
+    elif attempt.test_exit_code == 0:
+        tests = "tests passed"
+    else:
+        tests = f"tests FAILED (exit {attempt.test_exit_code})"
+    print(f"fix ready for review: {len(stats)} file(s), {tests}", flush=True)
+    if sensitive:
+        print(f"⚠ touches sensitive paths: {', '.join(sensitive)}", flush=True)
+    if attempt.reason:
+        print(f"⚠ {attempt.reason}", flush=True)
+
+
 async def _fix(config: ConsoleConfig, service: str, error_json: str, yes: bool) -> int:
     from console.engine import AttemptChanged, ClaudeActivity, Engine
     from console.models import State
+    from console.widgets.claude_log import ClaudeFormatter
 
     if config.service(service) is None:
         print(f"autofix fix: service {service!r} is not in the config", file=sys.stderr)
@@ -220,12 +258,12 @@ async def _fix(config: ConsoleConfig, service: str, error_json: str, yes: bool) 
             return EXIT_CONFIG
         finished: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         printer = EventPrinter()
+        claude = ClaudeFormatter()
 
         def show(ev: Any) -> None:
             if isinstance(ev, ClaudeActivity):
-                summary = getattr(ev.event, "summary", None) or getattr(ev.event, "text", None)
-                if summary:
-                    print(f"  claude: {str(summary).strip()[:200]}", flush=True)
+                for text in claude.lines(ev.event):
+                    print(f"  claude: {text.plain.strip()[:200]}", flush=True)
                 return
             printer(ev)
             if (
@@ -253,10 +291,12 @@ async def _fix(config: ConsoleConfig, service: str, error_json: str, yes: bool) 
             print(f"autofix fix: {result.message}", file=sys.stderr)
             return 1
         attempt = await finished
+        print_denials(attempt.denials)
         if attempt.state is not State.REVIEW:
             return 1
         if attempt.diff:
             print(attempt.diff)
+        print_review_notice(attempt, config.service(service))
         if not yes:
             print("review the diff above; rerun with --yes to push and open the PR")
             return 0

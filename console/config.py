@@ -49,6 +49,8 @@ DEFAULT_SENSITIVE_PATHS: tuple[str, ...] = (
     "Makefile",
 )
 DEFAULT_DISALLOWED_TOOLS: tuple[str, ...] = ("WebFetch", "WebSearch")
+# Path rules Claude Code never matches, and the rule name that does cover them.
+_UNMATCHED_PATH_TOOLS = {"Write": "Edit", "MultiEdit": "Edit", "Glob": "Read", "Grep": "Read"}
 _GITHUB_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
 
@@ -113,7 +115,8 @@ class ClaudeConfig:
     max_turns: int = 30
     max_budget_usd: float | None = None
     timeout_seconds: float = 900.0
-    # None means: Read, Edit, Write, Glob, Grep and Bash(<the service's test_command>).
+    # Allow rules. None means Read(./**), Edit(./**) and Bash(<the service's test_command>);
+    # Glob and Grep follow the Read rule, Write the Edit rule (see console/claude_policy.py).
     allowed_tools: tuple[str, ...] | None = None
     disallowed_tools: tuple[str, ...] = DEFAULT_DISALLOWED_TOOLS
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -388,6 +391,14 @@ def _claude(raw: Any) -> ClaudeConfig:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
                 raise ConfigError(f"{key}: not a valid environment variable name")
             extra_env[name] = _string(value, key, empty_ok=True)
+    allowed = _optional(table, "allowed_tools", prefix, _strings)
+    for rule in allowed or ():
+        name = rule.split("(", 1)[0].strip()
+        if "(" in rule and name in _UNMATCHED_PATH_TOOLS:
+            raise ConfigError(
+                f"{prefix}allowed_tools: {rule!r} never matches: Claude Code matches paths "
+                f"only on Read and Edit rules (use {_UNMATCHED_PATH_TOOLS[name]}(...))"
+            )
     disallowed = DEFAULT_DISALLOWED_TOOLS
     if "disallowed_tools" in table:
         disallowed = _strings(table["disallowed_tools"], f"{prefix}disallowed_tools")
@@ -397,7 +408,7 @@ def _claude(raw: Any) -> ClaudeConfig:
         max_turns=_integer(table.get("max_turns", 30), f"{prefix}max_turns", 1),
         max_budget_usd=_optional(table, "max_budget_usd", prefix, _positive),
         timeout_seconds=_positive(table.get("timeout_seconds", 900.0), f"{prefix}timeout_seconds"),
-        allowed_tools=_optional(table, "allowed_tools", prefix, _strings),
+        allowed_tools=allowed,
         disallowed_tools=disallowed,
         extra_env=extra_env,
     )

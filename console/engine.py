@@ -26,7 +26,7 @@ from typing import Literal, Protocol
 from agent.wire import ErrorEvent, Hello
 from console.cage import CageUnavailable, cage_env, cage_for
 from console.childenv import child_env
-from console.claude import ClaudeOutcome, run_claude
+from console.claude import ClaudeOutcome, StreamEvent, run_claude
 from console.config import ConsoleConfig, ServiceConfig
 from console.github import (
     GitHubError,
@@ -37,11 +37,10 @@ from console.github import (
     resolve_token,
 )
 from console.link import LinkManager, LinkProblem, LinkStatus
-from console.models import AttemptRow, ErrorRow, State
+from console.models import AttemptRow, Denial, ErrorRow, State
 from console.prompt import build_prompt
 from console.store import Store
 from console.testrun import TestResult, TestRunError, run_tests
-from console.transcript import Event as ClaudeEvent
 from console.worktree import (
     GitError,
     NothingToCommitError,
@@ -88,10 +87,10 @@ class AttemptChanged:
 
 @dataclass(frozen=True)
 class ClaudeActivity:
-    """One parsed line of Claude's stream for a running attempt, for the live panel."""
+    """One parsed line of Claude's stream (or a refusal it revealed) for the live panel."""
 
     attempt_id: int
-    event: ClaudeEvent
+    event: StreamEvent
 
 
 @dataclass(frozen=True)
@@ -325,6 +324,9 @@ class Engine:
         created: list[int] = []
         touched: dict[int, None] = {}
         for result in results:
+            if result.refused is not None:
+                self.notify("error", result.refused)
+                continue
             if result.duplicate:
                 continue
             touched[result.error_id] = None
@@ -577,6 +579,7 @@ class Engine:
             claude_turns=outcome.num_turns,
             claude_duration_ms=outcome.duration_ms,
             claude_summary=outcome.summary,
+            claude_denials=Denial.encode_all(outcome.denials),
         )
         if cancel.is_set() or self._closing:
             await self._interrupt(attempt_id)
@@ -689,7 +692,7 @@ class Engine:
                 flushes.add(task)
                 task.add_done_callback(flushes.discard)
 
-        def on_event(event: ClaudeEvent) -> None:
+        def on_event(event: StreamEvent) -> None:
             self._emit(ClaudeActivity(attempt_id, event))
 
         try:
@@ -698,6 +701,7 @@ class Engine:
                 cwd=cwd,
                 config=self.config.claude,
                 test_command=service.test_command,
+                state_dir=self.config.state_dir,
                 on_event=on_event,
                 transcript=on_line,
                 cancel=cancel,

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import random
+import re
 import shlex
 import signal
 import time
@@ -39,6 +40,7 @@ from agent.wire import (
     MAX_LINE_BYTES,
     PROTOCOL_VERSION,
     ErrorEvent,
+    Event,
     Heartbeat,
     Hello,
     WireError,
@@ -52,6 +54,10 @@ log = logging.getLogger(__name__)
 
 READ_CHUNK_BYTES = 64 * 1024
 EXCERPT_CHARS = 120
+# Wire lines nest two levels (an event holding its stack list); the JSON decoder recurses
+# once per level, so a hostile line of 200,000 '[' would end the session with a
+# RecursionError if it reached the decoder.
+MAX_NESTING = 32
 STDERR_KEEP_BYTES = 4096
 
 LinkState = Literal["connecting", "connected", "reconnecting", "error", "stopped"]
@@ -140,6 +146,38 @@ def excerpt(data: bytes | str) -> str:
     short = text[:EXCERPT_CHARS]
     shown = repr(short)
     return shown + ("..." if len(text) > EXCERPT_CHARS else "")
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def nested_too_deep(line: bytes, limit: int = MAX_NESTING) -> bool:
+    """Whether the arrays and objects of a JSON line nest deeper than ``limit``.
+
+    Brackets inside strings do not count. An ordinary line costs two C-level byte counts;
+    only a line with many brackets is scanned.
+    """
+    if line.count(b"[") + line.count(b"{") <= limit:
+        return False
+    depth = 0
+    for match in _BRACKET.finditer(_JSON_STRING.sub(b'""', line)):
+        if match.group(0) in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def decode_line(line: bytes) -> Event:
+    """One stream line as a wire event, with size and nesting bounded before decoding."""
+    if len(line) > MAX_LINE_BYTES:
+        raise WireError(f"line of {len(line)} bytes exceeds the {MAX_LINE_BYTES} byte limit")
+    if nested_too_deep(line):
+        raise WireError(f"JSON nested deeper than {MAX_NESTING} levels")
+    return decode(line)
 
 
 class LineSplitter:
@@ -429,6 +467,8 @@ def _describe(exc: BaseException) -> str:
 
 def _hello_protocol(line: bytes) -> int | None:
     """The protocol number of a hello line, even one this side cannot decode."""
+    if len(line) > MAX_LINE_BYTES or nested_too_deep(line):
+        return None
     try:
         obj = json.loads(line)
     except (ValueError, UnicodeDecodeError):
@@ -599,7 +639,7 @@ class AgentLink:
         """Handle one line; returns the seq of an event handed to the engine."""
         now = time.time()
         try:
-            event = decode(line)
+            event = decode_line(line)
         except WireError as exc:
             protocol = _hello_protocol(line)
             if session.hello is None and protocol is not None and protocol != PROTOCOL_VERSION:
@@ -701,7 +741,7 @@ async def probe(host: HostConfig, timeout: float = 20.0) -> Hello:
                 raise ProbeError(f"the agent ended without a hello: {await stream.describe_end()}")
             for line in splitter.feed(chunk):
                 try:
-                    first = decode(line)
+                    first = decode_line(line)
                 except WireError as exc:
                     raise ProbeError(f"the agent's first line is not a hello: {exc}") from None
                 if not isinstance(first, Hello):

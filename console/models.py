@@ -7,7 +7,9 @@ strings (``2026-01-02T03:04:05.678Z``), the same shape the agent puts on the wir
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import ClassVar
@@ -113,6 +115,8 @@ class IngestResult:
     error_id: int
     created: bool
     duplicate: bool
+    # Why the event was not stored (it is reported, the rest of its batch is stored).
+    refused: str | None = None
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,59 @@ class AttemptRow:
     diff_stat: str | None = None
     pr_url: str | None = None
     pr_number: int | None = None
+    claude_denials: str | None = None  # JSON, see Denial.encode_all
+
+    @property
+    def denials(self) -> list[Denial]:
+        """What Claude Code was refused during this attempt, in the order it happened."""
+        return Denial.decode_all(self.claude_denials)
+
+
+@dataclass(frozen=True)
+class Denial:
+    """A tool call Claude Code refused, or its sandbox blocked, during an attempt.
+
+    ``kind`` says who stopped it: ``mode`` (no allow rule), ``rule`` (a deny rule, named in
+    ``reason``), ``sandbox`` (the call ran but the sandbox refused a file write or a
+    connection) or ``refused`` (the CLI's list of denials, with no more detail).
+    ``target`` is the path or command the call aimed at.
+    """
+
+    tool: str
+    target: str
+    kind: str
+    reason: str
+    tool_use_id: str = ""
+
+    @property
+    def line(self) -> str:
+        """One line for a person: never phrased as if the call had happened."""
+        return f"refused {self.tool} {self.target}: {self.reason}"
+
+    @staticmethod
+    def encode_all(denials: Sequence[Denial]) -> str:
+        return json.dumps([asdict(d) for d in denials], ensure_ascii=False)
+
+    @staticmethod
+    def decode_all(text: str | None) -> list[Denial]:
+        """Stored denials; a row written by hand or a newer version never breaks a view."""
+        try:
+            items = json.loads(text or "[]")
+        except ValueError:
+            return []
+        found = []
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict):
+                found.append(
+                    Denial(
+                        tool=str(item.get("tool", "")),
+                        target=str(item.get("target", "")),
+                        kind=str(item.get("kind", "")),
+                        reason=str(item.get("reason", "")),
+                        tool_use_id=str(item.get("tool_use_id", "")),
+                    )
+                )
+        return found
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ from console.models import (
     action_name,
     epoch,
 )
+from console.storable import MAX_INTEGER, seq_shown, unstorable
 
 T = TypeVar("T")
 
@@ -168,6 +169,8 @@ MIGRATIONS: tuple[str, ...] = (
         created_at TEXT NOT NULL
     );
     """,
+    # 2: what Claude Code was refused during an attempt (JSON list, see models.Denial).
+    "ALTER TABLE attempts ADD COLUMN claude_denials TEXT;",
 )
 
 # Attempt columns a caller may set through update_attempt() or alongside a transition.
@@ -187,6 +190,7 @@ ATTEMPT_FIELDS: frozenset[str] = frozenset(
         "pr_url",
         "pr_number",
         "reason",
+        "claude_denials",
     }
 )
 
@@ -197,7 +201,7 @@ _ERROR_COLUMNS = (
 _ATTEMPT_COLUMNS = (
     "id, error_id, state, branch, worktree, started_at, finished_at, reason, claude_cost_usd, "
     "claude_turns, claude_duration_ms, claude_summary, extra_instruction, test_exit_code, "
-    "test_output_tail, diff, diff_stat, pr_url, pr_number"
+    "test_output_tail, diff, diff_stat, pr_url, pr_number, claude_denials"
 )
 _SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 _INSERT_OCCURRENCE = (
@@ -207,6 +211,24 @@ _INSERT_OCCURRENCE = (
 _KEYS_PER_QUERY = 400  # (service, fingerprint) pairs per IN (VALUES ...), well under SQLite's cap
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _esc: Callable[[str], str] = encode_basestring
+
+
+# What SQLite or the driver raise for a value they cannot store (as opposed to a full disk
+# or a lock): only these make ingest look for the one bad event of a batch.
+_DATA_ERRORS = (
+    ValueError,
+    TypeError,
+    OverflowError,
+    sqlite3.DataError,
+    sqlite3.IntegrityError,
+    sqlite3.InterfaceError,
+)
+
+
+def _refused(host: str, e: ErrorEvent, problem: str) -> IngestResult:
+    seq = e.seq if type(e.seq) is int and 0 < e.seq <= MAX_INTEGER else 0
+    message = f"{host}: event seq {seq_shown(e)} not stored: {problem}"
+    return IngestResult(seq, 0, False, False, message)
 
 
 class StoreError(RuntimeError):
@@ -573,11 +595,46 @@ class Store:
         """Store a batch of relayed events from one host in one transaction.
 
         Idempotent on (host, instance, seq), so the relay can resend after a reconnect. The
-        result, one per event in order, tells the engine which errors are new.
+        result, one per event in order, tells the engine which errors are new, and which
+        events could not be stored (``refused`` says which and why, naming host and seq).
+        A bad event never costs the rest of its batch: the others are stored, so the
+        host's position never moves past a valid event that was not stored.
         """
         if not events:
             return []
-        return await self._write(lambda db: self._ingest(db, host, events))
+        refused: dict[int, str] = {}
+        for i, e in enumerate(events):
+            problem = unstorable(e)
+            if problem is not None:
+                refused[i] = problem
+        good = [e for i, e in enumerate(events) if i not in refused] if refused else events
+        results = await self._ingest_isolating(host, good)
+        if not refused:
+            return results
+        merged: list[IngestResult] = []
+        stored = iter(results)
+        for i, e in enumerate(events):
+            if i in refused:
+                merged.append(_refused(host, e, refused[i]))
+            else:
+                merged.append(next(stored))
+        return merged
+
+    async def _ingest_isolating(
+        self, host: str, events: Sequence[ErrorEvent]
+    ) -> list[IngestResult]:
+        """One transaction for the batch; if SQLite refuses its data, halve the batch until
+        the event it refuses is alone (screening catches the known cases before this)."""
+        if not events:
+            return []
+        try:
+            return await self._write(lambda db: self._ingest(db, host, events))
+        except _DATA_ERRORS as exc:
+            if len(events) == 1:
+                return [_refused(host, events[0], f"the database refused it: {exc}")]
+            middle = len(events) // 2
+            first = await self._ingest_isolating(host, events[:middle])
+            return first + await self._ingest_isolating(host, events[middle:])
 
     async def _ingest(
         self,

@@ -27,6 +27,31 @@ class SystemInit:
     cwd: str
     tools: tuple[str, ...]
     permission_mode: str
+    mcp_servers: tuple[str, ...] = ()
+    sandbox_enabled: bool | None = None
+    version: str = ""
+
+
+@dataclass(frozen=True)
+class PermissionDenied:
+    """The CLI refused a tool call before it ran (``system/permission_denied``).
+
+    ``reason_type`` is the CLI's own word for why: ``mode`` (no allow rule in dontAsk
+    mode), ``rule`` (a deny rule), ``subcommandResults`` (a part of a compound command).
+    """
+
+    tool_name: str
+    tool_use_id: str
+    reason_type: str
+    message: str
+
+
+@dataclass(frozen=True)
+class SystemNotice:
+    """Any other ``system`` line (a Bash task starting or ending, a hook, a status): kept
+    typed so views can pass over it quietly."""
+
+    subtype: str
 
 
 @dataclass(frozen=True)
@@ -59,6 +84,15 @@ class ToolResult:
     tool_use_id: str
     content: str
     is_error: bool
+    # From the CLI's ``tool_result_meta``: ``reject`` when the permission check refused the
+    # call, ``accept`` when it ran; ``reason_type`` as in :class:`PermissionDenied`.
+    decision: str | None = None
+    reason_type: str | None = None
+
+    @property
+    def refused(self) -> bool:
+        """True when the permission check refused the call (it never ran)."""
+        return self.decision == "reject"
 
 
 @dataclass(frozen=True)
@@ -111,7 +145,16 @@ class Unknown:
     note: str = ""
 
 
-Event = SystemInit | AssistantText | ToolUse | ToolResult | Result | Unknown
+Event = (
+    SystemInit
+    | SystemNotice
+    | AssistantText
+    | ToolUse
+    | ToolResult
+    | PermissionDenied
+    | Result
+    | Unknown
+)
 
 
 class StreamParser:
@@ -156,8 +199,22 @@ def _parse_object(data: dict[str, Any], line: str, root: str | None) -> list[Eve
                 cwd=_str(data.get("cwd")),
                 tools=tuple(_str(t) for t in data.get("tools") or []),
                 permission_mode=_str(data.get("permissionMode")),
+                mcp_servers=tuple(_server_name(s) for s in data.get("mcp_servers") or []),
+                sandbox_enabled=_bool(data.get("sandbox_enabled")),
+                version=_str(data.get("claude_code_version")),
             )
         ]
+    if kind == "system" and data.get("subtype") == "permission_denied":
+        return [
+            PermissionDenied(
+                tool_name=_str(data.get("tool_name")),
+                tool_use_id=_str(data.get("tool_use_id")),
+                reason_type=_str(data.get("decision_reason_type")),
+                message=_str(data.get("message")),
+            )
+        ]
+    if kind == "system":
+        return [SystemNotice(_str(data.get("subtype")))]
     if kind == "assistant":
         return _assistant_events(data, line, root)
     if kind == "user":
@@ -196,14 +253,19 @@ def _user_events(data: dict[str, Any], line: str) -> list[Event]:
     message = data.get("message")
     if not isinstance(message, dict):
         return [Unknown(line, "user event without a message")]
+    decisions = _decisions(data.get("tool_result_meta"))
     events: list[Event] = []
     for block in _blocks(message.get("content")):
         if block.get("type") == "tool_result":
+            use_id = _str(block.get("tool_use_id"))
+            decision, reason_type = decisions.get(use_id, (None, None))
             events.append(
                 ToolResult(
-                    tool_use_id=_str(block.get("tool_use_id")),
+                    tool_use_id=use_id,
                     content=_content_text(block.get("content")),
                     is_error=bool(block.get("is_error")),
+                    decision=decision,
+                    reason_type=reason_type,
                 )
             )
         else:
@@ -235,6 +297,29 @@ def _result(data: dict[str, Any]) -> Result:
         errors=[_str(e) for e in errors] if isinstance(errors, list) else [],
         api_error_status=_int(status),
     )
+
+
+def _decisions(meta: Any) -> dict[str, tuple[str | None, str | None]]:
+    """Permission decisions by tool_use id from a user event's ``tool_result_meta``."""
+    found: dict[str, tuple[str | None, str | None]] = {}
+    for item in meta if isinstance(meta, list) else []:
+        decision = item.get("permission_decision") if isinstance(item, dict) else None
+        if isinstance(decision, dict):
+            found[_str(item.get("id"))] = (
+                _str(decision.get("decision")) or None,
+                _str(decision.get("reason_type")) or None,
+            )
+    return found
+
+
+def _server_name(server: Any) -> str:
+    if isinstance(server, dict):
+        return _str(server.get("name")) or json.dumps(server, sort_keys=True)
+    return _str(server)
+
+
+def _bool(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
 
 
 def _blocks(content: Any) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -63,6 +64,19 @@ class Agent:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
 
+    def kill9_while(self, writer: subprocess.Popen[bytes], seed: int, pause: float) -> int:
+        """``kill -9`` and restart the agent at random moments (pauses of ``pause`` / 3
+        to ``pause`` s) until ``writer`` exits; returns how often it was killed."""
+        rng = random.Random(seed)
+        kills = 0
+        self.start()
+        while writer.poll() is None:
+            time.sleep(rng.uniform(pause / 3, pause))
+            self.kill9()
+            kills += 1
+            self.start()
+        return kills
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
@@ -114,8 +128,12 @@ def read_stream(
 def group_counts(db: Path) -> dict[str, int]:
     """Counts in the outbox by the function of each group's first stack frame."""
     conn = sqlite3.connect(db)
-    rows = conn.execute("SELECT stack, count FROM groups").fetchall()
-    conn.close()
+    try:
+        rows = conn.execute("SELECT stack, count FROM groups").fetchall()
+    except sqlite3.OperationalError:  # the agent has not created its tables yet
+        rows = []
+    finally:
+        conn.close()
     out: dict[str, int] = {}
     for stack_json, count in rows:
         stack = json.loads(stack_json)
@@ -124,6 +142,17 @@ def group_counts(db: Path) -> dict[str, int]:
         name = words[1] if len(words) > 1 else frame
         out[name] = out.get(name, 0) + count
     return out
+
+
+def wait_for_exact_counts(db: Path, expected: dict[str, int], timeout: float = 60) -> None:
+    """Wait for the outbox to hold exactly ``expected``, then check it stays there."""
+    wait_for(
+        lambda: db.exists() and group_counts(db) == expected,
+        timeout,
+        f"counts never reached {expected}; last {group_counts(db) if db.exists() else None}",
+    )
+    time.sleep(1.0)
+    assert group_counts(db) == expected, "counts moved past the exact total"
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, message: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -17,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from agent.parse import Assembler
+from agent.record import ErrorRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
@@ -36,6 +40,10 @@ _KNOWN_LOCATIONS = {
     "claude": [NODE_BIN / "claude"],
     "sshd": [Path("/usr/sbin/sshd")],
     "logrotate": [Path("/usr/sbin/logrotate")],
+    "systemd-journal-remote": [
+        Path("/lib/systemd/systemd-journal-remote"),
+        Path("/usr/lib/systemd/systemd-journal-remote"),
+    ],
 }
 
 
@@ -134,6 +142,36 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         sys.stderr.write(f"\ntests left {len(alive)} thread(s) running: {names}\n")
         sys.stderr.flush()
         os._exit(3)
+
+
+def node_env() -> dict[str, str]:
+    """The environment for node scripts run by tests: no secrets, no inherited options."""
+    env = {k: v for k, v in os.environ.items() if k != "STRIPE_SECRET_KEY"}
+    env["NODE_OPTIONS"] = ""
+    return env
+
+
+def run_node_script(tmp_path: Path, source: str, name: str = "script.js") -> str:
+    """Run ``source`` with the real node; return stdout+stderr as a log would hold them."""
+    node = require_tool("node")
+    script = tmp_path / name
+    script.write_text(source)
+    done = subprocess.run(
+        [node, str(script)], capture_output=True, text=True, timeout=30, env=node_env()
+    )
+    return done.stdout + done.stderr
+
+
+def feed_in_chunks(data: bytes, cuts: list[int]) -> list[ErrorRecord]:
+    """Every record an Assembler finds in ``data`` fed in pieces cut at ``cuts``."""
+    assembler = Assembler()
+    records: list[ErrorRecord] = []
+    start = 0
+    for cut in [*cuts, len(data)]:
+        records.extend(assembler.feed(data[start:cut], start))
+        start = cut
+    records.extend(assembler.flush(eof=True))
+    return records
 
 
 @pytest.fixture

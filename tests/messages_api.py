@@ -211,7 +211,6 @@ class MessagesApi:
         return {
             "HOME": home,
             "CLAUDE_CONFIG_DIR": f"{home}/.claude",
-            "XDG_CONFIG_HOME": f"{home}/.config",
             "ANTHROPIC_BASE_URL": self.url,
             "ANTHROPIC_API_KEY": "test-key",
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",

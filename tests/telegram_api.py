@@ -259,6 +259,15 @@ class TelegramApi:
         )
         return query_id
 
+    def plant(self, chat_id: int, text: str, reply_markup: dict[str, Any] | None = None) -> Message:
+        """A message as if the bot had sent it there earlier (say, before a config change)."""
+        with self._cond:
+            message = Message(
+                chat_id, self._next_message_id(chat_id), text, reply_markup, int(time.time())
+            )
+            self.messages[(chat_id, message.message_id)] = message
+            return message
+
     # -- scripting failures -------------------------------------------------------------
 
     def rate_limit_next(self, method: str, times: int = 1, retry_after: int = 1) -> None:

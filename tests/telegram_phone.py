@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from agent.wire import ErrorEvent
 from console.config import ConsoleConfig, TelegramConfig
 from console.engine import Engine, EngineEvent, Notice, TelegramChanged
 from console.store import Store
@@ -38,6 +39,8 @@ class BotPhone:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             value = predicate()
+            if asyncio.iscoroutine(value):
+                value = await value
             if value:
                 return value
             await asyncio.sleep(0.02)
@@ -71,23 +74,48 @@ class BotPhone:
         return [e for e in self.events if isinstance(e, TelegramChanged)]
 
 
+def error_event(seq: int, fingerprint: str, message: str, **extra: object) -> ErrorEvent:
+    """An agent's error event as the engine ingests it (service PA, host prod-9)."""
+    fields: dict[str, object] = {
+        "type": "error",
+        "seq": seq,
+        "host": "prod-9",
+        "service": "PA",
+        "fingerprint": fingerprint,
+        "count": 1,
+        "severity": "critical",
+        "message": message,
+        "error_type": "Error",
+        "stack": ["    at handler (/srv/app/lib/users.js:12:5)"],
+        "route": "GET /users/:id",
+        "first_seen": "2026-01-02T03:04:05.000Z",
+        "last_seen": "2026-01-02T03:04:05.000Z",
+    }
+    fields.update(extra)
+    return ErrorEvent(**fields)  # type: ignore[arg-type]
+
+
 @asynccontextmanager
 async def open_phone(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     *,
     api: TelegramApi | None = None,
+    console: dict[str, Any] | None = None,
     **telegram: Any,
 ) -> AsyncIterator[BotPhone]:
-    """A started bot (short poll timeout, quick back-off) on a started bare engine."""
+    """A started bot (short poll timeout, quick back-off) on a started bare engine;
+    ``console`` replaces fields of its ConsoleConfig, the rest of its TelegramConfig."""
     with api or TelegramApi() as stand_in:
         monkeypatch.setenv(TOKEN_ENV, stand_in.token)
         settings: dict[str, Any] = {"allowed_user_ids": (OWNER,), **telegram}
         config = TelegramConfig(
             enabled=True, token_env=TOKEN_ENV, api_base_url=stand_in.url, **settings
         )
-        console = replace(ConsoleConfig(state_dir=tmp_path / "console"), telegram=config)
-        engine = Engine(console, await Store.open(console.db_path))
+        whole = replace(
+            ConsoleConfig(state_dir=tmp_path / "console"), telegram=config, **(console or {})
+        )
+        engine = Engine(whole, await Store.open(whole.db_path))
         bot = TelegramBot(
             engine, config, poll_timeout=1, edit_interval=0.3, network_backoff=0.05,
             poll_backoff=0.2,

@@ -170,6 +170,11 @@ def test_default_config_path_follows_xdg_config_home(tmp_path, monkeypatch):
         ({"claude": {"extra_env": {"BAD-NAME": "x"}}}, "claude.extra_env.BAD-NAME: not a valid"),
         ({"claude": {"extra_env": {"A": 1}}}, "claude.extra_env.A: must be a string"),
         ({"claude": {"allowed_tools": ["Read", 3]}}, "claude.allowed_tools[1]: must be a string"),
+        (
+            {"claude": {"allowed_tools": ["Read", "Write(./**)"]}},
+            "claude.allowed_tools: 'Write(./**)' never matches",
+        ),
+        ({"claude": {"allowed_tools": ["Glob(src/**)"]}}, "claude.allowed_tools: 'Glob(src"),
         ({"claude": "fast"}, "claude: must be a table"),
         ({"github": {"api_url": "api.github.com"}}, "github.api_url: must be an http(s) URL"),
         ({"github": {"token": ""}}, "github.token: must not be empty"),

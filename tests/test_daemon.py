@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 import time
@@ -14,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from agent.wire import ErrorEvent, Heartbeat, Hello, decode
-from tests.agent_process import AGENT, group_counts, read_stream, wait_for, write_config
+from tests.agent_process import (
+    AGENT,
+    group_counts,
+    read_stream,
+    wait_for_exact_counts,
+    write_config,
+)
 from tests.conftest import SERVICE_DIR, require_node_modules, require_tool
 
 
@@ -54,7 +59,13 @@ def test_errors_from_a_real_node_service_arrive_on_the_stream(
     assert "reading" in first.message
     assert first.stack and any("at " in line for line in first.stack)
     # A reader resuming after that seq gets nothing old again.
-    later = read_stream(config, first.seq, until=1.5, want=1)
+    later = read_stream(
+        config,
+        first.seq,
+        until=15,
+        want=10**6,
+        done=lambda ls: any(isinstance(e, Heartbeat) for e in ls),
+    )
     assert all(e.seq > first.seq for e in later if isinstance(e, ErrorEvent))
     assert any(isinstance(e, Heartbeat) for e in later)
 
@@ -94,24 +105,11 @@ def test_kill_9_at_random_moments_neither_loses_nor_double_counts(
     total = 1200
     writer = subprocess.Popen([sys.executable, "-c", _writer_script(logs / "pa.log", total)])
     agent = agent_factory(config, tmp_path / "agent.err")
-    rng = random.Random(11)
-    kills = 0
-    agent.start()
-    while writer.poll() is None:
-        time.sleep(rng.uniform(0.2, 0.9))
-        agent.kill9()
-        kills += 1
-        agent.start()
+    kills = agent.kill9_while(writer, seed=11, pause=0.9)
     writer.wait()
     db = tmp_path / "state" / "agent.db"
     expected = {f"handler{k}": total // ERROR_KINDS for k in range(ERROR_KINDS)}
-    wait_for(
-        lambda: db.exists() and group_counts(db) == expected,
-        60,
-        f"counts never reached {expected}; last {group_counts(db) if db.exists() else None}",
-    )
-    time.sleep(1.0)
-    assert group_counts(db) == expected, "counts moved past the exact total"
+    wait_for_exact_counts(db, expected)
     assert kills >= 3
     # Every relayed event carries a running total that never goes backwards.
     lines = read_stream(config, 0, until=5, want=10**6)

@@ -22,6 +22,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 from conftest import IN_CI
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sshd import SshServer, ssh_server_fixture  # noqa: F401  (provides ``ssh_server``)
 
 from agent.config import DetectionConfig
@@ -29,9 +31,10 @@ from agent.occurrence import occurrence_of
 from agent.outbox import Outbox
 from agent.record import ErrorRecord
 from agent.redact import Redactor
-from agent.wire import PROTOCOL_VERSION, ErrorEvent, Heartbeat, Hello, encode
+from agent.wire import PROTOCOL_VERSION, ErrorEvent, Heartbeat, Hello, WireError, encode
 from console.config import HostConfig
 from console.link import (
+    MAX_NESTING,
     AgentLink,
     LineSplitter,
     LinkManager,
@@ -39,6 +42,8 @@ from console.link import (
     LinkStatus,
     LinkTiming,
     backoff_delay,
+    decode_line,
+    nested_too_deep,
 )
 
 FAST = LinkTiming(
@@ -254,6 +259,22 @@ def processes_running(marker: str) -> list[int]:
 # --- over SSH, with the real agent ------------------------------------------------------
 
 
+async def stream_over_ssh(
+    server: SshServer, tmp_path: Path, lines: list[str], events: int
+) -> Recorder:
+    """Link to a stand-in agent over the real sshd until ``events`` events are stored."""
+    command, _ = stand_in(tmp_path, lines)
+    recorder = Recorder()
+    link = recorder.link(ssh_host(server, "prod-1", command))
+    link.start()
+    try:
+        await until(lambda: len(recorder.store) == events, "the valid events")
+        assert link.status.state == "connected"
+    finally:
+        await link.stop()
+    return recorder
+
+
 async def test_killed_connection_resumes_with_no_event_lost_or_duplicated(
     ssh_server: Callable[..., SshServer], tmp_path: Path
 ) -> None:
@@ -395,15 +416,7 @@ async def test_malformed_lines_are_reported_and_skipped_over_ssh(
         wire_event(3),
     ]
     assert len(wire_event(2, stack=long_stack)) > 200 * 1024
-    command, _ = stand_in(tmp_path, lines)
-    recorder = Recorder()
-    link = recorder.link(ssh_host(server, "prod-1", command))
-    link.start()
-    try:
-        await until(lambda: len(recorder.store) == 3, "the valid events")
-        assert link.status.state == "connected"
-    finally:
-        await link.stop()
+    recorder = await stream_over_ssh(server, tmp_path, lines, events=3)
     assert recorder.seqs("prod-1") == [1, 2, 3]
     assert recorder.store[("prod-1", 2)].stack == long_stack
     messages = [p.message for p in recorder.problems]
@@ -416,6 +429,30 @@ async def test_malformed_lines_are_reported_and_skipped_over_ssh(
     assert all(p.host == "prod-1" and len(p.excerpt) < 200 for p in recorder.problems)
     assert len(recorder.since_calls) == 1
     await until(lambda: not processes_running(str(tmp_path / "lines.json")), "remote exit", 5)
+
+
+async def test_hostile_lines_over_ssh_never_drop_the_session(
+    ssh_server: Callable[..., SshServer], tmp_path: Path
+) -> None:
+    server = ssh_server()
+    deep = "[" * 200_000
+    lines = [
+        hello(),
+        deep,
+        '{"type":"error","seq":' * 20_000,
+        "{" * (MAX_NESTING + 1) + "}" * (MAX_NESTING + 1),
+        wire_event(1),
+        '{"type":"hello","protocol":' + "[" * 100_000,
+        wire_event(2, message="[" * 5_000 + " brackets in a string are text"),
+        wire_event(3),
+    ]
+    recorder = await stream_over_ssh(server, tmp_path, lines, events=3)
+    assert recorder.seqs("prod-1") == [1, 2, 3]
+    assert recorder.store[("prod-1", 2)].message.startswith("[" * 5_000)
+    nested = [p for p in recorder.problems if "nested deeper" in p.message]
+    assert len(nested) == 4
+    assert all(len(p.excerpt) < 200 for p in recorder.problems)
+    assert len(recorder.since_calls) == 1, "one session: nothing made it reconnect"
 
 
 async def test_forced_command_refusing_the_link_shows_the_agents_reason(
@@ -684,3 +721,44 @@ def test_stand_in_uses_valid_wire_lines() -> None:
 
     assert isinstance(decode(hello()), Hello)
     assert isinstance(decode(wire_event(9)), ErrorEvent)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(
+        st.binary(max_size=400),
+        _JSON.map(lambda v: json.dumps(v).encode()),
+        st.builds(
+            lambda opener, n, tail: opener * n + tail,
+            st.sampled_from([b"[", b"{", b'{"a":', b'{"type":"error","stack":']),
+            st.integers(min_value=0, max_value=3000),
+            st.binary(max_size=20),
+        ),
+        st.builds(
+            lambda seq, fields: json.dumps(
+                {"type": "error", "seq": seq, **fields}, ensure_ascii=False
+            ).encode("utf-8", "surrogatepass"),
+            st.integers(min_value=-(2**70), max_value=2**70),
+            st.dictionaries(st.sampled_from(["count", "stack", "route", "message"]), _JSON),
+        ),
+    )
+)
+def test_line_decoder_answers_any_line_with_an_event_or_a_wire_error(line: bytes) -> None:
+    try:
+        decode_line(line)
+    except WireError as exc:
+        assert str(exc)
+
+
+def test_nesting_is_measured_outside_strings_only() -> None:
+    assert not nested_too_deep(json.dumps({"a": "[" * 1000, "b": [[1]]}).encode())
+    assert nested_too_deep(b"[" * (MAX_NESTING + 1))
+    assert not nested_too_deep(b"[" * MAX_NESTING + b"]" * MAX_NESTING)
+    assert nested_too_deep(b'{"s":"\\"[", "x":' + b"[" * 40)

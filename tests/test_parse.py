@@ -8,7 +8,6 @@ Go samples are files in tests/fixtures/logs (see the README there for their orig
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 from pathlib import Path
@@ -17,16 +16,18 @@ import pytest
 
 from agent.parse import Assembler, ErrorRecord, parse_lines, parse_node_frame, strip_prefix
 from agent.record import Frame
-from tests.conftest import FIXTURES, SERVICE_DIR, require_node_modules, require_tool
+from tests.conftest import (
+    FIXTURES,
+    SERVICE_DIR,
+    feed_in_chunks,
+    node_env,
+    require_node_modules,
+    require_tool,
+    run_node_script,
+)
 
 SERVICE = SERVICE_DIR
 LOGS = FIXTURES / "logs"
-
-
-def _node_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "STRIPE_SECRET_KEY"}
-    env["NODE_OPTIONS"] = ""
-    return env
 
 
 def run_service(*args: str, log_dir: Path | None = None) -> str:
@@ -37,34 +38,13 @@ def run_service(*args: str, log_dir: Path | None = None) -> str:
     if log_dir is not None:
         cmd += ["--log-dir", str(log_dir)]
     done = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=30, env=_node_env(), cwd=SERVICE
-    )
-    return done.stdout + done.stderr
-
-
-def run_node_script(tmp_path: Path, source: str, name: str = "script.js") -> str:
-    node = require_tool("node")
-    script = tmp_path / name
-    script.write_text(source)
-    done = subprocess.run(
-        [node, str(script)], capture_output=True, text=True, timeout=30, env=_node_env()
+        cmd, capture_output=True, text=True, timeout=30, env=node_env(), cwd=SERVICE
     )
     return done.stdout + done.stderr
 
 
 def records_of(text: str) -> list[ErrorRecord]:
     return parse_lines(text.splitlines())
-
-
-def feed_in_chunks(data: bytes, cuts: list[int]) -> list[ErrorRecord]:
-    assembler = Assembler()
-    records: list[ErrorRecord] = []
-    start = 0
-    for cut in [*cuts, len(data)]:
-        records.extend(assembler.feed(data[start:cut], start))
-        start = cut
-    records.extend(assembler.flush(eof=True))
-    return records
 
 
 # --- Node.js through console.error -------------------------------------------------------

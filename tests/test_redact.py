@@ -5,9 +5,13 @@ from __future__ import annotations
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from agent.config import ConfigError, parse_config
 from agent.record import ErrorRecord, Frame
-from agent.redact import REDACTED, Redactor, redact_record
+from agent.redact import REDACTED, Redactor, env_values, redact_record
+from agent.secret_keys import secret_key
 
 JWT = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
@@ -124,6 +128,52 @@ LEAKS: list[tuple[str, str, list[str]]] = [
     ("charge failed for card 4111 1111 1111 1111 (visa)", "4111 1111 1111 1111", ["(visa)"]),
     ("card=5555-5555-5555-4444 declined", "5555-5555-5555-4444", ["declined"]),
     ("amex 378282246310005 ok", "378282246310005", ["amex", "ok"]),
+    ('{"password":"a1","passwordConfirm":"Hunter2x!"}', "Hunter2x!", ['"passwordConfirm":"']),
+    ("{ newPasswordRepeat: 'Tr0ub4dor#9' }", "Tr0ub4dor#9", ["newPasswordRepeat: '"]),
+    ("new_password_repeat=pw_Zk29xx&lang=de", "pw_Zk29xx", ["new_password_repeat=", "lang=de"]),
+    ("mongodb://shop:ab/cd9Zq@db-1:27017/shop", "ab/cd9Zq", ["mongodb://shop:", "@db-1:27017"]),
+    (
+        "GET https://api.telegram.org/bot7595045983:AA5fcLQAaXMclRxCAUEf0a1b2c3d4e5f6g7/getMe",
+        "7595045983:AA5fcLQAaXMclRxCAUEf0a1b2c3d4e5f6g7",
+        ["https://api.telegram.org/bot", "/getMe"],
+    ),
+    (
+        "AccountName=acme;AccountKey=Zm9vYmFy+YmF6/cXV4==;EndpointSuffix=core.windows.net",
+        "Zm9vYmFy+YmF6/cXV4==",
+        ["AccountName=acme;AccountKey=", ";EndpointSuffix"],
+    ),
+    ("blob?sv=2022-11-02&sig=abc%2Bdef123%3D&sp=r", "abc%2Bdef123%3D", ["sv=2022-11-02", "sp=r"]),
+    ("Ocp-Apim-Subscription-Key: 7169169c57832f21", "7169169c57832f21", ["Ocp-Apim"]),
+    (
+        "POST https://discord.com/api/webhooks/1234567890123456789/AbC-dEf_gHi 429",
+        "AbC-dEf_gHi",
+        ["https://discord.com/api/webhooks/", " 429"],
+    ),
+    ("clone failed glpat-HDB0xYHAAZLnqm1B0znK", "glpat-HDB0xYHAAZLnqm1B0znK", ["clone failed"]),
+    (
+        "401 SG.o1cUeC-aKrLDhxT9yc_FxP.cmmQ0aBcDeFgHiJkLmNoPq",
+        "SG.o1cUeC-aKrLDhxT9yc_FxP.cmmQ0aBcDeFgHiJkLmNoPq",
+        ["401"],
+    ),
+    (
+        "403 npm_neHJrSvrJVijmzeADJ4Tagkl6L0a1b2c3d4e",
+        "npm_neHJrSvrJVijmzeADJ4Tagkl6L0a1b2c3d4e",
+        ["403"],
+    ),
+    ("401 hf_QKvWp1ACutYvIRu7H8j3H5LHolIabcd", "hf_QKvWp1ACutYvIRu7H8j3H5LHolIabcd", ["401"]),
+    ("'set-cookie': [ 'connect.sid=s%3Aql3c0c.Lx9; Path=/' ]", "s%3Aql3c0c.Lx9", ["set-cookie"]),
+    ("GET /legacy/login?user=bob&pass=P62JMzrGT!9&remember=1", "P62JMzrGT!9", ["remember=1"]),
+    (
+        "GET /api/password/reset/1d356747ef6ba0bc164b7121aac8c4e2",
+        "1d356747ef6ba0bc164b7121aac8c4e2",
+        ["GET /api/password/reset/"],
+    ),
+    (
+        "parsing {\\u0022user\\u0022:\\u0022bob\\u0022,"
+        "\\u0022password\\u0022:\\u0022ZYi4c4aS\\u0022}",
+        "ZYi4c4aS",
+        ["bob"],
+    ),
 ]
 
 
@@ -163,6 +213,14 @@ CLEAN = [
     "    at Object.<anonymous> (/srv/pa/node_modules/jsonwebtoken/verify.js:75:21)",
     "author=bob tokenCount=5 keyboard=us",
     "GET /api/auth/session 500",
+    "cannot fetch token: 401 Unauthorized",
+    "{ keyboard: 'de-neo', primaryKey: 'user_id', tokenCount: 512 }",
+    "    at AuthService.verifyToken (/srv/pa/current/src/auth/session.js:120:17)",
+    "order 64b7f3a2c9e1d45f8a0b1c2d not found (request 8c1e4b7a-2d3f-4e5a-9b6c-7d8e9f0a1b2c)",
+    "GET /api/orders/64b7f3a2c9e1d45f8a0b1c2d 404",
+    "{ passwordMinLength: 12, SESSION_TIMEOUT: 30, tokenizer: 'wordpiece' }",
+    "Password reset requested but the token expired; session ended for user 42",
+    "key: 'email'",
     "",
 ]
 
@@ -255,3 +313,128 @@ def test_redact_record_keeps_missing_route() -> None:
     out = redact_record(ErrorRecord(error_type="Error", message="x"), Redactor())
     assert out.route is None
     assert out.message == "x"
+
+
+@pytest.mark.parametrize(
+    ("key", "verdict"),
+    [
+        ("password", True),
+        ("passwordConfirm", True),
+        ("newPasswordRepeat", True),
+        ("new_password_repeat", True),
+        ("PASSWORD_NEW_REPEAT", True),
+        ("confirm_password", True),
+        ("x-api-key", True),
+        ("Ocp-Apim-Subscription-Key", True),
+        ("AccountKey", True),
+        ("SharedAccessKey", True),
+        ("sig", True),
+        ("X-Amz-Signature", True),
+        ("connect.sid", True),
+        ("JSESSIONID", True),
+        ("headers.authorization", True),
+        ("accesstoken", True),
+        ("keyboard", False),
+        ("primaryKey", False),
+        ("sortKey", False),
+        ("tokenCount", False),
+        ("passwordMinLength", False),
+        ("SESSION_TIMEOUT", False),
+        ("JsonWebTokenError", False),
+        ("tokenizer", False),
+        ("author", False),
+        ("session.js", False),
+        ("key", None),
+    ],
+)
+def test_key_names_denote_a_credential_in_any_case_and_word_order(
+    key: str, verdict: bool | None
+) -> None:
+    assert secret_key(key) is verdict
+
+
+def test_private_key_printed_over_continuation_lines_goes_whole() -> None:
+    body = ["MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj", "Zm9v=="]
+    stack = [
+        "    at sign (/srv/pa/current/src/sign.js:10:5) {",
+        "  signingKey: '-----BEGIN PRIVATE KEY-----\\n' +",
+        f"    '{body[0]}\\n' +",
+        f"    '{body[1]}\\n' +",
+        "    '-----END PRIVATE KEY-----\\n',",
+        "  code: 'ERR_OSSL_UNSUPPORTED'",
+        "}",
+    ]
+    record = ErrorRecord(error_type="Error", message="unsupported", stack=stack)
+    out = redact_record(record, Redactor())
+    assert len(out.stack) == len(stack), "line structure is kept"
+    assert not any(part in line for part in body for line in out.stack)
+    assert out.stack[0] == stack[0]
+    assert out.stack[2] == f"    '{REDACTED}\\n' +"
+    assert out.stack[5] == "  code: 'ERR_OSSL_UNSUPPORTED'"
+
+
+def test_private_key_without_end_stops_at_the_first_line_that_is_not_key_body() -> None:
+    text = "key: -----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBk0a1b2\n    at load (/srv/x.js:1:2)"
+    out = Redactor().redact(text)
+    assert "MHcCAQEEIBk0a1b2" not in out
+    assert out.endswith("\n    at load (/srv/x.js:1:2)")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.text(max_size=40),
+            st.sampled_from(
+                [
+                    "password=",
+                    "'set-cookie': [",
+                    "]",
+                    "-----BEGIN PRIVATE KEY-----",
+                    "-----END PRIVATE KEY-----",
+                    "\\u0022token\\u0022:\\u0022",
+                    "://u:",
+                    "@h",
+                    "/reset/",
+                    "0a1B2c3D4e5F6g7H8i9J",
+                    "'",
+                    '"',
+                    "\n",
+                    " +",
+                ]
+            ),
+        ),
+        max_size=12,
+    ).map("".join)
+)
+def test_redaction_keeps_every_line_break(text: str) -> None:
+    assert Redactor().redact(text).count("\n") == text.count("\n")
+
+
+def test_values_from_env_go_verbatim_and_in_their_escaped_spellings() -> None:
+    value = 'pa/ss "w0rd"'
+    redactor = Redactor(
+        values=env_values(["DB_PASSWORD", "UNSET", "SHORT"], {"DB_PASSWORD": value, "SHORT": "abc"})
+    )
+    for text in (
+        f"login with {value} failed",
+        'body {"p":"pa/ss \\"w0rd\\""}',
+        "url ?p=pa%2Fss%20%22w0rd%22 refused",
+    ):
+        out = redactor.redact(text)
+        assert "w0rd" not in out, out
+        assert REDACTED in out
+    assert redactor.redact("abc stays abc") == "abc stays abc", "short values are not removed"
+
+
+def test_values_from_env_config_is_validated_with_the_key_named() -> None:
+    config = parse_config({"redaction": {"values_from_env": ["DB_PASSWORD", "STRIPE_KEY"]}})
+    assert config.redact_env == ("DB_PASSWORD", "STRIPE_KEY")
+    with pytest.raises(
+        ConfigError, match=r"^redaction\.values_from_env\[1\]: 'DB PASSWORD' is not"
+    ):
+        parse_config({"redaction": {"values_from_env": ["OK", "DB PASSWORD"]}})
+    with pytest.raises(ConfigError, match=r"^redaction\.values_from_env: must be a list"):
+        parse_config({"redaction": {"values_from_env": "DB_PASSWORD"}})
+    with pytest.raises(ConfigError, match=r"^redaction\.values_from_env\[0\]: must be a string"):
+        parse_config({"redaction": {"values_from_env": [3]}})

@@ -28,27 +28,33 @@ from gen_log import generate
 
 
 def _plain_finder(buf: bytes, pos: int) -> int:
-    """The candidate finder as one ``find`` per needle over the folded buffer, no shortcuts."""
+    """The candidate finder's rule applied line by line, no shortcuts.
+
+    A line is a candidate when it is not quiet and holds a line needle, or the line after it
+    holds a frame needle; one holding a line needle may back up to a crash excerpt above
+    it, but never above a line holding a needle that was passed over.
+    """
     folded = buf.translate(prefilter.FOLD)
-    while True:
-        hits = [(folded.find(needle, pos), i) for i, needle in enumerate(prefilter.NEEDLES)]
-        found = [(hit, i) for hit, i in hits if hit != -1]
-        if not found:
-            return -1
-        best, needle = min(found)
-        start = buf.rfind(b"\n", pos, best) + 1 or pos
-        if not prefilter.QUIET_LINE.match(buf, start):
-            break
-        newline = buf.find(b"\n", best)
-        if newline == -1:
-            return -1
-        pos = newline + 1
-    if prefilter.NEEDLES[needle] in prefilter.NEXT_LINE_NEEDLES or start == pos:
-        return start
-    previous = buf.rfind(b"\n", pos, start - 1) + 1 or pos
-    if prefilter.EXCERPT_BYTES.fullmatch(buf, previous, start - 1):
-        return previous
-    return _plain_excerpt_start(buf, pos, start)
+    starts = [0] + [m.end() for m in re.finditer(rb"\n", buf)]
+    lines = [(s, (buf.find(b"\n", s) + 1 or len(buf) + 1) - 1) for s in starts if s < len(buf)]
+    bound = pos
+    for i, (start, end) in enumerate(lines):
+        if start < pos:
+            continue
+        text = folded[start:end]
+        holds_line = any(n in text for n in prefilter.LINE_NEEDLES)
+        after = folded[lines[i + 1][0] : lines[i + 1][1]] if i + 1 < len(lines) else b""
+        next_frame = any(n in after for n in prefilter.FRAME_NEEDLES)
+        if not prefilter.QUIET_LINE.match(buf, start) and (holds_line or next_frame):
+            if not holds_line or start == pos:
+                return start
+            previous = buf.rfind(b"\n", bound, start - 1) + 1 or bound
+            if prefilter.EXCERPT_BYTES.fullmatch(buf, previous, start - 1):
+                return previous
+            return _plain_excerpt_start(buf, bound, start)
+        if any(n in text for n in prefilter.NEEDLES):
+            bound = end + 1
+    return -1
 
 
 def _plain_excerpt_start(buf: bytes, pos: int, start: int) -> int:

@@ -14,9 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agent.wire import ErrorEvent, decode, encode
-from console.models import TRANSITIONS, State, can_transition
+from console.models import TRANSITIONS, Denial, State, can_transition
+from console.storable import unstorable
 from console.store import MIGRATIONS, RECOVER_REASON, NotFound, Store, StoreError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,13 +190,89 @@ async def test_raw_line_is_stored_exactly_as_the_wire_encodes_it(store):
 
 
 async def test_ingest_refuses_events_that_are_not_error_lines(store):
-    with pytest.raises(ValueError, match="positive integers"):
-        await store.ingest("web-1", [event(1, 1), event(0, 1)])
-    with pytest.raises(ValueError, match="positive integers"):
-        await store.ingest("web-1", [event(True, 1)])  # type: ignore[arg-type]
-    # Nothing of the refused batches was kept, and the store still works.
+    (zero,) = await store.ingest("web-1", [event(0, 1)])
+    (boolean,) = await store.ingest("web-1", [event(True, 1)])  # type: ignore[arg-type]
+    (other,) = await store.ingest("web-1", [event(1, 1, kind="heartbeat")])
+    assert "seq must be a positive integer" in (zero.refused or "")
+    assert "seq must be a positive integer" in (boolean.refused or "")
+    assert "type 'heartbeat' is not storable" in (other.refused or "")
+    # Nothing of the refused events was kept, and the store still works.
     assert await store.errors() == []
     assert (await store.ingest("web-1", [event(1, 1, kind="error")]))[0].created
+
+
+async def test_a_bad_event_is_refused_alone_and_the_rest_of_its_batch_is_stored(store):
+    batch = [
+        event(1, 1, kind="error"),
+        event(2, 2, message="lone \ud800 surrogate"),
+        event(3, 10**30),
+        event(4, 3, fingerprint=FP_B, kind="error", stack=["ok", "bad \udfff"]),
+        event(5, 4),
+        event(6, 5, route="/api/\ud83d"),
+    ]
+    results = await store.ingest("web-1", batch)
+    assert [r.seq for r in results] == [1, 2, 3, 4, 5, 6]
+    refused = {r.seq: r.refused for r in results if r.refused}
+    assert sorted(refused) == [2, 3, 4, 6]
+    assert refused[2] == (
+        "web-1: event seq 2 not stored: message is not text that UTF-8 can hold (a lone surrogate?)"
+    )
+    assert "count must be a positive integer up to 9223372036854775807, got a 100-bit number" in (
+        refused[3] or ""
+    )
+    assert all("\n" not in m and "web-1: event seq" in m for m in refused.values() if m)
+    assert [r.created for r in results if not r.refused] == [True, False]
+    assert await store.last_seq("web-1") == 5
+    (row,) = await store.errors()
+    assert row.count == 4, "the latest stored running total"
+    # A replay after a reconnect: stored ones are duplicates, bad ones refused again.
+    again = await store.ingest("web-1", batch)
+    assert [r.duplicate for r in again if not r.refused] == [True, True]
+    assert sorted(r.seq for r in again if r.refused) == [2, 3, 4, 6]
+
+
+_WILD_INT = st.one_of(
+    st.integers(min_value=-3, max_value=40),
+    st.sampled_from([2**63 - 1, 2**63, 10**30, -(2**63)]),
+)
+_WILD_TEXT = st.one_of(st.text(max_size=12), st.sampled_from(["\ud800", "a\udfffb", "\x00"]))
+_WILD_EVENT = st.builds(
+    event,
+    seq=_WILD_INT,
+    count=_WILD_INT,
+    fingerprint=st.sampled_from([FP_A, FP_B]),
+    kind=st.sampled_from(["error", "update", "hello"]),
+    message=_WILD_TEXT,
+    stack=st.lists(_WILD_TEXT, max_size=3),
+    route=st.one_of(st.none(), _WILD_TEXT),
+    severity=st.sampled_from(["low", "high", "weird"]),
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(st.lists(_WILD_EVENT, min_size=1, max_size=8))
+def test_ingest_of_any_batch_stores_every_storable_event_and_reports_the_rest(
+    tmp_path: Path, batch: list[ErrorEvent]
+) -> None:
+    async def run() -> None:
+        path = tmp_path / f"fuzz-{os.urandom(6).hex()}.db"
+        async with await Store.open(path) as store:
+            results = await store.ingest("web-1", batch)
+            assert len(results) == len(batch)
+            for e, result in zip(batch, results, strict=True):
+                if unstorable(e) is None:
+                    assert result.refused is None, result.refused
+                else:
+                    assert result.refused and "\n" not in result.refused
+                    assert result.refused.startswith("web-1: event seq ")
+            good = [e.seq for e in batch if unstorable(e) is None]
+            assert await store.last_seq("web-1") == max(good, default=0)
+
+    asyncio.run(run())
 
 
 async def test_empty_batch_changes_nothing(store):
@@ -657,3 +736,36 @@ async def test_store_reopens_and_resumes_after_a_kill(tmp_path):
         fresh = await s.ingest("web-1", [event(last + 1, 10_000, fingerprint=FP_B, kind="error")])
         assert fresh[0].created
         assert sum(e.count for e in await s.errors()) == before + 10_000
+
+
+# --- Claude Code denials ------------------------------------------------------------------
+
+
+async def test_denials_are_kept_with_their_attempt_and_survive_a_reopen(tmp_path):
+    path = tmp_path / "console.db"
+    denials = [
+        Denial("Read", "/home/dev/.ssh/id_rsa", "rule", "deny rule Read(~/.ssh/**)", "toolu_01"),
+        Denial("Bash", "curl http://x", "mode", "no allow rule for this command", "toolu_11"),
+    ]
+    async with await Store.open(path) as s:
+        error_id = await awaiting(s)
+        attempt = await s.create_attempt(error_id, actor="t")
+        assert attempt is not None and attempt.denials == []
+        await s.update_attempt(attempt.id, claude_denials=Denial.encode_all(denials))
+    async with await Store.open(path) as s:
+        stored = await s.attempt(attempt.id)
+    assert stored is not None and stored.denials == denials
+
+
+async def test_a_database_from_before_denials_gains_the_column_and_keeps_attempts(tmp_path):
+    path = tmp_path / "console.db"
+    async with await Store.open(path, migrations=MIGRATIONS[:1]) as old:
+        error_id = await awaiting(old)
+    raw_db(path).execute(
+        "INSERT INTO attempts (error_id, state, started_at) VALUES (?, 'review', 'then')",
+        (error_id,),
+    )
+    async with await Store.open(path) as new:
+        assert await new.schema_version() == len(MIGRATIONS)
+        (again,) = await new.attempts(error_id)
+    assert again.state is State.REVIEW and again.started_at == "then" and again.denials == []

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from agent.wire import ErrorEvent
 from console.config import TelegramConfig
 from console.engine import Engine, Notice, TelegramChanged
 from console.models import ErrorRow, State
@@ -30,6 +29,7 @@ from console.telegram.limits import Part, fit, tg_len
 from console.telegram.mute import DurationError, parse_duration
 from tests.messages_api import ToolCall
 from tests.telegram_api import Message, TelegramApi, parse_html
+from tests.telegram_phone import error_event as event
 from tests.test_engine import World, fix_turns, world  # noqa: F401
 
 OWNER = 4242
@@ -110,35 +110,16 @@ async def start_engine(phone: Phone, links: bool = True) -> ErrorRow | None:
     return None
 
 
-def event(seq: int, fingerprint: str, message: str, **extra: object) -> ErrorEvent:
-    fields: dict[str, object] = {
-        "type": "error",
-        "seq": seq,
-        "host": "prod-9",
-        "service": "PA",
-        "fingerprint": fingerprint,
-        "count": 1,
-        "severity": "critical",
-        "message": message,
-        "error_type": "Error",
-        "stack": ["    at handler (/srv/app/lib/users.js:12:5)"],
-        "route": "GET /users/:id",
-        "first_seen": "2026-01-02T03:04:05.000Z",
-        "last_seen": "2026-01-02T03:04:05.000Z",
-    }
-    fields.update(extra)
-    return ErrorEvent(**fields)  # type: ignore[arg-type]
-
-
 def long_fix_turns(worktree: Path) -> list:
-    """The usual fix plus a long new module and an env example, for a long, sensitive diff."""
+    """The usual fix plus a long new module and a CI workflow, for a long, sensitive diff
+    (``.env*`` files would be sensitive too, but Claude Code may not edit them at all)."""
     turns = fix_turns(worktree)
     lines = "\n".join(f"exports.message{i} = 'line {i} <ok> & fine';" for i in range(120))
     write_long = ToolCall(
         "Write", {"file_path": str(worktree / "lib" / "messages.js"), "content": lines + "\n"}
     )
     write_env = ToolCall(
-        "Write", {"file_path": str(worktree / ".env.example"), "content": "PORT=3000\n"}
+        "Write", {"file_path": str(worktree / ".github" / "ci.yml"), "content": "on: push\n"}
     )
     return [*turns[:2], [write_long], [write_env], *turns[2:]]  # fmt: skip
 
@@ -176,9 +157,9 @@ async def test_approve_from_telegram_fixes_reviews_and_opens_the_pr_from_the_pho
     body = parse_html(review.text)
     assert "getUserProfile now returns null" in body, "Claude's summary"
     assert "lib/users.js +1 -0" in body and "lib/messages.js +120 -0" in body
-    assert "Touches sensitive paths: .env.example" in body
+    assert "Touches sensitive paths: .github/ci.yml" in body
     assert "Tests: ✅ passed" in body and "node --test" in body
-    assert "diff --git a/.env.example b/.env.example" in body, "the first lines of the diff"
+    assert "diff --git a/.github/ci.yml b/.github/ci.yml" in body, "the first lines of the diff"
     assert "full diff attached" in body
     assert [b["text"] for b in review.buttons()] == ["Open PR", "Skip", "Retry"]
     docs = await phone.until(
@@ -242,9 +223,12 @@ async def test_a_stranger_is_refused_politely_nothing_happens_and_it_is_logged(
     answer = await phone.answer(query)
     assert "not allowed" in answer and str(STRANGER) in answer
     assert phone.api.answer_to(query).params.get("show_alert") is True  # type: ignore[union-attr]
-    reply = await phone.say("/dashboard", user=STRANGER)
+    reply = await phone.say("/dashboard", user=STRANGER + 1)
     assert "not allowed" in parse_html(reply.text)
     assert reply.reply_markup is None, "no dashboard buttons for a stranger"
+    phone.api.send_text(STRANGER, "/dashboard")
+    await phone.say("/help")  # handled after the stranger's second try
+    assert phone.api.chat(STRANGER) == [], "one refusal an hour: the tap had it"
 
     assert (await phone.engine.store.error(error.id)).state is State.AWAITING_APPROVAL  # type: ignore[union-attr]
     assert await phone.engine.store.attempts(error_id=error.id) == []

@@ -24,8 +24,10 @@ class Pending:
         "frames",
         "lines",
         "message",
+        "method",
         "route",
         "stack",
+        "stamps",
         "state",
         "timestamp",
     )
@@ -33,16 +35,19 @@ class Pending:
     def __init__(self, state: str, line: Line, timestamp: Stamp) -> None:
         self.state = state
         self.lines: list[Line] = [line]
+        self.stamps: list[Stamp] = [timestamp]  # each line's own, for reading them again
         self.stack: list[str] = []
         self.frames: list[Frame] = []
         self.error_type = ""
         self.message = ""
         self.route: str | None = None
+        self.method: str | None = None  # an HTTP method whose URL is still to come
         self.timestamp = timestamp
         self.crash = False
 
     def add(self, line: Line, body: str, timestamp: Stamp, stack: bool = True) -> None:
         self.lines.append(line)
+        self.stamps.append(timestamp)
         if stack and len(self.stack) < MAX_STACK_LINES:
             self.stack.append(body)
         if self.timestamp is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 
+from agent.parse import envelopes
 from agent.parse.formats import RECOGNIZERS
 from agent.parse.shapes import OTHER_LEVELS
 
@@ -25,20 +26,25 @@ FOLD = bytes.maketrans(
 
 
 def _needles() -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
-    """(line needles, next-line needles) of every recognizer, folded, each once."""
+    """(line needles, frame needles) of every recognizer and envelope, folded, once each."""
     line: dict[bytes, None] = {}
-    following: dict[bytes, None] = {}
-    for recognizer in RECOGNIZERS:
-        for needle in recognizer.needles:
-            assert b"\n" not in needle, needle
+    frame: dict[bytes, None] = {}
+    declared = [(r.needles, r.previous_line_needles) for r in RECOGNIZERS]
+    declared.append((envelopes.NEEDLES, ()))
+    for needles, previous_line_needles in declared:
+        for needle in needles:
             line[needle.translate(FOLD)] = None
-        for needle in recognizer.next_line_needles:
-            following[b"\n" + needle.translate(FOLD)] = None
-    return tuple(line), tuple(following)
+        for needle in previous_line_needles:
+            frame[needle.translate(FOLD)] = None
+    for needle in (*line, *frame):
+        assert needle and b"\n" not in needle, needle
+    return tuple(line), tuple(frame)
 
 
-_LINE_NEEDLES, NEXT_LINE_NEEDLES = _needles()
-NEEDLES: tuple[bytes, ...] = _LINE_NEEDLES + NEXT_LINE_NEEDLES
+# A line holding a line needle is a candidate; so is the line before one holding a frame
+# needle (the header above a frame, whatever envelope, prefix or indentation they have).
+LINE_NEEDLES, FRAME_NEEDLES = _needles()
+NEEDLES: tuple[bytes, ...] = LINE_NEEDLES + FRAME_NEEDLES
 
 CARET_BYTES = re.compile(rb"[ \t]*\^+[ \t]*\r?")
 # Lines the line mode would ignore when idle: a non-error level word after an optional
@@ -90,9 +96,10 @@ EXCERPT_BYTES = re.compile(rb"(?:\S+\.[cm]?[jt]sx?|node:[\w/]+):\d+\r?")
 # needle is looked for from one of its bytes (its anchor), and needles sharing an anchor are
 # found together by one regex whose literal first byte lets the engine skip ahead at C speed.
 # Bytes that are rare in logs (x, f/p, b, v, j, newline) are merged into one marker first,
-# so a single search covers every needle holding one of them; "r" anchors the rest (error,
-# alert/emerg, crit). Every anchor hit is checked against the exact fold before it counts,
-# so the hits are exactly those of a plain search for each needle.
+# so a single search covers every needle holding one of them; "r" anchors most others
+# (error, alert/emerg, crit). A needle holding no anchor ("    at ") is searched for on its
+# own. Every anchor hit is checked against the exact fold before it counts, so the hits
+# are exactly those of a plain search for each needle.
 _MARKER = 0
 _RARE_FOLDED = b"xbvj\n"
 _MERGE = bytes(_MARKER if i in _RARE_FOLDED else i for i in range(256))
@@ -108,9 +115,20 @@ def _anchor_searches() -> list[_AnchorSearch]:
     plans: dict[int, tuple[list[bytes], dict[int, list[tuple[int, bytes]]]]] = {
         anchor: ([], {}) for anchor in _ANCHORS
     }
+    alone: list[_AnchorSearch] = []
     for needle in NEEDLES:
         coarse = needle.translate(_MERGE)
-        anchor, offset = next((a, coarse.find(a)) for a in _ANCHORS if a in coarse)
+        found = next(((a, coarse.find(a)) for a in _ANCHORS if a in coarse), None)
+        if found is None:
+            # Its own search: the first byte is the anchor, checked like the others.
+            alone.append(
+                (
+                    re.compile(re.escape(coarse[:1]) + b"(?=" + re.escape(coarse[1:]) + b")"),
+                    {coarse[1]: [(0, needle)]},
+                )
+            )
+            continue
+        anchor, offset = found
         rest = coarse[offset + 1 :]
         assert rest, "an anchor must not end its needle"
         branches, checks = plans[anchor]
@@ -121,7 +139,8 @@ def _anchor_searches() -> list[_AnchorSearch]:
     return [
         (re.compile(re.escape(bytes([anchor])) + b"(?=" + b"|".join(branches) + b")"), checks)
         for anchor, (branches, checks) in plans.items()
-    ]
+        if branches
+    ] + alone
 
 
 _ANCHOR_SEARCHES = _anchor_searches()
@@ -135,7 +154,7 @@ def needle_hits(buf: bytes) -> list[int]:
     for search, checks in _ANCHOR_SEARCHES:
         for match in search.finditer(coarse):
             at = match.start()
-            for offset, needle in checks[coarse[at + 1]]:
+            for offset, needle in checks.get(coarse[at + 1], ()):
                 start = at - offset
                 if start >= 0 and buf[start : start + len(needle)].translate(fold) == needle:
                     hits.append(start)
@@ -151,26 +170,21 @@ _LINES_SLACK = 16
 _NEEDLE_MODE_BUFFERS = 8
 
 
-def _needles_in_line(buf: bytes, start: int) -> tuple[bool, bool]:
-    """(a line needle starts in the line at ``start``, a next-line needle does).
-
-    A next-line needle starts at the newline that ends the line.
-    """
+def _line_end(buf: bytes, start: int) -> int:
     end = buf.find(b"\n", start)
-    if end == -1:
-        end = len(buf)
+    return len(buf) if end == -1 else end
+
+
+def _holds(buf: bytes, start: int, end: int, needles: tuple[bytes, ...]) -> bool:
     folded = buf[start:end].translate(FOLD)
-    other = False
-    for needle in _LINE_NEEDLES:
-        if needle in folded:
-            other = True
-            break
-    frame = False
-    if end < len(buf):
-        for needle in NEXT_LINE_NEEDLES:
-            if buf[end : end + len(needle)].translate(FOLD) == needle:
-                frame = True
-                break
+    return any(needle in folded for needle in needles)
+
+
+def _needles_in_line(buf: bytes, start: int) -> tuple[bool, bool]:
+    """(a line needle is in the line at ``start``, a frame needle is in the line after it)."""
+    end = _line_end(buf, start)
+    other = _holds(buf, start, end, LINE_NEEDLES)
+    frame = end < len(buf) and _holds(buf, end + 1, _line_end(buf, end + 1), FRAME_NEEDLES)
     return other, frame
 
 
@@ -186,15 +200,15 @@ def loud_lines(buf: bytes) -> list[int] | None:
     return loud
 
 
-def _after_quiet_needle_lines(buf: bytes, begin: int, start: int) -> int:
-    """Just after the last quiet line holding a needle among the lines in [begin, start)."""
+def _after_needle_lines(buf: bytes, begin: int, start: int) -> int:
+    """Just after the last line holding any needle among the lines in [begin, start)."""
     bound = begin
     line = begin
     while line < start:
         end = buf.find(b"\n", line, start)
         if end == -1:
             break
-        if QUIET_LINE.match(buf, line) and any(_needles_in_line(buf, line)):
+        if _holds(buf, line, end, NEEDLES):
             bound = end + 1
         line = end + 1
     return bound
@@ -203,15 +217,16 @@ def _after_quiet_needle_lines(buf: bytes, begin: int, start: int) -> int:
 class CandidateFinder:
     """Where the next possibly interesting line starts, using C-speed searches only.
 
-    A line is a candidate when it is not quiet (see ``QUIET_LINE``) and a needle starts in
-    it. Each new buffer is looked at once, by whichever way is cheaper for it: lines that
-    are not quiet are found by one regex and only they are searched for needles, or, when
-    most lines are not quiet, every needle is found (see ``needle_hits``) and the quiet
-    lines holding one are passed over. Both give the same answers.
+    A line is a candidate when it is not quiet (see ``QUIET_LINE``) and it holds a line
+    needle, or the line after it holds a frame needle (the header of an error whose name
+    has no "error" in it). Each new buffer is looked at once, by whichever way is cheaper
+    for it: lines that are not quiet are found by one regex and only they are searched for
+    needles, or, when most lines are not quiet, every needle is found (see
+    ``needle_hits``) and the lines holding one that are no candidates are passed over.
+    Both give the same answers.
 
-    For a stack frame it backs up to the line before (the header of an error whose name
-    has no "error" in it); for a header right after a crash excerpt (``/app.js:42``,
-    source, ``^``) it backs up to the excerpt.
+    For a header right after a crash excerpt (``/app.js:42``, source, ``^``) it backs up
+    to the excerpt.
     """
 
     def __init__(self) -> None:
@@ -241,9 +256,9 @@ class CandidateFinder:
             return start
         back = self._back_up(buf, pos, start)
         if back < start:
-            # The needle search resumes after each quiet line holding a needle, and never
-            # backs up beyond where it resumed: neither may this.
-            bound = _after_quiet_needle_lines(buf, back, start)
+            # The needle search resumes after each line holding a needle that is no
+            # candidate, and never backs up beyond where it resumed: neither may this.
+            bound = _after_needle_lines(buf, back, start)
             if bound > back:
                 back = self._back_up(buf, bound, start)
         return back
@@ -263,25 +278,28 @@ class CandidateFinder:
     def _from_hits(self, buf: bytes, pos: int) -> int:
         hits = self._hits
         index = bisect_left(hits, pos)
-        while True:
-            if index == len(hits):
-                return -1
+        while index < len(hits):
             best = hits[index]
             start = buf.rfind(b"\n", pos, best) + 1 or pos
+            end = _line_end(buf, start)
+            if start > pos and _holds(buf, start, end, FRAME_NEEDLES):
+                # The line above a frame, unless the hits in it already ruled it out (then
+                # the search would have resumed after it).
+                before = buf.rfind(b"\n", pos, start - 1) + 1 or pos
+                if not QUIET_LINE.match(buf, before):
+                    return before
             if not QUIET_LINE.match(buf, start):
-                break
-            # An INFO/DEBUG/WARN line that merely mentions "error": the line mode would
-            # ignore it too, so skip it here without building a Line.
-            newline = buf.find(b"\n", best)
-            if newline == -1:
+                if _holds(buf, start, end, LINE_NEEDLES):
+                    return start if start == pos else self._back_up(buf, pos, start)
+                if end < len(buf) and _holds(buf, end + 1, _line_end(buf, end + 1), FRAME_NEEDLES):
+                    return start
+            # An INFO/DEBUG/WARN line that merely mentions "error", or a frame under a line
+            # that starts nothing: the line mode would ignore it too, so skip it here.
+            if end == len(buf):
                 return -1
-            pos = newline + 1
+            pos = end + 1
             index = bisect_left(hits, pos, index)
-        if buf[best] == 10 or start == pos:
-            # Only next-line needles start with a newline: the one ending the line above
-            # a frame, which is the error's header.
-            return start
-        return self._back_up(buf, pos, start)
+        return -1
 
     def _back_up(self, buf: bytes, pos: int, start: int) -> int:
         previous = buf.rfind(b"\n", pos, start - 1) + 1 or pos

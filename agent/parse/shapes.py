@@ -10,7 +10,16 @@ ERROR_LEVELS = frozenset(("error", "fatal", "crit", "critical", "alert", "emerg"
 OTHER_LEVELS = frozenset(
     ("trace", "debug", "info", "notice", "warn", "warning", "verbose", "silly", "http", "log")
 )
-_LEVEL_WORD = re.compile(r"\[?([A-Za-z]{3,9})\]?(?::\s*|\s+|$)")
+# A level word: bracketed, or followed by a colon, or in capitals ("error budget ok" is
+# prose), maybe with pino-pretty's "(pid)" after it.
+_LEVEL_WORD = re.compile(
+    r"(?P<open>\[)?(?P<word>[A-Za-z]{3,9})(?(open)\])(?: \([^()]{1,64}\))?(?P<sep>:\s*|\s+|$)"
+)
+# A label before it, as winston's printf formats often put one: "[shop] error: ...".
+_LABEL = re.compile(r"\[[^\]\s]{1,40}\] ")
+# After the level: log4js's "category - " and NestJS's "[Context] ".
+_CATEGORY = re.compile(r"[\w.:/@-]{1,64} - ")
+_CONTEXT = re.compile(r"\[[\w.:/@-]{1,64}\] ")
 _LOGFMT_LEVEL = re.compile(r"(?:^|\s)(?:level|lvl|severity)=\"?([A-Za-z]+)")
 _LOGFMT_MSG = re.compile(r"(?:^|\s)msg=(?:\"((?:[^\"\\]|\\.)*)\"|(\S+))")
 ROUTE = re.compile(r"(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS)\s+(/[^\s?#]*)\S*\s*(.*)")
@@ -21,19 +30,44 @@ _BRACKET_HEADER = re.compile(r"\[(?P<name>[A-Za-z_$][\w$.]*(?: \[[\w.-]+\])?): (
 ERRORISH = re.compile(r"(?:Error|Exception|Rejection|Fault|Failure|Panic)$|^Error\b")
 
 
+def _level_word(body: str) -> tuple[str, re.Match[str]] | None:
+    """(lower-case level, its match) when ``body`` starts with a level word."""
+    for start in (0, -1):
+        if start == -1:
+            label = _LABEL.match(body) if body.startswith("[") else None
+            if label is None:
+                return None
+            start = label.end()
+        match = _LEVEL_WORD.match(body, start)
+        if match is None:
+            continue
+        word = match["word"]
+        lower = word.lower()
+        if lower not in ERROR_LEVELS and lower not in OTHER_LEVELS:
+            continue
+        if match["open"] or word.isupper() or match["sep"].startswith(":"):
+            return lower, match
+    return None
+
+
 def level_of(body: str) -> tuple[str | None, str]:
     """('error' | 'other' | None, text after the level word) for a text line body."""
-    match = _LEVEL_WORD.match(body)
-    if match:
-        word = match[1].lower()
+    found = _level_word(body)
+    if found:
+        word, match = found
         if word in ERROR_LEVELS:
-            rest = body[match.end() :]
             # "Error: boom" is an error header, not a level word.
-            if match[1] == "Error" and body.startswith("Error:"):
+            if match["word"] == "Error" and body.startswith("Error:"):
                 return "error", body
+            rest = body[match.end() :]
+            category = _CATEGORY.match(rest)
+            if category:
+                rest = rest[category.end() :]
+            context = _CONTEXT.match(rest)
+            if context:
+                rest = rest[context.end() :]
             return "error", rest
-        if word in OTHER_LEVELS:
-            return "other", body[match.end() :]
+        return "other", body[match.end() :]
     if "=" in body:
         logfmt = _LOGFMT_LEVEL.search(body)
         if logfmt:
@@ -48,9 +82,37 @@ def level_of(body: str) -> tuple[str | None, str]:
     return None, body
 
 
+# What process handlers print before the error itself (console.error('uncaughtException:',
+# err)): a label, never the error class.
+HANDLER_LABELS = frozenset(
+    ("uncaughtException", "unhandledRejection", "uncaught exception", "unhandled rejection")
+)
+_EMBEDDED = re.compile(
+    r"(?:^|(?<=: )|(?<= - ))(?P<name>(?:[A-Za-z_$][\w$]*\.)*[A-Z][\w$]*(?:Error|Exception)|Error)"
+    r"(?::\s(?P<msg>.*)|$)"
+)
+
+
+_LOWER_LABELS = frozenset(label.lower() for label in HANDLER_LABELS)
+
+
+def embedded_header(text: str) -> tuple[str, str] | None:
+    """An error class and message inside a line: ``GET /x failed: TypeError: boom``."""
+    match = _EMBEDDED.search(text)
+    if match is None:
+        return None
+    return match["name"], match["msg"] or ""
+
+
 def header(text: str, errorish_only: bool) -> tuple[str, str] | None:
     """(error class, message) of a ``Name: message`` line; ``errorish_only`` wants a name
-    that looks like an error class (``TypeError``, ``FooException``...)."""
+    that looks like an error class (``TypeError``, ``FooException``...). A process
+    handler's label before it (``uncaughtException: TypeError: ...``) is passed over."""
+    label, sep, rest = text.partition(": ")
+    if sep and label.lower() in _LOWER_LABELS:
+        inner = header(rest, errorish_only)
+        if inner is not None:
+            return inner
     match = _HEADER.fullmatch(text)
     if match and match["msg"] is None and not ERRORISH.search(match["name"]):
         return None

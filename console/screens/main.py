@@ -17,9 +17,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Input
 
+from console.claude import StreamEvent as ClaudeEvent
 from console.models import AttemptRow, ErrorRow
 from console.screens.pending import Drained
-from console.transcript import Event as ClaudeEvent
 from console.widgets.claude_log import MAX_LINES, ClaudeLog, parse_transcript
 from console.widgets.diff_view import DiffView
 from console.widgets.errors_table import MAX_ROWS, ErrorsTable
@@ -203,7 +203,7 @@ class MainScreen(Screen[None]):
             return
         claude = self.query_one(ClaudeLog)
         claude.border_title = f"Claude · attempt #{attempt_id}"
-        claude.show(attempt_id, events)
+        claude.show(attempt_id, events, denials=attempt.denials if attempt else ())
         if attempt is not None:
             self._show_diff(attempt)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from console.claude import StreamEvent as ClaudeEvent
 from console.engine import (
     AttemptChanged,
     ClaudeActivity,
@@ -22,7 +23,6 @@ from console.engine import (
 )
 from console.link import LinkStatus
 from console.models import AttemptRow, ErrorRow
-from console.transcript import Event as ClaudeEvent
 
 MAX_CLAUDE_EVENTS = 2000
 MAX_NOTICES = 20

@@ -1,4 +1,9 @@
-"""The review screen: one attempt's diff full screen, file by file, with the decision keys."""
+"""The review screen: one attempt's diff full screen, file by file, with the decision keys.
+
+Above the diff, every call Claude Code was refused during the attempt is listed with the
+rule or reason and the path or command it aimed at: what the fixer tried and could not do
+is part of what a reviewer weighs.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from console.models import AttemptRow, ErrorRow
+from console.models import AttemptRow, Denial, ErrorRow
 from console.widgets.diff_view import DiffView
 from console.widgets.labels import state_text
 
@@ -42,6 +47,7 @@ class ReviewScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(self._title(), id="review-title")
+        yield Static(denial_text(self.attempt.denials), id="review-denials")
         yield DiffView(id="review-diff")
         yield Footer()
 
@@ -57,6 +63,7 @@ class ReviewScreen(Screen[None]):
         return text
 
     def on_mount(self) -> None:
+        self._show_denials()
         view = self.query_one(DiffView)
         view.show(self.attempt, self._sensitive)
         view.query_one(".diff-body").focus()
@@ -68,7 +75,14 @@ class ReviewScreen(Screen[None]):
         if attempt is not None and attempt.id == self.attempt.id:
             self.attempt = attempt
             self.query_one(DiffView).show(attempt, self._sensitive)
+            self._show_denials()
         self.query_one("#review-title", Static).update(self._title())
+
+    def _show_denials(self) -> None:
+        denials = self.attempt.denials
+        panel = self.query_one("#review-denials", Static)
+        panel.update(denial_text(denials))
+        panel.display = bool(denials)
 
     def action_next_file(self) -> None:
         self.query_one(DiffView).next_file()
@@ -84,3 +98,13 @@ class ReviewScreen(Screen[None]):
 
     def action_retry(self) -> None:
         self.autofix.request_retry(self.error)
+
+
+def denial_text(denials: list[Denial]) -> Text:
+    """The refused calls, one a line: tool, path or command, and the rule or reason."""
+    text = Text(f" ✗ Claude Code was refused {len(denials)} call(s):", style="bold red")
+    for denial in denials:
+        text.append(f"\n   {denial.tool} ", style="bold")
+        text.append(denial.target[:200])
+        text.append(f"  {denial.reason}", style="red")
+    return text

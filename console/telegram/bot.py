@@ -32,12 +32,14 @@ from typing import Any, Literal
 from telegram import (
     BotCommand,
     CallbackQuery,
+    Chat,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     LinkPreviewOptions,
     Message,
     ReplyParameters,
     Update,
+    User,
 )
 from telegram.constants import ParseMode
 from telegram.error import InvalidToken, TelegramError
@@ -62,13 +64,18 @@ from console.engine import (
     TelegramChanged,
 )
 from console.models import STATE_LABELS, DecisionRow, State
+from console.prompt import sanitize, sanitize_line
 from console.telegram import dashboard, render
 from console.telegram.callbacks import Action, Callback, CallbackSigner, ForgedCallback
 from console.telegram.delivery import Delivery
 from console.telegram.limits import ANSWER_LIMIT, CAPTION_LIMIT, clip, escape
 from console.telegram.mute import DurationError, describe, parse_duration
 from console.telegram.poller import BACKOFF_FIRST_SECONDS, Poller, PollState
+from console.telegram.refusals import REFUSAL_PERIOD_SECONDS, RefusalLane
+from console.telegram.tasks import stop_task
+from console.telegram.throttle import Throttle
 from console.telegram.token import (
+    SCRUBBER,
     TelegramTokenError,
     keep_token_out_of_logs,
     resolve_bot_token,
@@ -85,7 +92,6 @@ POLL_TIMEOUT_SECONDS = 10.0
 # An open or closed message whose state did not change is edited at most this often
 # (a recurring error bumps its count on every batch; the chat need not follow each one).
 EDIT_INTERVAL_SECONDS = 30.0
-REFUSAL_COOLDOWN_SECONDS = 600.0
 RECONNECT_MAX_SECONDS = 300.0
 MAX_INSTRUCTION_CHARS = 2000
 COMMANDS = (
@@ -160,7 +166,10 @@ class TelegramBot:
         self._poll_task: asyncio.Task[None] | None = None
         self._muted_until: float | None = None
         self._names: dict[int, str] = {}
-        self._refused: dict[int, float] = {}
+        self._chat_set = frozenset(self._chats)
+        self._stranger_refusals = Throttle(REFUSAL_PERIOD_SECONDS)
+        self._chat_refusals = Throttle(REFUSAL_PERIOD_SECONDS)
+        self._refusals = RefusalLane(self._delivery)
 
     # --- what the engine and the UI see ----------------------------------------------------
 
@@ -197,11 +206,9 @@ class TelegramBot:
             self._unsubscribe()
             self._unsubscribe = None
         for task in (self._reconnect_task, self._sync_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await stop_task(task)
         self._reconnect_task = self._sync_task = None
+        await self._refusals.close()
         await self._close_app()
         self._set_state("off", None, force=True)
 
@@ -281,9 +288,7 @@ class TelegramBot:
         task, self._poll_task = self._poll_task, None
         if task is None:
             return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        await stop_task(task)
         if self._poller is not None:
             with contextlib.suppress(TelegramError, OSError):
                 await asyncio.wait_for(self._poller.confirm(), 5)
@@ -324,7 +329,12 @@ class TelegramBot:
     # --- state and problems ----------------------------------------------------------------
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._token, "<bot token>") if self._token else text
+        return SCRUBBER.scrub(text)
+
+    def _scrub_html(self, text: str) -> str:
+        """For every text sent to Telegram: a token in an error text or a log line shown
+        there is replaced too."""
+        return SCRUBBER.scrub(text, "&lt;bot token&gt;")
 
     def _set_state(self, state: str, detail: str | None, *, force: bool = False) -> None:
         if not force and not self._enabled:
@@ -496,6 +506,7 @@ class TelegramBot:
         app = self._app
         if app is None:
             return []
+        text = self._scrub_html(text)
         decisions = await self._engine.store.decisions(error_id=error_id, limit=100_000)
         floor = decisions[-1].id if decisions else 0
         cards: list[Card] = []
@@ -529,6 +540,7 @@ class TelegramBot:
         if app is None:
             return
         is_open = buttons is not None
+        text = self._scrub_html(text)
         now = time.monotonic()
         for card in cards:
             if card.text == text and card.open == is_open:
@@ -631,43 +643,74 @@ class TelegramBot:
         app.add_error_handler(self._on_handler_error)
 
     async def _gate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Only configured users get past here; everyone else is refused politely, and logged."""
+        """Only allowed users in configured chats get past here.
+
+        Anyone else is answered at most once an hour (a stranger per user, a chat the bot
+        does not work in per chat) on the refusal lane, and logged as often.
+        """
         user = update.effective_user
         if user is None or not self._enabled:
             raise ApplicationHandlerStop
-        if user.id in self._allowed:
-            self._names[user.id] = clip(user.first_name or str(user.id), 40)
+        chat = _chat_of(update)
+        if user.id in self._allowed and chat is not None and chat.id in self._chat_set:
+            self._names[user.id] = clip(sanitize_line(user.first_name or "") or str(user.id), 40)
             return
-        now = time.monotonic()
-        recently = now - self._refused.get(user.id, -REFUSAL_COOLDOWN_SECONDS)
-        first = recently >= REFUSAL_COOLDOWN_SECONDS
-        if first:
-            self._refused[user.id] = now
-            who = clip(f"{user.first_name or ''} @{user.username or '-'}", 80)
-            what = "a button tap" if update.callback_query else "a message"
-            self._engine.notify(
-                "warning",
-                f"Telegram: refused {what} from user {user.id} ({who}): not in "
-                "telegram.allowed_user_ids",
-            )
-        refusal = (
-            "Sorry, you are not allowed to use this bot. If you should be, ask its owner to add "
-            f"your Telegram user id {user.id} to allowed_user_ids."
+        # A stranger is told why in their own chat or a configured one; any chat the bot
+        # does not work in (a group it was added to) only hears that, whoever wrote.
+        own_or_served = chat is None or chat.id == user.id or chat.id in self._chat_set
+        if user.id not in self._allowed and own_or_served:
+            self._refuse_stranger(update, user)
+        else:
+            self._refuse_chat(update, user, chat)
+        raise ApplicationHandlerStop
+
+    def _refuse_stranger(self, update: Update, user: User) -> None:
+        if not self._stranger_refusals.allow(user.id):
+            return
+        who = clip(
+            f"{sanitize_line(user.first_name or '')} @{sanitize_line(user.username or '-')}", 80
         )
+        what = "a button tap" if update.callback_query else "a message"
+        self._engine.notify(
+            "warning",
+            f"Telegram: refused {what} from user {user.id} ({who}): not in "
+            "telegram.allowed_user_ids",
+        )
+        self._send_refusal(
+            update,
+            "Sorry, you are not allowed to use this bot. If you should be, ask its owner to add "
+            f"your Telegram user id {user.id} to allowed_user_ids.",
+        )
+
+    def _refuse_chat(self, update: Update, user: User, chat: Chat | None) -> None:
+        key = chat.id if chat is not None else f"user {user.id}"
+        if not self._chat_refusals.allow(key):
+            return
+        where = f"chat {chat.id} ({chat.type})" if chat is not None else "an inline message"
+        self._engine.notify(
+            "warning",
+            f"Telegram: ignored {where} from user {user.id}: the bot answers only in "
+            "telegram.chat_ids (default: the allowed users' private chats)",
+        )
+        self._send_refusal(update, "This bot does not work in this chat.")
+
+    def _send_refusal(self, update: Update, text: str) -> None:
+        app = self._app
         query = update.callback_query
         if query is not None:
-            await self._answer(query, refusal, alert=True)
-        elif update.effective_chat is not None:
-            chat_id = update.effective_chat.id
-            await self._delivery.run(
-                "a refusal", lambda: context.bot.send_message(chat_id, refusal)
+            self._refusals.offer(
+                "a refusal", lambda: query.answer(clip(text, ANSWER_LIMIT), show_alert=True)
             )
-        raise ApplicationHandlerStop
+        elif update.effective_chat is not None and app is not None:
+            chat_id = update.effective_chat.id
+            self._refusals.offer("a refusal", lambda: app.bot.send_message(chat_id, text))
 
     async def _answer(self, query: CallbackQuery, text: str, *, alert: bool = False) -> None:
         await self._delivery.run(
             "answering a button",
-            lambda: query.answer(clip(text, ANSWER_LIMIT) if text else None, show_alert=alert),
+            lambda: query.answer(
+                clip(self._scrub(text), ANSWER_LIMIT) if text else None, show_alert=alert
+            ),
         )
 
     async def _reply(
@@ -681,7 +724,7 @@ class TelegramBot:
             "a reply",
             lambda: app.bot.send_message(
                 chat.id,
-                text,
+                self._scrub_html(text),
                 parse_mode=HTML,
                 reply_markup=buttons,
                 link_preview_options=NO_PREVIEW,
@@ -724,7 +767,7 @@ class TelegramBot:
             await self._reply(update, "I did not understand that. /help lists what I can do.")
 
     async def _cmd_mute(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        text = " ".join(context.args or [])
+        text = sanitize_line(" ".join(context.args or []))  # it is echoed when unreadable
         if not text.strip():
             until = self.muted_until
             if until is None:
@@ -754,7 +797,10 @@ class TelegramBot:
         if not args or not args[0].lstrip("#").isdigit():
             await self._reply(update, "Usage: /retry &lt;error id&gt; [instruction for the fix]")
             return
-        instruction = " ".join(args[1:]).strip() or None
+        # Control characters and escape sequences never reach the store, the console or
+        # the prompt; the engine caps the length again.
+        given = " ".join(args[1:])
+        instruction = sanitize(given, len(given)).strip() or None
         if instruction and len(instruction) > MAX_INSTRUCTION_CHARS:
             await self._reply(
                 update,
@@ -805,7 +851,7 @@ class TelegramBot:
             await self._answer(query, "That message is too old to update; send /dashboard.")
             return
         view: dashboard.View = callback.action.removeprefix("view_")  # type: ignore[assignment]
-        text = dashboard.render(view, await self._snapshot())
+        text = self._scrub_html(dashboard.render(view, await self._snapshot()))
         await self._delivery.run(
             "the dashboard",
             lambda: app.bot.edit_message_text(
@@ -863,6 +909,15 @@ class TelegramBot:
         error = context.error
         log.error("telegram: handling an update failed", exc_info=error)
         self._problem(f"Telegram: handling an update failed: {error!r}")
+
+
+def _chat_of(update: Update) -> Chat | None:
+    """Where an update happened: the chat of a message, or of the message a button is on
+    (None for a button on an inline message, which is in no chat the bot knows)."""
+    query = update.callback_query
+    if query is not None:
+        return query.message.chat if query.message is not None else None
+    return update.effective_chat
 
 
 def _clock(timestamp: float) -> str:

@@ -211,6 +211,8 @@ def review_card(
         parts.append(
             Part(", ".join(sensitive), before="\n⚠️ <b>Touches sensitive paths</b>: ", cap=400)
         )
+    if attempt.denials:
+        parts.append(markup(f"\n🛡 <b>Claude Code was refused {len(attempt.denials)} call(s)</b>"))
     parts += _test_parts(test)
     if attempt.diff:
         excerpt, cut = diff_excerpt(attempt.diff)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import traceback
+from typing import Any
 
 from console.config import TelegramConfig
 
@@ -58,31 +60,73 @@ def resolve_bot_token(config: TelegramConfig) -> str | None:
     return token
 
 
-class TokenScrubber(logging.Filter):
-    """Replaces the bot token in log records: it sits in every Bot API URL, and httpx logs
-    each request URL at INFO, python-telegram-bot its base URL at DEBUG."""
+def token_pattern(token: str) -> re.Pattern[str]:
+    """The token as any text may carry it: in any letter case (python-telegram-bot
+    capitalises error texts, which lowercases a token echoed in them), any character
+    URL-encoded (``%3A`` for the colon), and its secret part even without the bot id."""
 
-    def __init__(self, token: str) -> None:
-        super().__init__()
-        self._token = token
+    def char(c: str) -> str:
+        return f"(?:{re.escape(c)}|%{ord(c):02x})"
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        if self._token in text:
-            record.msg = text.replace(self._token, "<bot token>")
-            record.args = None
-        return True
+    bot_id, _, secret = token.rpartition(":")
+    body = "".join(char(c) for c in secret)
+    prefix = "".join(char(c) for c in bot_id + ":") if bot_id else ""
+    return re.compile(f"(?:{prefix})?{body}" if prefix else body, re.IGNORECASE)
+
+
+class TokenScrubber:
+    """Replaces every known bot token with ``<bot token>`` in text and in log records."""
+
+    def __init__(self) -> None:
+        self._patterns: dict[str, re.Pattern[str]] = {}
+
+    def add(self, token: str) -> None:
+        self._patterns.setdefault(token, token_pattern(token))
+
+    def scrub(self, text: str, replacement: str = "<bot token>") -> str:
+        for pattern in self._patterns.values():
+            text = pattern.sub(replacement, text)
+        return text
+
+    def scrub_record(self, record: logging.LogRecord) -> None:
+        """The message, its arguments, a traceback and stack info, all as finally shown."""
+        if not self._patterns:
+            return
+        message = record.getMessage()
+        clean = self.scrub(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and record.exc_info[0] is not None:
+            shown = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+            record.exc_text = self.scrub(shown)
+            record.exc_info = None  # formatters then print exc_text, already clean
+        elif record.exc_text:
+            record.exc_text = self.scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.scrub(record.stack_info)
+
+
+SCRUBBER = TokenScrubber()
+_factory_installed = False
 
 
 def keep_token_out_of_logs(token: str) -> None:
-    """Scrub the token from the HTTP and Telegram libraries' loggers (once per token)."""
-    scrubber = TokenScrubber(token)
-    names = [
-        name
-        for name in list(logging.root.manager.loggerDict)
-        if name in ("httpx", "httpcore") or name.startswith(("telegram", "httpcore."))
-    ]
-    for name in {"httpx", "telegram", *names}:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, TokenScrubber) and f._token == token for f in logger.filters):
-            logger.addFilter(scrubber)
+    """Scrub ``token`` from every log record of every logger from now on.
+
+    It sits in every Bot API URL (httpx logs each request at INFO) and can come back in any
+    error text, so records are cleaned where they are made (the record factory) rather than
+    by filters on chosen loggers, which miss records of their children and tracebacks.
+    """
+    global _factory_installed
+    SCRUBBER.add(token)
+    if _factory_installed:
+        return
+    _factory_installed = True
+    make = logging.getLogRecordFactory()
+
+    def scrubbed_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        SCRUBBER.scrub_record(record)
+        return record
+
+    logging.setLogRecordFactory(scrubbed_record)

@@ -3,6 +3,10 @@
 Each event of the CLI's stream becomes one line: the model's words, each tool call as what
 it touches (Read file, Edit file +/-, Bash command and its exit code), and the closing result
 with turns, duration and cost. Errors from the CLI are shown in its own words.
+
+A tool call is shown once its outcome is known, so a call Claude Code refused is shown as
+refused, with the rule or reason, and never as if it had happened; a command the sandbox
+stopped part-way is shown with what the sandbox refused.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import RichLog
 
+from console.claude import StreamEvent as ClaudeEvent
+from console.models import Denial
 from console.transcript import (
     AssistantText,
     Result,
@@ -23,7 +29,6 @@ from console.transcript import (
     ToolUse,
     Unknown,
 )
-from console.transcript import Event as ClaudeEvent
 from console.widgets.labels import money
 
 MAX_LINES = 1000
@@ -33,12 +38,20 @@ _TOOL_STYLE = {"Read": "cyan", "Edit": "yellow", "MultiEdit": "yellow", "Write":
 
 
 class ClaudeFormatter:
-    """Turns stream events into lines; remembers tool names so a result can say "exit 1"."""
+    """Turns stream events into lines; holds each tool call until its result says how it went.
 
-    def __init__(self) -> None:
-        self._tools: dict[str, str] = {}
+    ``denials`` are the attempt's stored refusals, for a transcript read back later; a live
+    run reports each one as a :class:`Denial` event just before the result it explains.
+    """
+
+    def __init__(self, denials: Iterable[Denial] = ()) -> None:
+        self._uses: dict[str, ToolUse] = {}
+        self._denials = {d.tool_use_id: d for d in denials}
 
     def lines(self, event: ClaudeEvent) -> list[Text]:
+        if isinstance(event, Denial):
+            self._denials[event.tool_use_id] = event
+            return []
         if isinstance(event, SystemInit):
             return [Text(f"▶ session {event.session_id[:8]} · {event.model}", style="dim")]
         if isinstance(event, AssistantText):
@@ -46,29 +59,45 @@ class ClaudeFormatter:
                 return [Text(f"✗ {event.error}: {event.text.strip()}", style="bold red")]
             return [Text(line) for line in event.text.strip().splitlines() if line.strip()]
         if isinstance(event, ToolUse):
-            self._tools[event.id] = event.name
-            line = Text("→ ", style="bold")
-            line.append(event.summary, style=_TOOL_STYLE.get(event.name, ""))
-            return [line]
+            self._uses[event.id] = event
+            return []
         if isinstance(event, ToolResult):
-            return self._result_line(event)
+            return self._result_lines(event)
         if isinstance(event, Result):
             return [_final(event)]
         if isinstance(event, Unknown):
             return [Text(f"? {event.note or 'unrecognised line'}: {event.raw[:160]}", style="dim")]
         return []
 
-    def _result_line(self, event: ToolResult) -> list[Text]:
-        name = self._tools.pop(event.tool_use_id, "")
+    def _result_lines(self, event: ToolResult) -> list[Text]:
+        use = self._uses.pop(event.tool_use_id, None)
+        denial = self._denials.get(event.tool_use_id)
+        if denial is not None and denial.kind != "sandbox":
+            return [refused_line(denial, use)]
+        lines = []
+        if use is not None:
+            line = Text("→ ", style="bold")
+            line.append(use.summary, style=_TOOL_STYLE.get(use.name, ""))
+            lines.append(line)
         first = next((ln for ln in event.content.splitlines() if ln.strip()), "")
-        if name == "Bash":
+        if use is not None and use.name == "Bash":
             match = _EXIT.search(event.content)
             code = int(match.group(1)) if match else (1 if event.is_error else 0)
             style = "green" if code == 0 else "bold red"
-            return [Text(f"  ⎿ exit {code}", style=style)]
-        if event.is_error:
-            return [Text(f"  ⎿ ✗ {first[:200]}", style="red")]
-        return []
+            lines.append(Text(f"  ⎿ exit {code}", style=style))
+        elif event.is_error:
+            lines.append(Text(f"  ⎿ ✗ {first[:200]}", style="red"))
+        if denial is not None:
+            lines.append(Text(f"  ⎿ ✗ blocked by the {denial.reason}", style="bold red"))
+        return lines
+
+
+def refused_line(denial: Denial, use: ToolUse | None = None) -> Text:
+    """A refused call as one line: what was tried, on what, and which rule or reason."""
+    line = Text("✗ refused ", style="bold red")
+    line.append(use.summary if use is not None else f"{denial.tool} {denial.target}")
+    line.append(f" — {denial.reason}", style="red")
+    return line
 
 
 def _final(result: Result) -> Text:
@@ -96,11 +125,17 @@ class ClaudeLog(RichLog):
         self.attempt_id: int | None = None
         self._formatter = ClaudeFormatter()
 
-    def show(self, attempt_id: int | None, events: Iterable[ClaudeEvent], note: str = "") -> None:
-        """Start over with an attempt's history."""
+    def show(
+        self,
+        attempt_id: int | None,
+        events: Iterable[ClaudeEvent],
+        note: str = "",
+        denials: Iterable[Denial] = (),
+    ) -> None:
+        """Start over with an attempt's history (and its stored refusals)."""
         self.clear()
         self.attempt_id = attempt_id
-        self._formatter = ClaudeFormatter()
+        self._formatter = ClaudeFormatter(denials)
         if note:
             self.write(Text(note, style="dim italic"))
         self.add(events)

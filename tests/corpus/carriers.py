@@ -34,6 +34,8 @@ from pathlib import Path
 # The copier's buffer in moby and containerd's default max_container_log_line_size.
 LINE_LIMIT = 16 * 1024
 JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
+# Where the sandbox shows the app (see regenerate.sandbox).
+APP_DIR = "/srv/app"
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,7 @@ def _pieces(line: Line) -> list[tuple[bytes, bool]]:
     return pieces
 
 
-def docker_json(lines: list[Line], **_: object) -> bytes:
+def docker_json(lines: list[Line], **_: Path | str) -> bytes:
     """Docker's json-file driver: ``{"log":...,"stream":...,"time":...}`` per line read."""
     out = bytearray()
     for line in sorted(lines, key=lambda x: x.time_ns):
@@ -155,7 +157,7 @@ def docker_json(lines: list[Line], **_: object) -> bytes:
     return bytes(out)
 
 
-def cri(lines: list[Line], **_: object) -> bytes:
+def cri(lines: list[Line], **_: Path | str) -> bytes:
     """containerd's CRI log file: ``time stream F|P text`` per line, 16 KiB partials."""
     out = bytearray()
     for line in sorted(lines, key=lambda x: x.time_ns):
@@ -173,7 +175,7 @@ def _export_field(name: str, value: bytes) -> bytes:
     return name.encode() + b"=" + value + b"\n"
 
 
-def journal_export(lines: list[Line], unit: str = "shop.service") -> bytes:
+def journal_export(lines: list[Line], program: str, unit: str = "shop.service") -> bytes:
     """The lines as journald stores a unit's stdout/stderr (``StandardOutput=journal``)."""
     boot = uuid.uuid4().hex
     machine = uuid.uuid4().hex
@@ -201,7 +203,7 @@ def journal_export(lines: list[Line], unit: str = "shop.service") -> bytes:
             ("_GID", b"1000"),
             ("_COMM", b"node"),
             ("_EXE", b"/usr/bin/node"),
-            ("_CMDLINE", b"/usr/bin/node /srv/app/server.js"),
+            ("_CMDLINE", f"/usr/bin/node {APP_DIR}/{program}".encode()),
             ("_SYSTEMD_CGROUP", f"/system.slice/{unit}".encode()),
             ("_SYSTEMD_UNIT", unit.encode()),
             ("_SYSTEMD_SLICE", b"system.slice"),
@@ -213,10 +215,10 @@ def journal_export(lines: list[Line], unit: str = "shop.service") -> bytes:
     return bytes(out)
 
 
-def journal_file(lines: list[Line], work: Path) -> Path:
+def journal_file(lines: list[Line], work: Path, program: str) -> Path:
     """A real journal file holding ``lines``, written by systemd-journal-remote."""
     export = work / "export.txt"
-    export.write_bytes(journal_export(lines))
+    export.write_bytes(journal_export(lines, program))
     journal = work / "shop.journal"
     subprocess.run(
         [JOURNAL_REMOTE, f"--output={journal}", "--compress=no", str(export)],
@@ -228,8 +230,8 @@ def journal_file(lines: list[Line], work: Path) -> Path:
 
 
 def _journalctl(output: str) -> Callable[..., bytes]:
-    def encode(lines: list[Line], work: Path, **_: object) -> bytes:
-        journal = journal_file(lines, work)
+    def encode(lines: list[Line], work: Path, program: str) -> bytes:
+        journal = journal_file(lines, work, program)
         done = subprocess.run(
             ["journalctl", f"--file={journal}", "--no-pager", "-o", output],
             check=True,
@@ -251,35 +253,26 @@ CARRIERS: dict[str, Callable[..., bytes]] = {
 }
 
 
-def pm2_run(sandbox: list[str], program: str, work: Path, timeout: float) -> bytes:
+def pm2_run(sandbox: list[str], program: str, app: Path, timeout: float) -> bytes:
     """Run ``program`` under the real pm2 with ``--log-type json``; return its error log.
 
-    PM2_HOME is a fresh directory inside the sandbox; the daemon is killed afterwards
-    whatever happened, so no pm2 process outlives the run.
+    PM2_HOME is a fresh directory in the app; ``pm2 kill`` stops the daemon once the
+    program has exited, and the sandbox has its own PID namespace, so nothing pm2 started
+    outlives the run even if that fails.
     """
-    home = "/srv/app/.pm2"
-    logs = "/srv/app/pm2-logs"
-    pm2 = ["node", "node_modules/pm2/bin/pm2"]
-    env = ["env", f"PM2_HOME={home}"]
+    pm2 = "node node_modules/pm2/bin/pm2"
     script = (
-        f"mkdir -p {logs} && "
-        + " ".join([*env, *pm2])
-        + f" start {program} --name shop --log-type json --no-autorestart"
-        f" -o {logs}/out.log -e {logs}/err.log >/dev/null && "
+        f"export PM2_HOME={APP_DIR}/.pm2; mkdir -p {APP_DIR}/pm2-logs; "
+        f"{pm2} start {program} --name shop --log-type json --no-autorestart"
+        f" -o {APP_DIR}/pm2-logs/out.log -e {APP_DIR}/pm2-logs/err.log >/dev/null || exit 1; "
         f"for i in $(seq 1 {int(timeout * 5)}); do "
-        + " ".join([*env, *pm2])
-        + ' jlist 2>/dev/null | grep -q \'"status":"stopped"\' && break; sleep 0.2; done; '
-        + " ".join([*env, *pm2])
-        + " kill >/dev/null"
+        f'{pm2} jlist 2>/dev/null | grep -q \'"status":"stopped"\' && break; sleep 0.2; done; '
+        f"{pm2} kill >/dev/null"
     )
-    proc = subprocess.Popen([*sandbox, "sh", "-c", script], start_new_session=True)
-    try:
-        proc.wait(timeout=timeout + 30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise
-    app = work / "app"
-    return (app / "pm2-logs" / "err.log").read_bytes() + (app / "pm2-logs" / "out.log").read_bytes()
+    subprocess.run(
+        [*sandbox, "--unshare-pid", "sh", "-c", script], check=True, timeout=timeout + 30
+    )
+    return (app / "pm2-logs" / "err.log").read_bytes()
 
 
 def is_json_lines(data: bytes) -> bool:

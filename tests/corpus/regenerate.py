@@ -34,7 +34,7 @@ CORPUS = Path(__file__).resolve().parent
 GEN = CORPUS / "gen"
 LOGS = CORPUS / "logs"
 NODE_MODULES = CORPUS.parent / "node_modules"
-APP = "/srv/app"
+APP = carriers.APP_DIR
 HOST = "shop-1"
 VARIANTS = ("deploy", "redeploy")
 _TIMEOUT = 180
@@ -71,9 +71,10 @@ class Spec:
     ``counts`` maps fault keys (``gen/lib/traffic.js``) to occurrences, for the deploy and
     the redeploy variant. ``carrier`` names an encoder in ``carriers.CARRIERS`` (``None``:
     the program's own output, stdout and stderr in one file as ``node app.js >> log 2>&1``
-    writes it). ``build`` runs in the app directory before the program (tsc).
-    ``crash_per_fault``: the program dies of one fault per run, so it is run once per
-    occurrence (``CORPUS_RUN`` = its index), as a supervisor restarts it.
+    writes it; ``"pm2"``: pm2 runs the program and its error log is kept). ``build`` runs
+    in the app directory before the program (tsc). ``crash_per_fault``: the program dies
+    of one fault per run, so it is run once per occurrence (``CORPUS_RUN`` = its index),
+    as a supervisor restarts it.
     """
 
     name: str
@@ -237,6 +238,70 @@ SPECS: tuple[Spec, ...] = (
         node_args=("--enable-source-maps",),
         description="TypeScript compiled with tsc, run with --enable-source-maps",
     ),
+    Spec(
+        "docker-json-fastify",
+        "fastify.js",
+        {"total": 5, "charge": 12, "profile": 3},
+        {"total": 3, "charge": 3, "profile": 4},
+        seed=91,
+        carrier="docker-json",
+        description="Docker json-file driver carrying Fastify's pino JSON lines",
+    ),
+    Spec(
+        "docker-json-nest",
+        "nest.js",
+        {"total": 4, "reserve": 3, "cart": 9},
+        {"total": 3, "reserve": 3, "cart": 3},
+        seed=92,
+        carrier="docker-json",
+        description="Docker json-file driver carrying NestJS's coloured default Logger",
+    ),
+    Spec(
+        "cri-pino",
+        "express5.js",
+        {"total": 6, "cart": 4, "profile": 10},
+        {"total": 3, "cart": 3, "profile": 3},
+        seed=93,
+        carrier="cri",
+        env={"CORPUS_LOGGER": "pino-json", "CORPUS_CART_ITEMS": "6000"},
+        description="CRI (containerd) log file of pino JSON; cart errors exceed 16 KiB (P lines)",
+    ),
+    Spec(
+        "pm2-json",
+        "express5.js",
+        {"total": 8, "charge": 3, "reserve": 14},
+        {"total": 3, "charge": 3, "reserve": 3},
+        seed=94,
+        carrier="pm2",
+        description="pm2 --log-type json error log of Express 5's default handler",
+    ),
+    Spec(
+        "journald-short",
+        "express5.js",
+        {"total": 3, "charge": 7, "cart": 4},
+        {"total": 3, "charge": 3, "cart": 3},
+        seed=95,
+        carrier="journald-short",
+        description="journalctl -o short of a unit running Express 5 (default handler)",
+    ),
+    Spec(
+        "journald-short-iso",
+        "console-handlers.js",
+        {"total": 4, "charge": 3, "profile": 6},
+        {"total": 3, "charge": 3, "profile": 3},
+        seed=96,
+        carrier="journald-short-iso",
+        description="journalctl -o short-iso of a unit printing process-handler errors",
+    ),
+    Spec(
+        "journald-json",
+        "nest.js",
+        {"total": 3, "charge": 5, "reserve": 3},
+        {"total": 3, "charge": 3, "reserve": 3},
+        seed=97,
+        carrier="journald-json",
+        description="journalctl -o json of a NestJS unit; coloured lines give byte-array MESSAGEs",
+    ),
 )
 
 
@@ -319,10 +384,13 @@ def run_program(spec: Spec, variant: str, work: Path) -> Capture:
     runs = sum(counts.values()) if spec.crash_per_fault else 1
     merged = bytearray()
     lines: list[carriers.Line] = []
+    if spec.carrier == "pm2":
+        merged += carriers.pm2_run(sandbox(app, env), spec.program, app, _TIMEOUT)
+        runs = 0
     for run in range(runs):
         command = [*sandbox(app, {**env, "CORPUS_RUN": str(run)}), "node", *spec.node_args]
         out, timed = carriers.capture(
-            [*command, spec.program], _TIMEOUT, split=spec.carrier is not None
+            [*command, spec.program], _TIMEOUT, split=spec.carrier in carriers.CARRIERS
         )
         merged += out
         lines += timed
@@ -336,8 +404,8 @@ def generate(spec: Spec, variant: str, out: Path) -> tuple[Path, Path]:
         work = Path(tmp)
         capture = run_program(spec, variant, work)
         data = capture.merged
-        if spec.carrier is not None:
-            data = carriers.CARRIERS[spec.carrier](capture.lines, work=work)
+        if spec.carrier in carriers.CARRIERS:
+            data = carriers.CARRIERS[spec.carrier](capture.lines, work=work, program=spec.program)
     log = out / f"{spec.name}.{variant}.log"
     log.write_bytes(data)
     manifest = {

@@ -8,7 +8,7 @@ from agent.parse.formats.crash import CrashReport
 from agent.parse.formats.go import GoPanic
 from agent.parse.formats.java import JavaThread
 from agent.parse.formats.json_lines import JsonLine
-from agent.parse.formats.levels import LevelLine
+from agent.parse.formats.levels import HapiDebug, LevelLine
 from agent.parse.formats.python import PythonTraceback
 from agent.parse.formats.v8 import V8Stack
 
@@ -20,6 +20,7 @@ RECOGNIZERS: tuple[Recognizer, ...] = (
     GoPanic(),
     JavaThread(),
     CrashReport(),
+    HapiDebug(),
     LevelLine(),
     V8Stack(),
 )

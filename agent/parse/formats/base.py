@@ -33,9 +33,9 @@ class Recognizer:
 
     # Literals (matched case-insensitively) that a line starting a record holds.
     needles: ClassVar[tuple[bytes, ...]] = ()
-    # Literals at the start of the line after one that starts a record (a frame under a
-    # header whose name holds no needle); the prefilter looks for them after the newline.
-    next_line_needles: ClassVar[tuple[bytes, ...]] = ()
+    # Literals in the line after one that starts a record (a frame under a header whose
+    # name holds no needle), wherever envelopes, prefixes and indentation put them.
+    previous_line_needles: ClassVar[tuple[bytes, ...]] = ()
     # Continuation states this recognizer decides for.
     states: ClassVar[tuple[str, ...]] = ()
     # States in which the record may still turn out to be nothing: if it ends there, its

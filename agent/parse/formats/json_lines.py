@@ -15,7 +15,7 @@ from agent.lines import Line
 from agent.parse.formats.base import Recognizer, Start, Verdict
 from agent.parse.frames import parse_frame
 from agent.parse.pending import MAX_FRAMES, MAX_STACK_LINES, raw_text
-from agent.parse.prefixes import Stamp, json_time
+from agent.parse.prefixes import Stamp, iso, json_time
 from agent.parse.shapes import header
 from agent.record import ErrorRecord, Frame
 
@@ -58,8 +58,11 @@ def _json_route(obj: dict[str, Any]) -> str | None:
     return None
 
 
-def json_error(line: Line, obj: dict[str, Any]) -> ErrorRecord:
-    """The error record of a JSON log object whose level is error or worse."""
+def json_error(line: Line, obj: dict[str, Any], stamp: Stamp = None) -> ErrorRecord:
+    """The error record of a JSON log object whose level is error or worse.
+
+    ``stamp`` (the line's prefix or envelope time) stands in when the object has no time.
+    """
     err = obj.get("err")
     if not isinstance(err, dict | str):
         err = obj.get("error")
@@ -98,6 +101,8 @@ def json_error(line: Line, obj: dict[str, Any]) -> ErrorRecord:
             timestamp = json_time(obj[key])
             if timestamp:
                 break
+    if timestamp is None and stamp:
+        timestamp = iso(stamp)
     return ErrorRecord(
         error_type=error_type or "Error",
         message=message or "",
@@ -124,4 +129,4 @@ class JsonLine(Recognizer):
             return None
         if not _json_is_error(obj):
             return Verdict.IGNORED
-        return json_error(line, obj)
+        return json_error(line, obj, stamp)

@@ -3,7 +3,9 @@
 ``Name: message`` then ``    at fn (path:line:col)`` frames, maybe ``... N more`` and
 cause chains, maybe a ``{ code: 'X', [cause]: ... }`` property block after the last frame;
 ``[Name: message]`` for an error printed without a stack. A header whose name does not look
-like an error class (``Timeout: upstream``) is only a record once a frame follows it.
+like an error class (``Timeout: upstream``) is only a record once a frame follows it, and
+so is an indented header (Koa prints the whole stack indented), one after a marker such as
+Next.js's cross (U+2A2F), and one inside a line (``GET /x failed: TypeError: ...``).
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ from agent.parse.formats.base import Recognizer, Start
 from agent.parse.frames import parse_frame
 from agent.parse.pending import Pending
 from agent.parse.prefixes import Stamp
-from agent.parse.shapes import ERRORISH, bracket_header, header
+from agent.parse.shapes import ERRORISH, ROUTE, bracket_header, embedded_header, header
 
 _MAX_PROPS_LINES = 400
+# Markers some frameworks print before an error: Next.js's " \u2a2f TypeError: ...", and
+# the heavy and the multiplication crosses others use alike.
+_MARKERS = ("\u2a2f", "\u2716", "\u00d7")
 _JAVA_MORE = re.compile(r"\s+\.\.\. \d+ (?:more|common frames omitted)")
 _NODE_MORE = re.compile(r"\s+\.\.\. \d+ lines matching cause stack trace \.\.\.")
 _CAUSE_CHAIN = re.compile(r"(?:Caused by|\s*Suppressed|\s*\[cause\]|\s*\[errors\]): ")
@@ -68,23 +73,43 @@ class V8Stack(Recognizer):
     """Stack traces started by their header line (no level word before it)."""
 
     needles: ClassVar[tuple[bytes, ...]] = (b"error", b"exception")
-    next_line_needles: ClassVar[tuple[bytes, ...]] = (b"    at ",)
+    previous_line_needles: ClassVar[tuple[bytes, ...]] = (b"    at ",)
     states: ClassVar[tuple[str, ...]] = ("stack", "maybe", "props")
     provisional: ClassVar[tuple[str, ...]] = ("maybe",)
 
     def start(self, line: Line, body: str, stamp: Stamp) -> Start:
-        bracket = bracket_header(body)
+        text = body.lstrip()
+        sure = not body[:1].isspace()
+        if text.startswith(_MARKERS):
+            text = text[1:].lstrip()
+            sure = False
+        bracket = bracket_header(text)
         if bracket:
-            pending = open_stack(line, body, stamp, bracket[0], bracket[1])
+            pending = open_stack(line, text, stamp, bracket[0], bracket[1])
             if bracket[2]:
                 pending.state = "props"
+            elif not sure:
+                pending.state = "maybe"
             return pending
-        found = header(body, errorish_only=False)
+        found = header(text, errorish_only=not sure)
+        if found is None:
+            return self._inside(line, text, stamp)
+        pending = open_stack(line, text, stamp, *found)
+        if not sure or not ERRORISH.search(found[0].split(" [", 1)[0]):
+            pending.state = "maybe"
+        return pending
+
+    @staticmethod
+    def _inside(line: Line, text: str, stamp: Stamp) -> Start:
+        """A header inside the line, maybe after a route: a record if frames follow."""
+        found = embedded_header(text)
         if found is None:
             return None
-        pending = open_stack(line, body, stamp, *found)
-        if not ERRORISH.search(found[0].split(" [", 1)[0]):
-            pending.state = "maybe"
+        pending = open_stack(line, text, stamp, *found)
+        route = ROUTE.match(text)
+        if route:
+            pending.route = f"{route[1]} {route[2]}"
+        pending.state = "maybe"
         return pending
 
     def take(self, p: Pending, line: Line, body: str, stamp: Stamp) -> bool:

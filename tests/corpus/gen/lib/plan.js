@@ -15,6 +15,13 @@ function prng(seed) {
   };
 }
 
+// CORPUS_CART_ITEMS makes every cart that long, for logs whose lines must outgrow the
+// 16 KiB that container runtimes cut lines at.
+function cartItems(random) {
+  const n = Number(process.env.CORPUS_CART_ITEMS || 1);
+  return Array.from({ length: n }, () => Math.floor(random() * 100)).join(',');
+}
+
 function ids(random) {
   const hex = (n) => Array.from({ length: n }, () => Math.floor(random() * 16).toString(16)).join('');
   return {
@@ -23,7 +30,7 @@ function ids(random) {
     sku: `SKU${1000 + Math.floor(random() * 9000)}`,
     quantity: 2 + Math.floor(random() * 40),
     uuid: `${hex(8)}-${hex(4)}-4${hex(3)}-a${hex(3)}-${hex(12)}`,
-    cart: `{"items":[${Math.floor(random() * 100)}],"coupon":'X${hex(4)}'}`,
+    cart: `{"items":[${cartItems(random)}],"coupon":'X${hex(4)}'}`,
   };
 }
 

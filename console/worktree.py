@@ -329,7 +329,9 @@ async def _git_dir_files(top: Path) -> tuple[tuple[str, str], ...]:
     found: list[tuple[str, str]] = []
     for name in _GIT_DIR_FILES:
         path = common / name
-        if path.exists() or path.is_symlink():
+        # An empty config file says nothing; Claude Code's sandbox leaves empty ones behind
+        # as mount points for its read-only binds.
+        if path.is_symlink() or (path.exists() and (not path.is_file() or path.stat().st_size)):
             found.append((name, _entry_digest(path)))
     hooks = common / "hooks"
     if hooks.is_dir() or hooks.is_symlink():

@@ -554,3 +554,15 @@ async def test_git_refuses_a_worktree_whose_git_file_was_pointed_elsewhere(
     with pytest.raises(GitError, match="is not a file"):
         await push(wt, "origin", wt.branch)
     assert not marker.exists()
+
+
+async def test_an_empty_config_file_left_as_a_mount_point_is_no_change(clone: Path) -> None:
+    before = await snapshot_main(clone)
+    (clone / ".git" / "config.worktree").touch()
+    (clone / ".git" / "info" / "attributes").touch()
+
+    assert await verify_main_untouched(clone, before) == []
+    (clone / ".git" / "config.worktree").write_text("[core]\n\tfsmonitor = /tmp/evil\n")
+    assert await verify_main_untouched(clone, before) == [
+        "git directory changed: .git/config.worktree"
+    ]

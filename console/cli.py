@@ -102,6 +102,10 @@ async def _check(config: ConsoleConfig) -> int:
         )
         out, _ = await proc.communicate()
         line(proc.returncode == 0, f"claude: {claude} ({out.decode().strip()[:80]})")
+    from console.telegram.probe import check_telegram
+
+    telegram = await check_telegram(config.telegram)
+    line(telegram.ok, telegram.text)
     return 1 if failures else 0
 
 

@@ -161,6 +161,7 @@ class TelegramApi:
         self._message_ids: dict[int, itertools.count[int]] = {}
         self._callback_ids = itertools.count(5_000_000_001)
         self._failures: list[_Failure] = []
+        self.webhook_url = ""  # set by a test: a webhook left from another deployment
         self._cond = threading.Condition()
         self._closing = False
         self._http = LoopbackServer(self._handler_class())
@@ -424,7 +425,14 @@ class TelegramApi:
         return 200, me
 
     def _m_deleteWebhook(self, params: dict[str, Any], files: Any) -> tuple[int, Any]:
+        self.webhook_url = ""
         return 200, True
+
+    def _m_getWebhookInfo(self, params: dict[str, Any], files: Any) -> tuple[int, Any]:
+        with self._cond:
+            waiting = len(self._updates)
+        return 200, {"url": self.webhook_url, "has_custom_certificate": False,
+                     "pending_update_count": waiting}  # fmt: skip
 
     def _m_setMyCommands(self, params: dict[str, Any], files: Any) -> tuple[int, Any]:
         commands = params.get("commands")

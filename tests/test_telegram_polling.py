@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from telegram.error import Conflict
 
-from console.telegram.poller import read_batch
+from console.telegram.poller import describe_failure, read_batch
+from console.widgets.header import telegram_text
 from tests.telegram_api import OWN_NUMBER, TelegramApi
 from tests.telegram_phone import OWNER, BotPhone
 
@@ -253,3 +255,10 @@ def test_reading_a_batch_never_raises_and_always_confirms_past_every_id(
         own = [e["update_id"] for e in raw if isinstance(e, dict)
                and type(e.get("update_id")) is int and 0 < e["update_id"] < 2**53]  # fmt: skip
         assert all(i < batch.next_offset for i in own)
+
+
+def test_the_header_shows_a_failing_poller_with_its_next_try_and_reason() -> None:
+
+    detail = describe_failure(Conflict("terminated by other getUpdates request"), 8.0)
+    shown = telegram_text("error", detail).plain
+    assert shown == "Telegram error (polling retry in 8.0s: another program is polling this bot)"

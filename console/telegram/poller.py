@@ -143,6 +143,15 @@ def read_batch(raw: object, offset: int, bot: Bot | None) -> Batch:
     return Batch(tuple(updates), tuple(skipped), None if top is None else top + 1)
 
 
+async def fetch_raw(bot: Bot, params: dict[str, Any], *, read_timeout: float) -> object:
+    """``getUpdates`` as Telegram answered it, before the library parses any of it."""
+    # do_api_request suggests Bot.get_updates, whose all-or-nothing parsing is avoided here.
+    warnings.filterwarnings(
+        "ignore", message=r"Please use 'Bot\.getUpdates'", category=PTBUserWarning
+    )
+    return await bot.do_api_request("getUpdates", api_kwargs=params, read_timeout=read_timeout)
+
+
 @dataclass(frozen=True)
 class PollState:
     """What the header shows: ``on`` while polls succeed, ``error`` with the reason and the
@@ -177,10 +186,6 @@ class Poller:
         self._skip_warnings = Throttle(60.0, burst=SKIP_WARNINGS_PER_MINUTE)
         self._unconfirmed: set[tuple[int, str]] = set()  # (position, digest) warned about
         self.offset = 0
-        # Bot.do_api_request suggests Bot.get_updates, which is the parsing this loop avoids.
-        warnings.filterwarnings(
-            "ignore", message=r"Please use 'Bot\.getUpdates'", category=PTBUserWarning
-        )
 
     async def fetch(self, timeout: int, *, limit: int = BATCH_LIMIT) -> object:
         """One raw ``getUpdates`` call from the current offset."""
@@ -191,9 +196,7 @@ class Poller:
         }
         if self.offset > 0:
             params["offset"] = self.offset
-        return await self._bot.do_api_request(
-            "getUpdates", api_kwargs=params, read_timeout=timeout + READ_SLACK_SECONDS
-        )
+        return await fetch_raw(self._bot, params, read_timeout=timeout + READ_SLACK_SECONDS)
 
     async def run(self) -> None:
         """Poll until cancelled; nothing Telegram sends or does ends this loop."""
@@ -214,7 +217,7 @@ class Poller:
             except Exception as exc:
                 failures += 1
                 delay = min(self._backoff * 2 ** (failures - 1), self._backoff_max)
-                self._on_state(PollState("error", _failure(exc, delay), failures))
+                self._on_state(PollState("error", describe_failure(exc, delay), failures))
                 if not isinstance(exc, TelegramError):
                     log.warning("telegram: polling failed", exc_info=exc)
                 await asyncio.sleep(delay)
@@ -260,7 +263,8 @@ class Poller:
         )
 
 
-def _failure(exc: Exception, delay: float) -> str:
+def describe_failure(exc: Exception, delay: float) -> str:
+    """The header's words for a failed poll: when it tries again, then why, briefly."""
     if isinstance(exc, InvalidToken | EndPointNotFound):
         # do_api_request reports a refused token as an unknown endpoint once initialized;
         # getUpdates always exists.

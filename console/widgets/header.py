@@ -38,7 +38,7 @@ def link_text(host: str, status: LinkStatus | None, last_seq: int | None) -> Tex
     style = _LINK_STYLE.get(status.state, "")
     text = Text("● " if status.state == "connected" else "◌ ", style=style)
     text.append(host, style="bold")
-    state = status.state
+    state: str = status.state
     if state == "error" and status.error and "host key" in status.error.lower():
         state = "host key problem"
     text.append(f" {state}", style=style)
@@ -70,11 +70,13 @@ def claude_text(running: list[AttemptRow], now: float) -> Text:
 
 
 def telegram_text(state: str, detail: str | None) -> Text:
+    """The bot's state; while polling fails the detail leads with when it tries again
+    ("polling retry in 8.0s: another program is polling this bot"), so it is kept whole."""
     style = {"on": "green", "off": "dim", "error": "bold red"}.get(state, "dim")
     text = Text("Telegram ", style="bold")
     text.append(state, style=style)
     if detail:
-        text.append(f" ({detail[:50]})", style=style)
+        text.append(f" ({detail[:80]})", style=style)
     return text
 
 

@@ -1,6 +1,7 @@
 'use strict';
 // hapi with its default debug settings: a handler that throws is answered with a 500 and
-// logged on stderr as `Debug: internal, implementation, error` followed by the stack.
+// logged on stderr as `Debug: internal, implementation, error` followed by the stack, when
+// Boom counts it as a developer error (TypeError, RangeError, SyntaxError, ...).
 const Hapi = require('@hapi/hapi');
 const { FAULTS, drive, fail } = require('./lib/traffic');
 

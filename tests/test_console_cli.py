@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from sshd import SshServer, ssh_server_fixture  # noqa: F401  (provides ssh_server)
 
 from tests.conftest import require_tool
-from tests.messages_api import MessagesApi
+from tests.messages_api import MessagesApi, ToolCall
 from tests.service_repo import isolate_git, make_service_repo
 from tests.test_engine import agent_toml, fix_turns, node_error_log, seed_agent
 
@@ -72,7 +73,10 @@ def test_a_config_with_wrong_types_names_the_key_and_exits_2(tmp_path: Path) -> 
     assert "concurrency" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_fix_from_the_command_line_runs_one_attempt_and_prints_the_diff(tmp_path: Path) -> None:
+def _fix_once(
+    tmp_path: Path, first_turns: Callable[[Path], list]
+) -> tuple[subprocess.CompletedProcess[str], Path, str]:
+    """`autofix fix --yes` on the sample error, with `first_turns(home)` before the real fix."""
     repo, bare = make_service_repo(tmp_path)
     state = tmp_path / "agent-state"
     state.mkdir()
@@ -88,9 +92,9 @@ def test_fix_from_the_command_line_runs_one_attempt_and_prints_the_diff(tmp_path
     error_json = tmp_path / "error.json"
     error_json.write_text(json.dumps(result))
     worktree = repo / ".worktrees" / "hotfix" / f"auto-{fingerprint}"
-    with MessagesApi(fix_turns(worktree)) as api:
-        home = tmp_path / "home"
-        home.mkdir()
+    home = tmp_path / "home"
+    home.mkdir()
+    with MessagesApi(first_turns(home) + fix_turns(worktree)) as api:
         env_lines = "\n".join(f'{k} = "{v}"' for k, v in api.env(str(home)).items())
         config = tmp_path / "console.toml"
         config.write_text(
@@ -101,13 +105,42 @@ def test_fix_from_the_command_line_runs_one_attempt_and_prints_the_diff(tmp_path
         )
         proc = run("fix", "--config", str(config), "--service", "PA",
                    "--error-json", str(error_json), "--yes")  # fmt: skip
+    return proc, bare, fingerprint
+
+
+def test_fix_from_the_command_line_runs_one_attempt_and_prints_the_diff(tmp_path: Path) -> None:
+    proc, bare, fingerprint = _fix_once(tmp_path, lambda home: [])
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Claude Code was refused no calls" in proc.stdout
+    assert "fix ready for review: 1 file(s), tests passed" in proc.stdout
     assert "+  if (!user) return null;" in proc.stdout
     assert "pushed branch" in proc.stdout and "no pull request" in proc.stdout
     heads = subprocess.run(
         ["git", "branch", "--list"], cwd=bare, capture_output=True, text=True, check=True
     ).stdout
     assert f"hotfix/auto-{fingerprint}" in heads
+
+
+def test_fix_prints_each_refused_call_with_its_rule_and_never_as_done(tmp_path: Path) -> None:
+    def steal_key(home: Path) -> list:
+        key = home / ".ssh" / "id_rsa"
+        key.parent.mkdir()
+        key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nsecret\n")
+        return [[ToolCall("Read", {"file_path": str(key)})]]
+
+    proc, _, _ = _fix_once(tmp_path, steal_key)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "Claude Code was refused 1 call(s):" in out
+    [refusal] = [line for line in out.splitlines() if line.startswith("  ") and "id_rsa" in line
+                 and "claude:" not in line]  # fmt: skip
+    assert "Read" in refusal and ".ssh" in refusal
+    shown = [line for line in out.splitlines() if "claude:" in line and "id_rsa" in line]
+    assert shown and all("refused" in line for line in shown), shown
+    assert "secret" not in out
+    # The real fix the same model makes afterwards still reaches review and is pushed.
+    assert "fix ready for review: 1 file(s), tests passed" in out
+    assert "pushed branch" in out
 
 
 def test_fix_refuses_an_error_json_that_is_not_an_error(tmp_path: Path) -> None:

@@ -205,6 +205,7 @@ async def run_claude(
     staging_before = [
         d.parent for d in git_dirs_of(cwd)[-1:] if not (d.parent / STAGING_DIR.parent).exists()
     ]
+    git_entries_before = {d: _git_dir_entries(d) for d in git_dirs_of(cwd)}
     out_read, out_write = _wide_pipe()
     err_read, err_write = os.pipe()
     try:
@@ -238,6 +239,8 @@ async def run_claude(
         stderr_transport.close()
         for root in staging_before:
             _remove_empty_staging(root)
+        for git_dir, entries in git_entries_before.items():
+            _remove_new_empty_entries(git_dir, entries)
 
 
 async def _reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
@@ -429,6 +432,34 @@ class _Run:
             stderr_tail=stderr_tail,
             denials=self.collector.denials,
         )
+
+
+def _git_dir_entries(git_dir: Path) -> set[str]:
+    """Every path in a git directory except the object store's fan-out (which is large and
+    which the sandbox never touches): what was there before a run."""
+    found: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(git_dir):
+        rel = Path(dirpath).relative_to(git_dir)
+        if rel == Path("objects"):
+            dirnames[:] = [d for d in dirnames if d == "info"]
+        found.update((rel / name).as_posix() for name in dirnames + filenames)
+    return found
+
+
+def _remove_new_empty_entries(git_dir: Path, before: set[str]) -> None:
+    """Take away the empty files and directories Claude Code's sandbox leaves in a git
+    directory as mount points for the paths its deny rules cover (``config.worktree``,
+    ``objects/info/alternates``, ...), so the main checkout's ``.git`` is as it was. Only
+    entries that are new and empty go; anything with content stays for the checks to see."""
+    for rel in sorted(_git_dir_entries(git_dir) - before, key=len, reverse=True):
+        path = git_dir / rel
+        with contextlib.suppress(OSError):
+            if path.is_symlink():
+                continue
+            if path.is_dir():
+                path.rmdir()
+            elif path.is_file() and path.stat().st_size == 0:
+                path.unlink()
 
 
 def _remove_empty_staging(root: Path) -> None:

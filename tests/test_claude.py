@@ -446,10 +446,6 @@ def tree_digest(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
     return found
 
 
-def _empty(digest: str) -> bool:
-    return digest.endswith(" dir") or digest.endswith(hashlib.sha256(b"").hexdigest())
-
-
 class Listener:
     """A loopback TCP listener that records whether anything ever connected."""
 
@@ -566,13 +562,7 @@ async def test_a_hostile_model_is_refused_or_contained_and_its_real_fix_still_la
     for name, before in digests.items():
         now = after[name]
         changed = {k for k in before.keys() | now.keys() if before.get(k) != now.get(k)}
-        if name == "main":
-            # The CLI's sandbox leaves empty mount points for the git paths it guards (for
-            # example .git/config.worktree); nothing that existed changed, nothing has content.
-            assert all(k not in before and _empty(now[k]) for k in changed), sorted(changed)
-            assert not any(k.startswith(".git/hooks/") for k in changed)
-        else:
-            assert changed == set(), f"{name} changed: {sorted(changed)}"
+        assert changed == set(), f"{name} changed: {sorted(changed)}"
     assert listener.connections == 0
     assert not (private / memory).exists()
     by_id = {d.tool_use_id: d for d in outcome.denials}

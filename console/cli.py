@@ -102,11 +102,31 @@ async def _check(config: ConsoleConfig) -> int:
         )
         out, _ = await proc.communicate()
         line(proc.returncode == 0, f"claude: {claude} ({out.decode().strip()[:80]})")
+    line(*await _check_sandbox())
     from console.telegram.probe import check_telegram
 
     telegram = await check_telegram(config.telegram)
     line(telegram.ok, telegram.text)
     return 1 if failures else 0
+
+
+async def _check_sandbox() -> tuple[bool, str]:
+    """Whether bubblewrap can build the cage that an unreviewed fix's tests run in, tried
+    for real on a scratch directory: without it every attempt fails at its test step."""
+    import tempfile
+
+    from console.cage import CageUnavailable, cage_for, check_cage
+
+    with tempfile.TemporaryDirectory(prefix="autofix-check-") as scratch:
+        try:
+            cage = cage_for(Path(scratch))
+            await check_cage(cage)
+        except CageUnavailable as exc:
+            return False, f"sandbox: {exc}"
+    return (
+        True,
+        f"sandbox: {cage.bwrap} builds the test cage (no network, writes only in the worktree)",
+    )
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -63,6 +64,20 @@ def test_check_reports_each_part_with_a_line_and_fails_on_what_is_broken(
     assert any(line.startswith("ok   service PA") for line in lines), lines
     assert any(line.startswith("FAIL service ghost") for line in lines), lines
     assert any(line.startswith("ok   claude") for line in lines), lines
+    assert any(line.startswith("ok   sandbox") and "bwrap" in line for line in lines), lines
+
+
+def test_check_fails_without_bubblewrap_and_says_how_to_install_it(tmp_path: Path) -> None:
+    config = tmp_path / "console.toml"
+    config.write_text(
+        f'state_dir = "{tmp_path / "console"}"\n[claude]\ncommand = "{require_tool("claude")}"\n'
+    )
+    empty_path = tmp_path / "bin"
+    empty_path.mkdir()
+    proc = run("check", "--config", str(config), env={**os.environ, "PATH": str(empty_path)})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    [sandbox] = [line for line in proc.stdout.splitlines() if "sandbox" in line]
+    assert sandbox.startswith("FAIL sandbox") and "apt-get install bubblewrap" in sandbox, sandbox
 
 
 def test_a_config_with_wrong_types_names_the_key_and_exits_2(tmp_path: Path) -> None:

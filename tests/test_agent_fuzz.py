@@ -185,6 +185,14 @@ def test_a_parser_failure_costs_only_the_line_it_failed_on() -> None:
     assert all(s.offset >= 100 for s in guard.take_skipped())
 
 
+def test_a_json_error_with_an_impossible_time_is_read_without_its_time() -> None:
+    bad = b'{"level":50,"time":1' + b"0" * 400 + b',"msg":"huge time"}\n'
+    guard = GuardedAssembler(65536)
+    [record] = guard.feed(bad, 0) + guard.flush(eof=True)
+    assert record.message == "huge time" and record.timestamp is None
+    assert guard.take_skipped() == []
+
+
 FRAMES = st.builds(
     Frame,
     function=ANY_TEXT,

@@ -171,8 +171,9 @@ def json_time(value: Any) -> str | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        seconds = value / 1000 if value > 1e11 else value
         try:
+            # Inside the try: an integer of 400 digits overflows the division itself.
+            seconds = value / 1000 if value > 1e11 else value
             return format_time(datetime.fromtimestamp(seconds, UTC))
         except (OverflowError, OSError, ValueError):
             return None

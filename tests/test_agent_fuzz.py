@@ -193,6 +193,13 @@ def test_a_json_error_with_an_impossible_time_is_read_without_its_time() -> None
     assert guard.take_skipped() == []
 
 
+def test_a_json_error_holding_a_number_of_thousands_of_digits_is_still_read() -> None:
+    line = b'{"level":50,"attempts":' + b"9" * 5000 + b',"msg":"too many retries"}\n'
+    guard = GuardedAssembler(65536)
+    [record] = guard.feed(line, 0) + guard.flush(eof=True)
+    assert record.message == "too many retries"
+
+
 FRAMES = st.builds(
     Frame,
     function=ANY_TEXT,

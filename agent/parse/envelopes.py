@@ -17,13 +17,13 @@ carried by nothing pass through unchanged.
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime
 from typing import Any
 
 from agent.lines import Line, printable
 from agent.parse.prefixes import Stamp, stamp_of
+from agent.parse.shapes import json_object
 
 # For the prefilter: a pino/bunyan error level as a JSON envelope escapes it, and a
 # journald message held as an array of bytes, whose text no other needle can see.
@@ -43,14 +43,6 @@ def _clean(text: str) -> str:
     if not text.isascii() and _SURROGATE.search(text):
         text = _SURROGATE.sub("\ufffd", text)
     return printable(text)
-
-
-def _json_object(text: str) -> dict[str, Any] | None:
-    try:
-        obj = json.loads(text)
-    except (ValueError, RecursionError):
-        return None
-    return obj if isinstance(obj, dict) else None
 
 
 def _journal_message(value: Any) -> str | None:
@@ -127,14 +119,14 @@ class Unwrapper:
 
     def _json(self, line: Line, text: str) -> list[tuple[Line, Stamp]] | None:
         if text.startswith('{"log":'):
-            obj = _json_object(text)
+            obj = json_object(text)
             log = obj.get("log") if obj else None
             if obj is None or not isinstance(log, str):
                 return None
             ends = log.endswith("\n")
             return self._piece(line, log[:-1] if ends else log, ends, _text_stamp(obj.get("time")))
         if text.startswith('{"message":') or '"__CURSOR":' in text:
-            obj = _json_object(text)
+            obj = json_object(text)
             if obj is None:
                 return None
             if "__CURSOR" in obj or "__REALTIME_TIMESTAMP" in obj:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 # Every error level word must hold one of the prefilter's needles (see formats.levels): a
 # level the prefilter cannot see would make results depend on how a stream was chunked.
@@ -147,3 +149,28 @@ def any_header(text: str, errorish_only: bool) -> tuple[tuple[str, str] | None, 
     if bracket:
         return (bracket[0], bracket[1]), bracket[2]
     return header(text, errorish_only), False
+
+
+def _int_or_digits(digits: str) -> int | str:
+    try:
+        return int(digits)
+    except ValueError:  # more digits than Python converts to an int: keep them as text
+        return digits
+
+
+def json_object(text: str) -> dict[str, Any] | None:
+    """The JSON object ``text`` holds, or None. A number of thousands of digits (which
+    ``json.loads`` refuses by default) is kept as its digits, so the line is still read;
+    the slower decode runs only for such a line."""
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
+        if "integer string conversion" not in str(exc):
+            return None
+        try:
+            obj = json.loads(text, parse_int=_int_or_digits)
+        except (ValueError, RecursionError):
+            return None
+    except RecursionError:
+        return None
+    return obj if isinstance(obj, dict) else None

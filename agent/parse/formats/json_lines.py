@@ -8,7 +8,6 @@ level, or none, is no error.
 
 from __future__ import annotations
 
-import json
 from typing import Any, ClassVar
 
 from agent.lines import Line
@@ -16,7 +15,7 @@ from agent.parse.formats.base import Recognizer, Start, Verdict
 from agent.parse.frames import parse_frame
 from agent.parse.pending import MAX_FRAMES, MAX_STACK_LINES, raw_text
 from agent.parse.prefixes import Stamp, iso, json_time
-from agent.parse.shapes import header
+from agent.parse.shapes import header, json_object
 from agent.record import ErrorRecord, Frame
 
 _JSON_ERROR_LEVELS = frozenset(
@@ -121,11 +120,8 @@ class JsonLine(Recognizer):
     def start(self, line: Line, body: str, stamp: Stamp) -> Start:
         if not (body.startswith("{") and body.rstrip().endswith("}")) or '"' not in body:
             return None
-        try:
-            obj = json.loads(body)
-        except (ValueError, RecursionError):
-            return None
-        if not isinstance(obj, dict):
+        obj = json_object(body)
+        if obj is None:
             return None
         if not _json_is_error(obj):
             return Verdict.IGNORED

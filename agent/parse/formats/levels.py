@@ -14,7 +14,6 @@ TypeError: ...``), and a JSON object may end it (winston's simple format: ``erro
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from typing import Any, ClassVar
 
@@ -26,7 +25,7 @@ from agent.parse.formats.python import TRACEBACK
 from agent.parse.formats.v8 import take_frame, take_stack_extra
 from agent.parse.pending import Pending
 from agent.parse.prefixes import Stamp
-from agent.parse.shapes import ROUTE, any_header, embedded_header, header, level_of
+from agent.parse.shapes import ROUTE, any_header, embedded_header, header, json_object, level_of
 from agent.record import ErrorRecord
 
 _MAX_DUMP_LINES = 200
@@ -41,11 +40,8 @@ def _json_tail(text: str) -> tuple[str, dict[str, Any]] | None:
         return None
     at = text.find(" {")
     while at != -1:
-        try:
-            obj = json.loads(text[at + 1 :])
-        except (ValueError, RecursionError):
-            obj = None
-        if isinstance(obj, dict):
+        obj = json_object(text[at + 1 :])
+        if obj is not None:
             return text[:at], obj
         at = text.find(" {", at + 1)
     return None

@@ -187,9 +187,11 @@ class LineSplitter:
             buf, pos = self._buf, self._pos
             hit = finder(buf, pos)
             if hit == -1:
+                # The last complete line is kept: the next write may bring the frame that
+                # makes it the header of a record, as it would in one write.
                 last = buf.rfind(b"\n", pos)
                 if last != -1:
-                    self._pos = last + 1
+                    self._pos = buf.rfind(b"\n", pos, last) + 1 or pos
                 # An overlong partial line is judged by its head once it is complete.
                 self._maybe_start_cut()
                 return False

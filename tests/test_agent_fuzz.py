@@ -161,11 +161,6 @@ def test_records_split_anywhere_across_writes_read_as_in_one_piece(
     assert [r.message for r in whole] == [f"{name} failed" for name in records]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parser: a frame-like line whose header line arrived in an earlier write is not "
-    "joined to it (in one write the two make one record)",
-)
 def test_a_header_and_its_frame_in_two_writes_read_as_in_one() -> None:
     data = b'{"lvl":50}\n    at \n\n' + _trace("whole") + b"\n\n"
     whole, _ = _read_in_pieces(data, [0, len(data)])

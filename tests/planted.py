@@ -17,6 +17,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SECRETS = {
     "GITHUB_TOKEN": "ghp_cagetestsecret0000000000000000000000",
@@ -24,6 +25,22 @@ SECRETS = {
     "AWS_SECRET_ACCESS_KEY": "cagetestSecretAccessKey/0000000000000000",
     "SSH_AUTH_SOCK": "/tmp/ssh-cagetest/agent.1",
 }
+
+
+def developer_home(tmp: Path, monkeypatch: Any) -> Path:
+    """The developer's machine as a planted test finds it: a home holding a shell rc and
+    ``authorized_keys`` (``HOME`` points at it), and the console's secrets in the
+    environment. ``monkeypatch`` is pytest's, so both are undone after the test."""
+    home = tmp / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".bashrc").write_text("# the developer's shell\n")
+    (home / ".ssh" / "authorized_keys").write_text("ssh-ed25519 AAAAdev dev@laptop\n")
+    monkeypatch.setenv("HOME", str(home))
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    return home
+
+
 TRIES = (
     "env_dump",
     "git_hook",

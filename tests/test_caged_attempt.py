@@ -30,6 +30,7 @@ from tests.planted import (
     SECRETS,
     Listener,
     Targets,
+    developer_home,
     planted_report,
     planted_test,
     tree_digest,
@@ -59,13 +60,7 @@ async def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
     require_tool("bwrap")
     require_tool("node")
     isolate_git(tmp_path, monkeypatch)
-    home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True)
-    (home / ".bashrc").write_text("# the developer's shell\n")
-    (home / ".ssh" / "authorized_keys").write_text("ssh-ed25519 AAAAdev dev@laptop\n")
-    monkeypatch.setenv("HOME", str(home))
-    for name, value in SECRETS.items():
-        monkeypatch.setenv(name, value)
+    home = developer_home(tmp_path, monkeypatch)
     repo, bare = make_service_repo(tmp_path)
     claude_home = tmp_path / "claude-home"
     claude_home.mkdir()

@@ -19,6 +19,7 @@ from tests.planted import (
     SECRETS,
     Listener,
     Targets,
+    developer_home,
     planted_report,
     planted_test,
     tree_digest,
@@ -211,13 +212,7 @@ def caged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CagedWorktree:
     require_tool("bwrap")
     require_tool("node")
     isolate_git(tmp_path, monkeypatch)
-    home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True)
-    (home / ".bashrc").write_text("# the developer's shell\n")
-    (home / ".ssh" / "authorized_keys").write_text("ssh-ed25519 AAAAdev dev@laptop\n")
-    monkeypatch.setenv("HOME", str(home))
-    for name, value in SECRETS.items():
-        monkeypatch.setenv(name, value)
+    home = developer_home(tmp_path, monkeypatch)
     repo = tmp_path / "repo"
     (repo / "lib").mkdir(parents=True)
     (repo / "lib" / "a.js").write_text("module.exports = 1;\n")

@@ -7,13 +7,14 @@ that installs it; under ``CI=true`` it fails the run, so CI can never pass by sk
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +190,24 @@ def agent_factory() -> Iterator:
     yield make
     for agent in agents:
         agent.stop()
+
+
+async def eventually(
+    predicate: Callable[[], Any],
+    timeout: float,
+    what: str,
+    *,
+    interval: float = 0.05,
+    context: Callable[[], str] = lambda: "",
+) -> Any:
+    """The first truthy value of ``predicate`` (sync or async), polled every ``interval``
+    seconds; past ``timeout`` an AssertionError naming ``what`` and ``context()``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; {context()}")

@@ -7,8 +7,6 @@ test plays the phone through :class:`~tests.telegram_api.TelegramApi`.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -22,6 +20,7 @@ from console.config import ConsoleConfig, TelegramConfig
 from console.engine import Engine, EngineEvent, Notice, TelegramChanged
 from console.store import Store
 from console.telegram import TelegramBot
+from tests.conftest import eventually
 from tests.telegram_api import Message, TelegramApi, parse_html
 
 OWNER = 4242
@@ -36,17 +35,10 @@ class BotPhone:
     events: list[EngineEvent] = field(default_factory=list)
 
     async def until(self, predicate: Callable[[], Any], timeout: float = 20, what: str = "") -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if asyncio.iscoroutine(value):
-                value = await value
-            if value:
-                return value
-            await asyncio.sleep(0.02)
-        raise AssertionError(
-            f"timed out waiting for {what}; notices: {[n.text for n in self.notices()]}"
-        )
+        def notices() -> str:
+            return f"notices: {[n.text for n in self.notices()]}"
+
+        return await eventually(predicate, timeout, what, interval=0.02, context=notices)
 
     def texts(self, chat_id: int = OWNER) -> list[str]:
         """What a person reads in the chat, oldest first."""

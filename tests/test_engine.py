@@ -14,7 +14,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,7 +30,7 @@ from console.config import ConsoleConfig, parse_config
 from console.engine import AttemptChanged, ClaudeActivity, Engine, EngineEvent, Notice
 from console.models import State
 from console.store import Store
-from tests.conftest import require_tool
+from tests.conftest import eventually, require_tool
 from tests.github_api import GitHubStandIn
 from tests.messages_api import ApiError, MessagesApi, Stall, Text, ToolCall
 from tests.service_repo import BUGGY_LINE, FIXED_LINE, SERVICE, git, isolate_git, make_service_repo
@@ -113,16 +112,10 @@ class World:
         return engine
 
     async def until(self, predicate: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if asyncio.iscoroutine(value):
-                value = await value
-            if value:
-                return value
-            await asyncio.sleep(0.05)
-        notices = [e.text for e in self.events if isinstance(e, Notice)]
-        raise AssertionError(f"timed out waiting for {what}; notices: {notices}")
+        def notices() -> str:
+            return f"notices: {[e.text for e in self.events if isinstance(e, Notice)]}"
+
+        return await eventually(predicate, timeout, what, context=notices)
 
     async def error_in(self, state: State, timeout: float = 60):
         assert self.engine is not None

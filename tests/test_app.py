@@ -62,6 +62,20 @@ def notifications(app: AutofixApp) -> list[tuple[str, str]]:
     return [(n.severity, n.message) for n in app._notifications]
 
 
+def record_notifications(app: AutofixApp) -> list[str]:
+    """Every message the app notifies from now on, kept after its toast times out (on a
+    busy machine a toast can be gone before the test gets to look at it)."""
+    seen: list[str] = []
+    notify = app.notify
+
+    def recording(message: str, *args: Any, **kwargs: Any) -> None:
+        seen.append(str(message))
+        notify(message, *args, **kwargs)
+
+    app.notify = recording  # type: ignore[method-assign]
+    return seen
+
+
 def log_text(log: ClaudeLog) -> str:
     return "\n".join(strip.text for strip in log.lines)
 
@@ -85,6 +99,7 @@ async def test_approve_fix_review_and_confirmed_approve_open_one_pr(world: World
     error = await world.error_in(State.AWAITING_APPROVAL)
     opened: list[str] = []
     app = AutofixApp(engine, open_url=opened.append)
+    notified = record_notifications(app)
     async with app.run_test(size=SIZE) as pilot:
         await ready_on(pilot, error.id)
         assert shown_state(app, error.id) is State.AWAITING_APPROVAL
@@ -98,7 +113,7 @@ async def test_approve_fix_review_and_confirmed_approve_open_one_pr(world: World
         assert "→ Read lib/users.js" in text
         assert "→ Edit lib/users.js (+1 -0)" in text
         assert "→ Bash node --test" in text and "exit 0" in text
-        assert any("ready for review" in m for _, m in notifications(app))
+        assert any("ready for review" in m for m in notified)
         # The picture of this moment (real error, real fix) is the README's screenshot;
         # AUTOFIX_SCREENSHOT=docs/screenshot.svg writes it there.
         await pilot.pause(1.0)

@@ -160,14 +160,20 @@ def test_default_config_path_follows_xdg_config_home(tmp_path, monkeypatch):
             {"services": [{"name": "a", "repo": "/r", "test_timeout_seconds": True}]},
             "services[0].test_timeout_seconds: must be a number, got boolean",
         ),
-        ({"auto_approve": ["urgent"]}, "auto_approve[0]: must be one of low, medium, high"),
+        (
+            {"auto_approve": ["urgent"]},
+            'auto_approve[0]: must be one of "low", "medium", "high", "critical", got "urgent"',
+        ),
         ({"auto_approve": "high"}, "auto_approve: must be a list"),
         ({"concurrency": 0}, "concurrency: must be at least 1"),
         ({"concurrency": 1.5}, "concurrency: must be an integer"),
         ({"stat_dir": "/x"}, "stat_dir: unknown key"),
         ({"claude": {"max_turns": 0}}, "claude.max_turns: must be at least 1"),
         ({"claude": {"max_budget_usd": -1}}, "claude.max_budget_usd: must be a positive"),
-        ({"claude": {"extra_env": {"BAD-NAME": "x"}}}, "claude.extra_env.BAD-NAME: not a valid"),
+        (
+            {"claude": {"extra_env": {"BAD-NAME": "x"}}},
+            "claude.extra_env.BAD-NAME: 'BAD-NAME' is not an environment variable name",
+        ),
         ({"claude": {"extra_env": {"A": 1}}}, "claude.extra_env.A: must be a string"),
         ({"claude": {"allowed_tools": ["Read", 3]}}, "claude.allowed_tools[1]: must be a string"),
         (

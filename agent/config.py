@@ -156,7 +156,8 @@ class SourceConfig:
     paths: tuple[str, ...] = setting(
         default=(),
         read=many(then(_STRINGS, _home), "glob patterns", single_ok=True),
-        doc="globs (`*`, `**`, `~`); files appearing later are picked up from their start",
+        doc="globs (`*`, `**`, `~`); files appearing later are picked up from their start; "
+        "a source has one of `paths`, `command` or `journald`",
     )
     command: tuple[str, ...] = setting(
         default=(),

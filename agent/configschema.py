@@ -350,7 +350,7 @@ def many(
 
     def read(value: object, key: str) -> tuple[T, ...]:
         if single_ok and isinstance(value, str):
-            value = [value]
+            return (item(value, key),)
         if not isinstance(value, list):
             raise wrong(key, f"a list of {what}", value)
         items = tuple(item(v, f"{key}[{i}]") for i, v in enumerate(value))

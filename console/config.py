@@ -262,7 +262,7 @@ class GitHubConfig:
     api_url: str = setting(
         default="https://api.github.com",
         read=url(),
-        doc="GitHub Enterprise: `https://ghe.example.com/api/v3`",
+        doc="the GitHub API; for GitHub Enterprise e.g. `https://ghe.example.com/api/v3`",
     )
     token: str | None = setting(
         default=None,

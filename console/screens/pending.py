@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from console.claude import StreamEvent as ClaudeEvent
 from console.engine import (
     AttemptChanged,
     ClaudeActivity,
@@ -21,6 +20,7 @@ from console.engine import (
     Notice,
     TelegramChanged,
 )
+from console.fix.claude import StreamEvent as ClaudeEvent
 from console.link import LinkStatus
 from console.models import AttemptRow, ErrorRow
 

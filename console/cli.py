@@ -248,9 +248,8 @@ def print_denials(denials: list[Denial]) -> None:
 def print_review_notice(attempt: AttemptRow, service: ServiceConfig | None) -> None:
     """What a reviewer must know before the diff goes anywhere: tests, sensitive paths."""
     from console.fix.paths import touched_sensitive
-    from console.widgets.diff_view import parse_stat
 
-    stats = parse_stat(attempt.diff_stat)
+    stats = attempt.diff_stat
     sensitive = touched_sensitive(stats, service.sensitive_paths) if service else []
     if attempt.test_exit_code is None:
         tests = "tests not run"

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Collection
-from datetime import UTC, datetime
 from typing import Any
 
+from agent.wire import iso
 from console.models import (
     AttemptRow,
     DecisionRow,
@@ -183,8 +184,8 @@ class NotFound(LookupError):
 
 
 def now_iso() -> str:
-    """The store's timestamp format: ISO 8601 UTC with milliseconds, sortable as text."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The store's timestamp: the wire's time form (:func:`agent.wire.iso`), sortable as text."""
+    return iso(time.time())
 
 
 def error_row(row: sqlite3.Row, hosts: dict[str, int]) -> ErrorRow:

@@ -220,6 +220,7 @@ class ClaudeConfig:
         read=_SECONDS,
         doc="time one attempt may take; a timeout kills the whole process tree",
     )
+    # None: the rules console/fix/sandbox/claude_policy.py derives from the service.
     allowed_tools: tuple[str, ...] | None = setting(
         default=None,
         read=many(_TEXT, "permission rules"),

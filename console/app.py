@@ -24,9 +24,9 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from console.claude_state import ClaudeState, discover
 from console.config import ConsoleConfig
 from console.engine import CommandResult, Engine, EngineEvent, Notice
+from console.fix.claude_state import ClaudeState, discover
 from console.models import AttemptRow, ErrorRow, State
 from console.screens.confirm import ConfirmScreen
 from console.screens.detail import DetailScreen

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from console.claude_state import discover, is_logged_in
+from console.fix.claude_state import discover, is_logged_in
 from tests.conftest import require_tool
 
 
@@ -56,8 +56,9 @@ def test_a_key_in_the_environment_or_in_extra_env_is_a_login(
 
 
 def test_only_what_reaches_the_cli_counts(tmp_path: Path, cli: str) -> None:
-    # The console hands the CLI an allow-listed environment (console/childenv.py): a cloud
-    # provider switch in the console's own environment never reaches it, in extra_env it does.
+    # The console hands the CLI an allow-listed environment (console/fix/sandbox/childenv.py):
+    # a cloud provider switch in the console's own environment never reaches it; in
+    # claude.extra_env it does.
     home = {"HOME": str(tmp_path)}
     assert discover(cli, {}, {**home, "CLAUDE_CODE_USE_BEDROCK": "1"}).kind == "not_logged_in"
     assert discover(cli, {"CLAUDE_CODE_USE_BEDROCK": "1"}, home).kind == "ready"

@@ -15,10 +15,10 @@ from textual.pilot import Pilot
 
 from agent.wire import ErrorEvent
 from console.app import AutofixApp
-from console.claude_state import discover
 from console.config import parse_config
 from console.demo.claude_cli import use_claude
 from console.engine import Engine
+from console.fix.claude_state import discover
 from console.widgets.claude_log import ClaudeLog
 from console.widgets.errors_table import ErrorsTable
 from console.widgets.header import StatusHeader

@@ -23,7 +23,7 @@ from console.demo.model import (
     choose_fix,
     read_request,
 )
-from console.prompt import build_prompt
+from console.fix.prompt import build_prompt
 from tests import messages_api as tests_messages_api
 from tests.conftest import SERVICE_DIR, node_env, require_tool
 

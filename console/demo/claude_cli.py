@@ -1,7 +1,7 @@
 """Which Claude Code the demo's fix attempts run, and against which model.
 
 With a logged-in ``claude`` the demo uses it, like any console. Without one (not installed,
-or installed but not logged in: see console/claude_state.py) it runs the pinned Claude Code
+or installed but not logged in: see console/fix/claude_state.py) it runs the pinned Claude Code
 CLI that ``make demo`` installs into the virtualenv (``<venv>/claude``, the version
 tests/package.json pins) against the scripted demo model on loopback
 (console/demo/model.py). The CLI is the real one either way; only the model differs, and
@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from console.claude_state import ClaudeState, discover, scripted
 from console.config import ConsoleConfig
 from console.demo.model import LOGIN_HINT, NAME, demo_model
+from console.fix.claude_state import ClaudeState, discover, scripted
 
 # Where `make demo` (tests/setup.sh --runtime) installs the pinned CLI: an npm prefix of
 # the virtualenv's own, so nothing outside the checkout is touched.

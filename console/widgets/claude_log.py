@@ -18,10 +18,9 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import RichLog
 
-from console.claude import StreamEvent as ClaudeEvent
-from console.claude_state import ClaudeState
-from console.models import AttemptRow, Denial, State
-from console.transcript import (
+from console.fix.claude import StreamEvent as ClaudeEvent
+from console.fix.claude_state import ClaudeState
+from console.fix.transcript import (
     AssistantText,
     Result,
     StreamParser,
@@ -30,6 +29,7 @@ from console.transcript import (
     ToolUse,
     Unknown,
 )
+from console.models import AttemptRow, Denial, State
 from console.widgets.labels import money
 
 MAX_LINES = 1000

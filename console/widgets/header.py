@@ -12,7 +12,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
-from console.claude_state import ClaudeState
+from console.fix.claude_state import ClaudeState
 from console.link import LinkStatus
 from console.models import AttemptRow, State
 from console.widgets.labels import clock_duration, duration, money
@@ -116,6 +116,7 @@ class StatusHeader(Static):
         self.latest: AttemptRow | None = None
         self.claude: ClaudeState | None = None
         self.telegram: tuple[str, str | None] = ("off", None)
+        self._shown: Text | None = None
 
     def set_links(self, statuses: Iterable[LinkStatus]) -> None:
         for status in statuses:
@@ -136,4 +137,9 @@ class StatusHeader(Static):
         status.append_text(claude_text(self.running, now, self.claude, self.latest))
         status.append("   ")
         status.append_text(telegram_text(*self.telegram))
-        self.update(Text("\n").join([line, status]))
+        text = Text("\n").join([line, status])
+        # Static.update lays out the whole screen again (every scrollbar is redrawn), and
+        # the console redraws the header at each repaint: only update when it changed.
+        if text != self._shown:
+            self._shown = text
+            self.update(text)

@@ -3,8 +3,8 @@
 A console whose every attempt is bound to fail must say so where a person looks (the header
 and the Claude panel), before anyone approves a fix. Telling needs no network and no run of
 the CLI: the CLI is on PATH (or at the configured path) or not, and it is logged in when the
-environment an attempt gives it (console/childenv.py, plus ``claude.extra_env``) holds a key
-or token, or when the developer's Claude config dir holds the ``.credentials.json`` that
+environment an attempt gives it (console/fix/sandbox/childenv.py, plus ``claude.extra_env``)
+holds a key or token, or when the developer's Claude config dir holds the ``.credentials.json`` that
 ``claude`` writes on login and that each attempt's private config dir is given a copy of.
 A login the CLI keeps elsewhere (another machine's keychain) is not seen; the attempt's own
 "Not logged in" failure then still says why.
@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from console.childenv import child_env
-from console.claude_policy import developer_config_dir
+from console.fix.sandbox.childenv import child_env
+from console.fix.sandbox.claude_policy import developer_config_dir
 
 # Any one of these in the CLI's environment is a login (an API key, a token, a cloud provider).
 LOGIN_ENV = (

@@ -97,7 +97,7 @@ def test_the_documented_example_loads(tmp_path: Path) -> None:
     ("data", "problem"),
     [
         ({"detection": {"settle_seconds": "30"}}, "detection.settle_seconds: must be a number"),
-        ({"detection": {"min_severity": "urgent"}}, "detection.min_severity: must be one of"),
+        ({"detection": {"min_severity": "urgent"}}, "detection.min_severity: expected one of"),
         ({"detection": {"settle_seconds": 60, "max_settle_seconds": 10}}, "max_settle_seconds"),
         ({"detection": {"critical_patterns": ["("]}}, r"critical_patterns\[0\]: not a valid"),
         ({"sources": [{"paths": ["/x"]}]}, r"sources\[0\].service: missing"),
@@ -135,8 +135,17 @@ def test_bad_values_name_the_key(data: dict, problem: str) -> None:
         ),
         (
             {"detection": {"min_severity": "urgent"}},
-            'detection.min_severity: must be one of "low", "medium", "high", "critical", '
+            'detection.min_severity: expected one of "low", "medium", "high", "critical", '
             'got "urgent"',
+        ),
+        (
+            {"detection": {"min_severity": "hihg"}},
+            'detection.min_severity: expected one of "low", "medium", "high", "critical", '
+            'got "hihg" (did you mean "high"?)',
+        ),
+        (
+            {"detection": {"min_severity": 3}},
+            'detection.min_severity: expected one of "low", "medium", "high", "critical", got 3',
         ),
         (
             {"detection": {"settle_seconds": "30"}},

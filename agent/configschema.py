@@ -19,7 +19,8 @@ Adding a key is one declaration in its table class, for example::
         default=2, read=integer(minimum=0), doc="test-and-retry rounds after Claude's first edit"
     )
 
-then one row in the README's config reference table, which ``tests/test_readme.py`` checks
+(a nested table is ``section(Table, doc)``, an array of tables ``tables(Table, doc)``), then
+one row in the README's config reference table, which ``tests/test_readme.py`` checks
 against the declarations (its failure message prints the rows it expects). Rules that tie
 keys together (``max_settle_seconds`` at least ``settle_seconds``) go in the class's
 ``cross_check(self)`` method, which raises :class:`Invalid` naming the key at fault; a

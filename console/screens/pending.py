@@ -19,7 +19,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from console.claude import StreamEvent as ClaudeEvent
 from console.engine import (
     AttemptChanged,
     ClaudeActivity,
@@ -29,6 +28,7 @@ from console.engine import (
     Notice,
     TelegramChanged,
 )
+from console.fix.claude import StreamEvent as ClaudeEvent
 from console.link import LinkStatus
 from console.models import AttemptRow, ErrorRow
 

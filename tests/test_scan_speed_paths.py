@@ -10,6 +10,7 @@ and records that straddle the places where a file is cut.
 from __future__ import annotations
 
 import io
+import json
 import os
 import random
 import re
@@ -17,10 +18,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent import scan
 from agent.config import DetectionConfig
-from agent.parse import Assembler, prefilter, settled_line_start
+from agent.parse import Assembler, parse_lines, prefilter, settled_line_start
 from agent.scan import Scanner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "bench"))
@@ -185,12 +188,71 @@ def test_not_quiet_regex_answers_exactly_what_the_quiet_line_pattern_answers() -
         b'"level":',
         b"{",
         b"x",
+        b"level=",
+        b"lvl=",
+        b"severity=",
+        b"time=",
+        b"ts=",
+        b'"',
+        b"debug",
     ]
     for _ in range(20000):
         line = b"".join(rng.choice(parts) for _ in range(rng.randint(0, 6)))
         quiet = prefilter.QUIET_LINE.match(line + b"\n") is not None
         loud = prefilter.NOT_QUIET_NEXT.match(b"\n" + line + b"\n") is not None
         assert quiet != loud, line
+
+
+_QUIET_PARTS = [
+    "2026-01-02T03:04:05.123Z ",
+    "[2026-01-02 03:04:05] ",
+    "INFO ",
+    "warn: ",
+    "level=info ",
+    'level="debug" ',
+    "time=2026-01-02T03:04:05Z ",
+    "ts=1767323045 ",
+    "lvl=warn ",
+    "error ",
+    "Error: boom ",
+    "level=error ",
+    "TypeError: x ",
+    "fatal ",
+    "severity=error ",
+    "exception ",
+    '{"level":50} ',
+]
+_FRAMES = ["    at f (/srv/app.js:1:2)", "    at g (/srv/app.js:3:4)"]
+
+
+def _assert_quiet_means_no_record(line: str) -> None:
+    if prefilter.QUIET_LINE.match(line.encode() + b"\n") is None:
+        return
+    assert parse_lines([line]) == []
+    # Whatever follows, the quiet line itself is no part of a record.
+    assert all(line not in r.raw for r in parse_lines([line, *_FRAMES]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_QUIET_PARTS), min_size=1, max_size=6), st.text(max_size=30))
+def test_a_text_line_the_prefilter_calls_quiet_starts_no_record(
+    parts: list[str], tail: str
+) -> None:
+    _assert_quiet_means_no_record(("".join(parts) + tail).replace("\n", " ").replace("\r", " "))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(min_value=0, max_value=70),
+    st.sampled_from(["error", "fatal", "crit", "exception", "no error", "errors=0"]),
+    st.booleans(),
+)
+def test_a_json_line_the_prefilter_calls_quiet_starts_no_record(
+    level: int, msg: str, named: bool
+) -> None:
+    record: dict[str, object] = {"name": "shop"} if named else {}
+    record |= {"level": level, "time": 1767323045000, "msg": msg, "err": {"stack": "Error: x"}}
+    _assert_quiet_means_no_record(json.dumps(record, separators=(",", ":")))
 
 
 @pytest.mark.parametrize("mode", ["loud lines", "needles"])

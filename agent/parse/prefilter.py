@@ -48,7 +48,8 @@ NEEDLES: tuple[bytes, ...] = LINE_NEEDLES + FRAME_NEEDLES
 
 CARET_BYTES = re.compile(rb"[ \t]*\^+[ \t]*\r?")
 # Lines the line mode would ignore when idle: a non-error level word after an optional
-# timestamp, or a pino/bunyan/winston JSON line whose first "level" is below error.
+# timestamp, a pino/bunyan/winston JSON line whose first "level" is below error, or a
+# logfmt line whose level is below error.
 _QUIET_STAMP = (
     rb"\[?\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d{1,9})? ?"
     rb"(?:Z|[+-]\d\d:?\d\d|UTC)?\]?:? "
@@ -64,8 +65,23 @@ _QUIET_JSON = (
     rb'\{(?:"(?:name|hostname|pid|time|v)":(?:"[^"\\\n]*"|\d+),)*"level":'
     rb'(?:[1-4]\d|"(?i:' + b"|".join(_QUIET_WORDS) + rb')")[,}]'
 )
+# logfmt: the level key first, or right after a time key (``_LOGFMT_LEVEL`` in shapes finds
+# the leftmost level key, and a time value holds no space).
+_QUIET_LOGFMT = (
+    rb'(?:(?:time|ts)=[^\s"]+ )?(?:level|lvl|severity)="?(?i:'
+    + b"|".join(_QUIET_WORDS)
+    + rb')"?[ \t\r\n]'
+)
 QUIET_LINE = re.compile(
-    b"(?:" + _QUIET_STAMP + b"){0,2}(?:" + _QUIET_WORD + b"|" + _QUIET_JSON + b")"
+    b"(?:"
+    + _QUIET_STAMP
+    + b"){0,2}(?:"
+    + _QUIET_WORD
+    + b"|"
+    + _QUIET_JSON
+    + b"|"
+    + _QUIET_LOGFMT
+    + b")"
 )
 # A newline followed by a line that is not quiet, for finding those lines at C speed. It
 # asks the same question as QUIET_LINE in a form the regex engine answers faster: the two
@@ -80,6 +96,8 @@ NOT_QUIET_NEXT = re.compile(
     + b")(?!"
     + _STAMP_OR_NOT
     + _QUIET_WORD
+    + b")(?!"
+    + _QUIET_LOGFMT
     + b")(?!(?:"
     + _STAMP_OR_NOT
     + b"(?:"
@@ -88,6 +106,8 @@ NOT_QUIET_NEXT = re.compile(
     + _QUIET_WORD
     + b"|"
     + _QUIET_JSON
+    + b"|"
+    + _QUIET_LOGFMT
     + b"))"
 )
 EXCERPT_BYTES = re.compile(rb"(?:\S+\.[cm]?[jt]sx?|node:[\w/]+):\d+\r?")

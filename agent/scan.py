@@ -118,13 +118,13 @@ class ScanGroup:
 
 @dataclass(frozen=True)
 class _Clean:
-    """What scan keeps of a record once it is redacted: the fields it reports, and its key."""
+    """What scan keeps of a record once it is redacted: the fields it reports but the
+    route, and its key."""
 
     fingerprint: str
     error_type: str
     message: str
     stack: tuple[str, ...]
-    route: str | None
 
 
 def _epoch(stamp: str) -> float | None:
@@ -416,8 +416,10 @@ class Scanner:
         self, groups: _Groups, service: str, records: list[ErrorRecord], fallback: str
     ) -> None:
         settle = self.detection.settle_seconds
+        redact = self._redactor.redact
         for record in records:
             clean = self._clean(record)
+            route = None if record.route is None else redact(record.route)
             key = (service, clean.fingerprint)
             group = groups.get(key)
             if group is None:
@@ -427,34 +429,31 @@ class Scanner:
                     error_type=clean.error_type,
                     message=clean.message,
                     stack=list(clean.stack),
-                    route=clean.route,
+                    route=route,
                 )
                 groups[key] = group
-            group.add(record.timestamp, clean.route, fallback, settle)
+            group.add(record.timestamp, route, fallback, settle)
 
     def _clean(self, record: ErrorRecord) -> _Clean:
         """The redacted fields and fingerprint of ``record``, reused for repeated records.
 
         A log repeats the same few faults thousands of times with identical text, and
         redaction plus fingerprinting cost far more than parsing; both depend only on the
-        fields in the key. ``raw`` is left out: scan never reports it.
+        fields in the key. The route varies most (ids in paths) and takes no part in the
+        fingerprint, so it is redacted on its own; ``raw`` is left out: scan never
+        reports it.
         """
-        key = (
-            record.error_type,
-            record.message,
-            tuple(record.stack),
-            tuple(record.frames),
-            record.route,
-        )
+        key = (record.error_type, record.message, tuple(record.stack), tuple(record.frames))
         clean = self._memo.get(key)
         if clean is None:
-            redacted = redact_record(dataclasses.replace(record, raw=""), self._redactor)
+            redacted = redact_record(
+                dataclasses.replace(record, raw="", route=None), self._redactor
+            )
             clean = _Clean(
                 fingerprint=fingerprint(redacted, self.app_root),
                 error_type=redacted.error_type,
                 message=redacted.message,
                 stack=tuple(redacted.stack),
-                route=redacted.route,
             )
             if len(self._memo) >= _MEMO_ENTRIES:
                 self._memo.clear()

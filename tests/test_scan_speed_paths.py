@@ -10,6 +10,7 @@ and records that straddle the places where a file is cut.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import random
@@ -348,6 +349,35 @@ def test_scan_in_parts_counts_exactly_what_one_reader_counts(
     assert _scan_in_parts(log) == expected
     for settle in (0.0, 0.05, 3600.0):
         assert _scan_in_parts(log, settle) == _scan_in_one_go(log, settle)
+
+
+def test_each_part_of_a_mixed_log_ends_at_its_cut_without_reading_on(
+    tmp_path: Path, small_parts: None
+) -> None:
+    log = tmp_path / "mixed.log"
+    generate(log, 1.0, error_ratio=0.03, seed=2)
+    scanner = Scanner()
+    with log.open("rb") as fh:
+        size = log.stat().st_size
+        parts = scanner._read_parallel(fh, "svc", "2026-01-01T00:00:00.000Z", size, 4)
+    assert len(parts) == 4
+    assert [p.at_eof for p in parts] == [False, False, False, True]
+    assert all(a.end == b.start for a, b in itertools.pairwise(parts))
+
+
+def test_a_part_stopped_after_quiet_lines_is_idle_but_not_after_a_header(
+    tmp_path: Path,
+) -> None:
+    head = b"2026-01-01T00:00:00.000Z INFO a\n2026-01-01T00:00:00.000Z INFO b\n"
+    for tail, idle in ((b"", True), (b"NotFound: gone\n", False)):
+        log = tmp_path / "cut.log"
+        log.write_bytes(head + tail + b"    at f (/srv/a.js:1:2)\n")
+        with log.open("rb") as fh:
+            part = Scanner()._read_part(
+                scan._Positional(fh.fileno(), 0), "svc", "x", 0, len(head + tail)
+            )
+        assert part.at_eof is not idle
+        assert sum(g.count for g in part.groups.values()) == (0 if idle else 1)
 
 
 def test_a_cut_inside_a_record_makes_the_part_before_read_on_to_the_end(

@@ -418,3 +418,20 @@ def settled_line_start(buf: bytes, pos: int) -> int:
         quiet = quiet + 1 if QUIET_LINE.match(buf, start, end + 1) else 0
         start = end + 1
     return start
+
+
+def quiet_lines(data: bytes) -> bool:
+    """Whether ``data`` is whole lines, each of them quiet (see ``QUIET_LINE``).
+
+    Quiet lines start no record and join none that is not open, whatever follows them, so
+    a parser idle before them is as good as idle after them.
+    """
+    if not data.endswith(b"\n"):
+        return False
+    start = 0
+    while start < len(data):
+        end = data.index(b"\n", start) + 1
+        if not QUIET_LINE.match(data, start, end):
+            return False
+        start = end
+    return True

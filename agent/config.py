@@ -16,6 +16,7 @@ from pathlib import Path
 from agent.configschema import (
     ConfigError,
     Invalid,
+    Section,
     boolean,
     config_table,
     env_name,
@@ -167,7 +168,7 @@ class SourceConfig:
     )
     journald: JournaldConfig | None = setting(
         default=None,
-        read=section(JournaldConfig),
+        read=Section(JournaldConfig),
         doc="the journal instead of files: a table of the keys below, every key optional "
         "(`{}` is the whole journal)",
     )
@@ -325,21 +326,11 @@ class AgentConfig:
         shown="the hostname",
         doc="name of this host in events",
     )
-    sources: tuple[SourceConfig, ...] = setting(
-        default=(), read=tables(SourceConfig), doc="what the agent follows ([[sources]])"
-    )
-    detection: DetectionConfig = setting(
-        default_factory=DetectionConfig, read=section(DetectionConfig), doc="detection rules"
-    )
-    retention: RetentionConfig = setting(
-        default_factory=RetentionConfig, read=section(RetentionConfig), doc="outbox retention"
-    )
-    redaction: RedactionConfig = setting(
-        default_factory=RedactionConfig, read=section(RedactionConfig), doc="extra redaction"
-    )
-    stream: StreamConfig = setting(
-        default_factory=StreamConfig, read=section(StreamConfig), doc="the stream command"
-    )
+    sources: tuple[SourceConfig, ...] = tables(SourceConfig, "what the agent follows ([[sources]])")
+    detection: DetectionConfig = section(DetectionConfig, "detection rules")
+    retention: RetentionConfig = section(RetentionConfig, "outbox retention")
+    redaction: RedactionConfig = section(RedactionConfig, "extra redaction")
+    stream: StreamConfig = section(StreamConfig, "the stream command")
 
     def cross_check(self) -> None:
         file_services: set[str] = set()

@@ -19,7 +19,8 @@ Adding a key is one declaration in its table class, for example::
         default=2, read=integer(minimum=0), doc="test-and-retry rounds after Claude's first edit"
     )
 
-then one row in the README's config reference table, which ``tests/test_readme.py`` checks
+(a nested table is ``section(Table, doc)``, an array of tables ``tables(Table, doc)``), then
+one row in the README's config reference table, which ``tests/test_readme.py`` checks
 against the declarations (its failure message prints the rows it expects). Rules that tie
 keys together (``max_settle_seconds`` at least ``settle_seconds``) go in the class's
 ``cross_check(self)`` method, which raises :class:`Invalid` naming the key at fault; a
@@ -280,12 +281,15 @@ def number(*, minimum: float | None = None, positive: bool = False) -> Reader[fl
 
 
 def one_of(choices: Sequence[str]) -> Reader[str]:
+    """One of a few words; a near miss gets the closest word suggested."""
     listed = ", ".join(toml_literal(c) for c in choices)
 
     def read(value: object, key: str) -> str:
-        if not isinstance(value, str) or value not in choices:
-            raise ConfigError(f"{key}: must be one of {listed}, got {shown_value(value)}")
-        return value
+        if isinstance(value, str) and value in choices:
+            return value
+        close = difflib.get_close_matches(value, choices, n=1) if isinstance(value, str) else []
+        hint = f" (did you mean {toml_literal(close[0])}?)" if close else ""
+        raise ConfigError(f"{key}: expected one of {listed}, got {shown_value(value)}{hint}")
 
     return read
 
@@ -393,12 +397,17 @@ class Section(Generic[T]):
         return tuple(parse_table(self.table, raw, f"{key}[{i}]") for i, raw in enumerate(value))
 
 
-def section(table: type[T]) -> Section[T]:
-    return Section(table)
+def section(table: type[Any], doc: str) -> Any:
+    """Declare a nested table (``[detection]``); left out, it holds its keys' defaults.
+
+    A declaration, like :func:`setting`: ``detection: DetectionConfig = section(...)``.
+    """
+    return setting(default_factory=table, read=Section(table), doc=doc)
 
 
-def tables(table: type[T]) -> Section[T]:
-    return Section(table, array=True)
+def tables(table: type[Any], doc: str) -> Any:
+    """Declare an array of tables (``[[sources]]``); left out, it is empty."""
+    return setting(default=(), read=Section(table, array=True), doc=doc)
 
 
 # --- a whole table -----------------------------------------------------------------------------

@@ -192,7 +192,7 @@ def test_default_config_path_follows_xdg_config_home(tmp_path, monkeypatch):
         ),
         (
             {"auto_approve": ["urgent"]},
-            'auto_approve[0]: must be one of "low", "medium", "high", "critical", got "urgent"',
+            'auto_approve[0]: expected one of "low", "medium", "high", "critical", got "urgent"',
         ),
         ({"auto_approve": "high"}, "auto_approve: must be a list"),
         ({"concurrency": 0}, "concurrency: must be at least 1"),

@@ -242,11 +242,12 @@ def parsed_and_loaded_alike(
     load: Callable[[Path], T],
     config: type,
     document: dict[str, Any],
-    path: Path,
+    folder: Path,
 ) -> T | None:
     """``parse(document)``, or None when it raised a ConfigError naming a key; anything else
-    it raises fails the test. The same document written to ``path`` as TOML loads to the same
-    config, or fails with the same message after the file's name."""
+    it raises fails the test. The same document written as a TOML file in ``folder`` loads
+    to the same config, or fails with the same message after the file's name."""
+    path = folder / "config.toml"
     parsed: T | None = None
     problem = None
     try:

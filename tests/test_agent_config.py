@@ -267,8 +267,9 @@ def test_an_empty_document_takes_every_declared_default() -> None:
 def test_any_document_or_its_file_gives_a_config_or_an_error_naming_a_key(
     tmp_path_factory, document
 ):
-    path = tmp_path_factory.mktemp("cfg") / "agent.toml"
-    config = parsed_and_loaded_alike(parse_config, load_config, AgentConfig, document, path)
+    config = parsed_and_loaded_alike(
+        parse_config, load_config, AgentConfig, document, tmp_path_factory.mktemp("cfg")
+    )
     if config is not None:  # what the daemon builds from a config works with any valid one
         assert all(s.paths or s.command or s.journald for s in config.sources)
         assert classify("Error: ledger mismatch", 1, config.detection) in SEVERITIES

@@ -142,11 +142,12 @@ def key_in(where: str, name: str) -> str:
 
 
 def _basic_string(text: str) -> str:
+    """``text`` as a TOML basic string; control characters (tab too) are escaped."""
     out = []
     for ch in text:
         if ch in '"\\':
             out.append("\\" + ch)
-        elif ord(ch) < 32 or ord(ch) == 127:
+        elif ch == "\t" or _CONTROL.match(ch):
             out.append(f"\\u{ord(ch):04x}")
         else:
             out.append(ch)

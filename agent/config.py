@@ -6,6 +6,7 @@ Every problem is reported as ``ConfigError`` whose message starts with the dotte
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shlex
@@ -66,11 +67,24 @@ class JournaldConfig:
 
 
 @dataclass(frozen=True)
+class OtlpConfig:
+    """Where an ``otlp`` source listens for OTLP/HTTP logs (``POST /v1/logs``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 4318
+
+    def describe(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"otlp {host}:{self.port}"
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     service: str
     paths: tuple[str, ...] = ()
     command: tuple[str, ...] = ()
     journald: JournaldConfig | None = None
+    otlp: OtlpConfig | None = None
     from_beginning: bool = False
     app_root: str | None = None
 
@@ -79,6 +93,9 @@ class SourceConfig:
         """How the source is named in messages and in the outbox (its health, its cursor)."""
         if self.journald is not None:
             return f"{self.service}: {self.journald.describe()}"
+        if self.otlp is not None:
+            # Its records name their own services.
+            return self.otlp.describe()
         return f"{self.service}: {', '.join(self.paths) or ' '.join(self.command)}"
 
 
@@ -230,13 +247,44 @@ def _journald(raw: Any, prefix: str) -> JournaldConfig:
     )
 
 
+# The service of an OTLP record that carries no ``service.name`` (OpenTelemetry's default).
+OTLP_DEFAULT_SERVICE = "unknown_service"
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+
+
+def _otlp(raw: Any, prefix: str) -> OtlpConfig:
+    """``otlp = "127.0.0.1:4318"`` (``[::1]:4318``, ``0.0.0.0:4318``, or a port alone)."""
+    key = f"{prefix}otlp"
+    text = _expect(raw, str, key, 'an address such as "127.0.0.1:4318"').strip()
+    host, port_text = "127.0.0.1", text
+    if text.startswith("["):
+        inside, bracket, rest = text[1:].partition("]")
+        if not bracket or not rest.startswith(":"):
+            raise ConfigError(f"{key}: {text!r} must look like [::1]:4318")
+        host, port_text = inside, rest[1:]
+    elif ":" in text:
+        host, _, port_text = text.rpartition(":")
+    if not port_text.isascii() or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ConfigError(f"{key}: port must be a number from 1 to 65535, got {port_text!r}")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if ":" in host or not _HOST_NAME.fullmatch(host):
+            raise ConfigError(f"{key}: {host!r} is not an IP address or host name") from None
+    return OtlpConfig(host=host, port=int(port_text))
+
+
 def _source(raw: Any, index: int) -> SourceConfig:
     prefix = f"sources[{index}]."
     _expect(raw, dict, f"sources[{index}]", "a table")
-    _unknown(raw, {"service", "paths", "command", "journald", "from_beginning", "app_root"}, prefix)
-    if "service" not in raw:
+    _unknown(
+        raw,
+        {"service", "paths", "command", "journald", "otlp", "from_beginning", "app_root"},
+        prefix,
+    )
+    if "service" not in raw and "otlp" not in raw:
         raise ConfigError(f"{prefix}service: missing (every source needs a service name)")
-    service = _expect(raw["service"], str, f"{prefix}service", "a string")
+    service = _expect(raw.get("service", OTLP_DEFAULT_SERVICE), str, f"{prefix}service", "a string")
     if not service.strip():
         raise ConfigError(f"{prefix}service: must not be empty")
     paths: tuple[str, ...] = ()
@@ -265,12 +313,17 @@ def _source(raw: Any, index: int) -> SourceConfig:
             raise ConfigError(f"{prefix}command: must not be empty")
         command = tuple(value)
     journald = _journald(raw["journald"], prefix) if "journald" in raw else None
-    kinds = [k for k, v in (("paths", paths), ("command", command), ("journald", journald)) if v]
+    otlp = _otlp(raw["otlp"], prefix) if "otlp" in raw else None
+    kinds = [
+        k
+        for k, v in (("paths", paths), ("command", command), ("journald", journald), ("otlp", otlp))
+        if v
+    ]
     if not kinds:
-        raise ConfigError(f"{prefix}paths: a source needs 'paths', 'command' or 'journald'")
+        raise ConfigError(f"{prefix}paths: a source needs 'paths', 'command', 'journald' or 'otlp'")
     if len(kinds) > 1:
         raise ConfigError(
-            f"{prefix}{kinds[1]}: a source has one of 'paths', 'command' or 'journald', "
+            f"{prefix}{kinds[1]}: a source has one of 'paths', 'command', 'journald' or 'otlp', "
             f"not {' and '.join(repr(k) for k in kinds)}"
         )
     from_beginning = _expect(
@@ -284,6 +337,7 @@ def _source(raw: Any, index: int) -> SourceConfig:
         paths=paths,
         command=command,
         journald=journald,
+        otlp=otlp,
         from_beginning=from_beginning,
         app_root=app_root,
     )

@@ -106,11 +106,7 @@ def with_seq(payload: str, seq: int) -> str:
 
 
 def _sources(config: AgentConfig) -> list[str]:
-    out = []
-    for src in config.sources:
-        what = ", ".join(src.paths) if src.paths else shlex.join(src.command)
-        out.append(f"{src.service}: {what}")
-    return out
+    return [src.label for src in config.sources]
 
 
 def _watch_stdin(gone: threading.Event) -> None:

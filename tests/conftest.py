@@ -62,6 +62,19 @@ def require_tool(name: str) -> str:
     pytest.skip(message)
 
 
+def require_module(name: str) -> Any:
+    """Import a Python package from the dev extra, or fail (CI) / skip (local) without it."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        message = f"Python package {name} is not installed; `make test` installs the dev extra"
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+
 def require_node_modules(*packages: str) -> Path:
     """The pinned npm packages (logging libraries, Claude CLI) installed by `make test`.
 

@@ -233,9 +233,11 @@ def _entry(record: dict[str, Any], where: str, service: str | None, host: str | 
 def decode_json(body: bytes) -> list[LogEntry]:
     """The log entries of an OTLP/JSON body; :class:`PayloadError` says what is wrong."""
     try:
-        request = json.loads(body)
-    except UnicodeDecodeError:
-        raise PayloadError("the body is not UTF-8 text") from None
+        text = body.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(f"the body is not UTF-8 text: {exc}") from None
+    try:
+        request = json.loads(text)
     except json.JSONDecodeError as exc:
         raise PayloadError(f"the body is not JSON: {exc}") from None
     except RecursionError:

@@ -39,9 +39,10 @@ def _load(path: str | None) -> ConsoleConfig:
 
 
 async def _check(config: ConsoleConfig) -> int:
-    from console.github import repo_from_remote_url, resolve_token
+    from console.fix.git import GitError
+    from console.fix.github import repo_from_remote_url, resolve_token
+    from console.fix.worktree import check_repo
     from console.link import ProbeError, probe
-    from console.worktree import GitError, check_repo
 
     failures = 0
 
@@ -115,7 +116,7 @@ async def _check_sandbox() -> tuple[bool, str]:
     for real on a scratch directory: without it every attempt fails at its test step."""
     import tempfile
 
-    from console.cage import CageUnavailable, cage_for, check_cage
+    from console.fix.sandbox.cage import CageUnavailable, cage_for, check_cage
 
     with tempfile.TemporaryDirectory(prefix="autofix-check-") as scratch:
         try:
@@ -246,8 +247,8 @@ def print_denials(denials: list[Denial]) -> None:
 
 def print_review_notice(attempt: AttemptRow, service: ServiceConfig | None) -> None:
     """What a reviewer must know before the diff goes anywhere: tests, sensitive paths."""
+    from console.fix.paths import touched_sensitive
     from console.widgets.diff_view import parse_stat
-    from console.worktree import touched_sensitive
 
     stats = parse_stat(attempt.diff_stat)
     sensitive = touched_sensitive(stats, service.sensitive_paths) if service else []

@@ -24,41 +24,31 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from agent.wire import ErrorEvent, Hello
-from console.cage import CageUnavailable, cage_env, cage_for
-from console.childenv import child_env
-from console.claude import ClaudeOutcome, StreamEvent, run_claude
 from console.config import ConsoleConfig, ServiceConfig
-from console.github import (
-    GitHubError,
-    open_pull_request,
-    pr_body,
-    pr_title,
-    repo_from_remote_url,
-    resolve_token,
-)
-from console.link import LinkManager, LinkProblem, LinkStatus
-from console.models import AttemptRow, Denial, ErrorRow, State
-from console.prompt import build_prompt
-from console.store import Store
-from console.testrun import TestResult, TestRunError, run_tests
-from console.worktree import (
-    GitError,
-    NothingToCommitError,
+from console.fix.claude import ClaudeOutcome, StreamEvent, run_claude
+from console.fix.git import GitError
+from console.fix.github import GitHubError
+from console.fix.paths import touched_sensitive
+from console.fix.prompt import build_prompt
+from console.fix.publish import publish_attempt
+from console.fix.sandbox.cage import CageUnavailable, cage_env, cage_for
+from console.fix.sandbox.childenv import child_env
+from console.fix.testrun import TestResult, TestRunError, run_tests
+from console.fix.worktree import (
     TestWrites,
     Worktree,
-    commit_all,
     create_worktree,
     diff,
     open_worktree,
-    push,
-    remote_url,
     remove_worktree,
     snapshot_files,
     snapshot_main,
-    touched_sensitive,
     undo_test_writes,
     verify_main_untouched,
 )
+from console.link import LinkManager, LinkProblem, LinkStatus
+from console.models import AttemptRow, Denial, ErrorRow, State
+from console.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -824,41 +814,16 @@ class Engine:
             base_branch=service.base_branch,
             remote=service.remote,
         )
-        title = pr_title(error.error_type, error.message)
-        message = (
-            f"{title}\n\nAutomated fix for {service.name} error {error.fingerprint} "
-            f"({error.count} occurrence(s), first seen {error.first_seen})."
-        )
-        with contextlib.suppress(NothingToCommitError):
-            await commit_all(wt, message)
-        await push(wt, service.remote, wt.branch, force=True)
-        token = resolve_token(self.config.github.token)
-        url = await remote_url(service.repo, service.remote)
-        repo_name = service.github_repo or (repo_from_remote_url(url) if url else None)
-        if token is None or repo_name is None:
-            missing = "a GitHub token" if token is None else "a GitHub repository for the remote"
-            return (
-                None,
-                None,
-                f"pushed branch {wt.branch} to {service.remote} ({url}); no pull request "
-                f"opened because {missing} is not configured",
-            )
         tests = await self.store.test_results(attempt.id)
         last_test = tests[-1] if tests else None
         change = await diff(wt)
-        body = pr_body(
-            error_type=error.error_type,
-            message=error.message,
-            severity=error.severity,
-            count=error.count,
-            hosts=sorted(error.hosts),
-            first_seen=error.first_seen,
-            last_seen=error.last_seen,
-            route=error.route,
-            service=service.name,
-            fingerprint=error.fingerprint,
+        published = await publish_attempt(
+            wt,
+            error,
+            service,
+            self.config.github,
             summary=attempt.claude_summary or "",
-            test=(
+            last_test=(
                 TestResult(
                     exit_code=last_test.exit_code,
                     passed=last_test.exit_code == 0,
@@ -871,22 +836,11 @@ class Engine:
             ),
             stat=change.stat,
         )
-        pr = await open_pull_request(
-            api_url=self.config.github.api_url,
-            token=token,
-            repo_full_name=repo_name,
-            head_branch=wt.branch,
-            base_branch=service.base_branch,
-            title=title,
-            body=body,
-            draft=self.config.github.draft,
-            labels=self.config.github.labels,
-        )
-        await self.store.record_pr(attempt.id, wt.branch, pr.url, pr.number)
-        for warning in pr.warnings:
+        if published.url is not None and published.number is not None:
+            await self.store.record_pr(attempt.id, wt.branch, published.url, published.number)
+        for warning in published.warnings:
             self.notify("warning", warning, error_id=error.id, attempt_id=attempt.id)
-        verb = "opened" if pr.created else "found existing"
-        return pr.url, pr.number, f"{verb} pull request #{pr.number}: {pr.url}"
+        return published.url, published.number, published.note
 
 
 def _child_env() -> dict[str, str]:

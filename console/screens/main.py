@@ -17,7 +17,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Input
 
-from console.claude import StreamEvent as ClaudeEvent
+from console.fix.claude import StreamEvent as ClaudeEvent
 from console.models import AttemptRow, ErrorRow
 from console.screens.pending import Drained
 from console.widgets.claude_log import MAX_LINES, ClaudeLog, parse_transcript

@@ -63,8 +63,9 @@ from console.engine import (
     ErrorChanged,
     TelegramChanged,
 )
+from console.fix.paths import touched_sensitive
+from console.fix.prompt import sanitize, sanitize_line
 from console.models import STATE_LABELS, DecisionRow, State
-from console.prompt import sanitize, sanitize_line
 from console.telegram import dashboard, render
 from console.telegram.callbacks import Action, Callback, CallbackSigner, ForgedCallback
 from console.telegram.delivery import Delivery
@@ -80,7 +81,6 @@ from console.telegram.token import (
     keep_token_out_of_logs,
     resolve_bot_token,
 )
-from console.worktree import touched_sensitive
 
 log = logging.getLogger(__name__)
 

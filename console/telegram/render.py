@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC
 
+from console.fix.diffstat import FileStat
 from console.models import (
     STATE_LABELS,
     AttemptRow,
@@ -22,7 +23,6 @@ from console.models import (
     parse_time,
 )
 from console.telegram.limits import Part, escape, fit, markup
-from console.worktree import FileStat
 
 SEVERITY_ICONS = {"critical": "🔴", "high": "🟠", "medium": "🟡", "low": "⚪"}
 DECISION_LABELS = {

@@ -18,8 +18,9 @@ from textual.widget import Widget
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from console.fix.diffstat import FileStat
+from console.fix.paths import touched_sensitive
 from console.models import AttemptRow
-from console.worktree import FileStat, touched_sensitive
 
 MAX_DIFF_LINES = 5000
 

@@ -261,6 +261,10 @@ class ErrorsTable(DataTable[Any]):
         self._announce()
 
     def _resort(self) -> None:
+        # A key press moves the cursor at once but announces the new row by a message that
+        # may still be queued behind this repaint: take the selection from the cursor first,
+        # or the re-sort would put the cursor back on the old error and lose the press.
+        self._sync_selection()
         mode = SORTS[self._sort]
         rows = self._rows
         self.sort("sev", key=lambda cell: mode.key(rows[cell.error_id]), reverse=mode.reverse)
@@ -268,6 +272,12 @@ class ErrorsTable(DataTable[Any]):
             index = self.get_row_index(str(self._selected))
             if index != self.cursor_row:
                 self.move_cursor(row=index, animate=False)
+
+    def _sync_selection(self) -> None:
+        error = self._error_at_cursor()
+        if error is not None and error.id != self._selected:
+            self._selected = error.id
+            self.post_message(self.Selected(error))
 
     def _announce(self) -> None:
         error = self._error_at_cursor()

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import socket
+import subprocess
 import threading
 import time
 import zlib
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from agent.wire import ErrorEvent
-from tests.agent_process import read_stream, wait_for
+from tests.agent_process import AGENT, read_stream, wait_for
 from tests.conftest import require_module
 
 
@@ -379,11 +380,25 @@ def test_malformed_and_oversized_requests_are_refused_with_the_right_status_and_
     assert _raw(port, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n").startswith(
         b"HTTP/1.1 400 "
     )
+    # A client that waits for "100 Continue" before it sends the body (curl does).
+    body = _json_request(_stack_record("sent after continue", "patient"))
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Expect: 100-continue\r\nConnection: close\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        )
+        assert sock.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"\r\n\r\n{}")
     # Still serving, and what was refused left nothing behind.
     status, said = _post(port, _json_request(_stack_record("after the storm", "storm")))
     assert (status, said) == (200, "{}")
-    errors = _errors(config, want=1)
-    assert list(errors) == ["after the storm"]
+    errors = _errors(config, want=2)
+    assert sorted(errors) == ["after the storm", "sent after continue"]
     assert agent.alive()
     assert "refused a request from 127.0.0.1" in agent.said()
 
@@ -500,7 +515,18 @@ def test_protobuf_without_the_otlp_extra_is_refused_with_415_naming_the_extra(
         "            raise ImportError(name)\n"
         "sys.meta_path.insert(0, _Hide())\n"
     )
-    config, port, _ = otlp_agent(env={"PYTHONPATH": f"{hide}{os.pathsep}{Path.cwd()}"})
+    env = {"PYTHONPATH": f"{hide}{os.pathsep}{Path.cwd()}"}
+    config, port, _ = otlp_agent(env=env)
+    check = subprocess.run(
+        [*AGENT, "check", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+    )
+    assert (
+        f"ok   sources[0] otlp 127.0.0.1:{port}: in use (by the running agent?); " in check.stdout
+    )
+    assert "accepts JSON only (install levautofix[otlp] for protobuf)" in check.stdout
     require_module("opentelemetry.proto")
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
     from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs

@@ -215,6 +215,32 @@ def test_a_retried_batch_counts_once_whatever_its_encoding_and_a_different_one_c
     assert _groups(daemon) == {"flaky": 3}
 
 
+def test_a_batch_the_outbox_cannot_commit_is_answered_503_and_its_retry_is_counted_once(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    record = {"severityNumber": 17, "body": {"stringValue": "Error: locked out"}}
+    body = _request(record)
+    daemon.outbox._conn.execute("PRAGMA busy_timeout = 200")
+    other = sqlite3.connect(tmp_path / "state" / "agent.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the database
+    try:
+        request = Request(
+            "POST", "/v1/logs", "HTTP/1.1", {"content-type": "application/json"}, body
+        )
+        response = asyncio.run(daemon.intakes[0].handle(request))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert (response.status, response.headers.get("Retry-After")) == (503, "5")
+    assert (
+        json.loads(response.body)["message"] == "the agent could not store the records; retry later"
+    )
+    assert _groups(daemon) == {}
+    assert _post(daemon, body) == (200, b"{}")
+    assert _post(daemon, body) == (200, b"{}")
+    assert _groups(daemon) == {"locked out": 1}
+
+
 def test_an_older_database_gains_the_host_column_and_keeps_its_groups(tmp_path: Path) -> None:
     db = tmp_path / "agent.db"
     old = sqlite3.connect(db)

@@ -26,6 +26,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agent.guard import Skipped
 from agent.otlp.http import MAX_HEAD_BYTES, HttpError, Request, Response, read_request
 from agent.otlp.payload import (
     PROTOBUF_MISSING,
@@ -42,7 +43,7 @@ from agent.otlp.records import Found, RecordReader
 LOGS_PATH = "/v1/logs"
 MAX_BODY_BYTES = 8 << 20
 MAX_DECODED_BYTES = 16 << 20
-MAX_CONNECTIONS = 64
+MAX_CONNECTIONS = 32
 # A kept-alive connection may wait this long between requests, a body this long to arrive.
 IDLE_SECONDS = 120.0
 BODY_SECONDS = 30.0
@@ -146,6 +147,9 @@ class OtlpIntake:
         self._max_body = max_body_bytes
         self._max_decoded = max_decoded_bytes
         self._connections = 0
+        # One batch is decoded and stored at a time: memory stays bounded by one body's
+        # worth of objects, and the outbox has one writer anyway.
+        self._one_at_a_time = asyncio.Semaphore(1)
 
     async def serve(self, on_listening: Callable[[str], None] | None = None) -> None:
         """Listen and serve until cancelled; a bind failure raises (the daemon restarts it)."""
@@ -237,21 +241,8 @@ class OtlpIntake:
                 request.body, request.headers.get("content-encoding", ""), self._max_decoded
             )
             receipt = hashlib.sha256(kind.encode() + b"\0" + body).hexdigest()
-            try:
-                found = await asyncio.to_thread(self._read, kind, body)
-            except ProtobufUnavailable:
-                raise HttpError(415, PROTOBUF_MISSING) from None
-            except PayloadError as exc:
-                raise HttpError(400, str(exc)[:1000]) from None
-            try:
-                delivery = self._store(receipt, found)
-            except Exception as exc:
-                self._report(
-                    "store",
-                    f"could not store a batch from {peer} ({exc}); "
-                    "it was refused with 503 so the sender retries",
-                )
-                raise HttpError(503, "the agent could not store the records; retry later") from None
+            async with self._one_at_a_time:
+                delivery = await self._take(kind, body, receipt, peer)
         except HttpError as exc:
             self._refused(peer, exc)
             return self._error(exc, kind)
@@ -271,18 +262,36 @@ class OtlpIntake:
             )
         return self._success(kind, delivery)
 
-    def _read(self, kind: str, body: bytes) -> list[Found]:
-        entries: list[LogEntry] = decode_json(body) if kind == "json" else decode_protobuf(body)
-        reader = RecordReader(self._max_line_bytes)
-        found = reader.found(entries)
-        skipped = reader.assembler.take_skipped()
+    async def _take(self, kind: str, body: bytes, receipt: str, peer: str) -> Delivery:
+        """Decode and parse in a worker thread, then store on the loop."""
+        try:
+            found, skipped = await asyncio.to_thread(self._read, kind, body)
+        except ProtobufUnavailable:
+            raise HttpError(415, PROTOBUF_MISSING) from None
+        except PayloadError as exc:
+            raise HttpError(400, str(exc)[:1000]) from None
         if skipped:
             self._report(
                 "unreadable",
-                f"skipped {len(skipped)} line(s) of a batch the parser failed on: "
-                f"{skipped[-1].reason}",
+                f"skipped {len(skipped)} line(s) of a batch from {peer} that the parser "
+                f"failed on: {skipped[-1].reason}",
             )
-        return found
+        try:
+            return self._store(receipt, found)
+        except Exception as exc:
+            self._report(
+                "store",
+                f"could not store a batch from {peer} ({exc}); "
+                "it was refused with 503 so the sender retries",
+            )
+            raise HttpError(503, "the agent could not store the records; retry later") from None
+
+    def _read(self, kind: str, body: bytes) -> tuple[list[Found], list[Skipped]]:
+        """The error records of a body and the lines the parser skipped (worker thread)."""
+        entries: list[LogEntry] = decode_json(body) if kind == "json" else decode_protobuf(body)
+        reader = RecordReader(self._max_line_bytes)
+        found = reader.found(entries)
+        return found, reader.assembler.take_skipped()
 
     def _refused(self, peer: str, exc: HttpError) -> None:
         self._report(

@@ -427,7 +427,15 @@ def parse_config(data: dict[str, Any]) -> AgentConfig:
     _expect(raw_sources, list, "sources", "an array of tables ([[sources]])")
     sources = tuple(_source(raw, i) for i, raw in enumerate(raw_sources))
     file_services: set[str] = set()
+    listening: set[OtlpConfig] = set()
     for i, src in enumerate(sources):
+        if src.otlp is not None:
+            if src.otlp in listening:
+                raise ConfigError(
+                    f"sources[{i}].otlp: another otlp source already listens on "
+                    f"{src.otlp.describe().removeprefix('otlp ')}"
+                )
+            listening.add(src.otlp)
         if src.paths and src.service in file_services:
             raise ConfigError(
                 f"sources[{i}].service: another file source already uses {src.service!r}; "

@@ -135,8 +135,6 @@ class OtlpIntake:
         store: Store,
         report: Report,
         max_line_bytes: int,
-        max_body_bytes: int = MAX_BODY_BYTES,
-        max_decoded_bytes: int = MAX_DECODED_BYTES,
     ) -> None:
         self.host = host
         self.port = port
@@ -144,8 +142,6 @@ class OtlpIntake:
         self._store = store
         self._report = report
         self._max_line_bytes = max_line_bytes
-        self._max_body = max_body_bytes
-        self._max_decoded = max_decoded_bytes
         self._connections = 0
         # One batch is decoded and stored at a time: memory stays bounded by one body's
         # worth of objects, and the outbox has one writer anyway.
@@ -200,7 +196,7 @@ class OtlpIntake:
                 request = await read_request(
                     reader,
                     writer,
-                    max_body=self._max_body,
+                    max_body=MAX_BODY_BYTES,
                     head_timeout=IDLE_SECONDS,
                     body_timeout=BODY_SECONDS,
                 )
@@ -237,9 +233,7 @@ class OtlpIntake:
                     f"Content-Type {request.headers.get('content-type', '')[:80]!r} is not "
                     f"supported: send {JSON_TYPE} or application/x-protobuf",
                 )
-            body = decoded_body(
-                request.body, request.headers.get("content-encoding", ""), self._max_decoded
-            )
+            body = decoded_body(request.body, request.headers.get("content-encoding", ""))
             receipt = hashlib.sha256(kind.encode() + b"\0" + body).hexdigest()
             async with self._one_at_a_time:
                 delivery = await self._take(kind, body, receipt, peer)

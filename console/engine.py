@@ -586,11 +586,7 @@ class Engine:
             return
         result, written = ran
         change = await diff(wt)
-        stat = "\n".join(
-            f"{s.path} +{s.added} -{s.removed}" + (" (binary)" if s.binary else "")
-            for s in change.stat
-        )
-        await self.store.update_attempt(attempt_id, diff=change.text, diff_stat=stat)
+        await self.store.update_attempt(attempt_id, diff=change.text, diff_stat=change.stat)
         if not change.files:
             await self._fail(attempt_id, "Claude Code finished without changing any file")
             return
@@ -816,7 +812,6 @@ class Engine:
         )
         tests = await self.store.test_results(attempt.id)
         last_test = tests[-1] if tests else None
-        change = await diff(wt)
         published = await publish_attempt(
             wt,
             error,
@@ -834,7 +829,7 @@ class Engine:
                 if last_test
                 else None
             ),
-            stat=change.stat,
+            stat=attempt.diff_stat,
         )
         if published.url is not None and published.number is not None:
             await self.store.record_pr(attempt.id, wt.branch, published.url, published.number)

@@ -14,6 +14,7 @@ from collections.abc import Collection
 from typing import Any
 
 from agent.wire import iso
+from console.fix.diffstat import decode_stat, encode_stat
 from console.models import (
     AttemptRow,
     DecisionRow,
@@ -212,6 +213,7 @@ def error_row(row: sqlite3.Row, hosts: dict[str, int]) -> ErrorRow:
 def attempt_row(row: sqlite3.Row) -> AttemptRow:
     values = dict(zip(row.keys(), tuple(row), strict=True))
     values["state"] = State(values["state"])
+    values["diff_stat"] = decode_stat(values["diff_stat"])
     return AttemptRow(**values)
 
 
@@ -235,13 +237,17 @@ def decision_row(row: sqlite3.Row) -> DecisionRow:
     return DecisionRow(**values)
 
 
-def check_fields(fields: dict[str, Any]) -> None:
+def attempt_columns(fields: dict[str, Any]) -> dict[str, Any]:
+    """Attempt fields a caller gave, checked and as column values (a diff stat as JSON)."""
     unknown = sorted(set(fields) - ATTEMPT_FIELDS)
     if unknown:
         raise ValueError(
             f"unknown attempt field(s) {', '.join(unknown)}; "
             f"settable: {', '.join(sorted(ATTEMPT_FIELDS))}"
         )
+    if "diff_stat" in fields:
+        return {**fields, "diff_stat": encode_stat(fields["diff_stat"])}
+    return fields
 
 
 def states_of(states: State | Collection[State] | None) -> list[str] | None:

@@ -454,8 +454,7 @@ class TelegramBot:
             return
         tests = await store.test_results(attempt_id)
         service = self._engine.config.service(error.service)
-        stats = render.parse_stat(attempt.diff_stat)
-        sensitive = touched_sensitive(stats, service.sensitive_paths) if service else []
+        sensitive = touched_sensitive(attempt.diff_stat, service.sensitive_paths) if service else []
         decision = None
         if attempt.state is not State.REVIEW and cards:
             decision = await self._answer_to(

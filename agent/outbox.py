@@ -21,6 +21,7 @@ from pathlib import Path
 from agent.classify import classify, error_text, meets
 from agent.config import AgentConfig, DetectionConfig
 from agent.occurrence import Occurrence
+from agent.record import in_app_flags
 from agent.sanitize import dumps, safe_text
 from agent.tail import Position
 from agent.wire import ErrorEvent, encode_unsequenced, iso
@@ -53,6 +54,7 @@ CREATE TABLE IF NOT EXISTS groups (
     last_arrival REAL NOT NULL,
     relayed INTEGER NOT NULL DEFAULT 0,
     severity TEXT NOT NULL DEFAULT 'low',
+    in_app TEXT,
     host TEXT,
     PRIMARY KEY (service, fingerprint)
 );
@@ -80,19 +82,20 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
-# Columns added after a table was first shipped: a database from an older agent gets them
-# on open (an older agent reading a newer database ignores them).
-_ADDED_COLUMNS = (("groups", "host", "TEXT"),)
 # How long the digest of a received OTLP batch is kept to recognise a retried copy:
 # shippers give up retrying within minutes.
 RECEIPT_SECONDS = 86400.0
+# Columns added since a database was first created, with their types.
+_ADDED_COLUMNS = (("in_app", "TEXT"), ("host", "TEXT"))
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
-    for table, column, kind in _ADDED_COLUMNS:
-        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-        if column not in have:
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    """Columns added since a database was created: nullable, so an older agent can still
+    read and write the file."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(groups)")}
+    for column, kind in _ADDED_COLUMNS:
+        if column not in columns:
+            conn.execute(f"ALTER TABLE groups ADD COLUMN {column} {kind}")
 
 
 @dataclass(frozen=True)
@@ -281,13 +284,15 @@ class Outbox:
         conn.execute(
             """
             INSERT INTO groups (service, fingerprint, error_type, message, stack, route,
-                count, pending, first_seen, last_seen, pending_since, last_arrival, host)
-            VALUES (?, ?, ?, ?, ?, ?, 1, 1, ?, ?, ?, ?, ?)
+                count, pending, first_seen, last_seen, pending_since, last_arrival, in_app,
+                host)
+            VALUES (?, ?, ?, ?, ?, ?, 1, 1, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (service, fingerprint) DO UPDATE SET
                 count = count + 1,
                 pending = pending + 1,
                 message = excluded.message,
                 stack = excluded.stack,
+                in_app = excluded.in_app,
                 route = COALESCE(excluded.route, route),
                 first_seen = MIN(first_seen, excluded.first_seen),
                 last_seen = MAX(last_seen, excluded.last_seen),
@@ -306,6 +311,7 @@ class Outbox:
                 seen,
                 arrival,
                 arrival,
+                dumps(in_app_flags(rec.stack, rec.frames)),
                 occ.host,
             ),
         )
@@ -365,14 +371,14 @@ class Outbox:
         with self._tx() as conn:
             rows = conn.execute(
                 f"""SELECT service, fingerprint, error_type, message, stack, route, count,
-                           first_seen, last_seen, relayed, host
+                           first_seen, last_seen, relayed, in_app, host
                     FROM groups WHERE {self._due_clause()}
                     ORDER BY last_arrival""",
                 params,
             ).fetchall()
             for row in rows:
                 service, fp, etype, message, stack_json, route, count, first, last = row[:9]
-                relayed, sender = row[9], row[10]
+                relayed, in_app, sender = row[9], row[10], row[11]
                 # A group that came over OTLP names the host its latest occurrence came from.
                 host = sender or self.host
                 stack = json.loads(stack_json)
@@ -392,6 +398,7 @@ class Outbox:
                         route=route,
                         first_seen=first,
                         last_seen=last,
+                        in_app=json.loads(in_app) if in_app else [],
                     )
                     cur = conn.execute(
                         "INSERT INTO events (created, payload) VALUES (?, ?)",

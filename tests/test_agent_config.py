@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tomllib
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent.classify import classify
 from agent.config import AgentConfig, ConfigError, JournaldConfig, load_config, parse_config
 from agent.configschema import (
     ReferenceRow,
@@ -23,6 +25,8 @@ from agent.configschema import (
     tables,
     text,
 )
+from agent.redact import Redactor
+from agent.wire import SEVERITIES
 from tests.config_documents import any_documents, parsed_and_loaded_alike
 
 GOOD = """
@@ -182,7 +186,21 @@ def test_bad_values_name_the_key(data: dict, problem: str) -> None:
             {"detection": {"high_count": True}},
             "detection.high_count: must be an integer, got boolean true",
         ),
+        (
+            {"retention": {"max_events": 2**63}},
+            "retention.max_events: must be at most 9223372036854775807, got 9223372036854775808",
+        ),
         ({"host": ""}, "host: must not be empty"),
+        (
+            {"stream": {"\x1b[2J\x9b": 1}},
+            'stream."\\u001b[2J\\u009b": unknown key (expected one of heartbeat_seconds)',
+        ),
+        (
+            {"detection": {"extra_critical_patterns": ["(?i)ledger"]}},
+            "detection.extra_critical_patterns[0]: a global flag such as (?i) cannot be used "
+            "here, where the patterns are joined into one expression; scope it to a group, "
+            "e.g. (?i:...)",
+        ),
         (
             {"sources": [{"service": "A", "paths": {"glob": "/x"}}]},
             'sources[0].paths: must be a list of glob patterns, got table { glob = "/x" }',
@@ -255,9 +273,14 @@ def test_an_empty_document_takes_every_declared_default() -> None:
 def test_any_document_or_its_file_gives_a_config_or_an_error_naming_a_key(
     tmp_path_factory, document
 ):
-    path = tmp_path_factory.mktemp("cfg") / "agent.toml"
-    config = parsed_and_loaded_alike(parse_config, load_config, AgentConfig, document, path)
-    assert config is None or all(s.paths or s.command or s.journald for s in config.sources)
+    config = parsed_and_loaded_alike(
+        parse_config, load_config, AgentConfig, document, tmp_path_factory.mktemp("cfg")
+    )
+    if config is not None:  # what the daemon builds from a config works with any valid one
+        assert all(s.paths or s.command or s.journald for s in config.sources)
+        assert classify("Error: ledger mismatch", 1, config.detection) in SEVERITIES
+        redactor = Redactor(config.redaction.extra_patterns)
+        assert isinstance(redactor.redact("password=hunter2hunter2"), str)
 
 
 def test_check_exits_2_and_names_the_key_for_a_bad_config(tmp_path: Path) -> None:
@@ -310,7 +333,8 @@ def test_any_file_content_gives_a_config_or_an_error_naming_the_file(tmp_path_fa
     try:
         load_config(path)
     except ConfigError as exc:
-        assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc), str(exc)
+        assert str(exc).startswith(f"{path}: "), str(exc)
+        assert not re.search(r"[\x00-\x1f\x7f-\x9f]", str(exc)), str(exc)
 
 
 @config_table

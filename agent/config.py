@@ -230,14 +230,15 @@ class DetectionConfig:
     )
     critical_patterns: tuple[str, ...] = setting(
         default=DEFAULT_CRITICAL_PATTERNS,
-        read=many(regex(), "regular expressions"),
+        read=many(regex(alternative=True), "regular expressions"),
         shown="Mongo errors, ECONNREFUSED, JWT errors, database down, out of memory / heap limit",
-        doc="regexes (case-insensitive) that make an error critical; replaces the defaults",
+        doc="regexes (case-insensitive) that make an error critical, joined into one "
+        "expression (so a flag must be scoped, `(?s:...)`); replaces the defaults",
     )
     extra_critical_patterns: tuple[str, ...] = setting(
         default=(),
-        read=many(regex(), "regular expressions"),
-        doc="regexes added to `critical_patterns`",
+        read=many(regex(alternative=True), "regular expressions"),
+        doc="regexes added to `critical_patterns`, under the same rules",
     )
     high_count: int = setting(
         default=10, read=integer(minimum=1), doc="occurrence count that makes an error high"

@@ -246,14 +246,20 @@ def boolean() -> Reader[bool]:
     return read
 
 
-def integer(*, minimum: int | None = None, maximum: int | None = None) -> Reader[int]:
+#: TOML integers are 64-bit signed; Python's TOML reader returns bigger ones without a word.
+_INT64 = 2**63
+
+
+def integer(*, minimum: int = -_INT64, maximum: int = _INT64 - 1) -> Reader[int]:
+    """An integer (not a boolean, not a float) from ``minimum`` to ``maximum``."""
+
     def read(value: object, key: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise wrong(key, "an integer", value)
-        if minimum is not None and value < minimum:
-            raise ConfigError(f"{key}: must be at least {minimum}, got {value}")
-        if maximum is not None and value > maximum:
-            raise ConfigError(f"{key}: must be at most {maximum}, got {value}")
+        if value < minimum:
+            raise ConfigError(f"{key}: must be at least {minimum}, got {shown_value(value)}")
+        if value > maximum:
+            raise ConfigError(f"{key}: must be at most {maximum}, got {shown_value(value)}")
         return value
 
     return read
@@ -274,7 +280,7 @@ def number(*, minimum: float | None = None, positive: bool = False) -> Reader[fl
         if not math.isfinite(result):
             raise ConfigError(f"{key}: must be a finite number, got {shown_value(value)}")
         if minimum is not None and result < minimum:
-            raise ConfigError(f"{key}: must be at least {minimum}, got {value}")
+            raise ConfigError(f"{key}: must be at least {minimum}, got {shown_value(value)}")
         return result
 
     return read
@@ -299,17 +305,39 @@ def path() -> Reader[Path]:
     return then(text(), lambda raw: Path(os.path.expanduser(raw)))
 
 
-def _compiled(pattern: str) -> str:
+def _compiles(pattern: str) -> str | None:
+    """Why ``pattern`` does not compile, or None when it does."""
     try:
         re.compile(pattern)
     except (re.error, RecursionError, OverflowError, ValueError) as exc:
-        raise Invalid(f"not a valid regular expression: {exc}") from None
+        return str(exc)
+    return None
+
+
+def _regex(pattern: str) -> str:
+    problem = _compiles(pattern)
+    if problem:
+        raise Invalid(f"not a valid regular expression: {problem}")
     return pattern
 
 
-def regex() -> Reader[str]:
-    """A regular expression (Python ``re`` syntax), kept as its source text."""
-    return then(text(), _compiled)
+def _alternative(pattern: str) -> str:
+    _regex(pattern)
+    if _compiles(f"(?:{pattern})"):
+        raise Invalid(
+            "a global flag such as (?i) cannot be used here, where the patterns are joined "
+            "into one expression; scope it to a group, e.g. (?i:...)"
+        )
+    return pattern
+
+
+def regex(*, alternative: bool = False) -> Reader[str]:
+    """A regular expression (Python ``re`` syntax), kept as its source text.
+
+    ``alternative``: it must also work as one alternative of a larger expression (as
+    ``(?:pattern)``), which refuses global flags such as a leading ``(?i)``.
+    """
+    return then(text(), _alternative if alternative else _regex)
 
 
 def env_name_problem(name: str) -> str | None:

@@ -41,6 +41,7 @@ PLAUSIBLE = st.sampled_from(
         "Write(./**)",
         "Glob(src/**)",
         "(",
+        "(?i)ledger",
         "a{99999999999}",
         "(" * 300 + ")" * 300,
         "_SYSTEMD_UNIT=billing.service",

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent.classify import classify
 from agent.config import AgentConfig, ConfigError, JournaldConfig, load_config, parse_config
 from agent.configschema import (
     ReferenceRow,
@@ -23,6 +24,8 @@ from agent.configschema import (
     tables,
     text,
 )
+from agent.redact import Redactor
+from agent.wire import SEVERITIES
 from tests.config_documents import any_documents, parsed_and_loaded_alike
 
 GOOD = """
@@ -182,7 +185,17 @@ def test_bad_values_name_the_key(data: dict, problem: str) -> None:
             {"detection": {"high_count": True}},
             "detection.high_count: must be an integer, got boolean true",
         ),
+        (
+            {"retention": {"max_events": 2**63}},
+            "retention.max_events: must be at most 9223372036854775807, got 9223372036854775808",
+        ),
         ({"host": ""}, "host: must not be empty"),
+        (
+            {"detection": {"extra_critical_patterns": ["(?i)ledger"]}},
+            "detection.extra_critical_patterns[0]: a global flag such as (?i) cannot be used "
+            "here, where the patterns are joined into one expression; scope it to a group, "
+            "e.g. (?i:...)",
+        ),
         (
             {"sources": [{"service": "A", "paths": {"glob": "/x"}}]},
             'sources[0].paths: must be a list of glob patterns, got table { glob = "/x" }',
@@ -256,7 +269,11 @@ def test_any_document_or_its_file_gives_a_config_or_an_error_naming_a_key(
 ):
     path = tmp_path_factory.mktemp("cfg") / "agent.toml"
     config = parsed_and_loaded_alike(parse_config, load_config, AgentConfig, document, path)
-    assert config is None or all(s.paths or s.command or s.journald for s in config.sources)
+    if config is not None:  # what the daemon builds from a config works with any valid one
+        assert all(s.paths or s.command or s.journald for s in config.sources)
+        assert classify("Error: ledger mismatch", 1, config.detection) in SEVERITIES
+        redactor = Redactor(config.redaction.extra_patterns)
+        assert isinstance(redactor.redact("password=hunter2hunter2"), str)
 
 
 def test_check_exits_2_and_names_the_key_for_a_bad_config(tmp_path: Path) -> None:

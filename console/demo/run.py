@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import shutil
-import signal
 import sys
 from pathlib import Path
 
-from console.cli import EventPrinter
 from console.demo.processes import DemoProcesses
 from console.demo.workspace import WorkspaceError, load, prepare
-from console.session import running
+from console.headless import serve
 
 
 async def run_demo(
     root: Path, *, fresh: bool = False, headless: bool = False, settle_seconds: float = 5.0
 ) -> int:
     """Run the demo until the console quits (``q``) or Ctrl+C; always stop what it started."""
-    from console.engine import Engine
-
     node = shutil.which("node")
     if node is None:
         print("autofix demo: node is not installed; the demo's service is Node.js", file=sys.stderr)
@@ -41,10 +35,11 @@ async def run_demo(
     await procs.start()
     try:
         if headless:
-            engine = await Engine.open(config)
-            engine.subscribe(EventPrinter())
-            async with running(config, engine=engine):
-                await _wait_for_ctrl_c(ws.root, procs)
+            banner = (
+                f"autofix demo: service on http://127.0.0.1:{procs.port}, workspace {ws.root}; "
+                "Ctrl+C stops"
+            )
+            await serve(config, banner=banner)
         else:
             from console.app import run_console
 
@@ -54,16 +49,3 @@ async def run_demo(
         await procs.stop()
     print(f"autofix demo: stopped; the workspace stays in {ws.root} (--fresh starts over)")
     return 0
-
-
-async def _wait_for_ctrl_c(root: Path, procs: DemoProcesses) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    print(
-        f"autofix demo: service on http://127.0.0.1:{procs.port}, workspace {root}; Ctrl+C stops",
-        flush=True,
-    )
-    await stop.wait()

@@ -1,4 +1,4 @@
-"""The console's SQLite database: relayed errors, fix attempts and every decision taken.
+"""The console's SQLite database (the Store API): relayed errors, fix attempts, decisions.
 
 Why it is shaped this way:
 
@@ -8,11 +8,8 @@ Why it is shaped this way:
   same moment produce exactly one action.
 - Transactions run as a task shielded from cancellation, so a cancelled caller never leaves
   a half-written transaction or an open one on the shared connection.
-- Ingest is the hot path. It is idempotent on (host, instance, seq) so the relay can resend
-  after a reconnect, it does a fixed number of statements per batch (``executemany``) and
-  works per distinct fingerprint rather than per event.
-- The agent sends running totals per host; the store keeps each host's latest total and the
-  error's count is their sum, so replays and several hosts never double count.
+- Ingest, the hot path, lives in :mod:`console.store.ingest`; it runs inside the same
+  write transaction plumbing as every other change.
 - ``synchronous=NORMAL`` under WAL can lose the last commits on power loss but never corrupts
   the file; the relay resumes from :meth:`Store.last_seq` and the agent still holds those
   events, so nothing is lost for good.
@@ -21,18 +18,14 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import asyncio
-import gc
-import json
 import sqlite3
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
-from datetime import UTC, datetime
-from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
 
-from agent.wire import SEVERITIES, ErrorEvent
+from agent.wire import ErrorEvent
 from console.models import (
     FINISHED_STATES,
     RUNNING_STATES,
@@ -48,407 +41,31 @@ from console.models import (
     action_name,
     epoch,
 )
-from console.storable import MAX_INTEGER, seq_shown, unstorable
+from console.store import ingest
+from console.store.schema import (
+    ATTEMPT_COLUMNS,
+    ATTEMPT_FIELDS,
+    ERROR_COLUMNS,
+    KEYS_PER_QUERY,
+    MIGRATIONS,
+    NotFound,
+    StoreError,
+    attempt_row,
+    check_fields,
+    decision_row,
+    error_row,
+    now_iso,
+    placeholders,
+    states_of,
+    test_result_row,
+)
+
+__all__ = ["ATTEMPT_FIELDS", "RECOVER_REASON", "RETRY_REASON", "NotFound", "Store", "StoreError"]
 
 T = TypeVar("T")
 
 RECOVER_REASON = "console stopped during the attempt"
 RETRY_REASON = "replaced by a retry"
-_STATE_CHECK = "CHECK (state IN ({}))".format(", ".join(f"'{s.value}'" for s in State))
-
-# Ordered schema migrations; version N is MIGRATIONS[N - 1]. Append, never edit a released one.
-MIGRATIONS: tuple[str, ...] = (
-    f"""
-    CREATE TABLE hosts (
-        name TEXT PRIMARY KEY,
-        instance TEXT NOT NULL DEFAULT '',
-        last_seq INTEGER NOT NULL DEFAULT 0,
-        last_seen_at TEXT,
-        status TEXT NOT NULL DEFAULT 'unknown',
-        detail TEXT
-    );
-    CREATE TABLE errors (
-        id INTEGER PRIMARY KEY,
-        service TEXT NOT NULL,
-        fingerprint TEXT NOT NULL,
-        error_type TEXT NOT NULL,
-        message TEXT NOT NULL,
-        stack TEXT NOT NULL,
-        route TEXT,
-        severity TEXT NOT NULL,
-        count INTEGER NOT NULL DEFAULT 0,
-        first_seen TEXT NOT NULL,
-        last_seen TEXT NOT NULL,
-        state TEXT NOT NULL DEFAULT 'new' {_STATE_CHECK},
-        current_attempt_id INTEGER REFERENCES attempts(id),
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL,
-        UNIQUE (service, fingerprint)
-    );
-    CREATE INDEX errors_state ON errors(state);
-    CREATE INDEX errors_last_seen ON errors(last_seen);
-    CREATE TABLE host_counts (
-        error_id INTEGER NOT NULL REFERENCES errors(id),
-        host TEXT NOT NULL,
-        instance TEXT NOT NULL DEFAULT '',
-        count INTEGER NOT NULL,
-        last_seq INTEGER NOT NULL,
-        PRIMARY KEY (error_id, host, instance)
-    ) WITHOUT ROWID;
-    CREATE TABLE occurrences (
-        id INTEGER PRIMARY KEY,
-        host TEXT NOT NULL,
-        instance TEXT NOT NULL DEFAULT '',
-        seq INTEGER NOT NULL,
-        error_id INTEGER NOT NULL REFERENCES errors(id),
-        type TEXT NOT NULL CHECK (type IN ('error', 'update')),
-        count INTEGER NOT NULL,
-        received_at TEXT NOT NULL,
-        raw TEXT NOT NULL,
-        UNIQUE (host, instance, seq)
-    );
-    CREATE INDEX occurrences_error ON occurrences(error_id);
-    CREATE TABLE attempts (
-        id INTEGER PRIMARY KEY,
-        error_id INTEGER NOT NULL REFERENCES errors(id),
-        state TEXT NOT NULL {_STATE_CHECK},
-        branch TEXT,
-        worktree TEXT,
-        started_at TEXT NOT NULL,
-        finished_at TEXT,
-        reason TEXT,
-        claude_cost_usd REAL,
-        claude_turns INTEGER,
-        claude_duration_ms INTEGER,
-        claude_summary TEXT,
-        extra_instruction TEXT,
-        test_exit_code INTEGER,
-        test_output_tail TEXT,
-        diff TEXT,
-        diff_stat TEXT,
-        pr_url TEXT,
-        pr_number INTEGER
-    );
-    CREATE INDEX attempts_error ON attempts(error_id);
-    CREATE INDEX attempts_state ON attempts(state);
-    CREATE TABLE decisions (
-        id INTEGER PRIMARY KEY,
-        error_id INTEGER NOT NULL REFERENCES errors(id),
-        attempt_id INTEGER REFERENCES attempts(id),
-        action TEXT NOT NULL,
-        actor TEXT NOT NULL,
-        from_state TEXT NOT NULL,
-        to_state TEXT NOT NULL,
-        reason TEXT,
-        at TEXT NOT NULL
-    );
-    CREATE INDEX decisions_error ON decisions(error_id);
-    CREATE TABLE transcripts (
-        attempt_id INTEGER NOT NULL REFERENCES attempts(id),
-        seq INTEGER NOT NULL,
-        line TEXT NOT NULL,
-        PRIMARY KEY (attempt_id, seq)
-    ) WITHOUT ROWID;
-    CREATE TABLE test_results (
-        id INTEGER PRIMARY KEY,
-        attempt_id INTEGER NOT NULL REFERENCES attempts(id),
-        command TEXT NOT NULL,
-        exit_code INTEGER,
-        timed_out INTEGER NOT NULL DEFAULT 0,
-        duration_ms INTEGER NOT NULL,
-        output_tail TEXT NOT NULL,
-        at TEXT NOT NULL
-    );
-    CREATE INDEX test_results_attempt ON test_results(attempt_id);
-    CREATE TABLE prs (
-        id INTEGER PRIMARY KEY,
-        attempt_id INTEGER NOT NULL REFERENCES attempts(id),
-        branch TEXT NOT NULL UNIQUE,
-        url TEXT NOT NULL,
-        number INTEGER NOT NULL,
-        created_at TEXT NOT NULL
-    );
-    """,
-    # 2: what Claude Code was refused during an attempt (JSON list, see models.Denial).
-    "ALTER TABLE attempts ADD COLUMN claude_denials TEXT;",
-)
-
-# Attempt columns a caller may set through update_attempt() or alongside a transition.
-ATTEMPT_FIELDS: frozenset[str] = frozenset(
-    {
-        "branch",
-        "worktree",
-        "claude_cost_usd",
-        "claude_turns",
-        "claude_duration_ms",
-        "claude_summary",
-        "extra_instruction",
-        "test_exit_code",
-        "test_output_tail",
-        "diff",
-        "diff_stat",
-        "pr_url",
-        "pr_number",
-        "reason",
-        "claude_denials",
-    }
-)
-
-_ERROR_COLUMNS = (
-    "id, service, fingerprint, error_type, message, stack, route, severity, count, "
-    "first_seen, last_seen, state, created_at, updated_at, current_attempt_id"
-)
-_ATTEMPT_COLUMNS = (
-    "id, error_id, state, branch, worktree, started_at, finished_at, reason, claude_cost_usd, "
-    "claude_turns, claude_duration_ms, claude_summary, extra_instruction, test_exit_code, "
-    "test_output_tail, diff, diff_stat, pr_url, pr_number, claude_denials"
-)
-_SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
-_INSERT_OCCURRENCE = (
-    "INSERT INTO occurrences (host, instance, seq, error_id, type, count, received_at, raw) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_KEYS_PER_QUERY = 400  # (service, fingerprint) pairs per IN (VALUES ...), well under SQLite's cap
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_esc: Callable[[str], str] = encode_basestring
-
-
-# What SQLite or the driver raise for a value they cannot store (as opposed to a full disk
-# or a lock): only these make ingest look for the one bad event of a batch.
-_DATA_ERRORS = (
-    ValueError,
-    TypeError,
-    OverflowError,
-    sqlite3.DataError,
-    sqlite3.IntegrityError,
-    sqlite3.InterfaceError,
-)
-
-
-def _refused(host: str, e: ErrorEvent, problem: str) -> IngestResult:
-    seq = e.seq if type(e.seq) is int and 0 < e.seq <= MAX_INTEGER else 0
-    message = f"{host}: event seq {seq_shown(e)} not stored: {problem}"
-    return IngestResult(seq, 0, False, False, message)
-
-
-class StoreError(RuntimeError):
-    """The database cannot be used (not ours, too new, unreadable); the message says why."""
-
-
-class NotFound(LookupError):
-    """An id that names no row; a caller bug or a row from another database."""
-
-
-def now_iso() -> str:
-    """The store's timestamp format: ISO 8601 UTC with milliseconds, sortable as text."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _json_list(items: list[str]) -> str:
-    return f"[{','.join(map(_esc, items))}]"
-
-
-def _error_row(row: sqlite3.Row, hosts: dict[str, int]) -> ErrorRow:
-    return ErrorRow(
-        id=row["id"],
-        service=row["service"],
-        fingerprint=row["fingerprint"],
-        error_type=row["error_type"],
-        message=row["message"],
-        stack=json.loads(row["stack"]),
-        route=row["route"],
-        severity=row["severity"],
-        count=row["count"],
-        hosts=hosts,
-        first_seen=row["first_seen"],
-        last_seen=row["last_seen"],
-        state=State(row["state"]),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        current_attempt_id=row["current_attempt_id"],
-    )
-
-
-def _attempt_row(row: sqlite3.Row) -> AttemptRow:
-    values = dict(zip(row.keys(), tuple(row), strict=True))
-    values["state"] = State(values["state"])
-    return AttemptRow(**values)
-
-
-def _test_result_row(r: sqlite3.Row) -> TestResultRow:
-    return TestResultRow(
-        id=r["id"],
-        attempt_id=r["attempt_id"],
-        command=r["command"],
-        exit_code=r["exit_code"],
-        timed_out=bool(r["timed_out"]),
-        duration_ms=r["duration_ms"],
-        output_tail=r["output_tail"],
-        at=r["at"],
-    )
-
-
-def _decision_row(row: sqlite3.Row) -> DecisionRow:
-    values = dict(zip(row.keys(), tuple(row), strict=True))
-    values["from_state"] = State(values["from_state"])
-    values["to_state"] = State(values["to_state"])
-    return DecisionRow(**values)
-
-
-def _check_fields(fields: dict[str, Any]) -> None:
-    unknown = sorted(set(fields) - ATTEMPT_FIELDS)
-    if unknown:
-        raise ValueError(
-            f"unknown attempt field(s) {', '.join(unknown)}; "
-            f"settable: {', '.join(sorted(ATTEMPT_FIELDS))}"
-        )
-
-
-def _states(states: State | Collection[State] | None) -> list[str] | None:
-    if states is None:
-        return None
-    if isinstance(states, str):
-        return [State(states).value]
-    return [State(s).value for s in states]
-
-
-def _placeholders(n: int) -> str:
-    return ", ".join("?" * n)
-
-
-class _Group:
-    """The fresh events of one batch for one error, folded as ingest walks the batch.
-
-    It also encodes each event's raw line: within one error the host, message, stack and
-    the like rarely change between events, so those parts are escaped once and reused.
-    """
-
-    __slots__ = (
-        "_head",
-        "_source",
-        "_stack",
-        "_tail",
-        "error_id",
-        "first_seen",
-        "last_seen",
-        "latest",
-        "rank",
-        "severity",
-    )
-
-    def __init__(self, e: ErrorEvent, error_id: int) -> None:
-        self.error_id = error_id
-        self.latest = e
-        self.severity: str = e.severity
-        self.rank = _SEVERITY_RANK.get(e.severity, 0)
-        self.first_seen = e.first_seen
-        self.last_seen = e.last_seen
-        self._encode_parts(e)
-
-    def _encode_parts(self, e: ErrorEvent) -> None:
-        # Runs on the first event and whenever one differs from the last encoded one, which
-        # makes it the place to fold the fields that change that rarely.
-        rank = _SEVERITY_RANK.get(e.severity, 0)
-        if rank > self.rank:
-            self.rank, self.severity = rank, e.severity
-        if e.first_seen < self.first_seen:
-            self.first_seen = e.first_seen
-        self._source = (e.host, e.severity, e.message, e.error_type, e.route, e.first_seen)
-        self._stack = e.stack
-        route = "null" if e.route is None else _esc(e.route)
-        self._head = (
-            f',"host":{_esc(e.host)},"service":{_esc(e.service)},'
-            f'"fingerprint":{_esc(e.fingerprint)},"count":'
-        )
-        self._tail = (
-            f',"severity":{_esc(e.severity)},"message":{_esc(e.message)},'
-            f'"error_type":{_esc(e.error_type)},"stack":{_json_list(e.stack)},'
-            f'"route":{route},"first_seen":{_esc(e.first_seen)},"last_seen":'
-        )
-
-    def take(self, e: ErrorEvent) -> str:
-        """Fold one event of this error in; return its line exactly as agent.wire.encode does."""
-        source = (e.host, e.severity, e.message, e.error_type, e.route, e.first_seen)
-        if source != self._source or e.stack != self._stack:
-            self._encode_parts(e)
-        # The agent sends running totals: the highest seq carries the host's current one.
-        if e.seq > self.latest.seq:
-            self.latest = e
-        last_seen = e.last_seen
-        if last_seen > self.last_seen:
-            self.last_seen = last_seen
-        # type is "error" or "update" and seq/count are plain ints: checked by ingest().
-        tail = _esc(last_seen)
-        return f'{{"type":"{e.type}","seq":{e.seq}{self._head}{e.count}{self._tail}{tail}}}'
-
-
-def _new_error_row(e: ErrorEvent, now: str) -> tuple[Any, ...]:
-    return (
-        e.service,
-        e.fingerprint,
-        e.error_type,
-        e.message,
-        _dumps(e.stack),
-        e.route,
-        e.severity,
-        e.first_seen,
-        e.last_seen,
-        now,
-        now,
-    )
-
-
-def _fold(
-    host: str,
-    instance: str,
-    now: str,
-    events: Sequence[ErrorEvent],
-    stored: dict[int, int],
-    known: dict[tuple[str, str], tuple[int, str, str, str]],
-    created_keys: set[tuple[str, str]],
-) -> tuple[list[tuple[Any, ...]], list[IngestResult], dict[tuple[str, str], _Group], int]:
-    """The ingest hot loop: drop duplicates, fold each error's events, build rows and results.
-
-    Results come out in event order; ``top`` is the highest fresh seq.
-    """
-    occurrence_rows: list[tuple[Any, ...]] = []
-    results: list[IngestResult] = []
-    seen: set[int] | None = None  # built only if seqs stop increasing within the batch
-    top = 0
-    groups: dict[tuple[str, str], _Group] = {}
-    for e in events:
-        seq = e.seq
-        if type(seq) is not int or type(e.count) is not int or seq <= 0 or e.count <= 0:
-            raise ValueError(f"event from {host}: seq and count must be positive integers")
-        if e.type != "error" and e.type != "update":
-            raise ValueError(f"event seq {seq} from {host}: type {e.type!r} is not storable")
-        if seq in stored:
-            results.append(IngestResult(seq, stored[seq], False, True))
-            continue
-        key = (e.service, e.fingerprint)
-        if seq > top:
-            top = seq
-            if seen is not None:
-                seen.add(seq)
-        else:
-            if seen is None:
-                seen = {row[2] for row in occurrence_rows}
-            if seq in seen:
-                results.append(IngestResult(seq, known[key][0], False, True))
-                continue
-            seen.add(seq)
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = _Group(e, known[key][0])
-            created = key in created_keys
-        else:
-            created = False
-        occurrence_rows.append(
-            (host, instance, seq, group.error_id, e.type, e.count, now, group.take(e))
-        )
-        results.append(IngestResult(seq, group.error_id, created, False))
-
-    return occurrence_rows, results, groups, top
 
 
 class Store:
@@ -600,157 +217,7 @@ class Store:
         A bad event never costs the rest of its batch: the others are stored, so the
         host's position never moves past a valid event that was not stored.
         """
-        if not events:
-            return []
-        refused: dict[int, str] = {}
-        for i, e in enumerate(events):
-            problem = unstorable(e)
-            if problem is not None:
-                refused[i] = problem
-        good = [e for i, e in enumerate(events) if i not in refused] if refused else events
-        results = await self._ingest_isolating(host, good)
-        if not refused:
-            return results
-        merged: list[IngestResult] = []
-        stored = iter(results)
-        for i, e in enumerate(events):
-            if i in refused:
-                merged.append(_refused(host, e, refused[i]))
-            else:
-                merged.append(next(stored))
-        return merged
-
-    async def _ingest_isolating(
-        self, host: str, events: Sequence[ErrorEvent]
-    ) -> list[IngestResult]:
-        """One transaction for the batch; if SQLite refuses its data, halve the batch until
-        the event it refuses is alone (screening catches the known cases before this)."""
-        if not events:
-            return []
-        try:
-            return await self._write(lambda db: self._ingest(db, host, events))
-        except _DATA_ERRORS as exc:
-            if len(events) == 1:
-                return [_refused(host, events[0], f"the database refused it: {exc}")]
-            middle = len(events) // 2
-            first = await self._ingest_isolating(host, events[:middle])
-            return first + await self._ingest_isolating(host, events[middle:])
-
-    async def _ingest(
-        self,
-        db: aiosqlite.Connection,
-        host: str,
-        events: Sequence[ErrorEvent],
-    ) -> list[IngestResult]:
-        now = now_iso()
-        # Creates the host on its first batch; one round trip either way.
-        rows = list(
-            await db.execute_fetchall(
-                "INSERT INTO hosts (name) VALUES (?) ON CONFLICT (name) DO UPDATE "
-                "SET name = excluded.name RETURNING instance, last_seq",
-                (host,),
-            )
-        )
-        instance, last_seq = rows[0]
-
-        # Seqs above the host's last_seq cannot be stored yet; only replays need a lookup.
-        stored: dict[int, int] = {}
-        old = sorted({e.seq for e in events if e.seq <= last_seq})
-        for i in range(0, len(old), _KEYS_PER_QUERY):
-            chunk = old[i : i + _KEYS_PER_QUERY]
-            found = await db.execute_fetchall(
-                f"SELECT seq, error_id FROM occurrences WHERE host = ? AND instance = ? "
-                f"AND seq IN ({_placeholders(len(chunk))})",
-                (host, instance, *chunk),
-            )
-            stored.update((seq, error_id) for seq, error_id in found)
-
-        # Resolve every error the batch names first, creating the new ones, so that the
-        # per-event pass below can build the occurrence rows and results in one go.
-        keys = {(e.service, e.fingerprint) for e in events if e.seq not in stored}
-        known = await self._error_ids(db, list(keys))
-        created_keys = keys.difference(known)
-        if created_keys:
-            firsts: dict[tuple[str, str], ErrorEvent] = {}
-            for e in events:
-                key = (e.service, e.fingerprint)
-                if key in created_keys and key not in firsts and e.seq not in stored:
-                    firsts[key] = e
-            await db.executemany(
-                "INSERT INTO errors (service, fingerprint, error_type, message, stack, route, "
-                "severity, first_seen, last_seen, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [_new_error_row(e, now) for e in firsts.values()],
-            )
-            known.update(await self._error_ids(db, list(created_keys)))
-
-        # A synchronous pass with the garbage collector paused: it allocates a few objects
-        # per event and nothing in it can form a cycle, so collections would be pure cost.
-        # No other coroutine runs while it does, so the pause is invisible elsewhere.
-        paused = gc.isenabled()
-        gc.disable()
-        try:
-            occurrence_rows, results, groups, top = _fold(
-                host, instance, now, events, stored, known, created_keys
-            )
-        finally:
-            if paused:
-                gc.enable()
-
-        count_rows = []
-        error_rows = []
-        for key, group in groups.items():
-            error_id, severity, first_seen, last_seen = known[key]
-            if _SEVERITY_RANK.get(group.severity, 0) > _SEVERITY_RANK.get(severity, 0):
-                severity = group.severity
-            count_rows.append((error_id, host, instance, group.latest.count, group.latest.seq))
-            error_rows.append(
-                (
-                    severity,
-                    min(first_seen, group.first_seen),
-                    max(last_seen, group.last_seen),
-                    now,
-                    error_id,
-                    error_id,
-                )
-            )
-        await db.executemany(
-            "INSERT INTO host_counts (error_id, host, instance, count, last_seq) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (error_id, host, instance) DO UPDATE SET "
-            "count = excluded.count, last_seq = excluded.last_seq "
-            "WHERE excluded.last_seq > host_counts.last_seq",
-            count_rows,
-        )
-        await db.executemany(
-            "UPDATE errors SET severity = ?, first_seen = ?, last_seen = ?, updated_at = ?, "
-            "count = (SELECT COALESCE(SUM(count), 0) FROM host_counts WHERE error_id = ?) "
-            "WHERE id = ?",
-            error_rows,
-        )
-        await db.executemany(_INSERT_OCCURRENCE, occurrence_rows)
-        if occurrence_rows:
-            await db.execute(
-                "UPDATE hosts SET last_seq = MAX(last_seq, ?), last_seen_at = ? WHERE name = ?",
-                (top, now, host),
-            )
-
-        return results
-
-    async def _error_ids(
-        self, db: aiosqlite.Connection, keys: list[tuple[str, str]]
-    ) -> dict[tuple[str, str], tuple[int, str, str, str]]:
-        found: dict[tuple[str, str], tuple[int, str, str, str]] = {}
-        for i in range(0, len(keys), _KEYS_PER_QUERY):
-            chunk = keys[i : i + _KEYS_PER_QUERY]
-            params = [part for key in chunk for part in key]
-            rows = await db.execute_fetchall(
-                "SELECT service, fingerprint, id, severity, first_seen, last_seen FROM errors "
-                f"WHERE (service, fingerprint) IN (VALUES {', '.join(['(?, ?)'] * len(chunk))})",
-                params,
-            )
-            for service, fingerprint, error_id, severity, first_seen, last_seen in rows:
-                found[(service, fingerprint)] = (error_id, severity, first_seen, last_seen)
-        return found
+        return await ingest.ingest(self._write, host, events)
 
     async def last_seq(self, host: str) -> int:
         """The highest seq stored for the host's current agent instance: resume after it."""
@@ -850,7 +317,7 @@ class Store:
             raise ValueError(f"transition {expected.value} -> {new.value} is not allowed")
         if new is State.FIXING:
             raise ValueError("entering fixing starts an attempt: use create_attempt()")
-        _check_fields(fields)
+        check_fields(fields)
 
         async def body(db: aiosqlite.Connection) -> bool:
             return await self._transition(
@@ -1001,11 +468,11 @@ class Store:
             attempt_rows = list(
                 await db.execute_fetchall(
                     f"INSERT INTO attempts (error_id, state, started_at, extra_instruction) "
-                    f"VALUES (?, ?, ?, ?) RETURNING {_ATTEMPT_COLUMNS}",
+                    f"VALUES (?, ?, ?, ?) RETURNING {ATTEMPT_COLUMNS}",
                     (error_id, State.FIXING.value, now, extra_instruction),
                 )
             )
-            attempt = _attempt_row(attempt_rows[0])
+            attempt = attempt_row(attempt_rows[0])
             cursor = await db.execute(
                 "UPDATE errors SET state = ?, current_attempt_id = ?, updated_at = ? "
                 "WHERE id = ? AND state = ?",
@@ -1021,7 +488,7 @@ class Store:
 
     async def update_attempt(self, attempt_id: int, **fields: Any) -> AttemptRow:
         """Write results as they arrive (branch, Claude's cost, the diff); never the state."""
-        _check_fields(fields)
+        check_fields(fields)
 
         async def body(db: aiosqlite.Connection) -> AttemptRow:
             if fields:
@@ -1031,12 +498,12 @@ class Store:
                 )
             rows = list(
                 await db.execute_fetchall(
-                    f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE id = ?", (attempt_id,)
+                    f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE id = ?", (attempt_id,)
                 )
             )
             if not rows:
                 raise NotFound(f"no attempt {attempt_id}")
-            return _attempt_row(rows[0])
+            return attempt_row(rows[0])
 
         return await self._write(body)
 
@@ -1094,7 +561,7 @@ class Store:
                 "UPDATE attempts SET test_exit_code = ?, test_output_tail = ? WHERE id = ?",
                 (exit_code, output_tail, attempt_id),
             )
-            return _test_result_row(rows[0])
+            return test_result_row(rows[0])
 
         return await self._write(body)
 
@@ -1104,7 +571,7 @@ class Store:
             "FROM test_results WHERE attempt_id = ? ORDER BY id",
             (attempt_id,),
         )
-        return [_test_result_row(r) for r in rows]
+        return [test_result_row(r) for r in rows]
 
     async def record_pr(
         self, attempt_id: int, branch: str, url: str, number: int
@@ -1150,7 +617,7 @@ class Store:
         async def body(db: aiosqlite.Connection) -> list[AttemptRow]:
             running = [s.value for s in RUNNING_STATES]
             before = await db.execute_fetchall(
-                f"SELECT id, state FROM attempts WHERE state IN ({_placeholders(len(running))})",
+                f"SELECT id, state FROM attempts WHERE state IN ({placeholders(len(running))})",
                 running,
             )
             attempts = []
@@ -1158,11 +625,11 @@ class Store:
                 rows = list(
                     await db.execute_fetchall(
                         f"UPDATE attempts SET state = ?, reason = ?, finished_at = ? "
-                        f"WHERE id = ? RETURNING {_ATTEMPT_COLUMNS}",
+                        f"WHERE id = ? RETURNING {ATTEMPT_COLUMNS}",
                         (State.INTERRUPTED.value, RECOVER_REASON, now, attempt_id),
                     )
                 )
-                attempt = _attempt_row(rows[0])
+                attempt = attempt_row(rows[0])
                 attempts.append(attempt)
                 # The error mirrors the attempt only while it is the error's current one.
                 cursor = await db.execute(
@@ -1201,9 +668,9 @@ class Store:
         """Most recently seen errors first, optionally only some states or one service."""
         where: list[str] = []
         params: list[Any] = []
-        states = _states(state)
+        states = states_of(state)
         if states is not None:
-            where.append(f"state IN ({_placeholders(len(states))})")
+            where.append(f"state IN ({placeholders(len(states))})")
             params.extend(states)
         if service is not None:
             where.append("service = ?")
@@ -1212,51 +679,51 @@ class Store:
         async with self._lock:
             rows = list(
                 await self._db.execute_fetchall(
-                    f"SELECT {_ERROR_COLUMNS} FROM errors {clause} "
+                    f"SELECT {ERROR_COLUMNS} FROM errors {clause} "
                     f"ORDER BY last_seen DESC, id DESC LIMIT ?",
                     (*params, limit),
                 )
             )
             hosts = await self._host_counts([r["id"] for r in rows])
-        return [_error_row(r, hosts.get(r["id"], {})) for r in rows]
+        return [error_row(r, hosts.get(r["id"], {})) for r in rows]
 
     async def error(self, error_id: int) -> ErrorRow | None:
         async with self._lock:
             rows = list(
                 await self._db.execute_fetchall(
-                    f"SELECT {_ERROR_COLUMNS} FROM errors WHERE id = ?", (error_id,)
+                    f"SELECT {ERROR_COLUMNS} FROM errors WHERE id = ?", (error_id,)
                 )
             )
             if not rows:
                 return None
             hosts = await self._host_counts([error_id])
-        return _error_row(rows[0], hosts.get(error_id, {}))
+        return error_row(rows[0], hosts.get(error_id, {}))
 
     async def errors_by_id(self, error_ids: Collection[int]) -> list[ErrorRow]:
         """Several errors in one read, for publishing the ones a batch of events touched."""
         ids = list(error_ids)
         out: list[ErrorRow] = []
         async with self._lock:
-            for i in range(0, len(ids), _KEYS_PER_QUERY):
-                chunk = ids[i : i + _KEYS_PER_QUERY]
+            for i in range(0, len(ids), KEYS_PER_QUERY):
+                chunk = ids[i : i + KEYS_PER_QUERY]
                 rows = list(
                     await self._db.execute_fetchall(
-                        f"SELECT {_ERROR_COLUMNS} FROM errors "
-                        f"WHERE id IN ({_placeholders(len(chunk))})",
+                        f"SELECT {ERROR_COLUMNS} FROM errors "
+                        f"WHERE id IN ({placeholders(len(chunk))})",
                         chunk,
                     )
                 )
                 hosts = await self._host_counts([r["id"] for r in rows])
-                out += [_error_row(r, hosts.get(r["id"], {})) for r in rows]
+                out += [error_row(r, hosts.get(r["id"], {})) for r in rows]
         return out
 
     async def _host_counts(self, error_ids: list[int]) -> dict[int, dict[str, int]]:
         result: dict[int, dict[str, int]] = {}
-        for i in range(0, len(error_ids), _KEYS_PER_QUERY):
-            chunk = error_ids[i : i + _KEYS_PER_QUERY]
+        for i in range(0, len(error_ids), KEYS_PER_QUERY):
+            chunk = error_ids[i : i + KEYS_PER_QUERY]
             rows = await self._db.execute_fetchall(
                 f"SELECT error_id, host, SUM(count) FROM host_counts "
-                f"WHERE error_id IN ({_placeholders(len(chunk))}) GROUP BY error_id, host",
+                f"WHERE error_id IN ({placeholders(len(chunk))}) GROUP BY error_id, host",
                 chunk,
             )
             for error_id, host, count in rows:
@@ -1275,22 +742,22 @@ class Store:
         if error_id is not None:
             where.append("error_id = ?")
             params.append(error_id)
-        wanted = _states(states)
+        wanted = states_of(states)
         if wanted is not None:
-            where.append(f"state IN ({_placeholders(len(wanted))})")
+            where.append(f"state IN ({placeholders(len(wanted))})")
             params.extend(wanted)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = await self._read(
-            f"SELECT {_ATTEMPT_COLUMNS} FROM attempts {clause} ORDER BY id LIMIT ?",
+            f"SELECT {ATTEMPT_COLUMNS} FROM attempts {clause} ORDER BY id LIMIT ?",
             (*params, -1 if limit is None else limit),
         )
-        return [_attempt_row(r) for r in rows]
+        return [attempt_row(r) for r in rows]
 
     async def attempt(self, attempt_id: int) -> AttemptRow | None:
         rows = await self._read(
-            f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE id = ?", (attempt_id,)
+            f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE id = ?", (attempt_id,)
         )
-        return _attempt_row(rows[0]) if rows else None
+        return attempt_row(rows[0]) if rows else None
 
     async def running_attempts(self) -> list[AttemptRow]:
         """Attempts doing work now (fixing or testing); the engine caps them by concurrency."""
@@ -1317,7 +784,7 @@ class Store:
             f"FROM decisions {clause} ORDER BY id LIMIT ?",
             (*params, limit),
         )
-        return [_decision_row(r) for r in rows]
+        return [decision_row(r) for r in rows]
 
     async def integrity_check(self) -> list[str]:
         """SQLite's own verdict on the file (``["ok"]`` when healthy), for a doctor command."""

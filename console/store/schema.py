@@ -1,0 +1,255 @@
+"""The console database's schema and the mapping between its rows and console.models.
+
+Migrations are ordered and append-only: version N is ``MIGRATIONS[N - 1]`` and a released one
+is never edited, so every console file upgrades the same way. The row mappers live here
+beside the columns they read, so a column added to a migration is mapped in one place.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Collection
+from datetime import UTC, datetime
+from typing import Any
+
+from console.models import (
+    AttemptRow,
+    DecisionRow,
+    ErrorRow,
+    State,
+    TestResultRow,
+)
+
+_STATE_CHECK = "CHECK (state IN ({}))".format(", ".join(f"'{s.value}'" for s in State))
+
+# Ordered schema migrations; version N is MIGRATIONS[N - 1]. Append, never edit a released one.
+MIGRATIONS: tuple[str, ...] = (
+    f"""
+    CREATE TABLE hosts (
+        name TEXT PRIMARY KEY,
+        instance TEXT NOT NULL DEFAULT '',
+        last_seq INTEGER NOT NULL DEFAULT 0,
+        last_seen_at TEXT,
+        status TEXT NOT NULL DEFAULT 'unknown',
+        detail TEXT
+    );
+    CREATE TABLE errors (
+        id INTEGER PRIMARY KEY,
+        service TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        error_type TEXT NOT NULL,
+        message TEXT NOT NULL,
+        stack TEXT NOT NULL,
+        route TEXT,
+        severity TEXT NOT NULL,
+        count INTEGER NOT NULL DEFAULT 0,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'new' {_STATE_CHECK},
+        current_attempt_id INTEGER REFERENCES attempts(id),
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (service, fingerprint)
+    );
+    CREATE INDEX errors_state ON errors(state);
+    CREATE INDEX errors_last_seen ON errors(last_seen);
+    CREATE TABLE host_counts (
+        error_id INTEGER NOT NULL REFERENCES errors(id),
+        host TEXT NOT NULL,
+        instance TEXT NOT NULL DEFAULT '',
+        count INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL,
+        PRIMARY KEY (error_id, host, instance)
+    ) WITHOUT ROWID;
+    CREATE TABLE occurrences (
+        id INTEGER PRIMARY KEY,
+        host TEXT NOT NULL,
+        instance TEXT NOT NULL DEFAULT '',
+        seq INTEGER NOT NULL,
+        error_id INTEGER NOT NULL REFERENCES errors(id),
+        type TEXT NOT NULL CHECK (type IN ('error', 'update')),
+        count INTEGER NOT NULL,
+        received_at TEXT NOT NULL,
+        raw TEXT NOT NULL,
+        UNIQUE (host, instance, seq)
+    );
+    CREATE INDEX occurrences_error ON occurrences(error_id);
+    CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY,
+        error_id INTEGER NOT NULL REFERENCES errors(id),
+        state TEXT NOT NULL {_STATE_CHECK},
+        branch TEXT,
+        worktree TEXT,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        reason TEXT,
+        claude_cost_usd REAL,
+        claude_turns INTEGER,
+        claude_duration_ms INTEGER,
+        claude_summary TEXT,
+        extra_instruction TEXT,
+        test_exit_code INTEGER,
+        test_output_tail TEXT,
+        diff TEXT,
+        diff_stat TEXT,
+        pr_url TEXT,
+        pr_number INTEGER
+    );
+    CREATE INDEX attempts_error ON attempts(error_id);
+    CREATE INDEX attempts_state ON attempts(state);
+    CREATE TABLE decisions (
+        id INTEGER PRIMARY KEY,
+        error_id INTEGER NOT NULL REFERENCES errors(id),
+        attempt_id INTEGER REFERENCES attempts(id),
+        action TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        from_state TEXT NOT NULL,
+        to_state TEXT NOT NULL,
+        reason TEXT,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX decisions_error ON decisions(error_id);
+    CREATE TABLE transcripts (
+        attempt_id INTEGER NOT NULL REFERENCES attempts(id),
+        seq INTEGER NOT NULL,
+        line TEXT NOT NULL,
+        PRIMARY KEY (attempt_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE test_results (
+        id INTEGER PRIMARY KEY,
+        attempt_id INTEGER NOT NULL REFERENCES attempts(id),
+        command TEXT NOT NULL,
+        exit_code INTEGER,
+        timed_out INTEGER NOT NULL DEFAULT 0,
+        duration_ms INTEGER NOT NULL,
+        output_tail TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX test_results_attempt ON test_results(attempt_id);
+    CREATE TABLE prs (
+        id INTEGER PRIMARY KEY,
+        attempt_id INTEGER NOT NULL REFERENCES attempts(id),
+        branch TEXT NOT NULL UNIQUE,
+        url TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    """,
+    # 2: what Claude Code was refused during an attempt (JSON list, see models.Denial).
+    "ALTER TABLE attempts ADD COLUMN claude_denials TEXT;",
+)
+
+# Attempt columns a caller may set through update_attempt() or alongside a transition.
+ATTEMPT_FIELDS: frozenset[str] = frozenset(
+    {
+        "branch",
+        "worktree",
+        "claude_cost_usd",
+        "claude_turns",
+        "claude_duration_ms",
+        "claude_summary",
+        "extra_instruction",
+        "test_exit_code",
+        "test_output_tail",
+        "diff",
+        "diff_stat",
+        "pr_url",
+        "pr_number",
+        "reason",
+        "claude_denials",
+    }
+)
+
+ERROR_COLUMNS = (
+    "id, service, fingerprint, error_type, message, stack, route, severity, count, "
+    "first_seen, last_seen, state, created_at, updated_at, current_attempt_id"
+)
+ATTEMPT_COLUMNS = (
+    "id, error_id, state, branch, worktree, started_at, finished_at, reason, claude_cost_usd, "
+    "claude_turns, claude_duration_ms, claude_summary, extra_instruction, test_exit_code, "
+    "test_output_tail, diff, diff_stat, pr_url, pr_number, claude_denials"
+)
+# (service, fingerprint) pairs or ids per IN (...), well under SQLite's variable cap.
+KEYS_PER_QUERY = 400
+
+
+class StoreError(RuntimeError):
+    """The database cannot be used (not ours, too new, unreadable); the message says why."""
+
+
+class NotFound(LookupError):
+    """An id that names no row; a caller bug or a row from another database."""
+
+
+def now_iso() -> str:
+    """The store's timestamp format: ISO 8601 UTC with milliseconds, sortable as text."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def error_row(row: sqlite3.Row, hosts: dict[str, int]) -> ErrorRow:
+    return ErrorRow(
+        id=row["id"],
+        service=row["service"],
+        fingerprint=row["fingerprint"],
+        error_type=row["error_type"],
+        message=row["message"],
+        stack=json.loads(row["stack"]),
+        route=row["route"],
+        severity=row["severity"],
+        count=row["count"],
+        hosts=hosts,
+        first_seen=row["first_seen"],
+        last_seen=row["last_seen"],
+        state=State(row["state"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        current_attempt_id=row["current_attempt_id"],
+    )
+
+
+def attempt_row(row: sqlite3.Row) -> AttemptRow:
+    values = dict(zip(row.keys(), tuple(row), strict=True))
+    values["state"] = State(values["state"])
+    return AttemptRow(**values)
+
+
+def test_result_row(r: sqlite3.Row) -> TestResultRow:
+    return TestResultRow(
+        id=r["id"],
+        attempt_id=r["attempt_id"],
+        command=r["command"],
+        exit_code=r["exit_code"],
+        timed_out=bool(r["timed_out"]),
+        duration_ms=r["duration_ms"],
+        output_tail=r["output_tail"],
+        at=r["at"],
+    )
+
+
+def decision_row(row: sqlite3.Row) -> DecisionRow:
+    values = dict(zip(row.keys(), tuple(row), strict=True))
+    values["from_state"] = State(values["from_state"])
+    values["to_state"] = State(values["to_state"])
+    return DecisionRow(**values)
+
+
+def check_fields(fields: dict[str, Any]) -> None:
+    unknown = sorted(set(fields) - ATTEMPT_FIELDS)
+    if unknown:
+        raise ValueError(
+            f"unknown attempt field(s) {', '.join(unknown)}; "
+            f"settable: {', '.join(sorted(ATTEMPT_FIELDS))}"
+        )
+
+
+def states_of(states: State | Collection[State] | None) -> list[str] | None:
+    if states is None:
+        return None
+    if isinstance(states, str):
+        return [State(states).value]
+    return [State(s).value for s in states]
+
+
+def placeholders(n: int) -> str:
+    return ", ".join("?" * n)

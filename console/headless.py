@@ -23,7 +23,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 def describe_event(event: Any) -> str | None:
     """One line per engine event for the headless modes (serve, fix, demo --headless)."""
-    from console.engine import AttemptChanged, ErrorChanged, LinkChanged, Notice
+    from console.events import AttemptChanged, ErrorChanged, LinkChanged, Notice
 
     if isinstance(event, Notice):
         return f"[{event.level}] {event.text}"
@@ -51,7 +51,7 @@ class EventPrinter:
         self._links: dict[str, str] = {}
 
     def __call__(self, event: Any) -> None:
-        from console.engine import LinkChanged
+        from console.events import LinkChanged
 
         text = describe_event(event)
         if text is None:
@@ -153,7 +153,8 @@ def print_review_notice(attempt: AttemptRow, service: ServiceConfig | None) -> N
 
 async def fix(config: ConsoleConfig, service: str, error_json: str, yes: bool) -> int:
     """``autofix fix``: one attempt on one error, its diff printed, published with ``yes``."""
-    from console.engine import AttemptChanged, ClaudeActivity, Engine
+    from console.engine import Engine
+    from console.events import AttemptChanged, ClaudeActivity
     from console.models import State
     from console.widgets.claude_log import ClaudeFormatter
 
@@ -190,16 +191,8 @@ async def fix(config: ConsoleConfig, service: str, error_json: str, yes: bool) -
         await engine.ingest(event.host, [event])
         errors = await engine.store.errors(limit=10_000, service=service)
         error = next(e for e in errors if e.fingerprint == event.fingerprint)
-        if error.state is State.SKIPPED:
-            await engine.reopen(error.id, actor="cli")
-        if error.state in (State.FAILED, State.INTERRUPTED, State.REVIEW):
-            result = await engine.retry(error.id, actor="cli")
-        elif error.state is State.PR_OPENED:
-            print(f"autofix fix: a PR is already open: {error.state.value}", file=sys.stderr)
-            return 1
-        else:
-            result = await engine.approve(error.id, actor="cli")
-        if not result.ok and "already decided" not in result.message:
+        result = await engine.fix(error.id, actor="cli")
+        if not result.ok:
             print(f"autofix fix: {result.message}", file=sys.stderr)
             return 1
         attempt = await finished

@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from console.claude import StreamEvent as ClaudeEvent
-from console.engine import (
+from console.events import (
     AttemptChanged,
     ClaudeActivity,
     EngineEvent,

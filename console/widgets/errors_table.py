@@ -13,8 +13,10 @@ from typing import Any
 
 from rich.text import Text
 from textual.binding import Binding
+from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist
 
 from console.models import ErrorRow, State
 from console.widgets.labels import (
@@ -280,8 +282,8 @@ class ErrorsTable(DataTable[Any]):
         if not self.row_count:
             return None
         try:
-            key = self.coordinate_to_cell_key((self.cursor_row, 0)).row_key
-        except Exception:
+            key = self.coordinate_to_cell_key(Coordinate(self.cursor_row, 0)).row_key
+        except CellDoesNotExist:
             return None
         return self._rows.get(int(str(key.value)))
 

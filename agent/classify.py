@@ -9,6 +9,7 @@ keeps firing climbs to ``high``.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 
 from agent.config import DetectionConfig
@@ -23,11 +24,16 @@ def _critical_regex(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
 
 
+def error_text(error_type: str, message: str, stack: Sequence[str]) -> str:
+    """What :func:`classify` reads of an error: ``Type: message`` and the stack, a line each."""
+    return "\n".join([f"{error_type}: {message}", *stack])
+
+
 def classify(message_and_stack_text: str, count: int, config: DetectionConfig) -> str:
     """Rank an error group as "critical", "high", "medium" or "low".
 
-    The text is the error type, message and stack joined, so a pattern can key on any of
-    them (a MongoNetworkError is critical whatever its message says).
+    The text is :func:`error_text`: the error type, message and stack joined, so a pattern
+    can key on any of them (a MongoNetworkError is critical whatever its message says).
     """
     regex = _critical_regex(tuple(config.critical_patterns))
     if regex is not None and regex.search(message_and_stack_text or "") is not None:

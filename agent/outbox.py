@@ -15,16 +15,15 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from agent.classify import classify, meets
+from agent.classify import classify, error_text, meets
 from agent.config import AgentConfig, DetectionConfig
 from agent.occurrence import Occurrence
 from agent.sanitize import dumps, safe_text
 from agent.tail import Position
-from agent.wire import ErrorEvent
+from agent.wire import ErrorEvent, encode_unsequenced, iso
 
 SCHEMA_VERSION = 1
 
@@ -74,11 +73,6 @@ CREATE TABLE IF NOT EXISTS events (
     payload TEXT NOT NULL
 );
 """
-
-
-def iso(ts: float) -> str:
-    """Epoch seconds as the wire's ISO 8601 UTC form with milliseconds."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 @dataclass(frozen=True)
@@ -332,31 +326,29 @@ class Outbox:
             ).fetchall()
             for service, fp, etype, message, stack_json, route, count, first, last, relayed in rows:
                 stack = json.loads(stack_json)
-                text = "\n".join([f"{etype}: {message}", *stack])
-                severity = classify(text, count, detection)
+                severity = classify(error_text(etype, message, stack), count, detection)
                 if relayed or meets(severity, detection.min_severity):
-                    kind = "update" if relayed else "error"
-                    payload = {
-                        "type": kind,
-                        "host": self.host,
-                        "service": service,
-                        "fingerprint": fp,
-                        "count": count,
-                        "severity": severity,
-                        "message": message,
-                        "error_type": etype,
-                        "stack": stack,
-                        "route": route,
-                        "first_seen": first,
-                        "last_seen": last,
-                    }
-                    # Compact, with "type" first: stream splices the seq in after it.
+                    event = ErrorEvent(
+                        type="update" if relayed else "error",
+                        seq=0,  # the row's key, known once it is written
+                        host=self.host,
+                        service=service,
+                        fingerprint=fp,
+                        count=count,
+                        severity=severity,  # type: ignore[arg-type]
+                        message=message,
+                        error_type=etype,
+                        stack=stack,
+                        route=route,
+                        first_seen=first,
+                        last_seen=last,
+                    )
                     cur = conn.execute(
                         "INSERT INTO events (created, payload) VALUES (?, ?)",
-                        (at, dumps(payload)),
+                        (at, encode_unsequenced(event)),
                     )
                     assert cur.lastrowid is not None
-                    events.append(ErrorEvent(seq=cur.lastrowid, **payload))  # type: ignore[arg-type]
+                    events.append(replace(event, seq=cur.lastrowid))
                 conn.execute(
                     """UPDATE groups SET pending = 0, pending_since = NULL, severity = ?,
                            relayed = relayed OR ?

@@ -17,7 +17,7 @@ from pathlib import Path
 from stat import S_ISREG
 from typing import BinaryIO
 
-from agent.classify import classify
+from agent.classify import classify, error_text
 from agent.config import DetectionConfig
 from agent.fingerprint import fingerprint
 from agent.guard import GuardedAssembler
@@ -25,6 +25,7 @@ from agent.parse import settled_line_start
 from agent.record import ErrorRecord
 from agent.redact import Redactor, redact_record
 from agent.sanitize import dumps
+from agent.wire import iso
 
 READ_SIZE = 4 << 20
 # Distinct records remembered for reuse of their redaction and fingerprint; a log whose
@@ -99,7 +100,7 @@ class ScanGroup:
             self._last_ts = later._last_ts
 
     def to_json(self, detection: DetectionConfig) -> dict[str, object]:
-        text = "\n".join([f"{self.error_type}: {self.message}", *self.stack])
+        text = error_text(self.error_type, self.message, self.stack)
         return {
             "fingerprint": self.fingerprint,
             "service": self.service,
@@ -124,15 +125,6 @@ class _Clean:
     message: str
     stack: tuple[str, ...]
     route: str | None
-
-
-def iso(ts: float) -> str:
-    """Epoch seconds in the wire's ISO 8601 UTC form, as ``agent.outbox.iso`` writes it.
-
-    Not imported from there: the outbox brings SQLite and the tailer with it, which a
-    one-shot scan never uses but would pay for at every start.
-    """
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _epoch(stamp: str) -> float | None:

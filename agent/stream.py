@@ -9,7 +9,6 @@ its reader goes away: a broken pipe on stdout, or end of file on a piped stdin.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shlex
 import stat
@@ -20,8 +19,8 @@ from typing import BinaryIO
 
 from agent import __version__
 from agent.config import AgentConfig
-from agent.outbox import OutboxReader, iso
-from agent.wire import PROTOCOL_VERSION, ErrorEvent, Heartbeat, Hello, encode
+from agent.outbox import OutboxReader
+from agent.wire import PROTOCOL_VERSION, Heartbeat, Hello, encode, iso, with_seq
 
 POLL_SECONDS = 0.02
 
@@ -90,19 +89,6 @@ def since_from_ssh_command(original: str, config_path: str | None) -> int:
         else:
             raise StreamRefused(f"option {shown(word)} is not allowed for this key")
     return since
-
-
-def with_seq(payload: str, seq: int) -> str:
-    """The wire line of a stored event: its payload with the seq spliced in after "type".
-
-    Payloads are stored compact with "type" first, so this costs no JSON parsing per event;
-    anything else (an older payload) is re-encoded the slow way.
-    """
-    if payload.startswith('{"type":"'):
-        cut = payload.find(",")
-        if cut > 0:
-            return f'{payload[:cut]},"seq":{seq}{payload[cut:]}'
-    return encode(ErrorEvent(seq=seq, **json.loads(payload)))
 
 
 def _sources(config: AgentConfig) -> list[str]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from agent.sanitize import dumps
@@ -89,10 +90,48 @@ class Heartbeat:
 Event = Hello | ErrorEvent | Heartbeat
 
 
+def iso(ts: float) -> str:
+    """Epoch seconds as the wire's time form: ISO 8601 UTC with milliseconds, ``Z`` suffix.
+
+    Every time on the wire and in both databases is written by this, so they sort as text.
+    """
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _fields(event: Event) -> dict[str, Any]:
+    # "type" first, whatever the dataclass's field order: a reader can tell the line's kind
+    # from its first bytes, and with_seq relies on it.
+    return {"type": event.type, **asdict(event)}
+
+
 def encode(event: Event) -> str:
-    """One line of JSON, without the newline, with non-ASCII kept readable; any text
-    encodes (see :func:`agent.sanitize.dumps`)."""
-    return dumps(asdict(event))
+    """One line of JSON, without the newline: compact, ``type`` first, non-ASCII kept
+    readable; any text encodes (see :func:`agent.sanitize.dumps`)."""
+    return dumps(_fields(event))
+
+
+def encode_unsequenced(event: ErrorEvent) -> str:
+    """The event's line without its ``seq``, the form the agent's outbox stores.
+
+    The seq is the outbox row's key, known only once the row is written; :func:`with_seq`
+    puts it back, giving exactly :func:`encode`'s line.
+    """
+    fields = _fields(event)
+    del fields["seq"]
+    return dumps(fields)
+
+
+def with_seq(payload: str, seq: int) -> str:
+    """The wire line of a stored event: its payload with the seq spliced in after "type".
+
+    Payloads are stored compact with "type" first, so this costs no JSON parsing per event;
+    anything else (a payload written another way) is decoded and encoded again.
+    """
+    if payload.startswith('{"type":"'):
+        cut = payload.find(",")
+        if cut > 0:
+            return f'{payload[:cut]},"seq":{seq}{payload[cut:]}'
+    return encode(ErrorEvent(seq=seq, **json.loads(payload)))
 
 
 def _require(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], line_type: str) -> Any:

@@ -14,17 +14,16 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from console.cage import CageUnavailable, cage_env, cage_for
-from console.childenv import child_env
-from console.claude import ClaudeOutcome, StreamEvent, run_claude
 from console.config import ConsoleConfig, ServiceConfig
 from console.events import ClaudeActivity, EngineEvent, Notify
-from console.models import AttemptRow, Denial, ErrorRow, State
-from console.prompt import build_prompt
-from console.store import Store
-from console.testrun import TestResult, TestRunError, run_tests
-from console.worktree import (
-    GitError,
+from console.fix.claude import ClaudeOutcome, StreamEvent, run_claude
+from console.fix.git import GitError
+from console.fix.paths import touched_sensitive
+from console.fix.prompt import build_prompt
+from console.fix.sandbox.cage import CageUnavailable, cage_env, cage_for
+from console.fix.sandbox.childenv import child_env
+from console.fix.testrun import TestResult, TestRunError, run_tests
+from console.fix.worktree import (
     TestWrites,
     Worktree,
     create_worktree,
@@ -33,10 +32,11 @@ from console.worktree import (
     remove_worktree,
     snapshot_files,
     snapshot_main,
-    touched_sensitive,
     undo_test_writes,
     verify_main_untouched,
 )
+from console.models import AttemptRow, Denial, ErrorRow, State
+from console.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -206,11 +206,7 @@ class AttemptRunner:
             return
         result, written = ran
         change = await diff(wt)
-        stat = "\n".join(
-            f"{s.path} +{s.added} -{s.removed}" + (" (binary)" if s.binary else "")
-            for s in change.stat
-        )
-        await self._store.update_attempt(attempt_id, diff=change.text, diff_stat=stat)
+        await self._store.update_attempt(attempt_id, diff=change.text, diff_stat=change.stat)
         if not change.files:
             await self.fail(attempt_id, "Claude Code finished without changing any file")
             return

@@ -12,9 +12,10 @@ from console.config import ConsoleConfig
 async def run_check(config: ConsoleConfig) -> int:
     """``autofix check``: one ``ok``/``warn``/``FAIL`` line per part the config names
     (hosts, repositories, GitHub, Claude Code, the test cage, Telegram); 1 if any failed."""
-    from console.github import repo_from_remote_url, resolve_token
+    from console.fix.git import GitError
+    from console.fix.github import repo_from_remote_url, resolve_token
+    from console.fix.worktree import check_repo
     from console.link import ProbeError, probe
-    from console.worktree import GitError, check_repo
 
     failures = 0
 
@@ -88,7 +89,7 @@ async def check_sandbox() -> tuple[bool, str]:
     for real on a scratch directory: without it every attempt fails at its test step."""
     import tempfile
 
-    from console.cage import CageUnavailable, cage_for, check_cage
+    from console.fix.sandbox.cage import CageUnavailable, cage_for, check_cage
 
     with tempfile.TemporaryDirectory(prefix="autofix-check-") as scratch:
         try:

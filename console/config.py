@@ -116,7 +116,8 @@ class ClaudeConfig:
     max_budget_usd: float | None = None
     timeout_seconds: float = 900.0
     # Allow rules. None means Read(./**), Edit(./**) and Bash(<the service's test_command>);
-    # Glob and Grep follow the Read rule, Write the Edit rule (see console/claude_policy.py).
+    # Glob and Grep follow the Read rule, Write the Edit rule (see
+    # console/fix/sandbox/claude_policy.py).
     allowed_tools: tuple[str, ...] | None = None
     disallowed_tools: tuple[str, ...] = DEFAULT_DISALLOWED_TOOLS
     extra_env: dict[str, str] = field(default_factory=dict)

@@ -10,7 +10,7 @@ compare-and-set in the store, two approvals of the same fix (a key press and a T
 at the same moment) produce exactly one action.
 
 Everything runs on one asyncio loop: the agent links, the ingest batcher, the fix workers
-(:mod:`console.attempts`) and publishing (:mod:`console.publish`).
+(:mod:`console.attempts`) and publishing (:mod:`console.fix.publish`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Literal, Protocol
 
 from agent.wire import ErrorEvent, Hello
 from console.attempts import AttemptRunner
-from console.config import ConsoleConfig
+from console.config import ConsoleConfig, ServiceConfig
 from console.events import (
     AttemptChanged,
     CommandResult,
@@ -35,12 +35,13 @@ from console.events import (
     Notice,
     NoticeLevel,
 )
-from console.github import GitHubError
+from console.fix.git import GitError
+from console.fix.github import GitHubError
+from console.fix.publish import publish_attempt
+from console.fix.testrun import TestResult
 from console.link import LinkManager, LinkProblem, LinkStatus
 from console.models import RUNNING_STATES, Action, AttemptRow, ErrorRow, State, can_transition
-from console.publish import push_and_open_pr
 from console.store import Store
-from console.worktree import GitError
 
 log = logging.getLogger(__name__)
 
@@ -466,10 +467,7 @@ class Engine:
             if service is None or not attempt.worktree or not attempt.branch:
                 return CommandResult(False, f"attempt {attempt_id} has no worktree to publish")
             try:
-                wt = await self._runner.worktree_of(attempt, service)
-                url, number, note = await push_and_open_pr(
-                    self.config, self.store, wt, attempt, error, service, self.notify
-                )
+                url, number, note = await self._push_and_open_pr(attempt, error, service)
             except (GitError, GitHubError, OSError) as exc:
                 await self.store.update_attempt(attempt_id, reason=f"publishing failed: {exc}")
                 self.notify(
@@ -497,6 +495,37 @@ class Engine:
             await self._emit_attempt(attempt_id)
             self.notify("info", note, error_id=error.id, attempt_id=attempt_id)
             return CommandResult(True, note, attempt_id)
+
+    async def _push_and_open_pr(
+        self, attempt: AttemptRow, error: ErrorRow, service: ServiceConfig
+    ) -> tuple[str | None, int | None, str]:
+        wt = await self._runner.worktree_of(attempt, service)
+        tests = await self.store.test_results(attempt.id)
+        last_test = tests[-1] if tests else None
+        published = await publish_attempt(
+            wt,
+            error,
+            service,
+            self.config.github,
+            summary=attempt.claude_summary or "",
+            last_test=(
+                TestResult(
+                    exit_code=last_test.exit_code,
+                    passed=last_test.exit_code == 0,
+                    timed_out=last_test.timed_out,
+                    duration_s=last_test.duration_ms / 1000,
+                    output_tail=last_test.output_tail,
+                )
+                if last_test
+                else None
+            ),
+            stat=attempt.diff_stat,
+        )
+        if published.url is not None and published.number is not None:
+            await self.store.record_pr(attempt.id, wt.branch, published.url, published.number)
+        for warning in published.warnings:
+            self.notify("warning", warning, error_id=error.id, attempt_id=attempt.id)
+        return published.url, published.number, published.note
 
     # --- fix workers -------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from console.claude import StreamEvent
+from console.fix.claude import StreamEvent
 from console.link import LinkStatus
 from console.models import AttemptRow, ErrorRow
 

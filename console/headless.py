@@ -133,10 +133,9 @@ def print_denials(denials: list[Denial]) -> None:
 
 def print_review_notice(attempt: AttemptRow, service: ServiceConfig | None) -> None:
     """What a reviewer must know before the diff goes anywhere: tests, sensitive paths."""
-    from console.widgets.diff_view import parse_stat
-    from console.worktree import touched_sensitive
+    from console.fix.paths import touched_sensitive
 
-    stats = parse_stat(attempt.diff_stat)
+    stats = attempt.diff_stat
     sensitive = touched_sensitive(stats, service.sensitive_paths) if service else []
     if attempt.test_exit_code is None:
         tests = "tests not run"

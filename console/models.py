@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import ClassVar
 
+from console.fix.diffstat import FileStat
+
 
 class State(StrEnum):
     """Where an error (and its current fix attempt) stands in the approval flow."""
@@ -171,7 +173,7 @@ class AttemptRow:
     test_exit_code: int | None = None
     test_output_tail: str | None = None
     diff: str | None = None
-    diff_stat: str | None = None
+    diff_stat: tuple[FileStat, ...] = ()  # stored as JSON, see console.fix.diffstat
     pr_url: str | None = None
     pr_number: int | None = None
     claude_denials: str | None = None  # JSON, see Denial.encode_all

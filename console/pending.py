@@ -4,14 +4,21 @@ The engine may publish thousands of events a second (a noisy host replaying its 
 Painting each one would starve key handling, so the listener only files events here, in
 O(1) and with bounded memory: the latest row per error and per attempt wins, Claude lines
 and notices are capped. A short timer drains the lot and paints it once.
+
+Error rows are paced: every changed cell makes the errors table render all its visible
+cells again, which costs tens of milliseconds. While many errors change at once (a flood),
+their rows are handed over at most once every ``flood_seconds``, so key presses are not
+stuck behind back-to-back table renders; a quiet console still sees each change at the
+next flush.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from console.claude import StreamEvent as ClaudeEvent
 from console.events import (
     AttemptChanged,
     ClaudeActivity,
@@ -21,11 +28,16 @@ from console.events import (
     Notice,
     TelegramChanged,
 )
+from console.fix.claude import StreamEvent as ClaudeEvent
 from console.link import LinkStatus
 from console.models import AttemptRow, ErrorRow
 
 MAX_CLAUDE_EVENTS = 2000
 MAX_NOTICES = 20
+# A drain that hands over this many changed errors counts as a flood...
+FLOOD_ROWS = 25
+# ...and the next error rows wait this long.
+FLOOD_SECONDS = 1.0
 
 
 @dataclass
@@ -45,7 +57,18 @@ class Drained:
 class PendingUpdates:
     """Collects engine events between repaints; ``add`` is the engine listener's whole work."""
 
-    def __init__(self, max_claude: int = MAX_CLAUDE_EVENTS, max_notices: int = MAX_NOTICES) -> None:
+    def __init__(
+        self,
+        max_claude: int = MAX_CLAUDE_EVENTS,
+        max_notices: int = MAX_NOTICES,
+        flood_rows: int = FLOOD_ROWS,
+        flood_seconds: float = FLOOD_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._flood_rows = flood_rows
+        self._flood_seconds = flood_seconds
+        self._clock = clock
+        self._errors_due = 0.0  # the clock time before which error rows are held back
         self._errors: dict[int, ErrorRow] = {}
         self._attempts: dict[int, AttemptRow] = {}
         self._claude: deque[tuple[int, ClaudeEvent]] = deque(maxlen=max_claude)
@@ -80,9 +103,13 @@ class PendingUpdates:
             self._telegram = event
 
     def drain(self) -> Drained | None:
-        """Hand over what changed and start afresh; None when nothing did."""
+        """Hand over what changed and start afresh; None when nothing did.
+
+        Error rows stay behind (and keep coalescing) until a flood's pause is over."""
+        now = self._clock()
+        errors_due = now >= self._errors_due
         if not (
-            self._errors
+            (self._errors and errors_due)
             or self._attempts
             or self._claude
             or self._links
@@ -91,8 +118,13 @@ class PendingUpdates:
             or self._telegram
         ):
             return None
+        errors = list(self._errors.values()) if errors_due else []
+        if errors:
+            self._errors = {}
+            if len(errors) >= self._flood_rows:
+                self._errors_due = now + self._flood_seconds
         drained = Drained(
-            errors=list(self._errors.values()),
+            errors=errors,
             attempts=list(self._attempts.values()),
             claude=list(self._claude),
             claude_dropped=self._claude_dropped,
@@ -101,7 +133,6 @@ class PendingUpdates:
             notices_dropped=self._notices_dropped,
             telegram=self._telegram,
         )
-        self._errors = {}
         self._attempts = {}
         self._claude.clear()
         self._claude_dropped = 0

@@ -20,6 +20,7 @@ from agent.wire import ErrorEvent
 from console.app import AutofixApp
 from console.config import parse_config
 from console.engine import Engine
+from console.fix.diffstat import FileStat
 from console.models import State
 from console.store import Store
 
@@ -189,7 +190,7 @@ async def fill_store(db_path: Path) -> None:
         await store.update_attempt(
             attempt.id,
             diff=DIFF,
-            diff_stat="lib/users.js +1 -0\ntest/users.test.js +4 -0",
+            diff_stat=[FileStat("lib/users.js", 1, 0), FileStat("test/users.test.js", 4, 0)],
         )
         await store.transition_attempt(attempt.id, State.TESTING, State.REVIEW)
         # fp-db: skipped from Telegram

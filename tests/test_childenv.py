@@ -8,7 +8,7 @@ import subprocess
 from hypothesis import given
 from hypothesis import strategies as st
 
-from console.childenv import BASE_NAMES, CREDENTIAL_NAMES, child_env
+from console.fix.sandbox.childenv import BASE_NAMES, CREDENTIAL_NAMES, child_env
 
 SECRETS = {
     "GITHUB_TOKEN": "ghp_secretsecret",

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from console.claude import NOT_FOUND, run_claude
 from console.config import ClaudeConfig
+from console.fix.claude import NOT_FOUND, run_claude
+from console.fix.transcript import Event, SystemInit, ToolResult, ToolUse
 from console.models import Denial
-from console.transcript import Event, SystemInit, ToolResult, ToolUse
 from tests.conftest import require_tool
 from tests.messages_api import ApiError, MessagesApi, Stall, Text, ToolCall, Turn
 

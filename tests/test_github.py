@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from console.github import (
+from console.fix.diffstat import FileStat
+from console.fix.github import (
     GitHubError,
     open_pull_request,
     pr_body,
@@ -15,13 +16,11 @@ from console.github import (
     repo_from_remote_url,
     resolve_token,
 )
-from console.testrun import TestResult
-from console.worktree import (
-    FileStat,
-    commit_all,
+from console.fix.publish import commit_all, push
+from console.fix.testrun import TestResult
+from console.fix.worktree import (
     create_worktree,
     diff,
-    push,
     remove_worktree,
     snapshot_main,
     verify_main_untouched,

@@ -156,8 +156,7 @@ def test_detection_thresholds_come_from_config(outbox: Outbox) -> None:
 
 
 def test_stream_lines_decode_to_exactly_the_settled_events(outbox: Outbox, tmp_path: Path) -> None:
-    from agent.stream import with_seq
-    from agent.wire import decode
+    from agent.wire import decode, with_seq
 
     outbox.ingest([occ(message='quote " comma, brace } ECONNREFUSED')], now=T0)
     [event] = outbox.settle(DET, now=T0 + 30)

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.wire import ErrorEvent, decode, encode
+from console.fix.diffstat import FileStat
 from console.models import TRANSITIONS, Denial, State, can_transition
 from console.storable import unstorable
 from console.store import MIGRATIONS, RECOVER_REASON, NotFound, Store, StoreError
@@ -25,6 +26,7 @@ from console.store import MIGRATIONS, RECOVER_REASON, NotFound, Store, StoreErro
 ROOT = Path(__file__).resolve().parent.parent
 FP_A = "a1" * 8
 FP_B = "b2" * 8
+STAT = FileStat("lib/users.js", 3, 1)
 
 
 def event(
@@ -448,7 +450,7 @@ async def test_attempt_walks_the_flow_and_the_error_mirrors_it(store):
     )
     assert result.exit_code == 0 and not result.timed_out
     assert await store.transition_attempt(
-        attempt.id, State.TESTING, State.REVIEW, diff="--- a\n+++ b\n", diff_stat="1 file"
+        attempt.id, State.TESTING, State.REVIEW, diff="--- a\n+++ b\n", diff_stat=[STAT]
     )
     pr = await store.record_pr(attempt.id, "autofix/1", "https://github.test/acme/pr/9", 9)
     assert await store.pr_for_branch("autofix/1") == pr
@@ -460,7 +462,7 @@ async def test_attempt_walks_the_flow_and_the_error_mirrors_it(store):
     assert final.state is State.PR_OPENED and final.finished_at is not None
     assert (final.branch, final.claude_cost_usd, final.claude_turns) == ("autofix/1", 0.42, 7)
     assert (final.test_exit_code, final.test_output_tail) == (0, "5 passing")
-    assert (final.pr_url, final.pr_number, final.diff_stat) == (pr.url, 9, "1 file")
+    assert (final.pr_url, final.pr_number, final.diff_stat) == (pr.url, 9, (STAT,))
     assert final.reason == "looks right"
     assert (await store.error(error_id)).state is State.PR_OPENED
     assert await store.running_attempts() == []
@@ -579,6 +581,25 @@ async def test_cancelled_caller_leaves_the_store_usable(store):
 # --- migrations and foreign files ---------------------------------------------------------
 
 EXTRA = "ALTER TABLE errors ADD COLUMN note TEXT; UPDATE errors SET note = 'migrated';"
+
+
+async def test_a_diff_stat_stored_as_text_by_an_older_console_reads_back_as_file_stats(store):
+    attempt = await store.create_attempt(await awaiting(store), actor="keyboard")
+    assert attempt is not None
+    written = await store.update_attempt(
+        attempt.id, diff_stat=[STAT, FileStat("assets/logo.png", 0, 0, binary=True)]
+    )
+    assert written.diff_stat == (STAT, FileStat("assets/logo.png", 0, 0, binary=True))
+    stored = raw_db(store.path).execute("SELECT diff_stat FROM attempts").fetchone()[0]
+    assert json.loads(stored)[0] == {
+        "path": "lib/users.js", "added": 3, "removed": 1, "binary": False, "old_path": None
+    }  # fmt: skip
+    old_row = "lib/my file.js +3 -1\nassets/logo.png +0 -0 (binary)"
+    raw_db(store.path).execute("UPDATE attempts SET diff_stat = ?", (old_row,))
+    assert (await store.attempt(attempt.id)).diff_stat == (
+        FileStat("lib/my file.js", 3, 1),
+        FileStat("assets/logo.png", 0, 0, binary=True),
+    )
 
 
 async def test_migration_from_an_older_version_keeps_the_data(tmp_path):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from console.cage import CAGE_HOME, Cage, CageUnavailable, cage_env, cage_for
-from console.testrun import TAIL_BYTES, TestRunError, clean_output, run_tests
+from console.fix.sandbox.cage import CAGE_HOME, Cage, CageUnavailable, cage_env, cage_for
+from console.fix.testrun import TAIL_BYTES, TestRunError, clean_output, run_tests
 from tests.conftest import require_tool
 from tests.planted import (
     HOOK_MARKER,

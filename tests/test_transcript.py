@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from console.transcript import (
+from console.fix.transcript import (
     AssistantText,
     Result,
     StreamParser,

@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from agent.wire import PROTOCOL_VERSION, ErrorEvent, Heartbeat, Hello, WireError, decode, encode
+from agent.wire import (
+    PROTOCOL_VERSION,
+    SEVERITIES,
+    ErrorEvent,
+    Heartbeat,
+    Hello,
+    WireError,
+    decode,
+    encode,
+    encode_unsequenced,
+    iso,
+    with_seq,
+)
 
 EVENT = ErrorEvent(
     type="error",
@@ -81,3 +97,60 @@ def test_invalid_utf8_and_oversized_lines_are_refused() -> None:
         decode(b'{"type": "\xff"}')
     with pytest.raises(WireError, match="exceeds"):
         decode(b"{" + b" " * (2 * 1024 * 1024) + b"}")
+
+
+_TEXT = st.text(max_size=40)
+EVENTS = st.builds(
+    ErrorEvent,
+    type=st.sampled_from(["error", "update"]),
+    seq=st.integers(1, 2**63 - 1),
+    host=_TEXT,
+    service=_TEXT,
+    fingerprint=st.from_regex(r"[0-9a-f]{16}", fullmatch=True),
+    count=st.integers(1, 2**63 - 1),
+    severity=st.sampled_from(SEVERITIES),
+    message=_TEXT,
+    error_type=_TEXT,
+    stack=st.lists(_TEXT, max_size=5),
+    route=st.none() | _TEXT,
+    first_seen=_TEXT,
+    last_seen=_TEXT,
+)
+
+
+@given(EVENTS)
+def test_the_stored_payload_with_its_seq_spliced_in_is_exactly_the_encoded_line(
+    event: ErrorEvent,
+) -> None:
+    payload = encode_unsequenced(event)
+    assert '"seq"' not in payload.split(",", 1)[0]
+    line = with_seq(payload, event.seq)
+    assert line == encode(event)
+    assert decode(line) == event
+
+
+def test_every_line_is_compact_and_starts_with_its_type() -> None:
+    hello = Hello(protocol=PROTOCOL_VERSION, agent_version="0.1.0", host="h", sources=["PA: x"])
+    beat = Heartbeat(host="h", last_seq=9, time="2026-11-26T02:00:00.000Z")
+    for event in (hello, EVENT, beat):
+        line = encode(event)
+        assert line.startswith(f'{{"type":"{event.type}",')
+        assert json.dumps(json.loads(line), ensure_ascii=False, separators=(",", ":")) == line
+
+
+def test_a_payload_stored_in_another_key_order_still_becomes_the_same_line() -> None:
+    fields = json.loads(encode_unsequenced(EVENT))
+    reordered = json.dumps(dict(reversed(list(fields.items()))))
+    assert with_seq(reordered, EVENT.seq) == encode(EVENT)
+    assert decode(with_seq(reordered, 99)) == replace(EVENT, seq=99)
+
+
+@given(st.floats(0, 4_102_444_800, allow_nan=False))
+def test_iso_is_utc_with_milliseconds_and_sorts_like_the_time(ts: float) -> None:
+    text = iso(ts)
+    assert len(text) == 24 and text.endswith("Z")
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    exact = datetime.fromtimestamp(ts, UTC)
+    assert parsed == exact.replace(microsecond=exact.microsecond // 1000 * 1000)
+    assert iso(ts) <= iso(ts + 0.001)
+    assert iso(0) == "1970-01-01T00:00:00.000Z"

@@ -9,21 +9,17 @@ from pathlib import Path
 import pytest
 
 from console.config import DEFAULT_SENSITIVE_PATHS
-from console.worktree import (
-    FileStat,
-    GitError,
-    NotARepositoryError,
-    NothingToCommitError,
-    PushError,
+from console.fix.diffstat import FileStat
+from console.fix.git import GitError, NotARepositoryError
+from console.fix.paths import touched_sensitive
+from console.fix.publish import NothingToCommitError, PushError, commit_all, push
+from console.fix.worktree import (
     TestWrites,
-    commit_all,
     create_worktree,
     diff,
-    push,
     remove_worktree,
     snapshot_files,
     snapshot_main,
-    touched_sensitive,
     undo_test_writes,
     verify_main_untouched,
 )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from console.config import ConsoleConfig, default_state_dir, load_config
-from console.worktree import git_argv, git_env
+from console.fix.git import git_argv, git_env
 
 SERVICE_SOURCE = Path(__file__).resolve().parent / "service"
 SERVICE_NAME = "PA"

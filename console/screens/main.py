@@ -14,10 +14,11 @@ from collections.abc import Callable
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Input
 
-from console.claude import StreamEvent as ClaudeEvent
+from console.fix.claude import StreamEvent as ClaudeEvent
 from console.models import Action, AttemptRow, ErrorRow
 from console.pending import Drained
 from console.screens import requests
@@ -111,9 +112,12 @@ class MainScreen(Screen[None]):
 
     def apply(self, drained: Drained) -> None:
         """Paint one batch of coalesced engine events."""
-        table = self.query_one(ErrorsTable)
-        queue = self.query_one(QueueTable)
-        header = self.query_one(StatusHeader)
+        try:
+            table = self.query_one(ErrorsTable)
+            queue = self.query_one(QueueTable)
+            header = self.query_one(StatusHeader)
+        except NoMatches:  # the console is quitting and its widgets are already gone
+            return
         for error in drained.errors:
             queue.label_error(error.id, _short(error))
         if drained.errors:
@@ -247,9 +251,12 @@ class MainScreen(Screen[None]):
         """A decision key is greyed out (None) when the engine says the selected error
         allows none of what it stands for; with nothing selected it says so when pressed."""
         wanted = self.DECISION_KEYS.get(action)
-        if wanted is None or not self.is_mounted:
+        if wanted is None:
             return True
-        error = self.query_one(ErrorsTable).selected_error
+        try:
+            error = self.query_one(ErrorsTable).selected_error
+        except NoMatches:  # not composed yet, or already torn down
+            return True
         if error is None:
             return True
         return True if wanted & self._data.actions(error) else None

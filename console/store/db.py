@@ -50,8 +50,8 @@ from console.store.schema import (
     MIGRATIONS,
     NotFound,
     StoreError,
+    attempt_columns,
     attempt_row,
-    check_fields,
     decision_row,
     error_row,
     now_iso,
@@ -317,7 +317,7 @@ class Store:
             raise ValueError(f"transition {expected.value} -> {new.value} is not allowed")
         if new is State.FIXING:
             raise ValueError("entering fixing starts an attempt: use create_attempt()")
-        check_fields(fields)
+        fields = attempt_columns(fields)
 
         async def body(db: aiosqlite.Connection) -> bool:
             return await self._transition(
@@ -488,7 +488,7 @@ class Store:
 
     async def update_attempt(self, attempt_id: int, **fields: Any) -> AttemptRow:
         """Write results as they arrive (branch, Claude's cost, the diff); never the state."""
-        check_fields(fields)
+        fields = attempt_columns(fields)
 
         async def body(db: aiosqlite.Connection) -> AttemptRow:
             if fields:

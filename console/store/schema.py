@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Collection
-from datetime import UTC, datetime
 from typing import Any
 
+from agent.wire import iso
+from console.fix.diffstat import decode_stat, encode_stat
 from console.models import (
     AttemptRow,
     DecisionRow,
@@ -183,8 +185,8 @@ class NotFound(LookupError):
 
 
 def now_iso() -> str:
-    """The store's timestamp format: ISO 8601 UTC with milliseconds, sortable as text."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The store's timestamp: the wire's time form (:func:`agent.wire.iso`), sortable as text."""
+    return iso(time.time())
 
 
 def error_row(row: sqlite3.Row, hosts: dict[str, int]) -> ErrorRow:
@@ -211,6 +213,7 @@ def error_row(row: sqlite3.Row, hosts: dict[str, int]) -> ErrorRow:
 def attempt_row(row: sqlite3.Row) -> AttemptRow:
     values = dict(zip(row.keys(), tuple(row), strict=True))
     values["state"] = State(values["state"])
+    values["diff_stat"] = decode_stat(values["diff_stat"])
     return AttemptRow(**values)
 
 
@@ -234,13 +237,17 @@ def decision_row(row: sqlite3.Row) -> DecisionRow:
     return DecisionRow(**values)
 
 
-def check_fields(fields: dict[str, Any]) -> None:
+def attempt_columns(fields: dict[str, Any]) -> dict[str, Any]:
+    """Attempt fields a caller gave, checked and as column values (a diff stat as JSON)."""
     unknown = sorted(set(fields) - ATTEMPT_FIELDS)
     if unknown:
         raise ValueError(
             f"unknown attempt field(s) {', '.join(unknown)}; "
             f"settable: {', '.join(sorted(ATTEMPT_FIELDS))}"
         )
+    if "diff_stat" in fields:
+        return {**fields, "diff_stat": encode_stat(fields["diff_stat"])}
+    return fields
 
 
 def states_of(states: State | Collection[State] | None) -> list[str] | None:

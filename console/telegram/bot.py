@@ -50,7 +50,7 @@ import console.telegram.dashboard as dashboard
 from console.config import TelegramConfig
 from console.engine import Engine
 from console.events import CommandResult, TelegramChanged
-from console.prompt import sanitize, sanitize_line
+from console.fix.prompt import sanitize, sanitize_line
 from console.telegram.callbacks import Action, Callback, CallbackSigner, ForgedCallback
 from console.telegram.cards import HTML, NO_PREVIEW, CardSync, scrub_html
 from console.telegram.delivery import Delivery

@@ -33,13 +33,13 @@ from telegram.ext import Application
 import console.telegram.render as render
 from console.engine import Engine
 from console.events import AttemptChanged, EngineEvent, ErrorChanged
+from console.fix.paths import touched_sensitive
 from console.models import Action as Decision
 from console.models import AttemptRow, DecisionRow, ErrorRow, State
 from console.telegram.callbacks import Action, CallbackSigner
 from console.telegram.delivery import Delivery
 from console.telegram.limits import CAPTION_LIMIT, clip
 from console.telegram.token import SCRUBBER
-from console.worktree import touched_sensitive
 
 log = logging.getLogger(__name__)
 
@@ -215,8 +215,7 @@ class CardSync:
             return
         tests = await store.test_results(attempt_id)
         service = self._engine.config.service(error.service)
-        stats = render.parse_stat(attempt.diff_stat)
-        sensitive = touched_sensitive(stats, service.sensitive_paths) if service else []
+        sensitive = touched_sensitive(attempt.diff_stat, service.sensitive_paths) if service else []
         decision = None
         if attempt.state is not State.REVIEW and cards:
             decision = await self._answer_to(

@@ -8,7 +8,6 @@ through :func:`console.telegram.limits.fit`, which escapes it and cuts it to the
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Mapping
 from datetime import UTC
 
@@ -22,7 +21,6 @@ from console.models import (
     parse_time,
 )
 from console.telegram.limits import Part, escape, fit, markup
-from console.worktree import FileStat
 
 SEVERITY_ICONS = {"critical": "🔴", "high": "🟠", "medium": "🟡", "low": "⚪"}
 DECISION_LABELS = {
@@ -34,7 +32,6 @@ DECISION_LABELS = {
 }
 DIFF_EXCERPT_LINES = 30
 DIFF_EXCERPT_CHARS = 1500
-_STAT_LINE = re.compile(r"^(.*) \+(\d+) -(\d+)( \(binary\))?$")
 
 
 def severity_icon(severity: str) -> str:
@@ -139,17 +136,6 @@ def error_card(
     return fit(parts)
 
 
-def parse_stat(diff_stat: str | None) -> list[FileStat]:
-    """The engine's stored stat ("path +a -r", one file a line) back into file stats."""
-    stats: list[FileStat] = []
-    for line in (diff_stat or "").splitlines():
-        match = _STAT_LINE.match(line)
-        if match:
-            path, added, removed, binary = match.groups()
-            stats.append(FileStat(path, int(added), int(removed), binary=bool(binary)))
-    return stats
-
-
 def diff_excerpt(diff: str) -> tuple[str, bool]:
     """The first lines of a diff and whether that is not all of it."""
     lines = diff.splitlines()
@@ -190,7 +176,7 @@ def review_card(
     names: Mapping[int, str] | None = None,
 ) -> str:
     """The diff-ready message: enough to decide from the phone, with the full diff attached."""
-    stats = parse_stat(attempt.diff_stat)
+    stats = attempt.diff_stat
     added = sum(s.added for s in stats)
     removed = sum(s.removed for s in stats)
     parts = [
@@ -206,7 +192,8 @@ def review_card(
     )
     parts.append(markup(f"\n\n<b>Changes</b>: {len(stats)} file(s), +{added} -{removed}"))
     if stats:
-        parts.append(Part(attempt.diff_stat or "", before="\n<pre>", after="</pre>", cap=600))
+        lines = "\n".join(s.line() for s in stats)
+        parts.append(Part(lines, before="\n<pre>", after="</pre>", cap=600))
     if sensitive:
         parts.append(
             Part(", ".join(sensitive), before="\n⚠️ <b>Touches sensitive paths</b>: ", cap=400)

@@ -18,9 +18,8 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import RichLog
 
-from console.claude import StreamEvent as ClaudeEvent
-from console.models import Denial
-from console.transcript import (
+from console.fix.claude import StreamEvent as ClaudeEvent
+from console.fix.transcript import (
     AssistantText,
     Result,
     StreamParser,
@@ -29,6 +28,7 @@ from console.transcript import (
     ToolUse,
     Unknown,
 )
+from console.models import Denial
 from console.widgets.labels import money
 
 MAX_LINES = 1000

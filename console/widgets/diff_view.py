@@ -18,8 +18,9 @@ from textual.widget import Widget
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from console.fix.diffstat import FileStat
+from console.fix.paths import touched_sensitive
 from console.models import AttemptRow
-from console.worktree import FileStat, touched_sensitive
 
 MAX_DIFF_LINES = 5000
 
@@ -34,25 +35,6 @@ class DiffFile:
     sensitive: bool
 
 
-def parse_stat(stat: str | None) -> list[FileStat]:
-    """Read back the engine's ``path +a -r`` lines (paths may hold spaces)."""
-    files: list[FileStat] = []
-    for raw in (stat or "").splitlines():
-        line = raw.rstrip()
-        binary = line.endswith(" (binary)")
-        if binary:
-            line = line[: -len(" (binary)")]
-        parts = line.rsplit(" ", 2)
-        if len(parts) != 3 or not parts[1].startswith("+") or not parts[2].startswith("-"):
-            continue
-        try:
-            added, removed = int(parts[1][1:]), int(parts[2][1:])
-        except ValueError:
-            continue
-        files.append(FileStat(parts[0], added, removed, binary))
-    return files
-
-
 def diff_files(attempt: AttemptRow, sensitive_paths: tuple[str, ...]) -> list[DiffFile]:
     """The attempt's files in diff order, each with where it starts and whether it is sensitive."""
     text = attempt.diff or ""
@@ -61,9 +43,7 @@ def diff_files(attempt: AttemptRow, sensitive_paths: tuple[str, ...]) -> list[Di
         if line.startswith("diff --git "):
             path = line.rsplit(" b/", 1)[-1]
             starts.setdefault(path, number)
-    stats = parse_stat(attempt.diff_stat)
-    if not stats:
-        stats = [FileStat(path, 0, 0) for path in starts]
+    stats = list(attempt.diff_stat) or [FileStat(path, 0, 0) for path in starts]
     flagged = set(touched_sensitive(stats, sensitive_paths))
     return [
         DiffFile(s.path, s.added, s.removed, s.binary, starts.get(s.path, 0), s.path in flagged)

@@ -1,22 +1,32 @@
 """The errors panel: one row per error, live counts, sortable and filterable.
 
-Rows are kept in a capped model keyed by error id; the engine's events update it in place
-(only the cells that changed are repainted), so a flood of count updates costs a dict write
-per event and a handful of cell updates per repaint.
+A line-API widget rather than a DataTable: a DataTable renders every visible cell again
+whenever any cell changes (its render cache is keyed by a table-wide update counter), which
+costs tens of milliseconds a frame while a host floods the console, and key presses wait
+behind it. Here each row is rendered once per change of that row into a cached strip; a
+repaint only styles cached strips, so a flood costs a dict write per event and one small
+render per changed row that is on screen.
+
+The cursor follows the user's error, not a row index: a re-sort moves the cursor with its
+error, and the selection changes synchronously with the cursor, so no repaint can undo a
+key press.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
+from rich.segment import Segment
 from rich.text import Text
-from textual.binding import Binding
-from textual.coordinate import Coordinate
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
 from textual.message import Message
-from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from console.models import ErrorRow, State
 from console.widgets.labels import (
@@ -29,15 +39,31 @@ from console.widgets.labels import (
 )
 
 MAX_ROWS = 1000
-COLUMNS: tuple[tuple[str, str, int], ...] = (
-    ("sev", "", 1),
-    ("service", "Service", 10),
-    ("message", "Error", 0),  # takes what the others leave
-    ("count", "Count", 6),
-    ("hosts", "Hosts", 12),
-    ("status", "Status", 17),
-    ("age", "Age", 4),
+PADDING = 1  # blank cells either side of every column, as tables people know have
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: its key, header label, width (0: takes what the others leave), and
+    whether it gives way first when the terminal is narrow."""
+
+    key: str
+    label: str
+    width: int
+    optional: bool = False
+    right: bool = False
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("sev", "", 1),
+    Column("service", "Service", 10),
+    Column("message", "Error", 0),
+    Column("count", "Count", 7, right=True),
+    Column("hosts", "Hosts", 12, optional=True),
+    Column("status", "Status", 17),
+    Column("age", "Age", 5),
 )
+MIN_MESSAGE_WIDTH = 24  # below this the optional columns fold away
 _STATE_ORDER = {state: i for i, state in enumerate(State)}
 
 
@@ -46,30 +72,18 @@ class SortMode:
     label: str
     key: Callable[[ErrorRow], Any]
     reverse: bool
+    column: str  # the header that carries the sort indicator
 
 
 SORTS: tuple[SortMode, ...] = (
-    SortMode("last seen", lambda e: (e.last_seen, e.id), True),
-    SortMode("count", lambda e: (e.count, e.id), True),
-    SortMode("severity", lambda e: (SEVERITY_RANK.get(e.severity, -1), e.last_seen), True),
-    SortMode("status", lambda e: (_STATE_ORDER.get(e.state, 99), e.last_seen), False),
-    SortMode("service", lambda e: (e.service, e.error_type, e.id), False),
-    SortMode("first seen", lambda e: (e.first_seen, e.id), True),
+    SortMode("last seen", lambda e: (e.last_seen, e.id), True, "age"),
+    SortMode("count", lambda e: (e.count, e.id), True, "count"),
+    SortMode("severity", lambda e: (SEVERITY_RANK.get(e.severity, -1), e.last_seen), True, "sev"),
+    SortMode("status", lambda e: (_STATE_ORDER.get(e.state, 99), e.last_seen), False, "status"),
+    SortMode("service", lambda e: (e.service, e.error_type, e.id), False, "service"),
+    SortMode("first seen", lambda e: (e.first_seen, e.id), True, "message"),
 )
 _SORT_BY_COLUMN = {"sev": 2, "service": 4, "message": 4, "count": 1, "status": 3, "age": 0}
-
-
-class _Cell:
-    """A rendered cell that remembers its row's error, so sorting can find the row's data."""
-
-    __slots__ = ("error_id", "text")
-
-    def __init__(self, error_id: int, text: Text) -> None:
-        self.error_id = error_id
-        self.text = text
-
-    def __rich__(self) -> Text:
-        return self.text
 
 
 def matches(error: ErrorRow, needle: str) -> bool:
@@ -90,13 +104,57 @@ def matches(error: ErrorRow, needle: str) -> bool:
     return all(word in haystack for word in needle.lower().split())
 
 
-class ErrorsTable(DataTable[Any]):
-    """One row per error; posts :class:`ErrorsTable.Selected` when the cursor's error changes."""
+def layout(width: int) -> list[tuple[Column, int]]:
+    """The columns that fit ``width`` and the width of each; the message takes the rest."""
+    columns = list(COLUMNS)
 
-    BINDINGS = [
+    def message_width() -> int:
+        fixed = sum(c.width + 2 * PADDING for c in columns if c.width)
+        return width - fixed - 2 * PADDING
+
+    while message_width() < MIN_MESSAGE_WIDTH and any(c.optional for c in columns):
+        columns.remove(next(c for c in reversed(columns) if c.optional))
+    rest = max(8, message_width())
+    return [(c, c.width or rest) for c in columns]
+
+
+def _cell(text: Text, width: int, right: bool = False) -> Text:
+    text = text.copy()
+    text.no_wrap = True
+    text.truncate(width, overflow="ellipsis")
+    if right:
+        text.align("right", width)
+    else:
+        text.pad_right(width - text.cell_len)
+    return text
+
+
+class ErrorsTable(ScrollView, can_focus=True):
+    """One row per error under a fixed header; the cursor row is the selected error.
+
+    Posts :class:`ErrorsTable.Selected` when the cursor's error changes (or its row does)
+    and :class:`ErrorsTable.DetailRequested` on enter.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "detail", "Detail"),
         Binding("S", "cycle_sort", "Sort", tooltip="Cycle the sort column"),
+        Binding("up", "cursor_up", "Up", show=False),
+        Binding("down", "cursor_down", "Down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("home", "first", "First", show=False),
+        Binding("end", "last", "Last", show=False),
     ]
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "errors-table--header",
+        "errors-table--cursor",
+        "errors-table--even-row",
+    }
+
+    cursor_row: reactive[int] = reactive(0, always_update=True, repaint=False)
+    """Index of the highlighted row among the shown rows."""
 
     class Selected(Message):
         """The highlighted error changed, or its row did (None when the table is empty)."""
@@ -106,38 +164,26 @@ class ErrorsTable(DataTable[Any]):
             self.error = error
 
     class DetailRequested(Message):
+        """The user asked to open the highlighted error (enter)."""
+
         def __init__(self, error: ErrorRow) -> None:
             super().__init__()
             self.error = error
 
     def __init__(self, clock: Callable[[], float], **kwargs: Any) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        super().__init__(**kwargs)
         self._clock = clock
         self._rows: dict[int, ErrorRow] = {}
-        self._shown: set[int] = set()
+        self._order: list[int] = []  # shown error ids, in display order
+        self._position: dict[int, int] = {}
         self._filter = ""
         self._sort = 0
         self._selected: int | None = None
-        self._message_width = 30
+        self._ages: dict[int, str] = {}
+        self._strips: dict[int, tuple[object, Strip]] = {}  # error id -> (what it shows, strip)
+        self._layout: list[tuple[Column, int]] = layout(80)
 
     # --- data in ---------------------------------------------------------------------------
-
-    def on_mount(self) -> None:
-        self._build_columns()
-
-    def on_resize(self) -> None:
-        width = self._fit_message_width()
-        if width != self._message_width:
-            self._rebuild()
-
-    def _fit_message_width(self) -> int:
-        fixed = sum(w + 2 for key, _, w in COLUMNS if key != "message")
-        return max(16, self.size.width - fixed - 3)
-
-    def _build_columns(self) -> None:
-        self._message_width = self._fit_message_width()
-        for key, label, width in COLUMNS:
-            self.add_column(label, key=key, width=width or self._message_width)
 
     def load(self, errors: Iterable[ErrorRow]) -> None:
         """Replace the whole model (start-up, or after a store re-read)."""
@@ -146,46 +192,33 @@ class ErrorsTable(DataTable[Any]):
         self._rebuild()
 
     def apply(self, errors: Iterable[ErrorRow]) -> None:
-        """Upsert changed errors, repainting only the cells that differ."""
-        changed_selected = False
-        added = False
+        """Upsert changed errors; only the rows that changed are rendered again."""
+        self._sync_selection()
+        selected_changed = False
         now = self._clock()
         for error in errors:
             self._rows[error.id] = error
-            visible = not self._filter or matches(error, self._filter)
-            if error.id in self._shown:
-                if not visible:
-                    self.remove_row(str(error.id))
-                    self._shown.discard(error.id)
-                    continue
-                for key, cell in zip(_keys(), self._cells(error, now), strict=True):
-                    if self.get_cell(str(error.id), key).text != cell.text:
-                        self.update_cell(str(error.id), key, cell)
-            elif visible:
-                self.add_row(*self._cells(error, now), key=str(error.id))
-                self._shown.add(error.id)
-                added = True
+            self._ages[error.id] = age(error.last_seen, now)
             if error.id == self._selected:
-                changed_selected = True
-        dropped = self._cap()
-        for error_id in dropped:
-            if error_id in self._shown:
-                self.remove_row(str(error_id))
-                self._shown.discard(error_id)
-        self._resort()
-        if added and self._selected is None:
+                selected_changed = True
+        self._cap()
+        self._rebuild(announce=False)
+        if self._selected is None or self._selected not in self._position:
             self._announce()
-        elif changed_selected:
+        elif selected_changed:
             self.post_message(self.Selected(self.selected_error))
 
     def refresh_ages(self) -> None:
         """Ages move with the clock, not with events; repaint them on a slow timer."""
         now = self._clock()
-        for error_id in self._shown:
-            error = self._rows[error_id]
-            cell = _Cell(error.id, Text(age(error.last_seen, now), style="dim"))
-            if self.get_cell(str(error_id), "age").text != cell.text:
-                self.update_cell(str(error_id), "age", cell)
+        changed = False
+        for error_id in self._order:
+            text = age(self._rows[error_id].last_seen, now)
+            if self._ages.get(error_id) != text:
+                self._ages[error_id] = text
+                changed = True
+        if changed:
+            self._repaint()
 
     def set_filter(self, text: str) -> None:
         if text.strip() == self._filter:
@@ -205,71 +238,220 @@ class ErrorsTable(DataTable[Any]):
     def selected_error(self) -> ErrorRow | None:
         return self._rows.get(self._selected) if self._selected is not None else None
 
+    @property
+    def row_count(self) -> int:
+        """How many rows are shown (after the filter)."""
+        return len(self._order)
+
     def error(self, error_id: int) -> ErrorRow | None:
         return self._rows.get(error_id)
 
     def select_error(self, error_id: int) -> bool:
         """Move the cursor to an error (after a filter change, or from another view)."""
-        if error_id not in self._shown:
+        position = self._position.get(error_id)
+        if position is None:
             return False
-        self.move_cursor(row=self.get_row_index(str(error_id)))
+        self.cursor_row = position
         return True
 
     @property
     def shown_ids(self) -> list[int]:
         """Error ids in display order, for tests and for keyboard navigation elsewhere."""
-        return [int(str(row.key.value)) for row in self.ordered_rows]
+        return list(self._order)
+
+    # --- the cursor ------------------------------------------------------------------------
+
+    def validate_cursor_row(self, row: int) -> int:
+        return max(0, min(row, len(self._order) - 1))
+
+    def watch_cursor_row(self, old: int, new: int) -> None:
+        self._scroll_to_cursor()
+        self._repaint()
+        self._announce()
+
+    def action_cursor_up(self) -> None:
+        self.cursor_row -= 1
+
+    def action_cursor_down(self) -> None:
+        self.cursor_row += 1
+
+    def action_page_up(self) -> None:
+        self.cursor_row -= max(1, self._body_height() - 1)
+
+    def action_page_down(self) -> None:
+        self.cursor_row += max(1, self._body_height() - 1)
+
+    def action_first(self) -> None:
+        self.cursor_row = 0
+
+    def action_last(self) -> None:
+        self.cursor_row = len(self._order) - 1
+
+    def action_cycle_sort(self) -> None:
+        self._sort = (self._sort + 1) % len(SORTS)
+        self._rebuild()
+        self.notify(f"sorted by {self.sort_label}", timeout=2)
+
+    def action_detail(self) -> None:
+        error = self.selected_error
+        if error is not None:
+            self.post_message(self.DetailRequested(error))
+
+    def on_click(self, event: events.Click) -> None:
+        """A click on a row highlights it; on a column header it sorts by that column."""
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        if offset.y == 0:
+            column = self._column_at(offset.x)
+            target = _SORT_BY_COLUMN.get(column) if column else None
+            if target is not None:
+                self._sort = target
+                self._rebuild()
+                self.notify(f"sorted by {self.sort_label}", timeout=2)
+            return
+        row = int(self.scroll_offset.y) + offset.y - 1
+        if 0 <= row < len(self._order):
+            self.cursor_row = row
+
+    # --- rendering -------------------------------------------------------------------------
+
+    def on_resize(self) -> None:
+        self._layout = layout(self.size.width)
+        self._strips.clear()
+        self._update_virtual_size()
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        if y == 0:
+            return self._header_strip(width)
+        index = int(self.scroll_offset.y) + y - 1
+        if not 0 <= index < len(self._order):
+            return Strip.blank(width, self.rich_style)
+        error_id = self._order[index]
+        strip = self._row_strip(error_id, width)
+        if index == self.cursor_row:
+            style = self.get_component_rich_style("errors-table--cursor")
+        elif index % 2:
+            style = self.rich_style + self.get_component_rich_style("errors-table--even-row")
+        else:
+            style = self.rich_style
+        return strip.apply_style(style)
+
+    def _header_strip(self, width: int) -> Strip:
+        mode = SORTS[self._sort]
+        text = Text(no_wrap=True)
+        for column, column_width in self._layout:
+            label = column.label
+            if column.key == mode.column and label:
+                label = f"{label} {'▼' if mode.reverse else '▲'}"
+            text.append(" " * PADDING)
+            text.append_text(_cell(Text(label), column_width, column.right))
+            text.append(" " * PADDING)
+        style = self.rich_style + self.get_component_rich_style("errors-table--header")
+        segments = list(text.render(self.app.console))
+        return Strip(segments).adjust_cell_length(width, style).apply_style(style)
+
+    def _row_strip(self, error_id: int, width: int) -> Strip:
+        error = self._rows[error_id]
+        shown = (error, self._ages.get(error_id), width)
+        cached = self._strips.get(error_id)
+        if cached is not None and cached[0] == shown:
+            return cached[1]
+        text = Text(no_wrap=True)
+        for column, column_width in self._layout:
+            text.append(" " * PADDING)
+            text.append_text(_cell(self._cell_text(error, column.key), column_width, column.right))
+            text.append(" " * PADDING)
+        segments: list[Segment] = list(text.render(self.app.console))
+        strip = Strip(segments).adjust_cell_length(width)
+        self._strips[error_id] = (shown, strip)
+        return strip
+
+    def _cell_text(self, error: ErrorRow, key: str) -> Text:
+        if key == "sev":
+            return severity_text(error.severity)
+        if key == "service":
+            return Text(error.service)
+        if key == "message":
+            message = Text()
+            message.append(error.error_type, style="bold")
+            message.append(": " + " ".join(error.message.split()))
+            return message
+        if key == "count":
+            return Text(f"{error.count:,}")
+        if key == "hosts":
+            return Text(hosts_text(error.hosts))
+        if key == "status":
+            return state_text(error.state)
+        return Text(self._ages.get(error.id) or age(error.last_seen, self._clock()), style="dim")
+
+    def _column_at(self, x: int) -> str | None:
+        left = 0
+        for column, column_width in self._layout:
+            right = left + column_width + 2 * PADDING
+            if left <= x < right:
+                return column.key
+            left = right
+        return None
 
     # --- internals -------------------------------------------------------------------------
 
-    def _cells(self, error: ErrorRow, now: float) -> list[_Cell]:
-        message = Text(no_wrap=True, overflow="ellipsis")
-        message.append(error.error_type, style="bold")
-        message.append(": " + " ".join(error.message.split()))
-        texts = [
-            severity_text(error.severity),
-            Text(error.service, no_wrap=True, overflow="ellipsis"),
-            message,
-            Text(f"{error.count:,}", justify="right"),
-            Text(hosts_text(error.hosts), no_wrap=True, overflow="ellipsis"),
-            state_text(error.state),
-            Text(age(error.last_seen, now), style="dim"),
-        ]
-        return [_Cell(error.id, t) for t in texts]
+    def _repaint(self) -> None:
+        """Repaint the rows, not the scrollbar: the scrollbar is a widget of its own that is
+        costly to draw and only changes when the table scrolls or grows."""
+        self.refresh(self.size.region)
 
-    def _cap(self) -> list[int]:
+    def _body_height(self) -> int:
+        return max(1, self.size.height - 1)
+
+    def _update_virtual_size(self) -> None:
+        self.virtual_size = Size(self.size.width, len(self._order) + 1)
+
+    def _scroll_to_cursor(self) -> None:
+        top = int(self.scroll_offset.y)
+        height = self._body_height()
+        if self.cursor_row < top:
+            self.scroll_to(y=self.cursor_row, animate=False, immediate=True)
+        elif self.cursor_row >= top + height:
+            self.scroll_to(y=self.cursor_row - height + 1, animate=False, immediate=True)
+
+    def _cap(self) -> None:
         if len(self._rows) <= MAX_ROWS:
-            return []
+            return
         keep = sorted(self._rows.values(), key=lambda e: (e.last_seen, e.id), reverse=True)
-        dropped = [e.id for e in keep[MAX_ROWS:] if e.id != self._selected]
-        for error_id in dropped:
-            del self._rows[error_id]
-        return dropped
+        for error in keep[MAX_ROWS:]:
+            if error.id != self._selected:
+                del self._rows[error.id]
+                self._ages.pop(error.id, None)
+                self._strips.pop(error.id, None)
 
-    def _rebuild(self) -> None:
-        selected = self._selected
-        self.clear(columns=True)
-        self._build_columns()
-        self._shown = set()
+    def _rebuild(self, announce: bool = True) -> None:
+        """Filter and sort the model into display order, keeping the cursor on its error."""
         now = self._clock()
+        for error_id, error in self._rows.items():
+            if error_id not in self._ages:
+                self._ages[error_id] = age(error.last_seen, now)
         rows = [e for e in self._rows.values() if not self._filter or matches(e, self._filter)]
         mode = SORTS[self._sort]
         rows.sort(key=mode.key, reverse=mode.reverse)
-        for error in rows:
-            self.add_row(*self._cells(error, now), key=str(error.id))
-            self._shown.add(error.id)
-        if selected is not None and selected in self._shown:
-            self.move_cursor(row=self.get_row_index(str(selected)), animate=False)
-        self._announce()
+        self._order = [e.id for e in rows]
+        self._position = {error_id: i for i, error_id in enumerate(self._order)}
+        self._update_virtual_size()
+        position = self._position.get(self._selected) if self._selected is not None else None
+        cursor = position if position is not None else min(self.cursor_row, len(self._order) - 1)
+        self.set_reactive(ErrorsTable.cursor_row, max(0, cursor))
+        self._scroll_to_cursor()
+        self._repaint()
+        if announce:
+            self._announce()
 
-    def _resort(self) -> None:
-        mode = SORTS[self._sort]
-        rows = self._rows
-        self.sort("sev", key=lambda cell: mode.key(rows[cell.error_id]), reverse=mode.reverse)
-        if self._selected is not None and self._selected in self._shown:
-            index = self.get_row_index(str(self._selected))
-            if index != self.cursor_row:
-                self.move_cursor(row=index, animate=False)
+    def _sync_selection(self) -> None:
+        """Take the selection from the cursor (it is always the cursor's error)."""
+        error = self._error_at_cursor()
+        if error is not None and error.id != self._selected:
+            self._selected = error.id
+            self.post_message(self.Selected(error))
 
     def _announce(self) -> None:
         error = self._error_at_cursor()
@@ -279,40 +461,6 @@ class ErrorsTable(DataTable[Any]):
             self.post_message(self.Selected(error))
 
     def _error_at_cursor(self) -> ErrorRow | None:
-        if not self.row_count:
+        if not self._order:
             return None
-        try:
-            key = self.coordinate_to_cell_key(Coordinate(self.cursor_row, 0)).row_key
-        except CellDoesNotExist:
-            return None
-        return self._rows.get(int(str(key.value)))
-
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        event.stop()
-        error = self._rows.get(int(str(event.row_key.value)))
-        if error is not None and error.id != self._selected:
-            self._selected = error.id
-            self.post_message(self.Selected(error))
-
-    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
-        """A click on a column header sorts by it, as in every table people know."""
-        event.stop()
-        target = _SORT_BY_COLUMN.get(str(event.column_key.value))
-        if target is not None:
-            self._sort = target
-            self._resort()
-            self.notify(f"sorted by {self.sort_label}", timeout=2)
-
-    def action_cycle_sort(self) -> None:
-        self._sort = (self._sort + 1) % len(SORTS)
-        self._resort()
-        self.notify(f"sorted by {self.sort_label}", timeout=2)
-
-    def action_detail(self) -> None:
-        error = self.selected_error
-        if error is not None:
-            self.post_message(self.DetailRequested(error))
-
-
-def _keys() -> list[str]:
-    return [key for key, _, _ in COLUMNS]
+        return self._rows.get(self._order[min(self.cursor_row, len(self._order) - 1)])

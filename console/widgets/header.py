@@ -91,6 +91,7 @@ class StatusHeader(Static):
         self.seqs: dict[str, int] = {}
         self.running: list[AttemptRow] = []
         self.telegram: tuple[str, str | None] = ("off", None)
+        self._shown: Text | None = None
 
     def set_links(self, statuses: Iterable[LinkStatus]) -> None:
         for status in statuses:
@@ -111,4 +112,9 @@ class StatusHeader(Static):
         status.append_text(claude_text(self.running, now))
         status.append("   ")
         status.append_text(telegram_text(*self.telegram))
-        self.update(Text("\n").join([line, status]))
+        text = Text("\n").join([line, status])
+        # Static.update lays out the whole screen again (every scrollbar is redrawn), and
+        # the console redraws the header at each repaint: only update when it changed.
+        if text != self._shown:
+            self._shown = text
+            self.update(text)

@@ -3,7 +3,9 @@
 Run by hand or with `make bench`; prints a table and the ratios the README quotes. Every
 number is measured in this one run, against a baseline on the same machine and file:
 
-- scan throughput on a generated mixed log (default 200 MB) vs `grep -c -iE 'error|exception'`;
+- scan throughput vs `grep -c -iE 'error|exception'` on each mix of ``mixes.py`` (the median
+  of several runs of each, checking that scan counted every error record the mix holds),
+  and how scan time grows with the size of one mix;
 - tail latency: append of an error to its event on `stream`, settle 0, p50/p99 of N appends;
 - peak RSS of `run` tailing 100 files, and its CPU while the logs are quiet.
 """
@@ -11,45 +13,128 @@ number is measured in this one run, against a baseline on the same machine and f
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from gen_log import generate  # noqa: E402
+from mixes import MIXES  # noqa: E402
 
 AGENT = [sys.executable, "-m", "agent.cli"]
 
 
-def best_of(runs: int, argv: list[str]) -> float:
-    """Best wall time of a command whose output is read through a pipe.
+def timed(argv: list[str]) -> tuple[float, float, bytes]:
+    """(wall seconds, CPU seconds of the process and its children, its output) of one run.
 
-    Not /dev/null: GNU grep notices /dev/null and stops at the first match.
+    The output is read through a pipe, not sent to /dev/null: GNU grep notices /dev/null
+    and stops at the first match.
     """
-    best = float("inf")
-    for _ in range(runs):
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
-        assert proc.stdout is not None
-        while proc.stdout.read(1 << 20):
-            pass
-        proc.wait()
-        best = min(best, time.perf_counter() - start)
-    return best
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    out = []
+    while chunk := proc.stdout.read(1 << 20):
+        out.append(chunk)
+    if proc.wait() != 0:
+        raise SystemExit(f"{argv[0]} exited with {proc.returncode}")
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, b"".join(out)
 
 
-def bench_scan(work: Path, size_mb: int) -> dict[str, float]:
-    log = work / "mixed.log"
-    generate(log, size_mb)
+def median_of(runs: int, argv: list[str]) -> tuple[float, float, bytes]:
+    """Median wall and CPU seconds over ``runs`` runs, and the output of the last one."""
+    times = [timed(argv) for _ in range(runs)]
+    wall = statistics.median(t[0] for t in times)
+    return wall, statistics.median(t[1] for t in times), times[-1][2]
+
+
+def _records(scan_output: bytes) -> int:
+    return sum(json.loads(line)["count"] for line in scan_output.splitlines() if line.strip())
+
+
+@dataclass(frozen=True)
+class ScanTiming:
+    """scan against grep on one file, both measured in the same run."""
+
+    mix: str
+    size_mb: float
+    grep_mb_s: float
+    scan_mb_s: float
+    # Per CPU second of each: scan reads a large file in parallel parts, and on a busy
+    # machine CPU time moves less than wall time.
+    grep_cpu_mb_s: float
+    scan_cpu_mb_s: float
+
+    @property
+    def ratio(self) -> float:
+        return self.scan_mb_s / self.grep_mb_s
+
+    @property
+    def cpu_ratio(self) -> float:
+        return self.scan_cpu_mb_s / self.grep_cpu_mb_s
+
+    def row(self) -> str:
+        return (
+            f"{self.mix:<12} {self.size_mb:5.0f} MB  grep {self.grep_mb_s:6.1f} MB/s  "
+            f"scan {self.scan_mb_s:6.1f} MB/s  ratio {self.ratio:.2f}x  "
+            f"(per CPU s: grep {self.grep_cpu_mb_s:6.1f}, scan {self.scan_cpu_mb_s:6.1f}, "
+            f"{self.cpu_ratio:.2f}x)"
+        )
+
+
+def time_scan(log: Path, mix: str, runs: int, records: int | None = None) -> ScanTiming:
+    """Time grep and scan on ``log``; with ``records``, scan must have found that many."""
     size = log.stat().st_size / 1e6
-    grep = best_of(3, ["grep", "-c", "-iE", "error|exception", str(log)])
-    scan = best_of(3, [*AGENT, "scan", "--service", "PA", str(log)])
-    return {"size_mb": size, "grep_mb_s": size / grep, "scan_mb_s": size / scan}
+    grep, grep_cpu, _ = median_of(runs, ["grep", "-c", "-iE", "error|exception", str(log)])
+    scan, scan_cpu, out = median_of(runs, [*AGENT, "scan", "--service", "PA", str(log)])
+    if records is not None and _records(out) != records:
+        raise SystemExit(f"{mix}: scan counted {_records(out)} error records, not {records}")
+    return ScanTiming(
+        mix, size, size / grep, size / scan, size / max(grep_cpu, 1e-3), size / scan_cpu
+    )
+
+
+def head_of(source: Path, target: Path, size_mb: float) -> Path:
+    """The first ``size_mb`` MiB of ``source`` up to a line end, written to ``target``."""
+    limit = int(size_mb * 1024 * 1024)
+    with source.open("rb") as src, target.open("wb") as out:
+        data = src.read(limit)
+        out.write(data[: data.rfind(b"\n") + 1] if len(data) == limit else data)
+    return target
+
+
+def bench_scan(work: Path, mixes: list[str], size_mb: float, runs: int) -> list[ScanTiming]:
+    timings = []
+    for mix in mixes:
+        log = work / f"{mix}.log"
+        records = MIXES[mix](log, size_mb, 0)
+        timings.append(time_scan(log, mix, runs, records))
+        log.unlink()
+    return timings
+
+
+def bench_growth(work: Path, mix: str, sizes: list[float], runs: int) -> list[ScanTiming]:
+    """The same mix at growing sizes: each file is the start of the largest one."""
+    full = work / f"{mix}-growth.log"
+    MIXES[mix](full, max(sizes), 0)
+    timings = []
+    for size in sizes:
+        log = head_of(full, work / f"{mix}-{size:g}.log", size)
+        timings.append(time_scan(log, mix, runs))
+        log.unlink()
+    full.unlink()
+    return timings
 
 
 def _config(work: Path, logs: str, **detection: float) -> Path:
@@ -154,19 +239,29 @@ def bench_footprint(work: Path, files: int, quiet_seconds: float) -> dict[str, f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--size-mb", type=int, default=200)
+    parser.add_argument("--quick", action="store_true", help="smaller files, fewer runs")
+    parser.add_argument("--size-mb", type=float, help="size of each mix (default 100, quick 20)")
+    parser.add_argument("--runs", type=int, help="runs per timing, median kept (default 5)")
+    parser.add_argument("--mix", action="append", choices=sorted(MIXES), help="default: all")
+    parser.add_argument("--growth-mix", default="realistic", choices=sorted(MIXES))
+    parser.add_argument("--scan-only", action="store_true", help="skip latency and footprint")
     parser.add_argument("--appends", type=int, default=1000)
     parser.add_argument("--files", type=int, default=100)
     parser.add_argument("--quiet-seconds", type=float, default=10.0)
     args = parser.parse_args()
+    size = args.size_mb or (20.0 if args.quick else 100.0)
+    runs = args.runs or (3 if args.quick else 5)
+    growth = [5.0, 25.0, 50.0] if args.quick else [20.0, 100.0, 200.0]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        scan = bench_scan(work, args.size_mb)
-        print(
-            f"scan:      {scan['scan_mb_s']:.1f} MB/s on {scan['size_mb']:.0f} MB; "
-            f"grep -c -iE: {scan['grep_mb_s']:.1f} MB/s; "
-            f"ratio {scan['scan_mb_s'] / scan['grep_mb_s']:.2f} (target >= 0.25)"
-        )
+        print(f"scan vs grep -c -iE 'error|exception', median of {runs} runs (target >= 0.5x)")
+        for timing in bench_scan(work, args.mix or list(MIXES), size, runs):
+            print(f"  {timing.row()}")
+        print(f"growth of scan time on the {args.growth_mix} mix (must stay linear)")
+        for timing in bench_growth(work, args.growth_mix, growth, runs):
+            print(f"  {timing.row()}")
+        if args.scan_only:
+            return
         lat = bench_latency(work, args.appends)
         print(
             f"latency:   append -> stream event, settle 0, {lat['appends']:.0f} appends: "

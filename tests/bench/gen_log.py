@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 _ROUTES = ("/api/users/42", "/api/inventory", "/api/products/list", "/api/payments", "/api/orders")
@@ -77,29 +78,43 @@ def _error_lines(rng: random.Random, i: int) -> list[str]:
     return [json.dumps(record, separators=(",", ":"))]
 
 
-def generate(path: str | Path, size_mb: float, error_ratio: float = 0.01, seed: int = 0) -> int:
-    """Write about ``size_mb`` MiB of log to ``path``; returns how many error records it holds.
+def write_batches(
+    path: str | Path, size_mb: float, lines: Callable[[random.Random, int], list[str]], seed: int
+) -> None:
+    """Write about ``size_mb`` MiB of ``lines(rng, i)`` for i = 1, 2, ... to ``path``.
 
-    Deterministic for a given seed so timings from different runs compare like with like.
+    Whole batches are written, so the file ends after the batch that reaches the size.
     """
     rng = random.Random(seed)
     limit = int(size_mb * 1024 * 1024)
     written = 0
-    errors = 0
     i = 0
     with open(path, "w", encoding="utf-8") as out:
         while written < limit:
             batch: list[str] = []
             for _ in range(1000):
                 i += 1
-                if rng.random() < error_ratio:
-                    errors += 1
-                    batch.extend(_error_lines(rng, i))
-                else:
-                    batch.append(_info_line(rng, i))
+                batch.extend(lines(rng, i))
             text = "\n".join(batch) + "\n"
             out.write(text)
             written += len(text.encode("utf-8"))
+
+
+def generate(path: str | Path, size_mb: float, error_ratio: float = 0.01, seed: int = 0) -> int:
+    """Write about ``size_mb`` MiB of log to ``path``; returns how many error records it holds.
+
+    Deterministic for a given seed so timings from different runs compare like with like.
+    """
+    errors = 0
+
+    def lines(rng: random.Random, i: int) -> list[str]:
+        nonlocal errors
+        if rng.random() < error_ratio:
+            errors += 1
+            return _error_lines(rng, i)
+        return [_info_line(rng, i)]
+
+    write_batches(path, size_mb, lines, seed)
     return errors
 
 

@@ -24,8 +24,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from console.testrun import TestResult
-from console.worktree import FileStat
+from console.fix.diffstat import FileStat
+from console.fix.testrun import TestResult
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from console.cage import Cage, check_cage
+from console.fix.sandbox.cage import Cage, check_cage
 
 TAIL_LINES = 200
 TAIL_BYTES = 16 * 1024
@@ -158,7 +158,7 @@ async def run_tests(
 
     ``env`` is the run's whole environment. With ``cage`` the command runs inside it, and a
     bubblewrap that cannot build the sandbox raises
-    :class:`~console.cage.CageUnavailable` before anything runs. A run that outlives
+    :class:`~console.fix.sandbox.cage.CageUnavailable` before anything runs. A run that outlives
     ``timeout`` seconds is stopped (the whole process group) and reported as timed out;
     cancelling the awaiting task stops it the same way before the cancellation propagates.
     """

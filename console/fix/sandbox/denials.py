@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from functools import cache
 from pathlib import PurePosixPath
 
+from console.fix.transcript import Event, PermissionDenied, Result, ToolResult, ToolUse
 from console.models import Denial
-from console.transcript import Event, PermissionDenied, Result, ToolResult, ToolUse
 
 # Which rule name governs a tool's paths (Claude Code matches Read and Edit rules only).
 _RULE_NAME = {

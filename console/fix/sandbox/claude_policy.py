@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from console.transcript import SystemInit
+from console.fix.transcript import SystemInit
 
 WORKTREE_SCOPE = "(./**)"
 # Tool names a rule may use bare; Claude Code matches paths only on Read and Edit rules.

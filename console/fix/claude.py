@@ -1,7 +1,7 @@
 """Run the real Claude Code CLI headless in a worktree and report how the attempt ended.
 
 The CLI is the only thing allowed to change code, so everything about how it is started is
-about limiting it (see console/claude_policy.py for the rules): ``dontAsk`` mode with an
+about limiting it (see console/fix/sandbox/claude_policy.py for the rules): ``dontAsk`` mode with an
 explicit tool list and a settings file of the console's own, no user or project settings,
 no MCP servers, no slash commands or memory, a private config dir, the Bash sandbox, and an
 allow-listed environment. The CLI's init line is checked against what was asked before the
@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from console.childenv import child_env
-from console.claude_policy import (
+from console.fix.sandbox.childenv import child_env
+from console.fix.sandbox.claude_policy import (
     SETTINGS_FILE,
     Policy,
     build_policy,
@@ -34,9 +34,9 @@ from console.claude_policy import (
     fresh_dir,
     prepare_config_dir,
 )
-from console.denials import DenialCollector
+from console.fix.sandbox.denials import DenialCollector
+from console.fix.transcript import Event, PermissionDenial, Result, StreamParser, SystemInit
 from console.models import Denial
-from console.transcript import Event, PermissionDenial, Result, StreamParser, SystemInit
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from textual.screen import Screen
 from console.config import ConsoleConfig
 from console.engine import Engine
 from console.events import CommandResult, EngineEvent, Notice
+from console.fix.claude_state import ClaudeState, discover
 from console.models import Action, AttemptRow, ErrorRow
 from console.pending import Drained, PendingUpdates
 from console.screens import requests
@@ -86,14 +87,17 @@ class AutofixApp(App[None]):
         clock: Callable[[], float] = time.time,
         open_url: Callable[[str], Any] = webbrowser.open,
         flush_seconds: float = FLUSH_SECONDS,
+        claude: ClaudeState | None = None,
     ) -> None:
         super().__init__()
         self.engine = engine
+        # What the header and the Claude panel say about Claude (None: nothing to say).
+        self.claude_state = claude
         self.clock = clock
         self._open_url = open_url
         self._flush_seconds = flush_seconds
         self.pending = PendingUpdates()
-        self.data = EngineData(engine)
+        self.data = EngineData(engine, claude)
         self.main_screen = MainScreen(clock, self.data)
         # Subscribed at once so that events from engine.start() (recovery notices) wait here.
         self._unsubscribe: Callable[[], None] | None = engine.subscribe(self.pending.add)
@@ -351,16 +355,18 @@ def log_to_file(config: ConsoleConfig) -> Path:
     return path
 
 
-async def run_console(config: ConsoleConfig) -> int:
+async def run_console(config: ConsoleConfig, claude: ClaudeState | None = None) -> int:
     """Run the console (with Telegram when configured) until quit; stop everything cleanly.
 
     A closed terminal or SIGTERM quits like ``q`` does, so callers' cleanup always runs.
+    ``claude`` is what to say about Claude; by default what this machine's CLI looks like.
     """
     from console.session import running
 
     log_to_file(config)
     engine = await Engine.open(config)
-    app = AutofixApp(engine)
+    state = claude or discover(config.claude.command, config.claude.extra_env)
+    app = AutofixApp(engine, claude=state)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGHUP, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):

@@ -11,11 +11,16 @@ import contextlib
 import json
 import signal
 import sys
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from agent.wire import ErrorEvent, WireError, decode
 from console.config import ConsoleConfig, ServiceConfig
+from console.events import Listener
 from console.models import AttemptRow, Denial
+
+if TYPE_CHECKING:
+    from console.engine import Engine
 
 EXIT_CONFIG = 2
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -63,10 +68,34 @@ class EventPrinter:
         print(text, flush=True)
 
 
-async def serve(config: ConsoleConfig, banner: str | None = None) -> int:
+class ClaudeLines:
+    """Claude's stream as the Claude panel words it: what it read, edited and ran;
+    ``numbered`` names the attempt on each line (the demo may run several)."""
+
+    def __init__(self, *, numbered: bool = False) -> None:
+        from console.widgets.claude_log import ClaudeFormatter
+
+        self.formatter = ClaudeFormatter()
+        self.numbered = numbered
+
+    def __call__(self, event: Any) -> None:
+        from console.events import ClaudeActivity
+
+        if isinstance(event, ClaudeActivity):
+            label = f"claude #{event.attempt_id}" if self.numbered else "claude"
+            for line in self.formatter.lines(event.event):
+                print(f"  {label}: {line.plain.strip()[:200]}", flush=True)
+
+
+async def serve(
+    config: ConsoleConfig,
+    banner: str | None = None,
+    listeners: Callable[[Engine], Sequence[Listener]] = lambda engine: (),
+) -> int:
     """Run the engine (and Telegram when configured), its events printed, until Ctrl+C,
-    SIGTERM or a closed terminal. The printer subscribes before the engine starts, so the
-    notices of its recovery are printed too. ``banner`` is printed once it runs."""
+    SIGTERM or a closed terminal. The printer (and ``listeners`` made for the engine)
+    subscribe before the engine starts, so the notices of its recovery are printed too.
+    ``banner`` is printed once it runs."""
     from console.engine import Engine
     from console.session import running
 
@@ -77,6 +106,8 @@ async def serve(config: ConsoleConfig, banner: str | None = None) -> int:
             loop.add_signal_handler(sig, stop.set)
     engine = await Engine.open(config)
     engine.subscribe(EventPrinter())
+    for listener in listeners(engine):
+        engine.subscribe(listener)
     async with running(config, engine=engine):
         if banner is None:
             telegram = "Telegram on" if config.telegram.enabled else "Telegram not configured"
@@ -155,7 +186,6 @@ async def fix(config: ConsoleConfig, service: str, error_json: str, yes: bool) -
     from console.engine import Engine
     from console.events import AttemptChanged, ClaudeActivity
     from console.models import State
-    from console.widgets.claude_log import ClaudeFormatter
 
     if config.service(service) is None:
         print(f"autofix fix: service {service!r} is not in the config", file=sys.stderr)
@@ -170,12 +200,11 @@ async def fix(config: ConsoleConfig, service: str, error_json: str, yes: bool) -
             return EXIT_CONFIG
         finished: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         printer = EventPrinter()
-        claude = ClaudeFormatter()
+        claude = ClaudeLines()
 
         def show(ev: Any) -> None:
             if isinstance(ev, ClaudeActivity):
-                for text in claude.lines(ev.event):
-                    print(f"  claude: {text.plain.strip()[:200]}", flush=True)
+                claude(ev)
                 return
             printer(ev)
             if (

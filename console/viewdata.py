@@ -7,6 +7,7 @@ for the possible decisions through the engine's flow rule, and never hold either
 from __future__ import annotations
 
 from console.engine import Engine
+from console.fix.claude_state import ClaudeState
 from console.models import Action, AttemptRow, ErrorRow
 from console.screens.data import ErrorDetail, Overview
 
@@ -14,8 +15,9 @@ from console.screens.data import ErrorDetail, Overview
 class EngineData:
     """:class:`~console.screens.data.ScreenData` for a running engine."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, claude: ClaudeState | None = None) -> None:
         self._engine = engine
+        self._claude = claude
 
     @property
     def telegram_state(self) -> tuple[str, str | None]:
@@ -44,6 +46,7 @@ class EngineData:
             errors=errors,
             attempts=attempts,
             attempt_errors=older,
+            claude=self._claude,
         )
 
     async def attempt(self, attempt_id: int) -> AttemptRow | None:

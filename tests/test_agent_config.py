@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from agent.config import ConfigError, load_config, parse_config
+from agent.config import AgentConfig, ConfigError, JournaldConfig, load_config, parse_config
+from tests.config_documents import any_documents, parsed_and_loaded_alike
 
 GOOD = """
 state_dir = "{state}"
@@ -23,6 +27,60 @@ service = "PA"
 paths = ["/var/log/pa/*.log"]
 from_beginning = false
 """
+
+
+# Every key with a valid value: the property tests below start their documents from it.
+EVERY_KEY = tomllib.loads("""
+state_dir = "/tmp/agent-state"
+host = "prod-1"
+[detection]
+settle_seconds = 5
+max_settle_seconds = 60
+update_seconds = 2.5
+min_severity = "low"
+critical_patterns = ["ledger"]
+extra_critical_patterns = ["payment (gateway|provider) down"]
+high_count = 9
+medium_count = 2
+max_line_bytes = 4096
+[retention]
+max_age_days = 2
+max_events = 500
+[redaction]
+extra_patterns = ['sk_live_\\w+']
+values_from_env = ["DB_PASSWORD"]
+[stream]
+heartbeat_seconds = 1
+[[sources]]
+service = "billing"
+from_beginning = true
+[sources.journald]
+units = ["billing.service"]
+identifiers = "billing"
+matches = ["PRIORITY=3"]
+files = ["/tmp/j/system.journal"]
+journalctl = "/usr/bin/journalctl"
+[[sources]]
+service = "PA"
+paths = ["/var/log/pa/*.log"]
+app_root = "/srv/pa"
+[[sources]]
+service = "worker"
+command = "docker logs -f worker"
+[[sources]]
+service = "archive"
+journald = { directory = "/tmp/j" }
+""")  # fmt: skip
+
+
+def test_the_document_with_every_key_is_valid() -> None:
+    config = parse_config(EVERY_KEY)
+    assert [s.service for s in config.sources] == ["billing", "PA", "worker", "archive"]
+    assert config.sources[0].journald is not None
+    assert config.sources[0].journald.identifiers == ("billing",)
+    assert config.sources[3].journald == JournaldConfig(directory="/tmp/j")
+    assert config.sources[2].command == ("docker", "logs", "-f", "worker")
+    assert config.redaction.extra_patterns == ("sk_live_\\w+",)
 
 
 def test_the_documented_example_loads(tmp_path: Path) -> None:
@@ -54,6 +112,131 @@ def test_the_documented_example_loads(tmp_path: Path) -> None:
 def test_bad_values_name_the_key(data: dict, problem: str) -> None:
     with pytest.raises(ConfigError, match=problem):
         parse_config(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"detection": {"settle_second": 30}},
+            "detection.settle_second: unknown key, did you mean 'settle_seconds'? (expected one "
+            "of critical_patterns, extra_critical_patterns, high_count, max_line_bytes, "
+            "max_settle_seconds, medium_count, min_severity, settle_seconds, update_seconds)",
+        ),
+        (
+            {"source": []},
+            "source: unknown key, did you mean 'sources'? (expected one of detection, host, "
+            "redaction, retention, sources, state_dir, stream)",
+        ),
+        (
+            {"sources": [{"service": "A", "paths": "/x", "wat": 1}]},
+            "sources[0].wat: unknown key (expected one of app_root, command, from_beginning, "
+            "journald, paths, service)",
+        ),
+        (
+            {"detection": {"min_severity": "urgent"}},
+            'detection.min_severity: must be one of "low", "medium", "high", "critical", '
+            'got "urgent"',
+        ),
+        (
+            {"detection": {"settle_seconds": "30"}},
+            'detection.settle_seconds: must be a number, got string "30"',
+        ),
+        (
+            {"detection": {"settle_seconds": float("nan")}},
+            "detection.settle_seconds: must be a finite number, got nan",
+        ),
+        (
+            {"detection": {"max_settle_seconds": 10**400}},
+            f"detection.max_settle_seconds: must be a finite number, got 1{'0' * 58}…",
+        ),
+        (
+            {"detection": {"settle_seconds": 60, "max_settle_seconds": 10}},
+            "detection.max_settle_seconds: must be at least settle_seconds (60.0), got 10.0",
+        ),
+        (
+            {"detection": {"medium_count": 5, "high_count": 4}},
+            "detection.high_count: must be at least medium_count (5), got 4",
+        ),
+        (
+            {"detection": {"high_count": True}},
+            "detection.high_count: must be an integer, got boolean true",
+        ),
+        ({"host": ""}, "host: must not be empty"),
+        (
+            {"sources": [{"service": "A", "paths": {"glob": "/x"}}]},
+            'sources[0].paths: must be a list of glob patterns, got table { glob = "/x" }',
+        ),
+        (
+            {"sources": [{"service": "A\nB", "paths": ["/x"]}]},
+            "sources[0].service: must not contain control characters",
+        ),
+        (
+            {"sources": [{"service": "A", "command": 5}]},
+            "sources[0].command: must be a string or a list of strings, got integer 5",
+        ),
+        (
+            {"sources": [{"service": "A", "command": "tail -f 'x"}]},
+            "sources[0].command: cannot be split into words: No closing quotation",
+        ),
+        (
+            {"sources": [{"service": "A", "paths": ["/a"]}, {"service": "A", "paths": ["/b"]}]},
+            "sources[1].service: another file source already uses 'A'; list all of a "
+            "service's paths in one source",
+        ),
+        (
+            {"sources": [{"service": "A", "paths": "/a", "command": "tail -f /b"}]},
+            "sources[0].command: a source has one of 'paths', 'command' or 'journald', not "
+            "'paths' and 'command'",
+        ),
+        (
+            {"stream": {"heartbeat_seconds": 0}},
+            "stream.heartbeat_seconds: must be at least 0.1, got 0",
+        ),
+        (
+            {"redaction": {"extra_patterns": [""]}},
+            "redaction.extra_patterns[0]: must not be empty",
+        ),
+    ],
+)
+def test_each_problem_has_one_exact_message_starting_with_the_full_key(
+    data: dict, message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert str(info.value) == message
+
+
+def test_a_string_where_a_list_of_paths_goes_is_a_list_of_one() -> None:
+    config = parse_config({"sources": [{"service": "A", "paths": "~/logs/*.log"}]})
+    assert config.sources[0].paths == (str(Path.home() / "logs" / "*.log"),)
+    with pytest.raises(ConfigError, match=r"^sources\[0\]\.paths: must not be empty$"):
+        parse_config({"sources": [{"service": "A", "paths": " "}]})
+
+
+def test_extra_critical_patterns_come_after_the_defaults_they_extend() -> None:
+    detection = parse_config({"detection": {"extra_critical_patterns": ["ledger"]}}).detection
+    assert detection.all_critical_patterns[-1] == "ledger"
+    assert detection.all_critical_patterns[:-1] == detection.critical_patterns
+    replaced = parse_config({"detection": {"critical_patterns": []}}).detection
+    assert replaced.all_critical_patterns == ()
+
+
+def test_an_empty_document_takes_every_declared_default() -> None:
+    config = parse_config({})
+    assert config == AgentConfig(host=config.host)
+    assert config.detection.settle_seconds == 30.0 and config.stream.heartbeat_seconds == 5.0
+    assert config.redaction.values_from_env == () and config.retention.max_events == 100_000
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(any_documents(AgentConfig, EVERY_KEY))
+def test_any_document_or_its_file_gives_a_config_or_an_error_naming_a_key(
+    tmp_path_factory, document
+):
+    path = tmp_path_factory.mktemp("cfg") / "agent.toml"
+    config = parsed_and_loaded_alike(parse_config, load_config, AgentConfig, document, path)
+    assert config is None or all(s.paths or s.command or s.journald for s in config.sources)
 
 
 def test_check_exits_2_and_names_the_key_for_a_bad_config(tmp_path: Path) -> None:
@@ -93,3 +276,17 @@ def test_not_toml_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text("state_dir = \n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(path)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.text(max_size=200), st.binary(max_size=200)))
+def test_any_file_content_gives_a_config_or_an_error_naming_the_file(tmp_path_factory, content):
+    path = tmp_path_factory.mktemp("cfg") / "agent.toml"
+    if isinstance(content, str):
+        path.write_text(content, encoding="utf-8")
+    else:
+        path.write_bytes(content)
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc), str(exc)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from console.engine import ErrorChanged, Notice
+from console.events import ErrorChanged, Notice
 from console.pending import PendingUpdates
 from tests.rows import row
 

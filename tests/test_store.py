@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.wire import ErrorEvent, decode, encode
+from agent.wire import ErrorEvent, WireError, decode, encode
 from console.fix.diffstat import FileStat
 from console.models import TRANSITIONS, Denial, State, can_transition
-from console.storable import unstorable
+from console.storable import Received, unstorable
 from console.store import MIGRATIONS, RECOVER_REASON, NotFound, Store, StoreError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -238,6 +238,11 @@ _WILD_INT = st.one_of(
     st.sampled_from([2**63 - 1, 2**63, 10**30, -(2**63)]),
 )
 _WILD_TEXT = st.one_of(st.text(max_size=12), st.sampled_from(["\ud800", "a\udfffb", "\x00"]))
+_FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 _WILD_EVENT = st.builds(
     event,
     seq=_WILD_INT,
@@ -251,11 +256,7 @@ _WILD_EVENT = st.builds(
 )
 
 
-@settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@_FUZZ
 @given(st.lists(_WILD_EVENT, min_size=1, max_size=8))
 def test_ingest_of_any_batch_stores_every_storable_event_and_reports_the_rest(
     tmp_path: Path, batch: list[ErrorEvent]
@@ -275,6 +276,60 @@ def test_ingest_of_any_batch_stores_every_storable_event_and_reports_the_rest(
             assert await store.last_seq("web-1") == max(good, default=0)
 
     asyncio.run(run())
+
+
+def _wire_line(e: ErrorEvent) -> str:
+    """The event as a hostile agent may write it: every non-ASCII character escaped, so a
+    lone surrogate travels as ``\\ud800`` and the line itself is plain ASCII."""
+    fields = {"type": e.type, **{k: v for k, v in e.__dict__.items() if k != "type"}}
+    return json.dumps(fields, ensure_ascii=True)
+
+
+@_FUZZ
+@given(st.lists(_WILD_EVENT, min_size=1, max_size=8))
+def test_wire_lines_are_stored_as_received_and_unstorable_ones_are_reported(
+    tmp_path: Path, batch: list[ErrorEvent]
+) -> None:
+    received = []
+    for e in batch:
+        line = _wire_line(e)
+        try:
+            received.append(Received(decode(line), line))
+        except WireError:
+            continue  # a link reports it and never hands it on
+    if not received:
+        return
+
+    async def run() -> None:
+        path = tmp_path / f"wire-{os.urandom(6).hex()}.db"
+        async with await Store.open(path) as store:
+            results = await store.ingest("web-1", received)
+            assert len(results) == len(received)
+            stored: dict[int, str] = {}
+            for item, result in zip(received, results, strict=True):
+                if unstorable(item.event) is None:
+                    assert result.refused is None, result.refused
+                    if not result.duplicate:
+                        stored[item.event.seq] = item.line
+                else:
+                    assert result.refused and result.refused.startswith("web-1: event seq ")
+            db = sqlite3.connect(path)
+            rows = dict(db.execute("SELECT seq, raw FROM occurrences").fetchall())
+            db.close()
+            assert rows == stored
+
+    asyncio.run(run())
+
+
+async def test_the_line_a_link_received_is_the_line_stored_unknown_fields_included(store):
+    e = event(1, 1, kind="error")
+    line = encode(e)[:-1] + ',"from_a_newer_agent":{"x":[1,2]}}'
+    await store.ingest("web-1", [Received(decode(line), line)])
+    [row] = await store.errors()
+    assert await store.samples(row.id) == [line]
+    # An event built in this process is stored as its wire encoding.
+    await store.ingest("web-1", [event(2, 2)])
+    assert (await store.samples(row.id))[0] == encode(event(2, 2))
 
 
 async def test_empty_batch_changes_nothing(store):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from console.fix.claude_state import ClaudeState
 from console.link import LinkStatus
 from console.models import Action, AttemptRow, DecisionRow, ErrorRow
 
@@ -25,6 +26,8 @@ class Overview:
     attempts: list[AttemptRow]
     # Errors of listed attempts that are not among ``errors`` (older ones), for labels.
     attempt_errors: list[ErrorRow] = field(default_factory=list)
+    # What the header and the Claude panel say about Claude (None: nothing to say).
+    claude: ClaudeState | None = None
 
 
 @dataclass(frozen=True)

@@ -100,13 +100,18 @@ class MainScreen(Screen[None]):
         header.seqs = dict(overview.seqs)
         header.links.update(overview.links)
         header.telegram = overview.telegram
+        header.claude = overview.claude
+        self.query_one(ClaudeLog).state = overview.claude
         queue = self.query_one(QueueTable)
         for error in [*overview.errors, *overview.attempt_errors]:
             queue.label_error(error.id, _short(error))
         queue.apply(overview.attempts)
         self.query_one(ErrorsTable).load(overview.errors)
         header.running = queue.running
+        header.latest = queue.latest
         header.redraw()
+        if self.attempt_id is None and overview.claude is not None:
+            self.query_one(ClaudeLog).show(None, [])
         self.ready = True
         self.refresh_bindings()
 
@@ -125,9 +130,11 @@ class MainScreen(Screen[None]):
         if drained.attempts:
             queue.apply(drained.attempts)
             header.running = queue.running
+            header.latest = queue.latest
             shown = next((a for a in drained.attempts if a.id == self.attempt_id), None)
             if shown is not None:
                 self._show_diff(shown)
+                self.query_one(ClaudeLog).outcome(shown)
         claude = self.query_one(ClaudeLog)
         live: list[ClaudeEvent] = []
         for attempt_id, event in drained.claude:
@@ -212,6 +219,7 @@ class MainScreen(Screen[None]):
         claude.border_title = f"Claude · attempt #{attempt_id}"
         claude.show(attempt_id, events, denials=attempt.denials if attempt else ())
         if attempt is not None:
+            claude.outcome(attempt)
             self._show_diff(attempt)
 
     def _show_diff(self, attempt: AttemptRow) -> None:

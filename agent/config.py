@@ -16,6 +16,7 @@ from pathlib import Path
 from agent.configschema import (
     ConfigError,
     Invalid,
+    Section,
     boolean,
     config_table,
     env_name,
@@ -167,7 +168,7 @@ class SourceConfig:
     )
     journald: JournaldConfig | None = setting(
         default=None,
-        read=section(JournaldConfig),
+        read=Section(JournaldConfig),
         doc="the journal instead of files: a table of the keys below, every key optional "
         "(`{}` is the whole journal)",
     )
@@ -229,14 +230,15 @@ class DetectionConfig:
     )
     critical_patterns: tuple[str, ...] = setting(
         default=DEFAULT_CRITICAL_PATTERNS,
-        read=many(regex(), "regular expressions"),
+        read=many(regex(alternative=True), "regular expressions"),
         shown="Mongo errors, ECONNREFUSED, JWT errors, database down, out of memory / heap limit",
-        doc="regexes (case-insensitive) that make an error critical; replaces the defaults",
+        doc="regexes (case-insensitive) that make an error critical, joined into one "
+        "expression (so a flag must be scoped, `(?s:...)`); replaces the defaults",
     )
     extra_critical_patterns: tuple[str, ...] = setting(
         default=(),
-        read=many(regex(), "regular expressions"),
-        doc="regexes added to `critical_patterns`",
+        read=many(regex(alternative=True), "regular expressions"),
+        doc="regexes added to `critical_patterns`, under the same rules",
     )
     high_count: int = setting(
         default=10, read=integer(minimum=1), doc="occurrence count that makes an error high"
@@ -325,21 +327,11 @@ class AgentConfig:
         shown="the hostname",
         doc="name of this host in events",
     )
-    sources: tuple[SourceConfig, ...] = setting(
-        default=(), read=tables(SourceConfig), doc="what the agent follows ([[sources]])"
-    )
-    detection: DetectionConfig = setting(
-        default_factory=DetectionConfig, read=section(DetectionConfig), doc="detection rules"
-    )
-    retention: RetentionConfig = setting(
-        default_factory=RetentionConfig, read=section(RetentionConfig), doc="outbox retention"
-    )
-    redaction: RedactionConfig = setting(
-        default_factory=RedactionConfig, read=section(RedactionConfig), doc="extra redaction"
-    )
-    stream: StreamConfig = setting(
-        default_factory=StreamConfig, read=section(StreamConfig), doc="the stream command"
-    )
+    sources: tuple[SourceConfig, ...] = tables(SourceConfig, "what the agent follows ([[sources]])")
+    detection: DetectionConfig = section(DetectionConfig, "detection rules")
+    retention: RetentionConfig = section(RetentionConfig, "outbox retention")
+    redaction: RedactionConfig = section(RedactionConfig, "extra redaction")
+    stream: StreamConfig = section(StreamConfig, "the stream command")
 
     def cross_check(self) -> None:
         file_services: set[str] = set()

@@ -371,24 +371,14 @@ class ConsoleConfig:
     concurrency: int = setting(
         default=1, read=integer(minimum=1, maximum=64), doc="fix attempts running at once"
     )
-    hosts: tuple[HostConfig, ...] = setting(
-        default=(), read=tables(HostConfig), doc="the agents to read ([[hosts]])"
+    hosts: tuple[HostConfig, ...] = tables(HostConfig, "the agents to read ([[hosts]])")
+    services: tuple[ServiceConfig, ...] = tables(
+        ServiceConfig, "the services to fix ([[services]])"
     )
-    services: tuple[ServiceConfig, ...] = setting(
-        default=(), read=tables(ServiceConfig), doc="the services to fix ([[services]])"
-    )
-    claude: ClaudeConfig = setting(
-        default_factory=ClaudeConfig, read=section(ClaudeConfig), doc="the Claude Code CLI"
-    )
-    github: GitHubConfig = setting(
-        default_factory=GitHubConfig, read=section(GitHubConfig), doc="pull requests"
-    )
-    worktree: WorktreeConfig = setting(
-        default_factory=WorktreeConfig, read=section(WorktreeConfig), doc="worktrees"
-    )
-    telegram: TelegramConfig = setting(
-        default_factory=TelegramConfig, read=section(TelegramConfig), doc="the Telegram bot"
-    )
+    claude: ClaudeConfig = section(ClaudeConfig, "the Claude Code CLI")
+    github: GitHubConfig = section(GitHubConfig, "pull requests")
+    worktree: WorktreeConfig = section(WorktreeConfig, "worktrees")
+    telegram: TelegramConfig = section(TelegramConfig, "the Telegram bot")
 
     def cross_check(self) -> None:
         _unique_names(self.hosts, "hosts")

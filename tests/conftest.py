@@ -92,6 +92,26 @@ def without_claude_login(home: Path) -> dict[str, str]:
     return env
 
 
+def scan_service_error(tmp_path: Path, scenario: str) -> dict[str, Any]:
+    """Run the demo service's ``--once`` scenario into a log dir and return the one error
+    group ``autofix-agent scan`` reads from its error log."""
+    import json
+
+    logs = tmp_path / f"logs-{scenario}"
+    subprocess.run(
+        [require_tool("node"), str(SERVICE_DIR / "app.js"), "--once", scenario,
+         "--log-dir", str(logs)],
+        check=True, capture_output=True, env=node_env(), timeout=30,
+    )  # fmt: skip
+    scan = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "scan", "--service", "PA", str(logs / "pa-error.log")],
+        check=True, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    [group] = [json.loads(line) for line in scan.stdout.splitlines()]
+    assert isinstance(group, dict)
+    return group
+
+
 def require_node_modules(*packages: str) -> Path:
     """The pinned npm packages (logging libraries, Claude CLI) installed by `make test`.
 

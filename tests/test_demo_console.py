@@ -4,6 +4,8 @@ attempt failed, before and after anyone approves a fix."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +24,7 @@ from console.fix.claude_state import discover
 from console.widgets.claude_log import ClaudeLog
 from console.widgets.errors_table import ErrorsTable
 from console.widgets.header import StatusHeader
-from tests.conftest import require_demo_claude, require_tool
+from tests.conftest import ROOT, require_demo_claude, require_tool
 from tests.service_repo import make_service_repo
 
 SIZE = (160, 48)
@@ -151,3 +153,21 @@ async def test_a_missing_cli_and_the_failed_attempt_it_causes_show_with_their_re
             assert panel_text(app).startswith(missing_line)
     finally:
         await engine.stop()
+
+
+async def test_with_a_logged_in_claude_the_demo_uses_it_and_starts_no_scripted_model(
+    tmp_path: Path, no_login: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli = require_tool("claude")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-of-the-developer")
+    config = parse_config({"state_dir": str(tmp_path / "state"), "claude": {"command": cli}})
+    async with use_claude(config) as (demo_config, claude):
+        assert demo_config == config
+        assert claude.kind == "ready" and claude.text == "Claude: ready"
+
+
+def test_the_demos_cli_is_the_version_the_tests_pin() -> None:
+    cli = require_demo_claude()
+    pins = json.loads((ROOT / "tests" / "package.json").read_text())["dependencies"]
+    version = subprocess.run([str(cli), "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.split()[0] == pins["@anthropic-ai/claude-code"]

@@ -62,6 +62,19 @@ def require_tool(name: str) -> str:
     pytest.skip(message)
 
 
+def require_module(name: str) -> Any:
+    """Import a Python package from the dev extra, or fail (CI) / skip (local) without it."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        message = f"Python package {name} is not installed; `make test` installs the dev extra"
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+
 def require_demo_claude() -> Path:
     """The pinned Claude Code CLI ``autofix demo`` runs without a login (``.venv/claude``)."""
     from console.demo.claude_cli import PINNED_PREFIX, pinned_cli

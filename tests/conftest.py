@@ -168,6 +168,35 @@ def remote(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+    """The engine's world (tests/engine_world.py): real agent stream, repo, Claude, GitHub."""
+    from tests.engine_world import open_world
+
+    async with open_world(tmp_path, monkeypatch) as w:
+        yield w
+
+
+@pytest.fixture
+def notifications() -> Callable[[Any], list[tuple[str, str]]]:
+    """Records what an app notifies from the moment it is attached, as (severity, message),
+    through the app's public ``notify``: kept after a toast times out (on a busy machine a
+    toast can be gone before the test gets to look at it)."""
+
+    def attach(app: Any) -> list[tuple[str, str]]:
+        seen: list[tuple[str, str]] = []
+        notify = app.notify
+
+        def recording(message: str, *args: Any, **kwargs: Any) -> None:
+            seen.append((str(kwargs.get("severity", "information")), str(message)))
+            notify(message, *args, **kwargs)
+
+        app.notify = recording
+        return seen
+
+    return attach
+
+
+@pytest.fixture
 async def bot_phone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
     """The Telegram bot on a bare engine and the Bot API stand-in (tests/telegram_phone.py)."""
     from tests.telegram_phone import open_phone

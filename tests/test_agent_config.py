@@ -146,7 +146,7 @@ def test_bad_values_name_the_key(data: dict, problem: str) -> None:
         (
             {"sources": [{"service": "A", "paths": "/x", "wat": 1}]},
             "sources[0].wat: unknown key (expected one of app_root, command, from_beginning, "
-            "journald, paths, service)",
+            "journald, otlp, paths, service)",
         ),
         (
             {"detection": {"min_severity": "urgent"}},
@@ -224,7 +224,8 @@ def test_bad_values_name_the_key(data: dict, problem: str) -> None:
         ),
         (
             {"sources": [{"service": "A", "paths": "/a", "command": "tail -f /b"}]},
-            "sources[0].command: a source has one of 'paths', 'command' or 'journald', not "
+            "sources[0].command: a source has one of 'paths', 'command', 'journald' or 'otlp', "
+            "not "
             "'paths' and 'command'",
         ),
         (

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from console.fix.claude_state import discover, is_logged_in
 from tests.conftest import require_tool
@@ -63,3 +65,16 @@ def test_only_what_reaches_the_cli_counts(tmp_path: Path, cli: str) -> None:
     assert discover(cli, {}, {**home, "CLAUDE_CODE_USE_BEDROCK": "1"}).kind == "not_logged_in"
     assert discover(cli, {"CLAUDE_CODE_USE_BEDROCK": "1"}, home).kind == "ready"
     assert not is_logged_in({**home, "GITHUB_TOKEN": "ghp_x"})
+
+
+@settings(max_examples=200, deadline=None)
+@given(command=st.text(max_size=60), key=st.text(max_size=20))
+def test_any_configured_command_gets_a_state_and_never_an_exception(command: str, key: str) -> None:
+    env = {"HOME": "/nonexistent-home", "PATH": "/usr/bin:/bin", "ANTHROPIC_API_KEY": key}
+    state = discover(command, {}, env)
+    assert state.kind in ("missing", "not_logged_in", "ready")
+    assert state.text.startswith("Claude: ")
+    if state.kind == "missing":
+        assert state.text.endswith("not found; npm i -g @anthropic-ai/claude-code")
+    else:
+        assert state.kind == ("ready" if key.strip() else "not_logged_in")

@@ -157,19 +157,19 @@ class AttemptRunner:
         if wt.warning:
             self._notify("warning", wt.warning, error_id=error.id, attempt_id=attempt_id)
 
-        if service.setup_command:
-            # Before Claude, on the base's code only: it keeps the network (npm ci), but
-            # nothing of what Claude writes has run yet.
+        # Before Claude, on the base's code only: they keep the network (npm ci), but
+        # nothing of what Claude writes has run yet. The build leaves the source maps that
+        # turn the stack's dist/*.js frames into the source lines the prompt shows.
+        for step, command in (("setup", service.setup_command), ("build", service.build_command)):
+            if not command:
+                continue
             setup = await run_tests(
-                service.setup_command,
-                wt.path,
-                service.test_timeout_seconds,
-                env=_child_env(),
+                command, wt.path, service.test_timeout_seconds, env=_child_env()
             )
             if not setup.passed:
                 await self.fail(
                     attempt_id,
-                    f"setup command `{service.setup_command}` failed "
+                    f"{step} command `{command}` failed "
                     f"({_exit_text(setup)}): {_last_line(setup.output_tail)}",
                 )
                 return

@@ -150,6 +150,9 @@ class TelegramConfig:
 @dataclass(frozen=True)
 class WorktreeConfig:
     delete_branch_on_discard: bool = False
+    # A spare checkout of each service's base under .worktrees/ready, so an attempt starts
+    # with a rename instead of a checkout; it costs one checkout of disk per service.
+    keep_ready: bool = True
 
 
 @dataclass(frozen=True)
@@ -478,11 +481,12 @@ def _telegram(raw: Any) -> TelegramConfig:
 
 def _worktree(raw: Any) -> WorktreeConfig:
     table = _table(raw, "worktree")
-    _unknown(table, {"delete_branch_on_discard"}, "worktree.")
+    _unknown(table, {"delete_branch_on_discard", "keep_ready"}, "worktree.")
     return WorktreeConfig(
         delete_branch_on_discard=_boolean(
             table.get("delete_branch_on_discard", False), "worktree.delete_branch_on_discard"
-        )
+        ),
+        keep_ready=_boolean(table.get("keep_ready", True), "worktree.keep_ready"),
     )
 
 

@@ -31,13 +31,13 @@ from console.fix.github import GitHubError
 from console.fix.paths import touched_sensitive
 from console.fix.prompt import build_prompt
 from console.fix.publish import publish_attempt
+from console.fix.ready import ReadyWorktrees
 from console.fix.sandbox.cage import CageUnavailable, cage_env, cage_for
 from console.fix.sandbox.childenv import child_env
 from console.fix.testrun import TestResult, TestRunError, run_tests
 from console.fix.worktree import (
     TestWrites,
     Worktree,
-    create_worktree,
     diff,
     open_worktree,
     remove_worktree,
@@ -144,6 +144,7 @@ class Engine:
         self._workers: list[asyncio.Task[None]] = []
         self._running: dict[int, asyncio.Event] = {}
         self._worktrees: dict[int, Worktree] = {}
+        self._ready = ReadyWorktrees(enabled=config.worktree.keep_ready)
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._ingest_queues: dict[str, asyncio.Queue[ErrorEvent]] = {}
         self._ingest_tasks: dict[str, asyncio.Task[None]] = {}
@@ -222,6 +223,8 @@ class Engine:
         await self._recover()
         for i in range(max(1, self.config.concurrency)):
             self._workers.append(asyncio.create_task(self._worker(), name=f"fix-worker-{i}"))
+        for service in self.config.services:
+            self._refill(service)
         if links and self.config.hosts:
             self._links = LinkManager(
                 self.config.hosts,
@@ -248,6 +251,7 @@ class Engine:
         for task in self._ingest_tasks.values():
             task.cancel()
         await asyncio.gather(*self._ingest_tasks.values(), return_exceptions=True)
+        await self._ready.close()
         await self.store.close()
 
     @property
@@ -469,6 +473,13 @@ class Engine:
         """Wait until every queued attempt has finished (for the CLI and tests)."""
         await self._queue.join()
 
+    async def wait_ready_worktrees(self) -> None:
+        """Wait until the spare worktrees being prepared are ready (for benches and tests)."""
+        await self._ready.settled()
+
+    def _refill(self, service: ServiceConfig) -> None:
+        self._ready.refill(service.repo, base_branch=service.base_branch, remote=service.remote)
+
     async def _run_attempt(self, attempt_id: int) -> None:
         attempt = await self.store.attempt(attempt_id)
         if attempt is None or attempt.state is not State.FIXING:
@@ -483,14 +494,27 @@ class Engine:
         cancel = asyncio.Event()
         self._running[attempt_id] = cancel
         started = time.monotonic()
+        # The worktree is made while the main checkout is read: neither touches what the
+        # other reads, and on a large repository each takes a while.
+        creating = asyncio.create_task(
+            self._ready.create(
+                service.repo,
+                error.fingerprint,
+                base_branch=service.base_branch,
+                remote=service.remote,
+            )
+        )
         try:
             before = await snapshot_main(service.repo)
-        except GitError as exc:
+        except BaseException as exc:
             self._running.pop(attempt_id, None)
+            await self._abandon_worktree(attempt_id, creating)
+            if not isinstance(exc, GitError):
+                raise
             await self._fail(attempt_id, f"repository {service.repo}: {exc}")
             return
         try:
-            await self._attempt_steps(attempt, error, service, cancel)
+            await self._attempt_steps(attempt, error, service, cancel, creating)
         except asyncio.CancelledError:
             await self._interrupt(attempt_id)
             raise
@@ -509,7 +533,19 @@ class Engine:
                     attempt_id=attempt_id,
                 )
                 await self._fail(attempt_id, f"main checkout changed: {text}")
+            self._refill(service)
             log.info("attempt %s took %.1fs", attempt_id, time.monotonic() - started)
+
+    async def _abandon_worktree(self, attempt_id: int, creating: asyncio.Task[Worktree]) -> None:
+        """Stop making the worktree of an attempt that ends before using it; one already
+        made is recorded, so failing or recovering the attempt removes it."""
+        creating.cancel()
+        try:
+            wt = await creating
+        except (asyncio.CancelledError, GitError, OSError, ValueError):
+            return
+        self._worktrees[attempt_id] = wt
+        await self.store.update_attempt(attempt_id, branch=wt.branch, worktree=str(wt.path))
 
     async def _verify_main(self, service: ServiceConfig, before: object) -> list[str]:
         try:
@@ -523,14 +559,10 @@ class Engine:
         error: ErrorRow,
         service: ServiceConfig,
         cancel: asyncio.Event,
+        creating: asyncio.Task[Worktree],
     ) -> None:
         attempt_id = attempt.id
-        wt = await create_worktree(
-            service.repo,
-            error.fingerprint,
-            base_branch=service.base_branch,
-            remote=service.remote,
-        )
+        wt = await creating
         self._worktrees[attempt_id] = wt
         await self.store.update_attempt(attempt_id, branch=wt.branch, worktree=str(wt.path))
         await self._emit_attempt(attempt_id)

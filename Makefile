@@ -5,15 +5,18 @@ BIN := $(VENV)/bin
 
 .PHONY: demo scan-sample test setup lint format bench
 
+# The pinned Claude Code CLI the demo runs against its scripted model without a login.
+DEMO_CLAUDE := $(VENV)/claude/node_modules/.bin/claude
+
 # Start the main job on a fresh machine: the whole loop on this machine.
-demo: $(BIN)/autofix
+demo: $(BIN)/autofix $(DEMO_CLAUDE)
 	$(BIN)/autofix demo
 
 # What the agent alone reports for the shipped sample log.
 scan-sample: $(BIN)/autofix
 	$(BIN)/autofix-agent scan agent/samples/pa-error.log
 
-$(BIN)/autofix:
+$(BIN)/autofix $(DEMO_CLAUDE):
 	bash tests/setup.sh --runtime
 
 # Install everything the tests drive (apt, npm, pip) and run the whole suite.

@@ -1,9 +1,9 @@
 """Severity of an error group: what kind of fault it is first, how often it happens second.
 
 Some faults are outages whatever their count (the database is gone, auth is broken, the
-process ran out of memory); those match ``critical_patterns``. Everything else is ranked
-by how many times it has occurred, so a one-off glitch stays ``low`` and a fault that
-keeps firing climbs to ``high``.
+process ran out of memory); those match ``critical_patterns`` or ``extra_critical_patterns``.
+Everything else is ranked by how many times it has occurred, so a one-off glitch stays
+``low`` and a fault that keeps firing climbs to ``high``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def classify(message_and_stack_text: str, count: int, config: DetectionConfig) -
     The text is :func:`error_text`: the error type, message and stack joined, so a pattern
     can key on any of them (a MongoNetworkError is critical whatever its message says).
     """
-    regex = _critical_regex(tuple(config.critical_patterns))
+    regex = _critical_regex(config.all_critical_patterns)
     if regex is not None and regex.search(message_and_stack_text or "") is not None:
         return "critical"
     if count >= config.high_count:

@@ -1,20 +1,40 @@
-"""The agent's TOML configuration, validated once at load time.
+"""The agent's TOML configuration: each key declared once, validated once at load time.
 
-Every problem is reported as ``ConfigError`` whose message starts with the dotted key
-(``sources[1].paths``), so an operator can fix the file without reading code.
+Every problem is reported as ``ConfigError`` whose message starts with the full key
+(``sources[1].paths``), so an operator can fix the file without reading code. The tables
+below are declared with ``agent.configschema`` (whose docstring says how to add a key); the
+README's "Agent config reference" is checked against them.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import socket
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from agent.tomlfile import read_toml
+from agent.configschema import (
+    ConfigError,
+    Invalid,
+    Section,
+    boolean,
+    config_table,
+    env_name,
+    integer,
+    many,
+    number,
+    one_of,
+    parse_table,
+    path,
+    regex,
+    section,
+    setting,
+    tables,
+    text,
+    then,
+    wrong,
+)
+from agent.tomlfile import load_table
 from agent.wire import SEVERITIES
 
 DEFAULT_STATE_DIR = "/var/lib/autofix-agent"
@@ -37,11 +57,43 @@ DEFAULT_CRITICAL_PATTERNS: tuple[str, ...] = (
 )
 
 
-class ConfigError(ValueError):
-    """A configuration problem; the message names the key and what is wrong with it."""
+def _home(raw: str) -> str:
+    return os.path.expanduser(raw)
 
 
-@dataclass(frozen=True)
+def _absolute(raw: str) -> str:
+    return os.path.abspath(os.path.expanduser(raw))
+
+
+def _field_match(match: str) -> str:
+    field_name, eq, _ = match.partition("=")
+    if not eq or not field_name or not field_name.replace("_", "A").isalnum():
+        raise Invalid(
+            f"must look like FIELD=value (e.g. _SYSTEMD_UNIT=billing.service), got {match!r}"
+        )
+    return match
+
+
+def _words(value: object, key: str) -> tuple[str, ...]:
+    """A command line: one string split as a shell would, or a list of words."""
+    if isinstance(value, str):
+        try:
+            value = shlex.split(value)
+        except ValueError as exc:
+            raise ConfigError(f"{key}: cannot be split into words: {exc}") from None
+    if not isinstance(value, list):
+        raise wrong(key, "a string or a list of strings", value)
+    words = _WORDS(value, key)
+    if not words:
+        raise ConfigError(f"{key}: must not be empty")
+    return words
+
+
+_STRINGS = text()
+_WORDS = many(text(empty_ok=True), "strings")
+
+
+@config_table
 class JournaldConfig:
     """Which journal entries a journald source follows (``journalctl`` match options).
 
@@ -49,12 +101,40 @@ class JournaldConfig:
     shipped from elsewhere, or a test); ``journalctl`` is the binary to run.
     """
 
-    units: tuple[str, ...] = ()
-    identifiers: tuple[str, ...] = ()
-    matches: tuple[str, ...] = ()
-    files: tuple[str, ...] = ()
-    directory: str | None = None
-    journalctl: str = "journalctl"
+    units: tuple[str, ...] = setting(
+        default=(),
+        read=many(_STRINGS, "unit names", single_ok=True),
+        doc="`journalctl --unit` matches",
+    )
+    identifiers: tuple[str, ...] = setting(
+        default=(),
+        read=many(_STRINGS, "syslog identifiers", single_ok=True),
+        doc="`journalctl --identifier` matches",
+    )
+    matches: tuple[str, ...] = setting(
+        default=(),
+        read=many(then(_STRINGS, _field_match), "FIELD=value matches", single_ok=True),
+        doc="`FIELD=value` journal field matches (e.g. `_SYSTEMD_UNIT=billing.service`)",
+    )
+    files: tuple[str, ...] = setting(
+        default=(),
+        read=many(then(_STRINGS, _absolute), "paths", single_ok=True),
+        shown="the system journal",
+        doc="journal files to read (`--file`) instead of the system journal",
+    )
+    directory: str | None = setting(
+        default=None,
+        read=then(_STRINGS, _absolute),
+        shown="the system journal",
+        doc="a directory of journal files to read (`--directory`); not with `files`",
+    )
+    journalctl: str = setting(
+        default="journalctl", read=_STRINGS, doc="the `journalctl` binary to run"
+    )
+
+    def cross_check(self) -> None:
+        if self.files and self.directory:
+            raise Invalid("give either 'files' or 'directory', not both", "directory")
 
     def describe(self) -> str:
         what = [f"-u {u}" for u in self.units] + [f"-t {t}" for t in self.identifiers]
@@ -65,14 +145,55 @@ class JournaldConfig:
         return " ".join(["journald", *what, *where])
 
 
-@dataclass(frozen=True)
+@config_table
 class SourceConfig:
-    service: str
-    paths: tuple[str, ...] = ()
-    command: tuple[str, ...] = ()
-    journald: JournaldConfig | None = None
-    from_beginning: bool = False
-    app_root: str | None = None
+    """One thing the agent follows: log files, a command's output, or the journal."""
+
+    service: str = setting(
+        required="every source needs a service name",
+        read=_STRINGS,
+        doc="service name the errors belong to",
+    )
+    paths: tuple[str, ...] = setting(
+        default=(),
+        read=many(then(_STRINGS, _home), "glob patterns", single_ok=True),
+        doc="globs (`*`, `**`, `~`); files appearing later are picked up from their start; "
+        "a source has one of `paths`, `command` or `journald`",
+    )
+    command: tuple[str, ...] = setting(
+        default=(),
+        read=_words,
+        doc="a command whose output is followed instead of files; restarted with backoff "
+        "if it exits",
+    )
+    journald: JournaldConfig | None = setting(
+        default=None,
+        read=Section(JournaldConfig),
+        doc="the journal instead of files: a table of the keys below, every key optional "
+        "(`{}` is the whole journal)",
+    )
+    from_beginning: bool = setting(
+        default=False,
+        read=boolean(),
+        doc="read files (or the journal) there at first start from the beginning",
+    )
+    app_root: str | None = setting(
+        default=None,
+        read=_STRINGS,
+        doc="the app's root path, stripped from frame paths before fingerprinting",
+    )
+
+    def cross_check(self) -> None:
+        given = (("paths", self.paths), ("command", self.command), ("journald", self.journald))
+        kinds = [name for name, value in given if value]
+        if not kinds:
+            raise Invalid("a source needs 'paths', 'command' or 'journald'", "paths")
+        if len(kinds) > 1:
+            raise Invalid(
+                "a source has one of 'paths', 'command' or 'journald', "
+                f"not {' and '.join(repr(k) for k in kinds)}",
+                kinds[1],
+            )
 
     @property
     def label(self) -> str:
@@ -82,323 +203,158 @@ class SourceConfig:
         return f"{self.service}: {', '.join(self.paths) or ' '.join(self.command)}"
 
 
-@dataclass(frozen=True)
+@config_table
 class DetectionConfig:
-    settle_seconds: float = 30.0
-    max_settle_seconds: float = 300.0
-    update_seconds: float = 10.0
-    min_severity: str = "medium"
-    critical_patterns: tuple[str, ...] = DEFAULT_CRITICAL_PATTERNS
-    high_count: int = 10
-    medium_count: int = 3
-    max_line_bytes: int = 64 * 1024
+    """When an error is relayed, and how severe it is."""
+
+    settle_seconds: float = setting(
+        default=30.0,
+        read=number(minimum=0.0),
+        doc="quiet time after the last occurrence before an error is relayed",
+    )
+    max_settle_seconds: float = setting(
+        default=300.0,
+        read=number(minimum=0.0),
+        doc="an error that never stops is still relayed after this long",
+    )
+    update_seconds: float = setting(
+        default=10.0,
+        read=number(minimum=0.0),
+        doc="later occurrences of a relayed error are batched this long",
+    )
+    min_severity: str = setting(
+        default="medium",
+        read=one_of(SEVERITIES),
+        doc="groups below this (`low`, `medium`, `high` or `critical`) are counted but not "
+        "relayed as new errors",
+    )
+    critical_patterns: tuple[str, ...] = setting(
+        default=DEFAULT_CRITICAL_PATTERNS,
+        read=many(regex(alternative=True), "regular expressions"),
+        shown="Mongo errors, ECONNREFUSED, JWT errors, database down, out of memory / heap limit",
+        doc="regexes (case-insensitive) that make an error critical, joined into one "
+        "expression (so a flag must be scoped, `(?s:...)`); replaces the defaults",
+    )
+    extra_critical_patterns: tuple[str, ...] = setting(
+        default=(),
+        read=many(regex(alternative=True), "regular expressions"),
+        doc="regexes added to `critical_patterns`, under the same rules",
+    )
+    high_count: int = setting(
+        default=10, read=integer(minimum=1), doc="occurrence count that makes an error high"
+    )
+    medium_count: int = setting(
+        default=3, read=integer(minimum=1), doc="occurrence count that makes an error medium"
+    )
+    max_line_bytes: int = setting(
+        default=64 * 1024,
+        read=integer(minimum=256),
+        doc="longer lines are cut with a visible marker",
+    )
+
+    def cross_check(self) -> None:
+        if self.max_settle_seconds < self.settle_seconds:
+            raise Invalid(
+                f"must be at least settle_seconds ({self.settle_seconds}), "
+                f"got {self.max_settle_seconds}",
+                "max_settle_seconds",
+            )
+        if self.high_count < self.medium_count:
+            raise Invalid(
+                f"must be at least medium_count ({self.medium_count}), got {self.high_count}",
+                "high_count",
+            )
+
+    @property
+    def all_critical_patterns(self) -> tuple[str, ...]:
+        """The patterns that make an error critical: the base list and the extra ones."""
+        return self.critical_patterns + self.extra_critical_patterns
 
 
-@dataclass(frozen=True)
+@config_table
 class RetentionConfig:
-    max_age_days: float = 14.0
-    max_events: int = 100_000
+    """How long the outbox keeps events."""
+
+    max_age_days: float = setting(
+        default=14.0, read=number(minimum=0.01), doc="events older than this are dropped"
+    )
+    max_events: int = setting(
+        default=100_000, read=integer(minimum=100), doc="at most this many events are kept"
+    )
 
 
-@dataclass(frozen=True)
+@config_table
+class RedactionConfig:
+    """What is removed from records on top of the built-in rules."""
+
+    extra_patterns: tuple[str, ...] = setting(
+        default=(),
+        read=many(regex(), "regular expressions"),
+        doc="regexes whose matches are replaced by `[REDACTED]`, on top of the built-in rules "
+        "below",
+    )
+    values_from_env: tuple[str, ...] = setting(
+        default=(),
+        read=many(env_name(), "environment variable names"),
+        doc='names of environment variables (e.g. `["DB_PASSWORD"]`) whose values on this '
+        "host, if 6 characters or longer, are replaced by `[REDACTED]` wherever they appear "
+        "(verbatim, JSON-escaped, URL-encoded); a name that is not a variable name is a "
+        "config error",
+    )
+
+
+@config_table
+class StreamConfig:
+    """How ``autofix-agent stream`` talks to the console."""
+
+    heartbeat_seconds: float = setting(
+        default=5.0, read=number(minimum=0.1), doc="heartbeat interval on `stream`"
+    )
+
+
+@config_table
 class AgentConfig:
-    state_dir: Path = Path(DEFAULT_STATE_DIR)
-    host: str = field(default_factory=socket.gethostname)
-    sources: tuple[SourceConfig, ...] = ()
-    detection: DetectionConfig = field(default_factory=DetectionConfig)
-    retention: RetentionConfig = field(default_factory=RetentionConfig)
-    redact_patterns: tuple[str, ...] = ()
-    # Names of environment variables whose values are removed verbatim from every record.
-    redact_env: tuple[str, ...] = ()
-    heartbeat_seconds: float = 5.0
+    """The whole agent config file."""
+
+    state_dir: Path = setting(
+        default=Path(DEFAULT_STATE_DIR),
+        read=path(),
+        doc="the only place the agent writes (SQLite outbox, WAL)",
+    )
+    host: str = setting(
+        default_factory=socket.gethostname,
+        read=_STRINGS,
+        shown="the hostname",
+        doc="name of this host in events",
+    )
+    sources: tuple[SourceConfig, ...] = tables(SourceConfig, "what the agent follows ([[sources]])")
+    detection: DetectionConfig = section(DetectionConfig, "detection rules")
+    retention: RetentionConfig = section(RetentionConfig, "outbox retention")
+    redaction: RedactionConfig = section(RedactionConfig, "extra redaction")
+    stream: StreamConfig = section(StreamConfig, "the stream command")
+
+    def cross_check(self) -> None:
+        file_services: set[str] = set()
+        for i, src in enumerate(self.sources):
+            if src.paths and src.service in file_services:
+                raise Invalid(
+                    f"another file source already uses {src.service!r}; "
+                    "list all of a service's paths in one source",
+                    f"sources[{i}].service",
+                )
+            if src.paths:
+                file_services.add(src.service)
 
     @property
     def db_path(self) -> Path:
         return self.state_dir / "agent.db"
 
 
-def _expect(value: Any, kind: type | tuple[type, ...], key: str, what: str) -> Any:
-    ok = isinstance(value, kind) and not (isinstance(value, bool) and kind in (int, float))
-    if isinstance(kind, tuple) and isinstance(value, bool) and bool not in kind:
-        ok = False
-    if not ok:
-        raise ConfigError(f"{key}: must be {what}, got {type(value).__name__} {value!r}")
-    return value
-
-
-def _number(table: dict[str, Any], name: str, default: float, prefix: str, minimum: float) -> float:
-    key = f"{prefix}{name}"
-    value = table.get(name, default)
-    _expect(value, (int, float), key, "a number")
-    if value < minimum:
-        raise ConfigError(f"{key}: must be at least {minimum}, got {value}")
-    return float(value)
-
-
-def _integer(table: dict[str, Any], name: str, default: int, prefix: str, minimum: int) -> int:
-    key = f"{prefix}{name}"
-    value = table.get(name, default)
-    _expect(value, int, key, "an integer")
-    if value < minimum:
-        raise ConfigError(f"{key}: must be at least {minimum}, got {value}")
-    return int(value)
-
-
-def _patterns(value: Any, key: str) -> tuple[str, ...]:
-    _expect(value, list, key, "a list of regular expressions")
-    for i, pattern in enumerate(value):
-        _expect(pattern, str, f"{key}[{i}]", "a string")
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ConfigError(f"{key}[{i}]: not a valid regular expression: {exc}") from None
-    return tuple(value)
-
-
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _env_names(value: Any, key: str) -> tuple[str, ...]:
-    _expect(value, list, key, "a list of environment variable names")
-    for i, name in enumerate(value):
-        _expect(name, str, f"{key}[{i}]", "a string")
-        if not _ENV_NAME.fullmatch(name):
-            raise ConfigError(
-                f"{key}[{i}]: {name!r} is not an environment variable name "
-                "(letters, digits and '_', not starting with a digit)"
-            )
-    return tuple(value)
-
-
-def _unknown(table: dict[str, Any], allowed: set[str], prefix: str) -> None:
-    for key in table:
-        if key not in allowed:
-            raise ConfigError(
-                f"{prefix}{key}: unknown key (expected one of {', '.join(sorted(allowed))})"
-            )
-
-
-def _strings(table: dict[str, Any], name: str, prefix: str, what: str) -> tuple[str, ...]:
-    """A list of non-empty strings (a single string is a list of one)."""
-    key = f"{prefix}{name}"
-    value = table.get(name, [])
-    if isinstance(value, str):
-        value = [value]
-    _expect(value, list, key, f"a list of {what}")
-    for i, item in enumerate(value):
-        _expect(item, str, f"{key}[{i}]", "a string")
-        if not item.strip():
-            raise ConfigError(f"{key}[{i}]: must not be empty")
-    return tuple(value)
-
-
-_JOURNALD_KEYS = {"units", "identifiers", "matches", "files", "directory", "journalctl"}
-
-
-def _journald(raw: Any, prefix: str) -> JournaldConfig:
-    """``journald = { units = [...], ... }``: what ``journalctl`` is asked to follow."""
-    key = f"{prefix}journald"
-    _expect(raw, dict, key, 'a table such as { units = ["billing.service"] }')
-    _unknown(raw, _JOURNALD_KEYS, f"{key}.")
-    matches = _strings(raw, "matches", f"{key}.", "FIELD=value matches")
-    for i, match in enumerate(matches):
-        field_name, eq, _ = match.partition("=")
-        if not eq or not field_name or not field_name.replace("_", "A").isalnum():
-            raise ConfigError(
-                f"{key}.matches[{i}]: must look like FIELD=value "
-                f"(e.g. _SYSTEMD_UNIT=billing.service), got {match!r}"
-            )
-    files = tuple(
-        os.path.abspath(os.path.expanduser(f)) for f in _strings(raw, "files", f"{key}.", "paths")
-    )
-    directory = raw.get("directory")
-    if directory is not None:
-        _expect(directory, str, f"{key}.directory", "a path")
-        directory = os.path.abspath(os.path.expanduser(directory))
-    if files and directory:
-        raise ConfigError(f"{key}.directory: give either 'files' or 'directory', not both")
-    journalctl = _expect(raw.get("journalctl", "journalctl"), str, f"{key}.journalctl", "a path")
-    if not journalctl.strip():
-        raise ConfigError(f"{key}.journalctl: must not be empty")
-    return JournaldConfig(
-        units=_strings(raw, "units", f"{key}.", "unit names"),
-        identifiers=_strings(raw, "identifiers", f"{key}.", "syslog identifiers"),
-        matches=matches,
-        files=files,
-        directory=directory,
-        journalctl=journalctl,
-    )
-
-
-def _source(raw: Any, index: int) -> SourceConfig:
-    prefix = f"sources[{index}]."
-    _expect(raw, dict, f"sources[{index}]", "a table")
-    _unknown(raw, {"service", "paths", "command", "journald", "from_beginning", "app_root"}, prefix)
-    if "service" not in raw:
-        raise ConfigError(f"{prefix}service: missing (every source needs a service name)")
-    service = _expect(raw["service"], str, f"{prefix}service", "a string")
-    if not service.strip():
-        raise ConfigError(f"{prefix}service: must not be empty")
-    paths: tuple[str, ...] = ()
-    command: tuple[str, ...] = ()
-    if "paths" in raw:
-        value = raw["paths"]
-        if isinstance(value, str):
-            value = [value]
-        _expect(value, list, f"{prefix}paths", "a list of glob patterns")
-        for i, p in enumerate(value):
-            _expect(p, str, f"{prefix}paths[{i}]", "a string")
-            if not p.strip():
-                raise ConfigError(f"{prefix}paths[{i}]: must not be empty")
-        paths = tuple(os.path.expanduser(p) for p in value)
-    if "command" in raw:
-        value = raw["command"]
-        if isinstance(value, str):
-            try:
-                value = shlex.split(value)
-            except ValueError as exc:
-                raise ConfigError(f"{prefix}command: cannot be split into words: {exc}") from None
-        _expect(value, list, f"{prefix}command", "a string or a list of strings")
-        for i, word in enumerate(value):
-            _expect(word, str, f"{prefix}command[{i}]", "a string")
-        if not value:
-            raise ConfigError(f"{prefix}command: must not be empty")
-        command = tuple(value)
-    journald = _journald(raw["journald"], prefix) if "journald" in raw else None
-    kinds = [k for k, v in (("paths", paths), ("command", command), ("journald", journald)) if v]
-    if not kinds:
-        raise ConfigError(f"{prefix}paths: a source needs 'paths', 'command' or 'journald'")
-    if len(kinds) > 1:
-        raise ConfigError(
-            f"{prefix}{kinds[1]}: a source has one of 'paths', 'command' or 'journald', "
-            f"not {' and '.join(repr(k) for k in kinds)}"
-        )
-    from_beginning = _expect(
-        raw.get("from_beginning", False), bool, f"{prefix}from_beginning", "true or false"
-    )
-    app_root = raw.get("app_root")
-    if app_root is not None:
-        _expect(app_root, str, f"{prefix}app_root", "a string")
-    return SourceConfig(
-        service=service,
-        paths=paths,
-        command=command,
-        journald=journald,
-        from_beginning=from_beginning,
-        app_root=app_root,
-    )
-
-
-def parse_config(data: dict[str, Any]) -> AgentConfig:
+def parse_config(data: dict[str, object]) -> AgentConfig:
     """Build a validated config from a parsed TOML document."""
-    top = {"state_dir", "host", "detection", "sources", "retention", "redaction", "stream"}
-    _unknown(data, top, "")
-    raw_state_dir = _expect(data.get("state_dir", DEFAULT_STATE_DIR), str, "state_dir", "a path")
-    state_dir = Path(os.path.expanduser(raw_state_dir))
-    host = data.get("host") or socket.gethostname()
-    _expect(host, str, "host", "a string")
-
-    det = _expect(data.get("detection", {}), dict, "detection", "a table")
-    _unknown(
-        det,
-        {
-            "settle_seconds",
-            "max_settle_seconds",
-            "update_seconds",
-            "min_severity",
-            "critical_patterns",
-            "extra_critical_patterns",
-            "high_count",
-            "medium_count",
-            "max_line_bytes",
-        },
-        "detection.",
-    )
-    min_severity = _expect(
-        det.get("min_severity", "medium"), str, "detection.min_severity", "a string"
-    )
-    if min_severity not in SEVERITIES:
-        raise ConfigError(
-            f"detection.min_severity: must be one of {', '.join(SEVERITIES)}, got {min_severity!r}"
-        )
-    critical = DEFAULT_CRITICAL_PATTERNS
-    if "critical_patterns" in det:
-        critical = _patterns(det["critical_patterns"], "detection.critical_patterns")
-    if "extra_critical_patterns" in det:
-        critical = critical + _patterns(
-            det["extra_critical_patterns"], "detection.extra_critical_patterns"
-        )
-    settle = _number(det, "settle_seconds", 30.0, "detection.", 0.0)
-    max_settle = _number(det, "max_settle_seconds", 300.0, "detection.", 0.0)
-    if max_settle < settle:
-        raise ConfigError(
-            f"detection.max_settle_seconds: must be at least settle_seconds ({settle}), "
-            f"got {max_settle}"
-        )
-    medium_count = _integer(det, "medium_count", 3, "detection.", 1)
-    high_count = _integer(det, "high_count", 10, "detection.", 1)
-    if high_count < medium_count:
-        raise ConfigError(
-            f"detection.high_count: must be at least medium_count ({medium_count}), "
-            f"got {high_count}"
-        )
-    detection = DetectionConfig(
-        settle_seconds=settle,
-        max_settle_seconds=max_settle,
-        update_seconds=_number(det, "update_seconds", 10.0, "detection.", 0.0),
-        min_severity=min_severity,
-        critical_patterns=critical,
-        high_count=high_count,
-        medium_count=medium_count,
-        max_line_bytes=_integer(det, "max_line_bytes", 64 * 1024, "detection.", 256),
-    )
-
-    ret = _expect(data.get("retention", {}), dict, "retention", "a table")
-    _unknown(ret, {"max_age_days", "max_events"}, "retention.")
-    retention = RetentionConfig(
-        max_age_days=_number(ret, "max_age_days", 14.0, "retention.", 0.01),
-        max_events=_integer(ret, "max_events", 100_000, "retention.", 100),
-    )
-
-    red = _expect(data.get("redaction", {}), dict, "redaction", "a table")
-    _unknown(red, {"extra_patterns", "values_from_env"}, "redaction.")
-    redact_patterns = _patterns(red.get("extra_patterns", []), "redaction.extra_patterns")
-    redact_env = _env_names(red.get("values_from_env", []), "redaction.values_from_env")
-
-    stream = _expect(data.get("stream", {}), dict, "stream", "a table")
-    _unknown(stream, {"heartbeat_seconds"}, "stream.")
-    heartbeat = _number(stream, "heartbeat_seconds", 5.0, "stream.", 0.1)
-
-    raw_sources = data.get("sources", [])
-    _expect(raw_sources, list, "sources", "an array of tables ([[sources]])")
-    sources = tuple(_source(raw, i) for i, raw in enumerate(raw_sources))
-    file_services: set[str] = set()
-    for i, src in enumerate(sources):
-        if src.paths and src.service in file_services:
-            raise ConfigError(
-                f"sources[{i}].service: another file source already uses {src.service!r}; "
-                "list all of a service's paths in one source"
-            )
-        if src.paths:
-            file_services.add(src.service)
-
-    return AgentConfig(
-        state_dir=state_dir,
-        host=host,
-        sources=sources,
-        detection=detection,
-        retention=retention,
-        redact_patterns=redact_patterns,
-        redact_env=redact_env,
-        heartbeat_seconds=heartbeat,
-    )
+    return parse_table(AgentConfig, data)
 
 
 def load_config(path: str | os.PathLike[str]) -> AgentConfig:
     """Read and validate a config file; every failure is a ConfigError naming the file."""
-    p = Path(path)
-    data = read_toml(p, ConfigError)
-    try:
-        return parse_config(data)
-    except ConfigError as exc:
-        raise ConfigError(f"{p}: {exc}") from None
+    return load_table(Path(path), AgentConfig)

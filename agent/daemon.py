@@ -114,7 +114,9 @@ class Daemon:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.outbox = Outbox.open(config.db_path, config.host)
-        self.redactor = Redactor(config.redact_patterns, env_values(config.redact_env))
+        self.redactor = Redactor(
+            config.redaction.extra_patterns, env_values(config.redaction.values_from_env)
+        )
         self.problems = ProblemLog(functools.partial(_log_redacted, self.redactor))
         self.watches: list[_FileWatch] = []
         self.commands: list[tuple[SourceConfig, CommandSource]] = []

@@ -21,6 +21,7 @@ from pathlib import Path
 from agent.classify import classify, error_text, meets
 from agent.config import AgentConfig, DetectionConfig
 from agent.occurrence import Occurrence
+from agent.record import in_app_flags
 from agent.sanitize import dumps, safe_text
 from agent.tail import Position
 from agent.wire import ErrorEvent, encode_unsequenced, iso
@@ -53,6 +54,7 @@ CREATE TABLE IF NOT EXISTS groups (
     last_arrival REAL NOT NULL,
     relayed INTEGER NOT NULL DEFAULT 0,
     severity TEXT NOT NULL DEFAULT 'low',
+    in_app TEXT,
     PRIMARY KEY (service, fingerprint)
 );
 CREATE INDEX IF NOT EXISTS groups_pending ON groups (pending) WHERE pending > 0;
@@ -73,6 +75,14 @@ CREATE TABLE IF NOT EXISTS events (
     payload TEXT NOT NULL
 );
 """
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Columns added since a database was created: nullable, so an older agent can still
+    read and write the file."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(groups)")}
+    if "in_app" not in columns:
+        conn.execute("ALTER TABLE groups ADD COLUMN in_app TEXT")
 
 
 @dataclass(frozen=True)
@@ -132,6 +142,7 @@ class Outbox:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
+            _add_missing_columns(conn)
         except (OSError, sqlite3.Error) as exc:
             raise OutboxError(f"cannot open state database {path}: {exc}") from None
         outbox = cls(conn, host)
@@ -237,13 +248,14 @@ class Outbox:
         conn.execute(
             """
             INSERT INTO groups (service, fingerprint, error_type, message, stack, route,
-                count, pending, first_seen, last_seen, pending_since, last_arrival)
-            VALUES (?, ?, ?, ?, ?, ?, 1, 1, ?, ?, ?, ?)
+                count, pending, first_seen, last_seen, pending_since, last_arrival, in_app)
+            VALUES (?, ?, ?, ?, ?, ?, 1, 1, ?, ?, ?, ?, ?)
             ON CONFLICT (service, fingerprint) DO UPDATE SET
                 count = count + 1,
                 pending = pending + 1,
                 message = excluded.message,
                 stack = excluded.stack,
+                in_app = excluded.in_app,
                 route = COALESCE(excluded.route, route),
                 first_seen = MIN(first_seen, excluded.first_seen),
                 last_seen = MAX(last_seen, excluded.last_seen),
@@ -261,6 +273,7 @@ class Outbox:
                 seen,
                 arrival,
                 arrival,
+                dumps(in_app_flags(rec.stack, rec.frames)),
             ),
         )
 
@@ -319,12 +332,14 @@ class Outbox:
         with self._tx() as conn:
             rows = conn.execute(
                 f"""SELECT service, fingerprint, error_type, message, stack, route, count,
-                           first_seen, last_seen, relayed
+                           first_seen, last_seen, relayed, in_app
                     FROM groups WHERE {self._due_clause()}
                     ORDER BY last_arrival""",
                 params,
             ).fetchall()
-            for service, fp, etype, message, stack_json, route, count, first, last, relayed in rows:
+            for row in rows:
+                service, fp, etype, message, stack_json, route, count, first, last = row[:9]
+                relayed, in_app = row[9], row[10]
                 stack = json.loads(stack_json)
                 severity = classify(error_text(etype, message, stack), count, detection)
                 if relayed or meets(severity, detection.min_severity):
@@ -342,6 +357,7 @@ class Outbox:
                         route=route,
                         first_seen=first,
                         last_seen=last,
+                        in_app=json.loads(in_app) if in_app else [],
                     )
                     cur = conn.execute(
                         "INSERT INTO events (created, payload) VALUES (?, ?)",

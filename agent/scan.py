@@ -21,7 +21,7 @@ from agent.classify import classify, error_text
 from agent.config import DetectionConfig
 from agent.fingerprint import fingerprint
 from agent.guard import GuardedAssembler
-from agent.parse import settled_line_start
+from agent.parse import quiet_lines, settled_line_start
 from agent.record import ErrorRecord
 from agent.redact import Redactor, redact_record
 from agent.sanitize import dumps
@@ -118,13 +118,13 @@ class ScanGroup:
 
 @dataclass(frozen=True)
 class _Clean:
-    """What scan keeps of a record once it is redacted: the fields it reports, and its key."""
+    """What scan keeps of a record once it is redacted: the fields it reports but the
+    route, and its key."""
 
     fingerprint: str
     error_type: str
     message: str
     stack: tuple[str, ...]
-    route: str | None
 
 
 def _epoch(stamp: str) -> float | None:
@@ -196,6 +196,10 @@ class _Positional:
         self._offset += len(data)
         return data
 
+    def read_at(self, offset: int, size: int) -> bytes:
+        """``size`` bytes from ``offset``, leaving the reading position where it is."""
+        return os.pread(self._fd, size, offset)
+
 
 def _unpickle_part(payload: bytes) -> _Part | None:
     """A child's counts, or None when what came through the pipe is not a whole part."""
@@ -215,6 +219,24 @@ def _collect(children: list[tuple[int, int]]) -> list[_Part | None]:
         _, status = os.waitpid(pid, 0)
         parts.append(_unpickle_part(payload) if status == 0 else None)
     return parts
+
+
+def _idle_at(stream: BinaryIO | _Positional, assembler: GuardedAssembler, stop: int | None) -> bool:
+    """Whether a parser stopped at ``stop`` holds nothing that what follows could change.
+
+    It is idle when no record is open and every byte before ``stop`` is done with, or when
+    all it keeps back are quiet lines: the line splitter keeps the last line it passed over
+    (a frame in the next write would make it a header), and a quiet line is no header
+    whatever follows. Parts are cut after two quiet lines, so this is the usual case.
+    """
+    if assembler.pending or stop is None:
+        return False
+    safe = assembler.safe_offset
+    if safe == stop:
+        return True
+    if not isinstance(stream, _Positional) or not 0 < stop - safe <= _CUT_WINDOW:
+        return False
+    return quiet_lines(stream.read_at(safe, stop - safe))
 
 
 def _usable_cpus() -> int:
@@ -300,7 +322,7 @@ class Scanner:
                 break
             self._add(groups, service, assembler.feed(data, offset), fallback)
             offset += len(data)
-        if not at_eof and (assembler.pending or assembler.safe_offset != stop):
+        if not at_eof and not _idle_at(stream, assembler, stop):
             while data := stream.read(READ_SIZE):
                 self._add(groups, service, assembler.feed(data, offset), fallback)
                 offset += len(data)
@@ -416,8 +438,10 @@ class Scanner:
         self, groups: _Groups, service: str, records: list[ErrorRecord], fallback: str
     ) -> None:
         settle = self.detection.settle_seconds
+        redact = self._redactor.redact
         for record in records:
             clean = self._clean(record)
+            route = None if record.route is None else redact(record.route)
             key = (service, clean.fingerprint)
             group = groups.get(key)
             if group is None:
@@ -427,34 +451,31 @@ class Scanner:
                     error_type=clean.error_type,
                     message=clean.message,
                     stack=list(clean.stack),
-                    route=clean.route,
+                    route=route,
                 )
                 groups[key] = group
-            group.add(record.timestamp, clean.route, fallback, settle)
+            group.add(record.timestamp, route, fallback, settle)
 
     def _clean(self, record: ErrorRecord) -> _Clean:
         """The redacted fields and fingerprint of ``record``, reused for repeated records.
 
         A log repeats the same few faults thousands of times with identical text, and
         redaction plus fingerprinting cost far more than parsing; both depend only on the
-        fields in the key. ``raw`` is left out: scan never reports it.
+        fields in the key. The route varies most (ids in paths) and takes no part in the
+        fingerprint, so it is redacted on its own; ``raw`` is left out: scan never
+        reports it.
         """
-        key = (
-            record.error_type,
-            record.message,
-            tuple(record.stack),
-            tuple(record.frames),
-            record.route,
-        )
+        key = (record.error_type, record.message, tuple(record.stack), tuple(record.frames))
         clean = self._memo.get(key)
         if clean is None:
-            redacted = redact_record(dataclasses.replace(record, raw=""), self._redactor)
+            redacted = redact_record(
+                dataclasses.replace(record, raw="", route=None), self._redactor
+            )
             clean = _Clean(
                 fingerprint=fingerprint(redacted, self.app_root),
                 error_type=redacted.error_type,
                 message=redacted.message,
                 stack=tuple(redacted.stack),
-                route=redacted.route,
             )
             if len(self._memo) >= _MEMO_ENTRIES:
                 self._memo.clear()

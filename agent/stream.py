@@ -156,7 +156,7 @@ def run_stream(
         output.flush()
         cursor = since
         version = None
-        next_beat = time.monotonic() + config.heartbeat_seconds
+        next_beat = time.monotonic() + config.stream.heartbeat_seconds
         while not gone.is_set():
             current = reader.data_version()
             if current == -1 and not waiting_reported:
@@ -183,7 +183,7 @@ def run_stream(
                 _, last = reader.bounds()
                 emit(encode(Heartbeat(host=config.host, last_seq=last, time=iso(time.time()))))
                 output.flush()
-                next_beat = now + config.heartbeat_seconds
+                next_beat = now + config.stream.heartbeat_seconds
             gone.wait(POLL_SECONDS)
     except BrokenPipeError:
         # The reader went away: that is the normal end of a stream.

@@ -13,7 +13,10 @@ Line types:
 - ``heartbeat``: sent every few seconds so the reader can tell a quiet link from a dead one.
 
 ``error`` and ``update`` carry the error's own type as ``error_type`` because ``type``
-names the line type.
+names the line type, and ``in_app``: one flag per ``stack`` line, true for a frame of the
+application's own code, false for a library or runtime frame, null for a line that is not
+a frame. A line from an agent that predates ``in_app`` decodes with an empty list: the
+frames are not known.
 """
 
 from __future__ import annotations
@@ -77,6 +80,8 @@ class ErrorEvent:
     route: str | None
     first_seen: str
     last_seen: str
+    # One flag per stack line (see the module docstring); empty when the agent did not say.
+    in_app: list[bool | None] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,22 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return kind.__name__
 
 
+def _in_app(obj: dict[str, Any], kind: str, stack_lines: int) -> list[bool | None]:
+    """The ``in_app`` flags of an event line; absent (an older agent) or empty: not known."""
+    flags = obj.get("in_app")
+    if flags is None or flags == []:
+        return []
+    if (
+        not isinstance(flags, list)
+        or len(flags) != stack_lines
+        or not all(f is None or f is True or f is False for f in flags)
+    ):
+        raise WireError(
+            f"{kind} line: 'in_app' must be empty or hold true, false or null for each stack line"
+        )
+    return flags
+
+
 def decode(line: str | bytes) -> Event:
     """Parse one stream line, refusing anything that is not exactly this protocol.
 
@@ -220,6 +241,7 @@ def decode(line: str | bytes) -> Event:
         fingerprint = _require(obj, "fingerprint", str, kind)
         if not _FINGERPRINT.fullmatch(fingerprint):
             raise WireError(f"{kind} line: 'fingerprint' must be 16 lowercase hex characters")
+        in_app = _in_app(obj, kind, len(stack))
         return ErrorEvent(
             type=kind,
             seq=seq,
@@ -234,6 +256,7 @@ def decode(line: str | bytes) -> Event:
             route=route,
             first_seen=_require(obj, "first_seen", str, kind),
             last_seen=_require(obj, "last_seen", str, kind),
+            in_app=in_app,
         )
     if kind is None:
         raise WireError("line has no 'type'")

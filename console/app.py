@@ -26,6 +26,7 @@ from textual.screen import Screen
 
 from console.config import ConsoleConfig
 from console.engine import CommandResult, Engine, EngineEvent, Notice
+from console.fix.claude_state import ClaudeState, discover
 from console.models import AttemptRow, ErrorRow, State
 from console.screens.confirm import ConfirmScreen
 from console.screens.detail import DetailScreen
@@ -81,9 +82,12 @@ class AutofixApp(App[None]):
         clock: Callable[[], float] = time.time,
         open_url: Callable[[str], Any] = webbrowser.open,
         flush_seconds: float = FLUSH_SECONDS,
+        claude: ClaudeState | None = None,
     ) -> None:
         super().__init__()
         self.engine = engine
+        # What the header and the Claude panel say about Claude (None: nothing to say).
+        self.claude_state = claude
         self.clock = clock
         self._open_url = open_url
         self._flush_seconds = flush_seconds
@@ -331,16 +335,18 @@ def log_to_file(config: ConsoleConfig) -> Path:
     return path
 
 
-async def run_console(config: ConsoleConfig) -> int:
+async def run_console(config: ConsoleConfig, claude: ClaudeState | None = None) -> int:
     """Run the console (with Telegram when configured) until quit; stop everything cleanly.
 
     A closed terminal or SIGTERM quits like ``q`` does, so callers' cleanup always runs.
+    ``claude`` is what to say about Claude; by default what this machine's CLI looks like.
     """
     from console.session import running
 
     log_to_file(config)
     engine = await Engine.open(config)
-    app = AutofixApp(engine)
+    state = claude or discover(config.claude.command, config.claude.extra_env)
+    app = AutofixApp(engine, claude=state)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGHUP, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):

@@ -358,8 +358,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from console.demo.workspace import default_workspace
 
     root = Path(args.workspace).expanduser() if args.workspace else default_workspace()
+    config = Path(args.config).expanduser() if args.config else None
     return asyncio.run(
-        run_demo(root, fresh=args.fresh, headless=args.headless, settle_seconds=args.settle_seconds)
+        run_demo(
+            root,
+            fresh=args.fresh,
+            headless=args.headless,
+            settle_seconds=args.settle_seconds,
+            config_path=config,
+        )
     )
 
 
@@ -401,7 +408,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the whole loop on this machine, no config needed")
     demo.add_argument("--workspace", help="where the demo keeps its repo and state")
     demo.add_argument("--fresh", action="store_true", help="start from a new workspace")
-    demo.add_argument("--headless", action="store_true", help="print events, no terminal UI")
+    demo.add_argument(
+        "--config",
+        help="a console config of your own (read, never written; default: the workspace's "
+        "console.toml, regenerated on each start)",
+    )
+    demo.add_argument(
+        "--headless",
+        action="store_true",
+        help="print events instead of the terminal UI, approving the first error",
+    )
     demo.add_argument(
         "--settle-seconds", type=float, default=5.0, help="agent settle window (default 5)"
     )

@@ -48,6 +48,7 @@ from console.fix.worktree import (
 )
 from console.link import LinkManager, LinkProblem, LinkStatus
 from console.models import AttemptRow, Denial, ErrorRow, State
+from console.storable import Received
 from console.store import Store
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ class Engine:
         self._worktrees: dict[int, Worktree] = {}
         self._ready = ReadyWorktrees(enabled=config.worktree.keep_ready)
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._ingest_queues: dict[str, asyncio.Queue[ErrorEvent]] = {}
+        self._ingest_queues: dict[str, asyncio.Queue[Received]] = {}
         self._ingest_tasks: dict[str, asyncio.Task[None]] = {}
         self._links: LinkManager | None = None
         self._started = False
@@ -280,7 +281,7 @@ class Engine:
     def _on_link_problem(self, problem: LinkProblem) -> None:
         self.notify("warning", f"{problem.host}: {problem.message}")
 
-    async def _on_link_event(self, host: str, event: ErrorEvent) -> None:
+    async def _on_link_event(self, host: str, event: Received) -> None:
         queue = self._ingest_queues.get(host)
         if queue is None:
             queue = asyncio.Queue(maxsize=INGEST_BATCH * 4)
@@ -288,7 +289,7 @@ class Engine:
             self._ingest_tasks[host] = asyncio.create_task(self._ingest_loop(host, queue))
         await queue.put(event)
 
-    async def _ingest_loop(self, host: str, queue: asyncio.Queue[ErrorEvent]) -> None:
+    async def _ingest_loop(self, host: str, queue: asyncio.Queue[Received]) -> None:
         """Store a host's events in batches: one transaction per burst, not per line."""
         while True:
             batch = [await queue.get()]
@@ -312,8 +313,11 @@ class Engine:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(queue.join(), 10)
 
-    async def ingest(self, host: str, events: Sequence[ErrorEvent]) -> list[int]:
-        """Store events from a host; new errors enter the queue. Returns the new error ids."""
+    async def ingest(self, host: str, events: Sequence[ErrorEvent | Received]) -> list[int]:
+        """Store events from a host; new errors enter the queue. Returns the new error ids.
+
+        Events from a link come with their wire line, which the store keeps as it is.
+        """
         results = await self.store.ingest(host, events)
         created: list[int] = []
         touched: dict[int, None] = {}

@@ -2,7 +2,8 @@
 
 A link runs ``<agent_command> --since N`` (N is the last seq the console has stored for the
 host, asked again on every reconnect), reads the stream one line at a time and hands every
-error/update event to the engine before reading on. Because the store is idempotent on
+error/update event, with the line it arrived as (:class:`console.storable.Received`), to the
+engine before reading on. Because the store is idempotent on
 (host, seq) and ``--since`` resumes after the stored seq, a dropped connection loses nothing
 and a replayed event is harmless.
 
@@ -23,42 +24,35 @@ import contextlib
 import inspect
 import json
 import logging
-import os
 import random
 import re
-import shlex
-import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
-
-import asyncssh
+from typing import TYPE_CHECKING, Any, Literal
 
 from agent.wire import (
     MAX_LINE_BYTES,
     PROTOCOL_VERSION,
-    ErrorEvent,
     Event,
     Heartbeat,
     Hello,
     WireError,
     decode,
 )
+from console.storable import Received
+from console.transport import READ_CHUNK_BYTES, NeedsPerson, Retry, Stream, open_stream
 
 if TYPE_CHECKING:
     from console.config import HostConfig
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK_BYTES = 64 * 1024
 EXCERPT_CHARS = 120
 # Wire lines nest two levels (an event holding its stack list); the JSON decoder recurses
 # once per level, so a hostile line of 200,000 '[' would end the session with a
 # RecursionError if it reached the decoder.
 MAX_NESTING = 32
-STDERR_KEEP_BYTES = 4096
 
 LinkState = Literal["connecting", "connected", "reconnecting", "error", "stopped"]
 
@@ -110,19 +104,11 @@ class LinkProblem:
     excerpt: str
 
 
-EventCallback = Callable[[str, ErrorEvent], Awaitable[None] | None]
+EventCallback = Callable[[str, Received], Awaitable[None] | None]
 StatusCallback = Callable[[LinkStatus], None]
 ProblemCallback = Callable[[LinkProblem], None]
 HelloCallback = Callable[[str, Hello], Awaitable[None] | None]
 SinceGetter = Callable[[], Awaitable[int] | int]
-
-
-class _Retry(Exception):
-    """The link broke in a way that reconnecting can cure."""
-
-
-class _NeedsPerson(Exception):
-    """Retrying soon cannot help: a host key, a key file or a setting must be fixed."""
 
 
 class _Fatal(Exception):
@@ -225,246 +211,6 @@ class LineSplitter:
         self._buffer.extend(piece)
 
 
-class _Stream(Protocol):
-    async def read(self, size: int) -> bytes: ...
-    async def close(self) -> None: ...
-    async def describe_end(self) -> str: ...
-
-
-class _StderrTail:
-    """Keeps the end of the agent's stderr, which usually says why it exited."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def add(self, chunk: bytes) -> None:
-        self.data.extend(chunk)
-        del self.data[:-STDERR_KEEP_BYTES]
-
-    def text(self) -> str:
-        lines = self.data.decode("utf-8", errors="replace").strip().splitlines()
-        return " | ".join(lines[-3:])
-
-
-class _LocalStream:
-    """The agent as a child process on this machine (``local = true``)."""
-
-    def __init__(self, process: asyncio.subprocess.Process, grace: float) -> None:
-        self._process = process
-        self._grace = grace
-        self._stderr = _StderrTail()
-        self._stderr_task = asyncio.create_task(self._drain_stderr())
-
-    @classmethod
-    async def start(cls, argv: list[str], grace: float) -> _LocalStream:
-        spawn = asyncio.ensure_future(
-            asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-            )
-        )
-        try:
-            process = await asyncio.shield(spawn)
-        except FileNotFoundError:
-            raise _Retry(f"agent command not found: {argv[0]}") from None
-        except PermissionError:
-            raise _Retry(f"agent command is not executable: {argv[0]}") from None
-        except asyncio.CancelledError:
-            # stop() arrived while the child was being born: let it finish, then end it.
-            with contextlib.suppress(OSError):
-                await cls(await spawn, grace).close()
-            raise
-        return cls(process, grace)
-
-    async def _drain_stderr(self) -> None:
-        assert self._process.stderr is not None
-        while chunk := await self._process.stderr.read(READ_CHUNK_BYTES):
-            self._stderr.add(chunk)
-
-    async def read(self, size: int) -> bytes:
-        assert self._process.stdout is not None
-        return await self._process.stdout.read(size)
-
-    async def close(self) -> None:
-        process = self._process
-        if process.returncode is None:
-            self._signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), self._grace)
-            except TimeoutError:
-                self._signal(signal.SIGKILL)
-                await process.wait()
-        if process.stdin is not None:
-            process.stdin.close()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._stderr_task, 1.0)
-        self._stderr_task.cancel()
-
-    def _signal(self, sig: signal.Signals) -> None:
-        # The child leads its own process group, so this reaches only what we started.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self._process.pid, sig)
-
-    async def describe_end(self) -> str:
-        """Why stdout ended; waits a moment for the exit status and last words on stderr."""
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._process.wait(), 1.0)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._stderr_task), 1.0)
-        code = self._process.returncode
-        said = self._stderr.text()
-        what = "agent is still running" if code is None else f"agent exited with status {code}"
-        return f"{what}: {said}" if said else what
-
-
-class _HostKeyWitness(asyncssh.SSHClient):
-    """Remembers the key a server offered when known_hosts did not vouch for it.
-
-    asyncssh consults this only after the known_hosts check failed; answering False keeps
-    the check strict while letting the error message show what was offered.
-    """
-
-    def __init__(self) -> None:
-        self.offered: asyncssh.SSHKey | None = None
-        self.addr: str = ""
-
-    def validate_host_public_key(
-        self, host: str, addr: str, port: int, key: asyncssh.SSHKey
-    ) -> bool:
-        self.offered = key
-        self.addr = addr
-        return False
-
-
-class _SshStream:
-    """The agent on a remote host, reached over SSH with strict host key checking."""
-
-    def __init__(
-        self, conn: asyncssh.SSHClientConnection, process: asyncssh.SSHClientProcess[bytes]
-    ) -> None:
-        self._conn = conn
-        self._process = process
-        self._stderr = _StderrTail()
-        self._stderr_task = asyncio.create_task(self._drain_stderr())
-
-    @classmethod
-    async def start(cls, host: HostConfig, command: str) -> _SshStream:
-        target = host.target or host.name
-        where = f"{target}:{host.port}"
-        known_hosts = Path(host.known_hosts).expanduser()
-        if not known_hosts.is_file():
-            raise _NeedsPerson(
-                f"known_hosts file {known_hosts} does not exist; host keys are checked strictly, "
-                f"so add {where}'s key there after verifying it"
-            )
-        options: dict[str, Any] = {}
-        if host.key is not None:
-            key_path = Path(host.key).expanduser()
-            try:
-                options["client_keys"] = [asyncssh.read_private_key(str(key_path))]
-            except (OSError, asyncssh.KeyImportError) as exc:
-                raise _NeedsPerson(f"cannot use key {key_path}: {exc}") from None
-            options["agent_path"] = None
-        witness = _HostKeyWitness()
-        try:
-            conn = await asyncssh.connect(
-                target,
-                port=host.port,
-                username=host.user,
-                known_hosts=str(known_hosts),
-                client_factory=lambda: witness,
-                keepalive_interval=host.keepalive_seconds,
-                keepalive_count_max=3,
-                connect_timeout=host.connect_timeout_seconds,
-                **options,
-            )
-        except asyncssh.HostKeyNotVerifiable:
-            raise _NeedsPerson(_host_key_message(witness, target, host.port, known_hosts)) from None
-        except asyncssh.PermissionDenied as exc:
-            raise _NeedsPerson(
-                f"{host.user or 'the user'}@{where} refused the login ({exc.reason}); "
-                f"check the key {host.key} and the host's authorized_keys"
-            ) from None
-        except (OSError, asyncssh.Error, TimeoutError) as exc:
-            raise _Retry(f"cannot connect to {where}: {_describe(exc)}") from None
-        try:
-            process = await conn.create_process(command, encoding=None)
-        except (OSError, asyncssh.Error) as exc:
-            conn.close()
-            raise _Retry(f"{where} did not start the agent: {_describe(exc)}") from None
-        except BaseException:
-            conn.close()
-            raise
-        return cls(conn, process)
-
-    async def _drain_stderr(self) -> None:
-        with contextlib.suppress(OSError, asyncssh.Error):
-            while chunk := await self._process.stderr.read(READ_CHUNK_BYTES):
-                self._stderr.add(chunk)
-
-    async def read(self, size: int) -> bytes:
-        try:
-            return await self._process.stdout.read(size)
-        except (OSError, asyncssh.Error) as exc:
-            raise _Retry(f"connection lost: {_describe(exc)}") from None
-
-    async def close(self) -> None:
-        self._process.close()
-        self._conn.close()
-        with contextlib.suppress(asyncio.TimeoutError, OSError, asyncssh.Error):
-            await asyncio.wait_for(self._conn.wait_closed(), 3.0)
-        self._stderr_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._stderr_task
-
-    async def describe_end(self) -> str:
-        """Why stdout ended; waits a moment for the exit status and last words on stderr."""
-        with contextlib.suppress(asyncio.TimeoutError, OSError, asyncssh.Error):
-            await asyncio.wait_for(self._process.wait_closed(), 1.0)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._stderr_task), 1.0)
-        status = self._process.exit_status
-        sig = self._process.exit_signal
-        if sig is not None:
-            what = f"agent killed by signal {sig[0]}"
-        elif status is None or status == -1:
-            what = "connection closed"
-        else:
-            what = f"agent exited with status {status}"
-        said = self._stderr.text()
-        return f"{what}: {said}" if said else what
-
-
-def _host_key_message(witness: _HostKeyWitness, target: str, port: int, known_hosts: Path) -> str:
-    where = f"{target}:{port}"
-    offered = witness.offered.get_fingerprint() if witness.offered else "an unreadable key"
-    try:
-        entries = asyncssh.read_known_hosts(str(known_hosts))
-        known = entries.match(target, witness.addr, port)[0]
-    except (OSError, ValueError) as exc:
-        return f"cannot read known_hosts {known_hosts}: {exc}"
-    if known:
-        recorded = ", ".join(dict.fromkeys(key.get_fingerprint() for key in known))
-        return (
-            f"host key CHANGED for {where}: {known_hosts} has {recorded} but the server offered "
-            f"{offered}; possible MITM, refusing to connect until a person checks the host"
-        )
-    return (
-        f"host key for {where} is not in {known_hosts} (server offered {offered}); "
-        f"verify it out of band and add it, e.g. '[{target}]:{port} <type> <key>'"
-    )
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, asyncssh.DisconnectError) and exc.reason:
-        text = exc.reason
-    return text
-
-
 def _hello_protocol(line: bytes) -> int | None:
     """The protocol number of a hello line, even one this side cannot decode."""
     if len(line) > MAX_LINE_BYTES or nested_too_deep(line):
@@ -563,13 +309,13 @@ class AgentLink:
                     log.error("link to %s stopped: %s", self.host.name, exc)
                     self._set(state="error", error=str(exc), next_retry_seconds=None)
                     return
-                except _NeedsPerson as exc:
+                except NeedsPerson as exc:
                     delay = self.timing.needs_person_retry_seconds
                     log.error("link to %s needs attention: %s", self.host.name, exc)
                     self._set(state="error", error=str(exc), next_retry_seconds=delay)
                     await asyncio.sleep(delay)
                     continue
-                except _Retry as exc:
+                except Retry as exc:
                     error = str(exc)
                 except Exception as exc:
                     log.exception("link to %s failed", self.host.name)
@@ -595,7 +341,7 @@ class AgentLink:
         if inspect.isawaitable(seq):
             seq = await seq
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-            raise _Retry(f"since() gave {seq!r}; expected a seq >= 0")
+            raise Retry(f"since() gave {seq!r}; expected a seq >= 0")
         session.since = seq
         self._set(last_seq=seq)
         stream = await self._open(seq)
@@ -604,10 +350,10 @@ class AgentLink:
         finally:
             await stream.close()
 
-    async def _open(self, seq: int) -> _Stream:
+    async def _open(self, seq: int) -> Stream:
         return await open_stream(self.host, seq, self.timing.stop_grace_seconds)
 
-    async def _pump(self, stream: _Stream, session: _Session) -> None:
+    async def _pump(self, stream: Stream, session: _Session) -> None:
         splitter = LineSplitter()
         while True:
             try:
@@ -615,12 +361,12 @@ class AgentLink:
                     stream.read(READ_CHUNK_BYTES), self.timing.silence_seconds
                 )
             except TimeoutError:
-                raise _Retry(
+                raise Retry(
                     f"nothing received for {self.timing.silence_seconds:g} s; "
                     "treating the link as dead"
                 ) from None
             if not chunk:
-                raise _Retry(f"stream ended ({await stream.describe_end()})")
+                raise Retry(f"stream ended ({await stream.describe_end()})")
             lines = splitter.feed(chunk)
             for dropped in splitter.oversized:
                 self._problem(f"line longer than {MAX_LINE_BYTES} bytes skipped", dropped)
@@ -673,11 +419,12 @@ class AgentLink:
             session.hello = event
             return None
         if session.hello is None:
-            raise _Retry(f"stream did not start with a hello line: {excerpt(line)}")
+            raise Retry(f"stream did not start with a hello line: {excerpt(line)}")
         if isinstance(event, Heartbeat):
             self._set(last_line_at=now)
             return None
-        result = self._on_event(self.host.name, event)
+        # decode_line has read the line as UTF-8 already, so this cannot fail.
+        result = self._on_event(self.host.name, Received(event, line.decode("utf-8").strip()))
         if inspect.isawaitable(result):
             await result
         return event.seq
@@ -700,22 +447,6 @@ class AgentLink:
                 log.exception("status callback failed for %s", self.host.name)
 
 
-async def open_stream(host: HostConfig, seq: int, grace: float = 3.0) -> _Stream:
-    """Start ``<agent_command> --since seq`` on the host, locally or over SSH."""
-    try:
-        argv = shlex.split(host.agent_command)
-    except ValueError as exc:
-        raise _NeedsPerson(f"agent_command: {exc}") from None
-    if not argv:
-        raise _NeedsPerson("agent_command is empty")
-    argv += ["--since", str(seq)]
-    if host.local:
-        if host.agent_config is not None:
-            argv += ["--config", str(host.agent_config)]
-        return await _LocalStream.start(argv, grace)
-    return await _SshStream.start(host, shlex.join(argv))
-
-
 class ProbeError(RuntimeError):
     """The host's agent could not be reached; the message says what to fix."""
 
@@ -728,7 +459,7 @@ async def probe(host: HostConfig, timeout: float = 20.0) -> Hello:
     """
     try:
         stream = await asyncio.wait_for(open_stream(host, 2**62), timeout)
-    except (_NeedsPerson, _Retry) as exc:
+    except (NeedsPerson, Retry) as exc:
         raise ProbeError(str(exc)) from None
     except TimeoutError:
         raise ProbeError(f"no connection after {timeout:.0f}s") from None

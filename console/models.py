@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import ClassVar
@@ -139,6 +139,9 @@ class ErrorRow:
     created_at: str
     updated_at: str
     current_attempt_id: int | None = None
+    # Per stack line: an app frame, a library or runtime frame, or no frame (None), as the
+    # agent's parser saw it; empty when the agent did not say (an older agent).
+    in_app: list[bool | None] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

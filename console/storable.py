@@ -1,14 +1,17 @@
-"""Whether a relayed event can be stored as it is, and if not, why, in one line.
+"""What the store is handed, and whether it can be stored as it is (if not, why, in one line).
 
 The wire decoder checks types; what it lets through can still be refused by SQLite (a
 count of 10**30 does not fit its integers; a lone surrogate cannot be encoded as UTF-8).
-Ingest screens every event with :func:`unstorable` first, so one such event is reported
-with its host and seq while the rest of its batch is stored.
+Ingest screens every batch first (:func:`refusals`), so one such event is reported with its
+host and seq while the rest of its batch is stored.
 """
 
 from __future__ import annotations
 
-from agent.wire import ErrorEvent
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from agent.wire import ErrorEvent, encode
 
 MAX_INTEGER = 2**63 - 1  # SQLite's largest integer
 
@@ -65,6 +68,49 @@ def unstorable(event: ErrorEvent) -> str | None:
     if type(event.stack) is not list or not all(_text_ok(line) for line in event.stack):
         return "stack is not a list of text that UTF-8 can hold (a lone surrogate?)"
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """An event as a link read it: the decoded event and the wire line it was decoded from.
+
+    ``event`` is ``agent.wire.decode(line)`` and ``line`` is the text the agent wrote (the
+    line's UTF-8 bytes decoded, surrounding whitespace removed). The store keeps ``line``
+    as the occurrence's raw text as it is, so what a person reads later is what the agent
+    sent, fields this console does not know included.
+    """
+
+    event: ErrorEvent
+    line: str
+
+
+def received(event: ErrorEvent | Received) -> Received:
+    """``event`` with a line to store: a bare event (built in-process) gets its wire line."""
+    return event if isinstance(event, Received) else Received(event, encode(event))
+
+
+def refusals(items: Sequence[ErrorEvent | Received]) -> dict[int, str]:
+    """Why each item of a batch that cannot be stored is refused, by index (empty: none).
+
+    A wire-decoded event has the types the protocol requires, and its text can hold a lone
+    surrogate only through a ``\\u`` escape in its line (UTF-8 text has none). So a batch
+    of wire lines without one and with every integer in range, the usual case, is cleared
+    in one pass; anything else is screened event by event with :func:`unstorable`.
+    """
+    lines = [x for x in items if type(x) is Received]
+    if len(lines) == len(items) and "\\u" not in "".join([x.line for x in lines]):
+        events = [x.event for x in lines]
+        if (
+            max((e.seq for e in events), default=0) <= MAX_INTEGER
+            and max((e.count for e in events), default=0) <= MAX_INTEGER
+        ):
+            return {}
+    refused: dict[int, str] = {}
+    for i, item in enumerate(items):
+        problem = unstorable(item.event if isinstance(item, Received) else item)
+        if problem is not None:
+            refused[i] = problem
+    return refused
 
 
 def seq_shown(event: ErrorEvent) -> str:

@@ -62,6 +62,56 @@ def require_tool(name: str) -> str:
     pytest.skip(message)
 
 
+def require_demo_claude() -> Path:
+    """The pinned Claude Code CLI ``autofix demo`` runs without a login (``.venv/claude``)."""
+    from console.demo.claude_cli import PINNED_PREFIX, pinned_cli
+
+    cli = pinned_cli()
+    if cli is not None:
+        return cli
+    message = f"the demo's Claude Code CLI is not in {PINNED_PREFIX}; `make test` links it"
+    if IN_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def without_claude_login(home: Path) -> dict[str, str]:
+    """The environment of a machine where no logged-in ``claude`` can be found: an empty
+    home, no Anthropic or Claude variables, and no ``claude`` on PATH."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ANTHROPIC_", "CLAUDE_")) and k != "STRIPE_SECRET_KEY"
+    }
+    dirs = [
+        d for d in env.get("PATH", "").split(os.pathsep) if d and not Path(d, "claude").exists()
+    ]
+    env.update(HOME=str(home), PATH=os.pathsep.join([str(Path(sys.executable).parent), *dirs]))
+    env["GIT_CONFIG_NOSYSTEM"] = "1"
+    return env
+
+
+def scan_service_error(tmp_path: Path, scenario: str) -> dict[str, Any]:
+    """Run the demo service's ``--once`` scenario into a log dir and return the one error
+    group ``autofix-agent scan`` reads from its error log."""
+    import json
+
+    logs = tmp_path / f"logs-{scenario}"
+    subprocess.run(
+        [require_tool("node"), str(SERVICE_DIR / "app.js"), "--once", scenario,
+         "--log-dir", str(logs)],
+        check=True, capture_output=True, env=node_env(), timeout=30,
+    )  # fmt: skip
+    scan = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "scan", "--service", "PA", str(logs / "pa-error.log")],
+        check=True, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    [group] = [json.loads(line) for line in scan.stdout.splitlines()]
+    assert isinstance(group, dict)
+    return group
+
+
 def require_node_modules(*packages: str) -> Path:
     """The pinned npm packages (logging libraries, Claude CLI) installed by `make test`.
 

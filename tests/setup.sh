@@ -4,16 +4,18 @@
 # and the project with its console and dev extras (pip, into .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# --runtime: only what `autofix demo` needs (git, node, the project with its console extra).
+# --runtime: only what `autofix demo` needs: git, node, bubblewrap (Claude Code's Bash sandbox
+# and the caged test run of every fix), the project with its console extra, and the Claude
+# Code CLI at the version tests/package.json pins, in .venv/claude (the demo runs it against
+# its scripted model when no logged-in `claude` is found).
 runtime_only=false
 [ "${1:-}" = "--runtime" ] && runtime_only=true
 
 need_apt=()
+command -v bwrap >/dev/null || need_apt+=(bubblewrap)
 if ! $runtime_only; then
   [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
   [ -x /usr/sbin/logrotate ] || need_apt+=(logrotate)
-  # Claude Code's Bash sandbox and the caged test run.
-  command -v bwrap >/dev/null || need_apt+=(bubblewrap)
   command -v socat >/dev/null || need_apt+=(socat)
   # journald sources: journalctl reads journal files that systemd-journal-remote writes.
   command -v journalctl >/dev/null || need_apt+=(systemd)
@@ -32,9 +34,21 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
+# The demo's Claude Code CLI: the pinned version, in an npm prefix of the virtualenv's own.
+claude_pin=$(node -p "require('./tests/package.json').dependencies['@anthropic-ai/claude-code']")
+demo_cli_version() {
+  node -p "require('./.venv/claude/node_modules/@anthropic-ai/claude-code/package.json').version" \
+    2>/dev/null || true
+}
 if $runtime_only; then
   .venv/bin/pip install -q -e '.[console]' 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -c "import agent, console, textual, asyncssh, aiosqlite, telegram, httpx"
+  if [ "$(demo_cli_version)" != "$claude_pin" ]; then
+    rm -rf .venv/claude
+    npm install --prefix .venv/claude --no-audit --no-fund --loglevel=error \
+      "@anthropic-ai/claude-code@$claude_pin"
+  fi
+  .venv/claude/node_modules/.bin/claude --version >/dev/null
   exit 0
 fi
 .venv/bin/pip install -q -e '.[console,dev]' 2>&1 | grep -v "^WARNING: Location" || true
@@ -44,3 +58,10 @@ if [ ! -x tests/node_modules/.bin/claude ] || [ tests/package-lock.json -nt test
   npm ci --prefix tests --no-audit --no-fund --loglevel=error
 fi
 tests/node_modules/.bin/claude --version >/dev/null
+# The demo runs the same pinned CLI; share the tests' install rather than download it twice.
+if [ "$(demo_cli_version)" != "$claude_pin" ]; then
+  rm -rf .venv/claude
+  mkdir -p .venv/claude
+  ln -s ../../tests/node_modules .venv/claude/node_modules
+fi
+.venv/claude/node_modules/.bin/claude --version >/dev/null

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.parse.frames import parse_frame
+from agent.record import in_app_flags
 from agent.wire import ErrorEvent
 from console.app import AutofixApp
 from console.config import parse_config
@@ -116,6 +118,12 @@ def _iso(epoch: float) -> str:
 PINNED = _iso(NOW - 1200)
 
 
+def _in_app(stack: list[str]) -> list[bool | None]:
+    """The flags a real agent sends with this stack: its own parser reads the frames."""
+    frames = [frame for line in stack if (frame := parse_frame(line)) is not None]
+    return in_app_flags(stack, frames)
+
+
 def _events(host: str, start_seq: int, scale: int) -> list[ErrorEvent]:
     """Each error's running total on the host rises over the last hour, minute by minute."""
     events: list[ErrorEvent] = []
@@ -141,6 +149,7 @@ def _events(host: str, start_seq: int, scale: int) -> list[ErrorEvent]:
                     route=route,
                     first_seen=_iso(first),
                     last_seen=_iso(NOW - 3600 + minute * 60 + 30 - index * 20),
+                    in_app=_in_app(stack),
                 )
             )
     return events

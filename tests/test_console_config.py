@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from console.config import (
     ConfigError,
@@ -13,6 +15,7 @@ from console.config import (
     load_config,
     parse_config,
 )
+from tests.config_documents import any_documents, parsed_and_loaded_alike
 
 FULL = """
 state_dir = "~/autofix-state"
@@ -56,6 +59,33 @@ labels = ["autofix", "bot"]
 delete_branch_on_discard = true
 keep_ready = false
 """
+
+# FULL with the keys it leaves out, each with a valid value: the property tests start here.
+EVERY_KEY = tomllib.loads(
+    FULL
+    + """
+[[services]]
+name = "billing"
+repo = "/src/billing"
+remote = "upstream"
+test_timeout_seconds = 120
+app_root = "/srv/billing"
+setup_command = "npm ci"
+require_passing_tests = false
+
+[telegram]
+enabled = true
+token_env = "BOT_TOKEN"
+token_file = "~/.config/autofix/bot-token"
+allowed_user_ids = [123456789]
+chat_ids = [123456789, -1001234]
+api_base_url = "http://127.0.0.1:8081"
+"""
+)
+EVERY_KEY["hosts"][0] |= {"connect_timeout_seconds": 3, "agent_command": "autofix-agent stream"}
+EVERY_KEY["hosts"][0] |= {"known_hosts": "~/.ssh/known_hosts"}
+EVERY_KEY["claude"] |= {"command": "claude", "timeout_seconds": 60, "disallowed_tools": []}
+EVERY_KEY["github"] |= {"token": "ghp_x"}
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -161,14 +191,20 @@ def test_default_config_path_follows_xdg_config_home(tmp_path, monkeypatch):
             {"services": [{"name": "a", "repo": "/r", "test_timeout_seconds": True}]},
             "services[0].test_timeout_seconds: must be a number, got boolean",
         ),
-        ({"auto_approve": ["urgent"]}, "auto_approve[0]: must be one of low, medium, high"),
+        (
+            {"auto_approve": ["urgent"]},
+            'auto_approve[0]: expected one of "low", "medium", "high", "critical", got "urgent"',
+        ),
         ({"auto_approve": "high"}, "auto_approve: must be a list"),
         ({"concurrency": 0}, "concurrency: must be at least 1"),
         ({"concurrency": 1.5}, "concurrency: must be an integer"),
         ({"stat_dir": "/x"}, "stat_dir: unknown key"),
         ({"claude": {"max_turns": 0}}, "claude.max_turns: must be at least 1"),
         ({"claude": {"max_budget_usd": -1}}, "claude.max_budget_usd: must be a positive"),
-        ({"claude": {"extra_env": {"BAD-NAME": "x"}}}, "claude.extra_env.BAD-NAME: not a valid"),
+        (
+            {"claude": {"extra_env": {"BAD-NAME": "x"}}},
+            "claude.extra_env.BAD-NAME: 'BAD-NAME' is not an environment variable name",
+        ),
         ({"claude": {"extra_env": {"A": 1}}}, "claude.extra_env.A: must be a string"),
         ({"claude": {"allowed_tools": ["Read", 3]}}, "claude.allowed_tools[1]: must be a string"),
         (
@@ -185,6 +221,94 @@ def test_default_config_path_follows_xdg_config_home(tmp_path, monkeypatch):
 )
 def test_bad_value_is_reported_with_its_dotted_key(data, expected):
     assert error_of(data).startswith(expected)
+
+
+def test_the_document_with_every_key_is_valid():
+    cfg = parse_config(EVERY_KEY)
+    assert cfg.telegram.enabled and cfg.telegram.chat_ids == (123456789, -1001234)
+    assert [s.name for s in cfg.services] == ["shop-api", "billing"]
+    assert cfg.services[1].require_passing_tests is False
+    assert cfg.claude.disallowed_tools == () and cfg.hosts[0].connect_timeout_seconds == 3.0
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"hosts": [{"name": "a", "tagret": "x"}]},
+            "hosts[0].tagret: unknown key, did you mean 'target'? (expected one of agent_command, "
+            "agent_config, connect_timeout_seconds, keepalive_seconds, key, known_hosts, local, "
+            "name, port, target, user)",
+        ),
+        (
+            {"telegram": {"alowed_user_ids": [1]}},
+            "telegram.alowed_user_ids: unknown key, did you mean 'allowed_user_ids'? (expected "
+            "one of allowed_user_ids, api_base_url, chat_ids, enabled, token_env, token_file)",
+        ),
+        (
+            {"claude": {"extra_env": {"A B": "x"}}},
+            "claude.extra_env.\"A B\": 'A B' is not an environment variable name (letters, "
+            "digits and '_', not starting with a digit)",
+        ),
+        (
+            {"services": [{"name": "a", "repo": "/r", "test_timeout_seconds": True}]},
+            "services[0].test_timeout_seconds: must be a number, got boolean true",
+        ),
+        (
+            {"hosts": [{"name": "a", "target": "x", "port": "22"}]},
+            'hosts[0].port: must be an integer, got string "22"',
+        ),
+        (
+            {"claude": {"timeout_seconds": float("inf")}},
+            "claude.timeout_seconds: must be a positive finite number, got inf",
+        ),
+        ({"hosts": "web-1"}, 'hosts: must be an array of tables ([[hosts]]), got string "web-1"'),
+        ({"hosts": [["web-1"]]}, 'hosts[0]: must be a table, got array ["web-1"]'),
+        (
+            {"telegram": {"token": "123:abc"}},
+            "telegram.token: the bot token is not kept in the config; put it in the environment "
+            "variable named by token_env, or in token_file",
+        ),
+        (
+            {"telegram": {"chat_ids": [1]}},
+            "telegram.allowed_user_ids: list at least one Telegram user id allowed to decide",
+        ),
+        (
+            {"telegram": {"allowed_user_ids": ["123"]}},
+            'telegram.allowed_user_ids[0]: must be an integer, got string "123"',
+        ),
+        (
+            {"services": [{"name": "a\tb", "repo": "/r\n"}]},
+            "services[0].repo: must not contain control characters",
+        ),
+    ],
+)
+def test_each_problem_has_one_exact_message_starting_with_the_full_key(data, message):
+    assert error_of(data) == message
+
+
+def test_a_telegram_section_turns_the_bot_on_unless_it_says_otherwise():
+    assert parse_config({"telegram": {"allowed_user_ids": [7]}}).telegram.enabled
+    assert not parse_config({"telegram": {"enabled": False}}).telegram.enabled
+    assert not parse_config({"telegram": {}}).telegram.enabled
+    assert not parse_config({}).telegram.enabled
+
+
+def test_repeated_auto_approve_severities_count_once():
+    assert parse_config({"auto_approve": ["high", "low", "high"]}).auto_approve == ("high", "low")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(any_documents(ConsoleConfig, EVERY_KEY))
+def test_any_document_or_its_file_gives_a_config_or_an_error_naming_a_key(
+    tmp_path_factory, document
+):
+    path = tmp_path_factory.mktemp("cfg") / "config.toml"
+    cfg = parsed_and_loaded_alike(parse_config, load_config, ConsoleConfig, document, path)
+    if cfg is not None:
+        assert len({h.name for h in cfg.hosts}) == len(cfg.hosts)
+        assert all(h.local or h.target for h in cfg.hosts)
+        assert not cfg.telegram.enabled or cfg.telegram.allowed_user_ids
 
 
 def test_duplicate_host_names_are_refused():

@@ -28,10 +28,19 @@ from sshd import SshServer, ssh_server_fixture  # noqa: F401  (provides ``ssh_se
 
 from agent.config import DetectionConfig
 from agent.occurrence import occurrence_of
-from agent.outbox import Outbox
+from agent.outbox import Outbox, OutboxReader
 from agent.record import ErrorRecord
 from agent.redact import Redactor
-from agent.wire import PROTOCOL_VERSION, ErrorEvent, Heartbeat, Hello, WireError, encode
+from agent.wire import (
+    PROTOCOL_VERSION,
+    ErrorEvent,
+    Heartbeat,
+    Hello,
+    WireError,
+    decode,
+    encode,
+    with_seq,
+)
 from console.config import HostConfig
 from console.link import (
     MAX_NESTING,
@@ -45,6 +54,7 @@ from console.link import (
     decode_line,
     nested_too_deep,
 )
+from console.storable import Received
 
 FAST = LinkTiming(
     silence_seconds=3.0,
@@ -114,6 +124,7 @@ class Recorder:
     """The engine's side, reduced to what the link relies on: an idempotent (host, seq) store."""
 
     store: dict[tuple[str, int], ErrorEvent] = field(default_factory=dict)
+    lines: dict[tuple[str, int], str] = field(default_factory=dict)
     deliveries: list[tuple[str, int]] = field(default_factory=list)
     since_calls: list[tuple[str, int]] = field(default_factory=list)
     statuses: list[LinkStatus] = field(default_factory=list)
@@ -136,10 +147,12 @@ class Recorder:
         self.since_calls.append((host, value))
         return value
 
-    async def on_event(self, host: str, event: ErrorEvent) -> None:
+    async def on_event(self, host: str, received: Received) -> None:
         await asyncio.sleep(0)  # the engine awaits its database here
+        event = received.event
         self.deliveries.append((host, event.seq))
         self.store.setdefault((host, event.seq), event)
+        self.lines.setdefault((host, event.seq), received.line)
 
     def on_status(self, status: LinkStatus) -> None:
         self.statuses.append(status)
@@ -565,11 +578,11 @@ async def test_event_the_engine_failed_to_store_is_sent_again(tmp_path: Path) ->
     recorder = Recorder()
     failures = [3]
 
-    async def flaky_store(host: str, event: ErrorEvent) -> None:
-        if event.seq in failures:
-            failures.remove(event.seq)
+    async def flaky_store(host: str, received: Received) -> None:
+        if received.event.seq in failures:
+            failures.remove(received.event.seq)
             raise OSError("database is locked")
-        await recorder.on_event(host, event)
+        await recorder.on_event(host, received)
 
     link = AgentLink(
         local_host("laptop", f"{agent} stream", state.config),
@@ -682,6 +695,28 @@ async def test_several_hosts_stream_at_once_into_their_own_seqs(
     assert all(event.host == host for (host, _), event in recorder.store.items())
     assert {s.state for s in manager.statuses().values()} == {"stopped"}
     assert recorder.problems == []
+
+
+async def test_each_event_reaches_the_engine_with_the_exact_line_the_agent_wrote(
+    tmp_path: Path,
+) -> None:
+    agent = agent_executable()
+    state = AgentState(tmp_path / "agent", host="laptop")
+    state.add_events(3)
+    reader = OutboxReader(state.directory / "state" / "agent.db")
+    try:
+        written = {seq: with_seq(payload, seq) for seq, payload in reader.events_after(0)}
+    finally:
+        reader.close()
+    recorder = Recorder()
+    link = recorder.link(local_host("laptop", f"{agent} stream", state.config))
+    link.start()
+    try:
+        await until(lambda: len(recorder.store) == 3, "three events")
+    finally:
+        await link.stop()
+    assert {seq: line for (_, seq), line in recorder.lines.items()} == written
+    assert all(decode(recorder.lines[key]) == event for key, event in recorder.store.items())
 
 
 def test_duplicate_host_names_are_refused() -> None:

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from agent.config import AgentConfig
 from agent.config import parse_config as parse_agent_config
+from agent.configschema import ReferenceRow, reference_markdown, reference_rows
+from console.config import ConsoleConfig
 from console.config import parse_config as parse_console_config
 from tests.conftest import ROOT, require_tool
 
@@ -37,6 +40,36 @@ def test_every_toml_example_in_the_readme_is_a_valid_config() -> None:
         else:
             config = parse_console_config(data)
             assert config.services
+
+
+def readme_reference(heading: str) -> list[ReferenceRow]:
+    """The rows of the first table under ``heading``, cells unescaped and key unquoted."""
+    section = README.split(f"### {heading}\n", 1)[1]
+    table = re.search(r"^\| key \|.*?(?=^[^|])", section, flags=re.S | re.M)
+    assert table, f"no table under {heading}"
+    rows = []
+    for line in table.group(0).splitlines()[2:]:
+        cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        assert len(cells) == 3, line
+        rows.append(ReferenceRow(cells[0].strip("`"), cells[1], cells[2]))
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("heading", "config"),
+    [("Agent config reference", AgentConfig), ("Console config reference", ConsoleConfig)],
+)
+def test_the_config_reference_tables_list_every_declared_key_with_its_default(
+    heading: str, config: type
+) -> None:
+    documented = readme_reference(heading)
+    declared = reference_rows(config)
+    expected = f"the table under '### {heading}' should read:\n{reference_markdown(config)}"
+    missing = [r.key for r in declared if r.key not in {d.key for d in documented}]
+    stale = [d.key for d in documented if d.key not in {r.key for r in declared}]
+    assert not missing, f"keys not in the README: {missing}\n{expected}"
+    assert not stale, f"README keys the config does not have: {stale}\n{expected}"
+    assert documented == declared, expected
 
 
 def test_the_readme_quick_start_commands_exist_in_the_makefile() -> None:

@@ -429,7 +429,7 @@ def test_values_from_env_go_verbatim_and_in_their_escaped_spellings() -> None:
 
 def test_values_from_env_config_is_validated_with_the_key_named() -> None:
     config = parse_config({"redaction": {"values_from_env": ["DB_PASSWORD", "STRIPE_KEY"]}})
-    assert config.redact_env == ("DB_PASSWORD", "STRIPE_KEY")
+    assert config.redaction.values_from_env == ("DB_PASSWORD", "STRIPE_KEY")
     with pytest.raises(
         ConfigError, match=r"^redaction\.values_from_env\[1\]: 'DB PASSWORD' is not"
     ):

@@ -10,6 +10,8 @@ and records that straddle the places where a file is cut.
 from __future__ import annotations
 
 import io
+import itertools
+import json
 import os
 import random
 import re
@@ -17,10 +19,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent import scan
 from agent.config import DetectionConfig
-from agent.parse import Assembler, prefilter, settled_line_start
+from agent.parse import Assembler, parse_lines, prefilter, settled_line_start
 from agent.scan import Scanner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "bench"))
@@ -185,12 +189,71 @@ def test_not_quiet_regex_answers_exactly_what_the_quiet_line_pattern_answers() -
         b'"level":',
         b"{",
         b"x",
+        b"level=",
+        b"lvl=",
+        b"severity=",
+        b"time=",
+        b"ts=",
+        b'"',
+        b"debug",
     ]
     for _ in range(20000):
         line = b"".join(rng.choice(parts) for _ in range(rng.randint(0, 6)))
         quiet = prefilter.QUIET_LINE.match(line + b"\n") is not None
         loud = prefilter.NOT_QUIET_NEXT.match(b"\n" + line + b"\n") is not None
         assert quiet != loud, line
+
+
+_QUIET_PARTS = [
+    "2026-01-02T03:04:05.123Z ",
+    "[2026-01-02 03:04:05] ",
+    "INFO ",
+    "warn: ",
+    "level=info ",
+    'level="debug" ',
+    "time=2026-01-02T03:04:05Z ",
+    "ts=1767323045 ",
+    "lvl=warn ",
+    "error ",
+    "Error: boom ",
+    "level=error ",
+    "TypeError: x ",
+    "fatal ",
+    "severity=error ",
+    "exception ",
+    '{"level":50} ',
+]
+_FRAMES = ["    at f (/srv/app.js:1:2)", "    at g (/srv/app.js:3:4)"]
+
+
+def _assert_quiet_means_no_record(line: str) -> None:
+    if prefilter.QUIET_LINE.match(line.encode() + b"\n") is None:
+        return
+    assert parse_lines([line]) == []
+    # Whatever follows, the quiet line itself is no part of a record.
+    assert all(line not in r.raw for r in parse_lines([line, *_FRAMES]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_QUIET_PARTS), min_size=1, max_size=6), st.text(max_size=30))
+def test_a_text_line_the_prefilter_calls_quiet_starts_no_record(
+    parts: list[str], tail: str
+) -> None:
+    _assert_quiet_means_no_record(("".join(parts) + tail).replace("\n", " ").replace("\r", " "))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(min_value=0, max_value=70),
+    st.sampled_from(["error", "fatal", "crit", "exception", "no error", "errors=0"]),
+    st.booleans(),
+)
+def test_a_json_line_the_prefilter_calls_quiet_starts_no_record(
+    level: int, msg: str, named: bool
+) -> None:
+    record: dict[str, object] = {"name": "shop"} if named else {}
+    record |= {"level": level, "time": 1767323045000, "msg": msg, "err": {"stack": "Error: x"}}
+    _assert_quiet_means_no_record(json.dumps(record, separators=(",", ":")))
 
 
 @pytest.mark.parametrize("mode", ["loud lines", "needles"])
@@ -286,6 +349,35 @@ def test_scan_in_parts_counts_exactly_what_one_reader_counts(
     assert _scan_in_parts(log) == expected
     for settle in (0.0, 0.05, 3600.0):
         assert _scan_in_parts(log, settle) == _scan_in_one_go(log, settle)
+
+
+def test_each_part_of_a_mixed_log_ends_at_its_cut_without_reading_on(
+    tmp_path: Path, small_parts: None
+) -> None:
+    log = tmp_path / "mixed.log"
+    generate(log, 1.0, error_ratio=0.03, seed=2)
+    scanner = Scanner()
+    with log.open("rb") as fh:
+        size = log.stat().st_size
+        parts = scanner._read_parallel(fh, "svc", "2026-01-01T00:00:00.000Z", size, 4)
+    assert len(parts) == 4
+    assert [p.at_eof for p in parts] == [False, False, False, True]
+    assert all(a.end == b.start for a, b in itertools.pairwise(parts))
+
+
+def test_a_part_stopped_after_quiet_lines_is_idle_but_not_after_a_header(
+    tmp_path: Path,
+) -> None:
+    head = b"2026-01-01T00:00:00.000Z INFO a\n2026-01-01T00:00:00.000Z INFO b\n"
+    for tail, idle in ((b"", True), (b"NotFound: gone\n", False)):
+        log = tmp_path / "cut.log"
+        log.write_bytes(head + tail + b"    at f (/srv/a.js:1:2)\n")
+        with log.open("rb") as fh:
+            part = Scanner()._read_part(
+                scan._Positional(fh.fileno(), 0), "svc", "x", 0, len(head + tail)
+            )
+        assert part.at_eof is not idle
+        assert sum(g.count for g in part.groups.values()) == (0 if idle else 1)
 
 
 def test_a_cut_inside_a_record_makes_the_part_before_read_on_to_the_end(

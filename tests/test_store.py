@@ -11,16 +11,17 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.wire import ErrorEvent, decode, encode
+from agent.wire import ErrorEvent, WireError, decode, encode
 from console.fix.diffstat import FileStat
 from console.models import TRANSITIONS, Denial, State, can_transition
-from console.storable import unstorable
+from console.storable import Received, unstorable
 from console.store import MIGRATIONS, RECOVER_REASON, NotFound, Store, StoreError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -238,6 +239,11 @@ _WILD_INT = st.one_of(
     st.sampled_from([2**63 - 1, 2**63, 10**30, -(2**63)]),
 )
 _WILD_TEXT = st.one_of(st.text(max_size=12), st.sampled_from(["\ud800", "a\udfffb", "\x00"]))
+_FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 _WILD_EVENT = st.builds(
     event,
     seq=_WILD_INT,
@@ -251,11 +257,7 @@ _WILD_EVENT = st.builds(
 )
 
 
-@settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@_FUZZ
 @given(st.lists(_WILD_EVENT, min_size=1, max_size=8))
 def test_ingest_of_any_batch_stores_every_storable_event_and_reports_the_rest(
     tmp_path: Path, batch: list[ErrorEvent]
@@ -275,6 +277,71 @@ def test_ingest_of_any_batch_stores_every_storable_event_and_reports_the_rest(
             assert await store.last_seq("web-1") == max(good, default=0)
 
     asyncio.run(run())
+
+
+def _wire_line(e: ErrorEvent) -> str:
+    """The event as a hostile agent may write it: every non-ASCII character escaped, so a
+    lone surrogate travels as ``\\ud800`` and the line itself is plain ASCII."""
+    fields = {"type": e.type, **{k: v for k, v in e.__dict__.items() if k != "type"}}
+    return json.dumps(fields, ensure_ascii=True)
+
+
+@_FUZZ
+@given(st.lists(_WILD_EVENT, min_size=1, max_size=8))
+def test_wire_lines_are_stored_as_received_and_unstorable_ones_are_reported(
+    tmp_path: Path, batch: list[ErrorEvent]
+) -> None:
+    received = []
+    for e in batch:
+        line = _wire_line(e)
+        try:
+            received.append(Received(decode(line), line))
+        except WireError:
+            continue  # a link reports it and never hands it on
+    if not received:
+        return
+
+    async def run() -> None:
+        path = tmp_path / f"wire-{os.urandom(6).hex()}.db"
+        async with await Store.open(path) as store:
+            results = await store.ingest("web-1", received)
+            assert len(results) == len(received)
+            stored: dict[int, str] = {}
+            for item, result in zip(received, results, strict=True):
+                if unstorable(item.event) is None:
+                    assert result.refused is None, result.refused
+                    if not result.duplicate:
+                        stored[item.event.seq] = item.line
+                else:
+                    assert result.refused and result.refused.startswith("web-1: event seq ")
+            db = sqlite3.connect(path)
+            rows = dict(db.execute("SELECT seq, raw FROM occurrences").fetchall())
+            db.close()
+            assert rows == stored
+
+    asyncio.run(run())
+
+
+async def test_the_line_a_link_received_is_the_line_stored_unknown_fields_included(store):
+    e = event(1, 1, kind="error")
+    line = encode(e)[:-1] + ',"from_a_newer_agent":{"x":[1,2]}}'
+    await store.ingest("web-1", [Received(decode(line), line)])
+    [row] = await store.errors()
+    assert await store.samples(row.id) == [line]
+    # An event built in this process is stored as its wire encoding.
+    await store.ingest("web-1", [event(2, 2)])
+    assert (await store.samples(row.id))[0] == encode(event(2, 2))
+
+
+async def test_an_error_keeps_the_frames_the_agent_marked_and_an_old_agents_has_none(store):
+    stack = ["TypeError: x", "    at f (/srv/app/a.js:1:1)", "    at node:internal/x:1:1"]
+    marked = replace(event(1, 1, kind="error", stack=stack), in_app=[None, True, False])
+    await store.ingest("web-1", [marked])
+    unmarked = event(2, 1, kind="error", fingerprint=FP_B, stack=stack)
+    await store.ingest("web-1", [Received(unmarked, encode(unmarked).replace(',"in_app":[]', ""))])
+    rows = {r.fingerprint: r for r in await store.errors()}
+    assert rows[FP_A].in_app == [None, True, False] and rows[FP_A].stack == stack
+    assert rows[FP_B].in_app == []
 
 
 async def test_empty_batch_changes_nothing(store):
@@ -780,12 +847,22 @@ async def test_denials_are_kept_with_their_attempt_and_survive_a_reopen(tmp_path
 
 async def test_a_database_from_before_denials_gains_the_column_and_keeps_attempts(tmp_path):
     path = tmp_path / "console.db"
-    async with await Store.open(path, migrations=MIGRATIONS[:1]) as old:
-        error_id = await awaiting(old)
-    raw_db(path).execute(
+    async with await Store.open(path, migrations=MIGRATIONS[:1]):
+        pass
+    # Rows as that version wrote them (today's ingest writes columns it did not have).
+    db = raw_db(path)
+    error_id = db.execute(
+        "INSERT INTO errors (service, fingerprint, error_type, message, stack, severity, "
+        "first_seen, last_seen, state, created_at, updated_at) VALUES ('shop-api', ?, "
+        "'TypeError', 'boom', '[]', 'medium', 'then', 'then', 'review', 'then', 'then') "
+        "RETURNING id",
+        (FP_A,),
+    ).fetchone()[0]
+    db.execute(
         "INSERT INTO attempts (error_id, state, started_at) VALUES (?, 'review', 'then')",
         (error_id,),
     )
+    db.close()
     async with await Store.open(path) as new:
         assert await new.schema_version() == len(MIGRATIONS)
         (again,) = await new.attempts(error_id)

@@ -8,7 +8,7 @@ the continuation states of the records it starts), ``frames`` reads stack frames
 
 from agent.parse.assembler import Assembler
 from agent.parse.frames import parse_java_frame, parse_node_frame
-from agent.parse.prefilter import settled_line_start
+from agent.parse.prefilter import quiet_lines, settled_line_start
 from agent.parse.prefixes import strip_prefix
 from agent.parse.reading import parse_lines
 from agent.record import ErrorRecord
@@ -19,6 +19,7 @@ __all__ = [
     "parse_java_frame",
     "parse_lines",
     "parse_node_frame",
+    "quiet_lines",
     "settled_line_start",
     "strip_prefix",
 ]

@@ -48,8 +48,12 @@ def _clean(text: str) -> str:
 def _journal_message(value: Any) -> str | None:
     if isinstance(value, str):
         return value
-    if isinstance(value, list) and all(isinstance(b, int) and 0 <= b < 256 for b in value):
-        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, list):
+        try:
+            # bytes() checks what the array holds: integers from 0 to 255, nothing else.
+            return bytes(value).decode("utf-8", "replace")
+        except (TypeError, ValueError):
+            return None
     return None
 
 

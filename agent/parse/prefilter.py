@@ -48,7 +48,8 @@ NEEDLES: tuple[bytes, ...] = LINE_NEEDLES + FRAME_NEEDLES
 
 CARET_BYTES = re.compile(rb"[ \t]*\^+[ \t]*\r?")
 # Lines the line mode would ignore when idle: a non-error level word after an optional
-# timestamp, or a pino/bunyan/winston JSON line whose first "level" is below error.
+# timestamp, a pino/bunyan/winston JSON line whose first "level" is below error, or a
+# logfmt line whose level is below error.
 _QUIET_STAMP = (
     rb"\[?\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d{1,9})? ?"
     rb"(?:Z|[+-]\d\d:?\d\d|UTC)?\]?:? "
@@ -64,8 +65,23 @@ _QUIET_JSON = (
     rb'\{(?:"(?:name|hostname|pid|time|v)":(?:"[^"\\\n]*"|\d+),)*"level":'
     rb'(?:[1-4]\d|"(?i:' + b"|".join(_QUIET_WORDS) + rb')")[,}]'
 )
+# logfmt: the level key first, or right after a time key (``_LOGFMT_LEVEL`` in shapes finds
+# the leftmost level key, and a time value holds no space).
+_QUIET_LOGFMT = (
+    rb'(?:(?:time|ts)=[^\s"]+ )?(?:level|lvl|severity)="?(?i:'
+    + b"|".join(_QUIET_WORDS)
+    + rb')"?[ \t\r\n]'
+)
 QUIET_LINE = re.compile(
-    b"(?:" + _QUIET_STAMP + b"){0,2}(?:" + _QUIET_WORD + b"|" + _QUIET_JSON + b")"
+    b"(?:"
+    + _QUIET_STAMP
+    + b"){0,2}(?:"
+    + _QUIET_WORD
+    + b"|"
+    + _QUIET_JSON
+    + b"|"
+    + _QUIET_LOGFMT
+    + b")"
 )
 # A newline followed by a line that is not quiet, for finding those lines at C speed. It
 # asks the same question as QUIET_LINE in a form the regex engine answers faster: the two
@@ -80,6 +96,8 @@ NOT_QUIET_NEXT = re.compile(
     + b")(?!"
     + _STAMP_OR_NOT
     + _QUIET_WORD
+    + b")(?!"
+    + _QUIET_LOGFMT
     + b")(?!(?:"
     + _STAMP_OR_NOT
     + b"(?:"
@@ -88,6 +106,8 @@ NOT_QUIET_NEXT = re.compile(
     + _QUIET_WORD
     + b"|"
     + _QUIET_JSON
+    + b"|"
+    + _QUIET_LOGFMT
     + b"))"
 )
 EXCERPT_BYTES = re.compile(rb"(?:\S+\.[cm]?[jt]sx?|node:[\w/]+):\d+\r?")
@@ -146,19 +166,65 @@ def _anchor_searches() -> list[_AnchorSearch]:
 _ANCHOR_SEARCHES = _anchor_searches()
 
 
-def needle_hits(buf: bytes) -> list[int]:
-    """Sorted start offsets of every needle occurrence in ``buf`` (case folded)."""
-    coarse = buf.translate(_COARSE)
-    fold = FOLD
-    hits: list[int] = []
-    for search, checks in _ANCHOR_SEARCHES:
-        for match in search.finditer(coarse):
+_MAX_ANCHOR_OFFSET = max(
+    (offset for _, checks in _ANCHOR_SEARCHES for pairs in checks.values() for offset, _ in pairs),
+    default=0,
+)
+
+
+class NeedleSearch:
+    """The needle occurrences of one buffer, found on demand from a position onwards.
+
+    Only what is asked for is searched: a reader that skips a record's lines (asking next
+    from after them) never pays for the needles inside it, such as every frame's ``at``.
+    Each anchor search remembers the first hit it found and from where it looked, so
+    asking again before that hit costs nothing.
+    """
+
+    def __init__(self, buf: bytes) -> None:
+        self._folded = buf.translate(FOLD)
+        self._coarse = buf.translate(_COARSE)
+        # Per anchor search: (searched from, first hit at or after it, or -1).
+        self._next = [(len(buf) + 1, -1)] * len(_ANCHOR_SEARCHES)
+
+    def first(self, pos: int) -> int:
+        """Start of the first needle occurrence at or after ``pos``, or -1."""
+        best = -1
+        for i, (searched_from, hit) in enumerate(self._next):
+            if not (searched_from <= pos and (hit == -1 or hit >= pos)):
+                hit = self._search(i, pos)
+                self._next[i] = (pos, hit)
+            if hit != -1 and (best == -1 or hit < best):
+                best = hit
+        return best
+
+    def _search(self, index: int, pos: int) -> int:
+        search, checks = _ANCHOR_SEARCHES[index]
+        coarse, folded = self._coarse, self._folded
+        best = -1
+        for match in search.finditer(coarse, pos):
             at = match.start()
+            if best != -1 and at - _MAX_ANCHOR_OFFSET > best:
+                break  # no needle anchored this far on can start before the best one
             for offset, needle in checks.get(coarse[at + 1], ()):
                 start = at - offset
-                if start >= 0 and buf[start : start + len(needle)].translate(fold) == needle:
-                    hits.append(start)
-    hits.sort()
+                if (
+                    start >= pos
+                    and (best == -1 or start < best)
+                    and folded.startswith(needle, start)
+                ):
+                    best = start
+        return best
+
+
+def needle_hits(buf: bytes) -> list[int]:
+    """Sorted start offsets of every needle occurrence in ``buf`` (case folded)."""
+    search = NeedleSearch(buf)
+    hits: list[int] = []
+    at = search.first(0)
+    while at != -1:
+        hits.append(at)
+        at = search.first(at + 1)
     return hits
 
 
@@ -231,7 +297,7 @@ class CandidateFinder:
 
     def __init__(self) -> None:
         self._buf: bytes | None = None
-        self._hits: list[int] = []
+        self._hits: NeedleSearch | None = None
         self._loud: list[int] | None = None
         self._needle_mode = 0  # buffers left to search needle by needle
 
@@ -273,13 +339,13 @@ class CandidateFinder:
             if self._loud is not None:
                 return
             self._needle_mode = _NEEDLE_MODE_BUFFERS
-        self._hits = needle_hits(buf)
+        self._hits = NeedleSearch(buf)
 
     def _from_hits(self, buf: bytes, pos: int) -> int:
         hits = self._hits
-        index = bisect_left(hits, pos)
-        while index < len(hits):
-            best = hits[index]
+        assert hits is not None
+        best = hits.first(pos)
+        while best != -1:
             start = buf.rfind(b"\n", pos, best) + 1 or pos
             end = _line_end(buf, start)
             if start > pos and _holds(buf, start, end, FRAME_NEEDLES):
@@ -298,7 +364,7 @@ class CandidateFinder:
             if end == len(buf):
                 return -1
             pos = end + 1
-            index = bisect_left(hits, pos, index)
+            best = hits.first(pos)
         return -1
 
     def _back_up(self, buf: bytes, pos: int, start: int) -> int:
@@ -352,3 +418,20 @@ def settled_line_start(buf: bytes, pos: int) -> int:
         quiet = quiet + 1 if QUIET_LINE.match(buf, start, end + 1) else 0
         start = end + 1
     return start
+
+
+def quiet_lines(data: bytes) -> bool:
+    """Whether ``data`` is whole lines, each of them quiet (see ``QUIET_LINE``).
+
+    Quiet lines start no record and join none that is not open, whatever follows them, so
+    a parser idle before them is as good as idle after them.
+    """
+    if not data.endswith(b"\n"):
+        return False
+    start = 0
+    while start < len(data):
+        end = data.index(b"\n", start) + 1
+        if not QUIET_LINE.match(data, start, end):
+            return False
+        start = end
+    return True

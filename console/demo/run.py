@@ -8,52 +8,132 @@ import shutil
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
-from console.cli import EventPrinter
+from console.cli import EventPrinter, print_review_notice
+from console.config import ConfigError, ConsoleConfig, load_config
+from console.demo.claude_cli import use_claude
 from console.demo.processes import DemoProcesses
 from console.demo.workspace import WorkspaceError, load, prepare
 from console.session import running
 
 
 async def run_demo(
-    root: Path, *, fresh: bool = False, headless: bool = False, settle_seconds: float = 5.0
+    root: Path,
+    *,
+    fresh: bool = False,
+    headless: bool = False,
+    settle_seconds: float = 5.0,
+    config_path: Path | None = None,
 ) -> int:
-    """Run the demo until the console quits (``q``) or Ctrl+C; always stop what it started."""
-    from console.engine import Engine
+    """Run the demo until the console quits (``q``) or Ctrl+C; always stop what it started.
 
+    ``config_path`` is a console config of the user's own (read, never written); without it
+    the workspace's default config is regenerated on each start.
+    """
     node = shutil.which("node")
     if node is None:
         print("autofix demo: node is not installed; the demo's service is Node.js", file=sys.stderr)
         return 1
     try:
         ws = prepare(root, fresh=fresh, settle_seconds=settle_seconds)
+        config = load(ws) if config_path is None else load_config(config_path)
     except WorkspaceError as exc:
         print(f"autofix demo: {exc}", file=sys.stderr)
         return 1
-    config = load(ws)
-    if shutil.which(config.claude.command) is None:
-        print(
-            "autofix demo: Claude Code is not installed, so fix attempts will fail with a hint; "
-            "install it with `npm i -g @anthropic-ai/claude-code` and log in to get real fixes",
-            file=sys.stderr,
-        )
+    except ConfigError as exc:
+        print(f"autofix demo: config error: {exc}", file=sys.stderr)
+        return 2
     procs = DemoProcesses(ws, node)
-    await procs.start()
-    try:
-        if headless:
-            engine = await Engine.open(config)
-            engine.subscribe(EventPrinter())
-            async with running(config, engine=engine):
-                await _wait_for_ctrl_c(ws.root, procs)
-        else:
-            from console.app import run_console
+    async with use_claude(config) as (config, claude):
+        print(f"autofix demo: {claude.text}", flush=True)
+        await procs.start()
+        try:
+            if headless:
+                await _headless(config, ws.root, procs)
+            else:
+                from console.app import run_console
 
-            await run_console(config)
-    finally:
-        # Also after a closed terminal: run_console turns SIGHUP into a normal quit.
-        await procs.stop()
+                await run_console(config, claude=claude)
+        finally:
+            # Also after a closed terminal: run_console turns SIGHUP into a normal quit.
+            await procs.stop()
     print(f"autofix demo: stopped; the workspace stays in {ws.root} (--fresh starts over)")
     return 0
+
+
+async def _headless(config: ConsoleConfig, root: Path, procs: DemoProcesses) -> None:
+    from console.engine import Engine
+
+    engine = await Engine.open(config)
+    engine.subscribe(EventPrinter())
+    engine.subscribe(ClaudeLines())
+    engine.subscribe(FirstErrorApprover(engine, config))
+    async with running(config, engine=engine):
+        await _wait_for_ctrl_c(root, procs)
+
+
+class ClaudeLines:
+    """Claude's stream as the Claude panel words it: what it read, edited and ran."""
+
+    def __init__(self) -> None:
+        from console.widgets.claude_log import ClaudeFormatter
+
+        self.formatter = ClaudeFormatter()
+
+    def __call__(self, event: Any) -> None:
+        from console.engine import ClaudeActivity
+
+        if isinstance(event, ClaudeActivity):
+            for line in self.formatter.lines(event.event):
+                print(f"  claude #{event.attempt_id}: {line.plain.strip()[:200]}", flush=True)
+
+
+class FirstErrorApprover:
+    """Headless, nobody presses ``a``: the first error that waits for approval is approved,
+    and its fix, once in review, is printed with what a reviewer must know."""
+
+    def __init__(self, engine: Any, config: ConsoleConfig) -> None:
+        self.engine = engine
+        self.config = config
+        self.error_id: int | None = None
+        self.service = ""
+        self.shown: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __call__(self, event: Any) -> None:
+        from console.engine import AttemptChanged, ErrorChanged
+        from console.models import State
+
+        if (
+            isinstance(event, ErrorChanged)
+            and self.error_id is None
+            and event.error.state is State.AWAITING_APPROVAL
+        ):
+            self.error_id = event.error.id
+            self.service = event.error.service
+            print(f"autofix demo: approving error {event.error.id} (headless: the first error)")
+            self._spawn(self._approve(event.error.id))
+        elif (
+            isinstance(event, AttemptChanged)
+            and event.attempt.error_id == self.error_id
+            and event.attempt.state is State.REVIEW
+            and event.attempt.diff
+            and event.attempt.id not in self.shown
+        ):
+            self.shown.add(event.attempt.id)
+            print(event.attempt.diff, flush=True)
+            print_review_notice(event.attempt, self.config.service(self.service))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _approve(self, error_id: int) -> None:
+        result = await self.engine.approve(error_id, actor="demo")
+        if not result.ok:
+            print(f"autofix demo: could not approve error {error_id}: {result.message}")
 
 
 async def _wait_for_ctrl_c(root: Path, procs: DemoProcesses) -> None:

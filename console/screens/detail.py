@@ -19,7 +19,6 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from agent.parse import parse_java_frame, parse_node_frame
 from console.models import AttemptRow, DecisionRow, ErrorRow
 from console.store import Store
 from console.widgets.labels import age, money, severity_text, state_text
@@ -27,16 +26,18 @@ from console.widgets.labels import age, money, severity_text, state_text
 SAMPLES = 3
 
 
-def stack_text(stack: list[str]) -> Text:
-    """In-app frames bold, library and runtime frames dim, anything else as it was."""
+def stack_text(stack: list[str], in_app: list[bool | None]) -> Text:
+    """In-app frames bold, library and runtime frames dim, anything else as it was.
+
+    Which line is which frame is what the agent's parser saw (``in_app``, one flag per
+    line); a stack from an agent that did not say is shown as it was.
+    """
+    flags = in_app if len(in_app) == len(stack) else [None] * len(stack)
     text = Text()
-    for line in stack:
-        # The parsers expect the frame's indentation, as the runtime printed it.
-        framed = line if line[:1].isspace() else "    " + line
-        frame = parse_java_frame(framed) or parse_node_frame(framed)
-        if frame is None:
+    for line, flag in zip(stack, flags, strict=True):
+        if flag is None:
             text.append(line + "\n")
-        elif frame.in_app:
+        elif flag:
             text.append("▶ ", style="bold cyan")
             text.append(line.strip() + "\n", style="bold")
         else:
@@ -136,7 +137,10 @@ class DetailScreen(Screen[None]):
         title = Text(f"{error.error_type}: ", style="bold red")
         title.append(error.message, style="bold")
         parts: list[RenderableType] = [title, Text(""), facts_table(error, self._clock())]
-        parts += [heading("Stack"), stack_text(error.stack) if error.stack else Text("—")]
+        parts += [
+            heading("Stack"),
+            stack_text(error.stack, error.in_app) if error.stack else Text("—"),
+        ]
         if attempts or decisions:
             parts += [heading("Fix attempts and decisions"), history_table(attempts, decisions)]
         parts.append(heading(f"Latest samples ({len(samples)})"))

@@ -96,6 +96,8 @@ class MainScreen(Screen[None]):
         header.seqs = {h.name: h.last_seq for h in await engine.store.hosts()}
         header.links.update(engine.link_statuses())
         header.telegram = app.telegram_state
+        header.claude = app.claude_state
+        self.query_one(ClaudeLog).state = app.claude_state
         errors = await engine.store.errors(limit=MAX_ROWS)
         attempts = (await engine.store.attempts())[-MAX_ATTEMPTS:]
         queue = self.query_one(QueueTable)
@@ -109,7 +111,10 @@ class MainScreen(Screen[None]):
         queue.apply(attempts)
         self.query_one(ErrorsTable).load(errors)
         header.running = queue.running
+        header.latest = queue.latest
         header.redraw()
+        if self.attempt_id is None and app.claude_state is not None:
+            self.query_one(ClaudeLog).show(None, [])
         self.ready = True
 
     def apply(self, drained: Drained) -> None:
@@ -124,9 +129,11 @@ class MainScreen(Screen[None]):
         if drained.attempts:
             queue.apply(drained.attempts)
             header.running = queue.running
+            header.latest = queue.latest
             shown = next((a for a in drained.attempts if a.id == self.attempt_id), None)
             if shown is not None:
                 self._show_diff(shown)
+                self.query_one(ClaudeLog).outcome(shown)
         claude = self.query_one(ClaudeLog)
         live: list[ClaudeEvent] = []
         for attempt_id, event in drained.claude:
@@ -205,6 +212,7 @@ class MainScreen(Screen[None]):
         claude.border_title = f"Claude · attempt #{attempt_id}"
         claude.show(attempt_id, events, denials=attempt.denials if attempt else ())
         if attempt is not None:
+            claude.outcome(attempt)
             self._show_diff(attempt)
 
     def _show_diff(self, attempt: AttemptRow) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,6 +42,7 @@ from console.models import (
     action_name,
     epoch,
 )
+from console.storable import Received
 from console.store import ingest
 from console.store.schema import (
     ATTEMPT_COLUMNS,
@@ -77,6 +79,9 @@ class Store:
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
+        # Ingest writes through its own connection on its own thread (console.store.ingest).
+        self._ingest_pool = ThreadPoolExecutor(1, thread_name_prefix="store-ingest")
+        self._ingest_conn: sqlite3.Connection | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -167,6 +172,8 @@ class Store:
         self._closed = True
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.get_running_loop().run_in_executor(self._ingest_pool, self._close_ingest)
+        self._ingest_pool.shutdown(wait=False)
         await self._db.close()
 
     async def __aenter__(self) -> Store:
@@ -179,8 +186,6 @@ class Store:
 
     async def _write(self, body: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
         """Run ``body`` in one BEGIN IMMEDIATE transaction, safe against caller cancellation."""
-        if self._closed:
-            raise StoreError(f"{self.path}: store is closed")
 
         async def run() -> T:
             async with self._lock:
@@ -195,10 +200,46 @@ class Store:
                     raise
                 return result
 
+        return await self._shielded(run)
+
+    async def _on_ingest_thread(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``body`` on the ingest thread's connection, holding the write lock.
+
+        ``body`` takes its own transactions. Like :meth:`_write` it is shielded from the
+        caller's cancellation, so a transaction is never left half done.
+        """
+
+        async def run() -> T:
+            async with self._lock:
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(
+                    self._ingest_pool, lambda: body(self._ingest_connection())
+                )
+
+        return await self._shielded(run)
+
+    async def _shielded(self, run: Callable[[], Awaitable[T]]) -> T:
+        if self._closed:
+            raise StoreError(f"{self.path}: store is closed")
         task = asyncio.ensure_future(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return await asyncio.shield(task)
+
+    def _ingest_connection(self) -> sqlite3.Connection:
+        """The ingest thread's connection, opened there on first use (same pragmas)."""
+        if self._ingest_conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._ingest_conn = conn
+        return self._ingest_conn
+
+    def _close_ingest(self) -> None:
+        if self._ingest_conn is not None:
+            self._ingest_conn.close()
+            self._ingest_conn = None
 
     async def _read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         if self._closed:
@@ -208,7 +249,9 @@ class Store:
 
     # --- hosts and ingest -----------------------------------------------------------------
 
-    async def ingest(self, host: str, events: Sequence[ErrorEvent]) -> list[IngestResult]:
+    async def ingest(
+        self, host: str, events: Sequence[ErrorEvent | Received]
+    ) -> list[IngestResult]:
         """Store a batch of relayed events from one host in one transaction.
 
         Idempotent on (host, instance, seq), so the relay can resend after a reconnect. The
@@ -216,8 +259,11 @@ class Store:
         events could not be stored (``refused`` says which and why, naming host and seq).
         A bad event never costs the rest of its batch: the others are stored, so the
         host's position never moves past a valid event that was not stored.
+
+        Each occurrence keeps its wire line: the line a link received (a ``Received``), or
+        for an event built in this process, its encoding.
         """
-        return await ingest.ingest(self._write, host, events)
+        return await self._on_ingest_thread(lambda conn: ingest.ingest(conn, host, events))
 
     async def last_seq(self, host: str) -> int:
         """The highest seq stored for the host's current agent instance: resume after it."""

@@ -4,38 +4,34 @@ It is idempotent on (host, instance, seq) so the relay can resend after a reconn
 a fixed number of statements per batch (``executemany``) and works per distinct fingerprint
 rather than per event. The agent sends running totals per host; each host's latest total is
 kept and the error's count is their sum, so replays and several hosts never double count.
+
+Each occurrence keeps the wire line it arrived as (:class:`console.storable.Received`), so
+nothing is encoded again here. Everything in this module is synchronous and runs on the
+store's ingest thread with its own connection: a burst of events costs the event loop (and
+the console's screen) one hand-off per batch, not a thread hop per statement.
 """
 
 from __future__ import annotations
 
-import gc
-import json
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
-from json.encoder import encode_basestring
+from collections.abc import Sequence
 from typing import Any
 
-import aiosqlite
-
+from agent.sanitize import dumps
 from agent.wire import SEVERITIES, ErrorEvent
 from console.models import IngestResult
-from console.storable import MAX_INTEGER, seq_shown, unstorable
+from console.storable import MAX_INTEGER, Received, received, refusals, seq_shown
 from console.store.schema import KEYS_PER_QUERY, now_iso, placeholders
-
-# Runs a body in one write transaction of the store (Store._write).
-Write = Callable[
-    [Callable[[aiosqlite.Connection], Awaitable[list[IngestResult]]]],
-    Awaitable[list[IngestResult]],
-]
 
 _SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 _INSERT_OCCURRENCE = (
     "INSERT INTO occurrences (host, instance, seq, error_id, type, count, received_at, raw) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_esc: Callable[[str], str] = encode_basestring
 
+# An error the batch names: id, severity, first_seen, last_seen, and this host's running
+# total and the seq that carried it.
+_Known = tuple[int, str, str, str, int, int]
 
 # What SQLite or the driver raise for a value they cannot store (as opposed to a full disk
 # or a lock): only these make ingest look for the one bad event of a batch.
@@ -55,29 +51,10 @@ def _refused(host: str, e: ErrorEvent, problem: str) -> IngestResult:
     return IngestResult(seq, 0, False, False, message)
 
 
-def _json_list(items: list[str]) -> str:
-    return f"[{','.join(map(_esc, items))}]"
-
-
 class _Group:
-    """The fresh events of one batch for one error, folded as ingest walks the batch.
+    """The fresh events of one batch for one error, folded as ingest walks the batch."""
 
-    It also encodes each event's raw line: within one error the host, message, stack and
-    the like rarely change between events, so those parts are escaped once and reused.
-    """
-
-    __slots__ = (
-        "_head",
-        "_source",
-        "_stack",
-        "_tail",
-        "error_id",
-        "first_seen",
-        "last_seen",
-        "latest",
-        "rank",
-        "severity",
-    )
+    __slots__ = ("error_id", "first_seen", "last_seen", "latest", "rank", "severity")
 
     def __init__(self, e: ErrorEvent, error_id: int) -> None:
         self.error_id = error_id
@@ -86,43 +63,20 @@ class _Group:
         self.rank = _SEVERITY_RANK.get(e.severity, 0)
         self.first_seen = e.first_seen
         self.last_seen = e.last_seen
-        self._encode_parts(e)
 
-    def _encode_parts(self, e: ErrorEvent) -> None:
-        # Runs on the first event and whenever one differs from the last encoded one, which
-        # makes it the place to fold the fields that change that rarely.
-        rank = _SEVERITY_RANK.get(e.severity, 0)
-        if rank > self.rank:
-            self.rank, self.severity = rank, e.severity
-        if e.first_seen < self.first_seen:
-            self.first_seen = e.first_seen
-        self._source = (e.host, e.severity, e.message, e.error_type, e.route, e.first_seen)
-        self._stack = e.stack
-        route = "null" if e.route is None else _esc(e.route)
-        self._head = (
-            f',"host":{_esc(e.host)},"service":{_esc(e.service)},'
-            f'"fingerprint":{_esc(e.fingerprint)},"count":'
-        )
-        self._tail = (
-            f',"severity":{_esc(e.severity)},"message":{_esc(e.message)},'
-            f'"error_type":{_esc(e.error_type)},"stack":{_json_list(e.stack)},'
-            f'"route":{route},"first_seen":{_esc(e.first_seen)},"last_seen":'
-        )
-
-    def take(self, e: ErrorEvent) -> str:
-        """Fold one event of this error in; return its line exactly as agent.wire.encode does."""
-        source = (e.host, e.severity, e.message, e.error_type, e.route, e.first_seen)
-        if source != self._source or e.stack != self._stack:
-            self._encode_parts(e)
+    def take(self, e: ErrorEvent) -> None:
+        """Fold one more event of this error in."""
         # The agent sends running totals: the highest seq carries the host's current one.
         if e.seq > self.latest.seq:
             self.latest = e
-        last_seen = e.last_seen
-        if last_seen > self.last_seen:
-            self.last_seen = last_seen
-        # type is "error" or "update" and seq/count are plain ints: checked by ingest().
-        tail = _esc(last_seen)
-        return f'{{"type":"{e.type}","seq":{e.seq}{self._head}{e.count}{self._tail}{tail}}}'
+        if e.last_seen > self.last_seen:
+            self.last_seen = e.last_seen
+        if e.first_seen < self.first_seen:
+            self.first_seen = e.first_seen
+        if e.severity != self.severity:
+            rank = _SEVERITY_RANK.get(e.severity, 0)
+            if rank > self.rank:
+                self.rank, self.severity = rank, e.severity
 
 
 def _new_error_row(e: ErrorEvent, now: str) -> tuple[Any, ...]:
@@ -131,13 +85,14 @@ def _new_error_row(e: ErrorEvent, now: str) -> tuple[Any, ...]:
         e.fingerprint,
         e.error_type,
         e.message,
-        _dumps(e.stack),
+        dumps(e.stack),
         e.route,
         e.severity,
         e.first_seen,
         e.last_seen,
         now,
         now,
+        dumps(e.in_app) if e.in_app else None,
     )
 
 
@@ -145,9 +100,9 @@ def _fold(
     host: str,
     instance: str,
     now: str,
-    events: Sequence[ErrorEvent],
+    items: Sequence[Received],
     stored: dict[int, int],
-    known: dict[tuple[str, str], tuple[int, str, str, str]],
+    known: dict[tuple[str, str], _Known],
     created_keys: set[tuple[str, str]],
 ) -> tuple[list[tuple[Any, ...]], list[IngestResult], dict[tuple[str, str], _Group], int]:
     """The ingest hot loop: drop duplicates, fold each error's events, build rows and results.
@@ -159,12 +114,9 @@ def _fold(
     seen: set[int] | None = None  # built only if seqs stop increasing within the batch
     top = 0
     groups: dict[tuple[str, str], _Group] = {}
-    for e in events:
+    for item in items:
+        e = item.event
         seq = e.seq
-        if type(seq) is not int or type(e.count) is not int or seq <= 0 or e.count <= 0:
-            raise ValueError(f"event from {host}: seq and count must be positive integers")
-        if e.type != "error" and e.type != "update":
-            raise ValueError(f"event seq {seq} from {host}: type {e.type!r} is not storable")
         if seq in stored:
             results.append(IngestResult(seq, stored[seq], False, True))
             continue
@@ -185,172 +137,170 @@ def _fold(
             group = groups[key] = _Group(e, known[key][0])
             created = key in created_keys
         else:
+            group.take(e)
             created = False
         occurrence_rows.append(
-            (host, instance, seq, group.error_id, e.type, e.count, now, group.take(e))
+            (host, instance, seq, group.error_id, e.type, e.count, now, item.line)
         )
         results.append(IngestResult(seq, group.error_id, created, False))
 
     return occurrence_rows, results, groups, top
 
 
-async def ingest(write: Write, host: str, events: Sequence[ErrorEvent]) -> list[IngestResult]:
-    """Store a batch of relayed events from one host in one transaction.
+def ingest(
+    conn: sqlite3.Connection, host: str, items: Sequence[ErrorEvent | Received]
+) -> list[IngestResult]:
+    """Store a batch of events from one host; see :meth:`console.store.Store.ingest`.
 
-    Idempotent on (host, instance, seq), so the relay can resend after a reconnect. The
-    result, one per event in order, tells the engine which errors are new, and which
-    events could not be stored (``refused`` says which and why, naming host and seq).
-    A bad event never costs the rest of its batch: the others are stored, so the
-    host's position never moves past a valid event that was not stored.
+    Screening runs first, over the whole batch, so the transaction sees only storable
+    events; what SQLite still refuses is found by halving (:func:`_isolating`).
     """
-    if not events:
+    if not items:
         return []
-    refused: dict[int, str] = {}
-    for i, e in enumerate(events):
-        problem = unstorable(e)
-        if problem is not None:
-            refused[i] = problem
-    good = [e for i, e in enumerate(events) if i not in refused] if refused else events
-    results = await _isolating(write, host, good)
+    refused = refusals(items)
+    good = (
+        [received(x) for i, x in enumerate(items) if i not in refused]
+        if refused
+        else [received(x) for x in items]
+    )
+    results = _isolating(conn, host, good)
     if not refused:
         return results
     merged: list[IngestResult] = []
     stored = iter(results)
-    for i, e in enumerate(events):
+    for i, item in enumerate(items):
         if i in refused:
-            merged.append(_refused(host, e, refused[i]))
+            event = item.event if isinstance(item, Received) else item
+            merged.append(_refused(host, event, refused[i]))
         else:
             merged.append(next(stored))
     return merged
 
 
-async def _isolating(write: Write, host: str, events: Sequence[ErrorEvent]) -> list[IngestResult]:
+def _isolating(conn: sqlite3.Connection, host: str, items: list[Received]) -> list[IngestResult]:
     """One transaction for the batch; if SQLite refuses its data, halve the batch until
     the event it refuses is alone (screening catches the known cases before this)."""
-    if not events:
+    if not items:
         return []
     try:
-        return await write(lambda db: _ingest(db, host, events))
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            results = _ingest(conn, host, items)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return results
     except _DATA_ERRORS as exc:
-        if len(events) == 1:
-            return [_refused(host, events[0], f"the database refused it: {exc}")]
-        middle = len(events) // 2
-        first = await _isolating(write, host, events[:middle])
-        return first + await _isolating(write, host, events[middle:])
+        if len(items) == 1:
+            return [_refused(host, items[0].event, f"the database refused it: {exc}")]
+        middle = len(items) // 2
+        return _isolating(conn, host, items[:middle]) + _isolating(conn, host, items[middle:])
 
 
-async def _ingest(
-    db: aiosqlite.Connection,
-    host: str,
-    events: Sequence[ErrorEvent],
-) -> list[IngestResult]:
+def _ingest(conn: sqlite3.Connection, host: str, items: Sequence[Received]) -> list[IngestResult]:
     now = now_iso()
-    # Creates the host on its first batch; one round trip either way.
-    rows = list(
-        await db.execute_fetchall(
-            "INSERT INTO hosts (name) VALUES (?) ON CONFLICT (name) DO UPDATE "
-            "SET name = excluded.name RETURNING instance, last_seq",
-            (host,),
-        )
-    )
-    instance, last_seq = rows[0]
+    # Creates the host on its first batch; one statement either way.
+    instance, last_seq = conn.execute(
+        "INSERT INTO hosts (name) VALUES (?) ON CONFLICT (name) DO UPDATE "
+        "SET name = excluded.name RETURNING instance, last_seq",
+        (host,),
+    ).fetchone()
 
     # Seqs above the host's last_seq cannot be stored yet; only replays need a lookup.
     stored: dict[int, int] = {}
-    old = sorted({e.seq for e in events if e.seq <= last_seq})
+    old = sorted({x.event.seq for x in items if x.event.seq <= last_seq})
     for i in range(0, len(old), KEYS_PER_QUERY):
         chunk = old[i : i + KEYS_PER_QUERY]
-        found = await db.execute_fetchall(
+        found = conn.execute(
             f"SELECT seq, error_id FROM occurrences WHERE host = ? AND instance = ? "
             f"AND seq IN ({placeholders(len(chunk))})",
             (host, instance, *chunk),
         )
-        stored.update((seq, error_id) for seq, error_id in found)
+        stored.update(found)
 
     # Resolve every error the batch names first, creating the new ones, so that the
     # per-event pass below can build the occurrence rows and results in one go.
-    keys = {(e.service, e.fingerprint) for e in events if e.seq not in stored}
-    known = await _error_ids(db, list(keys))
-    created_keys = keys.difference(known)
+    firsts: dict[tuple[str, str], ErrorEvent] = {}
+    for x in items:
+        e = x.event
+        key = (e.service, e.fingerprint)
+        if key not in firsts and e.seq not in stored:
+            firsts[key] = e
+    known = _error_ids(conn, host, instance, list(firsts))
+    created_keys = firsts.keys() - known.keys()
     if created_keys:
-        firsts: dict[tuple[str, str], ErrorEvent] = {}
-        for e in events:
-            key = (e.service, e.fingerprint)
-            if key in created_keys and key not in firsts and e.seq not in stored:
-                firsts[key] = e
-        await db.executemany(
+        conn.executemany(
             "INSERT INTO errors (service, fingerprint, error_type, message, stack, route, "
-            "severity, first_seen, last_seen, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [_new_error_row(e, now) for e in firsts.values()],
+            "severity, first_seen, last_seen, created_at, updated_at, in_app) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [_new_error_row(e, now) for key, e in firsts.items() if key in created_keys],
         )
-        known.update(await _error_ids(db, list(created_keys)))
+        known.update(_error_ids(conn, host, instance, list(created_keys)))
 
-    # A synchronous pass with the garbage collector paused: it allocates a few objects
-    # per event and nothing in it can form a cycle, so collections would be pure cost.
-    # No other coroutine runs while it does, so the pause is invisible elsewhere.
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        occurrence_rows, results, groups, top = _fold(
-            host, instance, now, events, stored, known, created_keys
-        )
-    finally:
-        if paused:
-            gc.enable()
+    occurrence_rows, results, groups, top = _fold(
+        host, instance, now, items, stored, known, created_keys
+    )
 
+    # The error's count is the sum of its hosts' running totals; only this host's changes,
+    # so the sum moves by the difference (both are read and written under the write lock).
     count_rows = []
     error_rows = []
     for key, group in groups.items():
-        error_id, severity, first_seen, last_seen = known[key]
+        error_id, severity, first_seen, last_seen, host_count, host_seq = known[key]
         if _SEVERITY_RANK.get(group.severity, 0) > _SEVERITY_RANK.get(severity, 0):
             severity = group.severity
-        count_rows.append((error_id, host, instance, group.latest.count, group.latest.seq))
+        rise = 0
+        latest = group.latest
+        if latest.seq > host_seq:
+            rise = latest.count - host_count
+            count_rows.append((error_id, host, instance, latest.count, latest.seq))
         error_rows.append(
             (
                 severity,
                 min(first_seen, group.first_seen),
                 max(last_seen, group.last_seen),
                 now,
-                error_id,
+                rise,
                 error_id,
             )
         )
-    await db.executemany(
+    conn.executemany(
         "INSERT INTO host_counts (error_id, host, instance, count, last_seq) "
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (error_id, host, instance) DO UPDATE SET "
-        "count = excluded.count, last_seq = excluded.last_seq "
-        "WHERE excluded.last_seq > host_counts.last_seq",
+        "count = excluded.count, last_seq = excluded.last_seq",
         count_rows,
     )
-    await db.executemany(
+    conn.executemany(
         "UPDATE errors SET severity = ?, first_seen = ?, last_seen = ?, updated_at = ?, "
-        "count = (SELECT COALESCE(SUM(count), 0) FROM host_counts WHERE error_id = ?) "
-        "WHERE id = ?",
+        "count = count + ? WHERE id = ?",
         error_rows,
     )
-    await db.executemany(_INSERT_OCCURRENCE, occurrence_rows)
+    conn.executemany(_INSERT_OCCURRENCE, occurrence_rows)
     if occurrence_rows:
-        await db.execute(
+        conn.execute(
             "UPDATE hosts SET last_seq = MAX(last_seq, ?), last_seen_at = ? WHERE name = ?",
             (top, now, host),
         )
-
     return results
 
 
-async def _error_ids(
-    db: aiosqlite.Connection, keys: list[tuple[str, str]]
-) -> dict[tuple[str, str], tuple[int, str, str, str]]:
-    found: dict[tuple[str, str], tuple[int, str, str, str]] = {}
+def _error_ids(
+    conn: sqlite3.Connection, host: str, instance: str, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], _Known]:
+    """The errors the batch names, each with this host's running total as stored."""
+    found: dict[tuple[str, str], _Known] = {}
     for i in range(0, len(keys), KEYS_PER_QUERY):
         chunk = keys[i : i + KEYS_PER_QUERY]
-        params = [part for key in chunk for part in key]
-        rows = await db.execute_fetchall(
-            "SELECT service, fingerprint, id, severity, first_seen, last_seen FROM errors "
-            f"WHERE (service, fingerprint) IN (VALUES {', '.join(['(?, ?)'] * len(chunk))})",
+        params = [host, instance, *(part for key in chunk for part in key)]
+        rows = conn.execute(
+            "SELECT e.service, e.fingerprint, e.id, e.severity, e.first_seen, e.last_seen, "
+            "COALESCE(h.count, 0), COALESCE(h.last_seq, 0) FROM errors AS e "
+            "LEFT JOIN host_counts AS h ON h.error_id = e.id AND h.host = ? AND h.instance = ? "
+            f"WHERE (e.service, e.fingerprint) IN (VALUES {', '.join(['(?, ?)'] * len(chunk))})",
             params,
         )
-        for service, fingerprint, error_id, severity, first_seen, last_seen in rows:
-            found[(service, fingerprint)] = (error_id, severity, first_seen, last_seen)
+        for service, fingerprint, *known in rows:
+            found[(service, fingerprint)] = tuple(known)  # type: ignore[assignment]
     return found

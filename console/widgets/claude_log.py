@@ -19,6 +19,7 @@ from rich.text import Text
 from textual.widgets import RichLog
 
 from console.fix.claude import StreamEvent as ClaudeEvent
+from console.fix.claude_state import ClaudeState
 from console.fix.transcript import (
     AssistantText,
     Result,
@@ -28,7 +29,7 @@ from console.fix.transcript import (
     ToolUse,
     Unknown,
 )
-from console.models import Denial
+from console.models import AttemptRow, Denial, State
 from console.widgets.labels import money
 
 MAX_LINES = 1000
@@ -124,6 +125,9 @@ class ClaudeLog(RichLog):
         super().__init__(max_lines=MAX_LINES, wrap=True, markup=False, **kwargs)
         self.attempt_id: int | None = None
         self._formatter = ClaudeFormatter()
+        # Shown first whatever the attempt: why attempts cannot reach a model, if they can't.
+        self.state: ClaudeState | None = None
+        self._outcome_shown = False
 
     def show(
         self,
@@ -136,6 +140,10 @@ class ClaudeLog(RichLog):
         self.clear()
         self.attempt_id = attempt_id
         self._formatter = ClaudeFormatter(denials)
+        self._outcome_shown = False
+        if self.state is not None and not self.state.ready:
+            style = "yellow" if self.state.kind == "scripted" else "bold red"
+            self.write(Text(self.state.text, style=style))
         if note:
             self.write(Text(note, style="dim italic"))
         self.add(events)
@@ -144,6 +152,15 @@ class ClaudeLog(RichLog):
         for event in events:
             for line in self._formatter.lines(event):
                 self.write(line)
+
+    def outcome(self, attempt: AttemptRow) -> None:
+        """Say once, below its stream, why the shown attempt failed."""
+        if attempt.id != self.attempt_id or self._outcome_shown:
+            return
+        if attempt.state is State.FAILED:
+            self._outcome_shown = True
+            self.write(Text(f"✗ attempt failed: {attempt.reason or 'no reason given'}",
+                            style="bold red"))  # fmt: skip
 
     def note(self, text: str, style: str = "dim") -> None:
         self.write(Text(text, style=style))

@@ -12,8 +12,9 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
+from console.fix.claude_state import ClaudeState
 from console.link import LinkStatus
-from console.models import AttemptRow
+from console.models import AttemptRow, State
 from console.widgets.labels import clock_duration, duration, money
 from console.widgets.queue import elapsed
 
@@ -55,17 +56,39 @@ def link_text(host: str, status: LinkStatus | None, last_seq: int | None) -> Tex
     return text
 
 
-def claude_text(running: list[AttemptRow], now: float) -> Text:
-    text = Text("Claude ", style="bold")
-    if not running:
-        text.append("idle", style="dim")
+def claude_text(
+    running: list[AttemptRow],
+    now: float,
+    state: ClaudeState | None = None,
+    latest: AttemptRow | None = None,
+) -> Text:
+    """Running attempts; otherwise why attempts cannot reach a model (``state``) and why the
+    latest one failed, so that neither is found out only after approving a fix."""
+    unusual = state is not None and not state.ready
+    if running:
+        text = Text("Claude ", style="bold")
+        if state is not None and state.kind == "scripted":
+            text.append("(scripted demo model) ", style="yellow")
+        for attempt in running:
+            text.append(f"{attempt.state.value} #{attempt.id} ", style="bold magenta")
+            text.append(clock_duration(elapsed(attempt, now)))
+            if attempt.claude_cost_usd is not None:
+                text.append(f" {money(attempt.claude_cost_usd)}")
+            text.append("  ")
         return text
-    for attempt in running:
-        text.append(f"{attempt.state.value} #{attempt.id} ", style="bold magenta")
-        text.append(clock_duration(elapsed(attempt, now)))
-        if attempt.claude_cost_usd is not None:
-            text.append(f" {money(attempt.claude_cost_usd)}")
-        text.append("  ")
+    failed = latest if latest is not None and latest.state is State.FAILED else None
+    if state is not None and unusual:
+        text = Text(state.text, style="yellow" if state.kind == "scripted" else "bold red")
+        if failed is not None:
+            text.append(" · ")
+    else:
+        text = Text("Claude ", style="bold")
+        if failed is None:
+            text.append("idle", style="dim")
+    if failed is not None:
+        text.append(f"failed #{failed.id}", style="bold red")
+        if failed.reason:
+            text.append(f": {' '.join(failed.reason.split())[:90]}", style="red")
     return text
 
 
@@ -90,6 +113,8 @@ class StatusHeader(Static):
         self.links: dict[str, LinkStatus] = {}
         self.seqs: dict[str, int] = {}
         self.running: list[AttemptRow] = []
+        self.latest: AttemptRow | None = None
+        self.claude: ClaudeState | None = None
         self.telegram: tuple[str, str | None] = ("off", None)
         self._shown: Text | None = None
 
@@ -109,7 +134,7 @@ class StatusHeader(Static):
         if not self.hosts:
             line.append("no hosts configured", style="dim")
         status = Text()
-        status.append_text(claude_text(self.running, now))
+        status.append_text(claude_text(self.running, now, self.claude, self.latest))
         status.append("   ")
         status.append_text(telegram_text(*self.telegram))
         text = Text("\n").join([line, status])

@@ -96,6 +96,11 @@ class QueueTable(DataTable[Any]):
         return self._rows.get(attempt_id)
 
     @property
+    def latest(self) -> AttemptRow | None:
+        """The newest attempt shown."""
+        return self._rows[max(self._rows)] if self._rows else None
+
+    @property
     def running(self) -> list[AttemptRow]:
         return [a for a in self._rows.values() if a.state in RUNNING_STATES]
 

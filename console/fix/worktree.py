@@ -432,20 +432,18 @@ async def _adopt_ready(
         if moved.returncode != 0:
             await discard_ready(top)
             return False
+    # The branch first, as `checkout -B` would make it at the same commit but without
+    # re-reading every file: the ref is shared and HEAD belongs to the worktree's own entry,
+    # which the move keeps.
+    ref = f"refs/heads/{branch}"
+    await together(
+        run_git(top, "update-ref", "-m", "autofix: attempt", ref, base_sha),
+        run_git(ready, "symbolic-ref", "HEAD", ref),
+    )
     renamed = await run_git(top, "worktree", "move", str(ready), str(path), check=False)
     if renamed.returncode != 0:  # e.g. git will not move a checkout holding submodules
         await discard_ready(top)
         return False
-    try:
-        # What `checkout -B` would do at the same commit, without re-reading every file.
-        await run_git(
-            path, "update-ref", "-m", "autofix: attempt", f"refs/heads/{branch}", base_sha
-        )
-        await run_git(path, "symbolic-ref", "HEAD", f"refs/heads/{branch}")
-    except BaseException:
-        with contextlib.suppress(GitError, OSError, ValueError):
-            await remove_worktree(top, Worktree(path, branch, base_sha, top), delete_branch=False)
-        raise
     return True
 
 

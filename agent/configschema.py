@@ -51,6 +51,8 @@ _SPEC = "config_setting"
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HTTP_URL = re.compile(r"^https?://[^/\s]+")
+# C0 (but tab), DEL and C1: a terminal may act on them when the value is shown.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 
 class ConfigError(ValueError):
@@ -140,11 +142,12 @@ def key_in(where: str, name: str) -> str:
 
 
 def _basic_string(text: str) -> str:
+    """``text`` as a TOML basic string; control characters (tab too) are escaped."""
     out = []
     for ch in text:
         if ch in '"\\':
             out.append("\\" + ch)
-        elif ord(ch) < 32 or ord(ch) == 127:
+        elif ch == "\t" or _CONTROL.match(ch):
             out.append(f"\\u{ord(ch):04x}")
         else:
             out.append(ch)
@@ -217,7 +220,7 @@ def text(*, empty_ok: bool = False) -> Reader[str]:
             raise wrong(key, "a string", value)
         if not empty_ok and not value.strip():
             raise ConfigError(f"{key}: must not be empty")
-        if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value):
+        if _CONTROL.search(value):
             raise ConfigError(f"{key}: must not contain control characters")
         return value
 

@@ -31,6 +31,7 @@ from agent.config import AgentConfig, SourceConfig
 from agent.guard import GuardedAssembler
 from agent.journald import CursorMarks, Entry, JournalSource
 from agent.occurrence import Occurrence, occurrence_of
+from agent.otlp import Delivery, Found, OtlpIntake
 from agent.outbox import Outbox
 from agent.problems import ProblemLog
 from agent.record import ErrorRecord
@@ -121,9 +122,12 @@ class Daemon:
         self.watches: list[_FileWatch] = []
         self.commands: list[tuple[SourceConfig, CommandSource]] = []
         self.journals: list[tuple[SourceConfig, JournalSource]] = []
+        self.intakes: list[OtlpIntake] = []
         for src in config.sources:
             if src.paths:
                 self.watches.append(_FileWatch(src, src.label, self._file_source(src)))
+            elif src.otlp is not None:
+                self.intakes.append(self._intake(src))
             elif src.journald is not None:
                 journal = JournalSource(
                     src.service,
@@ -186,15 +190,21 @@ class Daemon:
                 f"{where}: the parser failed and re-read the input line by line "
                 f"(nothing lost): {skipped[-1].reason}",
             )
-        return self._occurrences(parser.source, parser.label, records)
+        src = parser.source
+        return self._occurrences(src.service, src.app_root, parser.label, records)
 
     def _occurrences(
-        self, src: SourceConfig, label: str, records: Iterable[ErrorRecord]
+        self,
+        service: str,
+        app_root: str | None,
+        label: str,
+        records: Iterable[ErrorRecord],
+        host: str | None = None,
     ) -> list[Occurrence]:
         out = []
         for record in records:
             try:
-                out.append(occurrence_of(src.service, record, self.redactor, src.app_root))
+                out.append(occurrence_of(service, record, self.redactor, app_root, host))
             except Exception as exc:  # a bad record must never stop the agent
                 self.problems.report(
                     label, "record", f"skipped a record that could not be processed: {_where(exc)}"
@@ -452,6 +462,32 @@ class Daemon:
 
         await journal.run(on_entries)
 
+    def _intake(self, src: SourceConfig) -> OtlpIntake:
+        assert src.otlp is not None
+        return OtlpIntake(
+            src.otlp.host,
+            src.otlp.port,
+            label=src.label,
+            store=functools.partial(self._store_otlp, src),
+            report=functools.partial(self.problems.report, src.label),
+            max_line_bytes=self.config.detection.max_line_bytes,
+        )
+
+    def _store_otlp(self, src: SourceConfig, receipt: str, found: list[Found]) -> Delivery:
+        """Count one OTLP request's records under its receipt, in one transaction; a
+        record without ``service.name`` belongs to the source's service."""
+        occurrences: list[Occurrence] = []
+        for f in found:
+            service = f.service or src.service
+            occurrences += self._occurrences(service, src.app_root, src.label, [f.record], f.host)
+        refused = self.outbox.ingest_once(receipt, occurrences)
+        if refused is None:
+            return Delivery(duplicate=True)
+        if occurrences:
+            self._wake_settle.set()
+        reason = refused[-1].reason if refused else ""
+        return Delivery(len(occurrences) - len(refused), len(refused), reason)
+
     # --- housekeeping --------------------------------------------------------------------
 
     async def _settle_loop(self) -> None:
@@ -524,6 +560,9 @@ class Daemon:
         bodies += [
             (src.label, functools.partial(self._run_journal, src, journal), nothing)
             for src, journal in self.journals
+        ]
+        bodies += [
+            (intake.label, functools.partial(intake.serve, log), nothing) for intake in self.intakes
         ]
         return [asyncio.create_task(self._supervise(*body)) for body in bodies]
 

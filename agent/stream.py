@@ -92,11 +92,7 @@ def since_from_ssh_command(original: str, config_path: str | None) -> int:
 
 
 def _sources(config: AgentConfig) -> list[str]:
-    out = []
-    for src in config.sources:
-        what = ", ".join(src.paths) if src.paths else shlex.join(src.command)
-        out.append(f"{src.service}: {what}")
-    return out
+    return [src.label for src in config.sources]
 
 
 def _watch_stdin(gone: threading.Event) -> None:

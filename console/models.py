@@ -88,8 +88,22 @@ def epoch(stamp: str | None) -> float | None:
 
 
 def can_transition(old: State, new: State) -> bool:
-    """Whether the flow allows ``old -> new``; the UI uses it to grey out impossible keys."""
+    """Whether the flow allows ``old -> new``; the engine's ``actions`` is built on it."""
     return new in TRANSITIONS[State(old)]
+
+
+class Action(StrEnum):
+    """What a person can decide about an error or its attempt.
+
+    Which of them are possible for a given error and attempt is answered in one place,
+    ``Engine.actions``; keys, buttons and commands all ask it.
+    """
+
+    APPROVE = "approve"  # start a fix attempt for an error awaiting approval
+    PUBLISH = "publish"  # push a reviewed diff and open its pull request
+    SKIP = "skip"  # shelve the error (and discard its attempt's worktree)
+    RETRY = "retry"  # a new attempt from a clean base, optionally with an instruction
+    REOPEN = "reopen"  # bring a skipped error back to awaiting approval
 
 
 def action_name(old: State, new: State) -> str:

@@ -62,6 +62,19 @@ def require_tool(name: str) -> str:
     pytest.skip(message)
 
 
+def require_module(name: str) -> Any:
+    """Import a Python package from the dev extra, or fail (CI) / skip (local) without it."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        message = f"Python package {name} is not installed; `make test` installs the dev extra"
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+
 def require_demo_claude() -> Path:
     """The pinned Claude Code CLI ``autofix demo`` runs without a login (``.venv/claude``)."""
     from console.demo.claude_cli import PINNED_PREFIX, pinned_cli
@@ -169,6 +182,35 @@ def clone(tmp_path: Path, remote: Path) -> Path:
     git(work, "commit", "-q", "-m", "initial")
     git(work, "push", "-q", "origin", "main")
     return work
+
+
+@pytest.fixture
+async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+    """The engine's world (tests/engine_world.py): real agent stream, repo, Claude, GitHub."""
+    from tests.engine_world import open_world
+
+    async with open_world(tmp_path, monkeypatch) as w:
+        yield w
+
+
+@pytest.fixture
+def notifications() -> Callable[[Any], list[tuple[str, str]]]:
+    """Records what an app notifies from the moment it is attached, as (severity, message),
+    through the app's public ``notify``: kept after a toast times out (on a busy machine a
+    toast can be gone before the test gets to look at it)."""
+
+    def attach(app: Any) -> list[tuple[str, str]]:
+        seen: list[tuple[str, str]] = []
+        notify = app.notify
+
+        def recording(message: str, *args: Any, **kwargs: Any) -> None:
+            seen.append((str(kwargs.get("severity", "information")), str(message)))
+            notify(message, *args, **kwargs)
+
+        app.notify = recording
+        return seen
+
+    return attach
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tomllib
@@ -145,7 +146,7 @@ def test_bad_values_name_the_key(data: dict, problem: str) -> None:
         (
             {"sources": [{"service": "A", "paths": "/x", "wat": 1}]},
             "sources[0].wat: unknown key (expected one of app_root, command, from_beginning, "
-            "journald, paths, service)",
+            "journald, otlp, paths, service)",
         ),
         (
             {"detection": {"min_severity": "urgent"}},
@@ -191,6 +192,10 @@ def test_bad_values_name_the_key(data: dict, problem: str) -> None:
         ),
         ({"host": ""}, "host: must not be empty"),
         (
+            {"stream": {"\x1b[2J\x9b": 1}},
+            'stream."\\u001b[2J\\u009b": unknown key (expected one of heartbeat_seconds)',
+        ),
+        (
             {"detection": {"extra_critical_patterns": ["(?i)ledger"]}},
             "detection.extra_critical_patterns[0]: a global flag such as (?i) cannot be used "
             "here, where the patterns are joined into one expression; scope it to a group, "
@@ -219,7 +224,8 @@ def test_bad_values_name_the_key(data: dict, problem: str) -> None:
         ),
         (
             {"sources": [{"service": "A", "paths": "/a", "command": "tail -f /b"}]},
-            "sources[0].command: a source has one of 'paths', 'command' or 'journald', not "
+            "sources[0].command: a source has one of 'paths', 'command', 'journald' or 'otlp', "
+            "not "
             "'paths' and 'command'",
         ),
         (
@@ -267,8 +273,9 @@ def test_an_empty_document_takes_every_declared_default() -> None:
 def test_any_document_or_its_file_gives_a_config_or_an_error_naming_a_key(
     tmp_path_factory, document
 ):
-    path = tmp_path_factory.mktemp("cfg") / "agent.toml"
-    config = parsed_and_loaded_alike(parse_config, load_config, AgentConfig, document, path)
+    config = parsed_and_loaded_alike(
+        parse_config, load_config, AgentConfig, document, tmp_path_factory.mktemp("cfg")
+    )
     if config is not None:  # what the daemon builds from a config works with any valid one
         assert all(s.paths or s.command or s.journald for s in config.sources)
         assert classify("Error: ledger mismatch", 1, config.detection) in SEVERITIES
@@ -326,7 +333,8 @@ def test_any_file_content_gives_a_config_or_an_error_naming_the_file(tmp_path_fa
     try:
         load_config(path)
     except ConfigError as exc:
-        assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc), str(exc)
+        assert str(exc).startswith(f"{path}: "), str(exc)
+        assert not re.search(r"[\x00-\x1f\x7f-\x9f]", str(exc)), str(exc)
 
 
 @config_table

@@ -20,7 +20,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from console.models import AttemptRow, DecisionRow, ErrorRow
-from console.store import Store
+from console.screens.background import run_guarded
+from console.screens.data import ScreenData
 from console.widgets.labels import age, money, severity_text, state_text
 
 SAMPLES = 3
@@ -98,10 +99,10 @@ def heading(text: str) -> Text:
 class DetailScreen(Screen[None]):
     BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("q", "app.pop_screen", "Back")]
 
-    def __init__(self, error: ErrorRow, store: Store, clock: Callable[[], float]) -> None:
+    def __init__(self, error: ErrorRow, data: ScreenData, clock: Callable[[], float]) -> None:
         super().__init__()
         self.error = error
-        self._store = store
+        self._data = data
         self._clock = clock
 
     def compose(self) -> ComposeResult:
@@ -111,24 +112,24 @@ class DetailScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.run_worker(self._load, exclusive=True, group="detail")
+        self._reload()
+
+    def _reload(self) -> None:
+        what = f"loading the detail of error {self.error.id}"
+        run_guarded(self, self._load, what=what, group="detail", exclusive=True)
 
     async def _load(self) -> None:
-        store = self._store
-        error = await store.error(self.error.id) or self.error
-        samples = await store.samples(error.id, SAMPLES)
-        attempts = await store.attempts(error_id=error.id)
-        decisions = await store.decisions(error_id=error.id)
-        self.error = error
+        detail = await self._data.detail(self.error.id, SAMPLES)
+        self.error = detail.error or self.error
         self.query_one("#detail-body", Static).update(
-            self._render_body(samples, attempts, decisions)
+            self._render_body(detail.samples, detail.attempts, detail.decisions)
         )
 
     def refresh_error(self, error: ErrorRow) -> None:
         """A live update of the error shown (count, state): re-read its history too."""
         if error.id == self.error.id:
             self.error = error
-            self.run_worker(self._load, exclusive=True, group="detail")
+            self._reload()
 
     def _render_body(
         self, samples: list[str], attempts: list[AttemptRow], decisions: list[DecisionRow]

@@ -214,7 +214,10 @@ class Engine:
             queue = asyncio.Queue(maxsize=INGEST_BATCH * 4)
             self._ingest_queues[host] = queue
             self._ingest_tasks[host] = asyncio.create_task(self._ingest_loop(host, queue))
-        await queue.put(event)
+        if queue.full():
+            await queue.put(event)  # the store is behind: the link waits for it
+        else:
+            queue.put_nowait(event)
 
     async def _ingest_loop(self, host: str, queue: asyncio.Queue[Received]) -> None:
         """Store a host's events in batches: one transaction per burst, not per line."""

@@ -152,6 +152,8 @@ class Engine:
         await self._recover()
         for i in range(max(1, self.config.concurrency)):
             self._workers.append(asyncio.create_task(self._worker(), name=f"fix-worker-{i}"))
+        for service in self.config.services:
+            self._runner.refill(service)
         if links and self.config.hosts:
             self._links = LinkManager(
                 self.config.hosts,
@@ -177,6 +179,7 @@ class Engine:
         for task in self._ingest_tasks.values():
             task.cancel()
         await asyncio.gather(*self._ingest_tasks.values(), return_exceptions=True)
+        await self._runner.close()
         await self.store.close()
 
     @property
@@ -552,6 +555,10 @@ class Engine:
     async def wait_idle(self) -> None:
         """Wait until every queued attempt has finished (for the CLI and tests)."""
         await self._queue.join()
+
+    async def wait_ready_worktrees(self) -> None:
+        """Wait until the spare worktrees being prepared are ready (for benches and tests)."""
+        await self._runner.spares_ready()
 
 
 def _flow(error: ErrorRow, attempt: AttemptRow | None, *, fixable: bool) -> frozenset[Action]:

@@ -361,6 +361,13 @@ class WorktreeConfig:
         read=boolean(),
         doc="delete the branch when a skipped or failed attempt's worktree is removed",
     )
+    keep_ready: bool = setting(
+        default=True,
+        read=boolean(),
+        doc="keep a spare checkout of each service's base at `<repo>/.worktrees/ready`, so an "
+        "attempt starts without checking the repository out (one more checkout on disk per "
+        "service)",
+    )
 
 
 def _unique_names(items: Sequence[HostConfig | ServiceConfig], section: str) -> None:

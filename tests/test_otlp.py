@@ -82,18 +82,23 @@ def _errors(config: Path, want: int, timeout: float = 30) -> dict[str, ErrorEven
     return {e.message: e for e in events}
 
 
-def _latest_counts(config: Path, settle: float = 1.5) -> dict[str, int]:
-    """Each group's latest count on the stream by its first message, read after the
-    updates have settled."""
-    time.sleep(settle)
-    lines = read_stream(config, 0, 3, 10**6)
+def _counts(lines: list) -> dict[str, int]:
+    """Each group's latest count on the stream, by the message of its first event."""
     names: dict[str, str] = {}
     counts: dict[str, int] = {}
     for event in lines:
         if isinstance(event, ErrorEvent):
-            name = names.setdefault(event.fingerprint, event.message)
-            counts[name] = event.count
+            counts[names.setdefault(event.fingerprint, event.message)] = event.count
     return counts
+
+
+def _counts_reach(config: Path, expected: dict[str, int], timeout: float = 30) -> None:
+    """The stream's counts reach exactly ``expected`` (updates may still be settling), and
+    stay there: a second read a moment later says the same."""
+    lines = read_stream(config, 0, timeout, 10**6, done=lambda seen: _counts(seen) == expected)
+    assert _counts(lines) == expected
+    time.sleep(1.0)
+    assert _counts(read_stream(config, 0, 2, 10**6)) == expected, "counts moved past the total"
 
 
 # --- the OpenTelemetry SDK -------------------------------------------------------------------
@@ -184,13 +189,11 @@ def test_sdk_exporter_errors_are_one_group_per_fault_with_exact_counts_class_and
     errors = _errors(config, want=3)
     by_type = {e.error_type: e for e in errors.values()}
     assert sorted(by_type) == ["Error", "KeyError", "ValueError"], errors
-    counts = _latest_counts(config)
     charged = by_type["ValueError"]
-    assert counts == {
-        charged.message: 3,
-        by_type["KeyError"].message: 2,
-        by_type["Error"].message: 1,
-    }
+    _counts_reach(
+        config,
+        {charged.message: 3, by_type["KeyError"].message: 2, by_type["Error"].message: 1},
+    )
     assert charged.service == "checkout" and charged.host == "web-7"
     assert charged.stack[0] == "Traceback (most recent call last):"
     assert any("in charge" in line for line in charged.stack), charged.stack
@@ -281,7 +284,8 @@ def test_a_batch_retried_after_its_answer_was_dropped_is_counted_once(
     assert proxy.dropped == 1 and proxy.forwarded[:2] == [200, 200], proxy.forwarded
     errors = _errors(config, want=1)
     assert [e.error_type for e in errors.values()] == ["ValueError"]
-    assert list(_latest_counts(config).values()) == [5]
+    (charged,) = errors.values()
+    _counts_reach(config, {charged.message: 5})
     assert "already stored (a retry after a lost answer)" in agent.said()
 
 
@@ -498,7 +502,10 @@ def test_otlp_json_posted_by_plain_http_as_vector_and_fluent_bit_send_it(
         "RangeError",
         "GET /health",
     )
-    assert not any("quiet" in m for m in _latest_counts(config))
+    _counts_reach(
+        config,
+        {"cannot reserve 3 of SKU6": 1, user.message: 1, probe.message: 1},
+    )
 
 
 def test_protobuf_without_the_otlp_extra_is_refused_with_415_naming_the_extra(

@@ -241,6 +241,19 @@ def test_a_batch_the_outbox_cannot_commit_is_answered_503_and_its_retry_is_count
     assert _groups(daemon) == {"locked out": 1}
 
 
+def test_a_receipt_is_forgotten_after_a_day_so_the_same_bytes_count_again(
+    daemon: Daemon,
+) -> None:
+    outbox = daemon.outbox
+    day = 86400.0
+    assert outbox.ingest_once("digest-1", [], now=1000.0) == []
+    assert outbox.ingest_once("digest-1", [], now=1000.0 + day / 2) is None
+    outbox.prune(daemon.config, now=1000.0 + day / 2)
+    assert outbox.ingest_once("digest-1", [], now=1000.0 + day / 2) is None
+    outbox.prune(daemon.config, now=1001.0 + day)
+    assert outbox.ingest_once("digest-1", [], now=1001.0 + day) == []
+
+
 def test_an_older_database_gains_the_host_column_and_keeps_its_groups(tmp_path: Path) -> None:
     db = tmp_path / "agent.db"
     old = sqlite3.connect(db)

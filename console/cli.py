@@ -56,7 +56,7 @@ def cmd_fix(args: argparse.Namespace) -> int:
 def cmd_console(args: argparse.Namespace) -> int:
     from console.app import main as console_main
 
-    return console_main(_load(args.config))
+    return console_main(_load(args.config), Path(args.config or default_config_path()))
 
 
 # --- demo ------------------------------------------------------------------------------------

@@ -19,9 +19,9 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Literal, Protocol
 
 from agent.wire import ErrorEvent, Hello
@@ -78,6 +78,8 @@ class Engine:
         self._runner = AttemptRunner(
             config, store, emit=self._emit, notify=self.notify, changed=self._emit_attempt
         )
+        # The file the config came from, which reload_config reads again (None: unknown).
+        self.config_path: Path | None = None
         self._hold_shown: QueueHold | None = None
         self.gate = QueueGate(
             config.claude.daily_budget_usd, spent_today=self._spent_on, publish=self._on_hold
@@ -157,6 +159,7 @@ class Engine:
             return
         self._started = True
         await self._recover()
+        await self.gate.refresh()  # today's cost for the header from the start
         for i in range(max(1, self.config.concurrency)):
             self._workers.append(asyncio.create_task(self._worker(), name=f"fix-worker-{i}"))
         for service in self.config.services:
@@ -592,10 +595,14 @@ class Engine:
         elif before is not None and before.held and not hold.held:
             self.notify("info", "the fix queue resumes")
 
-    async def reload_config(self, path: str | os.PathLike[str] | None = None) -> CommandResult:
-        """Read the config file again and take its ``[claude]`` section (budgets, model,
-        limits) for the attempts that start from now on; other sections need a restart.
-        A bad file changes nothing and the answer names the key."""
+    async def reload_config(self, path: Path | None = None) -> CommandResult:
+        """Read the config file (``path``, else the one it came from) again and take its
+        ``[claude]`` section (budgets, model, limits) for the attempts that start from now
+        on; other sections need a restart. A bad file changes nothing and the answer names
+        the key."""
+        path = path or self.config_path
+        if path is None:
+            return CommandResult(False, "config not reloaded: this console has no config file")
         try:
             fresh = await asyncio.to_thread(load_config, path)
         except ConfigError as exc:

@@ -47,6 +47,7 @@ class EngineData:
             attempts=attempts,
             attempt_errors=older,
             claude=self._claude,
+            hold=engine.gate.hold,
         )
 
     async def attempt(self, attempt_id: int) -> AttemptRow | None:

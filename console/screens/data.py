@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from console.budget import QueueHold
 from console.fix.claude_state import ClaudeState
 from console.link import LinkStatus
 from console.models import Action, AttemptRow, DecisionRow, ErrorRow
@@ -28,6 +29,8 @@ class Overview:
     attempt_errors: list[ErrorRow] = field(default_factory=list)
     # What the header and the Claude panel say about Claude (None: nothing to say).
     claude: ClaudeState | None = None
+    # What today's attempts cost and what holds the queue (the daily budget, a rate limit).
+    hold: QueueHold | None = None
 
 
 @dataclass(frozen=True)

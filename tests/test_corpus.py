@@ -260,6 +260,7 @@ _PACKAGES = (
     "bunyan",
     "typescript",
     "pm2",
+    "next",
 )
 
 

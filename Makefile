@@ -36,6 +36,8 @@ format:
 
 bench: setup
 	$(BIN)/python tests/bench/bench_agent.py
+	$(BIN)/python tests/bench/bench_latency.py
 	$(BIN)/python tests/bench/bench_ingest.py --batch 500
+	$(BIN)/python tests/bench/bench_store.py
 	$(BIN)/python tests/bench/bench_console.py
 	$(BIN)/python tests/bench/bench_tui.py

@@ -103,6 +103,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         if src.journald is not None:
             failures += _check_journald(i, src)
             continue
+        if src.otlp is not None:
+            failures += _check_otlp(i, src)
+            continue
         if src.command:
             exe = src.command[0]
             found = exe if os.path.isabs(exe) and os.access(exe, os.X_OK) else None
@@ -146,6 +149,40 @@ def _check_journald(index: int, src: SourceConfig) -> int:
         print(f"FAIL {name}: journal {', '.join(missing)} does not exist")
         return 1
     print(f"ok   {name}: {src.journald.describe()} with {found}")
+    return 0
+
+
+def _check_otlp(index: int, src: SourceConfig) -> int:
+    """The address can be listened on (or is already, by a running agent), and whether
+    protobuf bodies can be read here."""
+    import errno
+    import importlib.util
+    import socket
+
+    from agent.otlp import is_loopback
+
+    assert src.otlp is not None
+    name = f"sources[{index}] {src.otlp.describe()}"
+    try:
+        proto = importlib.util.find_spec("opentelemetry.proto") is not None
+    except (ImportError, ValueError):
+        proto = False
+    bodies = "JSON and protobuf" if proto else "JSON only (install levautofix[otlp] for protobuf)"
+    try:
+        infos = socket.getaddrinfo(src.otlp.host, src.otlp.port, type=socket.SOCK_STREAM)
+        family, kind, _, _, address = infos[0]
+        with socket.socket(family, kind) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            print(f"ok   {name}: in use (by the running agent?); accepts {bodies}")
+            return 0
+        print(f"FAIL {name}: cannot listen there: {exc.strerror or exc}")
+        return 1
+    if not is_loopback(src.otlp.host):
+        print(f"warn {name}: not a loopback address; anyone who can reach it can send records")
+    print(f"ok   {name}: can listen; accepts {bodies}")
     return 0
 
 

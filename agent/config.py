@@ -8,14 +8,19 @@ README's "Agent config reference" is checked against them.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import shlex
 import socket
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agent.configschema import (
     ConfigError,
     Invalid,
+    Section,
     boolean,
     config_table,
     env_name,
@@ -91,6 +96,45 @@ def _words(value: object, key: str) -> tuple[str, ...]:
 _STRINGS = text()
 _WORDS = many(text(empty_ok=True), "strings")
 
+# The service of an OTLP record that carries no ``service.name`` (OpenTelemetry's default).
+OTLP_DEFAULT_SERVICE = "unknown_service"
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+
+
+@dataclass(frozen=True)
+class OtlpConfig:
+    """Where an ``otlp`` source listens for OTLP/HTTP logs (``POST /v1/logs``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 4318
+
+    def describe(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"otlp {host}:{self.port}"
+
+
+def _otlp_address(value: object, key: str) -> OtlpConfig:
+    """``"127.0.0.1:4318"``, ``"[::1]:4318"``, ``"0.0.0.0:4318"``, or a port alone."""
+    if not isinstance(value, str):
+        raise wrong(key, 'an address such as "127.0.0.1:4318"', value)
+    given = value.strip()
+    host, port_text = "127.0.0.1", given
+    if given.startswith("["):
+        inside, bracket, rest = given[1:].partition("]")
+        if not bracket or not rest.startswith(":"):
+            raise ConfigError(f"{key}: {given!r} must look like [::1]:4318")
+        host, port_text = inside, rest[1:]
+    elif ":" in given:
+        host, _, port_text = given.rpartition(":")
+    if not port_text.isascii() or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ConfigError(f"{key}: port must be a number from 1 to 65535, got {port_text!r}")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if ":" in host or not _HOST_NAME.fullmatch(host):
+            raise ConfigError(f"{key}: {host!r} is not an IP address or host name") from None
+    return OtlpConfig(host=host, port=int(port_text))
+
 
 @config_table
 class JournaldConfig:
@@ -146,18 +190,20 @@ class JournaldConfig:
 
 @config_table
 class SourceConfig:
-    """One thing the agent follows: log files, a command's output, or the journal."""
+    """One thing the agent follows: log files, a command's output, the journal, or the
+    OTLP/HTTP logs shippers send."""
 
     service: str = setting(
         required="every source needs a service name",
         read=_STRINGS,
-        doc="service name the errors belong to",
+        doc="service name the errors belong to; for an `otlp` source, of records without "
+        f"`service.name` (default `{OTLP_DEFAULT_SERVICE}`)",
     )
     paths: tuple[str, ...] = setting(
         default=(),
         read=many(then(_STRINGS, _home), "glob patterns", single_ok=True),
         doc="globs (`*`, `**`, `~`); files appearing later are picked up from their start; "
-        "a source has one of `paths`, `command` or `journald`",
+        "a source has one of `paths`, `command`, `journald` or `otlp`",
     )
     command: tuple[str, ...] = setting(
         default=(),
@@ -167,9 +213,15 @@ class SourceConfig:
     )
     journald: JournaldConfig | None = setting(
         default=None,
-        read=section(JournaldConfig),
+        read=Section(JournaldConfig),
         doc="the journal instead of files: a table of the keys below, every key optional "
         "(`{}` is the whole journal)",
+    )
+    otlp: OtlpConfig | None = setting(
+        default=None,
+        read=_otlp_address,
+        doc='receive OTLP/HTTP logs (`POST /v1/logs`) on this address: `"127.0.0.1:4318"`, '
+        '`"[::1]:4318"`, `"0.0.0.0:4318"` or a port alone (see OTLP intake)',
     )
     from_beginning: bool = setting(
         default=False,
@@ -182,14 +234,26 @@ class SourceConfig:
         doc="the app's root path, stripped from frame paths before fingerprinting",
     )
 
+    @classmethod
+    def prepare_table(cls, table: dict[str, Any]) -> dict[str, Any]:
+        """An ``otlp`` source's records name their own services: its ``service`` is optional."""
+        if "otlp" in table and "service" not in table:
+            return {**table, "service": OTLP_DEFAULT_SERVICE}
+        return table
+
     def cross_check(self) -> None:
-        given = (("paths", self.paths), ("command", self.command), ("journald", self.journald))
+        given = (
+            ("paths", self.paths),
+            ("command", self.command),
+            ("journald", self.journald),
+            ("otlp", self.otlp),
+        )
         kinds = [name for name, value in given if value]
         if not kinds:
-            raise Invalid("a source needs 'paths', 'command' or 'journald'", "paths")
+            raise Invalid("a source needs 'paths', 'command', 'journald' or 'otlp'", "paths")
         if len(kinds) > 1:
             raise Invalid(
-                "a source has one of 'paths', 'command' or 'journald', "
+                "a source has one of 'paths', 'command', 'journald' or 'otlp', "
                 f"not {' and '.join(repr(k) for k in kinds)}",
                 kinds[1],
             )
@@ -199,6 +263,9 @@ class SourceConfig:
         """How the source is named in messages and in the outbox (its health, its cursor)."""
         if self.journald is not None:
             return f"{self.service}: {self.journald.describe()}"
+        if self.otlp is not None:
+            # Its records name their own services.
+            return self.otlp.describe()
         return f"{self.service}: {', '.join(self.paths) or ' '.join(self.command)}"
 
 
@@ -229,14 +296,15 @@ class DetectionConfig:
     )
     critical_patterns: tuple[str, ...] = setting(
         default=DEFAULT_CRITICAL_PATTERNS,
-        read=many(regex(), "regular expressions"),
+        read=many(regex(alternative=True), "regular expressions"),
         shown="Mongo errors, ECONNREFUSED, JWT errors, database down, out of memory / heap limit",
-        doc="regexes (case-insensitive) that make an error critical; replaces the defaults",
+        doc="regexes (case-insensitive) that make an error critical, joined into one "
+        "expression (so a flag must be scoped, `(?s:...)`); replaces the defaults",
     )
     extra_critical_patterns: tuple[str, ...] = setting(
         default=(),
-        read=many(regex(), "regular expressions"),
-        doc="regexes added to `critical_patterns`",
+        read=many(regex(alternative=True), "regular expressions"),
+        doc="regexes added to `critical_patterns`, under the same rules",
     )
     high_count: int = setting(
         default=10, read=integer(minimum=1), doc="occurrence count that makes an error high"
@@ -248,6 +316,12 @@ class DetectionConfig:
         default=64 * 1024,
         read=integer(minimum=256),
         doc="longer lines are cut with a visible marker",
+    )
+    record_wait_seconds: float = setting(
+        default=0.1,
+        read=number(minimum=0.0),
+        doc="how long a record at the end of a log waits for more of its lines (a stack still "
+        "being written) before it is counted; a record another line follows is counted at once",
     )
 
     def cross_check(self) -> None:
@@ -325,25 +399,24 @@ class AgentConfig:
         shown="the hostname",
         doc="name of this host in events",
     )
-    sources: tuple[SourceConfig, ...] = setting(
-        default=(), read=tables(SourceConfig), doc="what the agent follows ([[sources]])"
-    )
-    detection: DetectionConfig = setting(
-        default_factory=DetectionConfig, read=section(DetectionConfig), doc="detection rules"
-    )
-    retention: RetentionConfig = setting(
-        default_factory=RetentionConfig, read=section(RetentionConfig), doc="outbox retention"
-    )
-    redaction: RedactionConfig = setting(
-        default_factory=RedactionConfig, read=section(RedactionConfig), doc="extra redaction"
-    )
-    stream: StreamConfig = setting(
-        default_factory=StreamConfig, read=section(StreamConfig), doc="the stream command"
-    )
+    sources: tuple[SourceConfig, ...] = tables(SourceConfig, "what the agent follows ([[sources]])")
+    detection: DetectionConfig = section(DetectionConfig, "detection rules")
+    retention: RetentionConfig = section(RetentionConfig, "outbox retention")
+    redaction: RedactionConfig = section(RedactionConfig, "extra redaction")
+    stream: StreamConfig = section(StreamConfig, "the stream command")
 
     def cross_check(self) -> None:
         file_services: set[str] = set()
+        listening: set[OtlpConfig] = set()
         for i, src in enumerate(self.sources):
+            if src.otlp is not None:
+                if src.otlp in listening:
+                    raise Invalid(
+                        "another otlp source already listens on "
+                        f"{src.otlp.describe().removeprefix('otlp ')}",
+                        f"sources[{i}].otlp",
+                    )
+                listening.add(src.otlp)
             if src.paths and src.service in file_services:
                 raise Invalid(
                     f"another file source already uses {src.service!r}; "

@@ -19,7 +19,8 @@ Adding a key is one declaration in its table class, for example::
         default=2, read=integer(minimum=0), doc="test-and-retry rounds after Claude's first edit"
     )
 
-then one row in the README's config reference table, which ``tests/test_readme.py`` checks
+(a nested table is ``section(Table, doc)``, an array of tables ``tables(Table, doc)``), then
+one row in the README's config reference table, which ``tests/test_readme.py`` checks
 against the declarations (its failure message prints the rows it expects). Rules that tie
 keys together (``max_settle_seconds`` at least ``settle_seconds``) go in the class's
 ``cross_check(self)`` method, which raises :class:`Invalid` naming the key at fault; a
@@ -50,6 +51,8 @@ _SPEC = "config_setting"
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HTTP_URL = re.compile(r"^https?://[^/\s]+")
+# C0 (but tab), DEL and C1: a terminal may act on them when the value is shown.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 
 class ConfigError(ValueError):
@@ -139,11 +142,12 @@ def key_in(where: str, name: str) -> str:
 
 
 def _basic_string(text: str) -> str:
+    """``text`` as a TOML basic string; control characters (tab too) are escaped."""
     out = []
     for ch in text:
         if ch in '"\\':
             out.append("\\" + ch)
-        elif ord(ch) < 32 or ord(ch) == 127:
+        elif ch == "\t" or _CONTROL.match(ch):
             out.append(f"\\u{ord(ch):04x}")
         else:
             out.append(ch)
@@ -216,7 +220,7 @@ def text(*, empty_ok: bool = False) -> Reader[str]:
             raise wrong(key, "a string", value)
         if not empty_ok and not value.strip():
             raise ConfigError(f"{key}: must not be empty")
-        if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value):
+        if _CONTROL.search(value):
             raise ConfigError(f"{key}: must not contain control characters")
         return value
 
@@ -245,14 +249,20 @@ def boolean() -> Reader[bool]:
     return read
 
 
-def integer(*, minimum: int | None = None, maximum: int | None = None) -> Reader[int]:
+#: TOML integers are 64-bit signed; Python's TOML reader returns bigger ones without a word.
+_INT64 = 2**63
+
+
+def integer(*, minimum: int = -_INT64, maximum: int = _INT64 - 1) -> Reader[int]:
+    """An integer (not a boolean, not a float) from ``minimum`` to ``maximum``."""
+
     def read(value: object, key: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise wrong(key, "an integer", value)
-        if minimum is not None and value < minimum:
-            raise ConfigError(f"{key}: must be at least {minimum}, got {value}")
-        if maximum is not None and value > maximum:
-            raise ConfigError(f"{key}: must be at most {maximum}, got {value}")
+        if value < minimum:
+            raise ConfigError(f"{key}: must be at least {minimum}, got {shown_value(value)}")
+        if value > maximum:
+            raise ConfigError(f"{key}: must be at most {maximum}, got {shown_value(value)}")
         return value
 
     return read
@@ -273,19 +283,22 @@ def number(*, minimum: float | None = None, positive: bool = False) -> Reader[fl
         if not math.isfinite(result):
             raise ConfigError(f"{key}: must be a finite number, got {shown_value(value)}")
         if minimum is not None and result < minimum:
-            raise ConfigError(f"{key}: must be at least {minimum}, got {value}")
+            raise ConfigError(f"{key}: must be at least {minimum}, got {shown_value(value)}")
         return result
 
     return read
 
 
 def one_of(choices: Sequence[str]) -> Reader[str]:
+    """One of a few words; a near miss gets the closest word suggested."""
     listed = ", ".join(toml_literal(c) for c in choices)
 
     def read(value: object, key: str) -> str:
-        if not isinstance(value, str) or value not in choices:
-            raise ConfigError(f"{key}: must be one of {listed}, got {shown_value(value)}")
-        return value
+        if isinstance(value, str) and value in choices:
+            return value
+        close = difflib.get_close_matches(value, choices, n=1) if isinstance(value, str) else []
+        hint = f" (did you mean {toml_literal(close[0])}?)" if close else ""
+        raise ConfigError(f"{key}: expected one of {listed}, got {shown_value(value)}{hint}")
 
     return read
 
@@ -295,17 +308,39 @@ def path() -> Reader[Path]:
     return then(text(), lambda raw: Path(os.path.expanduser(raw)))
 
 
-def _compiled(pattern: str) -> str:
+def _compiles(pattern: str) -> str | None:
+    """Why ``pattern`` does not compile, or None when it does."""
     try:
         re.compile(pattern)
     except (re.error, RecursionError, OverflowError, ValueError) as exc:
-        raise Invalid(f"not a valid regular expression: {exc}") from None
+        return str(exc)
+    return None
+
+
+def _regex(pattern: str) -> str:
+    problem = _compiles(pattern)
+    if problem:
+        raise Invalid(f"not a valid regular expression: {problem}")
     return pattern
 
 
-def regex() -> Reader[str]:
-    """A regular expression (Python ``re`` syntax), kept as its source text."""
-    return then(text(), _compiled)
+def _alternative(pattern: str) -> str:
+    _regex(pattern)
+    if _compiles(f"(?:{pattern})"):
+        raise Invalid(
+            "a global flag such as (?i) cannot be used here, where the patterns are joined "
+            "into one expression; scope it to a group, e.g. (?i:...)"
+        )
+    return pattern
+
+
+def regex(*, alternative: bool = False) -> Reader[str]:
+    """A regular expression (Python ``re`` syntax), kept as its source text.
+
+    ``alternative``: it must also work as one alternative of a larger expression (as
+    ``(?:pattern)``), which refuses global flags such as a leading ``(?i)``.
+    """
+    return then(text(), _alternative if alternative else _regex)
 
 
 def env_name_problem(name: str) -> str | None:
@@ -393,12 +428,17 @@ class Section(Generic[T]):
         return tuple(parse_table(self.table, raw, f"{key}[{i}]") for i, raw in enumerate(value))
 
 
-def section(table: type[T]) -> Section[T]:
-    return Section(table)
+def section(table: type[Any], doc: str) -> Any:
+    """Declare a nested table (``[detection]``); left out, it holds its keys' defaults.
+
+    A declaration, like :func:`setting`: ``detection: DetectionConfig = section(...)``.
+    """
+    return setting(default_factory=table, read=Section(table), doc=doc)
 
 
-def tables(table: type[T]) -> Section[T]:
-    return Section(table, array=True)
+def tables(table: type[Any], doc: str) -> Any:
+    """Declare an array of tables (``[[sources]]``); left out, it is empty."""
+    return setting(default=(), read=Section(table, array=True), doc=doc)
 
 
 # --- a whole table -----------------------------------------------------------------------------

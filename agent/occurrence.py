@@ -15,15 +15,26 @@ from agent.redact import Redactor, redact_record
 
 @dataclass(frozen=True)
 class Occurrence:
-    """One error occurrence ready to be counted: the redacted record and its group key."""
+    """One error occurrence ready to be counted: the redacted record and its group key.
+
+    ``host`` is the host the record says it came from (an OTLP resource's ``host.name``),
+    None for what this host's own logs hold.
+    """
 
     service: str
     fingerprint: str
     record: ErrorRecord
+    host: str | None = None
 
 
 def occurrence_of(
-    service: str, record: ErrorRecord, redactor: Redactor, app_root: str | None = None
+    service: str,
+    record: ErrorRecord,
+    redactor: Redactor,
+    app_root: str | None = None,
+    host: str | None = None,
 ) -> Occurrence:
     clean = redact_record(record, redactor)
-    return Occurrence(service=service, fingerprint=fingerprint(clean, app_root), record=clean)
+    return Occurrence(
+        service=service, fingerprint=fingerprint(clean, app_root), record=clean, host=host
+    )

@@ -21,6 +21,7 @@ from pathlib import Path
 from agent.classify import classify, error_text, meets
 from agent.config import AgentConfig, DetectionConfig
 from agent.occurrence import Occurrence
+from agent.record import in_app_flags
 from agent.sanitize import dumps, safe_text
 from agent.tail import Position
 from agent.wire import ErrorEvent, encode_unsequenced, iso
@@ -53,6 +54,8 @@ CREATE TABLE IF NOT EXISTS groups (
     last_arrival REAL NOT NULL,
     relayed INTEGER NOT NULL DEFAULT 0,
     severity TEXT NOT NULL DEFAULT 'low',
+    in_app TEXT,
+    host TEXT,
     PRIMARY KEY (service, fingerprint)
 );
 CREATE INDEX IF NOT EXISTS groups_pending ON groups (pending) WHERE pending > 0;
@@ -67,12 +70,32 @@ CREATE TABLE IF NOT EXISTS source_health (
     last_error TEXT NOT NULL,
     last_failure REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS receipts (
+    digest TEXT PRIMARY KEY,
+    received REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     created REAL NOT NULL,
     payload TEXT NOT NULL
 );
 """
+
+
+# How long the digest of a received OTLP batch is kept to recognise a retried copy:
+# shippers give up retrying within minutes.
+RECEIPT_SECONDS = 86400.0
+# Columns added since a database was first created, with their types.
+_ADDED_COLUMNS = (("in_app", "TEXT"), ("host", "TEXT"))
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Columns added since a database was created: nullable, so an older agent can still
+    read and write the file."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(groups)")}
+    for column, kind in _ADDED_COLUMNS:
+        if column not in columns:
+            conn.execute(f"ALTER TABLE groups ADD COLUMN {column} {kind}")
 
 
 @dataclass(frozen=True)
@@ -132,6 +155,7 @@ class Outbox:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
+            _add_missing_columns(conn)
         except (OSError, sqlite3.Error) as exc:
             raise OutboxError(f"cannot open state database {path}: {exc}") from None
         outbox = cls(conn, host)
@@ -210,15 +234,8 @@ class Outbox:
         of it is stored.
         """
         arrival = time.time() if now is None else now
-        arrival_iso = iso(arrival)
-        refused: list[NotStored] = []
         with self._tx() as conn:
-            for occ in occurrences:
-                try:
-                    self._count(conn, occ, arrival, arrival_iso)
-                except (sqlite3.DataError, sqlite3.IntegrityError, ValueError) as exc:
-                    # SQLite undoes just the failed statement; the transaction goes on.
-                    refused.append(NotStored(occ, f"{type(exc).__name__}: {exc}"))
+            refused = self._count_all(conn, occurrences, arrival)
             for service, pos in positions:
                 conn.execute(
                     "INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?, ?, ?)",
@@ -230,6 +247,36 @@ class Outbox:
                 conn.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?)", (source, cursor))
         return refused
 
+    def ingest_once(
+        self, receipt: str, occurrences: Sequence[Occurrence], now: float | None = None
+    ) -> list[NotStored] | None:
+        """Count occurrences that arrived together under ``receipt`` (a digest of what the
+        sender sent), unless that receipt was already committed: then nothing is counted
+        and None is returned. The receipt is kept in the same transaction as the counts,
+        so a sender retrying a batch whose answer it never got is counted once."""
+        arrival = time.time() if now is None else now
+        with self._tx() as conn:
+            known = conn.execute(
+                "INSERT OR IGNORE INTO receipts VALUES (?, ?)", (receipt, arrival)
+            ).rowcount
+            if not known:
+                return None
+            return self._count_all(conn, occurrences, arrival)
+
+    def _count_all(
+        self, conn: sqlite3.Connection, occurrences: Sequence[Occurrence], arrival: float
+    ) -> list[NotStored]:
+        """Count each occurrence; one the database refuses is left out and returned."""
+        arrival_iso = iso(arrival)
+        refused: list[NotStored] = []
+        for occ in occurrences:
+            try:
+                self._count(conn, occ, arrival, arrival_iso)
+            except (sqlite3.DataError, sqlite3.IntegrityError, ValueError) as exc:
+                # SQLite undoes just the failed statement; the transaction goes on.
+                refused.append(NotStored(occ, f"{type(exc).__name__}: {exc}"))
+        return refused
+
     @staticmethod
     def _count(conn: sqlite3.Connection, occ: Occurrence, arrival: float, arrival_iso: str) -> None:
         rec = occ.record
@@ -237,18 +284,21 @@ class Outbox:
         conn.execute(
             """
             INSERT INTO groups (service, fingerprint, error_type, message, stack, route,
-                count, pending, first_seen, last_seen, pending_since, last_arrival)
-            VALUES (?, ?, ?, ?, ?, ?, 1, 1, ?, ?, ?, ?)
+                count, pending, first_seen, last_seen, pending_since, last_arrival, in_app,
+                host)
+            VALUES (?, ?, ?, ?, ?, ?, 1, 1, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (service, fingerprint) DO UPDATE SET
                 count = count + 1,
                 pending = pending + 1,
                 message = excluded.message,
                 stack = excluded.stack,
+                in_app = excluded.in_app,
                 route = COALESCE(excluded.route, route),
                 first_seen = MIN(first_seen, excluded.first_seen),
                 last_seen = MAX(last_seen, excluded.last_seen),
                 pending_since = COALESCE(pending_since, excluded.pending_since),
-                last_arrival = excluded.last_arrival
+                last_arrival = excluded.last_arrival,
+                host = excluded.host
             """,
             (
                 occ.service,
@@ -261,6 +311,8 @@ class Outbox:
                 seen,
                 arrival,
                 arrival,
+                dumps(in_app_flags(rec.stack, rec.frames)),
+                occ.host,
             ),
         )
 
@@ -319,19 +371,23 @@ class Outbox:
         with self._tx() as conn:
             rows = conn.execute(
                 f"""SELECT service, fingerprint, error_type, message, stack, route, count,
-                           first_seen, last_seen, relayed
+                           first_seen, last_seen, relayed, in_app, host
                     FROM groups WHERE {self._due_clause()}
                     ORDER BY last_arrival""",
                 params,
             ).fetchall()
-            for service, fp, etype, message, stack_json, route, count, first, last, relayed in rows:
+            for row in rows:
+                service, fp, etype, message, stack_json, route, count, first, last = row[:9]
+                relayed, in_app, sender = row[9], row[10], row[11]
+                # A group that came over OTLP names the host its latest occurrence came from.
+                host = sender or self.host
                 stack = json.loads(stack_json)
                 severity = classify(error_text(etype, message, stack), count, detection)
                 if relayed or meets(severity, detection.min_severity):
                     event = ErrorEvent(
                         type="update" if relayed else "error",
                         seq=0,  # the row's key, known once it is written
-                        host=self.host,
+                        host=host,
                         service=service,
                         fingerprint=fp,
                         count=count,
@@ -342,6 +398,7 @@ class Outbox:
                         route=route,
                         first_seen=first,
                         last_seen=last,
+                        in_app=json.loads(in_app) if in_app else [],
                     )
                     cur = conn.execute(
                         "INSERT INTO events (created, payload) VALUES (?, ?)",
@@ -376,6 +433,7 @@ class Outbox:
         cutoff = at - config.retention.max_age_days * 86400
         with self._tx() as conn:
             removed = conn.execute("DELETE FROM events WHERE created < ?", (cutoff,)).rowcount
+            conn.execute("DELETE FROM receipts WHERE received < ?", (at - RECEIPT_SECONDS,))
             row = conn.execute("SELECT MAX(seq) FROM events").fetchone()
             if row and row[0] is not None:
                 removed += conn.execute(

@@ -36,3 +36,24 @@ class ErrorRecord:
     route: str | None = None
     timestamp: str | None = None
     raw: str = ""
+
+
+def in_app_flags(stack: list[str], frames: list[Frame]) -> list[bool | None]:
+    """For each stack line: the ``in_app`` of the frame it shows, or None when it shows none.
+
+    The parser keeps frames, not which line each came from, so a line is matched to a frame
+    by showing the frame's path and line number. The walk runs from the end: a chained
+    Python traceback keeps the frames of its last exception only, and a long stack keeps
+    its first frames, and from the end both still line up with their lines.
+    """
+    flags: list[bool | None] = [None] * len(stack)
+    j = len(frames) - 1
+    for i in range(len(stack) - 1, -1, -1):
+        if j < 0:
+            break
+        frame = frames[j]
+        line = stack[i]
+        if frame.path and frame.path in line and (frame.line is None or str(frame.line) in line):
+            flags[i] = frame.in_app
+            j -= 1
+    return flags

@@ -13,7 +13,10 @@ Line types:
 - ``heartbeat``: sent every few seconds so the reader can tell a quiet link from a dead one.
 
 ``error`` and ``update`` carry the error's own type as ``error_type`` because ``type``
-names the line type.
+names the line type, and ``in_app``: one flag per ``stack`` line, true for a frame of the
+application's own code, false for a library or runtime frame, null for a line that is not
+a frame. A line from an agent that predates ``in_app`` decodes with an empty list: the
+frames are not known.
 """
 
 from __future__ import annotations
@@ -77,6 +80,8 @@ class ErrorEvent:
     route: str | None
     first_seen: str
     last_seen: str
+    # One flag per stack line (see the module docstring); empty when the agent did not say.
+    in_app: list[bool | None] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,86 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return kind.__name__
 
 
+def _in_app(obj: dict[str, Any], kind: str, stack_lines: int) -> list[bool | None]:
+    """The ``in_app`` flags of an event line; absent (an older agent) or empty: not known."""
+    flags = obj.get("in_app")
+    if flags is None or flags == []:
+        return []
+    if (
+        not isinstance(flags, list)
+        or len(flags) != stack_lines
+        or not all(f is None or f is True or f is False for f in flags)
+    ):
+        raise WireError(
+            f"{kind} line: 'in_app' must be empty or hold true, false or null for each stack line"
+        )
+    return flags
+
+
+_SEVERITY_SET = frozenset(SEVERITIES)
+_EVENT_TEXT_KEYS = ("host", "service", "message", "error_type", "first_seen", "last_seen")
+
+
+def well_formed_event(obj: dict[str, Any]) -> ErrorEvent | None:
+    """The event of a well-formed ``error`` or ``update`` object, checked in one expression;
+    None for anything else, which the field-by-field checks in :func:`decode` then name.
+
+    A reader with a faster JSON parser than the standard library's may parse a line itself
+    and come here, and fall back to :func:`decode` on None, so every refusal reads the same.
+    """
+    kind = obj.get("type")
+    if kind != "error" and kind != "update":
+        return None
+    try:
+        seq, count, stack = obj["seq"], obj["count"], obj["stack"]
+        severity, fingerprint = obj["severity"], obj["fingerprint"]
+        texts = [obj[key] for key in _EVENT_TEXT_KEYS]
+    except KeyError:
+        return None
+    route = obj.get("route")
+    in_app = obj.get("in_app")
+    if not (
+        type(seq) is int
+        and type(count) is int
+        and seq > 0
+        and count > 0
+        and type(severity) is str
+        and severity in _SEVERITY_SET
+        and type(fingerprint) is str
+        and _FINGERPRINT.fullmatch(fingerprint)
+        and all(type(t) is str for t in texts)
+        and (route is None or type(route) is str)
+        and type(stack) is list
+        and all(type(line) is str for line in stack)
+        and (
+            in_app is None
+            or (
+                type(in_app) is list
+                and (not in_app or len(in_app) == len(stack))
+                and all(f is None or f is True or f is False for f in in_app)
+            )
+        )
+    ):
+        return None
+    host, service, message, error_type, first_seen, last_seen = texts
+    return ErrorEvent(
+        type=kind,
+        seq=seq,
+        host=host,
+        service=service,
+        fingerprint=fingerprint,
+        count=count,
+        severity=severity,  # type: ignore[arg-type]
+        message=message,
+        error_type=error_type,
+        stack=stack,
+        route=route,
+        first_seen=first_seen,
+        last_seen=last_seen,
+        in_app=in_app or [],
+    )
+
+
 def decode(line: str | bytes) -> Event:
     """Parse one stream line, refusing anything that is not exactly this protocol.
 
@@ -202,7 +287,10 @@ def decode(line: str | bytes) -> Event:
             last_seq=_require(obj, "last_seq", int, "heartbeat"),
             time=_require(obj, "time", str, "heartbeat"),
         )
-    if kind in ("error", "update"):
+    if kind == "error" or kind == "update":
+        fast = well_formed_event(obj)
+        if fast is not None:
+            return fast
         severity = _require(obj, "severity", str, kind)
         severity_rank(severity)
         stack = _require(obj, "stack", list, kind)
@@ -220,6 +308,7 @@ def decode(line: str | bytes) -> Event:
         fingerprint = _require(obj, "fingerprint", str, kind)
         if not _FINGERPRINT.fullmatch(fingerprint):
             raise WireError(f"{kind} line: 'fingerprint' must be 16 lowercase hex characters")
+        in_app = _in_app(obj, kind, len(stack))
         return ErrorEvent(
             type=kind,
             seq=seq,
@@ -234,6 +323,7 @@ def decode(line: str | bytes) -> Event:
             route=route,
             first_seen=_require(obj, "first_seen", str, kind),
             last_seen=_require(obj, "last_seen", str, kind),
+            in_app=in_app,
         )
     if kind is None:
         raise WireError("line has no 'type'")

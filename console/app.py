@@ -1,9 +1,10 @@
 """``autofix``: the operator console, a full-screen Textual app on top of the engine.
 
 The app owns three things only: turning engine events into repaints (coalesced on a short
-timer so a flood never blocks a key), turning keys into engine commands (run as workers so
-input stays live while git and the network work), and the dialogs in between (confirm a push,
-type a retry instruction). Every decision is the engine's.
+timer so a flood never blocks a key), turning the screens' requests
+(:mod:`console.screens.requests`) into engine commands (run as workers so input stays live
+while git and the network work), and the dialogs in between (confirm a push, type a retry
+instruction). Every decision is the engine's; a worker that fails becomes a notice.
 """
 
 from __future__ import annotations
@@ -16,27 +17,31 @@ import time
 import webbrowser
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from rich.console import Group
 from rich.text import Text
+from textual import on
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
 from console.config import ConsoleConfig
-from console.engine import CommandResult, Engine, EngineEvent, Notice
+from console.engine import Engine
+from console.events import CommandResult, EngineEvent, Notice
 from console.fix.claude_state import ClaudeState, discover
-from console.models import AttemptRow, ErrorRow, State
+from console.models import Action, AttemptRow, ErrorRow
+from console.pending import Drained, PendingUpdates
+from console.screens import requests
+from console.screens.background import run_guarded
 from console.screens.confirm import ConfirmScreen
 from console.screens.detail import DetailScreen
 from console.screens.help import HelpScreen
 from console.screens.main import MainScreen
-from console.screens.pending import Drained, PendingUpdates
 from console.screens.retry import RetryScreen
 from console.screens.review import ReviewScreen
+from console.viewdata import EngineData
 from console.widgets.diff_view import diff_files, file_label, summary_text
-from console.widgets.errors_table import ErrorsTable
 from console.widgets.labels import clock_duration
 from console.widgets.queue import QueueTable, elapsed
 
@@ -65,7 +70,7 @@ class AutofixApp(App[None]):
 
     TITLE = "LevAutoFix"
     CSS_PATH = str(styles_path())
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [
+    HORIZONTAL_BREAKPOINTS = [
         (0, "-narrow"),
         (120, "-wide"),
     ]
@@ -92,7 +97,8 @@ class AutofixApp(App[None]):
         self._open_url = open_url
         self._flush_seconds = flush_seconds
         self.pending = PendingUpdates()
-        self.main_screen = MainScreen(clock)
+        self.data = EngineData(engine, claude)
+        self.main_screen = MainScreen(clock, self.data)
         # Subscribed at once so that events from engine.start() (recovery notices) wait here.
         self._unsubscribe: Callable[[], None] | None = engine.subscribe(self.pending.add)
 
@@ -140,57 +146,43 @@ class AutofixApp(App[None]):
         severity = _SEVERITY.get(notice.level, "information")
         self.notify(notice.text, severity=severity, timeout=12 if severity == "error" else 6)
 
-    # --- state the views read ----------------------------------------------------------------
+    # --- requests from the screens --------------------------------------------------------
 
-    @property
-    def telegram_state(self) -> tuple[str, str | None]:
-        control = self.engine.telegram
-        if control is None:
-            configured = self.engine.config.telegram.enabled
-            return ("off", None if configured else "not configured")
-        return (str(control.state), None)
-
-    def sensitive_paths(self, error_id: int) -> tuple[str, ...]:
-        error = self.main_screen.query_one(ErrorsTable).error(error_id)
-        service = self.engine.config.service(error.service) if error else None
-        return service.sensitive_paths if service else ()
-
-    def _attempt_of(self, error: ErrorRow) -> AttemptRow | None:
-        if error.current_attempt_id is None:
-            return None
-        return self.main_screen.query_one(QueueTable).attempt(error.current_attempt_id)
-
-    # --- commands ----------------------------------------------------------------------------
+    @on(requests.WorkFailed)
+    def _work_failed(self, message: requests.WorkFailed) -> None:
+        """The one handler for failed background work: a notice, and the console runs on."""
+        self.notify(f"{message.what} failed: {message.error}", severity="error", timeout=12)
 
     def command(self, label: str, call: Callable[[], Awaitable[CommandResult]]) -> None:
         """Run an engine command as a worker and say how it went; input never waits on it."""
 
         async def work() -> None:
-            try:
-                result = await call()
-            except Exception as exc:  # the console keeps running whatever a command hits
-                self.notify(f"{label} failed: {exc}", severity="error", timeout=12)
-                return
+            result = await call()
             self.notify(result.message, severity="information" if result.ok else "warning")
 
-        self.run_worker(work(), group="commands", exit_on_error=False)
+        run_guarded(self, work, what=label, group="commands")
 
-    def request_approve(self, error: ErrorRow) -> None:
-        """`a`: start a fix, or (for a reviewed diff) push and open the PR after confirming."""
-        if error.state is State.REVIEW and error.current_attempt_id is not None:
-            self.run_worker(self._confirm_publish(error), group="dialogs", exit_on_error=False)
-            return
+    @on(requests.Approve)
+    def _approve(self, message: requests.Approve) -> None:
+        error = message.error
         self.command("approve", lambda: self.engine.approve(error.id, ACTOR))
 
-    def request_publish(self, error: ErrorRow, attempt: AttemptRow) -> None:
-        self.run_worker(self._confirm_publish(error, attempt), group="dialogs")
+    @on(requests.Publish)
+    def _publish(self, message: requests.Publish) -> None:
+        error, attempt = message.error, message.attempt
 
-    async def _confirm_publish(self, error: ErrorRow, attempt: AttemptRow | None = None) -> None:
-        attempt_id = attempt.id if attempt else error.current_attempt_id
+        async def confirm() -> None:
+            await self._confirm_publish(error, attempt)
+
+        run_guarded(self, confirm, what="publishing", group="dialogs")
+
+    async def _confirm_publish(self, error: ErrorRow, shown: AttemptRow | None) -> None:
+        """Show what would be pushed and publish only on an explicit yes."""
+        attempt_id = shown.id if shown else error.current_attempt_id
         if attempt_id is None:
             return
-        attempt = await self.engine.store.attempt(attempt_id)
-        if attempt is None or attempt.state is not State.REVIEW:
+        attempt = await self.data.attempt(attempt_id)
+        if attempt is None or Action.PUBLISH not in self.engine.actions(error, attempt):
             state = attempt.state.value if attempt else "gone"
             self.notify(f"already decided: attempt {attempt_id} is {state}", severity="warning")
             return
@@ -225,32 +217,59 @@ class AutofixApp(App[None]):
             lines += [Text(""), Text(attempt.claude_summary.strip()[:600], style="italic")]
         return Group(*lines)
 
-    def request_skip(self, error: ErrorRow) -> None:
-        self.command("skip", lambda: self.engine.skip(error.id, ACTOR))
+    @on(requests.Skip)
+    def _skip(self, message: requests.Skip) -> None:
+        error = message.error
+        self.command(
+            "skip",
+            lambda: self.engine.skip(error.id, ACTOR, attempt_id=error.current_attempt_id),
+        )
 
-    def request_retry(self, error: ErrorRow) -> None:
+    @on(requests.Retry)
+    def _retry(self, message: requests.Retry) -> None:
+        error = message.error
+
         def retry(instruction: str | None) -> None:
             if instruction is None:
                 return
             self.command(
-                "retry", lambda: self.engine.retry(error.id, ACTOR, instruction=instruction or None)
+                "retry",
+                lambda: self.engine.retry(
+                    error.id,
+                    ACTOR,
+                    instruction=instruction or None,
+                    attempt_id=error.current_attempt_id,
+                ),
             )
 
         what = f"{error.error_type}: {' '.join(error.message.split())}"
         self.push_screen(RetryScreen(what[:200]), retry)
 
-    def open_review(self, error: ErrorRow) -> None:
-        attempt = self._attempt_of(error)
+    @on(requests.Reopen)
+    def _reopen(self, message: requests.Reopen) -> None:
+        error = message.error
+        self.command("reopen", lambda: self.engine.reopen(error.id, ACTOR))
+
+    def _attempt_of(self, error: ErrorRow) -> AttemptRow | None:
+        if error.current_attempt_id is None:
+            return None
+        return self.main_screen.query_one(QueueTable).attempt(error.current_attempt_id)
+
+    @on(requests.OpenReview)
+    def _open_review(self, message: requests.OpenReview) -> None:
+        attempt = self._attempt_of(message.error)
         if attempt is None or not attempt.diff:
             self.notify("no diff for this error yet", severity="warning", timeout=3)
             return
-        self.push_screen(ReviewScreen(error, attempt, self.sensitive_paths(error.id)))
+        self.push_screen(ReviewScreen(message.error, attempt, self.data))
 
-    def open_detail(self, error: ErrorRow) -> None:
-        self.push_screen(DetailScreen(error, self.engine.store, self.clock))
+    @on(requests.OpenDetail)
+    def _open_detail(self, message: requests.OpenDetail) -> None:
+        self.push_screen(DetailScreen(message.error, self.data, self.clock))
 
-    def open_pr(self, error: ErrorRow) -> None:
-        attempt = self._attempt_of(error)
+    @on(requests.OpenPR)
+    def _open_pr(self, message: requests.OpenPR) -> None:
+        attempt = self._attempt_of(message.error)
         url = attempt.pr_url if attempt else None
         if not url:
             self.notify("no pull request for this error yet", severity="warning", timeout=3)
@@ -263,7 +282,7 @@ class AutofixApp(App[None]):
             except Exception as exc:
                 self.notify(f"could not open a browser: {exc}; the PR is {url}", severity="error")
 
-        self.run_worker(work(), group="browser", exit_on_error=False)
+        run_guarded(self, work, what="opening the browser", group="browser")
 
     async def action_toggle_telegram(self) -> None:
         control = self.engine.telegram
@@ -301,6 +320,7 @@ class AutofixApp(App[None]):
         yield SystemCommand("Approve", "Start a fix, or open the PR (a)", main.action_approve)
         yield SystemCommand("Skip", "Skip the selected error (s)", main.action_skip)
         yield SystemCommand("Retry", "Retry with an optional instruction (r)", main.action_retry)
+        yield SystemCommand("Reopen", "Bring a skipped error back", main.action_reopen)
         yield SystemCommand("Diff / review", "Review the fix's diff (d)", main.action_review)
         yield SystemCommand("Detail", "Error detail (enter)", main.action_detail)
         yield SystemCommand(

@@ -198,6 +198,13 @@ class ServiceConfig:
         doc="run in a new worktree before Claude, on the base's code only (e.g. `npm ci`): "
         "with network, without the console's secrets",
     )
+    build_command: str | None = setting(
+        default=None,
+        read=_TEXT,
+        doc="run in a new worktree after `setup_command`, before Claude, under the same rules "
+        "(e.g. `npx tsc --sourceMap`): the source maps it writes turn stack frames in built "
+        "JavaScript into the original source lines",
+    )
     require_passing_tests: bool = setting(
         default=True,
         read=boolean(),
@@ -212,8 +219,16 @@ class ClaudeConfig:
     command: str = setting(default="claude", read=_TEXT, doc="the Claude Code CLI")
     model: str | None = setting(default=None, read=_TEXT, doc="passed as `--model`")
     max_turns: int = setting(default=30, read=integer(minimum=1), doc="turns one attempt may take")
-    max_budget_usd: float | None = setting(
-        default=None, read=_SECONDS, doc="passed as `--max-budget-usd`"
+    fallback_model: str | None = setting(
+        default=None,
+        read=_TEXT,
+        doc="passed as `--fallback-model`: the model the CLI switches to when the main one is "
+        "overloaded",
+    )
+    max_budget_usd: float = setting(
+        default=2.0,
+        read=_SECONDS,
+        doc="one attempt's spending limit, passed as `--max-budget-usd`",
     )
     timeout_seconds: float = setting(
         default=900.0,
@@ -371,24 +386,14 @@ class ConsoleConfig:
     concurrency: int = setting(
         default=1, read=integer(minimum=1, maximum=64), doc="fix attempts running at once"
     )
-    hosts: tuple[HostConfig, ...] = setting(
-        default=(), read=tables(HostConfig), doc="the agents to read ([[hosts]])"
+    hosts: tuple[HostConfig, ...] = tables(HostConfig, "the agents to read ([[hosts]])")
+    services: tuple[ServiceConfig, ...] = tables(
+        ServiceConfig, "the services to fix ([[services]])"
     )
-    services: tuple[ServiceConfig, ...] = setting(
-        default=(), read=tables(ServiceConfig), doc="the services to fix ([[services]])"
-    )
-    claude: ClaudeConfig = setting(
-        default_factory=ClaudeConfig, read=section(ClaudeConfig), doc="the Claude Code CLI"
-    )
-    github: GitHubConfig = setting(
-        default_factory=GitHubConfig, read=section(GitHubConfig), doc="pull requests"
-    )
-    worktree: WorktreeConfig = setting(
-        default_factory=WorktreeConfig, read=section(WorktreeConfig), doc="worktrees"
-    )
-    telegram: TelegramConfig = setting(
-        default_factory=TelegramConfig, read=section(TelegramConfig), doc="the Telegram bot"
-    )
+    claude: ClaudeConfig = section(ClaudeConfig, "the Claude Code CLI")
+    github: GitHubConfig = section(GitHubConfig, "pull requests")
+    worktree: WorktreeConfig = section(WorktreeConfig, "worktrees")
+    telegram: TelegramConfig = section(TelegramConfig, "the Telegram bot")
 
     def cross_check(self) -> None:
         _unique_names(self.hosts, "hosts")

@@ -1,13 +1,16 @@
 """The console's engine: every decision lives here, behind commands in and events out.
 
-The terminal UI, the Telegram bot and the headless ``autofix serve`` all drive the same
-:class:`Engine`: they call :meth:`Engine.approve`, :meth:`Engine.skip` and
-:meth:`Engine.retry`, and render the :data:`EngineEvent` values it publishes. Because each
-state change is a compare-and-set in the store, two approvals of the same fix (a key press
-and a Telegram tap at the same moment) produce exactly one action.
+The terminal UI, the Telegram bot and the headless modes all drive the same
+:class:`Engine`: :meth:`Engine.actions` answers which decisions are possible for an error
+now (keys are greyed and buttons offered from it), and :meth:`~Engine.approve`,
+:meth:`~Engine.publish`, :meth:`~Engine.skip`, :meth:`~Engine.retry`,
+:meth:`~Engine.reopen` and :meth:`~Engine.fix` carry them out, refusing with the same rule.
+Views render the events of :mod:`console.events`. Because each state change is a
+compare-and-set in the store, two approvals of the same fix (a key press and a Telegram tap
+at the same moment) produce exactly one action.
 
 Everything runs on one asyncio loop: the agent links, the ingest batcher, the fix workers
-(worktree, Claude Code, tests) and publishing (commit, push, pull request).
+(:mod:`console.attempts`) and publishing (:mod:`console.fix.publish`).
 """
 
 from __future__ import annotations
@@ -15,39 +18,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, Protocol
 
 from agent.wire import ErrorEvent, Hello
+from console.attempts import AttemptRunner
 from console.config import ConsoleConfig, ServiceConfig
-from console.fix.claude import ClaudeOutcome, StreamEvent, run_claude
+from console.events import (
+    AttemptChanged,
+    CommandResult,
+    EngineEvent,
+    ErrorChanged,
+    LinkChanged,
+    Listener,
+    Notice,
+    NoticeLevel,
+)
 from console.fix.git import GitError
 from console.fix.github import GitHubError
-from console.fix.paths import touched_sensitive
-from console.fix.prompt import build_prompt
 from console.fix.publish import publish_attempt
-from console.fix.sandbox.cage import CageUnavailable, cage_env, cage_for
-from console.fix.sandbox.childenv import child_env
-from console.fix.testrun import TestResult, TestRunError, run_tests
-from console.fix.worktree import (
-    TestWrites,
-    Worktree,
-    create_worktree,
-    diff,
-    open_worktree,
-    remove_worktree,
-    snapshot_files,
-    snapshot_main,
-    undo_test_writes,
-    verify_main_untouched,
-)
+from console.fix.testrun import TestResult
 from console.link import LinkManager, LinkProblem, LinkStatus
-from console.models import AttemptRow, Denial, ErrorRow, State
+from console.models import RUNNING_STATES, Action, AttemptRow, ErrorRow, State, can_transition
 from console.storable import Received
 from console.store import Store
 
@@ -55,56 +48,10 @@ log = logging.getLogger(__name__)
 
 INGEST_BATCH = 500
 INGEST_GATHER_SECONDS = 0.01
-TRANSCRIPT_FLUSH_SECONDS = 0.5
-TEST_DIRS = ("test", "tests", "__tests__", "spec")
-
-
-# --- what the engine publishes -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ErrorChanged:
-    """An error was created, counted again, or moved to another state."""
-
-    error: ErrorRow
-
-
-@dataclass(frozen=True)
-class AttemptChanged:
-    """A fix attempt changed state or gained results (cost, diff, test result, PR)."""
-
-    attempt: AttemptRow
-
-
-@dataclass(frozen=True)
-class ClaudeActivity:
-    """One parsed line of Claude's stream (or a refusal it revealed) for the live panel."""
-
-    attempt_id: int
-    event: StreamEvent
-
-
-@dataclass(frozen=True)
-class LinkChanged:
-    status: LinkStatus
-
-
-@dataclass(frozen=True)
-class Notice:
-    """Something a person should see: failures are never silent."""
-
-    level: Literal["info", "warning", "error"]
-    text: str
-    error_id: int | None = None
-    attempt_id: int | None = None
-
-
-@dataclass(frozen=True)
-class TelegramChanged:
-    """The Telegram bot's state for the header: ``on``, ``off`` or ``error``."""
-
-    state: Literal["on", "off", "error"]
-    detail: str | None = None
+# A decision names the attempt it is about: an attempt id, None for "before any attempt",
+# or CURRENT for whichever attempt the error has when the command runs.
+CURRENT: Literal["current"] = "current"
+AttemptTarget = int | None | Literal["current"]
 
 
 class TelegramControl(Protocol):
@@ -116,24 +63,6 @@ class TelegramControl(Protocol):
     async def set_enabled(self, enabled: bool) -> None: ...
 
 
-EngineEvent = (
-    ErrorChanged | AttemptChanged | ClaudeActivity | LinkChanged | Notice | TelegramChanged
-)
-Listener = Callable[[EngineEvent], None]
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    """The answer to a command; ``ok`` False means nothing was done, ``message`` says why."""
-
-    ok: bool
-    message: str
-    attempt_id: int | None = None
-
-
-# --- the engine ----------------------------------------------------------------------------
-
-
 class Engine:
     """Owns the store, the agent links and the fix workers; views only call its commands."""
 
@@ -143,14 +72,14 @@ class Engine:
         self._listeners: list[Listener] = []
         self._queue: asyncio.Queue[int] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
-        self._running: dict[int, asyncio.Event] = {}
-        self._worktrees: dict[int, Worktree] = {}
+        self._runner = AttemptRunner(
+            config, store, emit=self._emit, notify=self.notify, changed=self._emit_attempt
+        )
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._ingest_queues: dict[str, asyncio.Queue[Received]] = {}
         self._ingest_tasks: dict[str, asyncio.Task[None]] = {}
         self._links: LinkManager | None = None
         self._started = False
-        self._closing = False
         self._unknown_services: set[str] = set()
         # Set by the Telegram bot when one is configured; the UI toggles it through here.
         self.telegram: TelegramControl | None = None
@@ -188,7 +117,7 @@ class Engine:
 
     def notify(
         self,
-        level: Literal["info", "warning", "error"],
+        level: NoticeLevel,
         text: str,
         *,
         error_id: int | None = None,
@@ -236,13 +165,12 @@ class Engine:
 
     async def stop(self) -> None:
         """Stop links and workers; running attempts are cancelled and marked interrupted."""
-        self._closing = True
+        self._runner.closing = True
         if self._links is not None:
             await self._links.stop()
         for host in list(self._ingest_queues):
             await self._drain_ingest(host)
-        for cancel in self._running.values():
-            cancel.set()
+        self._runner.cancel_all()
         for task in self._workers:
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
@@ -254,7 +182,7 @@ class Engine:
     @property
     def busy(self) -> bool:
         """True while a fix attempt is running (the UI asks before quitting)."""
-        return bool(self._running)
+        return bool(self._runner.running)
 
     def link_statuses(self) -> dict[str, LinkStatus]:
         return self._links.statuses() if self._links else {}
@@ -267,7 +195,7 @@ class Engine:
                 error_id=attempt.error_id,
                 attempt_id=attempt.id,
             )
-            await self._discard_worktree(attempt)
+            await self._runner.discard_worktree(attempt)
 
     # --- ingest ----------------------------------------------------------------------------
 
@@ -283,7 +211,10 @@ class Engine:
             queue = asyncio.Queue(maxsize=INGEST_BATCH * 4)
             self._ingest_queues[host] = queue
             self._ingest_tasks[host] = asyncio.create_task(self._ingest_loop(host, queue))
-        await queue.put(event)
+        if queue.full():
+            await queue.put(event)  # the store is behind: the link waits for it
+        else:
+            queue.put_nowait(event)
 
     async def _ingest_loop(self, host: str, queue: asyncio.Queue[Received]) -> None:
         """Store a host's events in batches: one transaction per burst, not per line."""
@@ -353,31 +284,78 @@ class Engine:
         if row.severity in self.config.auto_approve:
             await self.approve(error_id, actor="auto")
 
-    # --- commands --------------------------------------------------------------------------
+    # --- the flow: which decisions are possible, and carrying them out -----------------------
+
+    def actions(self, error: ErrorRow, attempt: AttemptRow | None = None) -> frozenset[Action]:
+        """Every decision a person can take now about ``error``: the one flow rule.
+
+        ``attempt`` is the attempt the person is looking at, when they look at one; a
+        decision about an attempt that is no longer the error's current one is none.
+        Built on the store's transitions (:func:`~console.models.can_transition`), plus
+        what the config allows: no fix for a service without a ``[[services]]`` entry.
+        """
+        fixable = self.config.service(error.service) is not None
+        return _flow(error, attempt, fixable=fixable)
+
+    async def _allowed(
+        self, error_id: int, action: Action, attempt_id: AttemptTarget = CURRENT
+    ) -> ErrorRow | CommandResult:
+        """The error, when ``action`` (about ``attempt_id``) is possible for it now; else
+        the answer that says why not."""
+        error = await self.store.error(error_id)
+        if error is None:
+            return CommandResult(False, f"no error {error_id}")
+        refused = await self._refusal(action, error, attempt_id)
+        return error if refused is None else refused
+
+    async def _refusal(
+        self, action: Action, error: ErrorRow, attempt_id: AttemptTarget
+    ) -> CommandResult | None:
+        """None when ``action`` is possible for ``error`` (about ``attempt_id``), else the
+        answer that says why not."""
+        if attempt_id != CURRENT and attempt_id != error.current_attempt_id:
+            if attempt_id is None:
+                return CommandResult(
+                    False, f"already decided: error {error.id} is {error.state.value}"
+                )
+            old = await self.store.attempt(attempt_id)
+            state = old.state.value if old else "gone"
+            return CommandResult(False, f"already decided: attempt {attempt_id} is {state}")
+        if action in self.actions(error):
+            return None
+        if action in _flow(error, None, fixable=True):
+            return CommandResult(
+                False, f"service {error.service!r} is not configured; add it to [[services]]"
+            )
+        if action is Action.RETRY:
+            return CommandResult(False, f"cannot retry: error {error.id} is {error.state.value}")
+        if action is Action.REOPEN:
+            return CommandResult(False, f"error {error.id} is not skipped")
+        return CommandResult(False, f"already decided: error {error.id} is {error.state.value}")
 
     async def approve(self, error_id: int, actor: str) -> CommandResult:
-        """Approve what the error is waiting for: a fix attempt, or opening the PR."""
-        error = await self.store.error(error_id)
-        if error is None:
-            return CommandResult(False, f"no error {error_id}")
-        if error.state is State.AWAITING_APPROVAL:
-            return await self._start_attempt(error, actor, expected=State.AWAITING_APPROVAL)
-        if error.state is State.REVIEW and error.current_attempt_id is not None:
-            return await self.publish(error.current_attempt_id, actor)
-        return CommandResult(False, f"already decided: error {error_id} is {error.state.value}")
+        """Start the fix attempt an error awaiting approval waits for."""
+        error = await self._allowed(error_id, Action.APPROVE)
+        if isinstance(error, CommandResult):
+            return error
+        return await self._start_attempt(error, actor, expected=State.AWAITING_APPROVAL)
 
-    async def skip(self, error_id: int, actor: str, reason: str | None = None) -> CommandResult:
-        """Shelve the error (and discard its attempt's worktree)."""
-        error = await self.store.error(error_id)
-        if error is None:
-            return CommandResult(False, f"no error {error_id}")
-        if error.state not in (
-            State.AWAITING_APPROVAL,
-            State.REVIEW,
-            State.FAILED,
-            State.INTERRUPTED,
-        ):
-            return CommandResult(False, f"already decided: error {error_id} is {error.state.value}")
+    async def skip(
+        self,
+        error_id: int,
+        actor: str,
+        reason: str | None = None,
+        *,
+        attempt_id: AttemptTarget = CURRENT,
+    ) -> CommandResult:
+        """Shelve the error (and discard its attempt's worktree).
+
+        ``attempt_id`` is the attempt the person decided on (None: the error before any
+        attempt); once the error has moved on to another, the skip is refused.
+        """
+        error = await self._allowed(error_id, Action.SKIP, attempt_id)
+        if isinstance(error, CommandResult):
+            return error
         lock = self._locks[error.current_attempt_id or -error_id]
         async with lock:
             moved = await self.store.transition(
@@ -395,21 +373,28 @@ class Engine:
         if error.current_attempt_id is not None:
             attempt = await self.store.attempt(error.current_attempt_id)
             if attempt is not None:
-                await self._discard_worktree(attempt)
+                await self._runner.discard_worktree(attempt)
             await self._emit_attempt(error.current_attempt_id)
         else:
             await self._emit_error(error_id)
         return CommandResult(True, f"skipped error {error_id}", error.current_attempt_id)
 
     async def retry(
-        self, error_id: int, actor: str, instruction: str | None = None
+        self,
+        error_id: int,
+        actor: str,
+        instruction: str | None = None,
+        *,
+        attempt_id: AttemptTarget = CURRENT,
     ) -> CommandResult:
-        """Start a new attempt from a clean base, optionally with an extra instruction."""
-        error = await self.store.error(error_id)
-        if error is None:
-            return CommandResult(False, f"no error {error_id}")
-        if error.state not in (State.REVIEW, State.FAILED, State.INTERRUPTED):
-            return CommandResult(False, f"cannot retry: error {error_id} is {error.state.value}")
+        """Start a new attempt from a clean base, optionally with an extra instruction.
+
+        ``attempt_id`` is the attempt being retried; once the error has moved on to
+        another, the retry is refused.
+        """
+        error = await self._allowed(error_id, Action.RETRY, attempt_id)
+        if isinstance(error, CommandResult):
+            return error
         previous = error.current_attempt_id
         result = await self._start_attempt(
             error, actor, expected=error.state, instruction=(instruction or "").strip() or None
@@ -417,17 +402,41 @@ class Engine:
         if result.ok and previous is not None:
             old = await self.store.attempt(previous)
             if old is not None:
-                await self._discard_worktree(old, keep_branch=True)
+                await self._runner.discard_worktree(old, keep_branch=True)
         return result
 
     async def reopen(self, error_id: int, actor: str) -> CommandResult:
         """Bring a skipped error back to awaiting approval."""
-        if await self.store.transition(
-            error_id, State.SKIPPED, State.AWAITING_APPROVAL, actor=actor
-        ):
+        error = await self._allowed(error_id, Action.REOPEN)
+        if isinstance(error, CommandResult):
+            return error
+        if await self.store.transition(error_id, error.state, State.AWAITING_APPROVAL, actor=actor):
             await self._emit_error(error_id)
             return CommandResult(True, f"error {error_id} awaits approval again")
         return CommandResult(False, f"error {error_id} is not skipped")
+
+    async def fix(self, error_id: int, actor: str) -> CommandResult:
+        """A fix attempt now, from whatever state allows one (``autofix fix``): a skipped
+        error is reopened and approved, a failed, interrupted or reviewed one retried, and
+        one already being fixed answers with that attempt."""
+        error = await self.store.error(error_id)
+        if error is None:
+            return CommandResult(False, f"no error {error_id}")
+        if error.state in RUNNING_STATES:
+            return CommandResult(
+                True,
+                f"fix attempt {error.current_attempt_id} is already running",
+                error.current_attempt_id,
+            )
+        allowed = self.actions(error)
+        if Action.REOPEN in allowed:
+            reopened = await self.reopen(error_id, actor)
+            if not reopened.ok:
+                return reopened
+            return await self.approve(error_id, actor)
+        if Action.RETRY in allowed:
+            return await self.retry(error_id, actor)
+        return await self.approve(error_id, actor)
 
     async def _start_attempt(
         self,
@@ -437,10 +446,6 @@ class Engine:
         expected: State,
         instruction: str | None = None,
     ) -> CommandResult:
-        if self.config.service(error.service) is None:
-            return CommandResult(
-                False, f"service {error.service!r} is not configured; add it to [[services]]"
-            )
         attempt = await self.store.create_attempt(
             error.id, instruction, expected=expected, actor=actor
         )
@@ -450,315 +455,9 @@ class Engine:
             return CommandResult(False, f"already decided: error {error.id} is {state}")
         self._queue.put_nowait(attempt.id)
         await self._emit_attempt(attempt.id)
-        waiting = len(self._running) >= max(1, self.config.concurrency)
+        waiting = len(self._runner.running) >= max(1, self.config.concurrency)
         message = f"fix attempt {attempt.id} " + ("queued" if waiting else "started")
         return CommandResult(True, message, attempt.id)
-
-    # --- fix attempts ----------------------------------------------------------------------
-
-    async def _worker(self) -> None:
-        while True:
-            attempt_id = await self._queue.get()
-            try:
-                await self._run_attempt(attempt_id)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the engine must survive any attempt
-                log.exception("attempt %s crashed", attempt_id)
-                await self._fail(attempt_id, f"internal error: {exc!r}")
-            finally:
-                self._queue.task_done()
-
-    async def wait_idle(self) -> None:
-        """Wait until every queued attempt has finished (for the CLI and tests)."""
-        await self._queue.join()
-
-    async def _run_attempt(self, attempt_id: int) -> None:
-        attempt = await self.store.attempt(attempt_id)
-        if attempt is None or attempt.state is not State.FIXING:
-            return
-        error = await self.store.error(attempt.error_id)
-        if error is None or error.current_attempt_id != attempt_id:
-            return
-        service = self.config.service(error.service)
-        if service is None:
-            await self._fail(attempt_id, f"service {error.service!r} is not configured")
-            return
-        cancel = asyncio.Event()
-        self._running[attempt_id] = cancel
-        started = time.monotonic()
-        try:
-            before = await snapshot_main(service.repo)
-        except GitError as exc:
-            self._running.pop(attempt_id, None)
-            await self._fail(attempt_id, f"repository {service.repo}: {exc}")
-            return
-        try:
-            await self._attempt_steps(attempt, error, service, cancel)
-        except asyncio.CancelledError:
-            await self._interrupt(attempt_id)
-            raise
-        except GitError as exc:
-            await self._fail(attempt_id, f"git: {exc}")
-        finally:
-            self._running.pop(attempt_id, None)
-            problems = await self._verify_main(service, before)
-            if problems:
-                text = "; ".join(problems)
-                self.notify(
-                    "error",
-                    f"the main checkout of {service.name} changed during attempt "
-                    f"{attempt_id}: {text}",
-                    error_id=error.id,
-                    attempt_id=attempt_id,
-                )
-                await self._fail(attempt_id, f"main checkout changed: {text}")
-            log.info("attempt %s took %.1fs", attempt_id, time.monotonic() - started)
-
-    async def _verify_main(self, service: ServiceConfig, before: object) -> list[str]:
-        try:
-            return await verify_main_untouched(service.repo, before)  # type: ignore[arg-type]
-        except GitError as exc:
-            return [f"could not check the main checkout: {exc}"]
-
-    async def _attempt_steps(
-        self,
-        attempt: AttemptRow,
-        error: ErrorRow,
-        service: ServiceConfig,
-        cancel: asyncio.Event,
-    ) -> None:
-        attempt_id = attempt.id
-        wt = await create_worktree(
-            service.repo,
-            error.fingerprint,
-            base_branch=service.base_branch,
-            remote=service.remote,
-        )
-        self._worktrees[attempt_id] = wt
-        await self.store.update_attempt(attempt_id, branch=wt.branch, worktree=str(wt.path))
-        await self._emit_attempt(attempt_id)
-        if wt.warning:
-            self.notify("warning", wt.warning, error_id=error.id, attempt_id=attempt_id)
-
-        if service.setup_command:
-            # Before Claude, on the base's code only: it keeps the network (npm ci), but
-            # nothing of what Claude writes has run yet.
-            setup = await run_tests(
-                service.setup_command,
-                wt.path,
-                service.test_timeout_seconds,
-                env=_child_env(),
-            )
-            if not setup.passed:
-                await self._fail(
-                    attempt_id,
-                    f"setup command `{service.setup_command}` failed "
-                    f"({_exit_text(setup)}): {_last_line(setup.output_tail)}",
-                )
-                return
-
-        prompt = build_prompt(
-            error,
-            wt.path,
-            service.app_root,
-            attempt.extra_instruction,
-            service.test_command,
-            has_tests=any((wt.path / d).is_dir() for d in TEST_DIRS),
-        )
-        outcome = await self._run_claude(attempt_id, prompt, wt.path, service, cancel)
-        await self.store.update_attempt(
-            attempt_id,
-            claude_cost_usd=outcome.cost_usd,
-            claude_turns=outcome.num_turns,
-            claude_duration_ms=outcome.duration_ms,
-            claude_summary=outcome.summary,
-            claude_denials=Denial.encode_all(outcome.denials),
-        )
-        if cancel.is_set() or self._closing:
-            await self._interrupt(attempt_id)
-            return
-        if not outcome.ok:
-            await self._fail(attempt_id, f"Claude Code: {outcome.reason}")
-            return
-
-        if not await self.store.transition_attempt(attempt_id, State.FIXING, State.TESTING):
-            return
-        await self._emit_attempt(attempt_id)
-        ran = await self._caged_tests(attempt_id, wt, service)
-        if ran is None:
-            return
-        result, written = ran
-        change = await diff(wt)
-        await self.store.update_attempt(attempt_id, diff=change.text, diff_stat=change.stat)
-        if not change.files:
-            await self._fail(attempt_id, "Claude Code finished without changing any file")
-            return
-        if not result.passed and service.require_passing_tests:
-            await self._fail(
-                attempt_id,
-                f"tests failed ({_exit_text(result)}): {_last_line(result.output_tail)}",
-            )
-            return
-        sensitive = touched_sensitive(change.stat, service.sensitive_paths)
-        if not await self.store.transition_attempt(attempt_id, State.TESTING, State.REVIEW):
-            return
-        await self._emit_attempt(attempt_id)
-        tests = "tests passed" if result.passed else f"tests FAILED ({_exit_text(result)})"
-        flag = f"; touches sensitive paths: {', '.join(sensitive)}" if sensitive else ""
-        if written.paths:
-            flag += f"; {len(written.paths)} file(s) written by the tests were not kept"
-        self.notify(
-            "info",
-            f"fix for error {error.id} is ready for review: {len(change.files)} file(s), "
-            f"{tests}{flag}",
-            error_id=error.id,
-            attempt_id=attempt_id,
-        )
-
-    async def _caged_tests(
-        self, attempt_id: int, wt: Worktree, service: ServiceConfig
-    ) -> tuple[TestResult, TestWrites] | None:
-        """Run the tests on Claude's edits in the cage, then undo whatever they wrote.
-
-        None when they could not run at all (the attempt has failed with the reason).
-        """
-        before = await snapshot_files(wt)
-        try:
-            cage = cage_for(wt.path, hidden=(self.config.state_dir,))
-            result = await run_tests(
-                service.test_command,
-                wt.path,
-                service.test_timeout_seconds,
-                env=cage_env(_child_env()),
-                cage=cage,
-            )
-        except (CageUnavailable, TestRunError) as exc:
-            await undo_test_writes(wt, before)
-            await self._fail(attempt_id, f"tests not run: {exc}")
-            return None
-        written = await undo_test_writes(wt, before)
-        tail = result.output_tail
-        if written.paths:
-            tail = (
-                f"{tail}\n[written by the tests, not part of the fix and undone: "
-                f"{', '.join(written.paths)}]"
-            ).lstrip("\n")
-        await self.store.record_test_result(
-            attempt_id,
-            command=service.test_command,
-            exit_code=result.exit_code,
-            output_tail=tail,
-            duration_ms=int(result.duration_s * 1000),
-            timed_out=result.timed_out,
-        )
-        return result, written
-
-    async def _run_claude(
-        self,
-        attempt_id: int,
-        prompt: str,
-        cwd: Path,
-        service: ServiceConfig,
-        cancel: asyncio.Event,
-    ) -> ClaudeOutcome:
-        pending: list[str] = []
-        last_flush = time.monotonic()
-
-        async def flush() -> None:
-            nonlocal last_flush
-            if pending:
-                lines = pending[:]
-                pending.clear()
-                await self.store.append_transcript(attempt_id, lines)
-            last_flush = time.monotonic()
-
-        flushes: set[asyncio.Task[None]] = set()
-
-        def on_line(line: str) -> None:
-            pending.append(line)
-            if time.monotonic() - last_flush >= TRANSCRIPT_FLUSH_SECONDS:
-                task = asyncio.create_task(flush())
-                flushes.add(task)
-                task.add_done_callback(flushes.discard)
-
-        def on_event(event: StreamEvent) -> None:
-            self._emit(ClaudeActivity(attempt_id, event))
-
-        try:
-            return await run_claude(
-                prompt=prompt,
-                cwd=cwd,
-                config=self.config.claude,
-                test_command=service.test_command,
-                state_dir=self.config.state_dir,
-                on_event=on_event,
-                transcript=on_line,
-                cancel=cancel,
-            )
-        finally:
-            if flushes:
-                await asyncio.gather(*flushes, return_exceptions=True)
-            await flush()
-
-    async def _fail(self, attempt_id: int, reason: str) -> None:
-        """Mark an attempt failed; its worktree goes first so a failed state is final."""
-        attempt = await self.store.attempt(attempt_id)
-        if attempt is None or attempt.state not in (State.FIXING, State.TESTING, State.REVIEW):
-            return
-        await self._discard_worktree(attempt)
-        if await self.store.transition_attempt(
-            attempt_id, attempt.state, State.FAILED, reason=reason
-        ):
-            self.notify(
-                "error",
-                f"fix attempt {attempt_id} failed: {reason}",
-                error_id=attempt.error_id,
-                attempt_id=attempt_id,
-            )
-            await self._emit_attempt(attempt_id)
-
-    async def _interrupt(self, attempt_id: int) -> None:
-        attempt = await self.store.attempt(attempt_id)
-        if attempt is None:
-            return
-        for state in (State.FIXING, State.TESTING):
-            if attempt.state is state and await self.store.transition_attempt(
-                attempt_id, state, State.INTERRUPTED, reason="stopped before it finished"
-            ):
-                await self._emit_attempt(attempt_id)
-
-    async def _discard_worktree(self, attempt: AttemptRow, *, keep_branch: bool = False) -> None:
-        """Remove an attempt's worktree; the branch goes only if the config says so."""
-        wt = self._worktrees.pop(attempt.id, None)
-        error = await self.store.error(attempt.error_id)
-        service = self.config.service(error.service) if error else None
-        if service is None or not attempt.worktree or not attempt.branch:
-            return
-        if wt is None:
-            if not Path(attempt.worktree).is_dir():
-                return
-            try:
-                wt = await open_worktree(
-                    service.repo,
-                    Path(attempt.worktree),
-                    attempt.branch,
-                    base_branch=service.base_branch,
-                    remote=service.remote,
-                )
-            except GitError:
-                return
-        delete = self.config.worktree.delete_branch_on_discard and not keep_branch
-        try:
-            await remove_worktree(service.repo, wt, delete_branch=delete)
-        except (GitError, ValueError) as exc:
-            self.notify(
-                "warning",
-                f"could not remove worktree {attempt.worktree}: {exc}",
-                attempt_id=attempt.id,
-            )
-
-    # --- publishing ------------------------------------------------------------------------
 
     async def publish(self, attempt_id: int, actor: str) -> CommandResult:
         """Commit, push and open the PR for a reviewed attempt, exactly once."""
@@ -766,13 +465,13 @@ class Engine:
             attempt = await self.store.attempt(attempt_id)
             if attempt is None:
                 return CommandResult(False, f"no attempt {attempt_id}")
-            if attempt.state is not State.REVIEW:
+            error = await self.store.error(attempt.error_id)
+            if error is None or Action.PUBLISH not in self.actions(error, attempt):
                 return CommandResult(
                     False, f"already decided: attempt {attempt_id} is {attempt.state.value}"
                 )
-            error = await self.store.error(attempt.error_id)
-            service = self.config.service(error.service) if error else None
-            if error is None or service is None or not attempt.worktree or not attempt.branch:
+            service = self.config.service(error.service)
+            if service is None or not attempt.worktree or not attempt.branch:
                 return CommandResult(False, f"attempt {attempt_id} has no worktree to publish")
             try:
                 url, number, note = await self._push_and_open_pr(attempt, error, service)
@@ -799,7 +498,7 @@ class Engine:
                 return CommandResult(False, f"already decided: attempt {attempt_id}")
             refreshed = await self.store.attempt(attempt_id)
             if refreshed is not None:
-                await self._discard_worktree(refreshed, keep_branch=True)
+                await self._runner.discard_worktree(refreshed, keep_branch=True)
             await self._emit_attempt(attempt_id)
             self.notify("info", note, error_id=error.id, attempt_id=attempt_id)
             return CommandResult(True, note, attempt_id)
@@ -807,13 +506,7 @@ class Engine:
     async def _push_and_open_pr(
         self, attempt: AttemptRow, error: ErrorRow, service: ServiceConfig
     ) -> tuple[str | None, int | None, str]:
-        wt = self._worktrees.get(attempt.id) or await open_worktree(
-            service.repo,
-            Path(attempt.worktree or ""),
-            attempt.branch or "",
-            base_branch=service.base_branch,
-            remote=service.remote,
-        )
+        wt = await self._runner.worktree_of(attempt, service)
         tests = await self.store.test_results(attempt.id)
         last_test = tests[-1] if tests else None
         published = await publish_attempt(
@@ -841,19 +534,42 @@ class Engine:
             self.notify("warning", warning, error_id=error.id, attempt_id=attempt.id)
         return published.url, published.number, published.note
 
+    # --- fix workers -------------------------------------------------------------------------
 
-def _child_env() -> dict[str, str]:
-    """What the service's own commands (setup, tests) see of the console's environment:
-    the allow list without any credential."""
-    return child_env(os.environ, allow_credentials=False)
+    async def _worker(self) -> None:
+        while True:
+            attempt_id = await self._queue.get()
+            try:
+                await self._runner.run(attempt_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the engine must survive any attempt
+                log.exception("attempt %s crashed", attempt_id)
+                await self._runner.fail(attempt_id, f"internal error: {exc!r}")
+            finally:
+                self._queue.task_done()
+
+    async def wait_idle(self) -> None:
+        """Wait until every queued attempt has finished (for the CLI and tests)."""
+        await self._queue.join()
 
 
-def _exit_text(result: TestResult) -> str:
-    if result.timed_out:
-        return "timed out"
-    return f"exit {result.exit_code}"
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][:200] if lines else "(no output)"
+def _flow(error: ErrorRow, attempt: AttemptRow | None, *, fixable: bool) -> frozenset[Action]:
+    """:meth:`Engine.actions` for a service that can (``fixable``) or cannot be fixed."""
+    if attempt is not None and attempt.id != error.current_attempt_id:
+        return frozenset()
+    state = error.state
+    found: set[Action] = set()
+    if can_transition(state, State.FIXING) and fixable:
+        found.add(Action.APPROVE if state is State.AWAITING_APPROVAL else Action.RETRY)
+    if can_transition(state, State.SKIPPED):
+        found.add(Action.SKIP)
+    if state is not State.NEW and can_transition(state, State.AWAITING_APPROVAL):
+        found.add(Action.REOPEN)
+    if (
+        can_transition(state, State.PR_OPENED)
+        and error.current_attempt_id is not None
+        and (attempt is None or attempt.state is State.REVIEW)
+    ):
+        found.add(Action.PUBLISH)
+    return frozenset(found)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import ClassVar
@@ -88,8 +88,22 @@ def epoch(stamp: str | None) -> float | None:
 
 
 def can_transition(old: State, new: State) -> bool:
-    """Whether the flow allows ``old -> new``; the UI uses it to grey out impossible keys."""
+    """Whether the flow allows ``old -> new``; the engine's ``actions`` is built on it."""
     return new in TRANSITIONS[State(old)]
+
+
+class Action(StrEnum):
+    """What a person can decide about an error or its attempt.
+
+    Which of them are possible for a given error and attempt is answered in one place,
+    ``Engine.actions``; keys, buttons and commands all ask it.
+    """
+
+    APPROVE = "approve"  # start a fix attempt for an error awaiting approval
+    PUBLISH = "publish"  # push a reviewed diff and open its pull request
+    SKIP = "skip"  # shelve the error (and discard its attempt's worktree)
+    RETRY = "retry"  # a new attempt from a clean base, optionally with an instruction
+    REOPEN = "reopen"  # bring a skipped error back to awaiting approval
 
 
 def action_name(old: State, new: State) -> str:
@@ -139,6 +153,9 @@ class ErrorRow:
     created_at: str
     updated_at: str
     current_attempt_id: int | None = None
+    # Per stack line: an app frame, a library or runtime frame, or no frame (None), as the
+    # agent's parser saw it; empty when the agent did not say (an older agent).
+    in_app: list[bool | None] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ PLAUSIBLE = st.sampled_from(
         "Write(./**)",
         "Glob(src/**)",
         "(",
+        "(?i)ledger",
         "a{99999999999}",
         "(" * 300 + ")" * 300,
         "_SYSTEMD_UNIT=billing.service",
@@ -185,6 +186,7 @@ def toml_text(document: dict[str, Any]) -> str:
     return "".join(f"{key_in('', k)} = {toml_literal(v)}\n" for k, v in document.items())
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SEGMENT = re.compile(r'\[(\d+)\]|\.?([A-Za-z0-9_-]+)|\.?"((?:[^"\\]|\\.)*)"')
 
 
@@ -210,8 +212,9 @@ def key_path(message: str) -> list[str | int]:
 
 def assert_names_a_key(message: str, document: dict[str, Any], config: type) -> None:
     """The message starts with a key that is in ``document``, or that ``config`` declares
-    (a required key left out, or a rule naming a key the document did not write)."""
-    assert "\n" not in message, message
+    (a required key left out, or a rule naming a key the document did not write). The
+    message holds no control character a terminal would act on."""
+    assert not _CONTROL.search(message), message
     segments = key_path(message)
     assert segments, message
     node: Any = document
@@ -241,11 +244,12 @@ def parsed_and_loaded_alike(
     load: Callable[[Path], T],
     config: type,
     document: dict[str, Any],
-    path: Path,
+    folder: Path,
 ) -> T | None:
     """``parse(document)``, or None when it raised a ConfigError naming a key; anything else
-    it raises fails the test. The same document written to ``path`` as TOML loads to the same
-    config, or fails with the same message after the file's name."""
+    it raises fails the test. The same document written as a TOML file in ``folder`` loads
+    to the same config, or fails with the same message after the file's name."""
+    path = folder / "config.toml"
     parsed: T | None = None
     problem = None
     try:

@@ -62,6 +62,19 @@ def require_tool(name: str) -> str:
     pytest.skip(message)
 
 
+def require_module(name: str) -> Any:
+    """Import a Python package from the dev extra, or fail (CI) / skip (local) without it."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        message = f"Python package {name} is not installed; `make test` installs the dev extra"
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+
 def require_demo_claude() -> Path:
     """The pinned Claude Code CLI ``autofix demo`` runs without a login (``.venv/claude``)."""
     from console.demo.claude_cli import PINNED_PREFIX, pinned_cli
@@ -90,6 +103,26 @@ def without_claude_login(home: Path) -> dict[str, str]:
     env.update(HOME=str(home), PATH=os.pathsep.join([str(Path(sys.executable).parent), *dirs]))
     env["GIT_CONFIG_NOSYSTEM"] = "1"
     return env
+
+
+def scan_service_error(tmp_path: Path, scenario: str) -> dict[str, Any]:
+    """Run the demo service's ``--once`` scenario into a log dir and return the one error
+    group ``autofix-agent scan`` reads from its error log."""
+    import json
+
+    logs = tmp_path / f"logs-{scenario}"
+    subprocess.run(
+        [require_tool("node"), str(SERVICE_DIR / "app.js"), "--once", scenario,
+         "--log-dir", str(logs)],
+        check=True, capture_output=True, env=node_env(), timeout=30,
+    )  # fmt: skip
+    scan = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "scan", "--service", "PA", str(logs / "pa-error.log")],
+        check=True, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    [group] = [json.loads(line) for line in scan.stdout.splitlines()]
+    assert isinstance(group, dict)
+    return group
 
 
 def require_node_modules(*packages: str) -> Path:
@@ -132,6 +165,35 @@ def remote(tmp_path: Path) -> Path:
     bare = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
     return bare
+
+
+@pytest.fixture
+async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+    """The engine's world (tests/engine_world.py): real agent stream, repo, Claude, GitHub."""
+    from tests.engine_world import open_world
+
+    async with open_world(tmp_path, monkeypatch) as w:
+        yield w
+
+
+@pytest.fixture
+def notifications() -> Callable[[Any], list[tuple[str, str]]]:
+    """Records what an app notifies from the moment it is attached, as (severity, message),
+    through the app's public ``notify``: kept after a toast times out (on a busy machine a
+    toast can be gone before the test gets to look at it)."""
+
+    def attach(app: Any) -> list[tuple[str, str]]:
+        seen: list[tuple[str, str]] = []
+        notify = app.notify
+
+        def recording(message: str, *args: Any, **kwargs: Any) -> None:
+            seen.append((str(kwargs.get("severity", "information")), str(message)))
+            notify(message, *args, **kwargs)
+
+        app.notify = recording
+        return seen
+
+    return attach
 
 
 @pytest.fixture

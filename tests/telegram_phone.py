@@ -17,7 +17,8 @@ import pytest
 
 from agent.wire import ErrorEvent
 from console.config import ConsoleConfig, TelegramConfig
-from console.engine import Engine, EngineEvent, Notice, TelegramChanged
+from console.engine import Engine
+from console.events import EngineEvent, Notice, TelegramChanged
 from console.store import Store
 from console.telegram import TelegramBot
 from tests.conftest import eventually

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tomllib
@@ -11,7 +12,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent.classify import classify
 from agent.config import AgentConfig, ConfigError, JournaldConfig, load_config, parse_config
+from agent.configschema import (
+    ReferenceRow,
+    config_table,
+    one_of,
+    parse_table,
+    reference_markdown,
+    reference_rows,
+    setting,
+    tables,
+    text,
+)
+from agent.redact import Redactor
+from agent.wire import SEVERITIES
 from tests.config_documents import any_documents, parsed_and_loaded_alike
 
 GOOD = """
@@ -97,7 +112,7 @@ def test_the_documented_example_loads(tmp_path: Path) -> None:
     ("data", "problem"),
     [
         ({"detection": {"settle_seconds": "30"}}, "detection.settle_seconds: must be a number"),
-        ({"detection": {"min_severity": "urgent"}}, "detection.min_severity: must be one of"),
+        ({"detection": {"min_severity": "urgent"}}, "detection.min_severity: expected one of"),
         ({"detection": {"settle_seconds": 60, "max_settle_seconds": 10}}, "max_settle_seconds"),
         ({"detection": {"critical_patterns": ["("]}}, r"critical_patterns\[0\]: not a valid"),
         ({"sources": [{"paths": ["/x"]}]}, r"sources\[0\].service: missing"),
@@ -121,7 +136,8 @@ def test_bad_values_name_the_key(data: dict, problem: str) -> None:
             {"detection": {"settle_second": 30}},
             "detection.settle_second: unknown key, did you mean 'settle_seconds'? (expected one "
             "of critical_patterns, extra_critical_patterns, high_count, max_line_bytes, "
-            "max_settle_seconds, medium_count, min_severity, settle_seconds, update_seconds)",
+            "max_settle_seconds, medium_count, min_severity, record_wait_seconds, settle_seconds, "
+            "update_seconds)",
         ),
         (
             {"source": []},
@@ -131,12 +147,21 @@ def test_bad_values_name_the_key(data: dict, problem: str) -> None:
         (
             {"sources": [{"service": "A", "paths": "/x", "wat": 1}]},
             "sources[0].wat: unknown key (expected one of app_root, command, from_beginning, "
-            "journald, paths, service)",
+            "journald, otlp, paths, service)",
         ),
         (
             {"detection": {"min_severity": "urgent"}},
-            'detection.min_severity: must be one of "low", "medium", "high", "critical", '
+            'detection.min_severity: expected one of "low", "medium", "high", "critical", '
             'got "urgent"',
+        ),
+        (
+            {"detection": {"min_severity": "hihg"}},
+            'detection.min_severity: expected one of "low", "medium", "high", "critical", '
+            'got "hihg" (did you mean "high"?)',
+        ),
+        (
+            {"detection": {"min_severity": 3}},
+            'detection.min_severity: expected one of "low", "medium", "high", "critical", got 3',
         ),
         (
             {"detection": {"settle_seconds": "30"}},
@@ -162,7 +187,21 @@ def test_bad_values_name_the_key(data: dict, problem: str) -> None:
             {"detection": {"high_count": True}},
             "detection.high_count: must be an integer, got boolean true",
         ),
+        (
+            {"retention": {"max_events": 2**63}},
+            "retention.max_events: must be at most 9223372036854775807, got 9223372036854775808",
+        ),
         ({"host": ""}, "host: must not be empty"),
+        (
+            {"stream": {"\x1b[2J\x9b": 1}},
+            'stream."\\u001b[2J\\u009b": unknown key (expected one of heartbeat_seconds)',
+        ),
+        (
+            {"detection": {"extra_critical_patterns": ["(?i)ledger"]}},
+            "detection.extra_critical_patterns[0]: a global flag such as (?i) cannot be used "
+            "here, where the patterns are joined into one expression; scope it to a group, "
+            "e.g. (?i:...)",
+        ),
         (
             {"sources": [{"service": "A", "paths": {"glob": "/x"}}]},
             'sources[0].paths: must be a list of glob patterns, got table { glob = "/x" }',
@@ -186,7 +225,8 @@ def test_bad_values_name_the_key(data: dict, problem: str) -> None:
         ),
         (
             {"sources": [{"service": "A", "paths": "/a", "command": "tail -f /b"}]},
-            "sources[0].command: a source has one of 'paths', 'command' or 'journald', not "
+            "sources[0].command: a source has one of 'paths', 'command', 'journald' or 'otlp', "
+            "not "
             "'paths' and 'command'",
         ),
         (
@@ -234,9 +274,14 @@ def test_an_empty_document_takes_every_declared_default() -> None:
 def test_any_document_or_its_file_gives_a_config_or_an_error_naming_a_key(
     tmp_path_factory, document
 ):
-    path = tmp_path_factory.mktemp("cfg") / "agent.toml"
-    config = parsed_and_loaded_alike(parse_config, load_config, AgentConfig, document, path)
-    assert config is None or all(s.paths or s.command or s.journald for s in config.sources)
+    config = parsed_and_loaded_alike(
+        parse_config, load_config, AgentConfig, document, tmp_path_factory.mktemp("cfg")
+    )
+    if config is not None:  # what the daemon builds from a config works with any valid one
+        assert all(s.paths or s.command or s.journald for s in config.sources)
+        assert classify("Error: ledger mismatch", 1, config.detection) in SEVERITIES
+        redactor = Redactor(config.redaction.extra_patterns)
+        assert isinstance(redactor.redact("password=hunter2hunter2"), str)
 
 
 def test_check_exits_2_and_names_the_key_for_a_bad_config(tmp_path: Path) -> None:
@@ -289,4 +334,51 @@ def test_any_file_content_gives_a_config_or_an_error_naming_the_file(tmp_path_fa
     try:
         load_config(path)
     except ConfigError as exc:
-        assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc), str(exc)
+        assert str(exc).startswith(f"{path}: "), str(exc)
+        assert not re.search(r"[\x00-\x1f\x7f-\x9f]", str(exc)), str(exc)
+
+
+@config_table
+class _Service:
+    name: str = setting(required="every service needs a name", read=text(), doc="its name")
+    stop_at: str = setting(
+        default="pr", read=one_of(("report", "diff", "pr")), doc="where a fix stops | waits"
+    )
+
+
+@config_table
+class _Services:
+    services: tuple[_Service, ...] = tables(_Service, "the services")
+
+
+def test_a_key_is_one_declaration_read_checked_defaulted_and_documented() -> None:
+    parsed = parse_table(_Services, {"services": [{"name": "a"}, {"name": "b", "stop_at": "diff"}]})
+    assert parsed == _Services(services=(_Service(name="a"), _Service(name="b", stop_at="diff")))
+    with pytest.raises(ConfigError) as info:
+        parse_table(_Services, {"services": [{"name": "a"}, {"name": "b", "stop_at": "push"}]})
+    assert (
+        str(info.value) == 'services[1].stop_at: expected one of "report", "diff", "pr", got "push"'
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_table(_Services, {"services": [{"stop_at": "pr"}]})
+    assert str(info.value) == "services[0].name: missing (every service needs a name)"
+    assert reference_rows(_Services) == [
+        ReferenceRow("services[].name", "required", "its name"),
+        ReferenceRow("services[].stop_at", '`"pr"`', "where a fix stops | waits"),
+    ]
+    assert reference_markdown(_Services).splitlines()[-1] == (
+        '| `services[].stop_at` | `"pr"` | where a fix stops \\| waits |'
+    )
+
+
+def test_a_field_without_a_declaration_or_a_doc_is_refused_when_the_class_is_made() -> None:
+    with pytest.raises(TypeError, match="declare it with setting"):
+
+        @config_table
+        class _Bare:
+            count: int = 3
+
+    with pytest.raises(TypeError, match="needs a doc"):
+        setting(default=3, read=text(), doc=" ")
+    with pytest.raises(TypeError, match="must say why it is required"):
+        setting(read=text(), doc="a key with neither a default nor a reason")

@@ -1,6 +1,6 @@
 """The console driven by keys, on the real engine with real parts.
 
-The engine is the one in tests/test_engine.py's world: a real agent stream carrying errors
+The engine is tests/engine_world.py's world: a real agent stream carrying errors
 the real Node service wrote, real git worktrees, the real Claude Code CLI against the
 scripted Messages API, real `node --test`, and the GitHub stand-in for pull requests.
 """
@@ -20,6 +20,7 @@ from textual.widgets import Input, Static
 from agent.wire import ErrorEvent
 from console.app import AutofixApp
 from console.models import State
+from console.screens import requests
 from console.screens.confirm import ConfirmScreen
 from console.screens.detail import DetailScreen
 from console.screens.main import MainScreen
@@ -28,11 +29,10 @@ from console.screens.review import ReviewScreen
 from console.widgets.claude_log import ClaudeLog
 from console.widgets.diff_view import DiffView
 from console.widgets.errors_table import ErrorsTable
-from tests import test_engine
+from tests.engine_world import World, fix_turns
 from tests.messages_api import ApiError, Stall
-from tests.test_engine import World, fix_turns
 
-world = test_engine.world  # the engine tests' fixture: the same real parts
+Notifications = Callable[[AutofixApp], list[tuple[str, str]]]
 
 SIZE = (160, 48)
 
@@ -45,8 +45,8 @@ async def until(pilot: Pilot, predicate: Callable[[], Any], timeout: float = 60,
         if value:
             return value
         await pilot.pause(0.05)
-    notes = [n.message for n in pilot.app._notifications]
-    raise AssertionError(f"timed out waiting for {what}; notifications: {notes}")
+    screen = type(pilot.app.screen).__name__
+    raise AssertionError(f"timed out waiting for {what}; the app shows {screen}")
 
 
 def table(app: AutofixApp) -> ErrorsTable:
@@ -56,24 +56,6 @@ def table(app: AutofixApp) -> ErrorsTable:
 def shown_state(app: AutofixApp, error_id: int) -> State | None:
     row = table(app).error(error_id)
     return row.state if row else None
-
-
-def notifications(app: AutofixApp) -> list[tuple[str, str]]:
-    return [(n.severity, n.message) for n in app._notifications]
-
-
-def record_notifications(app: AutofixApp) -> list[str]:
-    """Every message the app notifies from now on, kept after its toast times out (on a
-    busy machine a toast can be gone before the test gets to look at it)."""
-    seen: list[str] = []
-    notify = app.notify
-
-    def recording(message: str, *args: Any, **kwargs: Any) -> None:
-        seen.append(str(message))
-        notify(message, *args, **kwargs)
-
-    app.notify = recording  # type: ignore[method-assign]
-    return seen
 
 
 def log_text(log: ClaudeLog) -> str:
@@ -94,12 +76,14 @@ async def ready_on(pilot: Pilot, error_id: int) -> None:
     await pilot.pause()
 
 
-async def test_approve_fix_review_and_confirmed_approve_open_one_pr(world: World) -> None:
+async def test_approve_fix_review_and_confirmed_approve_open_one_pr(
+    world: World, notifications: Notifications
+) -> None:
     engine = await world.start()
     error = await world.error_in(State.AWAITING_APPROVAL)
     opened: list[str] = []
     app = AutofixApp(engine, open_url=opened.append)
-    notified = record_notifications(app)
+    notified = notifications(app)
     async with app.run_test(size=SIZE) as pilot:
         await ready_on(pilot, error.id)
         assert shown_state(app, error.id) is State.AWAITING_APPROVAL
@@ -113,7 +97,7 @@ async def test_approve_fix_review_and_confirmed_approve_open_one_pr(world: World
         assert "→ Read lib/users.js" in text
         assert "→ Edit lib/users.js (+1 -0)" in text
         assert "→ Bash node --test" in text and "exit 0" in text
-        assert any("ready for review" in m for m in notified)
+        assert any("ready for review" in m for _, m in notified)
         # The picture of this moment (real error, real fix) is the README's screenshot;
         # AUTOFIX_SCREENSHOT=docs/screenshot.svg writes it there.
         await pilot.pause(1.0)
@@ -160,10 +144,13 @@ async def test_approve_fix_review_and_confirmed_approve_open_one_pr(world: World
     ]
 
 
-async def test_skip_by_key_and_telegram_decisions_show_at_once(world: World) -> None:
+async def test_skip_by_key_and_telegram_decisions_show_at_once(
+    world: World, notifications: Notifications
+) -> None:
     engine = await world.start()
     error = await world.error_in(State.AWAITING_APPROVAL)
     app = AutofixApp(engine)
+    notified = notifications(app)
     async with app.run_test(size=SIZE) as pilot:
         await ready_on(pilot, error.id)
         await pilot.press("s")
@@ -173,11 +160,15 @@ async def test_skip_by_key_and_telegram_decisions_show_at_once(world: World) -> 
         await until(pilot, lambda: shown_state(app, error.id) is State.AWAITING_APPROVAL, 5)
         assert (await engine.skip(error.id, actor="telegram:7")).ok
         await until(pilot, lambda: shown_state(app, error.id) is State.SKIPPED, 5, "skipped")
-        # The key is now late: the engine says so and the console shows it.
+        # Skipping is not possible any more: the key is greyed out and does nothing.
+        assert app.main_screen.check_action("skip", ()) is None
         await pilot.press("s")
+        # A request that was on its way with the row as it was is refused by the engine,
+        # and the console shows why.
+        app.main_screen.post_message(requests.Skip(error))
         await until(
             pilot,
-            lambda: any(s == "warning" and "already decided" in m for s, m in notifications(app)),
+            lambda: any(s == "warning" and "already decided" in m for s, m in notified),
             5,
             "the already-decided warning",
         )
@@ -190,12 +181,13 @@ async def test_skip_by_key_and_telegram_decisions_show_at_once(world: World) -> 
 
 
 async def test_a_failed_fix_is_shown_and_retry_carries_the_typed_instruction(
-    world: World,
+    world: World, notifications: Notifications
 ) -> None:
     world.api.turns = [ApiError(401, "authentication_error", "invalid x-api-key")]
     engine = await world.start()
     error = await world.error_in(State.AWAITING_APPROVAL)
     app = AutofixApp(engine)
+    notified = notifications(app)
     async with app.run_test(size=SIZE) as pilot:
         await ready_on(pilot, error.id)
         await pilot.press("a")
@@ -203,7 +195,7 @@ async def test_a_failed_fix_is_shown_and_retry_carries_the_typed_instruction(
         # Errors are never silent: an error notification and the reason in the diff panel.
         await until(
             pilot,
-            lambda: any(s == "error" and "failed" in m for s, m in notifications(app)),
+            lambda: any(s == "error" and "failed" in m for s, m in notified),
             5,
             "an error notification",
         )
@@ -226,16 +218,80 @@ async def test_a_failed_fix_is_shown_and_retry_carries_the_typed_instruction(
 
 async def test_escape_cancels_a_retry_without_touching_the_engine(world: World) -> None:
     engine = await world.start(links=False)
-    app = AutofixApp(engine)
-    await engine.ingest("prod-9", [_event(1, "fp-cancel", "billing", "Error", "boom")])
+    await engine.ingest("prod-9", [_event(1, "fp-cancel", "PA", "Error", "boom")])
     [row] = await engine.store.errors(limit=5)
+    failed = await engine.store.create_attempt(row.id, actor="keyboard")
+    assert failed is not None
+    await engine.store.transition_attempt(failed.id, State.FIXING, State.FAILED, reason="boom")
+    app = AutofixApp(engine)  # it reads the failed attempt from the store as it opens
     async with app.run_test(size=SIZE) as pilot:
         await ready_on(pilot, row.id)
+        await until(pilot, lambda: shown_state(app, row.id) is State.FAILED, 5, "failed")
         await pilot.press("r")
         await until(pilot, lambda: isinstance(app.screen, RetryScreen), 5, "the retry dialog")
         await pilot.press("x", "escape")
         await until(pilot, lambda: isinstance(app.screen, MainScreen), 5, "main screen")
+    assert [a.id for a in await engine.store.attempts()] == [failed.id]
+
+
+async def test_keys_the_engine_does_not_allow_are_greyed_out_and_do_nothing(
+    world: World,
+) -> None:
+    engine = await world.start(links=False)
+    app = AutofixApp(engine)
+    await engine.ingest(
+        "prod-9",
+        [
+            _event(1, "fp-fixable", "PA", "Error", "boom"),
+            _event(2, "fp-unknown", "billing", "Error", "no entry in [[services]]"),
+        ],
+    )
+    rows = {r.service: r for r in await engine.store.errors(limit=5)}
+    main = app.main_screen
+    async with app.run_test(size=SIZE) as pilot:
+        # Awaiting approval: approve and skip are live, retry is not.
+        await ready_on(pilot, rows["PA"].id)
+        assert main.check_action("approve", ()) and main.check_action("skip", ())
+        assert main.check_action("retry", ()) is None
+        await pilot.press("r")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, MainScreen)
+        # A service the config does not name can be skipped but not fixed.
+        await ready_on(pilot, rows["billing"].id)
+        assert main.check_action("approve", ()) is None and main.check_action("skip", ())
+        await pilot.press("a")
+        await pilot.pause(0.2)
     assert await engine.store.attempts() == []
+
+
+class BrokenTelegram:
+    """A Telegram control whose switch raises, as a bot with a bug would."""
+
+    state = "on"
+
+    async def set_enabled(self, enabled: bool) -> None:
+        raise RuntimeError("the bot fell over")
+
+
+async def test_an_exception_in_background_work_is_a_notice_and_the_console_runs_on(
+    world: World, notifications: Notifications
+) -> None:
+    engine = await world.start(links=False)
+    engine.telegram = BrokenTelegram()
+    app = AutofixApp(engine)
+    notified = notifications(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.main_screen.ready, 10, "load")
+        await pilot.press("t")
+        await until(
+            pilot,
+            lambda: ("error", "Telegram failed: the bot fell over") in notified,
+            5,
+            "the failure as a notice",
+        )
+        assert app.is_running
+        await pilot.press("question_mark")
+        await until(pilot, lambda: type(app.screen).__name__ == "HelpScreen", 5, "help")
 
 
 def _event(seq: int, fp: str, service: str, kind: str, message: str) -> ErrorEvent:

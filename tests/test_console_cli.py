@@ -13,9 +13,9 @@ import pytest
 from sshd import SshServer, ssh_server_fixture  # noqa: F401  (provides ssh_server)
 
 from tests.conftest import require_tool
+from tests.engine_world import agent_toml, fix_turns, node_error_log, seed_agent
 from tests.messages_api import MessagesApi, ToolCall
 from tests.service_repo import isolate_git, make_service_repo
-from tests.test_engine import agent_toml, fix_turns, node_error_log, seed_agent
 
 AUTOFIX = [sys.executable, "-m", "console.cli"]
 

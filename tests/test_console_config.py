@@ -192,7 +192,7 @@ def test_default_config_path_follows_xdg_config_home(tmp_path, monkeypatch):
         ),
         (
             {"auto_approve": ["urgent"]},
-            'auto_approve[0]: must be one of "low", "medium", "high", "critical", got "urgent"',
+            'auto_approve[0]: expected one of "low", "medium", "high", "critical", got "urgent"',
         ),
         ({"auto_approve": "high"}, "auto_approve: must be a list"),
         ({"concurrency": 0}, "concurrency: must be at least 1"),
@@ -279,6 +279,10 @@ def test_the_document_with_every_key_is_valid():
             {"services": [{"name": "a\tb", "repo": "/r\n"}]},
             "services[0].repo: must not contain control characters",
         ),
+        (
+            {"services": [{"name": "api\x9b31m", "repo": "/r"}]},
+            "services[0].name: must not contain control characters",
+        ),
     ],
 )
 def test_each_problem_has_one_exact_message_starting_with_the_full_key(data, message):
@@ -301,8 +305,9 @@ def test_repeated_auto_approve_severities_count_once():
 def test_any_document_or_its_file_gives_a_config_or_an_error_naming_a_key(
     tmp_path_factory, document
 ):
-    path = tmp_path_factory.mktemp("cfg") / "config.toml"
-    cfg = parsed_and_loaded_alike(parse_config, load_config, ConsoleConfig, document, path)
+    cfg = parsed_and_loaded_alike(
+        parse_config, load_config, ConsoleConfig, document, tmp_path_factory.mktemp("cfg")
+    )
     if cfg is not None:
         assert len({h.name for h in cfg.hosts}) == len(cfg.hosts)
         assert all(h.local or h.target for h in cfg.hosts)

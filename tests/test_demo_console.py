@@ -4,6 +4,8 @@ attempt failed, before and after anyone approves a fix."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,11 +20,12 @@ from console.app import AutofixApp
 from console.config import parse_config
 from console.demo.claude_cli import use_claude
 from console.engine import Engine
-from console.fix.claude_state import discover
+from console.fix.claude_state import ClaudeState, discover, scripted
+from console.models import AttemptRow, State
 from console.widgets.claude_log import ClaudeLog
 from console.widgets.errors_table import ErrorsTable
-from console.widgets.header import StatusHeader
-from tests.conftest import require_demo_claude, require_tool
+from console.widgets.header import StatusHeader, claude_text
+from tests.conftest import ROOT, require_demo_claude, require_tool
 from tests.service_repo import make_service_repo
 
 SIZE = (160, 48)
@@ -151,3 +154,66 @@ async def test_a_missing_cli_and_the_failed_attempt_it_causes_show_with_their_re
             assert panel_text(app).startswith(missing_line)
     finally:
         await engine.stop()
+
+
+async def test_with_a_logged_in_claude_the_demo_uses_it_and_starts_no_scripted_model(
+    tmp_path: Path, no_login: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli = require_tool("claude")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-of-the-developer")
+    config = parse_config({"state_dir": str(tmp_path / "state"), "claude": {"command": cli}})
+    async with use_claude(config) as (demo_config, claude):
+        assert demo_config == config
+        assert claude.kind == "ready" and claude.text == "Claude: ready"
+
+
+def test_the_demos_cli_is_the_version_the_tests_pin() -> None:
+    cli = require_demo_claude()
+    pins = json.loads((ROOT / "tests" / "package.json").read_text())["dependencies"]
+    version = subprocess.run([str(cli), "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.split()[0] == pins["@anthropic-ai/claude-code"]
+
+
+STARTED = "2027-01-15T09:00:00Z"
+NOW = 1_800_003_612.0  # 12 s after STARTED
+
+
+@pytest.mark.parametrize(
+    ("state", "running", "latest", "expected"),
+    [
+        (None, [], None, "Claude idle"),
+        (scripted("claude", SCRIPTED), [], None, SCRIPTED),
+        (
+            scripted("claude", SCRIPTED),
+            [AttemptRow(3, 1, State.FIXING, started_at=STARTED)],
+            None,
+            "Claude (scripted demo model) fixing #3 0:12",
+        ),
+        (
+            ClaudeState("ready", "claude", "Claude: ready"),
+            [AttemptRow(3, 1, State.TESTING, started_at=STARTED, claude_cost_usd=0.0)],
+            None,
+            "Claude testing #3 0:12 $0.0000",
+        ),
+        (
+            scripted("claude", SCRIPTED),
+            [],
+            AttemptRow(4, 2, State.FAILED, reason="Claude Code: API error 529: overloaded"),
+            f"{SCRIPTED} · failed #4: Claude Code: API error 529: overloaded",
+        ),
+        (
+            None,
+            [],
+            AttemptRow(4, 2, State.FAILED, reason="tests failed (exit 1):\n# fail 1"),
+            "Claude failed #4: tests failed (exit 1): # fail 1",
+        ),
+        (None, [], AttemptRow(5, 2, State.REVIEW), "Claude idle"),
+    ],
+)
+def test_the_header_says_what_claude_is_doing_or_why_it_cannot(
+    state: ClaudeState | None,
+    running: list[AttemptRow],
+    latest: AttemptRow | None,
+    expected: str,
+) -> None:
+    assert claude_text(running, NOW, state, latest).plain.strip() == expected

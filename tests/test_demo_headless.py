@@ -4,6 +4,7 @@ is read, never written."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -14,14 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from console.demo.model import PREPARED_FIXES
+from console.demo.model import PREPARED_FIXES, PreparedFix, demo_model
 from tests.conftest import (
     SERVICE_DIR,
     node_env,
     require_demo_claude,
     require_tool,
+    scan_service_error,
     without_claude_login,
 )
+from tests.service_repo import make_service_repo
 
 BIN = Path(sys.executable).parent
 SCRIPTED_LINE = "autofix demo: Claude: scripted demo model; log in to `claude` for real fixes"
@@ -104,6 +107,9 @@ def test_headless_demo_without_login_fixes_the_first_error_with_the_real_cli(
     assert any(line.startswith(f"→ Edit {edited} (+") for line in claude), claude
     assert any(line.startswith(f"→ Write {fix.test_path}") for line in claude), claude
     assert "→ Bash node --test" in claude and "⎿ exit 0" in claude, claude
+    # The scripted model spends nothing, and the CLI's own price for the run says so.
+    [done] = [line for line in claude if line.startswith("✓ done · 5 turns · ")]
+    assert done.endswith(" · $0.0000"), done
     assert "fix ready for review: 2 file(s), tests passed" in out
     # The diff in review is the prepared fix, and the service's tests pass in the worktree.
     [worktree] = (demo.workspace / "pa" / ".worktrees" / "hotfix").iterdir()
@@ -165,3 +171,46 @@ def test_demo_with_a_broken_config_names_the_key_and_starts_nothing(tmp_path: Pa
     assert demo.proc.returncode == 2, out
     assert out.startswith(f"autofix demo: config error: {mine}: concurrency"), out
     assert "Traceback" not in out
+
+
+# The demo service's --once scenario that logs each prepared fix's error.
+SCENARIOS = {
+    "unknown user": "users",
+    "malformed product list": "products",
+    "payments without a Stripe key": "payments",
+    "stock service down": "inventory",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fix", PREPARED_FIXES, ids=lambda fix: fix.name)
+def test_every_prepared_fix_passes_the_caged_tests_through_the_real_cli(
+    tmp_path: Path, fix: PreparedFix, isolated_git_config: None
+) -> None:
+    require_tool("bwrap")
+    cli = require_demo_claude()
+    repo, _ = make_service_repo(tmp_path)
+    error_json = tmp_path / "error.json"
+    error_json.write_text(json.dumps(scan_service_error(tmp_path, SCENARIOS[fix.name])))
+    with demo_model() as model:
+        extra = "\n".join(f'{k} = "{v}"' for k, v in model.endpoint_env().items())
+        config = tmp_path / "console.toml"
+        config.write_text(
+            f'state_dir = "{tmp_path / "console"}"\n'
+            f'[[services]]\nname = "PA"\nrepo = "{repo}"\ntest_command = "node --test"\n'
+            f'[claude]\ncommand = "{cli}"\ntimeout_seconds = 120\n[claude.extra_env]\n{extra}\n'
+        )
+        proc = subprocess.run(
+            [str(BIN / "autofix"), "fix", "--config", str(config), "--service", "PA",
+             "--error-json", str(error_json)],
+            capture_output=True, text=True, timeout=240,
+            env=without_claude_login(tmp_path / "home"),
+        )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "Claude Code was refused no calls" in out, out
+    assert "fix ready for review: 2 file(s), tests passed" in out
+    for edit in fix.edits:
+        added = [line for line in edit.new.splitlines() if line not in edit.old.splitlines()]
+        assert all(f"\n+{line}\n" in proc.stdout for line in added), out
+    assert all(f"\n+{line}\n" in proc.stdout for line in fix.test_source.splitlines() if line)

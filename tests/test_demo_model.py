@@ -3,9 +3,6 @@ prompt, picks the prepared fix for it, and answers every request with a well-for
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +22,7 @@ from console.demo.model import (
 )
 from console.fix.prompt import build_prompt
 from tests import messages_api as tests_messages_api
-from tests.conftest import SERVICE_DIR, node_env, require_tool
+from tests.conftest import SERVICE_DIR, scan_service_error
 
 WORKDIR = "/home/dev/pa/.worktrees/hotfix/auto-0123456789abcdef"
 # The demo service's --once scenario that logs each prepared fix's error.
@@ -54,24 +51,8 @@ class ScannedError:
 
 
 def logged_error(tmp_path: Path, scenario: str) -> ScannedError:
-    """Run the real service once into a log dir and read its error back with the agent."""
-    node = require_tool("node")
-    logs = tmp_path / scenario
-    subprocess.run(
-        [node, str(SERVICE_DIR / "app.js"), "--once", scenario, "--log-dir", str(logs)],
-        check=True,
-        capture_output=True,
-        env=node_env(),
-        timeout=30,
-    )
-    scan = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "scan", "--service", "PA", str(logs / "pa-error.log")],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    [group] = [json.loads(line) for line in scan.stdout.splitlines()]
+    """The error the real service logs for a scenario, as the agent reads it back."""
+    group = scan_service_error(tmp_path, scenario)
     return ScannedError(
         service=group["service"],
         error_type=group["type"],

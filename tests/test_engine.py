@@ -3,7 +3,8 @@
 A real agent stream (local subprocess) delivers errors that a real Node.js service wrote;
 fix attempts run in real git worktrees with the real Claude Code CLI against the scripted
 Messages API stand-in; tests run with real `node --test`; PRs go to the GitHub stand-in
-and branches to a real bare remote.
+and branches to a real bare remote. The world is tests/engine_world.py's, through the
+``world`` fixture in conftest.py.
 """
 
 from __future__ import annotations
@@ -14,188 +15,29 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from agent.config import DetectionConfig
-from agent.occurrence import occurrence_of
-from agent.outbox import Outbox
-from agent.parse import Assembler
-from agent.redact import Redactor
 from console.config import ConsoleConfig, parse_config
-from console.engine import AttemptChanged, ClaudeActivity, Engine, EngineEvent, Notice
-from console.models import State
+from console.engine import Engine
+from console.events import AttemptChanged, ClaudeActivity, Notice
+from console.models import TRANSITIONS, Action, AttemptRow, ErrorRow, State
 from console.store import Store
-from tests.conftest import eventually, require_tool
-from tests.github_api import GitHubStandIn
+from tests.engine_world import (
+    World,
+    fix_turns,
+    local_host,
+    main_state,
+    node_error_log,
+    seed_agent,
+)
 from tests.messages_api import ApiError, MessagesApi, Stall, Text, ToolCall
-from tests.service_repo import BUGGY_LINE, FIXED_LINE, SERVICE, git, isolate_git, make_service_repo
-
-TOKEN = "ghp_engine-test"
-T0 = 1_800_000_000.0
-
-
-def node_error_log(tmp: Path, scenario: str = "users", payload: str = "999") -> bytes:
-    """Run the real sample service once and return what it wrote to its error log."""
-    node = require_tool("node")
-    logs = tmp / f"logs-{scenario}-{payload}"
-    logs.mkdir()
-    subprocess.run(
-        [node, str(SERVICE / "app.js"), "--once", scenario, "--payload", payload,
-         "--logger", "console", "--log-dir", str(logs)],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )  # fmt: skip
-    return b"".join(p.read_bytes() for p in sorted(logs.glob("*-error.log")))
-
-
-def seed_agent(state_dir: Path, log: bytes, host: str, times: int = 3) -> str:
-    """Put the log's errors through the agent's own pipeline into its outbox."""
-    assembler = Assembler()
-    records = assembler.feed(log, 0) + assembler.flush(eof=True)
-    assert records, "the sample service logged no error"
-    occurrences = [occurrence_of("PA", r, Redactor()) for r in records] * times
-    box = Outbox.open(state_dir / "agent.db", host)
-    box.ingest(occurrences, now=T0)
-    events = box.settle(DetectionConfig(min_severity="low"), now=T0 + 400)
-    box.close()
-    assert events
-    return events[0].fingerprint
-
-
-def agent_toml(path: Path, state: Path, host: str) -> Path:
-    path.write_text(
-        f'state_dir = "{state}"\nhost = "{host}"\n[stream]\nheartbeat_seconds = 0.5\n'
-        f'[[sources]]\nservice = "PA"\npaths = ["{state}/none/*.log"]\n'
-    )
-    return path
-
-
-def fix_turns(worktree: Path) -> list:
-    users = str(worktree / "lib" / "users.js")
-    return [
-        [Text("Reading the handler."), ToolCall("Read", {"file_path": users})],
-        [ToolCall("Edit", {"file_path": users, "old_string": BUGGY_LINE,
-                           "new_string": FIXED_LINE})],
-        [ToolCall("Bash", {"command": "node --test", "description": "run the tests"})],
-        [Text("getUserProfile now returns null for unknown ids instead of throwing.")],
-    ]  # fmt: skip
-
-
-@dataclass
-class World:
-    tmp: Path
-    repo: Path
-    bare: Path
-    config: ConsoleConfig
-    api: MessagesApi
-    github: GitHubStandIn
-    fingerprint: str
-    events: list[EngineEvent] = field(default_factory=list)
-    engine: Engine | None = None
-
-    @property
-    def worktree(self) -> Path:
-        return self.repo / ".worktrees" / "hotfix" / f"auto-{self.fingerprint}"
-
-    async def start(self, config: ConsoleConfig | None = None, links: bool = True) -> Engine:
-        cfg = config or self.config
-        engine = Engine(cfg, await Store.open(cfg.db_path))
-        engine.subscribe(self.events.append)
-        await engine.start(links=links)
-        self.engine = engine
-        return engine
-
-    async def until(self, predicate: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
-        def notices() -> str:
-            return f"notices: {[e.text for e in self.events if isinstance(e, Notice)]}"
-
-        return await eventually(predicate, timeout, what, context=notices)
-
-    async def error_in(self, state: State, timeout: float = 60):
-        assert self.engine is not None
-
-        async def find():
-            for row in await self.engine.store.errors(limit=100):  # type: ignore[union-attr]
-                if row.fingerprint == self.fingerprint and row.state is state:
-                    return row
-            return None
-
-        return await self.until(find, timeout, f"error in state {state.value}")
-
-
-def console_config(
-    tmp: Path, repo: Path, api: MessagesApi, github: GitHubStandIn, hosts: list[dict], **extra
-) -> ConsoleConfig:
-    home = tmp / "home"
-    home.mkdir(exist_ok=True)
-    data: dict[str, Any] = {
-        "state_dir": str(tmp / "console"),
-        "hosts": hosts,
-        "services": [
-            {
-                "name": "PA",
-                "repo": str(repo),
-                "test_command": "node --test",
-                "test_timeout_seconds": 120,
-                "github_repo": "acme/pa",
-            }
-        ],
-        "claude": {
-            "command": require_tool("claude"),
-            "max_turns": 8,
-            "timeout_seconds": 120,
-            "extra_env": api.env(str(home)),
-        },
-        "github": {"api_url": github.url, "token": TOKEN},
-    }
-    data.update(extra)
-    return parse_config(data)
-
-
-def local_host(tmp: Path, name: str) -> tuple[dict, Path]:
-    state = tmp / f"agent-{name}"
-    state.mkdir()
-    toml = agent_toml(tmp / f"agent-{name}.toml", state, name)
-    host = {
-        "name": name,
-        "local": True,
-        "agent_command": f"{sys.executable} -m agent.cli stream",
-        "agent_config": str(toml),
-    }
-    return host, state
-
-
-@pytest.fixture
-async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[World]:
-    isolate_git(tmp_path, monkeypatch)
-    repo, bare = make_service_repo(tmp_path)
-    host, state = local_host(tmp_path, "prod-1")
-    fingerprint = seed_agent(state, node_error_log(tmp_path), "prod-1")
-    api = MessagesApi([])
-    api.start()
-    with GitHubStandIn(token=TOKEN, repos={"acme/pa": bare}) as github:
-        config = console_config(tmp_path, repo, api, github, [host])
-        w = World(tmp_path, repo, bare, config, api, github, fingerprint)
-        api.turns = fix_turns(w.worktree)
-        yield w
-        if w.engine is not None:
-            await w.engine.stop()
-    api.close()
-
-
-def main_state(repo: Path) -> tuple[str, str, str, str]:
-    return (
-        git(repo, "rev-parse", "HEAD"),
-        git(repo, "branch", "--show-current"),
-        git(repo, "status", "--porcelain"),
-        (repo / "lib" / "users.js").read_text(),
-    )
+from tests.service_repo import git
 
 
 async def test_approved_error_is_fixed_tested_reviewed_and_opened_as_one_pr(world: World) -> None:
@@ -224,8 +66,11 @@ async def test_approved_error_is_fixed_tested_reviewed_and_opened_as_one_pr(worl
     assert "Cannot read properties of undefined" in str(prompt)
     assert main_state(world.repo) == before, "the main checkout must not change"
 
+    # Approving is not publishing: the reviewed diff goes out only through publish.
+    refused = await engine.approve(review.id, actor="keyboard")
+    assert not refused.ok and refused.message == f"already decided: error {review.id} is review"
     published = await asyncio.gather(
-        engine.approve(review.id, actor="keyboard"), engine.approve(review.id, actor="telegram:7")
+        engine.publish(attempt.id, actor="keyboard"), engine.publish(attempt.id, actor="telegram:7")
     )
     assert sorted(r.ok for r in published) == [False, True]
     done = await world.error_in(State.PR_OPENED)
@@ -421,3 +266,120 @@ async def test_a_console_killed_during_a_fix_recovers_the_attempt_as_interrupted
     await world.error_in(State.REVIEW, timeout=120)
     changes = [e for e in world.events if isinstance(e, AttemptChanged)]
     assert changes
+
+
+# --- the flow rule ---------------------------------------------------------------------------
+
+# What each decision does to the error's state, as the store's transitions name it.
+ENTERS = {
+    Action.APPROVE: State.FIXING,
+    Action.RETRY: State.FIXING,
+    Action.SKIP: State.SKIPPED,
+    Action.REOPEN: State.AWAITING_APPROVAL,
+    Action.PUBLISH: State.PR_OPENED,
+}
+# The whole flow as a person meets it, for a service the config names.
+EXPECTED = {
+    State.NEW: set(),
+    State.AWAITING_APPROVAL: {Action.APPROVE, Action.SKIP},
+    State.FIXING: set(),
+    State.TESTING: set(),
+    State.REVIEW: {Action.PUBLISH, Action.SKIP, Action.RETRY},
+    State.FAILED: {Action.RETRY, Action.SKIP},
+    State.INTERRUPTED: {Action.RETRY, Action.SKIP},
+    State.SKIPPED: {Action.REOPEN},
+    State.PR_OPENED: set(),
+}
+
+
+def error_row(state: State, service: str, attempt_id: int | None) -> ErrorRow:
+    return ErrorRow(
+        id=1, service=service, fingerprint="fp", error_type="TypeError", message="x",
+        stack=[], route=None, severity="high", count=1, hosts={"prod-1": 1},
+        first_seen="", last_seen="", state=state, created_at="", updated_at="",
+        current_attempt_id=attempt_id,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def flow_engine(tmp_path: Path) -> Iterator[Engine]:
+    """An engine that is never started: the flow rule needs its config only."""
+    config = parse_config(
+        {"state_dir": str(tmp_path), "services": [{"name": "PA", "repo": str(tmp_path)}]}
+    )
+    store = asyncio.run(Store.open(config.db_path))
+    yield Engine(config, store)
+    asyncio.run(store.close())
+
+
+def test_the_possible_decisions_for_each_state_are_the_flow_as_a_person_meets_it(
+    flow_engine: Engine,
+) -> None:
+    for state, expected in EXPECTED.items():
+        attempt = None if state in (State.NEW, State.AWAITING_APPROVAL) else 7
+        assert flow_engine.actions(error_row(state, "PA", attempt)) == expected, state
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    state=st.sampled_from(list(State)),
+    attempt_state=st.sampled_from(list(State)),
+    service=st.sampled_from(["PA", "billing"]),
+    current=st.sampled_from([None, 7]),
+    shown=st.sampled_from([None, 7, 8]),
+)
+def test_every_possible_decision_is_a_transition_the_store_allows(
+    flow_engine: Engine,
+    state: State,
+    attempt_state: State,
+    service: str,
+    current: int | None,
+    shown: int | None,
+) -> None:
+    error = error_row(state, service, current)
+    attempt = None if shown is None else AttemptRow(id=shown, error_id=1, state=attempt_state)
+    allowed = flow_engine.actions(error, attempt)
+    for action in allowed:
+        assert ENTERS[action] in TRANSITIONS[state], (state, action)
+    assert allowed <= EXPECTED[state]
+    if service == "billing":  # no [[services]] entry: it can be shelved, never fixed
+        assert not allowed & {Action.APPROVE, Action.RETRY}
+    if attempt is not None and attempt.id != current:
+        assert allowed == frozenset(), "nothing to decide about an attempt that was replaced"
+    if Action.PUBLISH in allowed:
+        assert current is not None and (attempt is None or attempt.state is State.REVIEW)
+
+
+async def test_commands_refuse_what_the_flow_rule_does_not_allow_and_say_why(
+    world: World,
+) -> None:
+    engine = await world.start()
+    error = await world.error_in(State.AWAITING_APPROVAL)
+    assert engine.actions(error) == {Action.APPROVE, Action.SKIP}
+    retry = await engine.retry(error.id, actor="keyboard")
+    assert retry.message == f"cannot retry: error {error.id} is awaiting_approval"
+    assert (await engine.reopen(error.id, actor="keyboard")).message == (
+        f"error {error.id} is not skipped"
+    )
+    # A decision about an attempt the error does not have is refused.
+    stale = await engine.skip(error.id, actor="telegram:7", attempt_id=41)
+    assert stale.message == "already decided: attempt 41 is gone"
+    assert (await engine.skip(error.id, actor="keyboard", attempt_id=None)).ok
+    skipped = await world.error_in(State.SKIPPED)
+    assert engine.actions(skipped) == {Action.REOPEN}
+    assert not (await engine.approve(error.id, actor="keyboard")).ok
+
+    # `autofix fix`'s command: a skipped error is reopened and its fix started.
+    started = await engine.fix(error.id, actor="cli")
+    assert started.ok and started.attempt_id is not None
+    running = await engine.fix(error.id, actor="cli")
+    assert running.ok and running.attempt_id == started.attempt_id, "no second attempt"
+    await world.error_in(State.REVIEW, timeout=120)
+    decisions = await engine.store.decisions(error_id=error.id)
+    assert [(d.action, d.actor) for d in decisions] == [
+        ("skip", "keyboard"),
+        ("reopen", "cli"),
+        ("approve", "cli"),
+    ]

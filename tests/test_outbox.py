@@ -164,3 +164,108 @@ def test_stream_lines_decode_to_exactly_the_settled_events(outbox: Outbox, tmp_p
     [(seq, payload)] = list(reader.events_after(0))
     assert decode(with_seq(payload, seq)) == event
     reader.close()
+
+
+PYTHON_CHAINED = """Traceback (most recent call last):
+  File "/srv/app/handlers.py", line 10, in load
+    return cache[key]
+KeyError: 'user'
+
+During handling of the above exception, another exception occurred:
+
+Traceback (most recent call last):
+  File "/srv/app/handlers.py", line 12, in load
+    return fetch(key)
+  File "/usr/lib/python3.11/site-packages/requests/api.py", line 73, in get
+    return request("get", url)
+ConnectionError: no route to host"""
+
+GO_PANIC = """panic: runtime error: invalid memory address or nil pointer dereference
+[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x4a1b2c]
+
+goroutine 1 [running]:
+main.loadUser(0x0)
+	/srv/app/main.go:21 +0x1d
+runtime.goexit()
+	/usr/local/go/src/runtime/asm_amd64.s:1650 +0x1"""
+
+NODE_STACK = """TypeError: Cannot read properties of undefined (reading 'id')
+    at getUser (/srv/app/lib/users.js:12:7)
+    at Layer.handle (/srv/app/node_modules/express/lib/router/layer.js:95:5)
+    at process.processTicksAndRejections (node:internal/process/task_queues:95:5)"""
+
+
+def _frames_shown(stack: list[str], in_app: list[bool | None]) -> dict[str, bool]:
+    return {
+        line.strip(): flag for line, flag in zip(stack, in_app, strict=True) if flag is not None
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            NODE_STACK,
+            {
+                "at getUser (/srv/app/lib/users.js:12:7)": True,
+                "at Layer.handle (/srv/app/node_modules/express/lib/router/layer.js:95:5)": False,
+                "at process.processTicksAndRejections "
+                "(node:internal/process/task_queues:95:5)": False,
+            },
+        ),
+        (
+            PYTHON_CHAINED,
+            {
+                'File "/srv/app/handlers.py", line 12, in load': True,
+                'File "/usr/lib/python3.11/site-packages/requests/api.py", line 73, in get': False,
+            },
+        ),
+        (
+            GO_PANIC,
+            {
+                "/srv/app/main.go:21 +0x1d": True,
+                "/usr/local/go/src/runtime/asm_amd64.s:1650 +0x1": False,
+            },
+        ),
+    ],
+    ids=["node", "python-chained", "go"],
+)
+def test_the_settled_event_says_which_stack_lines_are_app_frames_as_the_parser_saw_them(
+    outbox: Outbox, tmp_path: Path, text: str, expected: dict[str, bool]
+) -> None:
+    from agent.parse import parse_lines
+    from agent.wire import decode, with_seq
+
+    [record] = parse_lines(text.splitlines())
+    outbox.ingest([Occurrence(service="PA", fingerprint="c" * 16, record=record)], now=T0)
+    [event] = outbox.settle(replace(DET, min_severity="low"), now=T0 + 30)
+    assert len(event.in_app) == len(event.stack)
+    assert _frames_shown(event.stack, event.in_app) == expected
+    reader = OutboxReader(tmp_path / "state" / "agent.db")
+    [(seq, payload)] = list(reader.events_after(0))
+    reader.close()
+    assert decode(with_seq(payload, seq)).in_app == event.in_app
+
+
+def test_a_group_stored_by_an_agent_without_in_app_still_settles(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "agent.db"
+    Outbox.open(path, "prod-1").close()
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE g AS SELECT * FROM groups; DROP TABLE groups;"
+        "CREATE TABLE groups (service TEXT NOT NULL, fingerprint TEXT NOT NULL,"
+        " error_type TEXT NOT NULL, message TEXT NOT NULL, stack TEXT NOT NULL, route TEXT,"
+        " count INTEGER NOT NULL, pending INTEGER NOT NULL, first_seen TEXT NOT NULL,"
+        " last_seen TEXT NOT NULL, pending_since REAL, last_arrival REAL NOT NULL,"
+        " relayed INTEGER NOT NULL DEFAULT 0, severity TEXT NOT NULL DEFAULT 'low',"
+        " PRIMARY KEY (service, fingerprint)); DROP TABLE g;"
+        "INSERT INTO groups VALUES ('PA', 'dddddddddddddddd', 'Error', 'old', '[\"at f\"]',"
+        f" NULL, 5, 5, 't', 't', {T0}, {T0}, 0, 'low');"
+    )
+    conn.close()
+    box = Outbox.open(path, "prod-1")
+    try:
+        [event] = box.settle(replace(DET, min_severity="low"), now=T0 + 30)
+    finally:
+        box.close()
+    assert event.message == "old" and event.in_app == []

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from console.engine import ErrorChanged, Notice
-from console.screens.pending import PendingUpdates
+from console.events import ErrorChanged, Notice
+from console.pending import PendingUpdates
 from tests.rows import row
 
 

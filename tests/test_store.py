@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -330,6 +331,17 @@ async def test_the_line_a_link_received_is_the_line_stored_unknown_fields_includ
     # An event built in this process is stored as its wire encoding.
     await store.ingest("web-1", [event(2, 2)])
     assert (await store.samples(row.id))[0] == encode(event(2, 2))
+
+
+async def test_an_error_keeps_the_frames_the_agent_marked_and_an_old_agents_has_none(store):
+    stack = ["TypeError: x", "    at f (/srv/app/a.js:1:1)", "    at node:internal/x:1:1"]
+    marked = replace(event(1, 1, kind="error", stack=stack), in_app=[None, True, False])
+    await store.ingest("web-1", [marked])
+    unmarked = event(2, 1, kind="error", fingerprint=FP_B, stack=stack)
+    await store.ingest("web-1", [Received(unmarked, encode(unmarked).replace(',"in_app":[]', ""))])
+    rows = {r.fingerprint: r for r in await store.errors()}
+    assert rows[FP_A].in_app == [None, True, False] and rows[FP_A].stack == stack
+    assert rows[FP_B].in_app == []
 
 
 async def test_empty_batch_changes_nothing(store):
@@ -835,12 +847,22 @@ async def test_denials_are_kept_with_their_attempt_and_survive_a_reopen(tmp_path
 
 async def test_a_database_from_before_denials_gains_the_column_and_keeps_attempts(tmp_path):
     path = tmp_path / "console.db"
-    async with await Store.open(path, migrations=MIGRATIONS[:1]) as old:
-        error_id = await awaiting(old)
-    raw_db(path).execute(
+    async with await Store.open(path, migrations=MIGRATIONS[:1]):
+        pass
+    # Rows as that version wrote them (today's ingest writes columns it did not have).
+    db = raw_db(path)
+    error_id = db.execute(
+        "INSERT INTO errors (service, fingerprint, error_type, message, stack, severity, "
+        "first_seen, last_seen, state, created_at, updated_at) VALUES ('shop-api', ?, "
+        "'TypeError', 'boom', '[]', 'medium', 'then', 'then', 'review', 'then', 'then') "
+        "RETURNING id",
+        (FP_A,),
+    ).fetchone()[0]
+    db.execute(
         "INSERT INTO attempts (error_id, state, started_at) VALUES (?, 'review', 'then')",
         (error_id,),
     )
+    db.close()
     async with await Store.open(path) as new:
         assert await new.schema_version() == len(MIGRATIONS)
         (again,) = await new.attempts(error_id)

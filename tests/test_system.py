@@ -33,11 +33,11 @@ from console.models import State
 from console.session import running
 from console.store import Store
 from tests.conftest import require_node_modules, require_tool
+from tests.engine_world import World, fix_turns, main_state
 from tests.github_api import GitHubStandIn
 from tests.messages_api import MessagesApi
 from tests.service_repo import git, isolate_git, make_service_repo
 from tests.telegram_api import TelegramApi
-from tests.test_engine import World, fix_turns, main_state
 
 OWNER = 777
 TOKEN = "ghp_system-test"

@@ -1,6 +1,6 @@
 """The Telegram bot with the real engine, the real python-telegram-bot and a Bot API on loopback.
 
-The engine is the one from tests/test_engine.py's world (real agent stream from the real Node
+The engine is the one from tests/engine_world.py's world (real agent stream from the real Node
 service, real git, real Claude Code CLI against the scripted Messages API, GitHub stand-in).
 The bot is the real python-telegram-bot ``Application`` pointed at tests/telegram_api.py,
 which checks HTML, length and button-data limits as Telegram does; the test plays the phone
@@ -20,17 +20,18 @@ from pathlib import Path
 import pytest
 
 from console.config import TelegramConfig
-from console.engine import Engine, Notice, TelegramChanged
+from console.engine import Engine
+from console.events import Notice, TelegramChanged
 from console.models import ErrorRow, State
 from console.store import Store
 from console.telegram import TelegramBot, TelegramTokenError, resolve_bot_token
 from console.telegram.callbacks import CallbackSigner, ForgedCallback
 from console.telegram.limits import Part, fit, tg_len
 from console.telegram.mute import DurationError, parse_duration
+from tests.engine_world import World, fix_turns
 from tests.messages_api import ToolCall
 from tests.telegram_api import Message, TelegramApi, parse_html
 from tests.telegram_phone import error_event as event
-from tests.test_engine import World, fix_turns, world  # noqa: F401
 
 OWNER = 4242
 STRANGER = 6666
@@ -78,7 +79,7 @@ class Phone:
 
 
 @pytest.fixture
-async def phone(world: World, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Phone]:  # noqa: F811
+async def phone(world: World, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Phone]:
     """A running bot on a real engine whose links are not started yet (``start_engine``)."""
     with TelegramApi() as api:
         monkeypatch.setenv(TOKEN_ENV, api.token)
@@ -397,7 +398,7 @@ async def test_retry_command_and_the_console_switch(phone: Phone) -> None:
 
 
 async def test_a_missing_token_reports_an_error_and_the_engine_keeps_running(
-    world: World,  # noqa: F811
+    world: World,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(TOKEN_ENV, raising=False)

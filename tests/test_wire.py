@@ -116,6 +116,15 @@ EVENTS = st.builds(
     first_seen=_TEXT,
     last_seen=_TEXT,
 )
+# With in_app as an agent sends it: empty (an older agent) or one flag per stack line.
+EVENTS = EVENTS.flatmap(
+    lambda e: st.one_of(
+        st.just(e),
+        st.lists(st.sampled_from([True, False, None]), min_size=len(e.stack), max_size=len(e.stack))
+        .filter(bool)
+        .map(lambda flags: replace(e, in_app=flags)),
+    )
+)
 
 
 @given(EVENTS)
@@ -154,3 +163,24 @@ def test_iso_is_utc_with_milliseconds_and_sorts_like_the_time(ts: float) -> None
     assert parsed == exact.replace(microsecond=exact.microsecond // 1000 * 1000)
     assert iso(ts) <= iso(ts + 0.001)
     assert iso(0) == "1970-01-01T00:00:00.000Z"
+
+
+def test_a_line_from_an_agent_without_in_app_decodes_with_no_frames_known() -> None:
+    fields = json.loads(encode(EVENT))
+    del fields["in_app"]
+    assert decode(json.dumps(fields)) == EVENT
+    assert decode(json.dumps(fields)).in_app == []
+
+
+@pytest.mark.parametrize("flags", [[True], [True, "yes"], "true", [True, False, None], [1, 0]])
+def test_in_app_must_hold_one_flag_per_stack_line(flags: object) -> None:
+    fields = json.loads(encode(EVENT))
+    fields["in_app"] = flags
+    with pytest.raises(WireError, match="'in_app' must be empty or hold true, false or null"):
+        decode(json.dumps(fields))
+
+
+def test_in_app_flags_travel_with_the_event() -> None:
+    event = replace(EVENT, in_app=[None, True])
+    assert decode(encode(event)) == event
+    assert json.loads(encode(event))["in_app"] == [None, True]

@@ -76,6 +76,9 @@ class MessagesApi:
     from the request."""
 
     turns: list[Turn] | Script
+    # Tokens each turn reports using (the CLI prices them); the demo's model reports none.
+    input_tokens: int = 1200
+    output_tokens: int = 42
     requests: list[Request] = field(default_factory=list)
     unknown: list[Request] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
@@ -114,7 +117,7 @@ class MessagesApi:
                 path = self.path.split("?", 1)[0]
                 if path == "/v1/messages/count_tokens":
                     api._record(self, body)
-                    self._json(200, {"input_tokens": 1200})
+                    self._json(200, {"input_tokens": api.input_tokens})
                     return
                 if path != "/v1/messages":
                     api._record(self, body, unknown=True)
@@ -151,7 +154,7 @@ class MessagesApi:
                 self.send_header("Connection", "close")
                 self.end_headers()
                 self.close_connection = True
-                for event, data in _sse_events(blocks, body):
+                for event, data in _sse_events(blocks, body, api):
                     chunk = f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
                     self.wfile.write(chunk)
                     self.wfile.flush()
@@ -247,13 +250,16 @@ def assistant_turns(body: dict[str, Any]) -> int:
 
 
 def _sse_events(
-    blocks: list[Text | ToolCall], body: dict[str, Any]
+    blocks: list[Text | ToolCall], body: dict[str, Any], api: MessagesApi
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     turn = assistant_turns(body)
     message = _message("", None, body)
     message["id"] = f"msg_{turn}"
     message["content"] = []
-    message["usage"] = {"input_tokens": 1200, "output_tokens": 1}
+    message["usage"] = {
+        "input_tokens": api.input_tokens,
+        "output_tokens": min(1, api.output_tokens),
+    }
     yield "message_start", {"type": "message_start", "message": message}
     stop_reason = "end_turn"
     for index, block in enumerate(blocks):
@@ -280,7 +286,7 @@ def _sse_events(
         {
             "type": "message_delta",
             "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-            "usage": {"output_tokens": 42},
+            "usage": {"output_tokens": api.output_tokens},
         },
     )
     yield "message_stop", {"type": "message_stop"}

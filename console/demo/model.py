@@ -291,5 +291,6 @@ def answer(body: dict[str, Any]) -> list[Text | ToolCall]:
 
 
 def demo_model() -> MessagesApi:
-    """The scripted model's server, not yet started."""
-    return MessagesApi(answer)
+    """The scripted model's server, not yet started. It reports no token use, so the
+    CLI prices its fixes at $0: nothing was spent."""
+    return MessagesApi(answer, input_tokens=0, output_tokens=0)

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from console.cli import EventPrinter, print_review_notice
 from console.config import ConfigError, ConsoleConfig, load_config
 from console.demo.claude_cli import use_claude
 from console.demo.processes import DemoProcesses
 from console.demo.workspace import WorkspaceError, load, prepare
-from console.session import running
+from console.events import Listener
+from console.headless import ClaudeLines, print_review_notice, serve
 
 
 async def run_demo(
@@ -63,35 +61,18 @@ async def run_demo(
 
 
 async def _headless(config: ConsoleConfig, root: Path, procs: DemoProcesses) -> None:
-    from console.engine import Engine
+    def listeners(engine: Any) -> list[Listener]:
+        return [ClaudeLines(numbered=True), FirstErrorApprover(engine, config)]
 
-    engine = await Engine.open(config)
-    engine.subscribe(EventPrinter())
-    engine.subscribe(ClaudeLines())
-    engine.subscribe(FirstErrorApprover(engine, config))
-    async with running(config, engine=engine):
-        await _wait_for_ctrl_c(root, procs)
-
-
-class ClaudeLines:
-    """Claude's stream as the Claude panel words it: what it read, edited and ran."""
-
-    def __init__(self) -> None:
-        from console.widgets.claude_log import ClaudeFormatter
-
-        self.formatter = ClaudeFormatter()
-
-    def __call__(self, event: Any) -> None:
-        from console.engine import ClaudeActivity
-
-        if isinstance(event, ClaudeActivity):
-            for line in self.formatter.lines(event.event):
-                print(f"  claude #{event.attempt_id}: {line.plain.strip()[:200]}", flush=True)
+    banner = (
+        f"autofix demo: service on http://127.0.0.1:{procs.port}, workspace {root}; Ctrl+C stops"
+    )
+    await serve(config, banner=banner, listeners=listeners)
 
 
 class FirstErrorApprover:
-    """Headless, nobody presses ``a``: the first error that waits for approval is approved,
-    and its fix, once in review, is printed with what a reviewer must know."""
+    """Headless, nobody presses ``a``: the first error the engine lets be approved is
+    approved, and its fix, once in review, is printed with what a reviewer must know."""
 
     def __init__(self, engine: Any, config: ConsoleConfig) -> None:
         self.engine = engine
@@ -102,13 +83,13 @@ class FirstErrorApprover:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def __call__(self, event: Any) -> None:
-        from console.engine import AttemptChanged, ErrorChanged
-        from console.models import State
+        from console.events import AttemptChanged, ErrorChanged
+        from console.models import Action, State
 
         if (
             isinstance(event, ErrorChanged)
             and self.error_id is None
-            and event.error.state is State.AWAITING_APPROVAL
+            and Action.APPROVE in self.engine.actions(event.error)
         ):
             self.error_id = event.error.id
             self.service = event.error.service
@@ -134,16 +115,3 @@ class FirstErrorApprover:
         result = await self.engine.approve(error_id, actor="demo")
         if not result.ok:
             print(f"autofix demo: could not approve error {error_id}: {result.message}")
-
-
-async def _wait_for_ctrl_c(root: Path, procs: DemoProcesses) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    print(
-        f"autofix demo: service on http://127.0.0.1:{procs.port}, workspace {root}; Ctrl+C stops",
-        flush=True,
-    )
-    await stop.wait()

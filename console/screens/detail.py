@@ -19,24 +19,26 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from agent.parse import parse_java_frame, parse_node_frame
 from console.models import AttemptRow, DecisionRow, ErrorRow
-from console.store import Store
+from console.screens.background import run_guarded
+from console.screens.data import ScreenData
 from console.widgets.labels import age, money, severity_text, state_text
 
 SAMPLES = 3
 
 
-def stack_text(stack: list[str]) -> Text:
-    """In-app frames bold, library and runtime frames dim, anything else as it was."""
+def stack_text(stack: list[str], in_app: list[bool | None]) -> Text:
+    """In-app frames bold, library and runtime frames dim, anything else as it was.
+
+    Which line is which frame is what the agent's parser saw (``in_app``, one flag per
+    line); a stack from an agent that did not say is shown as it was.
+    """
+    flags = in_app if len(in_app) == len(stack) else [None] * len(stack)
     text = Text()
-    for line in stack:
-        # The parsers expect the frame's indentation, as the runtime printed it.
-        framed = line if line[:1].isspace() else "    " + line
-        frame = parse_java_frame(framed) or parse_node_frame(framed)
-        if frame is None:
+    for line, flag in zip(stack, flags, strict=True):
+        if flag is None:
             text.append(line + "\n")
-        elif frame.in_app:
+        elif flag:
             text.append("▶ ", style="bold cyan")
             text.append(line.strip() + "\n", style="bold")
         else:
@@ -97,10 +99,10 @@ def heading(text: str) -> Text:
 class DetailScreen(Screen[None]):
     BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("q", "app.pop_screen", "Back")]
 
-    def __init__(self, error: ErrorRow, store: Store, clock: Callable[[], float]) -> None:
+    def __init__(self, error: ErrorRow, data: ScreenData, clock: Callable[[], float]) -> None:
         super().__init__()
         self.error = error
-        self._store = store
+        self._data = data
         self._clock = clock
 
     def compose(self) -> ComposeResult:
@@ -110,24 +112,24 @@ class DetailScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.run_worker(self._load, exclusive=True, group="detail")
+        self._reload()
+
+    def _reload(self) -> None:
+        what = f"loading the detail of error {self.error.id}"
+        run_guarded(self, self._load, what=what, group="detail", exclusive=True)
 
     async def _load(self) -> None:
-        store = self._store
-        error = await store.error(self.error.id) or self.error
-        samples = await store.samples(error.id, SAMPLES)
-        attempts = await store.attempts(error_id=error.id)
-        decisions = await store.decisions(error_id=error.id)
-        self.error = error
+        detail = await self._data.detail(self.error.id, SAMPLES)
+        self.error = detail.error or self.error
         self.query_one("#detail-body", Static).update(
-            self._render_body(samples, attempts, decisions)
+            self._render_body(detail.samples, detail.attempts, detail.decisions)
         )
 
     def refresh_error(self, error: ErrorRow) -> None:
         """A live update of the error shown (count, state): re-read its history too."""
         if error.id == self.error.id:
             self.error = error
-            self.run_worker(self._load, exclusive=True, group="detail")
+            self._reload()
 
     def _render_body(
         self, samples: list[str], attempts: list[AttemptRow], decisions: list[DecisionRow]
@@ -136,7 +138,10 @@ class DetailScreen(Screen[None]):
         title = Text(f"{error.error_type}: ", style="bold red")
         title.append(error.message, style="bold")
         parts: list[RenderableType] = [title, Text(""), facts_table(error, self._clock())]
-        parts += [heading("Stack"), stack_text(error.stack) if error.stack else Text("—")]
+        parts += [
+            heading("Stack"),
+            stack_text(error.stack, error.in_app) if error.stack else Text("—"),
+        ]
         if attempts or decisions:
             parts += [heading("Fix attempts and decisions"), history_table(attempts, decisions)]
         parts.append(heading(f"Latest samples ({len(samples)})"))

@@ -1,34 +1,35 @@
 """The main screen: header, errors, queue, Claude's live stream and the diff preview.
 
-It renders what the app hands it (drained engine events) and turns keys into requests to the
-app, which sends them to the engine. It never decides anything itself.
+It renders what the app hands it (drained engine events) and turns keys into requests
+(:mod:`console.screens.requests`) that the app carries out through the engine. Which keys
+are live comes from the engine's flow rule, through :class:`ScreenData`; the screen never
+decides anything itself.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from functools import partial
-from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Input
 
 from console.fix.claude import StreamEvent as ClaudeEvent
-from console.models import AttemptRow, ErrorRow
-from console.screens.pending import Drained
+from console.models import Action, AttemptRow, ErrorRow
+from console.pending import Drained
+from console.screens import requests
+from console.screens.background import run_guarded
+from console.screens.data import ScreenData
 from console.widgets.claude_log import MAX_LINES, ClaudeLog, parse_transcript
 from console.widgets.diff_view import DiffView
 from console.widgets.errors_table import MAX_ROWS, ErrorsTable
 from console.widgets.header import StatusHeader
 from console.widgets.queue import MAX_ATTEMPTS, QueueTable
 from console.widgets.sparkline import ErrorSparkline
-
-if TYPE_CHECKING:
-    from console.app import AutofixApp
 
 KEPT_HISTORIES = 20
 SPARKLINE_REFRESH_SECONDS = 15.0
@@ -46,17 +47,21 @@ class MainScreen(Screen[None]):
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    # The keys that stand for a decision, and the decisions each can carry out.
+    DECISION_KEYS: dict[str, frozenset[Action]] = {
+        "approve": frozenset({Action.APPROVE, Action.PUBLISH}),
+        "skip": frozenset({Action.SKIP}),
+        "retry": frozenset({Action.RETRY}),
+    }
+
+    def __init__(self, clock: Callable[[], float], data: ScreenData) -> None:
         super().__init__()
         self._clock = clock
+        self._data = data
         self.ready = False
         self.current: ErrorRow | None = None
         self.attempt_id: int | None = None
         self._histories: OrderedDict[int, deque[ClaudeEvent]] = OrderedDict()
-
-    @property
-    def autofix(self) -> AutofixApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(self._clock, id="status")
@@ -83,45 +88,41 @@ class MainScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one(ErrorsTable).focus()
-        self.run_worker(self._load, group="load")
+        run_guarded(self, self._load, what="loading the console", group="load")
         self.set_interval(1.0, self._tick)
         self.set_interval(5.0, self._age_tick)
         self.set_interval(SPARKLINE_REFRESH_SECONDS, self._refresh_sparkline)
 
     async def _load(self) -> None:
-        app = self.autofix
-        engine = app.engine
+        overview = await self._data.overview(MAX_ROWS, MAX_ATTEMPTS)
         header = self.query_one(StatusHeader)
-        header.hosts = [h.name for h in engine.config.hosts]
-        header.seqs = {h.name: h.last_seq for h in await engine.store.hosts()}
-        header.links.update(engine.link_statuses())
-        header.telegram = app.telegram_state
-        header.claude = app.claude_state
-        self.query_one(ClaudeLog).state = app.claude_state
-        errors = await engine.store.errors(limit=MAX_ROWS)
-        attempts = (await engine.store.attempts())[-MAX_ATTEMPTS:]
+        header.hosts = list(overview.hosts)
+        header.seqs = dict(overview.seqs)
+        header.links.update(overview.links)
+        header.telegram = overview.telegram
+        header.claude = overview.claude
+        self.query_one(ClaudeLog).state = overview.claude
         queue = self.query_one(QueueTable)
-        for error in errors:
+        for error in [*overview.errors, *overview.attempt_errors]:
             queue.label_error(error.id, _short(error))
-        for attempt in attempts:
-            if queue.attempt(attempt.id) is None and attempt.error_id not in {e.id for e in errors}:
-                row = await engine.store.error(attempt.error_id)
-                if row is not None:
-                    queue.label_error(row.id, _short(row))
-        queue.apply(attempts)
-        self.query_one(ErrorsTable).load(errors)
+        queue.apply(overview.attempts)
+        self.query_one(ErrorsTable).load(overview.errors)
         header.running = queue.running
         header.latest = queue.latest
         header.redraw()
-        if self.attempt_id is None and app.claude_state is not None:
+        if self.attempt_id is None and overview.claude is not None:
             self.query_one(ClaudeLog).show(None, [])
         self.ready = True
+        self.refresh_bindings()
 
     def apply(self, drained: Drained) -> None:
         """Paint one batch of coalesced engine events."""
-        table = self.query_one(ErrorsTable)
-        queue = self.query_one(QueueTable)
-        header = self.query_one(StatusHeader)
+        try:
+            table = self.query_one(ErrorsTable)
+            queue = self.query_one(QueueTable)
+            header = self.query_one(StatusHeader)
+        except NoMatches:  # the console is quitting and its widgets are already gone
+            return
         for error in drained.errors:
             queue.label_error(error.id, _short(error))
         if drained.errors:
@@ -144,13 +145,12 @@ class MainScreen(Screen[None]):
             claude.note(f"… {drained.claude_dropped} stream events skipped (too fast to show)")
         claude.add(live)
         if drained.links:
-            header.links.update({s.host: s for s in drained.links})
-            for status in drained.links:
-                if status.host not in header.hosts:
-                    header.hosts.append(status.host)
+            header.set_links(drained.links)
         if drained.telegram is not None:
             header.telegram = (drained.telegram.state, drained.telegram.detail)
         header.redraw()
+        if drained.errors or drained.attempts:
+            self.refresh_bindings()  # a decision taken elsewhere may grey a key
 
     def _history(self, attempt_id: int) -> deque[ClaudeEvent]:
         history = self._histories.get(attempt_id)
@@ -174,6 +174,7 @@ class MainScreen(Screen[None]):
     def on_errors_table_selected(self, message: ErrorsTable.Selected) -> None:
         previous = self.current
         self.current = message.error
+        self.refresh_bindings()
         if message.error is None:
             self.query_one(ErrorSparkline).show(None)
             self._select_attempt(None)
@@ -186,7 +187,7 @@ class MainScreen(Screen[None]):
         self._select_attempt(message.attempt.id)
 
     def on_errors_table_detail_requested(self, message: ErrorsTable.DetailRequested) -> None:
-        self.autofix.open_detail(message.error)
+        self.post_message(requests.OpenDetail(message.error))
 
     def _select_attempt(self, attempt_id: int | None) -> None:
         if attempt_id == self.attempt_id:
@@ -197,15 +198,21 @@ class MainScreen(Screen[None]):
             claude.show(None, [], "no fix attempt for this error yet: a approves one")
             self.query_one(DiffView).show(None)
             return
-        self.run_worker(partial(self._load_attempt, attempt_id), exclusive=True, group="attempt")
+
+        async def load() -> None:
+            await self._load_attempt(attempt_id)
+
+        run_guarded(
+            self, load, what=f"loading attempt {attempt_id}", group="attempt", exclusive=True
+        )
 
     async def _load_attempt(self, attempt_id: int) -> None:
-        store = self.autofix.engine.store
-        attempt = self.query_one(QueueTable).attempt(attempt_id) or await store.attempt(attempt_id)
+        data = self._data
+        attempt = self.query_one(QueueTable).attempt(attempt_id) or await data.attempt(attempt_id)
         if attempt_id in self._histories:
             events = list(self._history(attempt_id))
         else:
-            events = parse_transcript(await store.transcript(attempt_id))[-MAX_LINES:]
+            events = parse_transcript(await data.transcript(attempt_id))[-MAX_LINES:]
         if attempt_id != self.attempt_id:
             return
         claude = self.query_one(ClaudeLog)
@@ -216,16 +223,21 @@ class MainScreen(Screen[None]):
             self._show_diff(attempt)
 
     def _show_diff(self, attempt: AttemptRow) -> None:
-        self.query_one(DiffView).show(attempt, self.autofix.sensitive_paths(attempt.error_id))
+        error = self.query_one(ErrorsTable).error(attempt.error_id)
+        sensitive = self._data.sensitive_paths(error.service) if error else ()
+        self.query_one(DiffView).show(attempt, sensitive)
 
     def _refresh_sparkline(self) -> None:
         if self.current is not None:
-            self.run_worker(
-                partial(self._load_sparkline, self.current.id), exclusive=True, group="spark"
-            )
+            error_id = self.current.id
+
+            async def load() -> None:
+                await self._load_sparkline(error_id)
+
+            run_guarded(self, load, what="the sparkline", group="spark", exclusive=True)
 
     async def _load_sparkline(self, error_id: int) -> None:
-        buckets = await self.autofix.engine.store.occurrences_per_minute(error_id, self._clock())
+        buckets = await self._data.occurrences_per_minute(error_id, self._clock())
         if self.current is not None and self.current.id == error_id:
             self.query_one(ErrorSparkline).show(buckets)
 
@@ -243,29 +255,50 @@ class MainScreen(Screen[None]):
             return None
         return self.query_one(QueueTable).attempt(error.current_attempt_id)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """A decision key is greyed out (None) when the engine says the selected error
+        allows none of what it stands for; with nothing selected it says so when pressed."""
+        wanted = self.DECISION_KEYS.get(action)
+        if wanted is None:
+            return True
+        try:
+            error = self.query_one(ErrorsTable).selected_error
+        except NoMatches:  # not composed yet, or already torn down
+            return True
+        if error is None:
+            return True
+        return True if wanted & self._data.actions(error) else None
+
     def action_approve(self) -> None:
         if (error := self._selected()) is not None:
-            self.autofix.request_approve(error)
+            if Action.PUBLISH in self._data.actions(error):
+                self.post_message(requests.Publish(error))
+            else:
+                self.post_message(requests.Approve(error))
 
     def action_skip(self) -> None:
         if (error := self._selected()) is not None:
-            self.autofix.request_skip(error)
+            self.post_message(requests.Skip(error))
 
     def action_retry(self) -> None:
         if (error := self._selected()) is not None:
-            self.autofix.request_retry(error)
+            self.post_message(requests.Retry(error))
+
+    def action_reopen(self) -> None:
+        if (error := self._selected()) is not None:
+            self.post_message(requests.Reopen(error))
 
     def action_review(self) -> None:
         if (error := self._selected()) is not None:
-            self.autofix.open_review(error)
+            self.post_message(requests.OpenReview(error))
 
     def action_detail(self) -> None:
         if (error := self._selected()) is not None:
-            self.autofix.open_detail(error)
+            self.post_message(requests.OpenDetail(error))
 
     def action_open_pr(self) -> None:
         if (error := self._selected()) is not None:
-            self.autofix.open_pr(error)
+            self.post_message(requests.OpenPR(error))
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)

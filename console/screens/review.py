@@ -7,20 +7,17 @@ is part of what a reviewer weighs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from console.models import AttemptRow, Denial, ErrorRow
+from console.models import Action, AttemptRow, Denial, ErrorRow
+from console.screens import requests
+from console.screens.data import ScreenData
 from console.widgets.diff_view import DiffView
 from console.widgets.labels import state_text
-
-if TYPE_CHECKING:
-    from console.app import AutofixApp
 
 
 class ReviewScreen(Screen[None]):
@@ -33,17 +30,19 @@ class ReviewScreen(Screen[None]):
         Binding("escape", "app.pop_screen", "Back"),
     ]
 
-    def __init__(
-        self, error: ErrorRow, attempt: AttemptRow, sensitive_paths: tuple[str, ...]
-    ) -> None:
+    # The keys that stand for a decision about the attempt shown.
+    DECISION_KEYS: dict[str, Action] = {
+        "approve": Action.PUBLISH,
+        "skip": Action.SKIP,
+        "retry": Action.RETRY,
+    }
+
+    def __init__(self, error: ErrorRow, attempt: AttemptRow, data: ScreenData) -> None:
         super().__init__()
         self.error = error
         self.attempt = attempt
-        self._sensitive = sensitive_paths
-
-    @property
-    def autofix(self) -> AutofixApp:
-        return self.app  # type: ignore[return-value]
+        self._data = data
+        self._sensitive = data.sensitive_paths(error.service)
 
     def compose(self) -> ComposeResult:
         yield Static(self._title(), id="review-title")
@@ -77,6 +76,7 @@ class ReviewScreen(Screen[None]):
             self.query_one(DiffView).show(attempt, self._sensitive)
             self._show_denials()
         self.query_one("#review-title", Static).update(self._title())
+        self.refresh_bindings()
 
     def _show_denials(self) -> None:
         denials = self.attempt.denials
@@ -90,14 +90,22 @@ class ReviewScreen(Screen[None]):
     def action_previous_file(self) -> None:
         self.query_one(DiffView).previous_file()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """A decision key is greyed out (None) once the engine allows it no more for the
+        attempt shown (it was decided here, on Telegram, or a newer attempt started)."""
+        wanted = self.DECISION_KEYS.get(action)
+        if wanted is None:
+            return True
+        return True if wanted in self._data.actions(self.error, self.attempt) else None
+
     def action_approve(self) -> None:
-        self.autofix.request_publish(self.error, self.attempt)
+        self.post_message(requests.Publish(self.error, self.attempt))
 
     def action_skip(self) -> None:
-        self.autofix.request_skip(self.error)
+        self.post_message(requests.Skip(self.error))
 
     def action_retry(self) -> None:
-        self.autofix.request_retry(self.error)
+        self.post_message(requests.Retry(self.error))
 
 
 def denial_text(denials: list[Denial]) -> Text:

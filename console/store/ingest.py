@@ -92,6 +92,7 @@ def _new_error_row(e: ErrorEvent, now: str) -> tuple[Any, ...]:
         e.last_seen,
         now,
         now,
+        dumps(e.in_app) if e.in_app else None,
     )
 
 
@@ -232,8 +233,8 @@ def _ingest(conn: sqlite3.Connection, host: str, items: Sequence[Received]) -> l
     if created_keys:
         conn.executemany(
             "INSERT INTO errors (service, fingerprint, error_type, message, stack, route, "
-            "severity, first_seen, last_seen, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "severity, first_seen, last_seen, created_at, updated_at, in_app) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [_new_error_row(e, now) for key, e in firsts.items() if key in created_keys],
         )
         known.update(_error_ids(conn, host, instance, list(created_keys)))

@@ -140,6 +140,8 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 2: what Claude Code was refused during an attempt (JSON list, see models.Denial).
     "ALTER TABLE attempts ADD COLUMN claude_denials TEXT;",
+    # 3: per stack line, whether the agent saw an app frame (JSON list; see agent.wire).
+    "ALTER TABLE errors ADD COLUMN in_app TEXT;",
 )
 
 # Attempt columns a caller may set through update_attempt() or alongside a transition.
@@ -165,7 +167,7 @@ ATTEMPT_FIELDS: frozenset[str] = frozenset(
 
 ERROR_COLUMNS = (
     "id, service, fingerprint, error_type, message, stack, route, severity, count, "
-    "first_seen, last_seen, state, created_at, updated_at, current_attempt_id"
+    "first_seen, last_seen, state, created_at, updated_at, current_attempt_id, in_app"
 )
 ATTEMPT_COLUMNS = (
     "id, error_id, state, branch, worktree, started_at, finished_at, reason, claude_cost_usd, "
@@ -207,6 +209,7 @@ def error_row(row: sqlite3.Row, hosts: dict[str, int]) -> ErrorRow:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         current_attempt_id=row["current_attempt_id"],
+        in_app=json.loads(row["in_app"]) if row["in_app"] else [],
     )
 
 

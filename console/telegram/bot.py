@@ -8,11 +8,8 @@ compare-and-set lets exactly one of them act and the other hears "already decide
 It runs on the console's asyncio loop (python-telegram-bot's ``Application`` started by
 hand, never ``run_polling``), and Telegram trouble never stops the console: calls go through
 :class:`~console.telegram.delivery.Delivery`, and the engine listener only marks messages to
-refresh, it never waits on the network.
-
-Limitation: which chat message belongs to which error or attempt is kept in memory only.
-After a console restart old buttons still work (they are signed and go through the engine),
-but decisions taken elsewhere no longer edit those older messages.
+refresh, it never waits on the network. The messages about errors and attempts, and which
+buttons they carry, are :mod:`console.telegram.cards`'.
 """
 
 from __future__ import annotations
@@ -20,12 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -35,13 +30,10 @@ from telegram import (
     Chat,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
-    LinkPreviewOptions,
     Message,
-    ReplyParameters,
     Update,
     User,
 )
-from telegram.constants import ParseMode
 from telegram.error import InvalidToken, TelegramError
 from telegram.ext import (
     Application,
@@ -54,22 +46,15 @@ from telegram.ext import (
     filters,
 )
 
+import console.telegram.dashboard as dashboard
 from console.config import TelegramConfig
-from console.engine import (
-    AttemptChanged,
-    CommandResult,
-    Engine,
-    EngineEvent,
-    ErrorChanged,
-    TelegramChanged,
-)
-from console.fix.paths import touched_sensitive
+from console.engine import Engine
+from console.events import CommandResult, TelegramChanged
 from console.fix.prompt import sanitize, sanitize_line
-from console.models import STATE_LABELS, DecisionRow, State
-from console.telegram import dashboard, render
 from console.telegram.callbacks import Action, Callback, CallbackSigner, ForgedCallback
+from console.telegram.cards import HTML, NO_PREVIEW, CardSync, scrub_html
 from console.telegram.delivery import Delivery
-from console.telegram.limits import ANSWER_LIMIT, CAPTION_LIMIT, clip, escape
+from console.telegram.limits import ANSWER_LIMIT, clip, escape
 from console.telegram.mute import DurationError, describe, parse_duration
 from console.telegram.poller import BACKOFF_FIRST_SECONDS, Poller, PollState
 from console.telegram.refusals import REFUSAL_PERIOD_SECONDS, RefusalLane
@@ -84,10 +69,7 @@ from console.telegram.token import (
 
 log = logging.getLogger(__name__)
 
-CardKey = tuple[Literal["error", "attempt"], int]
 BotState = Literal["on", "off", "error"]
-HTML = ParseMode.HTML
-NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 POLL_TIMEOUT_SECONDS = 10.0
 # An open or closed message whose state did not change is edited at most this often
 # (a recurring error bumps its count on every batch; the chat need not follow each one).
@@ -113,19 +95,6 @@ HELP = (
     "/retry &lt;error id&gt; [instruction] — retry a fix with an extra instruction\n"
     "/help — this text"
 )
-
-
-@dataclass
-class Card:
-    """One message the bot sent about an error or an attempt, for editing it later."""
-
-    chat_id: int
-    message_id: int
-    text: str
-    open: bool  # still has its decision buttons
-    decision_floor: int  # the last decision id when it was sent; later ones are its answer
-    state: State
-    edited_at: float
 
 
 class TelegramBot:
@@ -156,10 +125,6 @@ class TelegramBot:
         self._delivery = Delivery(self._set_state, self._problem, backoff=network_backoff)
         self._enabled = False
         self._unsubscribe: Callable[[], None] | None = None
-        self._cards: dict[CardKey, list[Card]] = {}
-        self._dirty: dict[CardKey, None] = {}
-        self._later: set[CardKey] = set()
-        self._wake = asyncio.Event()
         self._sync_task: asyncio.Task[None] | None = None
         self._reconnect_task: asyncio.Task[None] | None = None
         self._poller: Poller | None = None
@@ -170,6 +135,18 @@ class TelegramBot:
         self._stranger_refusals = Throttle(REFUSAL_PERIOD_SECONDS)
         self._chat_refusals = Throttle(REFUSAL_PERIOD_SECONDS)
         self._refusals = RefusalLane(self._delivery)
+        self._cards = CardSync(
+            engine,
+            self._delivery,
+            self._chats,
+            app=lambda: self._app,
+            signer=lambda: self._signer,
+            enabled=lambda: self._enabled,
+            muted=self.muted,
+            problem=self._problem,
+            names=self._names,
+            edit_interval=edit_interval,
+        )
 
     # --- what the engine and the UI see ----------------------------------------------------
 
@@ -188,7 +165,7 @@ class TelegramBot:
         """Connect and start polling; a problem is reported as state ``error``, never raised."""
         self._engine.telegram = self
         if self._unsubscribe is None:
-            self._unsubscribe = self._engine.subscribe(self._on_event)
+            self._unsubscribe = self._engine.subscribe(self._cards.on_event)
         self._enabled = True
         if not self._chats:
             self._problem(
@@ -196,7 +173,7 @@ class TelegramBot:
                 "or telegram.chat_ids"
             )
         if self._sync_task is None:
-            self._sync_task = asyncio.create_task(self._sync_loop(), name="telegram-sync")
+            self._sync_task = asyncio.create_task(self._cards.run(), name="telegram-sync")
         await self._connect()
 
     async def stop(self) -> None:
@@ -221,14 +198,13 @@ class TelegramBot:
             return
         self._enabled = True
         if self._sync_task is None:
-            self._sync_task = asyncio.create_task(self._sync_loop(), name="telegram-sync")
+            self._sync_task = asyncio.create_task(self._cards.run(), name="telegram-sync")
         if self._app is None:
             await self._connect()
         elif self._poll_task is None:
             self._start_polling(self._app)
             self._set_state("on", None, force=True)
-        for key in list(self._cards):  # catch up on what changed while off
-            self._mark(key)
+        self._cards.mark_all()  # catch up on what changed while off
 
     # --- connecting ------------------------------------------------------------------------
 
@@ -331,11 +307,6 @@ class TelegramBot:
     def _scrub(self, text: str) -> str:
         return SCRUBBER.scrub(text)
 
-    def _scrub_html(self, text: str) -> str:
-        """For every text sent to Telegram: a token in an error text or a log line shown
-        there is replaced too."""
-        return SCRUBBER.scrub(text, "&lt;bot token&gt;")
-
     def _set_state(self, state: str, detail: str | None, *, force: bool = False) -> None:
         if not force and not self._enabled:
             return  # a late call finishing after the switch went off does not turn it on
@@ -355,263 +326,14 @@ class TelegramBot:
     def _problem(self, text: str) -> None:
         self._engine.notify("warning", self._scrub(text))
 
-    # --- engine events -> messages ---------------------------------------------------------
-
-    def _on_event(self, event: EngineEvent) -> None:
-        if isinstance(event, ErrorChanged):
-            self._mark(("error", event.error.id))
-        elif isinstance(event, AttemptChanged):
-            self._mark(("attempt", event.attempt.id))
-
-    def _mark(self, key: CardKey) -> None:
-        if not self._enabled:
-            return
-        self._dirty[key] = None
-        self._wake.set()
-
-    def _mark_later(self, key: CardKey, delay: float) -> None:
-        if key in self._later:
-            return
-        self._later.add(key)
-
-        def fire() -> None:
-            self._later.discard(key)
-            self._mark(key)
-
-        asyncio.get_running_loop().call_later(max(0.0, delay), fire)
-
-    async def _sync_loop(self) -> None:
-        """Bring messages up to date, one key at a time; a burst of events is one edit."""
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._dirty and self._enabled:
-                key = next(iter(self._dirty))
-                del self._dirty[key]
-                if self._app is None:
-                    continue
-                try:
-                    if key[0] == "error":
-                        await self._sync_error(key[1])
-                    else:
-                        await self._sync_attempt(key[1])
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    log.exception("telegram: updating %s %s failed", *key)
-                    self._problem(
-                        f"Telegram: updating the message for {key[0]} {key[1]} failed: {exc}"
-                    )
+    # --- buttons ----------------------------------------------------------------------------
 
     def muted(self) -> bool:
         return self.muted_until is not None
 
-    async def _sync_error(self, error_id: int) -> None:
-        store = self._engine.store
-        error = await store.error(error_id)
-        if error is None:
-            return
-        key: CardKey = ("error", error_id)
-        cards = self._cards.get(key, [])
-        if error.state is State.AWAITING_APPROVAL:
-            if not any(c.open for c in cards):
-                if not self.muted():
-                    self._cards[key] = await self._send_cards(
-                        f"the new-error message for error {error_id}",
-                        render.error_card(error),
-                        self._error_buttons(error_id),
-                        error_id,
-                        error.state,
-                    )
-                return
-            text = render.error_card(error)
-            await self._edit_cards(key, cards, text, self._error_buttons(error_id), error.state)
-            return
-        if not cards:
-            return
-        decision = await self._answer_to(
-            error_id,
-            min(c.decision_floor for c in cards),
-            lambda d: d.action in ("approve", "skip"),
-        )
-        attempt = (
-            await store.attempt(error.current_attempt_id) if error.current_attempt_id else None
-        )
-        text = render.error_card(error, decision=decision, attempt=attempt, names=self._names)
-        await self._edit_cards(key, cards, text, None, error.state)
-
-    async def _sync_attempt(self, attempt_id: int) -> None:
-        store = self._engine.store
-        attempt = await store.attempt(attempt_id)
-        if attempt is None:
-            return
-        error = await store.error(attempt.error_id)
-        if error is None:
-            return
-        key: CardKey = ("attempt", attempt_id)
-        cards = self._cards.get(key, [])
-        if attempt.state is not State.REVIEW and not cards:
-            return
-        tests = await store.test_results(attempt_id)
-        service = self._engine.config.service(error.service)
-        sensitive = touched_sensitive(attempt.diff_stat, service.sensitive_paths) if service else []
-        decision = None
-        if attempt.state is not State.REVIEW and cards:
-            decision = await self._answer_to(
-                error.id,
-                min(c.decision_floor for c in cards),
-                lambda d: d.from_state is State.REVIEW,
-            )
-        text = render.review_card(
-            error,
-            attempt,
-            test=tests[-1] if tests else None,
-            sensitive=sensitive,
-            decision=decision,
-            names=self._names,
-        )
-        if attempt.state is State.REVIEW and not cards:
-            sent = await self._send_cards(
-                f"the review message for attempt {attempt_id}",
-                text,
-                self._review_buttons(attempt_id),
-                error.id,
-                attempt.state,
-            )
-            self._cards[key] = sent
-            if attempt.diff and render.diff_is_long(attempt.diff):
-                await self._send_diff(sent, error.id, attempt_id, attempt.diff)
-            return
-        buttons = self._review_buttons(attempt_id) if attempt.state is State.REVIEW else None
-        await self._edit_cards(key, cards, text, buttons, attempt.state)
-
-    async def _answer_to(
-        self, error_id: int, floor: int, wanted: Callable[[DecisionRow], bool]
-    ) -> DecisionRow | None:
-        """The first decision taken after a message was sent: what answered its buttons."""
-        for decision in await self._engine.store.decisions(error_id=error_id, limit=100_000):
-            if decision.id > floor and wanted(decision):
-                return decision
-        return None
-
-    async def _send_cards(
-        self,
-        what: str,
-        text: str,
-        buttons: InlineKeyboardMarkup,
-        error_id: int,
-        state: State,
-    ) -> list[Card]:
-        app = self._app
-        if app is None:
-            return []
-        text = self._scrub_html(text)
-        decisions = await self._engine.store.decisions(error_id=error_id, limit=100_000)
-        floor = decisions[-1].id if decisions else 0
-        cards: list[Card] = []
-        for chat_id in self._chats:
-            message = await self._delivery.run(
-                what,
-                functools.partial(
-                    app.bot.send_message,
-                    chat_id,
-                    text,
-                    parse_mode=HTML,
-                    reply_markup=buttons,
-                    link_preview_options=NO_PREVIEW,
-                ),
-            )
-            if message is not None:
-                cards.append(
-                    Card(chat_id, message.message_id, text, True, floor, state, time.monotonic())
-                )
-        return cards
-
-    async def _edit_cards(
-        self,
-        key: CardKey,
-        cards: list[Card],
-        text: str,
-        buttons: InlineKeyboardMarkup | None,
-        state: State,
-    ) -> None:
-        app = self._app
-        if app is None:
-            return
-        is_open = buttons is not None
-        text = self._scrub_html(text)
-        now = time.monotonic()
-        for card in cards:
-            if card.text == text and card.open == is_open:
-                continue
-            same_kind = card.open == is_open and card.state is state
-            if same_kind and now - card.edited_at < self._edit_interval:
-                self._mark_later(key, card.edited_at + self._edit_interval - now)
-                continue
-            await self._delivery.run(
-                f"updating the message for {key[0]} {key[1]}",
-                functools.partial(
-                    app.bot.edit_message_text,
-                    text,
-                    chat_id=card.chat_id,
-                    message_id=card.message_id,
-                    parse_mode=HTML,
-                    reply_markup=buttons,  # none: Telegram removes the keyboard
-                    link_preview_options=NO_PREVIEW,
-                ),
-            )
-            card.text, card.open, card.state, card.edited_at = text, is_open, state, now
-
-    async def _send_diff(
-        self, cards: list[Card], error_id: int, attempt_id: int, diff: str
-    ) -> None:
-        app = self._app
-        if app is None:
-            return
-        lines = len(diff.splitlines())
-        caption = clip(
-            f"Full diff of the fix for error #{error_id}, attempt #{attempt_id} ({lines} lines)",
-            CAPTION_LIMIT,
-        )
-        for card in cards:
-            await self._delivery.run(
-                f"the diff of attempt {attempt_id}",
-                functools.partial(
-                    app.bot.send_document,
-                    card.chat_id,
-                    document=diff.encode(),
-                    filename=f"attempt-{attempt_id}.diff",
-                    caption=caption,
-                    reply_parameters=ReplyParameters(
-                        card.message_id, allow_sending_without_reply=True
-                    ),
-                ),
-            )
-
     def _button(self, label: str, action: Action, target: int = 0) -> InlineKeyboardButton:
         assert self._signer is not None
         return InlineKeyboardButton(label, callback_data=self._signer.encode(action, target))
-
-    def _error_buttons(self, error_id: int) -> InlineKeyboardMarkup:
-        return InlineKeyboardMarkup(
-            [
-                [
-                    self._button("Approve Fix", "approve", error_id),
-                    self._button("Skip", "skip", error_id),
-                ]
-            ]
-        )
-
-    def _review_buttons(self, attempt_id: int) -> InlineKeyboardMarkup:
-        return InlineKeyboardMarkup(
-            [
-                [
-                    self._button("Open PR", "publish", attempt_id),
-                    self._button("Skip", "skip_attempt", attempt_id),
-                    self._button("Retry", "retry", attempt_id),
-                ]
-            ]
-        )
 
     def _dashboard_buttons(self, view: dashboard.View) -> InlineKeyboardMarkup:
         return InlineKeyboardMarkup(
@@ -723,7 +445,7 @@ class TelegramBot:
             "a reply",
             lambda: app.bot.send_message(
                 chat.id,
-                self._scrub_html(text),
+                scrub_html(text),
                 parse_mode=HTML,
                 reply_markup=buttons,
                 link_preview_options=NO_PREVIEW,
@@ -841,7 +563,7 @@ class TelegramBot:
         kind: Literal["error", "attempt"] = (
             "error" if callback.action in ("approve", "skip") else "attempt"
         )
-        self._mark((kind, callback.target))
+        self._cards.mark((kind, callback.target))
 
     async def _show_view(self, query: CallbackQuery, callback: Callback) -> None:
         message = query.message
@@ -850,7 +572,7 @@ class TelegramBot:
             await self._answer(query, "That message is too old to update; send /dashboard.")
             return
         view: dashboard.View = callback.action.removeprefix("view_")  # type: ignore[assignment]
-        text = self._scrub_html(dashboard.render(view, await self._snapshot()))
+        text = scrub_html(dashboard.render(view, await self._snapshot()))
         await self._delivery.run(
             "the dashboard",
             lambda: app.bot.edit_message_text(
@@ -875,34 +597,22 @@ class TelegramBot:
         return result
 
     async def _decide(self, callback: Callback, actor: str) -> CommandResult:
-        """A button's engine command; buttons on a message that moved on are refused.
-
-        The state check keeps an old "Approve Fix" from publishing a fix that reached
-        review since (the engine's ``approve`` does both) and an old "Skip" from dropping a
-        newer attempt; the engine's compare-and-set still settles any race.
-        """
-        store = self._engine.store
-        if callback.action in ("approve", "skip"):
-            error = await store.error(callback.target)
-            if error is None:
-                return CommandResult(False, f"no error {callback.target}")
-            if error.state is not State.AWAITING_APPROVAL:
-                label = STATE_LABELS.get(error.state, error.state.value)
-                return CommandResult(False, f"already decided: error {error.id} is {label}")
-            if callback.action == "approve":
-                return await self._engine.approve(error.id, actor)
-            return await self._engine.skip(error.id, actor)
-        attempt = await store.attempt(callback.target)
+        """A button's engine command. Each button names what it was about (an error before
+        any attempt, or one attempt), so the engine refuses it once that has moved on: an
+        old "Skip" never drops a newer attempt."""
+        engine = self._engine
+        if callback.action == "approve":
+            return await engine.approve(callback.target, actor)
+        if callback.action == "skip":
+            return await engine.skip(callback.target, actor, attempt_id=None)
+        if callback.action == "publish":
+            return await engine.publish(callback.target, actor)
+        attempt = await engine.store.attempt(callback.target)
         if attempt is None:
             return CommandResult(False, f"no attempt {callback.target}")
-        if attempt.state is not State.REVIEW:
-            label = STATE_LABELS.get(attempt.state, attempt.state.value)
-            return CommandResult(False, f"already decided: attempt {attempt.id} is {label}")
-        if callback.action == "publish":
-            return await self._engine.publish(attempt.id, actor)
         if callback.action == "skip_attempt":
-            return await self._engine.skip(attempt.error_id, actor)
-        return await self._engine.retry(attempt.error_id, actor)
+            return await engine.skip(attempt.error_id, actor, attempt_id=attempt.id)
+        return await engine.retry(attempt.error_id, actor, attempt_id=attempt.id)
 
     async def _on_handler_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         error = context.error

@@ -31,10 +31,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from console.app import AutofixApp  # noqa: E402
-from console.engine import Engine, ErrorChanged  # noqa: E402
+from console.engine import Engine  # noqa: E402
+from console.events import ErrorChanged  # noqa: E402
 from console.store import Store  # noqa: E402
 from console.widgets.errors_table import ErrorsTable  # noqa: E402
-from tests.test_app_snapshots import NOW, _iso, config_for, fill_store  # noqa: E402
+from tests.snapshot_store import NOW, _iso, config_for, fill_store  # noqa: E402
 
 KEY_EVERY_SECONDS = 0.2
 TICK_SECONDS = 0.01

@@ -96,6 +96,9 @@ class DenialCollector:
             return self._add(event.tool_use_id, tool, kind, reason)
         if event.decision not in (None, "accept"):
             return None
+        if tool not in ("Bash", ""):
+            # Only commands run in the sandbox; a file that mentions ECONNREFUSED is no refusal.
+            return None
         sign = next((ln for ln in text.splitlines() if SANDBOX_SIGNS.search(ln)), None)
         if sign is not None:
             return self._add(event.tool_use_id, tool, "sandbox", f"sandbox: {sign.strip()[:200]}")

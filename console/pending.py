@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from console.engine import (
+from console.events import (
     AttemptChanged,
     ClaudeActivity,
     EngineEvent,

@@ -1,0 +1,392 @@
+"""One fix attempt's pipeline: worktree -> setup -> Claude Code -> caged tests -> diff.
+
+The engine decides *whether* an attempt runs (approve, retry) and what happens to its
+result (publish, skip); :class:`AttemptRunner` only carries one out, reporting every step
+through the callables it is given, and removes worktrees when an attempt is over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from console.config import ConsoleConfig, ServiceConfig
+from console.events import ClaudeActivity, EngineEvent, Notify
+from console.fix.claude import ClaudeOutcome, StreamEvent, run_claude
+from console.fix.git import GitError
+from console.fix.paths import touched_sensitive
+from console.fix.prompt import build_prompt
+from console.fix.sandbox.cage import CageUnavailable, cage_env, cage_for
+from console.fix.sandbox.childenv import child_env
+from console.fix.testrun import TestResult, TestRunError, run_tests
+from console.fix.worktree import (
+    TestWrites,
+    Worktree,
+    create_worktree,
+    diff,
+    open_worktree,
+    remove_worktree,
+    snapshot_files,
+    snapshot_main,
+    undo_test_writes,
+    verify_main_untouched,
+)
+from console.models import AttemptRow, Denial, ErrorRow, State
+from console.store import Store
+
+log = logging.getLogger(__name__)
+
+TRANSCRIPT_FLUSH_SECONDS = 0.5
+TEST_DIRS = ("test", "tests", "__tests__", "spec")
+
+
+class AttemptRunner:
+    """Carries out attempts the engine queued and cleans up after them.
+
+    ``emit`` publishes an engine event, ``notify`` tells a person something, and
+    ``changed`` re-reads an attempt (and its error) from the store and publishes both.
+    """
+
+    def __init__(
+        self,
+        config: ConsoleConfig,
+        store: Store,
+        *,
+        emit: Callable[[EngineEvent], None],
+        notify: Notify,
+        changed: Callable[[int], Awaitable[object]],
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._emit = emit
+        self._notify = notify
+        self._changed = changed
+        self._worktrees: dict[int, Worktree] = {}
+        # The attempts running now, each with the event that cancels it.
+        self.running: dict[int, asyncio.Event] = {}
+        # Set while the console stops: a finishing attempt is interrupted, not failed.
+        self.closing = False
+
+    def cancel_all(self) -> None:
+        """Ask every running attempt to stop; each ends as interrupted."""
+        self.closing = True
+        for cancel in self.running.values():
+            cancel.set()
+
+    async def worktree_of(self, attempt: AttemptRow, service: ServiceConfig) -> Worktree:
+        """The attempt's worktree: the one this run made, or the one on disk reopened."""
+        return self._worktrees.get(attempt.id) or await open_worktree(
+            service.repo,
+            Path(attempt.worktree or ""),
+            attempt.branch or "",
+            base_branch=service.base_branch,
+            remote=service.remote,
+        )
+
+    async def run(self, attempt_id: int) -> None:
+        """Run one queued attempt to review, failure or interruption; the main checkout is
+        checked afterwards whatever happened."""
+        attempt = await self._store.attempt(attempt_id)
+        if attempt is None or attempt.state is not State.FIXING:
+            return
+        error = await self._store.error(attempt.error_id)
+        if error is None or error.current_attempt_id != attempt_id:
+            return
+        service = self._config.service(error.service)
+        if service is None:
+            await self.fail(attempt_id, f"service {error.service!r} is not configured")
+            return
+        cancel = asyncio.Event()
+        self.running[attempt_id] = cancel
+        started = time.monotonic()
+        try:
+            before = await snapshot_main(service.repo)
+        except GitError as exc:
+            self.running.pop(attempt_id, None)
+            await self.fail(attempt_id, f"repository {service.repo}: {exc}")
+            return
+        try:
+            await self._attempt_steps(attempt, error, service, cancel)
+        except asyncio.CancelledError:
+            await self._interrupt(attempt_id)
+            raise
+        except GitError as exc:
+            await self.fail(attempt_id, f"git: {exc}")
+        finally:
+            self.running.pop(attempt_id, None)
+            problems = await self._verify_main(service, before)
+            if problems:
+                text = "; ".join(problems)
+                self._notify(
+                    "error",
+                    f"the main checkout of {service.name} changed during attempt "
+                    f"{attempt_id}: {text}",
+                    error_id=error.id,
+                    attempt_id=attempt_id,
+                )
+                await self.fail(attempt_id, f"main checkout changed: {text}")
+            log.info("attempt %s took %.1fs", attempt_id, time.monotonic() - started)
+
+    async def _verify_main(self, service: ServiceConfig, before: object) -> list[str]:
+        try:
+            return await verify_main_untouched(service.repo, before)  # type: ignore[arg-type]
+        except GitError as exc:
+            return [f"could not check the main checkout: {exc}"]
+
+    async def _attempt_steps(
+        self,
+        attempt: AttemptRow,
+        error: ErrorRow,
+        service: ServiceConfig,
+        cancel: asyncio.Event,
+    ) -> None:
+        attempt_id = attempt.id
+        wt = await create_worktree(
+            service.repo,
+            error.fingerprint,
+            base_branch=service.base_branch,
+            remote=service.remote,
+        )
+        self._worktrees[attempt_id] = wt
+        await self._store.update_attempt(attempt_id, branch=wt.branch, worktree=str(wt.path))
+        await self._changed(attempt_id)
+        if wt.warning:
+            self._notify("warning", wt.warning, error_id=error.id, attempt_id=attempt_id)
+
+        # Before Claude, on the base's code only: they keep the network (npm ci), but
+        # nothing of what Claude writes has run yet. The build leaves the source maps that
+        # turn the stack's dist/*.js frames into the source lines the prompt shows.
+        for step, command in (("setup", service.setup_command), ("build", service.build_command)):
+            if not command:
+                continue
+            setup = await run_tests(
+                command, wt.path, service.test_timeout_seconds, env=_child_env()
+            )
+            if not setup.passed:
+                await self.fail(
+                    attempt_id,
+                    f"{step} command `{command}` failed "
+                    f"({_exit_text(setup)}): {_last_line(setup.output_tail)}",
+                )
+                return
+
+        prompt = build_prompt(
+            error,
+            wt.path,
+            service.app_root,
+            attempt.extra_instruction,
+            service.test_command,
+            has_tests=any((wt.path / d).is_dir() for d in TEST_DIRS),
+        )
+        outcome = await self._run_claude(attempt_id, prompt, wt.path, service, cancel)
+        await self._store.update_attempt(
+            attempt_id,
+            claude_cost_usd=outcome.cost_usd,
+            claude_turns=outcome.num_turns,
+            claude_duration_ms=outcome.duration_ms,
+            claude_summary=outcome.summary,
+            claude_denials=Denial.encode_all(outcome.denials),
+        )
+        if cancel.is_set() or self.closing:
+            await self._interrupt(attempt_id)
+            return
+        if not outcome.ok:
+            await self.fail(attempt_id, f"Claude Code: {outcome.reason}")
+            return
+
+        if not await self._store.transition_attempt(attempt_id, State.FIXING, State.TESTING):
+            return
+        await self._changed(attempt_id)
+        ran = await self._caged_tests(attempt_id, wt, service)
+        if ran is None:
+            return
+        result, written = ran
+        change = await diff(wt)
+        await self._store.update_attempt(attempt_id, diff=change.text, diff_stat=change.stat)
+        if not change.files:
+            await self.fail(attempt_id, "Claude Code finished without changing any file")
+            return
+        if not result.passed and service.require_passing_tests:
+            await self.fail(
+                attempt_id,
+                f"tests failed ({_exit_text(result)}): {_last_line(result.output_tail)}",
+            )
+            return
+        sensitive = touched_sensitive(change.stat, service.sensitive_paths)
+        if not await self._store.transition_attempt(attempt_id, State.TESTING, State.REVIEW):
+            return
+        await self._changed(attempt_id)
+        tests = "tests passed" if result.passed else f"tests FAILED ({_exit_text(result)})"
+        flag = f"; touches sensitive paths: {', '.join(sensitive)}" if sensitive else ""
+        if written.paths:
+            flag += f"; {len(written.paths)} file(s) written by the tests were not kept"
+        self._notify(
+            "info",
+            f"fix for error {error.id} is ready for review: {len(change.files)} file(s), "
+            f"{tests}{flag}",
+            error_id=error.id,
+            attempt_id=attempt_id,
+        )
+
+    async def _caged_tests(
+        self, attempt_id: int, wt: Worktree, service: ServiceConfig
+    ) -> tuple[TestResult, TestWrites] | None:
+        """Run the tests on Claude's edits in the cage, then undo whatever they wrote.
+
+        None when they could not run at all (the attempt has failed with the reason).
+        """
+        before = await snapshot_files(wt)
+        try:
+            cage = cage_for(wt.path, hidden=(self._config.state_dir,))
+            result = await run_tests(
+                service.test_command,
+                wt.path,
+                service.test_timeout_seconds,
+                env=cage_env(_child_env()),
+                cage=cage,
+            )
+        except (CageUnavailable, TestRunError) as exc:
+            await undo_test_writes(wt, before)
+            await self.fail(attempt_id, f"tests not run: {exc}")
+            return None
+        written = await undo_test_writes(wt, before)
+        tail = result.output_tail
+        if written.paths:
+            tail = (
+                f"{tail}\n[written by the tests, not part of the fix and undone: "
+                f"{', '.join(written.paths)}]"
+            ).lstrip("\n")
+        await self._store.record_test_result(
+            attempt_id,
+            command=service.test_command,
+            exit_code=result.exit_code,
+            output_tail=tail,
+            duration_ms=int(result.duration_s * 1000),
+            timed_out=result.timed_out,
+        )
+        return result, written
+
+    async def _run_claude(
+        self,
+        attempt_id: int,
+        prompt: str,
+        cwd: Path,
+        service: ServiceConfig,
+        cancel: asyncio.Event,
+    ) -> ClaudeOutcome:
+        pending: list[str] = []
+        last_flush = time.monotonic()
+
+        async def flush() -> None:
+            nonlocal last_flush
+            if pending:
+                lines = pending[:]
+                pending.clear()
+                await self._store.append_transcript(attempt_id, lines)
+            last_flush = time.monotonic()
+
+        flushes: set[asyncio.Task[None]] = set()
+
+        def on_line(line: str) -> None:
+            pending.append(line)
+            if time.monotonic() - last_flush >= TRANSCRIPT_FLUSH_SECONDS:
+                task = asyncio.create_task(flush())
+                flushes.add(task)
+                task.add_done_callback(flushes.discard)
+
+        def on_event(event: StreamEvent) -> None:
+            self._emit(ClaudeActivity(attempt_id, event))
+
+        try:
+            return await run_claude(
+                prompt=prompt,
+                cwd=cwd,
+                config=self._config.claude,
+                test_command=service.test_command,
+                state_dir=self._config.state_dir,
+                on_event=on_event,
+                transcript=on_line,
+                cancel=cancel,
+            )
+        finally:
+            if flushes:
+                await asyncio.gather(*flushes, return_exceptions=True)
+            await flush()
+
+    async def fail(self, attempt_id: int, reason: str) -> None:
+        """Mark an attempt failed; its worktree goes first so a failed state is final."""
+        attempt = await self._store.attempt(attempt_id)
+        if attempt is None or attempt.state not in (State.FIXING, State.TESTING, State.REVIEW):
+            return
+        await self.discard_worktree(attempt)
+        if await self._store.transition_attempt(
+            attempt_id, attempt.state, State.FAILED, reason=reason
+        ):
+            self._notify(
+                "error",
+                f"fix attempt {attempt_id} failed: {reason}",
+                error_id=attempt.error_id,
+                attempt_id=attempt_id,
+            )
+            await self._changed(attempt_id)
+
+    async def _interrupt(self, attempt_id: int) -> None:
+        attempt = await self._store.attempt(attempt_id)
+        if attempt is None:
+            return
+        for state in (State.FIXING, State.TESTING):
+            if attempt.state is state and await self._store.transition_attempt(
+                attempt_id, state, State.INTERRUPTED, reason="stopped before it finished"
+            ):
+                await self._changed(attempt_id)
+
+    async def discard_worktree(self, attempt: AttemptRow, *, keep_branch: bool = False) -> None:
+        """Remove an attempt's worktree; the branch goes only if the config says so."""
+        wt = self._worktrees.pop(attempt.id, None)
+        error = await self._store.error(attempt.error_id)
+        service = self._config.service(error.service) if error else None
+        if service is None or not attempt.worktree or not attempt.branch:
+            return
+        if wt is None:
+            if not Path(attempt.worktree).is_dir():
+                return
+            try:
+                wt = await open_worktree(
+                    service.repo,
+                    Path(attempt.worktree),
+                    attempt.branch,
+                    base_branch=service.base_branch,
+                    remote=service.remote,
+                )
+            except GitError:
+                return
+        delete = self._config.worktree.delete_branch_on_discard and not keep_branch
+        try:
+            await remove_worktree(service.repo, wt, delete_branch=delete)
+        except (GitError, ValueError) as exc:
+            self._notify(
+                "warning",
+                f"could not remove worktree {attempt.worktree}: {exc}",
+                attempt_id=attempt.id,
+            )
+
+
+def _child_env() -> dict[str, str]:
+    """What the service's own commands (setup, tests) see of the console's environment:
+    the allow list without any credential."""
+    return child_env(os.environ, allow_credentials=False)
+
+
+def _exit_text(result: TestResult) -> str:
+    if result.timed_out:
+        return "timed out"
+    return f"exit {result.exit_code}"
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:200] if lines else "(no output)"

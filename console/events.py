@@ -1,0 +1,92 @@
+"""What the engine tells its views: the events it publishes and the answers to its commands.
+
+The terminal UI, the Telegram bot and the headless printer only render these; they are
+plain frozen dataclasses so a view can keep one without holding any part of the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from console.fix.claude import StreamEvent
+from console.link import LinkStatus
+from console.models import AttemptRow, ErrorRow
+
+NoticeLevel = Literal["info", "warning", "error"]
+
+
+@dataclass(frozen=True)
+class ErrorChanged:
+    """An error was created, counted again, or moved to another state."""
+
+    error: ErrorRow
+
+
+@dataclass(frozen=True)
+class AttemptChanged:
+    """A fix attempt changed state or gained results (cost, diff, test result, PR)."""
+
+    attempt: AttemptRow
+
+
+@dataclass(frozen=True)
+class ClaudeActivity:
+    """One parsed line of Claude's stream (or a refusal it revealed) for the live panel."""
+
+    attempt_id: int
+    event: StreamEvent
+
+
+@dataclass(frozen=True)
+class LinkChanged:
+    """An agent link connected, lagged, failed or stopped."""
+
+    status: LinkStatus
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something a person should see: failures are never silent."""
+
+    level: NoticeLevel
+    text: str
+    error_id: int | None = None
+    attempt_id: int | None = None
+
+
+@dataclass(frozen=True)
+class TelegramChanged:
+    """The Telegram bot's state for the header: ``on``, ``off`` or ``error``."""
+
+    state: Literal["on", "off", "error"]
+    detail: str | None = None
+
+
+EngineEvent = (
+    ErrorChanged | AttemptChanged | ClaudeActivity | LinkChanged | Notice | TelegramChanged
+)
+Listener = Callable[[EngineEvent], None]
+
+
+class Notify(Protocol):
+    """How a component reports something a person should see (the engine's ``notify``)."""
+
+    def __call__(
+        self,
+        level: NoticeLevel,
+        text: str,
+        *,
+        error_id: int | None = None,
+        attempt_id: int | None = None,
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """The answer to a command; ``ok`` False means nothing was done, ``message`` says why."""
+
+    ok: bool
+    message: str
+    attempt_id: int | None = None

@@ -19,7 +19,7 @@ scan-sample: $(BIN)/autofix
 $(BIN)/autofix $(DEMO_CLAUDE):
 	bash tests/setup.sh --runtime
 
-# Install everything the tests drive (apt, npm, pip) and run the whole suite.
+# Install everything the tests drive (apt, npm, pip), lint and type-check, and run the whole suite.
 test: setup lint
 	$(BIN)/pytest -q
 
@@ -29,6 +29,7 @@ setup:
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy agent console
 
 format:
 	$(BIN)/ruff format .
@@ -36,6 +37,8 @@ format:
 
 bench: setup
 	$(BIN)/python tests/bench/bench_agent.py
+	$(BIN)/python tests/bench/bench_latency.py
 	$(BIN)/python tests/bench/bench_ingest.py --batch 500
+	$(BIN)/python tests/bench/bench_store.py
 	$(BIN)/python tests/bench/bench_console.py
 	$(BIN)/python tests/bench/bench_tui.py

@@ -317,6 +317,12 @@ class DetectionConfig:
         read=integer(minimum=256),
         doc="longer lines are cut with a visible marker",
     )
+    record_wait_seconds: float = setting(
+        default=0.1,
+        read=number(minimum=0.0),
+        doc="how long a record at the end of a log waits for more of its lines (a stack still "
+        "being written) before it is counted; a record another line follows is counted at once",
+    )
 
     def cross_check(self) -> None:
         if self.max_settle_seconds < self.settle_seconds:

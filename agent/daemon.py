@@ -40,10 +40,15 @@ from agent.redact import Redactor, env_values
 from agent.tail import Chunk, FileSource, Position
 
 RESCAN_SECONDS = 2.0
-IDLE_FLUSH_SECONDS = 0.05
-# A header whose stack has not started yet waits longer: a writer that is descheduled
-# between two writes of one stack must not split it into two errors.
-IDLE_FLUSH_HEADER_SECONDS = 0.5
+# watchfiles reports a change once nothing more changed for WATCH_STEP_MS and groups a log
+# written without pause for at most WATCH_DEBOUNCE_MS. Its thread wakes every step even when
+# nothing changes: 4 ms costs a quiet agent about 1% of a core and keeps an appended
+# record's way to the stream within a few steps.
+WATCH_STEP_MS = 4
+WATCH_DEBOUNCE_MS = 50
+# A record at the end of a log waits detection.record_wait_seconds for more of its lines; one
+# whose frames have started waits at most this long, since its stack is most likely whole.
+IDLE_FLUSH_FRAMES_SECONDS = 0.05
 PRUNE_SECONDS = 3600.0
 # A failed source task is restarted after MIN_BACKOFF, doubling up to MAX_BACKOFF while it
 # keeps failing; a run of STABLE_SECONDS without failure starts the back-off over.
@@ -147,6 +152,8 @@ class Daemon:
                 self.commands.append((src, command))
         self._parsers: dict[str, _Parser] = {}
         self._wake_settle = asyncio.Event()
+        self._record_wait = config.detection.record_wait_seconds
+        self._frames_wait = min(IDLE_FLUSH_FRAMES_SECONDS, self._record_wait)
         self._stop = asyncio.Event()
         self._flush_handle: asyncio.TimerHandle | None = None
 
@@ -266,7 +273,7 @@ class Daemon:
             return
         if any(p.assembler.pending for p in self._parsers.values()):
             loop = asyncio.get_running_loop()
-            self._flush_handle = loop.call_later(IDLE_FLUSH_SECONDS, self._flush_idle)
+            self._flush_handle = loop.call_later(self._frames_wait, self._flush_idle)
 
     def _flush_idle(self) -> None:
         """Finish records whose stream went quiet: a stack has no end marker of its own.
@@ -278,7 +285,7 @@ class Daemon:
         now = time.monotonic()
         for key, parser in list(self._parsers.items()):
             asm = parser.assembler
-            wait = IDLE_FLUSH_SECONDS if asm.pending_has_frames else IDLE_FLUSH_HEADER_SECONDS
+            wait = self._frames_wait if asm.pending_has_frames else self._record_wait
             if not asm.pending or now - parser.last_data < wait:
                 continue
             batch = _Batch()
@@ -398,10 +405,8 @@ class Daemon:
             async for _changes in watchfiles.awatch(
                 *dirs,
                 watch_filter=None,
-                debounce=200,
-                # The watcher thread wakes every `step` ms even when nothing changes:
-                # 25 ms keeps a quiet agent near 0.3% CPU and append-to-event p99 ~120 ms.
-                step=25,
+                debounce=WATCH_DEBOUNCE_MS,
+                step=WATCH_STEP_MS,
                 stop_event=stop,
                 recursive=recursive,
                 ignore_permission_denied=True,

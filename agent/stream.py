@@ -15,13 +15,24 @@ import stat
 import sys
 import threading
 import time
-from typing import BinaryIO
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import watchfiles
 
 from agent import __version__
 from agent.config import AgentConfig
 from agent.outbox import OutboxReader
 from agent.wire import PROTOCOL_VERSION, Heartbeat, Hello, encode, iso, with_seq
 
+# The stream sleeps until the state directory changes (the daemon committed something), so
+# an event goes out as soon as it is stored. watchfiles reports a change once nothing more
+# changed for WATCH_STEP_MS, and groups a burst for at most WATCH_DEBOUNCE_MS.
+WATCH_STEP_MS = 4
+WATCH_DEBOUNCE_MS = 20
+# Where the directory cannot be watched (it does not exist yet, or inotify refuses), the
+# database is looked at this often instead.
 POLL_SECONDS = 0.02
 
 
@@ -95,6 +106,44 @@ def _sources(config: AgentConfig) -> list[str]:
     return [src.label for src in config.sources]
 
 
+class _Changes:
+    """Waits for the next change in the state directory, or at most ``tick`` seconds (a
+    quarter of the heartbeat interval, so a heartbeat is never late by more than that)."""
+
+    def __init__(self, directory: Path, gone: threading.Event, tick: float) -> None:
+        self._directory = directory
+        self._gone = gone
+        self._tick = tick
+        self._watch: Iterator[set[Any]] | None = None
+        self._failed = False
+
+    def wait(self, seconds: float) -> None:
+        if self._watch is None and not self._failed and self._directory.is_dir():
+            self._watch = watchfiles.watch(
+                self._directory,
+                watch_filter=None,
+                step=WATCH_STEP_MS,
+                debounce=WATCH_DEBOUNCE_MS,
+                rust_timeout=max(1, int(self._tick * 1000)),
+                yield_on_timeout=True,
+                stop_event=self._gone,
+                ignore_permission_denied=True,
+            )
+        if self._watch is None:
+            self._gone.wait(min(seconds, POLL_SECONDS))
+            return
+        try:
+            next(self._watch, None)
+        except (OSError, RuntimeError) as exc:
+            print(
+                f"autofix-agent stream: cannot watch {self._directory} ({exc}); "
+                f"looking every {POLL_SECONDS}s instead",
+                file=sys.stderr,
+                flush=True,
+            )
+            self._watch, self._failed = None, True
+
+
 def _watch_stdin(gone: threading.Event) -> None:
     """Mark the reader as gone when a piped stdin reaches end of file."""
     try:
@@ -129,6 +178,7 @@ def run_stream(
     if watch_stdin:
         _watch_stdin(gone)
     reader = OutboxReader(config.db_path)
+    changes = _Changes(config.db_path.parent, gone, config.stream.heartbeat_seconds / 4)
     waiting_reported = False
 
     def emit(line: str) -> None:
@@ -180,7 +230,7 @@ def run_stream(
                 emit(encode(Heartbeat(host=config.host, last_seq=last, time=iso(time.time()))))
                 output.flush()
                 next_beat = now + config.stream.heartbeat_seconds
-            gone.wait(POLL_SECONDS)
+            changes.wait(max(0.0, next_beat - time.monotonic()))
     except BrokenPipeError:
         # The reader went away: that is the normal end of a stream.
         # Point stdout at /dev/null so the interpreter's exit-time flush stays quiet.

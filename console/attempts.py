@@ -2,7 +2,8 @@
 
 The engine decides *whether* an attempt runs (approve, retry) and what happens to its
 result (publish, skip); :class:`AttemptRunner` only carries one out, reporting every step
-through the callables it is given, and removes worktrees when an attempt is over.
+through the callables it is given, and removes worktrees when an attempt is over. It also
+keeps each service's spare checkout (:mod:`console.fix.ready`) that attempts start from.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from console.fix.claude import ClaudeOutcome, StreamEvent, run_claude
 from console.fix.git import GitError
 from console.fix.paths import touched_sensitive
 from console.fix.prompt import build_prompt
+from console.fix.ready import ReadyWorktrees
 from console.fix.sandbox.cage import CageUnavailable, cage_env, cage_for
 from console.fix.sandbox.childenv import child_env
 from console.fix.testrun import TestResult, TestRunError, run_tests
 from console.fix.worktree import (
     TestWrites,
     Worktree,
-    create_worktree,
     diff,
     open_worktree,
     remove_worktree,
@@ -66,6 +67,7 @@ class AttemptRunner:
         self._notify = notify
         self._changed = changed
         self._worktrees: dict[int, Worktree] = {}
+        self._ready = ReadyWorktrees(enabled=config.worktree.keep_ready)
         # The attempts running now, each with the event that cancels it.
         self.running: dict[int, asyncio.Event] = {}
         # Set while the console stops: a finishing attempt is interrupted, not failed.
@@ -76,6 +78,18 @@ class AttemptRunner:
         self.closing = True
         for cancel in self.running.values():
             cancel.set()
+
+    def refill(self, service: ServiceConfig) -> None:
+        """Prepare the service's spare checkout in the background (see console.fix.ready)."""
+        self._ready.refill(service.repo, base_branch=service.base_branch, remote=service.remote)
+
+    async def spares_ready(self) -> None:
+        """Wait until the spare checkouts being prepared are ready."""
+        await self._ready.settled()
+
+    async def close(self) -> None:
+        """Remove every spare checkout; call once the attempts have stopped."""
+        await self._ready.close()
 
     async def worktree_of(self, attempt: AttemptRow, service: ServiceConfig) -> Worktree:
         """The attempt's worktree: the one this run made, or the one on disk reopened."""
@@ -103,14 +117,27 @@ class AttemptRunner:
         cancel = asyncio.Event()
         self.running[attempt_id] = cancel
         started = time.monotonic()
+        # The worktree is made while the main checkout is read: neither touches what the
+        # other reads, and on a large repository each takes a while.
+        creating = asyncio.create_task(
+            self._ready.create(
+                service.repo,
+                error.fingerprint,
+                base_branch=service.base_branch,
+                remote=service.remote,
+            )
+        )
         try:
             before = await snapshot_main(service.repo)
-        except GitError as exc:
+        except BaseException as exc:
             self.running.pop(attempt_id, None)
+            await self._abandon_worktree(attempt_id, creating)
+            if not isinstance(exc, GitError):
+                raise
             await self.fail(attempt_id, f"repository {service.repo}: {exc}")
             return
         try:
-            await self._attempt_steps(attempt, error, service, cancel)
+            await self._attempt_steps(attempt, error, service, cancel, creating)
         except asyncio.CancelledError:
             await self._interrupt(attempt_id)
             raise
@@ -129,7 +156,19 @@ class AttemptRunner:
                     attempt_id=attempt_id,
                 )
                 await self.fail(attempt_id, f"main checkout changed: {text}")
+            self.refill(service)
             log.info("attempt %s took %.1fs", attempt_id, time.monotonic() - started)
+
+    async def _abandon_worktree(self, attempt_id: int, creating: asyncio.Task[Worktree]) -> None:
+        """Stop making the worktree of an attempt that ends before using it; one already
+        made is recorded, so failing or recovering the attempt removes it."""
+        creating.cancel()
+        try:
+            wt = await creating
+        except (asyncio.CancelledError, GitError, OSError, ValueError):
+            return
+        self._worktrees[attempt_id] = wt
+        await self._store.update_attempt(attempt_id, branch=wt.branch, worktree=str(wt.path))
 
     async def _verify_main(self, service: ServiceConfig, before: object) -> list[str]:
         try:
@@ -143,33 +182,29 @@ class AttemptRunner:
         error: ErrorRow,
         service: ServiceConfig,
         cancel: asyncio.Event,
+        creating: asyncio.Task[Worktree],
     ) -> None:
         attempt_id = attempt.id
-        wt = await create_worktree(
-            service.repo,
-            error.fingerprint,
-            base_branch=service.base_branch,
-            remote=service.remote,
-        )
+        wt = await creating
         self._worktrees[attempt_id] = wt
         await self._store.update_attempt(attempt_id, branch=wt.branch, worktree=str(wt.path))
         await self._changed(attempt_id)
         if wt.warning:
             self._notify("warning", wt.warning, error_id=error.id, attempt_id=attempt_id)
 
-        if service.setup_command:
-            # Before Claude, on the base's code only: it keeps the network (npm ci), but
-            # nothing of what Claude writes has run yet.
+        # Before Claude, on the base's code only: they keep the network (npm ci), but
+        # nothing of what Claude writes has run yet. The build leaves the source maps that
+        # turn the stack's dist/*.js frames into the source lines the prompt shows.
+        for step, command in (("setup", service.setup_command), ("build", service.build_command)):
+            if not command:
+                continue
             setup = await run_tests(
-                service.setup_command,
-                wt.path,
-                service.test_timeout_seconds,
-                env=_child_env(),
+                command, wt.path, service.test_timeout_seconds, env=_child_env()
             )
             if not setup.passed:
                 await self.fail(
                     attempt_id,
-                    f"setup command `{service.setup_command}` failed "
+                    f"{step} command `{command}` failed "
                     f"({_exit_text(setup)}): {_last_line(setup.output_tail)}",
                 )
                 return

@@ -12,6 +12,7 @@ from console.config import ConsoleConfig
 async def run_check(config: ConsoleConfig) -> int:
     """``autofix check``: one ``ok``/``warn``/``FAIL`` line per part the config names
     (hosts, repositories, GitHub, Claude Code, the test cage, Telegram); 1 if any failed."""
+    from console.fix.claude_state import discover
     from console.fix.git import GitError
     from console.fix.github import repo_from_remote_url, resolve_token
     from console.fix.worktree import check_repo
@@ -76,6 +77,10 @@ async def run_check(config: ConsoleConfig) -> int:
         )
         out, _ = await proc.communicate()
         line(proc.returncode == 0, f"claude: {claude} ({out.decode().strip()[:80]})")
+        login = discover(config.claude.command, config.claude.extra_env)
+        if login.kind == "not_logged_in":
+            # A warning: a login kept where this check cannot see it still works.
+            line(None, f"claude: {login.text.removeprefix('Claude: ')}")
     line(*await check_sandbox())
     from console.telegram.probe import check_telegram
 

@@ -198,6 +198,13 @@ class ServiceConfig:
         doc="run in a new worktree before Claude, on the base's code only (e.g. `npm ci`): "
         "with network, without the console's secrets",
     )
+    build_command: str | None = setting(
+        default=None,
+        read=_TEXT,
+        doc="run in a new worktree after `setup_command`, before Claude, under the same rules "
+        "(e.g. `npx tsc --sourceMap`): the source maps it writes turn stack frames in built "
+        "JavaScript into the original source lines",
+    )
     require_passing_tests: bool = setting(
         default=True,
         read=boolean(),
@@ -212,8 +219,16 @@ class ClaudeConfig:
     command: str = setting(default="claude", read=_TEXT, doc="the Claude Code CLI")
     model: str | None = setting(default=None, read=_TEXT, doc="passed as `--model`")
     max_turns: int = setting(default=30, read=integer(minimum=1), doc="turns one attempt may take")
-    max_budget_usd: float | None = setting(
-        default=None, read=_SECONDS, doc="passed as `--max-budget-usd`"
+    fallback_model: str | None = setting(
+        default=None,
+        read=_TEXT,
+        doc="passed as `--fallback-model`: the model the CLI switches to when the main one is "
+        "overloaded",
+    )
+    max_budget_usd: float = setting(
+        default=2.0,
+        read=_SECONDS,
+        doc="one attempt's spending limit, passed as `--max-budget-usd`",
     )
     timeout_seconds: float = setting(
         default=900.0,
@@ -338,6 +353,13 @@ class WorktreeConfig:
         default=False,
         read=boolean(),
         doc="delete the branch when a skipped or failed attempt's worktree is removed",
+    )
+    keep_ready: bool = setting(
+        default=True,
+        read=boolean(),
+        doc="keep a spare checkout of each service's base at `<repo>/.worktrees/ready`, so an "
+        "attempt starts without checking the repository out (one more checkout on disk per "
+        "service)",
     )
 
 

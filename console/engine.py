@@ -152,6 +152,8 @@ class Engine:
         await self._recover()
         for i in range(max(1, self.config.concurrency)):
             self._workers.append(asyncio.create_task(self._worker(), name=f"fix-worker-{i}"))
+        for service in self.config.services:
+            self._runner.refill(service)
         if links and self.config.hosts:
             self._links = LinkManager(
                 self.config.hosts,
@@ -177,6 +179,7 @@ class Engine:
         for task in self._ingest_tasks.values():
             task.cancel()
         await asyncio.gather(*self._ingest_tasks.values(), return_exceptions=True)
+        await self._runner.close()
         await self.store.close()
 
     @property
@@ -211,7 +214,10 @@ class Engine:
             queue = asyncio.Queue(maxsize=INGEST_BATCH * 4)
             self._ingest_queues[host] = queue
             self._ingest_tasks[host] = asyncio.create_task(self._ingest_loop(host, queue))
-        await queue.put(event)
+        if queue.full():
+            await queue.put(event)  # the store is behind: the link waits for it
+        else:
+            queue.put_nowait(event)
 
     async def _ingest_loop(self, host: str, queue: asyncio.Queue[Received]) -> None:
         """Store a host's events in batches: one transaction per burst, not per line."""
@@ -549,6 +555,10 @@ class Engine:
     async def wait_idle(self) -> None:
         """Wait until every queued attempt has finished (for the CLI and tests)."""
         await self._queue.join()
+
+    async def wait_ready_worktrees(self) -> None:
+        """Wait until the spare worktrees being prepared are ready (for benches and tests)."""
+        await self._runner.spares_ready()
 
 
 def _flow(error: ErrorRow, attempt: AttemptRow | None, *, fixable: bool) -> frozenset[Action]:

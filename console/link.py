@@ -31,6 +31,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+import orjson
+
 from agent.wire import (
     MAX_LINE_BYTES,
     PROTOCOL_VERSION,
@@ -39,6 +41,7 @@ from agent.wire import (
     Hello,
     WireError,
     decode,
+    well_formed_event,
 )
 from console.storable import Received
 from console.transport import READ_CHUNK_BYTES, NeedsPerson, Retry, Stream, open_stream
@@ -158,11 +161,24 @@ def nested_too_deep(line: bytes, limit: int = MAX_NESTING) -> bool:
 
 
 def decode_line(line: bytes) -> Event:
-    """One stream line as a wire event, with size and nesting bounded before decoding."""
+    """One stream line as a wire event, with size and nesting bounded before decoding.
+
+    orjson parses the usual well-formed event several times faster than the standard
+    library; whatever it or :func:`agent.wire.well_formed_event` does not accept as it is
+    goes through :func:`agent.wire.decode`, so a bad line is refused in the wire's words.
+    """
     if len(line) > MAX_LINE_BYTES:
         raise WireError(f"line of {len(line)} bytes exceeds the {MAX_LINE_BYTES} byte limit")
     if nested_too_deep(line):
         raise WireError(f"JSON nested deeper than {MAX_NESTING} levels")
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        obj = None
+    if type(obj) is dict:
+        event = well_formed_event(obj)
+        if event is not None:
+            return event
     return decode(line)
 
 

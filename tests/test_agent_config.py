@@ -136,7 +136,8 @@ def test_bad_values_name_the_key(data: dict, problem: str) -> None:
             {"detection": {"settle_second": 30}},
             "detection.settle_second: unknown key, did you mean 'settle_seconds'? (expected one "
             "of critical_patterns, extra_critical_patterns, high_count, max_line_bytes, "
-            "max_settle_seconds, medium_count, min_severity, settle_seconds, update_seconds)",
+            "max_settle_seconds, medium_count, min_severity, record_wait_seconds, settle_seconds, "
+            "update_seconds)",
         ),
         (
             {"source": []},

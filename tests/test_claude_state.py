@@ -3,6 +3,9 @@ and logged in, and what a person is told when it is not."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,3 +81,21 @@ def test_any_configured_command_gets_a_state_and_never_an_exception(command: str
         assert state.text.endswith("not found; npm i -g @anthropic-ai/claude-code")
     else:
         assert state.kind == ("ready" if key.strip() else "not_logged_in")
+
+
+def test_check_warns_when_the_cli_is_there_but_not_logged_in(tmp_path: Path, cli: str) -> None:
+    config = tmp_path / "console.toml"
+    config.write_text(f'state_dir = "{tmp_path / "state"}"\n[claude]\ncommand = "{cli}"\n')
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE_"))}
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "autofix"), "check", "--config", str(config)],
+        capture_output=True, text=True, timeout=120, env={**env, "HOME": str(home)},
+    )  # fmt: skip
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith(f"ok   claude: {cli} (") for line in lines), lines
+    assert (
+        "warn claude: not logged in; run `claude` once and log in (or set ANTHROPIC_API_KEY)"
+        in (lines)
+    )

@@ -20,10 +20,11 @@ from console.app import AutofixApp
 from console.config import parse_config
 from console.demo.claude_cli import use_claude
 from console.engine import Engine
-from console.fix.claude_state import discover
+from console.fix.claude_state import ClaudeState, discover, scripted
+from console.models import AttemptRow, State
 from console.widgets.claude_log import ClaudeLog
 from console.widgets.errors_table import ErrorsTable
-from console.widgets.header import StatusHeader
+from console.widgets.header import StatusHeader, claude_text
 from tests.conftest import ROOT, require_demo_claude, require_tool
 from tests.service_repo import make_service_repo
 
@@ -171,3 +172,48 @@ def test_the_demos_cli_is_the_version_the_tests_pin() -> None:
     pins = json.loads((ROOT / "tests" / "package.json").read_text())["dependencies"]
     version = subprocess.run([str(cli), "--version"], capture_output=True, text=True, check=True)
     assert version.stdout.split()[0] == pins["@anthropic-ai/claude-code"]
+
+
+STARTED = "2027-01-15T09:00:00Z"
+NOW = 1_800_003_612.0  # 12 s after STARTED
+
+
+@pytest.mark.parametrize(
+    ("state", "running", "latest", "expected"),
+    [
+        (None, [], None, "Claude idle"),
+        (scripted("claude", SCRIPTED), [], None, SCRIPTED),
+        (
+            scripted("claude", SCRIPTED),
+            [AttemptRow(3, 1, State.FIXING, started_at=STARTED)],
+            None,
+            "Claude (scripted demo model) fixing #3 0:12",
+        ),
+        (
+            ClaudeState("ready", "claude", "Claude: ready"),
+            [AttemptRow(3, 1, State.TESTING, started_at=STARTED, claude_cost_usd=0.0)],
+            None,
+            "Claude testing #3 0:12 $0.0000",
+        ),
+        (
+            scripted("claude", SCRIPTED),
+            [],
+            AttemptRow(4, 2, State.FAILED, reason="Claude Code: API error 529: overloaded"),
+            f"{SCRIPTED} · failed #4: Claude Code: API error 529: overloaded",
+        ),
+        (
+            None,
+            [],
+            AttemptRow(4, 2, State.FAILED, reason="tests failed (exit 1):\n# fail 1"),
+            "Claude failed #4: tests failed (exit 1): # fail 1",
+        ),
+        (None, [], AttemptRow(5, 2, State.REVIEW), "Claude idle"),
+    ],
+)
+def test_the_header_says_what_claude_is_doing_or_why_it_cannot(
+    state: ClaudeState | None,
+    running: list[AttemptRow],
+    latest: AttemptRow | None,
+    expected: str,
+) -> None:
+    assert claude_text(running, NOW, state, latest).plain.strip() == expected

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from console.fix.prompt import build_prompt, map_to_repo, parse_frame, source_excerpts
+from console.fix.frames import map_to_repo, parse_frame
+from console.fix.prompt import build_prompt, source_excerpts
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,9 @@ class ClaudeSettings(Protocol):
     def max_turns(self) -> int: ...
 
     @property
+    def fallback_model(self) -> str | None: ...
+
+    @property
     def max_budget_usd(self) -> float | None: ...
 
     @property
@@ -124,6 +127,8 @@ def build_command(config: ClaudeSettings, policy: Policy, settings: Path) -> lis
     command += ["--max-turns", str(int(config.max_turns))]
     if config.model:
         command += ["--model", config.model]
+    if config.fallback_model:
+        command += ["--fallback-model", config.fallback_model]
     if config.max_budget_usd is not None:
         command += ["--max-budget-usd", f"{config.max_budget_usd:g}"]
     return command

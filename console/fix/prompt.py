@@ -17,11 +17,12 @@ import secrets
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Protocol
 
+from console.fix.frames import STACK_LINES, locate_frames
+
 MESSAGE_CHARS = 2000
-STACK_LINES = 60
 LINE_CHARS = 300
 FIELD_CHARS = 200
 INSTRUCTION_CHARS = 2000
@@ -30,10 +31,6 @@ MAX_EXCERPTS = 3
 MAX_SOURCE_BYTES = 2_000_000
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b.")
-_FRAME = re.compile(
-    r"(?:\(|\bat\s+|@)(?:file://)?(?P<path>[^\s()]+?):(?P<line>\d+)(?::\d+)?\)?\s*$"
-)
-_NOT_APP = ("node_modules/", "node:", "internal/", "<anonymous>", "native")
 # Everything str.splitlines() (and so a reader of the prompt) takes for a line break.
 _LINE_BREAKS = re.compile("\r\n|[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
@@ -79,6 +76,7 @@ class SourceExcerpt:
     path: str
     line: int
     text: str
+    generated: str | None = None  # the built file's position the stack named, when mapped
 
 
 def build_prompt(
@@ -127,62 +125,20 @@ def build_prompt(
 def source_excerpts(
     stack: Sequence[str], repo: Path, app_root: str | None, limit: int = MAX_EXCERPTS
 ) -> list[SourceExcerpt]:
-    """Source around the topmost in-app frames that map onto files in the repository."""
+    """Source around the topmost in-app frames that map onto files in the repository; a
+    frame in built JavaScript is read at the original line its source map names."""
     excerpts: list[SourceExcerpt] = []
     seen: set[tuple[str, int]] = set()
-    for raw in stack[:STACK_LINES]:
-        frame = parse_frame(raw)
-        if frame is None:
+    for frame in locate_frames(stack, repo, app_root):
+        if (frame.path, frame.line) in seen:
             continue
-        located = map_to_repo(frame[0], repo, app_root)
-        if located is None or (str(located), frame[1]) in seen:
-            continue
-        seen.add((str(located), frame[1]))
-        text = _read_around(repo / located, frame[1])
+        seen.add((frame.path, frame.line))
+        text = _read_around(repo / frame.path, frame.line)
         if text is not None:
-            excerpts.append(SourceExcerpt(located.as_posix(), frame[1], text))
+            excerpts.append(SourceExcerpt(frame.path, frame.line, text, frame.generated))
         if len(excerpts) >= limit:
             break
     return excerpts
-
-
-def parse_frame(line: str) -> tuple[str, int] | None:
-    """The file path and line number of an in-app stack line, or None for library frames."""
-    match = _FRAME.search(line.strip())
-    if match is None:
-        return None
-    path = match.group("path")
-    if any(marker in path for marker in _NOT_APP) or "/" not in path:
-        return None
-    return path, int(match.group("line"))
-
-
-def map_to_repo(path: str, repo: Path, app_root: str | None) -> Path | None:
-    """The repository file a deployed path refers to, by the longest path suffix that exists.
-
-    Deploy prefixes (``/srv/app/releases/<ts>/``, ``/app/``) differ per host, so the match
-    is on the tail of the path. The result is always inside the repository after resolving
-    symlinks; anything else is treated as not found rather than read.
-    """
-    parts = [p for p in PurePosixPath(path).parts if p != "/"]
-    if not parts or any(p in ("..", ".", "") or "\\" in p for p in parts):
-        return None
-    root = repo.resolve()
-    bases = [root]
-    if app_root:
-        app_base = (root / app_root).resolve()
-        if app_base.is_relative_to(root):
-            bases.insert(0, app_base)
-    for size in range(len(parts), 0, -1):
-        for base in bases:
-            candidate = base.joinpath(*parts[-size:])
-            try:
-                resolved = candidate.resolve(strict=True)
-            except (OSError, RuntimeError):
-                continue
-            if resolved.is_relative_to(root) and resolved.is_file():
-                return resolved.relative_to(root)
-    return None
 
 
 def sanitize(text: str, limit: int) -> str:
@@ -261,7 +217,12 @@ def _excerpts_text(excerpts: list[SourceExcerpt]) -> str:
     blocks = []
     for excerpt in excerpts:
         fence = "`" * max(3, _longest_backtick_run(excerpt.text) + 1)
-        blocks.append(f"{excerpt.path} line {excerpt.line}:\n{fence}\n{excerpt.text}\n{fence}")
+        mapped = (
+            f" (mapped from {excerpt.generated} by its source map)" if excerpt.generated else ""
+        )
+        blocks.append(
+            f"{excerpt.path} line {excerpt.line}{mapped}:\n{fence}\n{excerpt.text}\n{fence}"
+        )
     return "\n\n".join(blocks)
 
 

@@ -2,9 +2,10 @@
 
 The baseline is the least a store could do: the occurrence rows (with their raw JSON lines
 already encoded) inserted with one ``executemany`` into a table of the same shape, in one
-transaction, on the same kind of file (WAL, synchronous=NORMAL). ``Store.ingest`` starts from
-the decoded events and also encodes the raw lines, upserts errors and per-host totals and
-moves the host position. The target is a ratio of at least 0.5.
+transaction, on the same kind of file (WAL, synchronous=NORMAL). ``Store.ingest`` gets what a
+link hands it (each decoded event with the wire line it came as), screens the batch, upserts
+errors and per-host totals, stores the lines as they are and moves the host position. The
+target is a ratio of at least 0.7.
 
 With ``--batch N`` both sides work in batches of N events, one transaction each, the way the
 relay feeds the store while a host streams.
@@ -28,9 +29,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from agent.wire import SEVERITIES, ErrorEvent, encode  # noqa: E402
+from console.storable import Received  # noqa: E402
 from console.store import MIGRATIONS, Store, now_iso  # noqa: E402
 
-TARGET_RATIO = 0.5
+TARGET_RATIO = 0.7
 
 
 @dataclass(frozen=True)
@@ -111,11 +113,12 @@ def baseline(path: Path, events: list[ErrorEvent], batch: int) -> float:
 
 async def store_ingest(path: Path, events: list[ErrorEvent], batch: int) -> float:
     """Seconds for Store.ingest of the same events, ``batch`` events per call."""
+    received = [Received(e, encode(e)) for e in events]
     store = await Store.open(path)
     try:
         start = time.perf_counter()
         for i in range(0, len(events), batch):
-            await store.ingest("web-1", events[i : i + batch])
+            await store.ingest("web-1", received[i : i + batch])
         elapsed = time.perf_counter() - start
         stored = await store.last_seq("web-1")
         if stored != len(events):

@@ -6,8 +6,7 @@ from __future__ import annotations
 import time
 
 from console.budget import QueueHold, utc_day
-from tests.telegram_api import parse_html
-from tests.telegram_phone import BotPhone, error_event
+from tests.telegram_phone import OWNER, BotPhone, error_event
 
 
 async def test_status_shows_each_days_claude_cost_against_the_daily_budget(
@@ -21,7 +20,9 @@ async def test_status_shows_each_days_claude_cost_against_the_daily_budget(
     await engine.store.update_attempt(attempt.id, claude_cost_usd=0.42)
     await engine.gate.refresh()
 
-    reply = parse_html((await bot_phone.say("/status")).text)
+    # The error's own card may arrive in between: wait for the answer by what it says.
+    bot_phone.api.send_text(OWNER, "/status")
+    reply = await bot_phone.reply_containing("Claude cost per day")
 
     assert f"{utc_day(time.time())}: $0.4200 of $20.00" in reply
     assert "Fix queue running" in reply

@@ -19,7 +19,7 @@ scan-sample: $(BIN)/autofix
 $(BIN)/autofix $(DEMO_CLAUDE):
 	bash tests/setup.sh --runtime
 
-# Install everything the tests drive (apt, npm, pip) and run the whole suite.
+# Install everything the tests drive (apt, npm, pip), lint and type-check, and run the whole suite.
 test: setup lint
 	$(BIN)/pytest -q
 
@@ -29,6 +29,7 @@ setup:
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy agent console
 
 format:
 	$(BIN)/ruff format .

@@ -2,9 +2,10 @@
 
 One asyncio loop drives everything. Each source has its own task: a file source is woken by
 watchfiles (inotify) with a slow safety rescan, so a quiet log costs no CPU; a command
-source reads its command's output. Each file has its own parser; after a batch of reads,
-the occurrences found and the parser's safe offsets are committed in one outbox
-transaction. A settle timer sleeps until the next group is due.
+source reads its command's output; an otlp source serves OTLP/HTTP and commits each
+request's occurrences with the request's receipt before answering it. Each file has its
+own parser; after a batch of reads, the occurrences found and the parser's safe offsets
+are committed in one outbox transaction. A settle timer sleeps until the next group is due.
 
 Nothing a source delivers can stop the agent: the parser is guarded (a line it fails on is
 skipped and counted), records are made safe before they are counted, and a source task

@@ -2,7 +2,8 @@
 
 The engine decides *whether* an attempt runs (approve, retry) and what happens to its
 result (publish, skip); :class:`AttemptRunner` only carries one out, reporting every step
-through the callables it is given, and removes worktrees when an attempt is over.
+through the callables it is given, and removes worktrees when an attempt is over. It also
+keeps each service's spare checkout (:mod:`console.fix.ready`) that attempts start from.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from console.config import ConsoleConfig, ServiceConfig
@@ -20,13 +22,13 @@ from console.fix.claude import ClaudeOutcome, StreamEvent, run_claude
 from console.fix.git import GitError
 from console.fix.paths import touched_sensitive
 from console.fix.prompt import build_prompt
+from console.fix.ready import ReadyWorktrees
 from console.fix.sandbox.cage import CageUnavailable, cage_env, cage_for
 from console.fix.sandbox.childenv import child_env
 from console.fix.testrun import TestResult, TestRunError, run_tests
 from console.fix.worktree import (
     TestWrites,
     Worktree,
-    create_worktree,
     diff,
     open_worktree,
     remove_worktree,
@@ -42,6 +44,17 @@ log = logging.getLogger(__name__)
 
 TRANSCRIPT_FLUSH_SECONDS = 0.5
 TEST_DIRS = ("test", "tests", "__tests__", "spec")
+
+
+@dataclass(frozen=True)
+class Requeued:
+    """An attempt Claude's API refused for load (429/529): it goes back to the queue.
+
+    ``resets_at`` is when the limit resets (epoch seconds), when the CLI said.
+    """
+
+    resets_at: float | None
+    reason: str
 
 
 class AttemptRunner:
@@ -66,16 +79,33 @@ class AttemptRunner:
         self._notify = notify
         self._changed = changed
         self._worktrees: dict[int, Worktree] = {}
+        self._ready = ReadyWorktrees(enabled=config.worktree.keep_ready)
         # The attempts running now, each with the event that cancels it.
         self.running: dict[int, asyncio.Event] = {}
         # Set while the console stops: a finishing attempt is interrupted, not failed.
         self.closing = False
+
+    def reconfigure(self, config: ConsoleConfig) -> None:
+        """A reloaded config, for the attempts that start from now on."""
+        self._config = config
 
     def cancel_all(self) -> None:
         """Ask every running attempt to stop; each ends as interrupted."""
         self.closing = True
         for cancel in self.running.values():
             cancel.set()
+
+    def refill(self, service: ServiceConfig) -> None:
+        """Prepare the service's spare checkout in the background (see console.fix.ready)."""
+        self._ready.refill(service.repo, base_branch=service.base_branch, remote=service.remote)
+
+    async def spares_ready(self) -> None:
+        """Wait until the spare checkouts being prepared are ready."""
+        await self._ready.settled()
+
+    async def close(self) -> None:
+        """Remove every spare checkout; call once the attempts have stopped."""
+        await self._ready.close()
 
     async def worktree_of(self, attempt: AttemptRow, service: ServiceConfig) -> Worktree:
         """The attempt's worktree: the one this run made, or the one on disk reopened."""
@@ -87,30 +117,45 @@ class AttemptRunner:
             remote=service.remote,
         )
 
-    async def run(self, attempt_id: int) -> None:
-        """Run one queued attempt to review, failure or interruption; the main checkout is
-        checked afterwards whatever happened."""
+    async def run(self, attempt_id: int) -> Requeued | None:
+        """Run one queued attempt to review, failure or interruption, or hand it back to
+        the queue (:class:`Requeued`); the main checkout is checked afterwards whatever
+        happened."""
         attempt = await self._store.attempt(attempt_id)
         if attempt is None or attempt.state is not State.FIXING:
-            return
+            return None
         error = await self._store.error(attempt.error_id)
         if error is None or error.current_attempt_id != attempt_id:
-            return
+            return None
         service = self._config.service(error.service)
         if service is None:
             await self.fail(attempt_id, f"service {error.service!r} is not configured")
-            return
+            return None
         cancel = asyncio.Event()
         self.running[attempt_id] = cancel
         started = time.monotonic()
+        # The worktree is made while the main checkout is read: neither touches what the
+        # other reads, and on a large repository each takes a while.
+        creating = asyncio.create_task(
+            self._ready.create(
+                service.repo,
+                error.fingerprint,
+                base_branch=service.base_branch,
+                remote=service.remote,
+            )
+        )
         try:
             before = await snapshot_main(service.repo)
-        except GitError as exc:
+        except BaseException as exc:
             self.running.pop(attempt_id, None)
+            await self._abandon_worktree(attempt_id, creating)
+            if not isinstance(exc, GitError):
+                raise
             await self.fail(attempt_id, f"repository {service.repo}: {exc}")
-            return
+            return None
+        requeued: Requeued | None = None
         try:
-            await self._attempt_steps(attempt, error, service, cancel)
+            requeued = await self._attempt_steps(attempt, error, service, cancel, creating)
         except asyncio.CancelledError:
             await self._interrupt(attempt_id)
             raise
@@ -129,7 +174,21 @@ class AttemptRunner:
                     attempt_id=attempt_id,
                 )
                 await self.fail(attempt_id, f"main checkout changed: {text}")
+                requeued = None
+            self.refill(service)
             log.info("attempt %s took %.1fs", attempt_id, time.monotonic() - started)
+        return requeued
+
+    async def _abandon_worktree(self, attempt_id: int, creating: asyncio.Task[Worktree]) -> None:
+        """Stop making the worktree of an attempt that ends before using it; one already
+        made is recorded, so failing or recovering the attempt removes it."""
+        creating.cancel()
+        try:
+            wt = await creating
+        except (asyncio.CancelledError, GitError, OSError, ValueError):
+            return
+        self._worktrees[attempt_id] = wt
+        await self._store.update_attempt(attempt_id, branch=wt.branch, worktree=str(wt.path))
 
     async def _verify_main(self, service: ServiceConfig, before: object) -> list[str]:
         try:
@@ -143,14 +202,10 @@ class AttemptRunner:
         error: ErrorRow,
         service: ServiceConfig,
         cancel: asyncio.Event,
-    ) -> None:
+        creating: asyncio.Task[Worktree],
+    ) -> Requeued | None:
         attempt_id = attempt.id
-        wt = await create_worktree(
-            service.repo,
-            error.fingerprint,
-            base_branch=service.base_branch,
-            remote=service.remote,
-        )
+        wt = await creating
         self._worktrees[attempt_id] = wt
         await self._store.update_attempt(attempt_id, branch=wt.branch, worktree=str(wt.path))
         await self._changed(attempt_id)
@@ -172,7 +227,7 @@ class AttemptRunner:
                     f"{step} command `{command}` failed "
                     f"({_exit_text(setup)}): {_last_line(setup.output_tail)}",
                 )
-                return
+                return None
 
         prompt = build_prompt(
             error,
@@ -193,32 +248,37 @@ class AttemptRunner:
         )
         if cancel.is_set() or self.closing:
             await self._interrupt(attempt_id)
-            return
+            return None
+        if outcome.rate_limited:
+            # Not the attempt's fault: it starts again from a fresh worktree once the queue
+            # resumes, and is not marked failed.
+            await self.discard_worktree(await self._store.attempt(attempt_id) or attempt)
+            return Requeued(outcome.rate_limit_resets_at, outcome.reason or "rate-limited")
         if not outcome.ok:
             await self.fail(attempt_id, f"Claude Code: {outcome.reason}")
-            return
+            return None
 
         if not await self._store.transition_attempt(attempt_id, State.FIXING, State.TESTING):
-            return
+            return None
         await self._changed(attempt_id)
         ran = await self._caged_tests(attempt_id, wt, service)
         if ran is None:
-            return
+            return None
         result, written = ran
         change = await diff(wt)
         await self._store.update_attempt(attempt_id, diff=change.text, diff_stat=change.stat)
         if not change.files:
             await self.fail(attempt_id, "Claude Code finished without changing any file")
-            return
+            return None
         if not result.passed and service.require_passing_tests:
             await self.fail(
                 attempt_id,
                 f"tests failed ({_exit_text(result)}): {_last_line(result.output_tail)}",
             )
-            return
+            return None
         sensitive = touched_sensitive(change.stat, service.sensitive_paths)
         if not await self._store.transition_attempt(attempt_id, State.TESTING, State.REVIEW):
-            return
+            return None
         await self._changed(attempt_id)
         tests = "tests passed" if result.passed else f"tests FAILED ({_exit_text(result)})"
         flag = f"; touches sensitive paths: {', '.join(sensitive)}" if sensitive else ""
@@ -231,6 +291,7 @@ class AttemptRunner:
             error_id=error.id,
             attempt_id=attempt_id,
         )
+        return None
 
     async def _caged_tests(
         self, attempt_id: int, wt: Worktree, service: ServiceConfig

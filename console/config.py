@@ -230,6 +230,13 @@ class ClaudeConfig:
         read=_SECONDS,
         doc="one attempt's spending limit, passed as `--max-budget-usd`",
     )
+    daily_budget_usd: float = setting(
+        default=20.0,
+        read=_SECONDS,
+        doc="what the attempts of one UTC day may cost together (their recorded costs); once "
+        "reached, approved attempts wait in the queue until the limit is raised and the "
+        "config reloaded (`R` in the console), or the next UTC day",
+    )
     timeout_seconds: float = setting(
         default=900.0,
         read=_SECONDS,
@@ -353,6 +360,13 @@ class WorktreeConfig:
         default=False,
         read=boolean(),
         doc="delete the branch when a skipped or failed attempt's worktree is removed",
+    )
+    keep_ready: bool = setting(
+        default=True,
+        read=boolean(),
+        doc="keep a spare checkout of each service's base at `<repo>/.worktrees/ready`, so an "
+        "attempt starts without checking the repository out (one more checkout on disk per "
+        "service)",
     )
 
 

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
 
 from agent.wire import ErrorEvent, Hello
 from console.attempts import AttemptRunner
-from console.config import ConsoleConfig, ServiceConfig
+from console.budget import QueueGate, QueueHold, clock_text
+from console.config import ConfigError, ConsoleConfig, ServiceConfig, load_config
 from console.events import (
     AttemptChanged,
     CommandResult,
@@ -74,6 +77,10 @@ class Engine:
         self._workers: list[asyncio.Task[None]] = []
         self._runner = AttemptRunner(
             config, store, emit=self._emit, notify=self.notify, changed=self._emit_attempt
+        )
+        self._hold_shown: QueueHold | None = None
+        self.gate = QueueGate(
+            config.claude.daily_budget_usd, spent_today=self._spent_on, publish=self._on_hold
         )
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._ingest_queues: dict[str, asyncio.Queue[Received]] = {}
@@ -152,6 +159,8 @@ class Engine:
         await self._recover()
         for i in range(max(1, self.config.concurrency)):
             self._workers.append(asyncio.create_task(self._worker(), name=f"fix-worker-{i}"))
+        for service in self.config.services:
+            self._runner.refill(service)
         if links and self.config.hosts:
             self._links = LinkManager(
                 self.config.hosts,
@@ -177,6 +186,7 @@ class Engine:
         for task in self._ingest_tasks.values():
             task.cancel()
         await asyncio.gather(*self._ingest_tasks.values(), return_exceptions=True)
+        await self._runner.close()
         await self.store.close()
 
     @property
@@ -540,7 +550,20 @@ class Engine:
         while True:
             attempt_id = await self._queue.get()
             try:
-                await self._runner.run(attempt_id)
+                await self.gate.wait_open()
+                requeued = await self._runner.run(attempt_id)
+                if requeued is None:
+                    self.gate.ran()
+                else:
+                    resume = self.gate.rate_limited(requeued.resets_at, requeued.reason)
+                    self.notify(
+                        "warning",
+                        f"Claude rate-limited, resuming {clock_text(resume)}: fix attempt "
+                        f"{attempt_id} is queued again ({requeued.reason})",
+                        attempt_id=attempt_id,
+                    )
+                    self._queue.put_nowait(attempt_id)
+                    await self._emit_attempt(attempt_id)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the engine must survive any attempt
@@ -549,9 +572,52 @@ class Engine:
             finally:
                 self._queue.task_done()
 
+    # --- cost and rate limits ---------------------------------------------------------------
+
+    async def _spent_on(self, day: str) -> float:
+        return (await self.store.daily_costs(1)).get(day, 0.0)
+
+    def _on_hold(self, hold: QueueHold) -> None:
+        """Publish the queue's hold and say so when it starts or ends holding."""
+        before, self._hold_shown = self._hold_shown, hold
+        self._emit(hold)
+        if hold.over_budget and not (before and before.over_budget):
+            self.notify(
+                "warning",
+                f"daily Claude budget reached: ${hold.spent_today_usd:.2f} of "
+                f"${hold.daily_budget_usd:.2f} spent today (UTC); approved fixes wait in the "
+                "queue until claude.daily_budget_usd is raised and the config reloaded, or "
+                "until midnight UTC",
+            )
+        elif before is not None and before.held and not hold.held:
+            self.notify("info", "the fix queue resumes")
+
+    async def reload_config(self, path: str | os.PathLike[str] | None = None) -> CommandResult:
+        """Read the config file again and take its ``[claude]`` section (budgets, model,
+        limits) for the attempts that start from now on; other sections need a restart.
+        A bad file changes nothing and the answer names the key."""
+        try:
+            fresh = await asyncio.to_thread(load_config, path)
+        except ConfigError as exc:
+            return CommandResult(False, f"config not reloaded: {exc}")
+        self.config = dataclasses.replace(self.config, claude=fresh.claude)
+        self._runner.reconfigure(self.config)
+        self.gate.set_budget(fresh.claude.daily_budget_usd)
+        hold = await self.gate.refresh()
+        return CommandResult(
+            True,
+            f"config reloaded: daily Claude budget ${fresh.claude.daily_budget_usd:.2f} "
+            f"(${hold.spent_today_usd:.2f} spent today), "
+            f"${fresh.claude.max_budget_usd:.2f} per attempt",
+        )
+
     async def wait_idle(self) -> None:
         """Wait until every queued attempt has finished (for the CLI and tests)."""
         await self._queue.join()
+
+    async def wait_ready_worktrees(self) -> None:
+        """Wait until the spare worktrees being prepared are ready (for benches and tests)."""
+        await self._runner.spares_ready()
 
 
 def _flow(error: ErrorRow, attempt: AttemptRow | None, *, fixable: bool) -> frozenset[Action]:

@@ -168,6 +168,23 @@ def remote(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def clone(tmp_path: Path, remote: Path) -> Path:
+    """A developer's checkout of ``remote`` with one pushed commit on ``main``."""
+    from tests.service_repo import git
+
+    work = tmp_path / "service"
+    git(tmp_path, "clone", "-q", str(remote), str(work))
+    git(work, "checkout", "-q", "-b", "main")
+    (work / "src").mkdir()
+    (work / "src" / "app.js").write_text("module.exports = 1;\n")
+    (work / ".gitignore").write_text("node_modules/\n")
+    git(work, "add", ".")
+    git(work, "commit", "-q", "-m", "initial")
+    git(work, "push", "-q", "origin", "main")
+    return work
+
+
+@pytest.fixture
 async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
     """The engine's world (tests/engine_world.py): real agent stream, repo, Claude, GitHub."""
     from tests.engine_world import open_world

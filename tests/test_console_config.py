@@ -57,6 +57,7 @@ labels = ["autofix", "bot"]
 
 [worktree]
 delete_branch_on_discard = true
+keep_ready = false
 """
 
 # FULL with the keys it leaves out, each with a valid value: the property tests start here.
@@ -122,7 +123,7 @@ def test_full_file_loads_with_paths_expanded(tmp_path, monkeypatch):
     assert cfg.claude.disallowed_tools == ("WebFetch", "WebSearch")
     assert cfg.github.api_url == "http://127.0.0.1:8080" and cfg.github.draft
     assert cfg.github.labels == ("autofix", "bot")
-    assert cfg.worktree.delete_branch_on_discard
+    assert cfg.worktree.delete_branch_on_discard and not cfg.worktree.keep_ready
 
 
 def test_empty_file_gives_the_documented_defaults(tmp_path, monkeypatch):
@@ -215,6 +216,7 @@ def test_default_config_path_follows_xdg_config_home(tmp_path, monkeypatch):
         ({"github": {"api_url": "api.github.com"}}, "github.api_url: must be an http(s) URL"),
         ({"github": {"token": ""}}, "github.token: must not be empty"),
         ({"worktree": {"delete_branch_on_discard": 1}}, "worktree.delete_branch_on_discard"),
+        ({"worktree": {"keep_ready": "yes"}}, "worktree.keep_ready"),
     ],
 )
 def test_bad_value_is_reported_with_its_dotted_key(data, expected):

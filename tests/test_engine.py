@@ -40,6 +40,30 @@ from tests.messages_api import ApiError, MessagesApi, Stall, Text, ToolCall
 from tests.service_repo import git
 
 
+async def test_a_fix_starts_from_the_spare_checkout_and_stopping_leaves_no_spare(
+    world: World,
+) -> None:
+    spare = world.repo / ".worktrees" / "ready"
+    engine = await world.start()
+    await engine.wait_ready_worktrees()
+    inode = spare.stat().st_ino
+    error = await world.error_in(State.AWAITING_APPROVAL)
+    assert (await engine.approve(error.id, actor="keyboard")).ok
+
+    await world.error_in(State.REVIEW, timeout=120)
+    assert world.worktree.stat().st_ino == inode, "the attempt's worktree is the spare, renamed"
+    await engine.wait_idle()
+    await engine.wait_ready_worktrees()
+    assert spare.stat().st_ino != inode, "the attempt's run over, a new spare is made"
+    assert git(spare, "rev-parse", "HEAD") == git(world.bare, "rev-parse", "main")
+
+    await engine.stop()
+    world.engine = None
+    assert not spare.exists()
+    listed = git(world.repo, "worktree", "list", "--porcelain").splitlines()
+    assert f"worktree {spare}" not in listed and f"worktree {world.worktree}" in listed
+
+
 async def test_approved_error_is_fixed_tested_reviewed_and_opened_as_one_pr(world: World) -> None:
     before = main_state(world.repo)
     engine = await world.start()

@@ -32,20 +32,6 @@ FP = "0123456789abcdef"
 pytestmark = pytest.mark.usefixtures("isolated_git_config")
 
 
-@pytest.fixture
-def clone(tmp_path: Path, remote: Path) -> Path:
-    work = tmp_path / "service"
-    git(tmp_path, "clone", "-q", str(remote), str(work))
-    git(work, "checkout", "-q", "-b", "main")
-    (work / "src").mkdir()
-    (work / "src" / "app.js").write_text("module.exports = 1;\n")
-    (work / ".gitignore").write_text("node_modules/\n")
-    git(work, "add", ".")
-    git(work, "commit", "-q", "-m", "initial")
-    git(work, "push", "-q", "origin", "main")
-    return work
-
-
 async def test_worktree_starts_from_fetched_remote_base_not_local_main(
     tmp_path: Path, remote: Path, clone: Path
 ) -> None:

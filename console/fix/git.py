@@ -14,9 +14,13 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+A = TypeVar("A")
+B = TypeVar("B")
 
 # Config that would make git execute something: hooks (which a planted file in the shared
 # .git/hooks would otherwise run on the next `worktree add`), an fsmonitor command, and
@@ -149,6 +153,18 @@ async def run_git(
 def _kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+
+
+async def together(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    """Run two independent git steps at once (each is mostly waiting on the disk or the
+    remote); a failure is raised only once both have ended, so no git call is left
+    running behind the caller's back."""
+    a, b = await asyncio.gather(first, second, return_exceptions=True)
+    if isinstance(a, BaseException):
+        raise a
+    if isinstance(b, BaseException):
+        raise b
+    return a, b
 
 
 def stdout_text(out: GitOutput) -> str:

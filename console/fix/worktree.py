@@ -22,11 +22,14 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,11 +44,14 @@ from console.fix.git import (
     run_git,
     same_path,
     stdout_text,
+    together,
     toplevel,
 )
 
 WORKTREES_DIR = ".worktrees"
 BRANCH_PREFIX = "hotfix/auto-"
+READY_DIR = "ready"  # the spare checkout of the base, inside WORKTREES_DIR
+_RACY_SECONDS = 1.1  # past the timestamp granularity git compares files to its index with
 
 _FINGERPRINT = re.compile(r"[0-9a-f]{16}")
 # Files of the shared git directory whose change means something could run or be hidden
@@ -101,21 +107,36 @@ class DiffResult:
 # Main checkout snapshot
 
 
-def _parse_status(raw: bytes) -> tuple[str, ...]:
-    entries: list[str] = []
+def _status_items(raw: bytes) -> Iterator[tuple[bytes, bytes | None]]:
+    """``git status --porcelain=v1 -z`` entries, each with the source path of a rename or copy."""
     fields = raw.split(b"\0")
     i = 0
     while i < len(fields):
-        item = fields[i].decode("utf-8", "replace")
+        item = fields[i]
         i += 1
         if not item:
             continue
-        code = item[:2]
-        if ("R" in code or "C" in code) and i < len(fields):
-            item = f"{item} <- {fields[i].decode('utf-8', 'replace')}"
+        source = None
+        if (b"R" in item[:2] or b"C" in item[:2]) and i < len(fields):
+            source = fields[i]
             i += 1
-        entries.append(item)
+        yield item, source
+
+
+def _parse_status(raw: bytes) -> tuple[str, ...]:
+    entries: list[str] = []
+    for item, source in _status_items(raw):
+        text = item.decode("utf-8", "replace")
+        if source is not None:
+            text = f"{text} <- {source.decode('utf-8', 'replace')}"
+        entries.append(text)
     return tuple(e for e in entries if not _inside_worktrees_dir(e[3:]))
+
+
+def _untracked(raw: bytes) -> list[bytes]:
+    """The untracked paths of a status (what ``ls-files --others --exclude-standard`` lists)."""
+    paths = [item[3:] for item, _ in _status_items(raw) if item.startswith(b"?? ")]
+    return [p for p in paths if not _inside_worktrees_dir(os.fsdecode(p))]
 
 
 def _inside_worktrees_dir(path: str) -> bool:
@@ -124,28 +145,34 @@ def _inside_worktrees_dir(path: str) -> bool:
 
 async def snapshot_main(repo: Path) -> MainSnapshot:
     """Record the main checkout so :func:`verify_main_untouched` can prove an attempt
-    left it alone (the attempt runs elsewhere, but a bug or a tool could still reach it)."""
+    left it alone (the attempt runs elsewhere, but a bug or a tool could still reach it).
+
+    The reads are independent and run at once: on a large checkout they are most of the
+    time between an approval and Claude's start.
+    """
     top = await toplevel(repo)
-    head_out = await run_git(top, "rev-parse", "--verify", "-q", "HEAD", check=False)
+    diff_flags = ("--binary", "--no-ext-diff", "--no-textconv", "--no-color")
+    outs, git_files = await together(
+        asyncio.gather(
+            run_git(top, "rev-parse", "--verify", "-q", "HEAD", check=False),
+            run_git(top, "symbolic-ref", "-q", "--short", "HEAD", check=False),
+            run_git(top, "status", "--porcelain=v1", "-z", "--untracked-files=all"),
+            run_git(top, "diff", *diff_flags),
+            run_git(top, "diff", "--cached", *diff_flags),
+        ),
+        _git_dir_files(top),
+    )
+    head_out, branch_out, status_out, unstaged, staged = outs
     head = stdout_text(head_out) if head_out.returncode == 0 else None
-    branch_out = await run_git(top, "symbolic-ref", "-q", "--short", "HEAD", check=False)
     branch = stdout_text(branch_out) if branch_out.returncode == 0 else None
-    status_out = await run_git(top, "status", "--porcelain=v1", "-z", "--untracked-files=all")
     status = _parse_status(status_out.stdout)
 
     digest = hashlib.sha256()
-    diff_flags = ("--binary", "--no-ext-diff", "--no-textconv", "--no-color")
-    unstaged = await run_git(top, "diff", *diff_flags)
-    staged = await run_git(top, "diff", "--cached", *diff_flags)
     digest.update(b"unstaged\0" + unstaged.stdout + b"\0staged\0" + staged.stdout)
-    untracked_out = await run_git(top, "ls-files", "--others", "--exclude-standard", "-z")
-    untracked = [
-        p for p in untracked_out.stdout.split(b"\0") if p and not _inside_worktrees_dir(p.decode())
-    ]
     digest.update(b"\0untracked\0")
-    for path in sorted(untracked):
+    for path in sorted(_untracked(status_out.stdout)):
         digest.update(path + b"\0" + _file_digest(top / os.fsdecode(path)) + b"\0")
-    return MainSnapshot(head, branch, status, digest.hexdigest(), await _git_dir_files(top))
+    return MainSnapshot(head, branch, status, digest.hexdigest(), git_files)
 
 
 async def _git_dir_files(top: Path) -> tuple[tuple[str, str], ...]:
@@ -306,22 +333,27 @@ async def create_worktree(
     base_branch: str,
     remote: str,
     reuse: bool = False,
+    use_ready: bool = False,
 ) -> Worktree:
     """Give a fix attempt its own checkout of the freshly fetched base branch.
 
     The main checkout is never switched or modified; only refs, the worktree list and
     ``info/exclude`` of the shared repository change. ``reuse=True`` continues an
-    existing worktree of the same fingerprint instead of starting over.
+    existing worktree of the same fingerprint instead of starting over. ``use_ready=True``
+    turns the spare checkout :func:`prepare_ready` keeps into the attempt's worktree when
+    it is an exact, clean checkout (a rename and a branch instead of writing every file);
+    otherwise the worktree is checked out as usual. Callers serialise calls per repository.
     """
     branch = branch_for(fingerprint)
     top = await toplevel(repo)
-    await check_ref_name(top, "base branch", base_branch)
-    await check_remote(top, remote)
+    await together(check_ref_name(top, "base branch", base_branch), check_remote(top, remote))
     path = top / WORKTREES_DIR / branch
-    await _ensure_excluded(top)
-    await run_git(top, "worktree", "prune")
-
-    registered = await _worktree_branches(top)
+    ready = _ready_path(top)
+    # Independent reads at once: the worktree list, the fetch, the state of the spare.
+    (registered, spare), (base_sha, base_ref, warning) = await together(
+        together(_registered_worktrees(top), _ready_commit(top, ready) if use_ready else _none()),
+        _fetch_base(top, remote, base_branch),
+    )
     for wt_path, wt_branch in registered.items():
         if wt_branch == branch and not same_path(wt_path, path):
             raise GitError(
@@ -332,7 +364,6 @@ async def create_worktree(
     at_path = next((p for p in registered if same_path(p, path)), None)
 
     if reuse and at_path is not None and registered[at_path] == branch:
-        base_sha, base_ref, warning = await _fetch_base(top, remote, base_branch)
         merge_base = await run_git(top, "merge-base", branch, base_sha, check=False)
         start = stdout_text(merge_base) if merge_base.returncode == 0 else base_sha
         note = "continuing the worktree of an earlier attempt"
@@ -340,15 +371,124 @@ async def create_worktree(
             path, branch, start, top, base_ref, f"{warning}; {note}" if warning else note
         )
 
-    base_sha, base_ref, warning = await _fetch_base(top, remote, base_branch)
+    leftover = path.exists() or path.is_symlink()
     if at_path is not None:
         await run_git(top, "worktree", "remove", "--force", "--force", str(at_path))
     if path.exists() or path.is_symlink():
         _remove_tree(top, path)
-    await run_git(top, "worktree", "prune")
+    if at_path is not None or leftover:
+        await run_git(top, "worktree", "prune")
     path.parent.mkdir(parents=True, exist_ok=True)
-    await run_git(top, "worktree", "add", "--no-track", "-B", branch, str(path), base_sha)
+    if spare is not None and not any(same_path(p, ready) for p in registered):
+        spare = None
+    if not (spare and await _adopt_ready(top, ready, spare, path, branch, base_sha)):
+        await run_git(top, "worktree", "add", "--no-track", "-B", branch, str(path), base_sha)
     return Worktree(path, branch, base_sha, top, base_ref, warning)
+
+
+async def _none() -> None:
+    return None
+
+
+async def _registered_worktrees(top: Path) -> dict[Path, str | None]:
+    await _ensure_excluded(top)
+    await run_git(top, "worktree", "prune")
+    return await _worktree_branches(top)
+
+
+# ---------------------------------------------------------------------------------------
+# The spare checkout
+
+
+def _ready_path(top: Path) -> Path:
+    return top / WORKTREES_DIR / READY_DIR
+
+
+async def _ready_commit(top: Path, ready: Path) -> str | None:
+    """The commit the spare checkout holds, or None unless it is a registered, untampered,
+    detached checkout with nothing changed, added or ignored in it."""
+    try:
+        await check_gitfile(Worktree(ready, "", "", top))
+    except GitError:
+        return None
+    head, status = await together(
+        run_git(ready, "rev-parse", "HEAD", "--symbolic-full-name", "HEAD", check=False),
+        run_git(ready, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--ignored"),
+    )
+    sha, _, name = stdout_text(head).partition("\n")
+    if head.returncode != 0 or name != "HEAD" or status.stdout:  # on a branch, or not exact
+        return None
+    return sha
+
+
+async def _adopt_ready(
+    top: Path, ready: Path, at: str, path: Path, branch: str, base_sha: str
+) -> bool:
+    """Make the spare checkout (a clean one at ``at``) the attempt's worktree at
+    ``base_sha``; False (and the spare gone) when it cannot be, so the caller checks the
+    worktree out as usual."""
+    if at != base_sha:  # the base moved since the spare was made: only the files that differ
+        moved = await run_git(ready, "checkout", "--quiet", "--detach", base_sha, check=False)
+        if moved.returncode != 0:
+            await discard_ready(top)
+            return False
+    # The branch first, as `checkout -B` would make it at the same commit but without
+    # re-reading every file: the ref is shared and HEAD belongs to the worktree's own entry,
+    # which the move keeps.
+    ref = f"refs/heads/{branch}"
+    await together(
+        run_git(top, "update-ref", "-m", "autofix: attempt", ref, base_sha),
+        run_git(ready, "symbolic-ref", "HEAD", ref),
+    )
+    renamed = await run_git(top, "worktree", "move", str(ready), str(path), check=False)
+    if renamed.returncode != 0:  # e.g. git will not move a checkout holding submodules
+        await discard_ready(top)
+        return False
+    return True
+
+
+async def prepare_ready(repo: Path, *, base_branch: str, remote: str) -> None:
+    """Fetch the base and keep a spare checkout of it at ``.worktrees/ready``, so the next
+    attempt starts with a rename instead of a checkout (see ``use_ready``)."""
+    top = await toplevel(repo)
+    await check_ref_name(top, "base branch", base_branch)
+    await check_remote(top, remote)
+    await _ensure_excluded(top)
+    base_sha, _, _ = await _fetch_base(top, remote, base_branch)
+    ready = _ready_path(top)
+    at = await _ready_commit(top, ready)
+    if at == base_sha:
+        return
+    if at is not None:
+        moved = await run_git(ready, "checkout", "--quiet", "--detach", base_sha, check=False)
+        if moved.returncode == 0:
+            await _refresh_index(ready)
+            return
+    await discard_ready(top)
+    ready.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        await run_git(top, "worktree", "add", "--detach", str(ready), base_sha)
+        await _refresh_index(ready)
+    except BaseException:  # a checkout cut short (the console stopping) is not left behind
+        with contextlib.suppress(GitError, OSError, ValueError):
+            await discard_ready(top)
+        raise
+
+
+async def _refresh_index(path: Path) -> None:
+    """Rewrite the index once its files are older than it: a checkout leaves them as new as
+    the index, and git re-reads every such file on each status until the index is rewritten."""
+    await asyncio.sleep(_RACY_SECONDS)
+    await run_git(path, "update-index", "-q", "--refresh", check=False)
+
+
+async def discard_ready(repo: Path) -> None:
+    """Remove the spare checkout, if there is one (the console is stopping, or it is stale)."""
+    top = await toplevel(repo)
+    ready = _ready_path(top)
+    registered = await _worktree_branches(top)
+    if ready.exists() or ready.is_symlink() or any(same_path(p, ready) for p in registered):
+        await remove_worktree(top, Worktree(ready, "", "", top), delete_branch=False)
 
 
 def _remove_tree(top: Path, path: Path) -> None:
@@ -367,7 +507,8 @@ async def remove_worktree(repo: Path, wt: Worktree, *, delete_branch: bool) -> N
     """Discard an attempt's worktree (uncommitted work included) and optionally its branch.
 
     Only paths inside ``.worktrees/`` are ever removed, so a corrupted or hostile
-    ``Worktree`` value cannot make this delete the main checkout.
+    ``Worktree`` value cannot make this delete the main checkout. A worktree git will not
+    remove (its ``.git`` file was rewritten) is deleted as a directory and pruned.
     """
     top = await toplevel(repo)
     root = (top / WORKTREES_DIR).resolve()
@@ -376,7 +517,7 @@ async def remove_worktree(repo: Path, wt: Worktree, *, delete_branch: bool) -> N
         raise ValueError(f"refusing to remove {wt.path}: it is not inside {root}")
     registered = await _worktree_branches(top)
     if any(same_path(p, target) for p in registered):
-        await run_git(top, "worktree", "remove", "--force", "--force", str(target))
+        await run_git(top, "worktree", "remove", "--force", "--force", str(target), check=False)
     if target.exists() or target.is_symlink():
         _remove_tree(top, target)
     await run_git(top, "worktree", "prune")

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from console.budget import QueueHold
 from console.fix.claude_state import ClaudeState
+from console.fix.frames import FramePosition
 from console.link import LinkStatus
 from console.models import Action, AttemptRow, DecisionRow, ErrorRow
 
@@ -41,6 +42,9 @@ class ErrorDetail:
     samples: list[str]
     attempts: list[AttemptRow]
     decisions: list[DecisionRow]
+    # The stack's in-app frames in the service's checkout, through source maps where the
+    # build left them (the latest attempt's worktree when it is still there).
+    sources: list[FramePosition] = field(default_factory=list)
 
 
 class ScreenData(Protocol):

@@ -142,6 +142,20 @@ MIGRATIONS: tuple[str, ...] = (
     "ALTER TABLE attempts ADD COLUMN claude_denials TEXT;",
     # 3: per stack line, whether the agent saw an app frame (JSON list; see agent.wire).
     "ALTER TABLE errors ADD COLUMN in_app TEXT;",
+    # 4: an attempt's verdict (JSON, see console.fix.verdict) and its rounds: one Claude run
+    # each, the first on the prompt and each later one on the failing test output.
+    """
+    ALTER TABLE attempts ADD COLUMN verdict TEXT;
+    CREATE TABLE attempt_rounds (
+        attempt_id INTEGER NOT NULL REFERENCES attempts(id),
+        round INTEGER NOT NULL,
+        turns INTEGER,
+        cost_usd REAL,
+        tests_passed INTEGER,
+        at TEXT NOT NULL,
+        PRIMARY KEY (attempt_id, round)
+    );
+    """,
 )
 
 # Attempt columns a caller may set through update_attempt() or alongside a transition.
@@ -162,6 +176,7 @@ ATTEMPT_FIELDS: frozenset[str] = frozenset(
         "pr_number",
         "reason",
         "claude_denials",
+        "verdict",
     }
 )
 
@@ -172,7 +187,7 @@ ERROR_COLUMNS = (
 ATTEMPT_COLUMNS = (
     "id, error_id, state, branch, worktree, started_at, finished_at, reason, claude_cost_usd, "
     "claude_turns, claude_duration_ms, claude_summary, extra_instruction, test_exit_code, "
-    "test_output_tail, diff, diff_stat, pr_url, pr_number, claude_denials"
+    "test_output_tail, diff, diff_stat, pr_url, pr_number, claude_denials, verdict"
 )
 # (service, fingerprint) pairs or ids per IN (...), well under SQLite's variable cap.
 KEYS_PER_QUERY = 400

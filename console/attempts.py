@@ -14,6 +14,7 @@ import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -51,6 +52,17 @@ TRANSCRIPT_FLUSH_SECONDS = 0.5
 TEST_DIRS = ("test", "tests", "__tests__", "spec")
 
 
+@dataclass(frozen=True)
+class Requeued:
+    """An attempt Claude's API refused for load (429/529): it goes back to the queue.
+
+    ``resets_at`` is when the limit resets (epoch seconds), when the CLI said.
+    """
+
+    resets_at: float | None
+    reason: str
+
+
 class AttemptRunner:
     """Carries out attempts the engine queued and cleans up after them.
 
@@ -82,6 +94,10 @@ class AttemptRunner:
         # Set while the console stops: a finishing attempt is interrupted, not failed.
         self.closing = False
 
+    def reconfigure(self, config: ConsoleConfig) -> None:
+        """A reloaded config, for the attempts that start from now on."""
+        self._config = config
+
     def cancel_all(self) -> None:
         """Ask every running attempt to stop; each ends as interrupted."""
         self.closing = True
@@ -110,19 +126,20 @@ class AttemptRunner:
             remote=service.remote,
         )
 
-    async def run(self, attempt_id: int) -> None:
-        """Run one queued attempt to review, failure or interruption; the main checkout is
-        checked afterwards whatever happened."""
+    async def run(self, attempt_id: int) -> Requeued | None:
+        """Run one queued attempt to review, failure or interruption, or hand it back to
+        the queue (:class:`Requeued`); the main checkout is checked afterwards whatever
+        happened."""
         attempt = await self._store.attempt(attempt_id)
         if attempt is None or attempt.state is not State.FIXING:
-            return
+            return None
         error = await self._store.error(attempt.error_id)
         if error is None or error.current_attempt_id != attempt_id:
-            return
+            return None
         service = self._config.service(error.service)
         if service is None:
             await self.fail(attempt_id, f"service {error.service!r} is not configured")
-            return
+            return None
         cancel = asyncio.Event()
         self.running[attempt_id] = cancel
         started = time.monotonic()
@@ -144,9 +161,10 @@ class AttemptRunner:
             if not isinstance(exc, GitError):
                 raise
             await self.fail(attempt_id, f"repository {service.repo}: {exc}")
-            return
+            return None
+        requeued: Requeued | None = None
         try:
-            await self._attempt_steps(attempt, error, service, cancel, creating)
+            requeued = await self._attempt_steps(attempt, error, service, cancel, creating)
         except asyncio.CancelledError:
             await self._interrupt(attempt_id)
             raise
@@ -165,8 +183,10 @@ class AttemptRunner:
                     attempt_id=attempt_id,
                 )
                 await self.fail(attempt_id, f"main checkout changed: {text}")
+                requeued = None
             self.refill(service)
             log.info("attempt %s took %.1fs", attempt_id, time.monotonic() - started)
+        return requeued
 
     async def _abandon_worktree(self, attempt_id: int, creating: asyncio.Task[Worktree]) -> None:
         """Stop making the worktree of an attempt that ends before using it; one already
@@ -192,7 +212,7 @@ class AttemptRunner:
         service: ServiceConfig,
         cancel: asyncio.Event,
         creating: asyncio.Task[Worktree],
-    ) -> None:
+    ) -> Requeued | None:
         attempt_id = attempt.id
         wt = await creating
         self._worktrees[attempt_id] = wt
@@ -216,7 +236,7 @@ class AttemptRunner:
                     f"{step} command `{command}` failed "
                     f"({_exit_text(setup)}): {_last_line(setup.output_tail)}",
                 )
-                return
+                return None
 
         read_only = service.stop_at == "report"
         prompt = build_prompt(
@@ -229,30 +249,30 @@ class AttemptRunner:
             constraints=service.constraints,
             read_only=read_only,
         )
-        ran = await self._rounds(attempt_id, prompt, wt, service, cancel, read_only)
-        if ran is None:
-            return
+        ran = await self._rounds(attempt_id, attempt, prompt, wt, service, cancel, read_only)
+        if ran is None or isinstance(ran, Requeued):
+            return ran
         if isinstance(ran, Verdict):
             await self._report(attempt_id, error, ran)
-            return
+            return None
         result, written = ran
         if not await self._store.transition_attempt(attempt_id, State.FIXING, State.TESTING):
-            return
+            return None
         await self._changed(attempt_id)
         change = await diff(wt)
         await self._store.update_attempt(attempt_id, diff=change.text, diff_stat=change.stat)
         if not change.files:
             await self.fail(attempt_id, "Claude Code finished without changing any file")
-            return
+            return None
         if not result.passed and service.require_passing_tests:
             await self.fail(
                 attempt_id,
                 f"tests failed ({_exit_text(result)}): {_last_line(result.output_tail)}",
             )
-            return
+            return None
         sensitive = touched_sensitive(change.stat, service.sensitive_paths)
         if not await self._store.transition_attempt(attempt_id, State.TESTING, State.REVIEW):
-            return
+            return None
         await self._changed(attempt_id)
         tests = "tests passed" if result.passed else f"tests FAILED ({_exit_text(result)})"
         flag = f"; touches sensitive paths: {', '.join(sensitive)}" if sensitive else ""
@@ -265,23 +285,26 @@ class AttemptRunner:
             error_id=error.id,
             attempt_id=attempt_id,
         )
+        return None
 
     async def _rounds(
         self,
         attempt_id: int,
+        attempt: AttemptRow,
         prompt: str,
         wt: Worktree,
         service: ServiceConfig,
         cancel: asyncio.Event,
         read_only: bool,
-    ) -> tuple[TestResult, TestWrites] | Verdict | None:
+    ) -> tuple[TestResult, TestWrites] | Verdict | Requeued | None:
         """Claude and the caged tests, round after round in one Claude session.
 
         The first round runs on the prompt; when the tests fail on the edits, each further
         round (up to ``claude.verify_rounds``) resumes the session with the failing output.
         Every round is recorded and its cost and turns added to the attempt's. Returns the
-        last test run, the verdict when it is a report rather than a fix, or None when the
-        attempt has already ended (failed or interrupted).
+        last test run, the verdict when it is a report rather than a fix, :class:`Requeued`
+        when the API refused for load, or None when the attempt has already ended (failed
+        or interrupted).
         """
         rounds = 1 if read_only else 1 + self._config.claude.verify_rounds
         session = str(uuid.uuid4())
@@ -309,6 +332,11 @@ class AttemptRunner:
             if cancel.is_set() or self.closing:
                 await self._interrupt(attempt_id)
                 return None
+            if outcome.rate_limited:
+                # Not the attempt's fault: it starts again from a fresh worktree once the
+                # queue resumes, and is not marked failed.
+                await self.discard_worktree(await self._store.attempt(attempt_id) or attempt)
+                return Requeued(outcome.rate_limit_resets_at, outcome.reason or "rate-limited")
             if not outcome.ok:
                 await self._record_round(attempt_id, number, outcome, None)
                 await self.fail(attempt_id, f"Claude Code: {outcome.reason}")

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Literal, Protocol
 
 from agent.wire import ErrorEvent, Hello
 from console.attempts import AttemptRunner
-from console.config import ConsoleConfig, ServiceConfig
+from console.budget import QueueGate, QueueHold, clock_text
+from console.config import ConfigError, ConsoleConfig, ServiceConfig, load_config
 from console.events import (
     AttemptChanged,
     CommandResult,
@@ -75,6 +78,12 @@ class Engine:
         self._workers: list[asyncio.Task[None]] = []
         self._runner = AttemptRunner(
             config, store, emit=self._emit, notify=self.notify, changed=self._emit_attempt
+        )
+        # The file the config came from, which reload_config reads again (None: unknown).
+        self.config_path: Path | None = None
+        self._hold_shown: QueueHold | None = None
+        self.gate = QueueGate(
+            config.claude.daily_budget_usd, spent_today=self._spent_on, publish=self._on_hold
         )
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._ingest_queues: dict[str, asyncio.Queue[Received]] = {}
@@ -151,6 +160,7 @@ class Engine:
             return
         self._started = True
         await self._recover()
+        await self.gate.refresh()  # today's cost for the header from the start
         for i in range(max(1, self.config.concurrency)):
             self._workers.append(asyncio.create_task(self._worker(), name=f"fix-worker-{i}"))
         for service in self.config.services:
@@ -556,7 +566,20 @@ class Engine:
         while True:
             attempt_id = await self._queue.get()
             try:
-                await self._runner.run(attempt_id)
+                await self.gate.wait_open()
+                requeued = await self._runner.run(attempt_id)
+                if requeued is None:
+                    self.gate.ran()
+                else:
+                    resume = self.gate.rate_limited(requeued.resets_at, requeued.reason)
+                    self.notify(
+                        "warning",
+                        f"Claude rate-limited, resuming {clock_text(resume)}: fix attempt "
+                        f"{attempt_id} is queued again ({requeued.reason})",
+                        attempt_id=attempt_id,
+                    )
+                    self._queue.put_nowait(attempt_id)
+                    await self._emit_attempt(attempt_id)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the engine must survive any attempt
@@ -564,6 +587,49 @@ class Engine:
                 await self._runner.fail(attempt_id, f"internal error: {exc!r}")
             finally:
                 self._queue.task_done()
+
+    # --- cost and rate limits ---------------------------------------------------------------
+
+    async def _spent_on(self, day: str) -> float:
+        return (await self.store.daily_costs(1)).get(day, 0.0)
+
+    def _on_hold(self, hold: QueueHold) -> None:
+        """Publish the queue's hold and say so when it starts or ends holding."""
+        before, self._hold_shown = self._hold_shown, hold
+        self._emit(hold)
+        if hold.over_budget and not (before and before.over_budget):
+            self.notify(
+                "warning",
+                f"daily Claude budget reached: ${hold.spent_today_usd:.2f} of "
+                f"${hold.daily_budget_usd:.2f} spent today (UTC); approved fixes wait in the "
+                "queue until claude.daily_budget_usd is raised and the config reloaded, or "
+                "until midnight UTC",
+            )
+        elif before is not None and before.held and not hold.held:
+            self.notify("info", "the fix queue resumes")
+
+    async def reload_config(self, path: Path | None = None) -> CommandResult:
+        """Read the config file (``path``, else the one it came from) again and take its
+        ``[claude]`` section (budgets, model, limits) for the attempts that start from now
+        on; other sections need a restart. A bad file changes nothing and the answer names
+        the key."""
+        path = path or self.config_path
+        if path is None:
+            return CommandResult(False, "config not reloaded: this console has no config file")
+        try:
+            fresh = await asyncio.to_thread(load_config, path)
+        except ConfigError as exc:
+            return CommandResult(False, f"config not reloaded: {exc}")
+        self.config = dataclasses.replace(self.config, claude=fresh.claude)
+        self._runner.reconfigure(self.config)
+        self.gate.set_budget(fresh.claude.daily_budget_usd)
+        hold = await self.gate.refresh()
+        return CommandResult(
+            True,
+            f"config reloaded: daily Claude budget ${fresh.claude.daily_budget_usd:.2f} "
+            f"(${hold.spent_today_usd:.2f} spent today), "
+            f"${fresh.claude.max_budget_usd:.2f} per attempt",
+        )
 
     async def wait_idle(self) -> None:
         """Wait until every queued attempt has finished (for the CLI and tests)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from console.config import ServiceConfig
 from console.telegram.callbacks import CallbackSigner
 from console.telegram.throttle import Throttle
 from tests.telegram_api import OWN_NUMBER, Message, parse_html
@@ -114,3 +115,30 @@ def test_a_throttle_allows_once_per_period_per_key_and_never_more_when_full() ->
     now[0] = 3600.0
     assert throttle.allow(4), "expired keys make room"
     assert throttle.allow(1) and not throttle.allow(1)
+
+
+async def test_a_card_offers_only_the_decisions_the_engine_allows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = ServiceConfig(name="PA", repo=tmp_path / "not-a-repo", test_command="true")
+    async with open_phone(tmp_path, monkeypatch, console={"services": (service,)}) as phone:
+        unknown = error_event(2, "u" * 16, "from a service with no entry", service="billing")
+        [fixable, other] = await phone.engine.ingest(
+            "prod-9", [error_event(1, "k" * 16, "a fixable one"), unknown]
+        )
+
+        def card(text: str) -> Message | None:
+            return next((m for m in phone.api.chat(OWNER) if text in m.text), None)
+
+        fixable_card = await phone.until(lambda: card("a fixable one"), what="the first card")
+        other_card = await phone.until(lambda: card("no entry"), what="the second card")
+        assert [b["text"] for b in fixable_card.buttons()] == ["Approve Fix", "Skip"]
+        # A service the config does not name can be shelved from the phone, never fixed.
+        assert [b["text"] for b in other_card.buttons()] == ["Skip"]
+        forged = phone.api.tap(
+            OWNER, other_card, CallbackSigner(phone.api.token).encode("approve", other)
+        )
+        answer = await phone.until(lambda: phone.api.answer_to(forged), what="the answer")
+        assert "not configured" in str(answer.params.get("text"))
+        assert await phone.engine.store.attempts(error_id=other) == []
+        assert fixable != other

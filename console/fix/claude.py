@@ -36,7 +36,14 @@ from console.fix.sandbox.claude_policy import (
     prepare_config_dir,
 )
 from console.fix.sandbox.denials import DenialCollector
-from console.fix.transcript import Event, PermissionDenial, Result, StreamParser, SystemInit
+from console.fix.transcript import (
+    Event,
+    PermissionDenial,
+    RateLimitEvent,
+    Result,
+    StreamParser,
+    SystemInit,
+)
 from console.models import Denial
 
 log = logging.getLogger(__name__)
@@ -45,6 +52,8 @@ NOT_FOUND = "claude not found: install Claude Code (npm i -g @anthropic-ai/claud
 STDERR_TAIL_BYTES = 4096
 KILL_GRACE_SECONDS = 3.0
 READ_CHUNK = 64 * 1024
+# What the API answers when it is rate-limited (429) or overloaded (529).
+RATE_LIMIT_STATUSES = (429, 529)
 PIPE_BYTES = 1024 * 1024
 CONFIG_DIR_NAME = "claude-config"
 HOME_DIR_NAME = "claude-home"
@@ -109,6 +118,10 @@ class ClaudeOutcome:
     permission_denials: list[PermissionDenial] = field(default_factory=list)
     stderr_tail: str = ""
     denials: list[Denial] = field(default_factory=list)
+    # The API refused for a rate limit (429) or overload (529): the attempt is not at
+    # fault and goes back to the queue; ``resets_at`` (epoch) when the CLI said when.
+    rate_limited: bool = False
+    rate_limit_resets_at: float | None = None
     # The result line's ``structured_output`` (unchecked: see console.fix.verdict).
     structured_output: Any = None
 
@@ -318,6 +331,7 @@ class _Run:
         self.on_event = on_event
         self.transcript = transcript
         self.result: Result | None = None
+        self.rate_limit: RateLimitEvent | None = None
         self.last_line = ""
         self.stderr: deque[bytes] = deque()
         self.stderr_size = 0
@@ -416,6 +430,8 @@ class _Run:
         for event in self.parser.feed(line):
             if isinstance(event, Result):
                 self.result = event
+            if isinstance(event, RateLimitEvent) and event.status == "rejected":
+                self.rate_limit = event
             if isinstance(event, SystemInit) and self.abort_reason is None:
                 self.abort_reason = self.policy.init_problem(event)
                 if self.abort_reason is not None:
@@ -474,7 +490,16 @@ class _Run:
             stderr_tail=stderr_tail,
             denials=self.collector.denials,
             structured_output=result.structured_output if result else None,
+            rate_limited=reason is not None and _rate_limited(result, self.rate_limit),
+            rate_limit_resets_at=self.rate_limit.resets_at if self.rate_limit else None,
         )
+
+
+def _rate_limited(result: Result | None, event: RateLimitEvent | None) -> bool:
+    """A failed run that the API refused for load, not for anything in the attempt."""
+    if result is not None and result.api_error_status in RATE_LIMIT_STATUSES:
+        return True
+    return event is not None and (result is None or result.is_error)
 
 
 def _git_dir_entries(git_dir: Path) -> set[str]:

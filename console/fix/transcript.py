@@ -141,6 +141,19 @@ class Result:
 
 
 @dataclass(frozen=True)
+class RateLimitEvent:
+    """The CLI's ``rate_limit_event``: its account's limit changed state.
+
+    ``status`` is ``allowed``, ``allowed_warning`` or ``rejected``; ``resets_at`` is when
+    the limit resets, in epoch seconds, when the CLI says.
+    """
+
+    status: str
+    resets_at: float | None
+    limit_type: str | None = None
+
+
+@dataclass(frozen=True)
 class RoundStart:
     """The console starting another round of an attempt in the same Claude session.
 
@@ -182,6 +195,7 @@ Event = (
     | ToolResult
     | PermissionDenied
     | Result
+    | RateLimitEvent
     | RoundStart
     | Unknown
 )
@@ -259,6 +273,15 @@ def _parse_object(data: dict[str, Any], line: str, root: str | None) -> list[Eve
         return _user_events(data, line)
     if kind == "result":
         return [_result(data)]
+    if kind == "rate_limit_event":
+        info = _dict(data.get("rate_limit_info"))
+        return [
+            RateLimitEvent(
+                _str(info.get("status")),
+                _float(info.get("resetsAt")),
+                _str(info.get("rateLimitType")) or None,
+            )
+        ]
     return [Unknown(line, f"unhandled event type {kind!r}")]
 
 

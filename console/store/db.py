@@ -844,6 +844,17 @@ class Store:
         )
         return [attempt_row(r) for r in rows]
 
+    async def daily_costs(self, days: int = 7) -> dict[str, float]:
+        """What Claude cost per UTC day (``YYYY-MM-DD``, newest first), from the attempts'
+        recorded costs by the day each attempt started: the daily budget reads today's."""
+        rows = await self._read(
+            "SELECT substr(started_at, 1, 10) AS day, SUM(claude_cost_usd) AS cost "
+            "FROM attempts WHERE claude_cost_usd IS NOT NULL "
+            "GROUP BY day ORDER BY day DESC LIMIT ?",
+            (days,),
+        )
+        return {str(r["day"]): float(r["cost"] or 0.0) for r in rows}
+
     async def attempt(self, attempt_id: int) -> AttemptRow | None:
         rows = await self._read(
             f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE id = ?", (attempt_id,)

@@ -35,7 +35,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from console.headless import serve
 
-    return asyncio.run(serve(_load(args.config)))
+    path = Path(args.config or default_config_path())
+    return asyncio.run(serve(_load(args.config), config_path=path))
 
 
 def cmd_fix(args: argparse.Namespace) -> int:

@@ -235,7 +235,7 @@ class ClaudeConfig:
         read=_SECONDS,
         doc="what the attempts of one UTC day may cost together (their recorded costs); once "
         "reached, approved attempts wait in the queue until the limit is raised and the "
-        "config reloaded (`R` in the console), or the next UTC day",
+        "config reloaded (`R` in the console, SIGUSR1 to `autofix serve`), or the next UTC day",
     )
     timeout_seconds: float = setting(
         default=900.0,

@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import copy
 import os
+import signal
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -247,3 +250,28 @@ def test_the_header_says_when_a_rate_limited_queue_resumes_and_when_the_day_is_s
         "daily budget reached (today $20.50 of $20.00): fixes wait"
     )
     assert hold_text(QueueHold(0.25, 20.0)).plain == "today $0.2500 of $20.00"
+
+
+def test_serve_reads_the_config_again_on_sigusr1(tmp_path: Path) -> None:
+    config = tmp_path / "console.toml"
+    state = tmp_path / "state"
+    config.write_text(f'state_dir = "{state}"\n[claude]\ndaily_budget_usd = 5.0\n')
+    autofix = Path(sys.executable).with_name("autofix")
+    proc = subprocess.Popen(
+        [str(autofix), "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert "Ctrl+C stops" in proc.stdout.readline()
+        config.write_text(f'state_dir = "{state}"\n[claude]\ndaily_budget_usd = 75.0\n')
+        proc.send_signal(signal.SIGUSR1)
+        line = proc.stdout.readline()
+        while line and "config reloaded" not in line:
+            line = proc.stdout.readline()
+        assert "daily Claude budget $75.00" in line
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)

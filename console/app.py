@@ -79,6 +79,7 @@ class AutofixApp(App[None]):
     ]
     BINDINGS = [
         Binding("t", "toggle_telegram", "Telegram"),
+        Binding("R", "reload_config", "Reload config", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
     ]
@@ -327,6 +328,10 @@ class AutofixApp(App[None]):
         enable = control is None or control.state != "on"
         self.command("Telegram", lambda: self.engine.set_telegram(enable))
 
+    async def action_reload_config(self) -> None:
+        """Read the config file again: a raised daily budget lets waiting fixes start."""
+        self.command("Reload config", self.engine.reload_config)
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
@@ -393,7 +398,9 @@ def log_to_file(config: ConsoleConfig) -> Path:
     return path
 
 
-async def run_console(config: ConsoleConfig, claude: ClaudeState | None = None) -> int:
+async def run_console(
+    config: ConsoleConfig, claude: ClaudeState | None = None, config_path: Path | None = None
+) -> int:
     """Run the console (with Telegram when configured) until quit; stop everything cleanly.
 
     A closed terminal or SIGTERM quits like ``q`` does, so callers' cleanup always runs.
@@ -403,6 +410,7 @@ async def run_console(config: ConsoleConfig, claude: ClaudeState | None = None) 
 
     log_to_file(config)
     engine = await Engine.open(config)
+    engine.config_path = config_path
     state = claude or discover(config.claude.command, config.claude.extra_env)
     app = AutofixApp(engine, claude=state)
     loop = asyncio.get_running_loop()
@@ -414,9 +422,10 @@ async def run_console(config: ConsoleConfig, claude: ClaudeState | None = None) 
     return app.return_code or 0
 
 
-def main(config: ConsoleConfig) -> int:
-    """Entry for ``autofix`` (the CLI loads the config and passes it here)."""
-    return asyncio.run(run_console(config))
+def main(config: ConsoleConfig, config_path: Path | None = None) -> int:
+    """Entry for ``autofix`` (the CLI loads the config from ``config_path`` and passes it
+    here; ``R`` reads that file again)."""
+    return asyncio.run(run_console(config, config_path=config_path))
 
 
 __all__ = ["AutofixApp", "EngineEvent", "main", "run_console"]

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 from console.fix.diffstat import FileStat
+from console.fix.verdict import Verdict
 
 
 class State(StrEnum):
@@ -187,11 +188,23 @@ class AttemptRow:
     pr_url: str | None = None
     pr_number: int | None = None
     claude_denials: str | None = None  # JSON, see Denial.encode_all
+    verdict: str | None = None  # JSON, see console.fix.verdict.Verdict
 
     @property
     def denials(self) -> list[Denial]:
         """What Claude Code was refused during this attempt, in the order it happened."""
         return Denial.decode_all(self.claude_denials)
+
+    @property
+    def conclusion(self) -> Verdict | None:
+        """Claude's checked verdict, once the attempt has one."""
+        return Verdict.decode(self.verdict)
+
+    @property
+    def is_report(self) -> bool:
+        """An attempt that ended as an investigation report: a verdict other than a fix."""
+        conclusion = self.conclusion
+        return conclusion is not None and not conclusion.is_fix
 
 
 @dataclass(frozen=True)
@@ -267,6 +280,21 @@ class TestResultRow:
     timed_out: bool
     duration_ms: int
     output_tail: str
+    at: str
+
+
+@dataclass(frozen=True)
+class RoundRow:
+    """One Claude run of an attempt: the first on the prompt, later ones on failing tests.
+
+    ``tests_passed`` is None when no test ran after it (a report, or a failed run).
+    """
+
+    attempt_id: int
+    round: int
+    turns: int | None
+    cost_usd: float | None
+    tests_passed: bool | None
     at: str
 
 

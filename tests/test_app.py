@@ -404,6 +404,9 @@ async def test_detail_shows_the_stack_hosts_and_redacted_samples(world: World) -
         marked = [line for line in text.splitlines() if "▶ at" in line]
         assert marked and all("node:internal" not in line for line in marked)
         assert any("users.js" in line for line in marked)
+        # Where the frames are in the service's checkout (its own JavaScript: no map).
+        code = text.split("In the code", 1)[1].split("Latest samples", 1)[0]
+        assert any(line.strip().startswith("▶ lib/users.js:") for line in code.splitlines())
         assert '"fingerprint": "' + world.fingerprint + '"' in text
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)

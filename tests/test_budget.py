@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import copy
 import os
+import signal
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +34,7 @@ from console.config import parse_config
 from console.events import Notice
 from console.fix.transcript import RateLimitEvent, parse_line
 from console.models import State
+from console.widgets.header import hold_text
 from tests.config_documents import toml_text
 from tests.engine_world import World, fix_turns
 from tests.messages_api import ApiError
@@ -236,3 +240,38 @@ async def test_back_off_doubles_per_refused_run_and_never_passes_its_cap(
             step = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** min(i, 10))
             assert resume >= clock.now + step
         previous = resume
+
+
+def test_the_header_says_when_a_rate_limited_queue_resumes_and_when_the_day_is_spent() -> None:
+    resume = time.mktime((2026, 12, 1, 14, 5, 0, 0, 0, -1))
+    limited = hold_text(QueueHold(3.2, 20.0, rate_limited_until=resume, rate_limit_reason="429"))
+    assert limited.plain.startswith("Claude rate-limited, resuming 14:05")
+    assert hold_text(QueueHold(20.5, 20.0)).plain == (
+        "daily budget reached (today $20.50 of $20.00): fixes wait"
+    )
+    assert hold_text(QueueHold(0.25, 20.0)).plain == "today $0.2500 of $20.00"
+
+
+def test_serve_reads_the_config_again_on_sigusr1(tmp_path: Path) -> None:
+    config = tmp_path / "console.toml"
+    state = tmp_path / "state"
+    config.write_text(f'state_dir = "{state}"\n[claude]\ndaily_budget_usd = 5.0\n')
+    autofix = Path(sys.executable).with_name("autofix")
+    proc = subprocess.Popen(
+        [str(autofix), "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert "Ctrl+C stops" in proc.stdout.readline()
+        config.write_text(f'state_dir = "{state}"\n[claude]\ndaily_budget_usd = 75.0\n')
+        proc.send_signal(signal.SIGUSR1)
+        line = proc.stdout.readline()
+        while line and "config reloaded" not in line:
+            line = proc.stdout.readline()
+        assert "daily Claude budget $75.00" in line
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)

@@ -683,8 +683,8 @@ async def test_migration_from_an_older_version_keeps_the_data(tmp_path):
     assert versions == list(range(1, len(MIGRATIONS) + 2))
 
 
-async def published_in_v3(store: Store, fingerprint: str, pr_url: str | None) -> int:
-    """An error whose attempt a version-3 console recorded as ``pr_opened``."""
+async def published_in_v4(store: Store, fingerprint: str, pr_url: str | None) -> int:
+    """An error whose attempt a version-4 console recorded as ``pr_opened``."""
     error_id = await awaiting(store, fingerprint)
     attempt = await store.create_attempt(error_id, actor="keyboard")
     assert attempt is not None
@@ -701,12 +701,12 @@ async def published_in_v3(store: Store, fingerprint: str, pr_url: str | None) ->
     return error_id
 
 
-async def test_migration_4_turns_a_pr_opened_row_without_a_pr_into_pushed(tmp_path):
+async def test_migration_5_turns_a_pr_opened_row_without_a_pr_into_pushed(tmp_path):
     path = tmp_path / "console.db"
-    async with await Store.open(path, migrations=MIGRATIONS[:3]) as old:
-        pushed = await published_in_v3(old, FP_A, None)
-        with_pr = await published_in_v3(old, FP_B, "https://github.test/acme/pa/pull/7")
-        # Version 3 refuses the new state: the rebuilt CHECK is what lets it in.
+    async with await Store.open(path, migrations=MIGRATIONS[:4]) as old:
+        pushed = await published_in_v4(old, FP_A, None)
+        with_pr = await published_in_v4(old, FP_B, "https://github.test/acme/pa/pull/7")
+        # Version 4 refuses the new state: the rebuilt CHECK is what lets it in.
         with pytest.raises(sqlite3.IntegrityError):
             raw_db(path).execute("UPDATE errors SET state = 'pushed'")
     async with await Store.open(path) as new:

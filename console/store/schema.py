@@ -33,7 +33,7 @@ def _state_check(states: str) -> str:
 _STATE_CHECK = _state_check(
     "new awaiting_approval fixing testing review pr_opened skipped failed interrupted"
 )
-_STATE_CHECK_4 = _state_check(
+_STATE_CHECK_5 = _state_check(
     "new awaiting_approval fixing testing review pushed pr_opened skipped failed interrupted"
 )
 
@@ -166,33 +166,48 @@ MIGRATIONS: tuple[str, ...] = (
     "ALTER TABLE attempts ADD COLUMN claude_denials TEXT;",
     # 3: per stack line, whether the agent saw an app frame (JSON list; see agent.wire).
     "ALTER TABLE errors ADD COLUMN in_app TEXT;",
-    # 4: the 'pushed' state (branch pushed, no pull request). SQLite cannot alter a CHECK,
+    # 4: an attempt's verdict (JSON, see console.fix.verdict) and its rounds: one Claude run
+    # each, the first on the prompt and each later one on the failing test output.
+    """
+    ALTER TABLE attempts ADD COLUMN verdict TEXT;
+    CREATE TABLE attempt_rounds (
+        attempt_id INTEGER NOT NULL REFERENCES attempts(id),
+        round INTEGER NOT NULL,
+        turns INTEGER,
+        cost_usd REAL,
+        tests_passed INTEGER,
+        at TEXT NOT NULL,
+        PRIMARY KEY (attempt_id, round)
+    );
+    """,
+    # 5: the 'pushed' state (branch pushed, no pull request). SQLite cannot alter a CHECK,
     # so errors and attempts are rebuilt; an attempt recorded as pr_opened without a PR
     # URL only had its branch pushed, and it and its error become 'pushed'.
     f"""
-    CREATE TABLE errors_v4 (
-{_errors_table(_STATE_CHECK_4, added="in_app TEXT, ")}
+    CREATE TABLE errors_v5 (
+{_errors_table(_STATE_CHECK_5, added="in_app TEXT, ")}
     );
-    INSERT INTO errors_v4 (id, service, fingerprint, error_type, message, stack, route,
+    INSERT INTO errors_v5 (id, service, fingerprint, error_type, message, stack, route,
         severity, count, first_seen, last_seen, state, current_attempt_id, created_at,
         updated_at, in_app)
     SELECT id, service, fingerprint, error_type, message, stack, route, severity, count,
         first_seen, last_seen, state, current_attempt_id, created_at, updated_at, in_app
     FROM errors;
     DROP TABLE errors;
-    ALTER TABLE errors_v4 RENAME TO errors;
+    ALTER TABLE errors_v5 RENAME TO errors;
     CREATE INDEX errors_state ON errors(state);
     CREATE INDEX errors_last_seen ON errors(last_seen);
-    CREATE TABLE attempts_v4 (
-{_attempts_table(_STATE_CHECK_4)},
-        claude_denials TEXT
+    CREATE TABLE attempts_v5 (
+{_attempts_table(_STATE_CHECK_5)},
+        claude_denials TEXT,
+        verdict TEXT
     );
-    INSERT INTO attempts_v4 SELECT id, error_id, state, branch, worktree, started_at,
+    INSERT INTO attempts_v5 SELECT id, error_id, state, branch, worktree, started_at,
         finished_at, reason, claude_cost_usd, claude_turns, claude_duration_ms,
         claude_summary, extra_instruction, test_exit_code, test_output_tail, diff,
-        diff_stat, pr_url, pr_number, claude_denials FROM attempts;
+        diff_stat, pr_url, pr_number, claude_denials, verdict FROM attempts;
     DROP TABLE attempts;
-    ALTER TABLE attempts_v4 RENAME TO attempts;
+    ALTER TABLE attempts_v5 RENAME TO attempts;
     CREATE INDEX attempts_error ON attempts(error_id);
     CREATE INDEX attempts_state ON attempts(state);
     UPDATE attempts SET state = 'pushed' WHERE state = 'pr_opened' AND pr_url IS NULL;
@@ -222,6 +237,7 @@ ATTEMPT_FIELDS: frozenset[str] = frozenset(
         "pr_number",
         "reason",
         "claude_denials",
+        "verdict",
     }
 )
 
@@ -232,7 +248,7 @@ ERROR_COLUMNS = (
 ATTEMPT_COLUMNS = (
     "id, error_id, state, branch, worktree, started_at, finished_at, reason, claude_cost_usd, "
     "claude_turns, claude_duration_ms, claude_summary, extra_instruction, test_exit_code, "
-    "test_output_tail, diff, diff_stat, pr_url, pr_number, claude_denials"
+    "test_output_tail, diff, diff_stat, pr_url, pr_number, claude_denials, verdict"
 )
 # (service, fingerprint) pairs or ids per IN (...), well under SQLite's variable cap.
 KEYS_PER_QUERY = 400

@@ -51,6 +51,7 @@ WATCH_DEBOUNCE_MS = 50
 # A record at the end of a log waits detection.record_wait_seconds for more of its lines; one
 # whose frames have started waits at most this long, since its stack is most likely whole.
 IDLE_FLUSH_FRAMES_SECONDS = 0.05
+PIPED_HEADER_WAIT_SECONDS = 0.5
 PRUNE_SECONDS = 3600.0
 # A failed source task is restarted after MIN_BACKOFF, doubling up to MAX_BACKOFF while it
 # keeps failing; a run of STABLE_SECONDS without failure starts the back-off over.
@@ -287,7 +288,15 @@ class Daemon:
         now = time.monotonic()
         for key, parser in list(self._parsers.items()):
             asm = parser.assembler
-            wait = self._frames_wait if asm.pending_has_frames else self._record_wait
+            if asm.pending_has_frames:
+                wait = self._frames_wait
+            elif parser.watch is None:
+                # journald and command sources hand over one line at a time through another
+                # process's pipe, which a busy host can hold back for longer than a file
+                # write takes: a header waits longer there for its first frame.
+                wait = max(self._record_wait, PIPED_HEADER_WAIT_SECONDS)
+            else:
+                wait = self._record_wait
             if not asm.pending or now - parser.last_data < wait:
                 continue
             batch = _Batch()

@@ -42,6 +42,7 @@ from console.fix.git import GitError
 from console.fix.github import GitHubError
 from console.fix.publish import publish_attempt
 from console.fix.testrun import TestResult
+from console.fix.verdict import report_title
 from console.link import LinkManager, LinkProblem, LinkStatus
 from console.models import RUNNING_STATES, Action, AttemptRow, ErrorRow, State, can_transition
 from console.storable import Received
@@ -305,10 +306,16 @@ class Engine:
         ``attempt`` is the attempt the person is looking at, when they look at one; a
         decision about an attempt that is no longer the error's current one is none.
         Built on the store's transitions (:func:`~console.models.can_transition`), plus
-        what the config allows: no fix for a service without a ``[[services]]`` entry.
+        what the config allows: no fix for a service without a ``[[services]]`` entry, and
+        no publish for a service whose ``stop_at`` is not ``pr`` or for a report.
         """
-        fixable = self.config.service(error.service) is not None
-        return _flow(error, attempt, fixable=fixable)
+        service = self.config.service(error.service)
+        publishable = (
+            service is not None
+            and service.stop_at == "pr"
+            and not (attempt is not None and attempt.is_report)
+        )
+        return _flow(error, attempt, fixable=service is not None, publishable=publishable)
 
     async def _allowed(
         self, error_id: int, action: Action, attempt_id: AttemptTarget = CURRENT
@@ -473,12 +480,19 @@ class Engine:
         return CommandResult(True, message, attempt.id)
 
     async def publish(self, attempt_id: int, actor: str) -> CommandResult:
-        """Commit, push and open the PR for a reviewed attempt, exactly once."""
+        """Commit and push a reviewed attempt, exactly once, and open its PR when GitHub is
+        set up; the attempt ends ``pushed`` (branch only) or ``pr_opened``."""
         async with self._locks[attempt_id]:
             attempt = await self.store.attempt(attempt_id)
             if attempt is None:
                 return CommandResult(False, f"no attempt {attempt_id}")
             error = await self.store.error(attempt.error_id)
+            refused = _not_publishable(
+                attempt, self.config.service(error.service) if error else None
+            )
+            if refused is not None:
+                self.notify("warning", refused, error_id=attempt.error_id, attempt_id=attempt_id)
+                return CommandResult(False, refused, attempt_id)
             if error is None or Action.PUBLISH not in self.actions(error, attempt):
                 return CommandResult(
                     False, f"already decided: attempt {attempt_id} is {attempt.state.value}"
@@ -501,7 +515,7 @@ class Engine:
             moved = await self.store.transition_attempt(
                 attempt_id,
                 State.REVIEW,
-                State.PR_OPENED,
+                State.PUSHED if url is None else State.PR_OPENED,
                 actor=actor,
                 reason=note,
                 pr_url=url,
@@ -629,8 +643,25 @@ class Engine:
         await self._runner.spares_ready()
 
 
-def _flow(error: ErrorRow, attempt: AttemptRow | None, *, fixable: bool) -> frozenset[Action]:
-    """:meth:`Engine.actions` for a service that can (``fixable``) or cannot be fixed."""
+def _not_publishable(attempt: AttemptRow, service: ServiceConfig | None) -> str | None:
+    """Why an attempt's result must never be pushed, whatever its state; None when it may."""
+    if attempt.is_report:
+        verdict = attempt.conclusion
+        title = report_title(verdict) if verdict else "report"
+        return f"attempt {attempt.id} is an investigation report ({title}): nothing to publish"
+    if service is not None and service.stop_at != "pr":
+        return (
+            f"service {service.name} stops at the {service.stop_at} "
+            f"(services[].stop_at = {service.stop_at!r}): attempt {attempt.id} is not pushed"
+        )
+    return None
+
+
+def _flow(
+    error: ErrorRow, attempt: AttemptRow | None, *, fixable: bool, publishable: bool = True
+) -> frozenset[Action]:
+    """:meth:`Engine.actions` for a service that can (``fixable``) or cannot be fixed, and
+    whose reviewed diffs may (``publishable``) or may not be pushed."""
     if attempt is not None and attempt.id != error.current_attempt_id:
         return frozenset()
     state = error.state
@@ -642,7 +673,8 @@ def _flow(error: ErrorRow, attempt: AttemptRow | None, *, fixable: bool) -> froz
     if state is not State.NEW and can_transition(state, State.AWAITING_APPROVAL):
         found.add(Action.REOPEN)
     if (
-        can_transition(state, State.PR_OPENED)
+        publishable
+        and can_transition(state, State.PR_OPENED)
         and error.current_attempt_id is not None
         and (attempt is None or attempt.state is State.REVIEW)
     ):

@@ -29,7 +29,7 @@ from console.models import State
 from console.store import Store
 from tests.conftest import eventually, require_tool
 from tests.github_api import GitHubStandIn
-from tests.messages_api import MessagesApi, Text, ToolCall
+from tests.messages_api import MessagesApi, Text, ToolCall, verdict_call
 from tests.service_repo import BUGGY_LINE, FIXED_LINE, SERVICE, git, isolate_git, make_service_repo
 
 TOKEN = "ghp_engine-test"
@@ -80,7 +80,20 @@ def fix_turns(worktree: Path) -> list:
         [ToolCall("Edit", {"file_path": users, "old_string": BUGGY_LINE,
                            "new_string": FIXED_LINE})],
         [ToolCall("Bash", {"command": "node --test", "description": "run the tests"})],
-        [Text("getUserProfile now returns null for unknown ids instead of throwing.")],
+        [Text("getUserProfile now returns null for unknown ids instead of throwing."),
+         verdict_call(summary="getUserProfile now returns null for unknown ids.",
+                      files=[{"path": "lib/users.js", "why": "the null check"}])],
+    ]  # fmt: skip
+
+
+def breaking_turns(worktree: Path, note: str = "Changed the field.") -> list:
+    """A first round whose edit breaks the service's own test (a renamed field)."""
+    users = str(worktree / "lib" / "users.js")
+    return [
+        [ToolCall("Read", {"file_path": users})],
+        [ToolCall("Edit", {"file_path": users, "old_string": "name: user.name",
+                           "new_string": "name: user.nickname"})],
+        [Text(note), verdict_call()],
     ]  # fmt: skip
 
 

@@ -39,6 +39,30 @@ class ToolCall:
     input: dict[str, Any]
 
 
+def verdict_call(
+    outcome: str = "fixed",
+    *,
+    root_cause: str = "The handler reads a field of a value that can be missing.",
+    summary: str = "Handle the missing value and add a regression test.",
+    risk: str = "low",
+    files: list[dict[str, str]] | None = None,
+    **more: Any,
+) -> ToolCall:
+    """The model's closing call with its verdict: the tool the CLI adds for
+    ``--json-schema`` (see console/fix/verdict.py for the fields)."""
+    return ToolCall(
+        "StructuredOutput",
+        {
+            "outcome": outcome,
+            "root_cause": root_cause,
+            "summary": summary,
+            "risk": risk,
+            "files": files or [],
+            **more,
+        },
+    )
+
+
 @dataclass(frozen=True)
 class ApiError:
     """An HTTP error answer for a turn, shaped like the real API's error body."""

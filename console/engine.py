@@ -480,7 +480,8 @@ class Engine:
         return CommandResult(True, message, attempt.id)
 
     async def publish(self, attempt_id: int, actor: str) -> CommandResult:
-        """Commit, push and open the PR for a reviewed attempt, exactly once."""
+        """Commit and push a reviewed attempt, exactly once, and open its PR when GitHub is
+        set up; the attempt ends ``pushed`` (branch only) or ``pr_opened``."""
         async with self._locks[attempt_id]:
             attempt = await self.store.attempt(attempt_id)
             if attempt is None:
@@ -514,7 +515,7 @@ class Engine:
             moved = await self.store.transition_attempt(
                 attempt_id,
                 State.REVIEW,
-                State.PR_OPENED,
+                State.PUSHED if url is None else State.PR_OPENED,
                 actor=actor,
                 reason=note,
                 pr_url=url,

@@ -26,6 +26,7 @@ class State(StrEnum):
     FIXING = "fixing"
     TESTING = "testing"
     REVIEW = "review"
+    PUSHED = "pushed"  # the branch is on the remote but no pull request was opened
     PR_OPENED = "pr_opened"
     SKIPPED = "skipped"
     FAILED = "failed"
@@ -38,10 +39,13 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.AWAITING_APPROVAL: frozenset({State.FIXING, State.SKIPPED}),
     State.FIXING: frozenset({State.TESTING, State.FAILED, State.INTERRUPTED}),
     State.TESTING: frozenset({State.REVIEW, State.FAILED, State.INTERRUPTED}),
-    State.REVIEW: frozenset({State.PR_OPENED, State.SKIPPED, State.FIXING, State.FAILED}),
+    State.REVIEW: frozenset(
+        {State.PUSHED, State.PR_OPENED, State.SKIPPED, State.FIXING, State.FAILED}
+    ),
     State.FAILED: frozenset({State.FIXING, State.SKIPPED}),
     State.INTERRUPTED: frozenset({State.FIXING, State.SKIPPED}),
     State.SKIPPED: frozenset({State.AWAITING_APPROVAL}),
+    State.PUSHED: frozenset(),
     State.PR_OPENED: frozenset(),
 }
 
@@ -49,7 +53,7 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 RUNNING_STATES: frozenset[State] = frozenset({State.FIXING, State.TESTING})
 # States in which an attempt is over; it gets a finished_at when it enters one.
 FINISHED_STATES: frozenset[State] = frozenset(
-    {State.PR_OPENED, State.SKIPPED, State.FAILED, State.INTERRUPTED}
+    {State.PUSHED, State.PR_OPENED, State.SKIPPED, State.FAILED, State.INTERRUPTED}
 )
 
 
@@ -60,6 +64,7 @@ STATE_LABELS: dict[State, str] = {
     State.FIXING: "fixing",
     State.TESTING: "testing",
     State.REVIEW: "review",
+    State.PUSHED: "pushed",
     State.PR_OPENED: "PR opened",
     State.SKIPPED: "skipped",
     State.FAILED: "failed",
@@ -101,7 +106,7 @@ class Action(StrEnum):
     """
 
     APPROVE = "approve"  # start a fix attempt for an error awaiting approval
-    PUBLISH = "publish"  # push a reviewed diff and open its pull request
+    PUBLISH = "publish"  # push a reviewed diff and, when GitHub is set up, open its PR
     SKIP = "skip"  # shelve the error (and discard its attempt's worktree)
     RETRY = "retry"  # a new attempt from a clean base, optionally with an instruction
     REOPEN = "reopen"  # bring a skipped error back to awaiting approval
@@ -115,6 +120,8 @@ def action_name(old: State, new: State) -> str:
         return "skip"
     if new is State.AWAITING_APPROVAL:
         return "reopen" if old is State.SKIPPED else "queue"
+    if new is State.PUSHED:
+        return "push"
     if new is State.PR_OPENED:
         return "open_pr"
     return str(new.value)

@@ -320,6 +320,7 @@ EXPECTED = {
     State.FAILED: {Action.RETRY, Action.SKIP},
     State.INTERRUPTED: {Action.RETRY, Action.SKIP},
     State.SKIPPED: {Action.REOPEN},
+    State.PUSHED: set(),
     State.PR_OPENED: set(),
 }
 

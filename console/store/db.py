@@ -116,7 +116,9 @@ class Store:
         db = self._db
         try:
             await db.execute("PRAGMA busy_timeout = 30000")
-            await db.execute("PRAGMA foreign_keys = ON")
+            # Off while migrating: a migration that rebuilds a table drops the original,
+            # which other tables reference (SQLite's documented table-rebuild procedure).
+            await db.execute("PRAGMA foreign_keys = OFF")
             await db.execute("PRAGMA journal_mode = WAL")
             await db.execute("PRAGMA synchronous = NORMAL")
             tables = {r[0] for r in await db.execute_fetchall("SELECT name FROM sqlite_master")}
@@ -140,6 +142,7 @@ class Store:
                     f"upgrade LevAutoFix or point --config at another state_dir"
                 )
             if version == len(migrations):
+                await db.execute("PRAGMA foreign_keys = ON")
                 return
             target = version + 1
             # The version row goes in first: if another process applied this migration

@@ -183,7 +183,7 @@ async def test_a_planted_test_stays_caged_and_the_real_fix_still_reaches_review_
         assert "written by a test" not in (setup.worktree / "lib" / "users.js").read_text()
         assert not (setup.worktree / "env-dump.txt").exists()
 
-        assert (await engine.approve(error_id, actor="keyboard")).ok
+        assert (await engine.publish(attempt.id, actor="keyboard")).ok
         await until_state(engine, State.PR_OPENED)
         branch = f"hotfix/auto-{FINGERPRINT}"
         pushed = git(setup.bare, "ls-tree", "-r", "--name-only", branch).splitlines()

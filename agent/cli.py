@@ -79,7 +79,12 @@ def cmd_stream(args: argparse.Namespace) -> int:
 def cmd_scan(args: argparse.Namespace) -> int:
     from agent.scan import run_scan
 
-    return run_scan(args.files, service=args.service, settle_seconds=args.settle_seconds)
+    return run_scan(
+        args.files,
+        service=args.service,
+        settle_seconds=args.settle_seconds,
+        output_format=args.format,
+    )
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -231,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative_float,
         default=30.0,
         help="gap that separates bursts of one error (default 30)",
+    )
+    scan.add_argument(
+        "--format",
+        choices=("table", "json"),
+        help="a table for people or one JSON object per group and line "
+        "(default: table when stdout is a terminal, json otherwise)",
     )
     scan.set_defaults(func=cmd_scan)
 

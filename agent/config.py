@@ -321,7 +321,8 @@ class DetectionConfig:
         default=0.1,
         read=number(minimum=0.0),
         doc="how long a record at the end of a log waits for more of its lines (a stack still "
-        "being written) before it is counted; a record another line follows is counted at once",
+        "being written) before it is counted; a record another line follows is counted at once; "
+        "a journald or command source's header waits at least 0.5 s for its first frame",
     )
 
     def cross_check(self) -> None:

@@ -2,9 +2,10 @@
 
 One asyncio loop drives everything. Each source has its own task: a file source is woken by
 watchfiles (inotify) with a slow safety rescan, so a quiet log costs no CPU; a command
-source reads its command's output. Each file has its own parser; after a batch of reads,
-the occurrences found and the parser's safe offsets are committed in one outbox
-transaction. A settle timer sleeps until the next group is due.
+source reads its command's output; an otlp source serves OTLP/HTTP and commits each
+request's occurrences with the request's receipt before answering it. Each file has its
+own parser; after a batch of reads, the occurrences found and the parser's safe offsets
+are committed in one outbox transaction. A settle timer sleeps until the next group is due.
 
 Nothing a source delivers can stop the agent: the parser is guarded (a line it fails on is
 skipped and counted), records are made safe before they are counted, and a source task
@@ -29,6 +30,7 @@ import watchfiles
 from agent.command import CommandSource
 from agent.config import AgentConfig, SourceConfig
 from agent.guard import GuardedAssembler
+from agent.inotify import DirWatch, Unavailable
 from agent.journald import CursorMarks, Entry, JournalSource
 from agent.occurrence import Occurrence, occurrence_of
 from agent.otlp import Delivery, Found, OtlpIntake
@@ -39,15 +41,17 @@ from agent.redact import Redactor, env_values
 from agent.tail import Chunk, FileSource, Position
 
 RESCAN_SECONDS = 2.0
-# watchfiles reports a change once nothing more changed for WATCH_STEP_MS and groups a log
-# written without pause for at most WATCH_DEBOUNCE_MS. Its thread wakes every step even when
-# nothing changes: 4 ms costs a quiet agent about 1% of a core and keeps an appended
-# record's way to the stream within a few steps.
-WATCH_STEP_MS = 4
+# Directories are watched with inotify where the kernel offers it (agent/inotify.py): the
+# daemon wakes the moment a log grows and costs nothing while logs are quiet. Recursive
+# globs, and systems without inotify, use watchfiles, which reports a change once nothing
+# more changed for WATCH_STEP_MS and groups a log written without pause for at most
+# WATCH_DEBOUNCE_MS; its thread wakes every step even when nothing changes.
+WATCH_STEP_MS = 20
 WATCH_DEBOUNCE_MS = 50
 # A record at the end of a log waits detection.record_wait_seconds for more of its lines; one
 # whose frames have started waits at most this long, since its stack is most likely whole.
 IDLE_FLUSH_FRAMES_SECONDS = 0.05
+PIPED_HEADER_WAIT_SECONDS = 0.5
 PRUNE_SECONDS = 3600.0
 # A failed source task is restarted after MIN_BACKOFF, doubling up to MAX_BACKOFF while it
 # keeps failing; a run of STABLE_SECONDS without failure starts the back-off over.
@@ -284,7 +288,15 @@ class Daemon:
         now = time.monotonic()
         for key, parser in list(self._parsers.items()):
             asm = parser.assembler
-            wait = self._frames_wait if asm.pending_has_frames else self._record_wait
+            if asm.pending_has_frames:
+                wait = self._frames_wait
+            elif parser.watch is None:
+                # journald and command sources hand over one line at a time through another
+                # process's pipe, which a busy host can hold back for longer than a file
+                # write takes: a header waits longer there for its first frame.
+                wait = max(self._record_wait, PIPED_HEADER_WAIT_SECONDS)
+            else:
+                wait = self._record_wait
             if not asm.pending or now - parser.last_data < wait:
                 continue
             batch = _Batch()
@@ -400,6 +412,16 @@ class Daemon:
     async def _watch_dirs(
         self, watch: _FileWatch, dirs: list[str], recursive: bool, stop: asyncio.Event
     ) -> None:
+        if not recursive:
+            try:
+                notices = DirWatch(dirs)
+            except Unavailable:
+                pass  # watchfiles below says what is wrong, or works where inotify cannot
+            else:
+                with notices:
+                    async for _ in notices.changes(stop):
+                        watch.kick.set()
+                return
         try:
             async for _changes in watchfiles.awatch(
                 *dirs,

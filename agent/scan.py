@@ -10,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
+import shutil
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from stat import S_ISREG
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 from agent.classify import classify, error_text
 from agent.config import DetectionConfig
@@ -25,6 +26,8 @@ from agent.parse import quiet_lines, settled_line_start
 from agent.record import ErrorRecord
 from agent.redact import Redactor, redact_record
 from agent.sanitize import dumps
+from agent.scan_report import Progress, summary, table
+from agent.sniff import SNIFF_BYTES, binary_kind
 from agent.wire import iso
 
 READ_SIZE = 4 << 20
@@ -38,6 +41,8 @@ _PART_MIN_BYTES = 16 << 20
 _MAX_PARTS = 8
 # How far past a planned cut to look for a settled line start (see settled_line_start).
 _CUT_WINDOW = 1 << 20
+# A file this large read at a terminal shows how far it has got.
+PROGRESS_MIN_BYTES = 64 << 20
 
 
 @dataclass
@@ -150,6 +155,7 @@ class _Part:
     at_eof: bool
     groups: _Groups
     cut_lines: int
+    lines: int
     skipped: list[str] = field(default_factory=list)
 
 
@@ -261,10 +267,16 @@ class Scanner:
         self.groups: dict[tuple[str, str], ScanGroup] = {}
         self.problems: list[str] = []
         self.unreadable = 0
+        self.files = 0  # inputs read (files, stdin)
+        self.lines = 0
+        # Where to show how far a large file has got (a terminal), or None.
+        self.progress_to: TextIO | None = None
+        self._progress: Progress | None = None
         self._memo: dict[tuple[object, ...], _Clean] = {}
         self._redactor = _RememberingRedactor(self.redactor)
 
     def scan_stream(self, stream: BinaryIO, service: str, fallback_time: str) -> None:
+        self.files += 1
         self._merge(service, [self._read_part(stream, service, fallback_time, 0, None)])
 
     def scan_path(self, path: str, service: str | None) -> None:
@@ -277,13 +289,28 @@ class Scanner:
         try:
             with p.open("rb") as fh:
                 stat = os.fstat(fh.fileno())
+                if S_ISREG(stat.st_mode):
+                    kind = binary_kind(os.pread(fh.fileno(), SNIFF_BYTES, 0))
+                    if kind is not None:
+                        self.unreadable += 1
+                        self.problems.append(f"{path}: is {kind}, skipped")
+                        return
                 mtime = iso(stat.st_mtime)
                 name = service or p.name.split(".")[0] or "app"
                 parts = self._part_count(stat)
-                if parts > 1:
-                    self._merge(name, self._read_parallel(fh, name, mtime, stat.st_size, parts))
-                else:
-                    self.scan_stream(fh, name, mtime)
+                if self.progress_to is not None and stat.st_size >= PROGRESS_MIN_BYTES:
+                    self._progress = Progress(self.progress_to, path, stat.st_size)
+                try:
+                    if parts > 1:
+                        self.files += 1
+                        read = self._read_parallel(fh, name, mtime, stat.st_size, parts)
+                        self._merge(name, read)
+                    else:
+                        self.scan_stream(fh, name, mtime)
+                finally:
+                    if self._progress is not None:
+                        self._progress.clear()
+                    self._progress = None
         except IsADirectoryError:
             self.unreadable += 1
             self.problems.append(f"{path}: is a directory, skipped")
@@ -315,27 +342,41 @@ class Scanner:
         assembler = GuardedAssembler(self.detection.max_line_bytes)
         offset = start
         at_eof = False
+        lines = 0
+        last = b"\n"
+        progress = self._progress if start == 0 else None
+
+        def feed(data: bytes) -> None:
+            nonlocal offset, lines, last
+            self._add(groups, service, assembler.feed(data, offset), fallback)
+            offset += len(data)
+            lines += data.count(b"\n")
+            last = data[-1:]
+            if progress is not None:
+                # Parts are read at once, so this part's share done is the file's.
+                progress.update(offset if stop is None else offset * progress.size // stop)
+
         while stop is None or offset < stop:
             data = stream.read(READ_SIZE if stop is None else min(READ_SIZE, stop - offset))
             if not data:
                 at_eof = True
                 break
-            self._add(groups, service, assembler.feed(data, offset), fallback)
-            offset += len(data)
+            feed(data)
         if not at_eof and not _idle_at(stream, assembler, stop):
             while data := stream.read(READ_SIZE):
-                self._add(groups, service, assembler.feed(data, offset), fallback)
-                offset += len(data)
+                feed(data)
             at_eof = True
         if at_eof:
             self._add(groups, service, assembler.flush(), fallback)
+            if last != b"\n":
+                lines += 1  # the last line, without its newline
         skipped = [
             f"{s.length} bytes at offset {s.offset} could not be parsed, skipped ({s.reason})"
             if s.length
             else f"the parser failed at offset {s.offset} and re-read line by line ({s.reason})"
             for s in assembler.take_skipped()
         ]
-        return _Part(start, offset, at_eof, groups, assembler.cut_lines, skipped)
+        return _Part(start, offset, at_eof, groups, assembler.cut_lines, lines, skipped)
 
     def _cuts(self, stream: BinaryIO, size: int, parts: int) -> list[int]:
         """Where the parts start: line starts near equal shares, after two quiet lines."""
@@ -427,6 +468,7 @@ class Scanner:
                 else:
                     mine.merge_later(group, settle)
             cut += part.cut_lines
+            self.lines += part.lines
             self.problems += [f"{service}: {problem}" for problem in part.skipped]
             expected = part.end
             if part.at_eof:
@@ -492,17 +534,36 @@ def run_scan(
     *,
     service: str | None,
     settle_seconds: float,
+    output_format: str | None = None,
     out: BinaryIO | None = None,
 ) -> int:
-    """Print one JSON line per error group; problems go to stderr. Exit 1 if nothing readable."""
+    """Report the error groups of ``paths``; problems and a summary go to stderr.
+
+    ``output_format`` is ``json`` (one JSON object per group, per line) or ``table``; by
+    default a table when stdout is a terminal, JSON otherwise. Exit 1 if nothing was
+    readable.
+    """
     detection = DetectionConfig(settle_seconds=settle_seconds)
     scanner = Scanner(detection)
+    if sys.stderr.isatty():
+        scanner.progress_to = sys.stderr
     for path in paths:
         scanner.scan_path(path, service)
     output = out if out is not None else sys.stdout.buffer
-    for result in scanner.results():
-        output.write(dumps(result, compact=False).encode("utf-8") + b"\n")
+    results = scanner.results()
+    if output_format is None:
+        output_format = "table" if output.isatty() else "json"
+    if output_format == "table":
+        if results:
+            width = shutil.get_terminal_size().columns
+            output.write(table(results, width).encode("utf-8", "replace"))
+    else:
+        for result in results:
+            output.write(dumps(result, compact=False).encode("utf-8") + b"\n")
     output.flush()
     for problem in scanner.problems:
         print(f"autofix-agent scan: {problem}", file=sys.stderr)
+    if scanner.files:
+        found = summary(scanner.files, scanner.lines, results)
+        print(f"autofix-agent scan: {found}", file=sys.stderr)
     return 1 if scanner.unreadable and scanner.unreadable == len(paths) else 0

@@ -23,12 +23,16 @@ import watchfiles
 
 from agent import __version__
 from agent.config import AgentConfig
+from agent.inotify import DirWatch, Unavailable
 from agent.outbox import OutboxReader
 from agent.wire import PROTOCOL_VERSION, Heartbeat, Hello, encode, iso, with_seq
 
 # The stream sleeps until the state directory changes (the daemon committed something), so
-# an event goes out as soon as it is stored. watchfiles reports a change once nothing more
-# changed for WATCH_STEP_MS, and groups a burst for at most WATCH_DEBOUNCE_MS.
+# an event goes out as soon as it is stored: on inotify where the kernel offers it (looking
+# whether the reader went away every GONE_CHECK_SECONDS), else on watchfiles, which reports
+# a change once nothing more changed for WATCH_STEP_MS and groups a burst for at most
+# WATCH_DEBOUNCE_MS.
+GONE_CHECK_SECONDS = 0.25
 WATCH_STEP_MS = 4
 WATCH_DEBOUNCE_MS = 20
 # Where the directory cannot be watched (it does not exist yet, or inotify refuses), the
@@ -115,9 +119,23 @@ class _Changes:
         self._gone = gone
         self._tick = tick
         self._watch: Iterator[set[Any]] | None = None
+        self._notices: DirWatch | None = None
+        self._inotify = True
         self._failed = False
 
     def wait(self, seconds: float) -> None:
+        if self._notices is None and self._inotify and self._directory.is_dir():
+            try:
+                self._notices = DirWatch([self._directory])
+            except Unavailable:
+                self._inotify = False  # watchfiles below, or polling
+            else:
+                # A last look at the database follows, so nothing stored before the watch
+                # began is missed.
+                return
+        if self._notices is not None:
+            self._notices.wait(min(seconds, GONE_CHECK_SECONDS))
+            return
         if self._watch is None and not self._failed and self._directory.is_dir():
             self._watch = watchfiles.watch(
                 self._directory,

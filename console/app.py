@@ -30,7 +30,10 @@ from console.config import ConsoleConfig
 from console.engine import Engine
 from console.events import CommandResult, EngineEvent, Notice
 from console.fix.claude_state import ClaudeState, discover
-from console.models import Action, AttemptRow, ErrorRow
+from console.fix.github import compare_page
+from console.fix.publish import PublishPlan, plan_publish
+from console.fix.worktree import remote_url
+from console.models import Action, AttemptRow, ErrorRow, State
 from console.pending import Drained, PendingUpdates
 from console.screens import requests
 from console.screens.background import run_guarded
@@ -76,6 +79,7 @@ class AutofixApp(App[None]):
     ]
     BINDINGS = [
         Binding("t", "toggle_telegram", "Telegram"),
+        Binding("R", "reload_config", "Reload config", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
     ]
@@ -186,26 +190,34 @@ class AutofixApp(App[None]):
             state = attempt.state.value if attempt else "gone"
             self.notify(f"already decided: attempt {attempt_id} is {state}", severity="warning")
             return
-        body = self._publish_body(error, attempt)
-        confirmed = await self.push_screen_wait(
-            ConfirmScreen("Push and open the pull request?", body, yes="Push")
+        service = self.engine.config.service(error.service)
+        plan = await plan_publish(service, self.engine.config.github) if service else None
+        body = self._publish_body(error, attempt, plan)
+        title, yes = (
+            ("Push and open the pull request?", "Push + PR")
+            if plan is not None and plan.opens_pr
+            else ("Push the branch?", "Push")
         )
+        confirmed = await self.push_screen_wait(ConfirmScreen(title, body, yes=yes))
         if confirmed:
             self.command("publish", lambda: self.engine.publish(attempt_id, ACTOR))
 
-    def _publish_body(self, error: ErrorRow, attempt: AttemptRow) -> Group:
+    def _publish_body(
+        self, error: ErrorRow, attempt: AttemptRow, plan: PublishPlan | None
+    ) -> Group:
         service = self.engine.config.service(error.service)
         sensitive = service.sensitive_paths if service else ()
         files = diff_files(attempt, sensitive)
         where = Text()
         where.append("branch ", style="dim")
         where.append(attempt.branch or "?", style="bold")
-        if service is not None:
+        if plan is not None:
             where.append(" → ", style="dim")
-            where.append(f"{service.remote}", style="bold")
-            where.append(f" (PR into {service.base_branch}", style="dim")
-            repo = service.github_repo
-            where.append(f" on {repo})" if repo else ")", style="dim")
+            where.append(plan.remote, style="bold")
+            if plan.missing is None:
+                where.append(f" + PR into {plan.base_branch} on {plan.repo_name}", style="dim")
+            else:
+                where.append(f" (push only: no PR, {plan.missing} is not configured)", style="dim")
         lines: list[Any] = [
             Text(f"{error.error_type}: {' '.join(error.message.split())}", style="bold"),
             where,
@@ -269,25 +281,56 @@ class AutofixApp(App[None]):
 
     @on(requests.OpenPR)
     def _open_pr(self, message: requests.OpenPR) -> None:
-        attempt = self._attempt_of(message.error)
-        url = attempt.pr_url if attempt else None
-        if not url:
-            self.notify("no pull request for this error yet", severity="warning", timeout=3)
-            return
-        self.notify(f"opening {url}")
+        error = message.error
+        attempt = self._attempt_of(error)
 
         async def work() -> None:
+            url = await self._page_of(error, attempt)
+            if url is None:
+                return
+            self.notify(f"opening {url}")
             try:
                 await asyncio.to_thread(self._open_url, url)
             except Exception as exc:
-                self.notify(f"could not open a browser: {exc}; the PR is {url}", severity="error")
+                self.notify(f"could not open a browser: {exc}; the page is {url}", severity="error")
 
         run_guarded(self, work, what="opening the browser", group="browser")
+
+    async def _page_of(self, error: ErrorRow, attempt: AttemptRow | None) -> str | None:
+        """The pull request's page, or for a branch pushed without one GitHub's page for
+        opening it; None (having said why) when there is no page to open."""
+        if attempt is not None and attempt.pr_url:
+            return attempt.pr_url
+        service = self.engine.config.service(error.service)
+        if attempt is None or attempt.state is not State.PUSHED or not attempt.branch:
+            self.notify("no pull request for this error yet", severity="warning", timeout=3)
+            return None
+        if service is None:
+            self.notify(
+                f"cannot open branch {attempt.branch}: service {error.service} is no longer "
+                "in the config",
+                severity="warning",
+            )
+            return None
+        remote = await remote_url(service.repo, service.remote)
+        page = compare_page(remote or "", service.base_branch, attempt.branch)
+        if page is None:
+            self.notify(
+                f"no pull request was opened for branch {attempt.branch}, and its remote "
+                f"{service.remote} ({remote or 'no URL'}) is not on github.com, so there is "
+                "no page to open for it",
+                severity="warning",
+            )
+        return page
 
     async def action_toggle_telegram(self) -> None:
         control = self.engine.telegram
         enable = control is None or control.state != "on"
         self.command("Telegram", lambda: self.engine.set_telegram(enable))
+
+    async def action_reload_config(self) -> None:
+        """Read the config file again: a raised daily budget lets waiting fixes start."""
+        self.command("Reload config", self.engine.reload_config)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -355,7 +398,9 @@ def log_to_file(config: ConsoleConfig) -> Path:
     return path
 
 
-async def run_console(config: ConsoleConfig, claude: ClaudeState | None = None) -> int:
+async def run_console(
+    config: ConsoleConfig, claude: ClaudeState | None = None, config_path: Path | None = None
+) -> int:
     """Run the console (with Telegram when configured) until quit; stop everything cleanly.
 
     A closed terminal or SIGTERM quits like ``q`` does, so callers' cleanup always runs.
@@ -365,6 +410,7 @@ async def run_console(config: ConsoleConfig, claude: ClaudeState | None = None) 
 
     log_to_file(config)
     engine = await Engine.open(config)
+    engine.config_path = config_path
     state = claude or discover(config.claude.command, config.claude.extra_env)
     app = AutofixApp(engine, claude=state)
     loop = asyncio.get_running_loop()
@@ -376,9 +422,10 @@ async def run_console(config: ConsoleConfig, claude: ClaudeState | None = None) 
     return app.return_code or 0
 
 
-def main(config: ConsoleConfig) -> int:
-    """Entry for ``autofix`` (the CLI loads the config and passes it here)."""
-    return asyncio.run(run_console(config))
+def main(config: ConsoleConfig, config_path: Path | None = None) -> int:
+    """Entry for ``autofix`` (the CLI loads the config from ``config_path`` and passes it
+    here; ``R`` reads that file again)."""
+    return asyncio.run(run_console(config, config_path=config_path))
 
 
 __all__ = ["AutofixApp", "EngineEvent", "main", "run_console"]

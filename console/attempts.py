@@ -12,19 +12,26 @@ import asyncio
 import logging
 import os
 import time
+import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+from agent.redact import Redactor, env_values
 from console.config import ConsoleConfig, ServiceConfig
 from console.events import ClaudeActivity, EngineEvent, Notify
-from console.fix.claude import ClaudeOutcome, StreamEvent, run_claude
+from console.fix.claude import ClaudeOutcome, RunShape, StreamEvent, run_claude
 from console.fix.git import GitError
 from console.fix.paths import touched_sensitive
-from console.fix.prompt import build_prompt
+from console.fix.prompt import build_prompt, verify_prompt
 from console.fix.ready import ReadyWorktrees
 from console.fix.sandbox.cage import CageUnavailable, cage_env, cage_for
 from console.fix.sandbox.childenv import child_env
+from console.fix.sandbox.claude_policy import SECRET_ENV
 from console.fix.testrun import TestResult, TestRunError, run_tests
+from console.fix.transcript import RoundStart
+from console.fix.verdict import VERDICT_SCHEMA, Verdict, VerdictError, parse_verdict, report_title
 from console.fix.worktree import (
     TestWrites,
     Worktree,
@@ -43,6 +50,17 @@ log = logging.getLogger(__name__)
 
 TRANSCRIPT_FLUSH_SECONDS = 0.5
 TEST_DIRS = ("test", "tests", "__tests__", "spec")
+
+
+@dataclass(frozen=True)
+class Requeued:
+    """An attempt Claude's API refused for load (429/529): it goes back to the queue.
+
+    ``resets_at`` is when the limit resets (epoch seconds), when the CLI said.
+    """
+
+    resets_at: float | None
+    reason: str
 
 
 class AttemptRunner:
@@ -68,10 +86,17 @@ class AttemptRunner:
         self._changed = changed
         self._worktrees: dict[int, Worktree] = {}
         self._ready = ReadyWorktrees(enabled=config.worktree.keep_ready)
+        # Failing test output goes back to Claude scrubbed like the agent scrubs logs, and
+        # without the values of the console's own secrets.
+        self._redactor = Redactor(values=env_values(SECRET_ENV))
         # The attempts running now, each with the event that cancels it.
         self.running: dict[int, asyncio.Event] = {}
         # Set while the console stops: a finishing attempt is interrupted, not failed.
         self.closing = False
+
+    def reconfigure(self, config: ConsoleConfig) -> None:
+        """A reloaded config, for the attempts that start from now on."""
+        self._config = config
 
     def cancel_all(self) -> None:
         """Ask every running attempt to stop; each ends as interrupted."""
@@ -101,19 +126,20 @@ class AttemptRunner:
             remote=service.remote,
         )
 
-    async def run(self, attempt_id: int) -> None:
-        """Run one queued attempt to review, failure or interruption; the main checkout is
-        checked afterwards whatever happened."""
+    async def run(self, attempt_id: int) -> Requeued | None:
+        """Run one queued attempt to review, failure or interruption, or hand it back to
+        the queue (:class:`Requeued`); the main checkout is checked afterwards whatever
+        happened."""
         attempt = await self._store.attempt(attempt_id)
         if attempt is None or attempt.state is not State.FIXING:
-            return
+            return None
         error = await self._store.error(attempt.error_id)
         if error is None or error.current_attempt_id != attempt_id:
-            return
+            return None
         service = self._config.service(error.service)
         if service is None:
             await self.fail(attempt_id, f"service {error.service!r} is not configured")
-            return
+            return None
         cancel = asyncio.Event()
         self.running[attempt_id] = cancel
         started = time.monotonic()
@@ -135,9 +161,10 @@ class AttemptRunner:
             if not isinstance(exc, GitError):
                 raise
             await self.fail(attempt_id, f"repository {service.repo}: {exc}")
-            return
+            return None
+        requeued: Requeued | None = None
         try:
-            await self._attempt_steps(attempt, error, service, cancel, creating)
+            requeued = await self._attempt_steps(attempt, error, service, cancel, creating)
         except asyncio.CancelledError:
             await self._interrupt(attempt_id)
             raise
@@ -156,8 +183,10 @@ class AttemptRunner:
                     attempt_id=attempt_id,
                 )
                 await self.fail(attempt_id, f"main checkout changed: {text}")
+                requeued = None
             self.refill(service)
             log.info("attempt %s took %.1fs", attempt_id, time.monotonic() - started)
+        return requeued
 
     async def _abandon_worktree(self, attempt_id: int, creating: asyncio.Task[Worktree]) -> None:
         """Stop making the worktree of an attempt that ends before using it; one already
@@ -183,7 +212,7 @@ class AttemptRunner:
         service: ServiceConfig,
         cancel: asyncio.Event,
         creating: asyncio.Task[Worktree],
-    ) -> None:
+    ) -> Requeued | None:
         attempt_id = attempt.id
         wt = await creating
         self._worktrees[attempt_id] = wt
@@ -207,8 +236,9 @@ class AttemptRunner:
                     f"{step} command `{command}` failed "
                     f"({_exit_text(setup)}): {_last_line(setup.output_tail)}",
                 )
-                return
+                return None
 
+        read_only = service.stop_at == "report"
         prompt = build_prompt(
             error,
             wt.path,
@@ -216,44 +246,33 @@ class AttemptRunner:
             attempt.extra_instruction,
             service.test_command,
             has_tests=any((wt.path / d).is_dir() for d in TEST_DIRS),
+            constraints=service.constraints,
+            read_only=read_only,
         )
-        outcome = await self._run_claude(attempt_id, prompt, wt.path, service, cancel)
-        await self._store.update_attempt(
-            attempt_id,
-            claude_cost_usd=outcome.cost_usd,
-            claude_turns=outcome.num_turns,
-            claude_duration_ms=outcome.duration_ms,
-            claude_summary=outcome.summary,
-            claude_denials=Denial.encode_all(outcome.denials),
-        )
-        if cancel.is_set() or self.closing:
-            await self._interrupt(attempt_id)
-            return
-        if not outcome.ok:
-            await self.fail(attempt_id, f"Claude Code: {outcome.reason}")
-            return
-
-        if not await self._store.transition_attempt(attempt_id, State.FIXING, State.TESTING):
-            return
-        await self._changed(attempt_id)
-        ran = await self._caged_tests(attempt_id, wt, service)
-        if ran is None:
-            return
+        ran = await self._rounds(attempt_id, attempt, prompt, wt, service, cancel, read_only)
+        if ran is None or isinstance(ran, Requeued):
+            return ran
+        if isinstance(ran, Verdict):
+            await self._report(attempt_id, error, ran)
+            return None
         result, written = ran
+        if not await self._store.transition_attempt(attempt_id, State.FIXING, State.TESTING):
+            return None
+        await self._changed(attempt_id)
         change = await diff(wt)
         await self._store.update_attempt(attempt_id, diff=change.text, diff_stat=change.stat)
         if not change.files:
             await self.fail(attempt_id, "Claude Code finished without changing any file")
-            return
+            return None
         if not result.passed and service.require_passing_tests:
             await self.fail(
                 attempt_id,
                 f"tests failed ({_exit_text(result)}): {_last_line(result.output_tail)}",
             )
-            return
+            return None
         sensitive = touched_sensitive(change.stat, service.sensitive_paths)
         if not await self._store.transition_attempt(attempt_id, State.TESTING, State.REVIEW):
-            return
+            return None
         await self._changed(attempt_id)
         tests = "tests passed" if result.passed else f"tests FAILED ({_exit_text(result)})"
         flag = f"; touches sensitive paths: {', '.join(sensitive)}" if sensitive else ""
@@ -263,6 +282,117 @@ class AttemptRunner:
             "info",
             f"fix for error {error.id} is ready for review: {len(change.files)} file(s), "
             f"{tests}{flag}",
+            error_id=error.id,
+            attempt_id=attempt_id,
+        )
+        return None
+
+    async def _rounds(
+        self,
+        attempt_id: int,
+        attempt: AttemptRow,
+        prompt: str,
+        wt: Worktree,
+        service: ServiceConfig,
+        cancel: asyncio.Event,
+        read_only: bool,
+    ) -> tuple[TestResult, TestWrites] | Verdict | Requeued | None:
+        """Claude and the caged tests, round after round in one Claude session.
+
+        The first round runs on the prompt; when the tests fail on the edits, each further
+        round (up to ``claude.verify_rounds``) resumes the session with the failing output.
+        Every round is recorded and its cost and turns added to the attempt's. Returns the
+        last test run, the verdict when it is a report rather than a fix, :class:`Requeued`
+        when the API refused for load, or None when the attempt has already ended (failed
+        or interrupted).
+        """
+        rounds = 1 if read_only else 1 + self._config.claude.verify_rounds
+        session = str(uuid.uuid4())
+        spent = _Spent()
+        ran: tuple[TestResult, TestWrites] | None = None
+        for number in range(1, rounds + 1):
+            if ran is not None:
+                separator = RoundStart(number, rounds, f"tests failed ({_exit_text(ran[0])})")
+                await self._store.append_transcript(attempt_id, [separator.line()])
+                self._emit(ClaudeActivity(attempt_id, separator))
+                prompt = verify_prompt(
+                    service.test_command,
+                    self._redactor.redact(ran[0].output_tail),
+                    number,
+                    rounds,
+                )
+            shape = RunShape(
+                session_id=session,
+                resume=number > 1,
+                json_schema=VERDICT_SCHEMA,
+                read_only=read_only,
+            )
+            outcome = await self._run_claude(attempt_id, prompt, wt.path, service, cancel, shape)
+            await self._store.update_attempt(attempt_id, **spent.add(outcome))
+            if cancel.is_set() or self.closing:
+                await self._interrupt(attempt_id)
+                return None
+            if outcome.rate_limited:
+                # Not the attempt's fault: it starts again from a fresh worktree once the
+                # queue resumes, and is not marked failed.
+                await self.discard_worktree(await self._store.attempt(attempt_id) or attempt)
+                return Requeued(outcome.rate_limit_resets_at, outcome.reason or "rate-limited")
+            if not outcome.ok:
+                await self._record_round(attempt_id, number, outcome, None)
+                await self.fail(attempt_id, f"Claude Code: {outcome.reason}")
+                return None
+            try:
+                verdict = parse_verdict(outcome.structured_output)
+            except VerdictError as exc:
+                await self._record_round(attempt_id, number, outcome, None)
+                await self.fail(attempt_id, f"invalid verdict: {exc}")
+                return None
+            await self._store.update_attempt(
+                attempt_id, verdict=verdict.encode(), claude_summary=verdict.summary
+            )
+            if not verdict.is_fix:
+                await self._record_round(attempt_id, number, outcome, None)
+                return verdict
+            if read_only:
+                await self._record_round(attempt_id, number, outcome, None)
+                await self.fail(
+                    attempt_id,
+                    "invalid verdict: outcome 'fixed' from a read-only investigation "
+                    f"(service {service.name} stops at the report)",
+                )
+                return None
+            ran = await self._caged_tests(attempt_id, wt, service)
+            await self._record_round(attempt_id, number, outcome, ran[0].passed if ran else None)
+            if ran is None or ran[0].passed:
+                return ran
+        return ran
+
+    async def _record_round(
+        self, attempt_id: int, number: int, outcome: ClaudeOutcome, passed: bool | None
+    ) -> None:
+        await self._store.record_round(
+            attempt_id,
+            number,
+            turns=outcome.num_turns,
+            cost_usd=outcome.cost_usd,
+            tests_passed=passed,
+        )
+        await self._changed(attempt_id)
+
+    async def _report(self, attempt_id: int, error: ErrorRow, verdict: Verdict) -> None:
+        """End an attempt as an investigation report: no diff and no worktree left; the
+        verdict is kept with the attempt and shown in review, and nothing can be pushed."""
+        attempt = await self._store.attempt(attempt_id)
+        if attempt is None:
+            return
+        await self.discard_worktree(attempt)
+        for old, new in ((State.FIXING, State.TESTING), (State.TESTING, State.REVIEW)):
+            if not await self._store.transition_attempt(attempt_id, old, new):
+                return
+        await self._changed(attempt_id)
+        self._notify(
+            "info",
+            f"report for error {error.id}: {report_title(verdict)}: {verdict.summary}",
             error_id=error.id,
             attempt_id=attempt_id,
         )
@@ -312,6 +442,7 @@ class AttemptRunner:
         cwd: Path,
         service: ServiceConfig,
         cancel: asyncio.Event,
+        shape: RunShape,
     ) -> ClaudeOutcome:
         pending: list[str] = []
         last_flush = time.monotonic()
@@ -346,6 +477,7 @@ class AttemptRunner:
                 on_event=on_event,
                 transcript=on_line,
                 cancel=cancel,
+                shape=shape,
             )
         finally:
             if flushes:
@@ -408,6 +540,39 @@ class AttemptRunner:
                 f"could not remove worktree {attempt.worktree}: {exc}",
                 attempt_id=attempt.id,
             )
+
+
+_N = TypeVar("_N", int, float)
+
+
+class _Spent:
+    """What an attempt's rounds have used so far, summed into the attempt's columns."""
+
+    def __init__(self) -> None:
+        self.cost: float | None = None
+        self.turns: int | None = None
+        self.duration: int | None = None
+        self.denials: list[Denial] = []
+
+    def add(self, outcome: ClaudeOutcome) -> dict[str, object]:
+        """Add one round; returns the attempt fields to write."""
+        self.cost = _plus(self.cost, outcome.cost_usd)
+        self.turns = _plus(self.turns, outcome.num_turns)
+        self.duration = _plus(self.duration, outcome.duration_ms)
+        self.denials += outcome.denials
+        return {
+            "claude_cost_usd": self.cost,
+            "claude_turns": self.turns,
+            "claude_duration_ms": self.duration,
+            "claude_summary": outcome.summary,
+            "claude_denials": Denial.encode_all(self.denials),
+        }
+
+
+def _plus(total: _N | None, more: _N | None) -> _N | None:
+    if more is None:
+        return total
+    return more if total is None else total + more
 
 
 def _child_env() -> dict[str, str]:

@@ -35,7 +35,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from console.headless import serve
 
-    return asyncio.run(serve(_load(args.config)))
+    path = Path(args.config or default_config_path())
+    return asyncio.run(serve(_load(args.config), config_path=path))
 
 
 def cmd_fix(args: argparse.Namespace) -> int:
@@ -56,7 +57,7 @@ def cmd_fix(args: argparse.Namespace) -> int:
 def cmd_console(args: argparse.Namespace) -> int:
     from console.app import main as console_main
 
-    return console_main(_load(args.config))
+    return console_main(_load(args.config), Path(args.config or default_config_path()))
 
 
 # --- demo ------------------------------------------------------------------------------------

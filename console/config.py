@@ -94,6 +94,8 @@ _TEXT = text()
 _PATH = path()
 _STRINGS = many(_TEXT, "strings")
 _SECONDS = number(positive=True)
+# services[].stop_at: where an attempt stops (see console/attempts.py and the engine's publish).
+STOP_POINTS = ("report", "diff", "pr")
 
 
 @config_table
@@ -210,6 +212,18 @@ class ServiceConfig:
         read=boolean(),
         doc="a fix whose tests fail is a failed attempt (its diff is kept) rather than a review",
     )
+    stop_at: str = setting(
+        default="pr",
+        read=one_of(STOP_POINTS),
+        doc="how far an attempt goes: `report` runs Claude read-only (no edit tools) for the "
+        "investigation alone; `diff` ends at the reviewed diff and never pushes; `pr` "
+        "publishes an approved diff",
+    )
+    constraints: tuple[str, ...] = setting(
+        default=(),
+        read=_STRINGS,
+        doc="extra rules added to the prompt's constraints block for this service",
+    )
 
 
 @config_table
@@ -219,6 +233,12 @@ class ClaudeConfig:
     command: str = setting(default="claude", read=_TEXT, doc="the Claude Code CLI")
     model: str | None = setting(default=None, read=_TEXT, doc="passed as `--model`")
     max_turns: int = setting(default=30, read=integer(minimum=1), doc="turns one attempt may take")
+    verify_rounds: int = setting(
+        default=2,
+        read=integer(minimum=0, maximum=10),
+        doc="further rounds in the same Claude session when the tests fail on its edits, each "
+        "given the failing output",
+    )
     fallback_model: str | None = setting(
         default=None,
         read=_TEXT,
@@ -229,6 +249,13 @@ class ClaudeConfig:
         default=2.0,
         read=_SECONDS,
         doc="one attempt's spending limit, passed as `--max-budget-usd`",
+    )
+    daily_budget_usd: float = setting(
+        default=20.0,
+        read=_SECONDS,
+        doc="what the attempts of one UTC day may cost together (their recorded costs); once "
+        "reached, approved attempts wait in the queue until the limit is raised and the "
+        "config reloaded (`R` in the console, SIGUSR1 to `autofix serve`), or the next UTC day",
     )
     timeout_seconds: float = setting(
         default=900.0,

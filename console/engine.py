@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Literal, Protocol
 
 from agent.wire import ErrorEvent, Hello
 from console.attempts import AttemptRunner
-from console.config import ConsoleConfig, ServiceConfig
+from console.budget import QueueGate, QueueHold, clock_text
+from console.config import ConfigError, ConsoleConfig, ServiceConfig, load_config
 from console.events import (
     AttemptChanged,
     CommandResult,
@@ -39,6 +42,7 @@ from console.fix.git import GitError
 from console.fix.github import GitHubError
 from console.fix.publish import publish_attempt
 from console.fix.testrun import TestResult
+from console.fix.verdict import report_title
 from console.link import LinkManager, LinkProblem, LinkStatus
 from console.models import RUNNING_STATES, Action, AttemptRow, ErrorRow, State, can_transition
 from console.storable import Received
@@ -74,6 +78,12 @@ class Engine:
         self._workers: list[asyncio.Task[None]] = []
         self._runner = AttemptRunner(
             config, store, emit=self._emit, notify=self.notify, changed=self._emit_attempt
+        )
+        # The file the config came from, which reload_config reads again (None: unknown).
+        self.config_path: Path | None = None
+        self._hold_shown: QueueHold | None = None
+        self.gate = QueueGate(
+            config.claude.daily_budget_usd, spent_today=self._spent_on, publish=self._on_hold
         )
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._ingest_queues: dict[str, asyncio.Queue[Received]] = {}
@@ -150,6 +160,7 @@ class Engine:
             return
         self._started = True
         await self._recover()
+        await self.gate.refresh()  # today's cost for the header from the start
         for i in range(max(1, self.config.concurrency)):
             self._workers.append(asyncio.create_task(self._worker(), name=f"fix-worker-{i}"))
         for service in self.config.services:
@@ -295,10 +306,16 @@ class Engine:
         ``attempt`` is the attempt the person is looking at, when they look at one; a
         decision about an attempt that is no longer the error's current one is none.
         Built on the store's transitions (:func:`~console.models.can_transition`), plus
-        what the config allows: no fix for a service without a ``[[services]]`` entry.
+        what the config allows: no fix for a service without a ``[[services]]`` entry, and
+        no publish for a service whose ``stop_at`` is not ``pr`` or for a report.
         """
-        fixable = self.config.service(error.service) is not None
-        return _flow(error, attempt, fixable=fixable)
+        service = self.config.service(error.service)
+        publishable = (
+            service is not None
+            and service.stop_at == "pr"
+            and not (attempt is not None and attempt.is_report)
+        )
+        return _flow(error, attempt, fixable=service is not None, publishable=publishable)
 
     async def _allowed(
         self, error_id: int, action: Action, attempt_id: AttemptTarget = CURRENT
@@ -463,12 +480,19 @@ class Engine:
         return CommandResult(True, message, attempt.id)
 
     async def publish(self, attempt_id: int, actor: str) -> CommandResult:
-        """Commit, push and open the PR for a reviewed attempt, exactly once."""
+        """Commit and push a reviewed attempt, exactly once, and open its PR when GitHub is
+        set up; the attempt ends ``pushed`` (branch only) or ``pr_opened``."""
         async with self._locks[attempt_id]:
             attempt = await self.store.attempt(attempt_id)
             if attempt is None:
                 return CommandResult(False, f"no attempt {attempt_id}")
             error = await self.store.error(attempt.error_id)
+            refused = _not_publishable(
+                attempt, self.config.service(error.service) if error else None
+            )
+            if refused is not None:
+                self.notify("warning", refused, error_id=attempt.error_id, attempt_id=attempt_id)
+                return CommandResult(False, refused, attempt_id)
             if error is None or Action.PUBLISH not in self.actions(error, attempt):
                 return CommandResult(
                     False, f"already decided: attempt {attempt_id} is {attempt.state.value}"
@@ -491,7 +515,7 @@ class Engine:
             moved = await self.store.transition_attempt(
                 attempt_id,
                 State.REVIEW,
-                State.PR_OPENED,
+                State.PUSHED if url is None else State.PR_OPENED,
                 actor=actor,
                 reason=note,
                 pr_url=url,
@@ -543,7 +567,20 @@ class Engine:
         while True:
             attempt_id = await self._queue.get()
             try:
-                await self._runner.run(attempt_id)
+                await self.gate.wait_open()
+                requeued = await self._runner.run(attempt_id)
+                if requeued is None:
+                    self.gate.ran()
+                else:
+                    resume = self.gate.rate_limited(requeued.resets_at, requeued.reason)
+                    self.notify(
+                        "warning",
+                        f"Claude rate-limited, resuming {clock_text(resume)}: fix attempt "
+                        f"{attempt_id} is queued again ({requeued.reason})",
+                        attempt_id=attempt_id,
+                    )
+                    self._queue.put_nowait(attempt_id)
+                    await self._emit_attempt(attempt_id)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the engine must survive any attempt
@@ -551,6 +588,49 @@ class Engine:
                 await self._runner.fail(attempt_id, f"internal error: {exc!r}")
             finally:
                 self._queue.task_done()
+
+    # --- cost and rate limits ---------------------------------------------------------------
+
+    async def _spent_on(self, day: str) -> float:
+        return (await self.store.daily_costs(1)).get(day, 0.0)
+
+    def _on_hold(self, hold: QueueHold) -> None:
+        """Publish the queue's hold and say so when it starts or ends holding."""
+        before, self._hold_shown = self._hold_shown, hold
+        self._emit(hold)
+        if hold.over_budget and not (before and before.over_budget):
+            self.notify(
+                "warning",
+                f"daily Claude budget reached: ${hold.spent_today_usd:.2f} of "
+                f"${hold.daily_budget_usd:.2f} spent today (UTC); approved fixes wait in the "
+                "queue until claude.daily_budget_usd is raised and the config reloaded, or "
+                "until midnight UTC",
+            )
+        elif before is not None and before.held and not hold.held:
+            self.notify("info", "the fix queue resumes")
+
+    async def reload_config(self, path: Path | None = None) -> CommandResult:
+        """Read the config file (``path``, else the one it came from) again and take its
+        ``[claude]`` section (budgets, model, limits) for the attempts that start from now
+        on; other sections need a restart. A bad file changes nothing and the answer names
+        the key."""
+        path = path or self.config_path
+        if path is None:
+            return CommandResult(False, "config not reloaded: this console has no config file")
+        try:
+            fresh = await asyncio.to_thread(load_config, path)
+        except ConfigError as exc:
+            return CommandResult(False, f"config not reloaded: {exc}")
+        self.config = dataclasses.replace(self.config, claude=fresh.claude)
+        self._runner.reconfigure(self.config)
+        self.gate.set_budget(fresh.claude.daily_budget_usd)
+        hold = await self.gate.refresh()
+        return CommandResult(
+            True,
+            f"config reloaded: daily Claude budget ${fresh.claude.daily_budget_usd:.2f} "
+            f"(${hold.spent_today_usd:.2f} spent today), "
+            f"${fresh.claude.max_budget_usd:.2f} per attempt",
+        )
 
     async def wait_idle(self) -> None:
         """Wait until every queued attempt has finished (for the CLI and tests)."""
@@ -561,8 +641,25 @@ class Engine:
         await self._runner.spares_ready()
 
 
-def _flow(error: ErrorRow, attempt: AttemptRow | None, *, fixable: bool) -> frozenset[Action]:
-    """:meth:`Engine.actions` for a service that can (``fixable``) or cannot be fixed."""
+def _not_publishable(attempt: AttemptRow, service: ServiceConfig | None) -> str | None:
+    """Why an attempt's result must never be pushed, whatever its state; None when it may."""
+    if attempt.is_report:
+        verdict = attempt.conclusion
+        title = report_title(verdict) if verdict else "report"
+        return f"attempt {attempt.id} is an investigation report ({title}): nothing to publish"
+    if service is not None and service.stop_at != "pr":
+        return (
+            f"service {service.name} stops at the {service.stop_at} "
+            f"(services[].stop_at = {service.stop_at!r}): attempt {attempt.id} is not pushed"
+        )
+    return None
+
+
+def _flow(
+    error: ErrorRow, attempt: AttemptRow | None, *, fixable: bool, publishable: bool = True
+) -> frozenset[Action]:
+    """:meth:`Engine.actions` for a service that can (``fixable``) or cannot be fixed, and
+    whose reviewed diffs may (``publishable``) or may not be pushed."""
     if attempt is not None and attempt.id != error.current_attempt_id:
         return frozenset()
     state = error.state
@@ -574,7 +671,8 @@ def _flow(error: ErrorRow, attempt: AttemptRow | None, *, fixable: bool) -> froz
     if state is not State.NEW and can_transition(state, State.AWAITING_APPROVAL):
         found.add(Action.REOPEN)
     if (
-        can_transition(state, State.PR_OPENED)
+        publishable
+        and can_transition(state, State.PR_OPENED)
         and error.current_attempt_id is not None
         and (attempt is None or attempt.state is State.REVIEW)
     ):

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from console.budget import QueueHold
 from console.fix.claude import StreamEvent
 from console.link import LinkStatus
 from console.models import AttemptRow, ErrorRow
@@ -65,7 +66,13 @@ class TelegramChanged:
 
 
 EngineEvent = (
-    ErrorChanged | AttemptChanged | ClaudeActivity | LinkChanged | Notice | TelegramChanged
+    ErrorChanged
+    | AttemptChanged
+    | ClaudeActivity
+    | LinkChanged
+    | Notice
+    | TelegramChanged
+    | QueueHold
 )
 Listener = Callable[[EngineEvent], None]
 

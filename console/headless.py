@@ -12,6 +12,7 @@ import json
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.wire import ErrorEvent, WireError, decode
@@ -91,11 +92,13 @@ async def serve(
     config: ConsoleConfig,
     banner: str | None = None,
     listeners: Callable[[Engine], Sequence[Listener]] = lambda engine: (),
+    config_path: Path | None = None,
 ) -> int:
     """Run the engine (and Telegram when configured), its events printed, until Ctrl+C,
     SIGTERM or a closed terminal. The printer (and ``listeners`` made for the engine)
     subscribe before the engine starts, so the notices of its recovery are printed too.
-    ``banner`` is printed once it runs."""
+    ``banner`` is printed once it runs. SIGUSR1 reads ``config_path`` again, as ``R``
+    does in the console (a closed terminal's SIGHUP stops it, so that one cannot)."""
     from console.engine import Engine
     from console.session import running
 
@@ -105,9 +108,23 @@ async def serve(
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     engine = await Engine.open(config)
+    engine.config_path = config_path
     engine.subscribe(EventPrinter())
     for listener in listeners(engine):
         engine.subscribe(listener)
+    reloads: set[asyncio.Task[None]] = set()
+
+    async def reload() -> None:
+        result = await engine.reload_config()
+        print(f"autofix serve: {result.message}", flush=True)
+
+    def on_reload_signal() -> None:
+        task = asyncio.create_task(reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGUSR1, on_reload_signal)
     async with running(config, engine=engine):
         if banner is None:
             telegram = "Telegram on" if config.telegram.enabled else "Telegram not configured"

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 from console.fix.diffstat import FileStat
+from console.fix.verdict import Verdict
 
 
 class State(StrEnum):
@@ -25,6 +26,7 @@ class State(StrEnum):
     FIXING = "fixing"
     TESTING = "testing"
     REVIEW = "review"
+    PUSHED = "pushed"  # the branch is on the remote but no pull request was opened
     PR_OPENED = "pr_opened"
     SKIPPED = "skipped"
     FAILED = "failed"
@@ -37,10 +39,13 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.AWAITING_APPROVAL: frozenset({State.FIXING, State.SKIPPED}),
     State.FIXING: frozenset({State.TESTING, State.FAILED, State.INTERRUPTED}),
     State.TESTING: frozenset({State.REVIEW, State.FAILED, State.INTERRUPTED}),
-    State.REVIEW: frozenset({State.PR_OPENED, State.SKIPPED, State.FIXING, State.FAILED}),
+    State.REVIEW: frozenset(
+        {State.PUSHED, State.PR_OPENED, State.SKIPPED, State.FIXING, State.FAILED}
+    ),
     State.FAILED: frozenset({State.FIXING, State.SKIPPED}),
     State.INTERRUPTED: frozenset({State.FIXING, State.SKIPPED}),
     State.SKIPPED: frozenset({State.AWAITING_APPROVAL}),
+    State.PUSHED: frozenset(),
     State.PR_OPENED: frozenset(),
 }
 
@@ -48,7 +53,7 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 RUNNING_STATES: frozenset[State] = frozenset({State.FIXING, State.TESTING})
 # States in which an attempt is over; it gets a finished_at when it enters one.
 FINISHED_STATES: frozenset[State] = frozenset(
-    {State.PR_OPENED, State.SKIPPED, State.FAILED, State.INTERRUPTED}
+    {State.PUSHED, State.PR_OPENED, State.SKIPPED, State.FAILED, State.INTERRUPTED}
 )
 
 
@@ -59,6 +64,7 @@ STATE_LABELS: dict[State, str] = {
     State.FIXING: "fixing",
     State.TESTING: "testing",
     State.REVIEW: "review",
+    State.PUSHED: "pushed",
     State.PR_OPENED: "PR opened",
     State.SKIPPED: "skipped",
     State.FAILED: "failed",
@@ -100,7 +106,7 @@ class Action(StrEnum):
     """
 
     APPROVE = "approve"  # start a fix attempt for an error awaiting approval
-    PUBLISH = "publish"  # push a reviewed diff and open its pull request
+    PUBLISH = "publish"  # push a reviewed diff and, when GitHub is set up, open its PR
     SKIP = "skip"  # shelve the error (and discard its attempt's worktree)
     RETRY = "retry"  # a new attempt from a clean base, optionally with an instruction
     REOPEN = "reopen"  # bring a skipped error back to awaiting approval
@@ -114,6 +120,8 @@ def action_name(old: State, new: State) -> str:
         return "skip"
     if new is State.AWAITING_APPROVAL:
         return "reopen" if old is State.SKIPPED else "queue"
+    if new is State.PUSHED:
+        return "push"
     if new is State.PR_OPENED:
         return "open_pr"
     return str(new.value)
@@ -180,11 +188,23 @@ class AttemptRow:
     pr_url: str | None = None
     pr_number: int | None = None
     claude_denials: str | None = None  # JSON, see Denial.encode_all
+    verdict: str | None = None  # JSON, see console.fix.verdict.Verdict
 
     @property
     def denials(self) -> list[Denial]:
         """What Claude Code was refused during this attempt, in the order it happened."""
         return Denial.decode_all(self.claude_denials)
+
+    @property
+    def conclusion(self) -> Verdict | None:
+        """Claude's checked verdict, once the attempt has one."""
+        return Verdict.decode(self.verdict)
+
+    @property
+    def is_report(self) -> bool:
+        """An attempt that ended as an investigation report: a verdict other than a fix."""
+        conclusion = self.conclusion
+        return conclusion is not None and not conclusion.is_fix
 
 
 @dataclass(frozen=True)
@@ -260,6 +280,21 @@ class TestResultRow:
     timed_out: bool
     duration_ms: int
     output_tail: str
+    at: str
+
+
+@dataclass(frozen=True)
+class RoundRow:
+    """One Claude run of an attempt: the first on the prompt, later ones on failing tests.
+
+    ``tests_passed`` is None when no test ran after it (a report, or a failed run).
+    """
+
+    attempt_id: int
+    round: int
+    turns: int | None
+    cost_usd: float | None
+    tests_passed: bool | None
     at: str
 
 

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from console.budget import QueueHold
 from console.events import (
     AttemptChanged,
     ClaudeActivity,
@@ -52,6 +53,7 @@ class Drained:
     notices: list[Notice] = field(default_factory=list)
     notices_dropped: int = 0
     telegram: TelegramChanged | None = None
+    hold: QueueHold | None = None
 
 
 class PendingUpdates:
@@ -78,6 +80,7 @@ class PendingUpdates:
         self._max_notices = max_notices
         self._notices_dropped = 0
         self._telegram: TelegramChanged | None = None
+        self._hold: QueueHold | None = None
         self.received = 0
 
     def add(self, event: EngineEvent) -> None:
@@ -101,6 +104,8 @@ class PendingUpdates:
                 self._notices_dropped += 1
         elif isinstance(event, TelegramChanged):
             self._telegram = event
+        elif isinstance(event, QueueHold):
+            self._hold = event
 
     def drain(self) -> Drained | None:
         """Hand over what changed and start afresh; None when nothing did.
@@ -116,6 +121,7 @@ class PendingUpdates:
             or self._notices
             or self._notices_dropped
             or self._telegram
+            or self._hold
         ):
             return None
         errors = list(self._errors.values()) if errors_due else []
@@ -132,6 +138,7 @@ class PendingUpdates:
             notices=self._notices,
             notices_dropped=self._notices_dropped,
             telegram=self._telegram,
+            hold=self._hold,
         )
         self._attempts = {}
         self._claude.clear()
@@ -140,4 +147,5 @@ class PendingUpdates:
         self._notices = []
         self._notices_dropped = 0
         self._telegram = None
+        self._hold = None
         return drained

@@ -6,8 +6,12 @@ for the possible decisions through the engine's flow rule, and never hold either
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 from console.engine import Engine
 from console.fix.claude_state import ClaudeState
+from console.fix.frames import FramePosition, locate_frames
 from console.models import Action, AttemptRow, ErrorRow
 from console.screens.data import ErrorDetail, Overview
 
@@ -47,6 +51,7 @@ class EngineData:
             attempts=attempts,
             attempt_errors=older,
             claude=self._claude,
+            hold=engine.gate.hold,
         )
 
     async def attempt(self, attempt_id: int) -> AttemptRow | None:
@@ -60,12 +65,25 @@ class EngineData:
 
     async def detail(self, error_id: int, samples: int) -> ErrorDetail:
         store = self._engine.store
+        error = await store.error(error_id)
+        attempts = await store.attempts(error_id=error_id)
         return ErrorDetail(
-            error=await store.error(error_id),
+            error=error,
             samples=await store.samples(error_id, samples),
-            attempts=await store.attempts(error_id=error_id),
+            attempts=attempts,
             decisions=await store.decisions(error_id=error_id),
+            sources=await asyncio.to_thread(self._sources, error, attempts) if error else [],
         )
+
+    def _sources(self, error: ErrorRow, attempts: list[AttemptRow]) -> list[FramePosition]:
+        """Where the stack points in the code: the latest attempt's worktree holds the
+        build's source maps when it is still there, else the service's own checkout."""
+        service = self._engine.config.service(error.service)
+        if service is None:
+            return []
+        checkouts = [Path(a.worktree) for a in reversed(attempts) if a.worktree]
+        checkout = next((p for p in checkouts if p.is_dir()), service.repo)
+        return locate_frames(error.stack, checkout, service.app_root)
 
     def sensitive_paths(self, service: str) -> tuple[str, ...]:
         found = self._engine.config.service(service)

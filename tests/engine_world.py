@@ -29,7 +29,7 @@ from console.models import State
 from console.store import Store
 from tests.conftest import eventually, require_tool
 from tests.github_api import GitHubStandIn
-from tests.messages_api import MessagesApi, Text, ToolCall
+from tests.messages_api import MessagesApi, Text, ToolCall, verdict_call
 from tests.service_repo import BUGGY_LINE, FIXED_LINE, SERVICE, git, isolate_git, make_service_repo
 
 TOKEN = "ghp_engine-test"
@@ -80,7 +80,20 @@ def fix_turns(worktree: Path) -> list:
         [ToolCall("Edit", {"file_path": users, "old_string": BUGGY_LINE,
                            "new_string": FIXED_LINE})],
         [ToolCall("Bash", {"command": "node --test", "description": "run the tests"})],
-        [Text("getUserProfile now returns null for unknown ids instead of throwing.")],
+        [Text("getUserProfile now returns null for unknown ids instead of throwing."),
+         verdict_call(summary="getUserProfile now returns null for unknown ids.",
+                      files=[{"path": "lib/users.js", "why": "the null check"}])],
+    ]  # fmt: skip
+
+
+def breaking_turns(worktree: Path, note: str = "Changed the field.") -> list:
+    """A first round whose edit breaks the service's own test (a renamed field)."""
+    users = str(worktree / "lib" / "users.js")
+    return [
+        [ToolCall("Read", {"file_path": users})],
+        [ToolCall("Edit", {"file_path": users, "old_string": "name: user.name",
+                           "new_string": "name: user.nickname"})],
+        [Text(note), verdict_call()],
     ]  # fmt: skip
 
 
@@ -95,6 +108,8 @@ class World:
     fingerprint: str
     events: list[EngineEvent] = field(default_factory=list)
     engine: Engine | None = None
+    # The tables ``config`` was parsed from, for tests that write the config file out.
+    document: dict[str, Any] = field(default_factory=dict)
 
     @property
     def worktree(self) -> Path:
@@ -129,6 +144,13 @@ class World:
 def console_config(
     tmp: Path, repo: Path, api: MessagesApi, github: GitHubStandIn, hosts: list[dict], **extra
 ) -> ConsoleConfig:
+    return parse_config(console_document(tmp, repo, api, github, hosts, **extra))
+
+
+def console_document(
+    tmp: Path, repo: Path, api: MessagesApi, github: GitHubStandIn, hosts: list[dict], **extra
+) -> dict[str, Any]:
+    """The world's console config as a TOML document's tables (a test can write it out)."""
     home = tmp / "home"
     home.mkdir(exist_ok=True)
     data: dict[str, Any] = {
@@ -152,7 +174,7 @@ def console_config(
         "github": {"api_url": github.url, "token": TOKEN},
     }
     data.update(extra)
-    return parse_config(data)
+    return data
 
 
 def local_host(tmp: Path, name: str) -> tuple[dict, Path]:
@@ -178,8 +200,9 @@ async def open_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIt
     api = MessagesApi([])
     api.start()
     with GitHubStandIn(token=TOKEN, repos={"acme/pa": bare}) as github:
-        config = console_config(tmp_path, repo, api, github, [host])
-        w = World(tmp_path, repo, bare, config, api, github, fingerprint)
+        document = console_document(tmp_path, repo, api, github, [host])
+        config = parse_config(document)
+        w = World(tmp_path, repo, bare, config, api, github, fingerprint, document=document)
         api.turns = fix_turns(w.worktree)
         yield w
         if w.engine is not None:

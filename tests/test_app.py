@@ -8,6 +8,7 @@ scripted Messages API, real `node --test`, and the GitHub stand-in for pull requ
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from textual.widgets import Input, Static
 
 from agent.wire import ErrorEvent
 from console.app import AutofixApp
+from console.config import parse_config
 from console.models import State
 from console.screens import requests
 from console.screens.confirm import ConfirmScreen
@@ -29,8 +31,10 @@ from console.screens.review import ReviewScreen
 from console.widgets.claude_log import ClaudeLog
 from console.widgets.diff_view import DiffView
 from console.widgets.errors_table import ErrorsTable
+from console.widgets.queue import QueueTable
 from tests.engine_world import World, fix_turns
 from tests.messages_api import ApiError, Stall
+from tests.service_repo import git
 
 Notifications = Callable[[AutofixApp], list[tuple[str, str]]]
 
@@ -142,6 +146,61 @@ async def test_approve_fix_review_and_confirmed_approve_open_one_pr(
         ("approve", "keyboard"),
         ("open_pr", "keyboard"),
     ]
+
+
+async def test_without_a_github_token_publishing_says_push_only_and_ends_pushed(
+    world: World, notifications: Notifications, monkeypatch: Any
+) -> None:
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + "/usr/bin:/bin")
+    document = {**world.document, "github": {"api_url": world.github.url}}
+    engine = await world.start(parse_config(document))
+    error = await world.error_in(State.AWAITING_APPROVAL)
+    opened: list[str] = []
+    app = AutofixApp(engine, open_url=opened.append)
+    notified = notifications(app)
+    branch = f"hotfix/auto-{world.fingerprint}"
+    async with app.run_test(size=SIZE) as pilot:
+        await ready_on(pilot, error.id)
+        await pilot.press("a")
+        await until(pilot, lambda: shown_state(app, error.id) is State.REVIEW, 120, "review")
+        await pilot.press("a")
+        confirm = await until(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen)
+        body = static_text(confirm.query_one(".dialog-body Static", Static))
+        assert (
+            f"branch {branch} → origin (push only: no PR, a GitHub token is not configured)" in body
+        )
+        assert "PR into" not in body
+        assert confirm.query_one(".dialog").border_title == "Push the branch?"
+        await pilot.press("y")
+        await until(pilot, lambda: shown_state(app, error.id) is State.PUSHED, 60, "pushed")
+        assert world.github.posts() == []
+        await until(pilot, lambda: app.main_screen.selected_attempt() is not None
+                    and app.main_screen.selected_attempt().state is State.PUSHED, 10)  # fmt: skip
+        attempt_id = app.main_screen.selected_attempt().id
+        queue = app.main_screen.query_one(QueueTable)
+        assert queue.get_cell(str(attempt_id), "state").plain == "pushed"
+
+        # The remote is a local path: there is no page to open, and the message says why.
+        await pilot.press("o")
+        message = (
+            f"no pull request was opened for branch {branch}, and its remote origin "
+            f"({world.bare}) is not on github.com, so there is no page to open for it"
+        )
+        await until(pilot, lambda: ("warning", message) in notified, 10, "the reason")
+        assert opened == []
+
+        # On github.com, `o` opens GitHub's page for opening the PR from the pushed branch.
+        git(world.repo, "remote", "set-url", "origin", "https://github.com/acme/pa.git")
+        await pilot.press("o")
+        await until(pilot, lambda: opened, 10, "the browser call")
+        assert opened == [f"https://github.com/acme/pa/compare/main...{branch}?expand=1"]
+    attempt = await engine.store.attempt(attempt_id)
+    done = await engine.store.error(error.id)
+    assert done is not None and done.state is State.PUSHED
+    decisions = await engine.store.decisions(error_id=error.id)
+    assert decisions[-1].action == "push" and decisions[-1].to_state == "pushed"
+    assert attempt is not None and attempt.pr_url is None and attempt.branch == branch
 
 
 async def test_skip_by_key_and_telegram_decisions_show_at_once(
@@ -345,6 +404,9 @@ async def test_detail_shows_the_stack_hosts_and_redacted_samples(world: World) -
         marked = [line for line in text.splitlines() if "▶ at" in line]
         assert marked and all("node:internal" not in line for line in marked)
         assert any("users.js" in line for line in marked)
+        # Where the frames are in the service's checkout (its own JavaScript: no map).
+        code = text.split("In the code", 1)[1].split("Latest samples", 1)[0]
+        assert any(line.strip().startswith("▶ lib/users.js:") for line in code.splitlines())
         assert '"fingerprint": "' + world.fingerprint + '"' in text
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)

@@ -24,7 +24,7 @@ from console.models import AttemptRow, State
 from console.store import Store
 from tests.conftest import require_tool
 from tests.github_api import GitHubStandIn
-from tests.messages_api import MessagesApi, Text, ToolCall
+from tests.messages_api import MessagesApi, Text, ToolCall, verdict_call
 from tests.planted import (
     HOOK_MARKER,
     SECRETS,
@@ -121,7 +121,7 @@ def planting_turns(s: Setup) -> list:
         [ToolCall("Read", {"file_path": users})],  # the CLI edits only files it has read
         [ToolCall("Edit", {"file_path": users, "old_string": BUGGY_LINE,
                            "new_string": FIXED_LINE})],
-        [Text("getUserProfile returns null for unknown ids; added a test.")],
+        [Text("getUserProfile returns null for unknown ids; added a test."), verdict_call()],
     ]  # fmt: skip
 
 

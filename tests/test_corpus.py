@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import TESTS, require_node_modules, require_tool
@@ -260,6 +260,7 @@ _PACKAGES = (
     "bunyan",
     "typescript",
     "pm2",
+    "next",
 )
 
 
@@ -282,6 +283,7 @@ def _as_lines(items: list[tuple[str, bytes]]) -> list[carriers.Line]:
     ]
 
 
+@settings(deadline=None)  # long lines take their time on a busy machine
 @given(_lines)
 def test_docker_json_lines_decode_back_to_what_the_program_wrote(items: Any) -> None:
     lines = _as_lines(items)
@@ -299,6 +301,7 @@ def test_docker_json_lines_decode_back_to_what_the_program_wrote(items: Any) -> 
         assert joined[stream] == expected
 
 
+@settings(deadline=None)
 @given(_lines)
 def test_cri_partials_join_back_to_each_line(items: Any) -> None:
     lines = _as_lines(items)

@@ -129,10 +129,13 @@ def test_the_conversation_reads_edits_writes_a_test_runs_it_and_sums_up(tmp_path
     assert calls[3] == [
         ("Bash", {"command": "node --test", "description": "Run the service's tests"})
     ]
-    [summary] = turns[4]
+    [summary, verdict] = turns[4]
     assert isinstance(summary, messages_api.Text)
     assert summary.text.startswith(f"Root cause: {fix.cause}.")
     assert summary.text.endswith("`node --test` passes.")
+    assert isinstance(verdict, messages_api.ToolCall) and verdict.name == "StructuredOutput"
+    assert verdict.input["outcome"] == "fixed" and verdict.input["summary"] == fix.summary
+    assert {"path": fix.test_path, "why": "the regression test"} in verdict.input["files"]
 
 
 def test_a_failed_tool_call_ends_the_conversation_saying_so(tmp_path: Path) -> None:

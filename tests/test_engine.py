@@ -30,13 +30,21 @@ from console.models import TRANSITIONS, Action, AttemptRow, ErrorRow, State
 from console.store import Store
 from tests.engine_world import (
     World,
+    breaking_turns,
     fix_turns,
     local_host,
     main_state,
     node_error_log,
     seed_agent,
 )
-from tests.messages_api import ApiError, MessagesApi, Stall, Text, ToolCall
+from tests.messages_api import (
+    ApiError,
+    MessagesApi,
+    Stall,
+    Text,
+    by_round,
+    verdict_call,
+)
 from tests.service_repo import git
 
 
@@ -113,16 +121,13 @@ async def test_approved_error_is_fixed_tested_reviewed_and_opened_as_one_pr(worl
     assert len([d for d in decisions if d.action == "open_pr"]) == 1
 
 
-async def test_a_fix_whose_tests_fail_is_a_failed_attempt_with_the_test_output(
+async def test_a_fix_whose_tests_still_fail_after_every_round_fails_with_the_last_output(
     world: World,
 ) -> None:
-    users = str(world.worktree / "lib" / "users.js")
-    world.api.turns = [
-        [ToolCall("Read", {"file_path": users})],
-        [ToolCall("Edit", {"file_path": users, "old_string": "name: user.name",
-                           "new_string": "name: user.nickname"})],
-        [Text("Changed the field.")],
-    ]  # fmt: skip
+    world.api.turns = by_round(
+        breaking_turns(world.worktree),
+        [[Text("The field name is right."), verdict_call()]],  # rounds 2 and 3
+    )
     engine = await world.start()
     error = await world.error_in(State.AWAITING_APPROVAL)
     assert (await engine.approve(error.id, actor="keyboard")).ok
@@ -133,6 +138,9 @@ async def test_a_fix_whose_tests_fail_is_a_failed_attempt_with_the_test_output(
     assert attempt.diff and "user.nickname" in attempt.diff, "the diff is kept for reading"
     assert not world.worktree.exists()
     assert any(isinstance(e, Notice) and e.level == "error" for e in world.events)
+    rounds = await engine.store.rounds(attempt.id)
+    assert [(r.round, r.tests_passed) for r in rounds] == [(1, False), (2, False), (3, False)]
+    assert len(await engine.store.test_results(attempt.id)) == 3
 
 
 async def test_a_claude_api_error_fails_the_attempt_with_the_clis_own_message(
@@ -312,6 +320,7 @@ EXPECTED = {
     State.FAILED: {Action.RETRY, Action.SKIP},
     State.INTERRUPTED: {Action.RETRY, Action.SKIP},
     State.SKIPPED: {Action.REOPEN},
+    State.PUSHED: set(),
     State.PR_OPENED: set(),
 }
 

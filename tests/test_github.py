@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from console.fix.diffstat import FileStat
 from console.fix.github import (
     GitHubError,
+    compare_page,
     open_pull_request,
     pr_body,
     pr_title,
@@ -262,6 +266,37 @@ async def test_unreachable_api_is_a_clear_error() -> None:
 )
 def test_repo_is_derived_from_common_remote_urls(url: str, expected: str | None) -> None:
     assert repo_from_remote_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("git@github.com:octo/service.git", "https://github.com/octo/service/compare/main...fix/a?expand=1"),
+        ("https://token@github.com/octo/service", "https://github.com/octo/service/compare/main...fix/a?expand=1"),
+        ("ssh://git@github.com/octo/service.git", "https://github.com/octo/service/compare/main...fix/a?expand=1"),
+        ("git@ghe.example.com:octo/service", None),
+        ("https://github.com.evil.test/octo/service", None),
+        ("/srv/git/service.git", None),
+        ("", None),
+    ],
+)  # fmt: skip
+def test_compare_page_is_known_only_for_github_com_remotes(url: str, expected: str | None) -> None:
+    assert compare_page(url, "main", "fix/a") == expected
+
+
+@given(
+    owner=st.from_regex(r"[A-Za-z0-9]{1,12}(-[A-Za-z0-9]{1,8})?", fullmatch=True),
+    branch=st.text(st.characters(blacklist_categories=("Cs",))),
+)
+def test_compare_page_keeps_a_hostile_branch_name_inside_the_compare_path(
+    owner: str, branch: str
+) -> None:
+    page = compare_page(f"git@github.com:{owner}/svc.git", "main", branch)
+    assert page is not None
+    prefix = f"https://github.com/{owner}/svc/compare/main..."
+    assert page.startswith(prefix) and page.endswith("?expand=1")
+    encoded = page[len(prefix) : -len("?expand=1")]
+    assert not set(encoded) & set("?# \n\t") and unquote(encoded) == branch
 
 
 def _outside_code_blocks(markdown: str) -> str:

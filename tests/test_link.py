@@ -792,6 +792,31 @@ def test_line_decoder_answers_any_line_with_an_event_or_a_wire_error(line: bytes
         assert str(exc)
 
 
+_EVENT_FIELDS = json.loads(wire_event(9))
+
+
+def _outcome(decoder: Callable[[bytes], object], line: bytes) -> object:
+    try:
+        return decoder(line)
+    except WireError as exc:
+        return ("refused", str(exc))
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.dictionaries(st.sampled_from(sorted(_EVENT_FIELDS)), _JSON | st.integers(-(2**70), 2**70)),
+    st.booleans(),
+)
+def test_the_fast_decoder_answers_every_event_line_exactly_as_the_wire_does(
+    changes: dict[str, object], ascii_only: bool
+) -> None:
+    fields = {**_EVENT_FIELDS, **changes}
+    line = json.dumps(fields, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    from agent.wire import decode
+
+    assert _outcome(decode_line, line) == _outcome(decode, line)
+
+
 def test_nesting_is_measured_outside_strings_only() -> None:
     assert not nested_too_deep(json.dumps({"a": "[" * 1000, "b": [[1]]}).encode())
     assert nested_too_deep(b"[" * (MAX_NESTING + 1))

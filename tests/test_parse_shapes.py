@@ -187,3 +187,21 @@ def test_random_splits_of_real_logs_across_feeds_give_the_same_records(
     data = log.read_bytes()
     points = sorted({int(c * len(data)) for c in cuts} - {0})
     assert feed_in_chunks(data, points) == feed_in_chunks(data, [])
+
+
+@pytest.mark.parametrize(
+    ("header", "error_type"),
+    [
+        ("Error [PaymentError]: card declined for order ORD-1", "PaymentError"),
+        (
+            "TypeError [ERR_INVALID_ARG_TYPE]: The argument must be a string",
+            "TypeError [ERR_INVALID_ARG_TYPE]",
+        ),
+        (" \u2a2f Error [PaymentError]: card declined for order ORD-1", "PaymentError"),
+    ],
+)
+def test_a_class_named_in_brackets_after_error_is_the_class_but_an_error_code_is_kept(
+    header: str, error_type: str
+) -> None:
+    (record,) = parse_lines([header, "    at chargeCard (/srv/app/lib/shop.js:18:9)"])
+    assert record.error_type == error_type

@@ -380,6 +380,18 @@ def test_a_part_stopped_after_quiet_lines_is_idle_but_not_after_a_header(
         assert sum(g.count for g in part.groups.values()) == (0 if idle else 1)
 
 
+def test_scan_in_parts_counts_every_line_once(tmp_path: Path, small_parts: None) -> None:
+    log = tmp_path / "mixed.log"
+    generate(log, 1.0, error_ratio=0.03, seed=4)
+    with log.open("ab") as fh:
+        fh.write(b"a last line without its newline")
+    data = log.read_bytes()
+    scanner = Scanner()
+    scanner.scan_path(str(log), "svc")
+    assert scanner._part_count(log.stat()) > 1
+    assert (scanner.files, scanner.lines) == (1, data.count(b"\n") + 1)
+
+
 def test_a_cut_inside_a_record_makes_the_part_before_read_on_to_the_end(
     tmp_path: Path, small_parts: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -25,7 +25,7 @@ from console.fix.sourcemaps import (
     decode_vlq,
     parse_source_map,
 )
-from tests.conftest import node_env, require_node_modules, require_tool
+from tests.conftest import eventually, node_env, require_node_modules, require_tool
 
 USERS_TS = """\
 interface User {
@@ -62,6 +62,7 @@ def _build(tmp_path: Path, *, inline: bool = False) -> Path:
     """A small TypeScript service compiled to dist/ by the pinned tsc."""
     modules = require_node_modules("typescript")
     repo = tmp_path / "svc"
+    tmp_path.mkdir(exist_ok=True)
     (repo / "src").mkdir(parents=True)
     (repo / "src" / "users.ts").write_text(USERS_TS)
     (repo / "src" / "main.ts").write_text(MAIN_TS)
@@ -324,3 +325,67 @@ def test_any_frame_path_from_a_log_is_located_or_passed_over_never_a_crash(
     frames = locate_frames(stack, repo, None)
 
     assert all((repo / f.path).is_file() for f in frames)
+
+
+async def test_an_attempt_builds_the_worktree_and_prompts_with_the_typescript_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole path with the real CLI: the agent relays a stack in dist/*.js, the attempt
+    runs `build_command` (the pinned tsc) in its fresh worktree, and the prompt Claude
+    receives shows src/users.ts around line 12."""
+    from console.config import parse_config
+    from console.engine import Engine
+    from console.models import ErrorRow, State
+    from console.store import Store
+    from tests.engine_world import TOKEN, console_document, local_host, seed_agent
+    from tests.github_api import GitHubStandIn
+    from tests.messages_api import MessagesApi, Text
+    from tests.service_repo import git, isolate_git
+
+    isolate_git(tmp_path, monkeypatch)
+    prod = _build(tmp_path / "prod")
+    node = require_tool("node")
+    ran = subprocess.run(
+        [node, str(prod / "dist" / "main.js")], capture_output=True, timeout=30, env=node_env()
+    )
+    log = ran.stderr.replace(str(prod).encode(), b"/srv/app")
+    assert b"/srv/app/dist/users.js:" in log
+
+    repo = _build(tmp_path / "dev")
+    for built in (repo / "dist").iterdir():
+        built.unlink()
+    (repo / "dist").rmdir()
+    (repo / ".gitignore").write_text("dist/\n")
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "-c", "user.name=Dev", "-c", "user.email=dev@example.com", "add", ".")
+    git(repo, "-c", "user.name=Dev", "-c", "user.email=dev@example.com", "commit", "-qm", "ts")
+    git(repo, "remote", "add", "origin", str(bare))
+    git(repo, "push", "-q", "origin", "main")
+
+    host, state = local_host(tmp_path, "prod-1")
+    seed_agent(state, log, "prod-1")
+    tsc = require_node_modules("typescript") / ".bin" / "tsc"
+    api = MessagesApi([[Text("Looked at it; no change.")]])
+    with api, GitHubStandIn(token=TOKEN, repos={"acme/pa": bare}) as github:
+        document = console_document(tmp_path, repo, api, github, [host])
+        document["services"][0]["build_command"] = f"{tsc} -p ."
+        config = parse_config(document)
+        engine = Engine(config, await Store.open(config.db_path))
+        await engine.start()
+        try:
+
+            async def waiting() -> ErrorRow | None:
+                rows = await engine.store.errors(limit=10)
+                return next((r for r in rows if r.state is State.AWAITING_APPROVAL), None)
+
+            error = await eventually(waiting, 60, "the relayed error")
+            assert (await engine.approve(error.id, actor="keyboard")).ok
+            await eventually(lambda: api.conversation, 120, "the prompt reaching Claude")
+            await engine.wait_idle()
+        finally:
+            await engine.stop()
+    prompt = json.dumps(api.conversation[0]["messages"][0])
+    assert re.search(r"src/users\.ts line 12 \(mapped from dist/users\.js:\d+:\d+", prompt)
+    assert "return (user.tenant as { name: string }).name.toUpperCase();" in prompt

@@ -683,6 +683,55 @@ async def test_migration_from_an_older_version_keeps_the_data(tmp_path):
     assert versions == list(range(1, len(MIGRATIONS) + 2))
 
 
+async def published_in_v4(store: Store, fingerprint: str, pr_url: str | None) -> int:
+    """An error whose attempt a version-4 console recorded as ``pr_opened``."""
+    error_id = await awaiting(store, fingerprint)
+    attempt = await store.create_attempt(error_id, actor="keyboard")
+    assert attempt is not None
+    assert await store.transition_attempt(attempt.id, State.FIXING, State.TESTING)
+    assert await store.transition_attempt(attempt.id, State.TESTING, State.REVIEW)
+    assert await store.transition_attempt(
+        attempt.id,
+        State.REVIEW,
+        State.PR_OPENED,
+        actor="keyboard",
+        pr_url=pr_url,
+        pr_number=7 if pr_url else None,
+    )
+    return error_id
+
+
+async def test_migration_5_turns_a_pr_opened_row_without_a_pr_into_pushed(tmp_path):
+    path = tmp_path / "console.db"
+    async with await Store.open(path, migrations=MIGRATIONS[:4]) as old:
+        pushed = await published_in_v4(old, FP_A, None)
+        with_pr = await published_in_v4(old, FP_B, "https://github.test/acme/pa/pull/7")
+        # Version 4 refuses the new state: the rebuilt CHECK is what lets it in.
+        with pytest.raises(sqlite3.IntegrityError):
+            raw_db(path).execute("UPDATE errors SET state = 'pushed'")
+    async with await Store.open(path) as new:
+        assert await new.schema_version() == len(MIGRATIONS)
+        error = await new.error(pushed)
+        assert error is not None and error.state is State.PUSHED
+        attempt = await new.attempt(error.current_attempt_id or 0)
+        assert attempt is not None and attempt.state is State.PUSHED
+        assert [(d.action, d.to_state) for d in await new.decisions(pushed)][-1] == (
+            "push",
+            "pushed",
+        )
+        kept = await new.error(with_pr)
+        assert kept is not None and kept.state is State.PR_OPENED
+        assert [(d.action, d.to_state) for d in await new.decisions(with_pr)][-1] == (
+            "open_pr",
+            "pr_opened",
+        )
+        # Everything else survived the rebuild, and the foreign keys hold again.
+        assert kept.count == 1 and len(await new.errors()) == 2
+        assert raw_db(path).execute("PRAGMA foreign_key_check").fetchall() == []
+        with pytest.raises(sqlite3.IntegrityError):
+            raw_db(path).execute("UPDATE errors SET state = 'merged'")
+
+
 async def test_failed_migration_is_rolled_back_whole(tmp_path):
     path = tmp_path / "console.db"
     async with await Store.open(path) as s:

@@ -102,8 +102,8 @@ def test_blank_line_yields_nothing_and_non_objects_are_unknown():
 
 
 def test_future_event_types_and_block_types_do_not_crash():
-    (event,) = parse_line(json.dumps({"type": "rate_limit_event", "info": {}}))
-    assert isinstance(event, Unknown) and "rate_limit_event" in event.note
+    (event,) = parse_line(json.dumps({"type": "tool_progress", "info": {}}))
+    assert isinstance(event, Unknown) and "tool_progress" in event.note
     line = json.dumps(
         {
             "type": "assistant",

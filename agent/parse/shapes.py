@@ -123,7 +123,18 @@ def header(text: str, errorish_only: bool) -> tuple[str, str] | None:
     name = match["name"]
     if errorish_only and not ERRORISH.search(name.split(" [", 1)[0]):
         return None
-    return name, match["msg"] or ""
+    return _class_name(name), match["msg"] or ""
+
+
+# Node's inspect writes ``Error [PaymentError]: ...`` for an error whose class set its name
+# after its stack was taken; the bracket then holds the class. ``TypeError [ERR_X]`` keeps
+# its code: that bracket is no class name.
+_RENAMED = re.compile(r"[A-Za-z_$][\w$.]* \[(?P<name>[A-Za-z_$][\w$]*(?:Error|Exception))\]")
+
+
+def _class_name(name: str) -> str:
+    renamed = _RENAMED.fullmatch(name)
+    return renamed["name"] if renamed else name
 
 
 def bracket_header(text: str) -> tuple[str, str, bool] | None:

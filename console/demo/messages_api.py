@@ -39,6 +39,30 @@ class ToolCall:
     input: dict[str, Any]
 
 
+def verdict_call(
+    outcome: str = "fixed",
+    *,
+    root_cause: str = "The handler reads a field of a value that can be missing.",
+    summary: str = "Handle the missing value and add a regression test.",
+    risk: str = "low",
+    files: list[dict[str, str]] | None = None,
+    **more: Any,
+) -> ToolCall:
+    """The model's closing call with its verdict: the tool the CLI adds for
+    ``--json-schema`` (see console/fix/verdict.py for the fields)."""
+    return ToolCall(
+        "StructuredOutput",
+        {
+            "outcome": outcome,
+            "root_cause": root_cause,
+            "summary": summary,
+            "risk": risk,
+            "files": files or [],
+            **more,
+        },
+    )
+
+
 @dataclass(frozen=True)
 class ApiError:
     """An HTTP error answer for a turn, shaped like the real API's error body."""
@@ -46,6 +70,8 @@ class ApiError:
     status: int
     error_type: str
     message: str
+    # Sent with the answer, e.g. ``retry-after`` or ``anthropic-ratelimit-requests-reset``.
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -133,13 +159,19 @@ class MessagesApi:
                     self.close_connection = True
                     return
                 if isinstance(turn, ApiError):
-                    self._json(turn.status, _error_body(turn.error_type, turn.message))
+                    self._json(
+                        turn.status, _error_body(turn.error_type, turn.message), turn.headers
+                    )
                     return
                 self._stream(turn, body)
 
-            def _json(self, status: int, payload: dict[str, Any]) -> None:
+            def _json(
+                self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+            ) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.send_header("request-id", "req_standin")

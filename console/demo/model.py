@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from console.demo.messages_api import MessagesApi, Text, ToolCall, assistant_turns
+from console.demo.messages_api import MessagesApi, Text, ToolCall, assistant_turns, verdict_call
 
 NAME = "scripted demo model"
 # What a person is told wherever the demo's Claude state shows.
@@ -286,7 +286,15 @@ def answer(body: dict[str, Any]) -> list[Text | ToolCall]:
         Text(
             f"Root cause: {fix.cause}. {fix.summary} Added {fix.test_path}; "
             f"`{prompt_test_command(talk.prompt)}` passes."
-        )
+        ),
+        verdict_call(
+            root_cause=f"{fix.cause[0].upper()}{fix.cause[1:]}.",
+            summary=fix.summary,
+            files=[
+                *({"path": e.path, "why": "the fix"} for e in fix.edits),
+                {"path": fix.test_path, "why": "the regression test"},
+            ],
+        ),
     ]
 
 

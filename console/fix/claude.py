@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import shlex
@@ -35,7 +36,14 @@ from console.fix.sandbox.claude_policy import (
     prepare_config_dir,
 )
 from console.fix.sandbox.denials import DenialCollector
-from console.fix.transcript import Event, PermissionDenial, Result, StreamParser, SystemInit
+from console.fix.transcript import (
+    Event,
+    PermissionDenial,
+    RateLimitEvent,
+    Result,
+    StreamParser,
+    SystemInit,
+)
 from console.models import Denial
 
 log = logging.getLogger(__name__)
@@ -44,6 +52,8 @@ NOT_FOUND = "claude not found: install Claude Code (npm i -g @anthropic-ai/claud
 STDERR_TAIL_BYTES = 4096
 KILL_GRACE_SECONDS = 3.0
 READ_CHUNK = 64 * 1024
+# What the API answers when it is rate-limited (429) or overloaded (529).
+RATE_LIMIT_STATUSES = (429, 529)
 PIPE_BYTES = 1024 * 1024
 CONFIG_DIR_NAME = "claude-config"
 HOME_DIR_NAME = "claude-home"
@@ -57,6 +67,8 @@ FIXED_ENV = {
     "CLAUDE_CODE_DISABLE_AUTO_MEMORY": "1",
 }
 EMPTY_MCP_CONFIG = '{"mcpServers":{}}'
+# The tool the CLI adds for ``--json-schema``; the model answers the schema by calling it.
+STRUCTURED_OUTPUT_TOOL = "StructuredOutput"
 
 
 class ClaudeSettings(Protocol):
@@ -106,6 +118,28 @@ class ClaudeOutcome:
     permission_denials: list[PermissionDenial] = field(default_factory=list)
     stderr_tail: str = ""
     denials: list[Denial] = field(default_factory=list)
+    # The API refused for a rate limit (429) or overload (529): the attempt is not at
+    # fault and goes back to the queue; ``resets_at`` (epoch) when the CLI said when.
+    rate_limited: bool = False
+    rate_limit_resets_at: float | None = None
+    # The result line's ``structured_output`` (unchecked: see console.fix.verdict).
+    structured_output: Any = None
+
+
+@dataclass(frozen=True)
+class RunShape:
+    """What one run is beyond the prompt: its session, its answer's schema, its reach.
+
+    ``session_id`` names the conversation: the first round starts it (``--session-id``) and
+    later rounds continue it (``resume``: ``--resume``), which needs the CLI to keep it on
+    disk; without a session the run is not kept at all. ``json_schema`` is passed as
+    ``--json-schema``; ``read_only`` offers Claude no edit tool and no command.
+    """
+
+    session_id: str | None = None
+    resume: bool = False
+    json_schema: Mapping[str, Any] | None = None
+    read_only: bool = False
 
 
 # What the run reports as it goes: the CLI's events, and a Denial just before the event
@@ -115,7 +149,9 @@ EventSink = Callable[[StreamEvent], None]
 TranscriptSink = list[str] | Callable[[str], None]
 
 
-def build_command(config: ClaudeSettings, policy: Policy, settings: Path) -> list[str]:
+def build_command(
+    config: ClaudeSettings, policy: Policy, settings: Path, shape: RunShape = RunShape()
+) -> list[str]:
     """The CLI invocation. The prompt goes on stdin so it never shows in a process listing
     and can never be mistaken for an option."""
     command = [*shlex.split(config.command), "-p", "--output-format", "stream-json", "--verbose"]
@@ -123,7 +159,13 @@ def build_command(config: ClaudeSettings, policy: Policy, settings: Path) -> lis
     command += ["--tools", ",".join(policy.tools)]
     command += ["--setting-sources", "", "--settings", str(settings)]
     command += ["--strict-mcp-config", "--mcp-config", EMPTY_MCP_CONFIG]
-    command += ["--disable-slash-commands", "--no-session-persistence"]
+    command += ["--disable-slash-commands"]
+    if shape.session_id is None:
+        command += ["--no-session-persistence"]
+    else:
+        command += ["--resume" if shape.resume else "--session-id", shape.session_id]
+    if shape.json_schema is not None:
+        command += ["--json-schema", json.dumps(shape.json_schema, separators=(",", ":"))]
     command += ["--max-turns", str(int(config.max_turns))]
     if config.model:
         command += ["--model", config.model]
@@ -155,13 +197,18 @@ def git_dirs_of(worktree: Path) -> list[Path]:
 
 
 def prepare_run(
-    config: ClaudeSettings, test_command: str, cwd: Path, state_dir: Path
+    config: ClaudeSettings,
+    test_command: str,
+    cwd: Path,
+    state_dir: Path,
+    shape: RunShape = RunShape(),
 ) -> tuple[list[str], dict[str, str], Policy]:
-    """Command line, environment and policy of one attempt; writes its config dir."""
+    """Command line, environment and policy of one run; writes its config dir (kept as it
+    is when the run resumes a session, since the session lives there)."""
     env = child_env(os.environ, allow_credentials=True, extra=config.extra_env)
     source = developer_config_dir(env)
     home = Path(env.get("HOME") or Path.home())
-    private = prepare_config_dir(state_dir / CONFIG_DIR_NAME, source)
+    private = prepare_config_dir(state_dir / CONFIG_DIR_NAME, source, keep_sessions=shape.resume)
     # A home of its own too: the CLI keeps caches and state there, and the test command it
     # runs writes its own (npm's cache and logs), none of which belongs in the developer's.
     private_home = fresh_dir(state_dir / HOME_DIR_NAME)
@@ -175,9 +222,11 @@ def prepare_run(
         home=home,
         config_dirs=[source, private, private_home / ".claude"],
         git_dirs=git_dirs_of(cwd),
+        read_only=shape.read_only,
+        cli_tools=(STRUCTURED_OUTPUT_TOOL,) if shape.json_schema is not None else (),
     )
     settings = policy.write(private / SETTINGS_FILE)
-    return build_command(config, policy, settings), env, policy
+    return build_command(config, policy, settings, shape), env, policy
 
 
 async def run_claude(
@@ -190,6 +239,7 @@ async def run_claude(
     on_event: EventSink | None = None,
     transcript: TranscriptSink | None = None,
     cancel: asyncio.Event | None = None,
+    shape: RunShape = RunShape(),
 ) -> ClaudeOutcome:
     """Run one fix attempt and always come back with an outcome, never an exception: a
     missing CLI, a crash, a hang or a cancel are all reasons a person should read.
@@ -202,7 +252,7 @@ async def run_claude(
     if not cwd.is_dir():
         return _failed(f"worktree {cwd} does not exist")
     try:
-        command, env, policy = prepare_run(config, test_command, cwd, state_dir)
+        command, env, policy = prepare_run(config, test_command, cwd, state_dir, shape)
     except (OSError, ValueError) as exc:
         return _failed(f"cannot prepare Claude Code's config dir under {state_dir}: {exc}")
     # Output pipes are made here rather than by asyncio: asyncio's wait() would also wait
@@ -281,6 +331,7 @@ class _Run:
         self.on_event = on_event
         self.transcript = transcript
         self.result: Result | None = None
+        self.rate_limit: RateLimitEvent | None = None
         self.last_line = ""
         self.stderr: deque[bytes] = deque()
         self.stderr_size = 0
@@ -379,6 +430,8 @@ class _Run:
         for event in self.parser.feed(line):
             if isinstance(event, Result):
                 self.result = event
+            if isinstance(event, RateLimitEvent) and event.status == "rejected":
+                self.rate_limit = event
             if isinstance(event, SystemInit) and self.abort_reason is None:
                 self.abort_reason = self.policy.init_problem(event)
                 if self.abort_reason is not None:
@@ -436,7 +489,17 @@ class _Run:
             permission_denials=list(result.permission_denials) if result else [],
             stderr_tail=stderr_tail,
             denials=self.collector.denials,
+            structured_output=result.structured_output if result else None,
+            rate_limited=reason is not None and _rate_limited(result, self.rate_limit),
+            rate_limit_resets_at=self.rate_limit.resets_at if self.rate_limit else None,
         )
+
+
+def _rate_limited(result: Result | None, event: RateLimitEvent | None) -> bool:
+    """A failed run that the API refused for load, not for anything in the attempt."""
+    if result is not None and result.api_error_status in RATE_LIMIT_STATUSES:
+        return True
+    return event is not None and (result is None or result.is_error)
 
 
 def _git_dir_entries(git_dir: Path) -> set[str]:

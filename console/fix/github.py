@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -136,6 +136,18 @@ def repo_from_remote_url(url: str) -> str | None:
     if name in (".", ".."):
         return None
     return f"{owner}/{name}"
+
+
+def compare_page(url: str, base_branch: str, branch: str) -> str | None:
+    """GitHub's page for opening a pull request from ``branch`` into ``base_branch``,
+    when the remote ``url`` is on github.com; None for any other host, where the page's
+    address is not known."""
+    url = (url or "").strip()
+    host = urlsplit(url).hostname if "://" in url else url.partition(":")[0].rpartition("@")[2]
+    repo = repo_from_remote_url(url)
+    if repo is None or (host or "").lower() not in ("github.com", "www.github.com"):
+        return None
+    return f"https://github.com/{repo}/compare/{quote(base_branch)}...{quote(branch)}?expand=1"
 
 
 # ---------------------------------------------------------------------------------------

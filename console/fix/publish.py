@@ -8,6 +8,7 @@ and :class:`Published` says why no pull request was opened.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -147,6 +148,40 @@ class Published:
     warnings: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class PublishPlan:
+    """What publishing a service's attempt will do, known before anything is pushed, so
+    the confirm dialog says exactly that: push the branch, and open a pull request only
+    when there is both a token and a GitHub repository for the remote."""
+
+    remote: str
+    base_branch: str
+    url: str | None  # the remote's fetch URL
+    repo_name: str | None  # owner/name on GitHub
+    token: str | None
+
+    @property
+    def opens_pr(self) -> bool:
+        return self.missing is None
+
+    @property
+    def missing(self) -> str | None:
+        """Why no pull request will be opened, or None when one will."""
+        if self.token is None:
+            return "a GitHub token"
+        if self.repo_name is None:
+            return "a GitHub repository for the remote"
+        return None
+
+
+async def plan_publish(service: ServiceConfig, github: GitHubConfig) -> PublishPlan:
+    """Find the remote's URL, the GitHub repository and the token publishing will use."""
+    token = await asyncio.to_thread(resolve_token, github.token)
+    url = await remote_url(service.repo, service.remote)
+    repo_name = service.github_repo or (repo_from_remote_url(url) if url else None)
+    return PublishPlan(service.remote, service.base_branch, url, repo_name, token)
+
+
 async def publish_attempt(
     wt: Worktree,
     error: ErrorRow,
@@ -167,15 +202,13 @@ async def publish_attempt(
     with contextlib.suppress(NothingToCommitError):
         await commit_all(wt, message)
     await push(wt, service.remote, wt.branch, force=True)
-    token = resolve_token(github.token)
-    url = await remote_url(service.repo, service.remote)
-    repo_name = service.github_repo or (repo_from_remote_url(url) if url else None)
-    if token is None or repo_name is None:
-        missing = "a GitHub token" if token is None else "a GitHub repository for the remote"
+    plan = await plan_publish(service, github)
+    if plan.repo_name is None or plan.token is None:
         return Published(
-            f"pushed branch {wt.branch} to {service.remote} ({url}); no pull request "
-            f"opened because {missing} is not configured"
+            f"pushed branch {wt.branch} to {service.remote} ({plan.url}); no pull request "
+            f"opened because {plan.missing} is not configured"
         )
+    token, repo_name = plan.token, plan.repo_name
     body = pr_body(
         error_type=error.error_type,
         message=error.message,

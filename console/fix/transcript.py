@@ -13,7 +13,7 @@ import json
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, ClassVar
 
 SUMMARY_WIDTH = 120
 
@@ -122,6 +122,9 @@ class Result:
     terminal_reason: str | None
     errors: list[str] = field(default_factory=list)
     api_error_status: int | None = None
+    # What the model returned for ``--json-schema`` (None when it returned nothing).
+    structured_output: Any = None
+    session_id: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -135,6 +138,45 @@ class Result:
         if parts:
             return "; ".join(dict.fromkeys(parts))
         return self.subtype or "no message"
+
+
+@dataclass(frozen=True)
+class RateLimitEvent:
+    """The CLI's ``rate_limit_event``: its account's limit changed state.
+
+    ``status`` is ``allowed``, ``allowed_warning`` or ``rejected``; ``resets_at`` is when
+    the limit resets, in epoch seconds, when the CLI says.
+    """
+
+    status: str
+    resets_at: float | None
+    limit_type: str | None = None
+
+
+@dataclass(frozen=True)
+class RoundStart:
+    """The console starting another round of an attempt in the same Claude session.
+
+    Not a CLI line: the console writes it into the transcript between two runs (see
+    :meth:`line`), so a transcript read back shows where each round began.
+    """
+
+    number: int
+    rounds: int
+    reason: str
+
+    TYPE: ClassVar[str] = "autofix_round"
+
+    def line(self) -> str:
+        """The transcript line that stands for this separator."""
+        return json.dumps(
+            {"type": self.TYPE, "round": self.number, "rounds": self.rounds, "reason": self.reason}
+        )
+
+    @property
+    def text(self) -> str:
+        """The separator as a person reads it."""
+        return f"── round {self.number} of {self.rounds}: {self.reason} ──"
 
 
 @dataclass(frozen=True)
@@ -153,6 +195,8 @@ Event = (
     | ToolResult
     | PermissionDenied
     | Result
+    | RateLimitEvent
+    | RoundStart
     | Unknown
 )
 
@@ -191,6 +235,14 @@ def parse_line(line: str, root: str | None = None) -> list[Event]:
 
 def _parse_object(data: dict[str, Any], line: str, root: str | None) -> list[Event]:
     kind = data.get("type")
+    if kind == RoundStart.TYPE:
+        return [
+            RoundStart(
+                number=_int(data.get("round")) or 0,
+                rounds=_int(data.get("rounds")) or 0,
+                reason=_str(data.get("reason")),
+            )
+        ]
     if kind == "system" and data.get("subtype") == "init":
         return [
             SystemInit(
@@ -221,6 +273,15 @@ def _parse_object(data: dict[str, Any], line: str, root: str | None) -> list[Eve
         return _user_events(data, line)
     if kind == "result":
         return [_result(data)]
+    if kind == "rate_limit_event":
+        info = _dict(data.get("rate_limit_info"))
+        return [
+            RateLimitEvent(
+                _str(info.get("status")),
+                _float(info.get("resetsAt")),
+                _str(info.get("rateLimitType")) or None,
+            )
+        ]
     return [Unknown(line, f"unhandled event type {kind!r}")]
 
 
@@ -296,6 +357,8 @@ def _result(data: dict[str, Any]) -> Result:
         terminal_reason=_str(data.get("terminal_reason")) or None,
         errors=[_str(e) for e in errors] if isinstance(errors, list) else [],
         api_error_status=_int(status),
+        structured_output=data.get("structured_output"),
+        session_id=_str(data.get("session_id")) or None,
     )
 
 

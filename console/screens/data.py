@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from console.budget import QueueHold
 from console.fix.claude_state import ClaudeState
+from console.fix.frames import FramePosition
 from console.link import LinkStatus
 from console.models import Action, AttemptRow, DecisionRow, ErrorRow
 
@@ -28,6 +30,8 @@ class Overview:
     attempt_errors: list[ErrorRow] = field(default_factory=list)
     # What the header and the Claude panel say about Claude (None: nothing to say).
     claude: ClaudeState | None = None
+    # What today's attempts cost and what holds the queue (the daily budget, a rate limit).
+    hold: QueueHold | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,9 @@ class ErrorDetail:
     samples: list[str]
     attempts: list[AttemptRow]
     decisions: list[DecisionRow]
+    # The stack's in-app frames in the service's checkout, through source maps where the
+    # build left them (the latest attempt's worktree when it is still there).
+    sources: list[FramePosition] = field(default_factory=list)
 
 
 class ScreenData(Protocol):

@@ -19,6 +19,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from console.fix.frames import FramePosition
 from console.models import AttemptRow, DecisionRow, ErrorRow
 from console.screens.background import run_guarded
 from console.screens.data import ScreenData
@@ -43,6 +44,20 @@ def stack_text(stack: list[str], in_app: list[bool | None]) -> Text:
             text.append(line.strip() + "\n", style="bold")
         else:
             text.append("  " + line.strip() + "\n", style="dim")
+    return text
+
+
+def sources_text(frames: list[FramePosition]) -> Text:
+    """Each in-app frame as a repository position; a frame in built JavaScript shows the
+    original source line its map names, and the built position it came from."""
+    text = Text()
+    for frame in frames:
+        text.append("▶ ", style="bold cyan")
+        where = f"{frame.path}:{frame.line}" + (f":{frame.column}" if frame.column else "")
+        text.append(where, style="bold")
+        if frame.generated:
+            text.append(f"  (mapped from {frame.generated})", style="dim")
+        text.append("\n")
     return text
 
 
@@ -104,6 +119,7 @@ class DetailScreen(Screen[None]):
         self.error = error
         self._data = data
         self._clock = clock
+        self._sources: list[FramePosition] = []
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail") as box:
@@ -121,6 +137,7 @@ class DetailScreen(Screen[None]):
     async def _load(self) -> None:
         detail = await self._data.detail(self.error.id, SAMPLES)
         self.error = detail.error or self.error
+        self._sources = detail.sources
         self.query_one("#detail-body", Static).update(
             self._render_body(detail.samples, detail.attempts, detail.decisions)
         )
@@ -142,6 +159,8 @@ class DetailScreen(Screen[None]):
             heading("Stack"),
             stack_text(error.stack, error.in_app) if error.stack else Text("—"),
         ]
+        if self._sources:
+            parts += [heading("In the code"), sources_text(self._sources)]
         if attempts or decisions:
             parts += [heading("Fix attempts and decisions"), history_table(attempts, decisions)]
         parts.append(heading(f"Latest samples ({len(samples)})"))

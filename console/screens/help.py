@@ -29,6 +29,7 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("Everywhere", (
         ("tab", "next panel"),
         ("t", "Telegram on / off"),
+        ("R", "reload the config (a raised daily budget lets waiting fixes start)"),
         ("ctrl+p", "command palette (themes too)"),
         ("?", "this help"),
         ("q", "quit (asks while a fix is running)"),

@@ -101,6 +101,7 @@ class MainScreen(Screen[None]):
         header.links.update(overview.links)
         header.telegram = overview.telegram
         header.claude = overview.claude
+        header.hold = overview.hold
         self.query_one(ClaudeLog).state = overview.claude
         queue = self.query_one(QueueTable)
         for error in [*overview.errors, *overview.attempt_errors]:
@@ -148,6 +149,8 @@ class MainScreen(Screen[None]):
             header.set_links(drained.links)
         if drained.telegram is not None:
             header.telegram = (drained.telegram.state, drained.telegram.detail)
+        if drained.hold is not None:
+            header.hold = drained.hold
         header.redraw()
         if drained.errors or drained.attempts:
             self.refresh_bindings()  # a decision taken elsewhere may grey a key

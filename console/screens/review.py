@@ -17,7 +17,7 @@ from console.models import Action, AttemptRow, Denial, ErrorRow
 from console.screens import requests
 from console.screens.data import ScreenData
 from console.widgets.diff_view import DiffView
-from console.widgets.labels import state_text
+from console.widgets.labels import money, state_text
 
 
 class ReviewScreen(Screen[None]):
@@ -54,6 +54,8 @@ class ReviewScreen(Screen[None]):
         text = Text(f" attempt #{self.attempt.id} ", style="bold reverse")
         text.append(" ")
         text.append_text(state_text(self.attempt.state))
+        turns = self.attempt.claude_turns or 0
+        text.append(f"  {turns} turns {money(self.attempt.claude_cost_usd)}", style="dim")
         text.append(f"  {self.error.service}  ", style="dim")
         text.append(f"{self.error.error_type}: ", style="bold")
         text.append(" ".join(self.error.message.split()))

@@ -37,6 +37,7 @@ from console.models import (
     HostRow,
     IngestResult,
     PullRequestRow,
+    RoundRow,
     State,
     TestResultRow,
     action_name,
@@ -115,7 +116,9 @@ class Store:
         db = self._db
         try:
             await db.execute("PRAGMA busy_timeout = 30000")
-            await db.execute("PRAGMA foreign_keys = ON")
+            # Off while migrating: a migration that rebuilds a table drops the original,
+            # which other tables reference (SQLite's documented table-rebuild procedure).
+            await db.execute("PRAGMA foreign_keys = OFF")
             await db.execute("PRAGMA journal_mode = WAL")
             await db.execute("PRAGMA synchronous = NORMAL")
             tables = {r[0] for r in await db.execute_fetchall("SELECT name FROM sqlite_master")}
@@ -139,6 +142,7 @@ class Store:
                     f"upgrade LevAutoFix or point --config at another state_dir"
                 )
             if version == len(migrations):
+                await db.execute("PRAGMA foreign_keys = ON")
                 return
             target = version + 1
             # The version row goes in first: if another process applied this migration
@@ -611,6 +615,50 @@ class Store:
 
         return await self._write(body)
 
+    async def record_round(
+        self,
+        attempt_id: int,
+        round_number: int,
+        *,
+        turns: int | None,
+        cost_usd: float | None,
+        tests_passed: bool | None,
+    ) -> None:
+        """Keep one round of an attempt (written again if the round is recorded twice)."""
+        now = now_iso()
+        passed = None if tests_passed is None else int(tests_passed)
+
+        async def body(db: aiosqlite.Connection) -> None:
+            await self._require_attempt(db, attempt_id)
+            await db.execute(
+                "INSERT INTO attempt_rounds (attempt_id, round, turns, cost_usd, tests_passed, "
+                "at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (attempt_id, round) DO UPDATE SET "
+                "turns = excluded.turns, cost_usd = excluded.cost_usd, "
+                "tests_passed = excluded.tests_passed, at = excluded.at",
+                (attempt_id, round_number, turns, cost_usd, passed, now),
+            )
+
+        await self._write(body)
+
+    async def rounds(self, attempt_id: int) -> list[RoundRow]:
+        """An attempt's rounds, first to last."""
+        rows = await self._read(
+            "SELECT attempt_id, round, turns, cost_usd, tests_passed, at FROM attempt_rounds "
+            "WHERE attempt_id = ? ORDER BY round",
+            (attempt_id,),
+        )
+        return [
+            RoundRow(
+                attempt_id=r["attempt_id"],
+                round=r["round"],
+                turns=r["turns"],
+                cost_usd=r["cost_usd"],
+                tests_passed=None if r["tests_passed"] is None else bool(r["tests_passed"]),
+                at=r["at"],
+            )
+            for r in rows
+        ]
+
     async def test_results(self, attempt_id: int) -> list[TestResultRow]:
         rows = await self._read(
             "SELECT id, attempt_id, command, exit_code, timed_out, duration_ms, output_tail, at "
@@ -798,6 +846,17 @@ class Store:
             (*params, -1 if limit is None else limit),
         )
         return [attempt_row(r) for r in rows]
+
+    async def daily_costs(self, days: int = 7) -> dict[str, float]:
+        """What Claude cost per UTC day (``YYYY-MM-DD``, newest first), from the attempts'
+        recorded costs by the day each attempt started: the daily budget reads today's."""
+        rows = await self._read(
+            "SELECT substr(started_at, 1, 10) AS day, SUM(claude_cost_usd) AS cost "
+            "FROM attempts WHERE claude_cost_usd IS NOT NULL "
+            "GROUP BY day ORDER BY day DESC LIMIT ?",
+            (days,),
+        )
+        return {str(r["day"]): float(r["cost"] or 0.0) for r in rows}
 
     async def attempt(self, attempt_id: int) -> AttemptRow | None:
         rows = await self._read(

@@ -23,7 +23,64 @@ from console.models import (
     TestResultRow,
 )
 
-_STATE_CHECK = "CHECK (state IN ({}))".format(", ".join(f"'{s.value}'" for s in State))
+
+def _state_check(states: str) -> str:
+    return "CHECK (state IN ({}))".format(", ".join(f"'{s}'" for s in states.split()))
+
+
+# The states each migration allows, spelled out: a released migration must not change
+# when a State is added, so a new state comes with a migration that rebuilds the tables.
+_STATE_CHECK = _state_check(
+    "new awaiting_approval fixing testing review pr_opened skipped failed interrupted"
+)
+_STATE_CHECK_5 = _state_check(
+    "new awaiting_approval fixing testing review pushed pr_opened skipped failed interrupted"
+)
+
+
+def _errors_table(check: str, added: str = "") -> str:
+    """The errors table's columns as migration 1 made them, with a state CHECK; a rebuild
+    passes the columns later migrations ``added`` (each ending in a comma)."""
+    return f"""        id INTEGER PRIMARY KEY,
+        service TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        error_type TEXT NOT NULL,
+        message TEXT NOT NULL,
+        stack TEXT NOT NULL,
+        route TEXT,
+        severity TEXT NOT NULL,
+        count INTEGER NOT NULL DEFAULT 0,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'new' {check},
+        current_attempt_id INTEGER REFERENCES attempts(id),
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        {added}UNIQUE (service, fingerprint)"""
+
+
+def _attempts_table(check: str) -> str:
+    """The attempts table's columns as migration 1 made them, with a state CHECK."""
+    return f"""        id INTEGER PRIMARY KEY,
+        error_id INTEGER NOT NULL REFERENCES errors(id),
+        state TEXT NOT NULL {check},
+        branch TEXT,
+        worktree TEXT,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        reason TEXT,
+        claude_cost_usd REAL,
+        claude_turns INTEGER,
+        claude_duration_ms INTEGER,
+        claude_summary TEXT,
+        extra_instruction TEXT,
+        test_exit_code INTEGER,
+        test_output_tail TEXT,
+        diff TEXT,
+        diff_stat TEXT,
+        pr_url TEXT,
+        pr_number INTEGER"""
+
 
 # Ordered schema migrations; version N is MIGRATIONS[N - 1]. Append, never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -37,22 +94,7 @@ MIGRATIONS: tuple[str, ...] = (
         detail TEXT
     );
     CREATE TABLE errors (
-        id INTEGER PRIMARY KEY,
-        service TEXT NOT NULL,
-        fingerprint TEXT NOT NULL,
-        error_type TEXT NOT NULL,
-        message TEXT NOT NULL,
-        stack TEXT NOT NULL,
-        route TEXT,
-        severity TEXT NOT NULL,
-        count INTEGER NOT NULL DEFAULT 0,
-        first_seen TEXT NOT NULL,
-        last_seen TEXT NOT NULL,
-        state TEXT NOT NULL DEFAULT 'new' {_STATE_CHECK},
-        current_attempt_id INTEGER REFERENCES attempts(id),
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL,
-        UNIQUE (service, fingerprint)
+{_errors_table(_STATE_CHECK)}
     );
     CREATE INDEX errors_state ON errors(state);
     CREATE INDEX errors_last_seen ON errors(last_seen);
@@ -78,25 +120,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX occurrences_error ON occurrences(error_id);
     CREATE TABLE attempts (
-        id INTEGER PRIMARY KEY,
-        error_id INTEGER NOT NULL REFERENCES errors(id),
-        state TEXT NOT NULL {_STATE_CHECK},
-        branch TEXT,
-        worktree TEXT,
-        started_at TEXT NOT NULL,
-        finished_at TEXT,
-        reason TEXT,
-        claude_cost_usd REAL,
-        claude_turns INTEGER,
-        claude_duration_ms INTEGER,
-        claude_summary TEXT,
-        extra_instruction TEXT,
-        test_exit_code INTEGER,
-        test_output_tail TEXT,
-        diff TEXT,
-        diff_stat TEXT,
-        pr_url TEXT,
-        pr_number INTEGER
+{_attempts_table(_STATE_CHECK)}
     );
     CREATE INDEX attempts_error ON attempts(error_id);
     CREATE INDEX attempts_state ON attempts(state);
@@ -142,6 +166,57 @@ MIGRATIONS: tuple[str, ...] = (
     "ALTER TABLE attempts ADD COLUMN claude_denials TEXT;",
     # 3: per stack line, whether the agent saw an app frame (JSON list; see agent.wire).
     "ALTER TABLE errors ADD COLUMN in_app TEXT;",
+    # 4: an attempt's verdict (JSON, see console.fix.verdict) and its rounds: one Claude run
+    # each, the first on the prompt and each later one on the failing test output.
+    """
+    ALTER TABLE attempts ADD COLUMN verdict TEXT;
+    CREATE TABLE attempt_rounds (
+        attempt_id INTEGER NOT NULL REFERENCES attempts(id),
+        round INTEGER NOT NULL,
+        turns INTEGER,
+        cost_usd REAL,
+        tests_passed INTEGER,
+        at TEXT NOT NULL,
+        PRIMARY KEY (attempt_id, round)
+    );
+    """,
+    # 5: the 'pushed' state (branch pushed, no pull request). SQLite cannot alter a CHECK,
+    # so errors and attempts are rebuilt; an attempt recorded as pr_opened without a PR
+    # URL only had its branch pushed, and it and its error become 'pushed'.
+    f"""
+    CREATE TABLE errors_v5 (
+{_errors_table(_STATE_CHECK_5, added="in_app TEXT, ")}
+    );
+    INSERT INTO errors_v5 (id, service, fingerprint, error_type, message, stack, route,
+        severity, count, first_seen, last_seen, state, current_attempt_id, created_at,
+        updated_at, in_app)
+    SELECT id, service, fingerprint, error_type, message, stack, route, severity, count,
+        first_seen, last_seen, state, current_attempt_id, created_at, updated_at, in_app
+    FROM errors;
+    DROP TABLE errors;
+    ALTER TABLE errors_v5 RENAME TO errors;
+    CREATE INDEX errors_state ON errors(state);
+    CREATE INDEX errors_last_seen ON errors(last_seen);
+    CREATE TABLE attempts_v5 (
+{_attempts_table(_STATE_CHECK_5)},
+        claude_denials TEXT,
+        verdict TEXT
+    );
+    INSERT INTO attempts_v5 SELECT id, error_id, state, branch, worktree, started_at,
+        finished_at, reason, claude_cost_usd, claude_turns, claude_duration_ms,
+        claude_summary, extra_instruction, test_exit_code, test_output_tail, diff,
+        diff_stat, pr_url, pr_number, claude_denials, verdict FROM attempts;
+    DROP TABLE attempts;
+    ALTER TABLE attempts_v5 RENAME TO attempts;
+    CREATE INDEX attempts_error ON attempts(error_id);
+    CREATE INDEX attempts_state ON attempts(state);
+    UPDATE attempts SET state = 'pushed' WHERE state = 'pr_opened' AND pr_url IS NULL;
+    UPDATE errors SET state = 'pushed' WHERE state = 'pr_opened' AND current_attempt_id IN
+        (SELECT id FROM attempts WHERE state = 'pushed');
+    UPDATE decisions SET to_state = 'pushed', action = 'push'
+        WHERE to_state = 'pr_opened' AND attempt_id IN
+        (SELECT id FROM attempts WHERE state = 'pushed');
+    """,
 )
 
 # Attempt columns a caller may set through update_attempt() or alongside a transition.
@@ -162,6 +237,7 @@ ATTEMPT_FIELDS: frozenset[str] = frozenset(
         "pr_number",
         "reason",
         "claude_denials",
+        "verdict",
     }
 )
 
@@ -172,7 +248,7 @@ ERROR_COLUMNS = (
 ATTEMPT_COLUMNS = (
     "id, error_id, state, branch, worktree, started_at, finished_at, reason, claude_cost_usd, "
     "claude_turns, claude_duration_ms, claude_summary, extra_instruction, test_exit_code, "
-    "test_output_tail, diff, diff_stat, pr_url, pr_number, claude_denials"
+    "test_output_tail, diff, diff_stat, pr_url, pr_number, claude_denials, verdict"
 )
 # (service, fingerprint) pairs or ids per IN (...), well under SQLite's variable cap.
 KEYS_PER_QUERY = 400

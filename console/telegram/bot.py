@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections import Counter
@@ -47,10 +48,12 @@ from telegram.ext import (
 )
 
 import console.telegram.dashboard as dashboard
+from console.budget import QueueHold
 from console.config import TelegramConfig
 from console.engine import Engine
-from console.events import CommandResult, TelegramChanged
+from console.events import CommandResult, EngineEvent, TelegramChanged
 from console.fix.prompt import sanitize, sanitize_line
+from console.telegram import budget
 from console.telegram.callbacks import Action, Callback, CallbackSigner, ForgedCallback
 from console.telegram.cards import HTML, NO_PREVIEW, CardSync, scrub_html
 from console.telegram.delivery import Delivery
@@ -76,10 +79,12 @@ POLL_TIMEOUT_SECONDS = 10.0
 EDIT_INTERVAL_SECONDS = 30.0
 RECONNECT_MAX_SECONDS = 300.0
 MAX_INSTRUCTION_CHARS = 2000
+STATUS_DAYS = 7
 COMMANDS = (
     ("dashboard", "Dashboard with queue, errors and system status"),
     ("errors", "Recent errors"),
     ("queue", "Errors waiting or being fixed"),
+    ("status", "Claude's cost per day and what holds the fix queue"),
     ("mute", "Mute new-error messages: /mute 30m, /mute off"),
     ("retry", "Retry a fix: /retry <error id> [instruction]"),
     ("help", "What this bot does"),
@@ -91,6 +96,7 @@ HELP = (
     "/dashboard — queue, recent errors and system status in one message\n"
     "/errors — recent errors\n"
     "/queue — errors waiting or being fixed\n"
+    "/status — Claude's cost per day against the daily budget\n"
     "/mute 30m | 2h | off — pause new-error messages\n"
     "/retry &lt;error id&gt; [instruction] — retry a fix with an extra instruction\n"
     "/help — this text"
@@ -128,6 +134,8 @@ class TelegramBot:
         self._sync_task: asyncio.Task[None] | None = None
         self._reconnect_task: asyncio.Task[None] | None = None
         self._poller: Poller | None = None
+        self._last_hold: QueueHold | None = None
+        self._broadcasts: set[asyncio.Task[None]] = set()
         self._poll_task: asyncio.Task[None] | None = None
         self._muted_until: float | None = None
         self._names: dict[int, str] = {}
@@ -148,6 +156,36 @@ class TelegramBot:
             edit_interval=edit_interval,
         )
 
+    # --- the engine's events ----------------------------------------------------------------
+
+    def _on_event(self, event: EngineEvent) -> None:
+        """The engine listener: cards are marked for refreshing; a change in what holds the
+        fix queue (the daily budget, a rate limit) is told to every chat."""
+        self._cards.on_event(event)
+        if isinstance(event, QueueHold):
+            text = budget.change_text(self._last_hold, event)
+            self._last_hold = event
+            if text is not None and self._enabled:
+                task = asyncio.create_task(self._broadcast(text), name="telegram-hold")
+                self._broadcasts.add(task)
+                task.add_done_callback(self._broadcasts.discard)
+
+    async def _broadcast(self, text: str) -> None:
+        app = self._app
+        if app is None:
+            return
+        for chat_id in self._chats:
+            await self._delivery.run(
+                "a notice",
+                functools.partial(
+                    app.bot.send_message,
+                    chat_id,
+                    scrub_html(text),
+                    parse_mode=HTML,
+                    link_preview_options=NO_PREVIEW,
+                ),
+            )
+
     # --- what the engine and the UI see ----------------------------------------------------
 
     @property
@@ -165,7 +203,7 @@ class TelegramBot:
         """Connect and start polling; a problem is reported as state ``error``, never raised."""
         self._engine.telegram = self
         if self._unsubscribe is None:
-            self._unsubscribe = self._engine.subscribe(self._cards.on_event)
+            self._unsubscribe = self._engine.subscribe(self._on_event)
         self._enabled = True
         if not self._chats:
             self._problem(
@@ -356,6 +394,7 @@ class TelegramBot:
         app.add_handler(CommandHandler(["start", "dashboard"], self._cmd_dashboard))
         app.add_handler(CommandHandler("errors", self._cmd_errors))
         app.add_handler(CommandHandler("queue", self._cmd_queue))
+        app.add_handler(CommandHandler("status", self._cmd_status))
         app.add_handler(CommandHandler("help", self._cmd_help))
         app.add_handler(CommandHandler("mute", self._cmd_mute))
         app.add_handler(CommandHandler("retry", self._cmd_retry))
@@ -479,6 +518,10 @@ class TelegramBot:
 
     async def _cmd_queue(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._send_view(update, "queue")
+
+    async def _cmd_status(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        days = await self._engine.store.daily_costs(STATUS_DAYS)
+        await self._reply(update, budget.status_text(self._engine.gate.hold, days, time.time()))
 
     async def _cmd_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._reply(update, HELP)

@@ -230,6 +230,7 @@ class CardSync:
             sensitive=sensitive,
             decision=decision,
             names=self._names,
+            rounds=await store.rounds(attempt_id),
         )
         if buttons is not None and not cards:
             sent = await self._send_cards(

@@ -8,14 +8,16 @@ through :func:`console.telegram.limits.fit`, which escapes it and cuts it to the
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC
 
+from console.fix.verdict import report_title
 from console.models import (
     STATE_LABELS,
     AttemptRow,
     DecisionRow,
     ErrorRow,
+    RoundRow,
     State,
     TestResultRow,
     parse_time,
@@ -174,23 +176,49 @@ def review_card(
     sensitive: list[str],
     decision: DecisionRow | None = None,
     names: Mapping[int, str] | None = None,
+    rounds: Sequence[RoundRow] = (),
 ) -> str:
-    """The diff-ready message: enough to decide from the phone, with the full diff attached."""
+    """The diff-ready message: enough to decide from the phone, with the full diff attached.
+
+    A report (a verdict other than a fix) shows Claude's findings and questions instead of
+    changes; a fix that took more than one round says how many.
+    """
     stats = attempt.diff_stat
     added = sum(s.added for s in stats)
     removed = sum(s.removed for s in stats)
+    verdict = attempt.conclusion
+    title = (
+        f"🔎 <b>Investigation report</b> ({escape(report_title(verdict))})"
+        if verdict is not None and not verdict.is_fix
+        else "🛠 <b>Fix ready for review</b>"
+    )
     parts = [
-        markup(f"🛠 <b>Fix ready for review</b> · error #{error.id} · attempt #{attempt.id}\n"),
+        markup(f"{title} · error #{error.id} · attempt #{attempt.id}\n"),
         markup(f"{severity_icon(error.severity)} "),
         Part(error.service, before="<b>", after="</b> · ", cap=80),
         Part(f"{error.error_type}: {error.message}", cap=300),
     ]
     if attempt.extra_instruction:
         parts.append(Part(attempt.extra_instruction, before="\n<b>Instruction</b>: ", cap=300))
+    if verdict is not None:
+        parts.append(Part(verdict.root_cause, before="\n\n<b>Root cause</b>\n", cap=900))
     parts.append(
         Part(attempt.claude_summary or "(no summary)", before="\n\n<b>Summary</b>\n", cap=1200)
     )
-    parts.append(markup(f"\n\n<b>Changes</b>: {len(stats)} file(s), +{added} -{removed}"))
+    if verdict is not None:
+        parts.append(markup(f"\n<b>Risk</b>: {escape(verdict.risk)}"))
+        if verdict.questions:
+            questions = "\n".join(f"• {q}" for q in verdict.questions)
+            parts.append(Part(questions, before="\n\n<b>Questions</b>\n", cap=900))
+    if len(rounds) > 1:
+        failed = sum(1 for r in rounds if r.tests_passed is False)
+        parts.append(
+            markup(f"\n🔁 <b>Rounds</b>: {len(rounds)} (tests failed in {failed} of them)")
+        )
+    if verdict is not None and not verdict.is_fix:
+        parts.append(markup("\nNo code was changed; nothing can be published."))
+    else:
+        parts.append(markup(f"\n\n<b>Changes</b>: {len(stats)} file(s), +{added} -{removed}"))
     if stats:
         lines = "\n".join(s.line() for s in stats)
         parts.append(Part(lines, before="\n<pre>", after="</pre>", cap=600))

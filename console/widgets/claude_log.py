@@ -23,6 +23,7 @@ from console.fix.claude_state import ClaudeState
 from console.fix.transcript import (
     AssistantText,
     Result,
+    RoundStart,
     StreamParser,
     SystemInit,
     ToolResult,
@@ -66,6 +67,8 @@ class ClaudeFormatter:
             return self._result_lines(event)
         if isinstance(event, Result):
             return [_final(event)]
+        if isinstance(event, RoundStart):
+            return [Text(event.text, style="bold yellow")]
         if isinstance(event, Unknown):
             return [Text(f"? {event.note or 'unrecognised line'}: {event.raw[:160]}", style="dim")]
         return []

@@ -12,6 +12,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
+from console.budget import QueueHold, clock_text
 from console.fix.claude_state import ClaudeState
 from console.link import LinkStatus
 from console.models import AttemptRow, State
@@ -92,6 +93,20 @@ def claude_text(
     return text
 
 
+def hold_text(hold: QueueHold) -> Text:
+    """Today's Claude cost against the daily budget, and what holds the queue if anything:
+    a rate limit with the time it resumes, or the spent budget."""
+    if hold.rate_limited_until is not None:
+        text = Text(f"Claude rate-limited, resuming {clock_text(hold.rate_limited_until)}")
+        text.stylize("bold yellow")
+        text.append(f"   today {money(hold.spent_today_usd)}", style="dim")
+        return text
+    spent = f"today {money(hold.spent_today_usd)} of {money(hold.daily_budget_usd)}"
+    if hold.over_budget:
+        return Text(f"daily budget reached ({spent}): fixes wait", style="bold red")
+    return Text(spent, style="dim")
+
+
 def telegram_text(state: str, detail: str | None) -> Text:
     """The bot's state; while polling fails the detail leads with when it tries again
     ("polling retry in 8.0s: another program is polling this bot"), so it is kept whole."""
@@ -116,6 +131,7 @@ class StatusHeader(Static):
         self.latest: AttemptRow | None = None
         self.claude: ClaudeState | None = None
         self.telegram: tuple[str, str | None] = ("off", None)
+        self.hold: QueueHold | None = None
         self._shown: Text | None = None
 
     def set_links(self, statuses: Iterable[LinkStatus]) -> None:
@@ -136,6 +152,9 @@ class StatusHeader(Static):
         status = Text()
         status.append_text(claude_text(self.running, now, self.claude, self.latest))
         status.append("   ")
+        if self.hold is not None:
+            status.append_text(hold_text(self.hold))
+            status.append("   ")
         status.append_text(telegram_text(*self.telegram))
         text = Text("\n").join([line, status])
         # Static.update lays out the whole screen again (every scrollbar is redrawn), and

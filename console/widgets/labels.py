@@ -26,6 +26,7 @@ STATE_STYLE: dict[State, str] = {
     State.FIXING: "bold magenta",
     State.TESTING: "magenta",
     State.REVIEW: "bold green",
+    State.PUSHED: "green",
     State.PR_OPENED: "green",
     State.SKIPPED: "dim",
     State.FAILED: "bold red",

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,8 @@ def timed(argv: list[str]) -> tuple[float, float, bytes]:
     """
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
+    # stderr (scan's summary) is dropped: it is neither timed output nor this report's.
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdout is not None
     out = []
     while chunk := proc.stdout.read(1 << 20):
@@ -114,27 +116,24 @@ def head_of(source: Path, target: Path, size_mb: float) -> Path:
     return target
 
 
-def bench_scan(work: Path, mixes: list[str], size_mb: float, runs: int) -> list[ScanTiming]:
-    timings = []
+def bench_scan(work: Path, mixes: list[str], size_mb: float, runs: int) -> Iterator[ScanTiming]:
+    """Each mix's timing, as soon as it is measured."""
     for mix in mixes:
         log = work / f"{mix}.log"
         records = MIXES[mix](log, size_mb, 0)
-        timings.append(time_scan(log, mix, runs, records))
+        yield time_scan(log, mix, runs, records)
         log.unlink()
-    return timings
 
 
-def bench_growth(work: Path, mix: str, sizes: list[float], runs: int) -> list[ScanTiming]:
+def bench_growth(work: Path, mix: str, sizes: list[float], runs: int) -> Iterator[ScanTiming]:
     """The same mix at growing sizes: each file is the start of the largest one."""
     full = work / f"{mix}-growth.log"
     MIXES[mix](full, max(sizes), 0)
-    timings = []
     for size in sizes:
         log = head_of(full, work / f"{mix}-{size:g}.log", size)
-        timings.append(time_scan(log, mix, runs))
+        yield time_scan(log, mix, runs)
         log.unlink()
     full.unlink()
-    return timings
 
 
 def _config(work: Path, logs: str, **detection: float) -> Path:
@@ -256,10 +255,10 @@ def main() -> None:
         work = Path(tmp)
         print(f"scan vs grep -c -iE 'error|exception', median of {runs} runs (target >= 0.5x)")
         for timing in bench_scan(work, args.mix or list(MIXES), size, runs):
-            print(f"  {timing.row()}")
+            print(f"  {timing.row()}", flush=True)
         print(f"growth of scan time on the {args.growth_mix} mix (must stay linear)")
         for timing in bench_growth(work, args.growth_mix, growth, runs):
-            print(f"  {timing.row()}")
+            print(f"  {timing.row()}", flush=True)
         if args.scan_only:
             return
         lat = bench_latency(work, args.appends)

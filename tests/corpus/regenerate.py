@@ -38,6 +38,8 @@ APP = carriers.APP_DIR
 HOST = "shop-1"
 VARIANTS = ("deploy", "redeploy")
 _TIMEOUT = 180
+# A build step (tsc, next build) may take minutes on a busy machine.
+_BUILD_TIMEOUT = 900
 
 # What a redeploy adds above every `// @corpus-shift` marker: real code, so every frame
 # below it moves down by this many lines.
@@ -241,6 +243,17 @@ SPECS: tuple[Spec, ...] = (
         description="TypeScript compiled with tsc, run with --enable-source-maps",
     ),
     Spec(
+        "nextjs",
+        "nextjs.js",
+        {"total": 6, "charge": 4, "profile": 9},
+        {"total": 3, "charge": 5, "profile": 3},
+        seed=83,
+        env={"NEXT_TELEMETRY_DISABLED": "1"},
+        build=("node node_modules/next/dist/bin/next build --webpack nextjs",),
+        node_args=("--enable-source-maps",),
+        description="Next.js production server (webpack build): ` \u2a2f Error: ...`, digests",
+    ),
+    Spec(
         "docker-json-fastify",
         "fastify.js",
         {"total": 5, "charge": 12, "profile": 3},
@@ -344,7 +357,7 @@ def sandbox(app_dir: Path, env: dict[str, str]) -> list[str]:
 def prepare_app(spec: Spec, variant: str, into: Path) -> Path:
     """A copy of gen/ for ``variant``; the redeploy gets the shift at every marker."""
     app = into / "app"
-    shutil.copytree(GEN, app, ignore=shutil.ignore_patterns("node_modules", "dist"))
+    shutil.copytree(GEN, app, ignore=shutil.ignore_patterns("node_modules", "dist", ".next"))
     (app / "node_modules").mkdir()
     if variant == "redeploy":
         for path in sorted(app.rglob("*")):
@@ -381,7 +394,7 @@ def run_program(spec: Spec, variant: str, work: Path) -> Capture:
     app = prepare_app(spec, variant, work)
     env = program_env(spec, variant)
     for step in spec.build:
-        subprocess.run([*sandbox(app, env), "sh", "-c", step], check=True, timeout=_TIMEOUT)
+        subprocess.run([*sandbox(app, env), "sh", "-c", step], check=True, timeout=_BUILD_TIMEOUT)
     counts = spec.counts if variant == "deploy" else spec.redeploy_counts
     runs = sum(counts.values()) if spec.crash_per_fault else 1
     merged = bytearray()

@@ -73,6 +73,8 @@ class Policy:
     allow: tuple[str, ...]
     deny: tuple[str, ...]
     secret_env: tuple[str, ...] = SECRET_ENV
+    # Tools the CLI adds of its own for the run (``StructuredOutput`` with ``--json-schema``).
+    cli_tools: tuple[str, ...] = ()
 
     def settings(self) -> dict[str, Any]:
         """The ``--settings`` document: rules, the sandbox, and no memory, hooks or MCP."""
@@ -108,8 +110,9 @@ class Policy:
     def init_problem(self, init: SystemInit) -> str | None:
         """Why the CLI's init line shows a run other than the one asked for, or None."""
         problems = []
-        if set(init.tools) != set(self.tools):
-            problems.append(f"tools {sorted(init.tools)} instead of {sorted(self.tools)}")
+        expected = {*self.tools, *self.cli_tools}
+        if set(init.tools) != expected:
+            problems.append(f"tools {sorted(init.tools)} instead of {sorted(expected)}")
         if init.permission_mode != PERMISSION_MODE:
             problems.append(f"permission mode {init.permission_mode!r} instead of dontAsk")
         if init.mcp_servers:
@@ -187,22 +190,41 @@ def build_policy(
     home: Path,
     config_dirs: Iterable[Path],
     git_dirs: Iterable[Path],
+    read_only: bool = False,
+    cli_tools: tuple[str, ...] = (),
 ) -> Policy:
-    """The policy for one attempt; ``allowed`` None means :func:`default_allow`."""
+    """The policy for one attempt; ``allowed`` None means :func:`default_allow`.
+
+    ``read_only`` (a service that stops at the report) keeps only the reading tools of the
+    allow rules: no edit tool and no command is offered, and edits are denied outright.
+    """
     allow = default_allow(test_command) if allowed is None else scoped_rules(allowed)
-    deny = deny_rules(home=home, config_dirs=config_dirs, git_dirs=git_dirs, disallowed=disallowed)
-    return Policy(tools=tools_for(allow), allow=allow, deny=deny)
+    extra_deny: tuple[str, ...] = ()
+    if read_only:
+        allow = tuple(rule for rule in allow if rule.split("(", 1)[0].strip() in READ_TOOLS)
+        extra_deny = ("Edit", "Write", "Bash")
+    deny = deny_rules(
+        home=home,
+        config_dirs=config_dirs,
+        git_dirs=git_dirs,
+        disallowed=(*disallowed, *extra_deny),
+    )
+    return Policy(tools=tools_for(allow), allow=allow, deny=deny, cli_tools=cli_tools)
 
 
-def prepare_config_dir(private: Path, source: Path) -> Path:
+def prepare_config_dir(private: Path, source: Path, *, keep_sessions: bool = False) -> Path:
     """A Claude config dir of the console's own, fresh for each attempt.
 
     Nothing of the developer's Claude setup (settings, CLAUDE.md, memory, MCP servers,
     plugins) and nothing an earlier attempt left (sessions, memory) is kept: only the login
     (``.credentials.json``) is carried over, and only when the developer's copy is newer, so a
-    token the CLI refreshed here is not overwritten with an older one.
+    token the CLI refreshed here is not overwritten with an older one. ``keep_sessions``
+    (a later round of the same attempt, resuming its session) spares the sessions too.
     """
-    fresh_dir(private, keep=CREDENTIALS_FILE)
+    if keep_sessions and private.is_dir():
+        os.chmod(private, 0o700)
+    else:
+        fresh_dir(private, keep=CREDENTIALS_FILE)
     theirs, ours = source / CREDENTIALS_FILE, private / CREDENTIALS_FILE
     if _same(source, private) or not theirs.is_file():
         return private

@@ -581,6 +581,8 @@ class Engine:
                     )
                     self._queue.put_nowait(attempt_id)
                     await self._emit_attempt(attempt_id)
+                # The attempt's cost (or the rate limit) shows at once, queued work or not.
+                await self.gate.refresh()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the engine must survive any attempt

@@ -24,6 +24,7 @@ from rich.text import Text
 from textual import on
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from console.config import ConsoleConfig
@@ -145,6 +146,20 @@ class AutofixApp(App[None]):
                 f"{drained.notices_dropped} more notices (see the log panel and the store)",
                 severity="warning",
             )
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Notices carry config and log text (service names, error messages, git's output),
+        so they show exactly as written: a ``[telegram]`` in one must not be read as markup
+        and vanish. Every notice in the console comes through here."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def show_notice(self, notice: Notice) -> None:
         severity = _SEVERITY.get(notice.level, "information")

@@ -24,6 +24,7 @@ from rich.text import Text
 from textual import on
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from console.config import ConsoleConfig
@@ -146,6 +147,20 @@ class AutofixApp(App[None]):
                 severity="warning",
             )
 
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Notices carry config and log text (service names, error messages, git's output),
+        so they show exactly as written: a ``[telegram]`` in one must not be read as markup
+        and vanish. Every notice in the console comes through here."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
     def show_notice(self, notice: Notice) -> None:
         severity = _SEVERITY.get(notice.level, "information")
         self.notify(notice.text, severity=severity, timeout=12 if severity == "error" else 6)
@@ -186,6 +201,10 @@ class AutofixApp(App[None]):
         if attempt_id is None:
             return
         attempt = await self.data.attempt(attempt_id)
+        refused = self.engine.publish_refusal(attempt, error) if attempt else None
+        if refused is not None:
+            self.notify(refused, severity="warning")
+            return
         if attempt is None or Action.PUBLISH not in self.engine.actions(error, attempt):
             state = attempt.state.value if attempt else "gone"
             self.notify(f"already decided: attempt {attempt_id} is {state}", severity="warning")

@@ -6,16 +6,45 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from console import __version__
-from console.config import ConfigError, ConsoleConfig, default_config_path, load_config
-from console.headless import EXIT_CONFIG
+from console.config import (
+    EXIT_CONFIG,
+    ConfigError,
+    ConsoleConfig,
+    default_config_path,
+    load_config,
+)
+
+# What the ``console`` extra installs, by import name: a prod host with the agent alone has
+# none of them, and every ``autofix`` command needs them.
+CONSOLE_MODULES = ("textual", "asyncssh", "aiosqlite", "orjson", "telegram", "httpx")
+
+
+def missing_console_modules() -> list[str]:
+    return [name for name in CONSOLE_MODULES if importlib.util.find_spec(name) is None]
+
+
+def no_config_message(path: Path) -> str:
+    """What a first run without any config file is told: where it looked and what to run."""
+    return (
+        f"autofix: no config file at {path}\n"
+        "  To try the whole loop on this machine without one: autofix demo\n"
+        "  To watch your own service, write one (README: Console config reference) and "
+        "pass it with --config FILE, before or after the command."
+    )
 
 
 def _load(path: str | None) -> ConsoleConfig:
+    where = Path(path or default_config_path()).expanduser()
+    if path is None and not where.exists():
+        print(no_config_message(where), file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG)
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -94,17 +123,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help=config_help)
     parser.set_defaults(func=cmd_console)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # A command's own --config counts only when given, so that leaving it out does not
+    # undo one given before the command (``autofix --config FILE check``).
+    sub_config: dict[str, Any] = {"help": config_help, "default": argparse.SUPPRESS}
 
     check = sub.add_parser("check", help="validate the config and test every part it names")
-    check.add_argument("--config", help=config_help)
+    check.add_argument("--config", **sub_config)
     check.set_defaults(func=cmd_check)
 
     serve = sub.add_parser("serve", help="run the engine headless (no terminal UI)")
-    serve.add_argument("--config", help=config_help)
+    serve.add_argument("--config", **sub_config)
     serve.set_defaults(func=cmd_serve)
 
     fix = sub.add_parser("fix", help="one fix attempt from the command line")
-    fix.add_argument("--config", help=config_help)
+    fix.add_argument("--config", **sub_config)
     fix.add_argument("--service", required=True, help="service the error belongs to")
     fix.add_argument(
         "--error-json",
@@ -120,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fresh", action="store_true", help="start from a new workspace")
     demo.add_argument(
         "--config",
+        default=argparse.SUPPRESS,
         help="a console config of your own (read, never written; default: the workspace's "
         "console.toml, regenerated on each start)",
     )
@@ -138,6 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="autofix: %(message)s")
     args = build_parser().parse_args(argv)
+    missing = missing_console_modules()
+    if missing:
+        print(
+            f"autofix: the console's dependencies are not installed (missing: "
+            f"{', '.join(missing)}); this looks like an agent-only install. "
+            "Install `levautofix[console]`: pip install 'levautofix[console]'",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     with contextlib.suppress(KeyboardInterrupt):
         return int(args.func(args))
     return 130

@@ -80,6 +80,10 @@ def _xdg_dir(variable: str, fallback: str) -> Path:
     return Path(os.path.expanduser(fallback))
 
 
+# The exit status of an ``autofix`` command stopped by its config or its installation.
+EXIT_CONFIG = 2
+
+
 def default_config_path() -> Path:
     """Where ``autofix`` looks without ``--config``: the XDG config dir, as desktop tools do."""
     return _xdg_dir("XDG_CONFIG_HOME", "~/.config") / "autofix" / "config.toml"

@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.wire import ErrorEvent, WireError, decode
-from console.config import ConsoleConfig, ServiceConfig
+from console.config import EXIT_CONFIG, ConsoleConfig, ServiceConfig
 from console.events import Listener
 from console.models import AttemptRow, Denial
 
 if TYPE_CHECKING:
     from console.engine import Engine
 
-EXIT_CONFIG = 2
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 

@@ -17,10 +17,12 @@ from typing import Any
 from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
+from textual.widgets._toast import Toast
 
 from agent.wire import ErrorEvent
 from console.app import AutofixApp
 from console.config import parse_config
+from console.events import Notice
 from console.models import State
 from console.screens import requests
 from console.screens.confirm import ConfirmScreen
@@ -351,6 +353,40 @@ async def test_an_exception_in_background_work_is_a_notice_and_the_console_runs_
         assert app.is_running
         await pilot.press("question_mark")
         await until(pilot, lambda: type(app.screen).__name__ == "HelpScreen", 5, "help")
+
+
+# Text from configs and logs that Rich/Textual markup would eat, restyle or choke on.
+HOSTILE = (
+    "Telegram is not configured ([telegram] in the config)",
+    "TypeError: [/] closes nothing",
+    "[bold red]not bold[/bold red] and [link=https://evil.test]no link[/link]",
+    "[@click=app.quit]quit[/] \\[escaped\\]",
+    "unbalanced [b]open",
+)
+
+
+def toast_texts(app: AutofixApp) -> list[str]:
+    """What each current notification's toast shows, rendered by Textual's own Toast."""
+    return [str(Toast(n).render()) for n in app._notifications]
+
+
+async def test_notices_show_config_and_log_text_exactly_as_written(
+    world: World, notifications: Notifications
+) -> None:
+    engine = await world.start(links=False)
+    app = AutofixApp(engine)
+    notified = notifications(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.main_screen.ready, 10, "load")
+        # No [telegram] table in this config: `t` says so, the brackets included.
+        await pilot.press("t")
+        expected = "Telegram is not configured ([telegram] in the config)"
+        await until(pilot, lambda: expected in toast_texts(app), 10, "the Telegram notice")
+        assert ("warning", expected) in notified
+        for text in HOSTILE[1:]:
+            app.show_notice(Notice("error", text))
+        await until(pilot, lambda: all(t in toast_texts(app) for t in HOSTILE), 10, "toasts")
+        assert app.is_running
 
 
 def _event(seq: int, fp: str, service: str, kind: str, message: str) -> ErrorEvent:

@@ -88,6 +88,56 @@ def test_a_config_with_wrong_types_names_the_key_and_exits_2(tmp_path: Path) -> 
     assert "concurrency" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_config_before_or_after_the_command_is_the_file_read(tmp_path: Path) -> None:
+    config = tmp_path / "console.toml"
+    config.write_text('concurrency = "two"\n')
+    home = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    before = run("--config", str(config), "check", env=home)
+    after = run("check", "--config", str(config), env=home)
+    for proc in (before, after):
+        assert proc.returncode == 2
+        assert proc.stderr.startswith(f"autofix: config error: {config}: ")
+        assert "concurrency" in proc.stderr
+
+
+def test_no_config_at_all_points_to_the_demo_and_to_writing_one(tmp_path: Path) -> None:
+    home = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    proc = run("check", env=home)
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        f"autofix: no config file at {tmp_path / 'xdg' / 'autofix' / 'config.toml'}\n"
+        "  To try the whole loop on this machine without one: autofix demo\n"
+        "  To watch your own service, write one (README: Console config reference) and "
+        "pass it with --config FILE, before or after the command.\n"
+    )
+
+
+def test_an_agent_only_install_says_to_install_the_console_extra(tmp_path: Path) -> None:
+    """``pip install levautofix`` (no extra) as on a prod host: ``autofix`` explains itself."""
+    venv = tmp_path / "agent-only"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    install = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "--quiet", str(Path(__file__).parents[1])],
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
+    assert install.returncode == 0, install.stderr[-2000:]
+    proc = subprocess.run(
+        [str(venv / "bin" / "autofix"), "check"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "autofix: the console's dependencies are not installed (missing: textual, asyncssh, "
+        "aiosqlite, orjson, telegram, httpx); this looks like an agent-only install. "
+        "Install `levautofix[console]`: pip install 'levautofix[console]'\n"
+    )
+    agent = subprocess.run(
+        [str(venv / "bin" / "autofix-agent"), "--help"], capture_output=True, text=True
+    )
+    assert agent.returncode == 0 and "Traceback" not in agent.stderr
+
+
 def _fix_once(
     tmp_path: Path, first_turns: Callable[[Path], list]
 ) -> tuple[subprocess.CompletedProcess[str], Path, str]:

@@ -28,8 +28,8 @@ from console.telegram import TelegramBot, TelegramTokenError, resolve_bot_token
 from console.telegram.callbacks import CallbackSigner, ForgedCallback
 from console.telegram.limits import Part, fit, tg_len
 from console.telegram.mute import DurationError, parse_duration
-from tests.engine_world import World, fix_turns
-from tests.messages_api import ToolCall
+from tests.engine_world import World, breaking_turns, fix_turns
+from tests.messages_api import ToolCall, by_round, verdict_call
 from tests.telegram_api import Message, TelegramApi, parse_html
 from tests.telegram_phone import error_event as event
 
@@ -126,6 +126,52 @@ def long_fix_turns(worktree: Path) -> list:
 
 
 # --- whole flows -----------------------------------------------------------------------------
+
+
+async def test_a_report_reaches_the_phone_with_its_findings_and_no_publish_button(
+    phone: Phone,
+) -> None:
+    phone.world.api.turns = [
+        [verdict_call("not_a_code_bug", risk="medium",
+                      root_cause="Clients send ids of users deleted last week.",
+                      summary="Expire the cached user list on the clients.")],
+    ]  # fmt: skip
+    error = await start_engine(phone)
+    assert error is not None
+    assert (await phone.engine.approve(error.id, actor="keyboard")).ok
+    await phone.world.error_in(State.REVIEW, timeout=120)
+
+    def report() -> Message | None:
+        return next((m for m in phone.chat() if "Investigation report" in m.text), None)
+
+    card = await phone.until(report, 20, "the report message")
+    body = parse_html(card.text)
+    assert body.startswith(f"🔎 Investigation report (not a code bug) · error #{error.id}")
+    assert "Root cause\nClients send ids of users deleted last week." in body
+    assert "Summary\nExpire the cached user list on the clients." in body
+    assert "Risk: medium" in body and "No code was changed; nothing can be published." in body
+    assert "Changes:" not in body and "Diff" not in body
+    assert [b["text"] for b in card.buttons()] == ["Skip", "Retry"]
+    assert not [m for m in phone.chat() if m.document], "no diff is attached"
+
+
+async def test_a_fix_that_took_two_rounds_says_so_on_its_review_card(phone: Phone) -> None:
+    users = str(phone.world.worktree / "lib" / "users.js")
+    phone.world.api.turns = by_round(
+        breaking_turns(phone.world.worktree),
+        [[ToolCall("Edit", {"file_path": users, "old_string": "name: user.nickname",
+                            "new_string": "name: user.name"})],
+         *fix_turns(phone.world.worktree)[1:]],
+    )  # fmt: skip
+    error = await start_engine(phone)
+    assert error is not None
+    assert (await phone.engine.approve(error.id, actor="keyboard")).ok
+    await phone.world.error_in(State.REVIEW, timeout=180)
+    review = await phone.until(phone.review_card, 20, "the review message")
+    body = parse_html(review.text)
+    assert "Rounds: 2 (tests failed in 1 of them)" in body
+    assert "Risk: low" in body and "Tests: ✅ passed" in body
+    assert [b["text"] for b in review.buttons()] == ["Open PR", "Skip", "Retry"]
 
 
 async def test_approve_from_telegram_fixes_reviews_and_opens_the_pr_from_the_phone(

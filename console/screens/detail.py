@@ -123,7 +123,9 @@ class DetailScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail") as box:
-            box.border_title = f"{self.error.error_type}: {self.error.message}"[:120]
+            # A Text, not a str: a border title string is read as markup, and the error's
+            # type and message come from the log.
+            box.border_title = Text(f"{self.error.error_type}: {self.error.message}"[:120])
             yield Static(self._render_body([], [], []), id="detail-body")
         yield Footer()
 

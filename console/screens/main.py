@@ -58,6 +58,7 @@ class MainScreen(Screen[None]):
         super().__init__()
         self._clock = clock
         self._data = data
+        self._decision_keys_shown: tuple[bool | None, ...] = ()
         self.ready = False
         self.current: ErrorRow | None = None
         self.attempt_id: int | None = None
@@ -153,7 +154,7 @@ class MainScreen(Screen[None]):
             header.hold = drained.hold
         header.redraw()
         if drained.errors or drained.attempts:
-            self.refresh_bindings()  # a decision taken elsewhere may grey a key
+            self._refresh_decision_keys()  # a decision taken elsewhere may grey a key
 
     def _history(self, attempt_id: int) -> deque[ClaudeEvent]:
         history = self._histories.get(attempt_id)
@@ -177,7 +178,7 @@ class MainScreen(Screen[None]):
     def on_errors_table_selected(self, message: ErrorsTable.Selected) -> None:
         previous = self.current
         self.current = message.error
-        self.refresh_bindings()
+        self._refresh_decision_keys()
         if message.error is None:
             self.query_one(ErrorSparkline).show(None)
             self._select_attempt(None)
@@ -257,6 +258,15 @@ class MainScreen(Screen[None]):
         if error is None or error.current_attempt_id is None:
             return None
         return self.query_one(QueueTable).attempt(error.current_attempt_id)
+
+    def _refresh_decision_keys(self) -> None:
+        """Refresh the footer only when a decision key's state really changed: the footer
+        rebuilds itself on every refresh, which lays the whole screen out again, and a
+        flood of count updates would otherwise do that at every repaint."""
+        shown = tuple(self.check_action(action, ()) for action in self.DECISION_KEYS)
+        if shown != self._decision_keys_shown:
+            self._decision_keys_shown = shown
+            self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """A decision key is greyed out (None) when the engine says the selected error

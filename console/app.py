@@ -201,6 +201,10 @@ class AutofixApp(App[None]):
         if attempt_id is None:
             return
         attempt = await self.data.attempt(attempt_id)
+        refused = self.engine.publish_refusal(attempt, error) if attempt else None
+        if refused is not None:
+            self.notify(refused, severity="warning")
+            return
         if attempt is None or Action.PUBLISH not in self.engine.actions(error, attempt):
             state = attempt.state.value if attempt else "gone"
             self.notify(f"already decided: attempt {attempt_id} is {state}", severity="warning")

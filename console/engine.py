@@ -486,6 +486,11 @@ class Engine:
         message = f"fix attempt {attempt.id} " + ("queued" if waiting else "started")
         return CommandResult(True, message, attempt.id)
 
+    def publish_refusal(self, attempt: AttemptRow, error: ErrorRow | None) -> str | None:
+        """Why ``attempt`` may never be published (a report; a service that stops before
+        the PR), whatever its state; None when it may be."""
+        return _not_publishable(attempt, self.config.service(error.service) if error else None)
+
     async def publish(self, attempt_id: int, actor: str) -> CommandResult:
         """Commit and push a reviewed attempt, exactly once, and open its PR when GitHub is
         set up; the attempt ends ``pushed`` (branch only) or ``pr_opened``."""
@@ -494,9 +499,7 @@ class Engine:
             if attempt is None:
                 return CommandResult(False, f"no attempt {attempt_id}")
             error = await self.store.error(attempt.error_id)
-            refused = _not_publishable(
-                attempt, self.config.service(error.service) if error else None
-            )
+            refused = self.publish_refusal(attempt, error)
             if refused is not None:
                 self.notify("warning", refused, error_id=attempt.error_id, attempt_id=attempt_id)
                 return CommandResult(False, refused, attempt_id)

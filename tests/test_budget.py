@@ -136,8 +136,11 @@ async def test_a_429_with_a_reset_time_holds_the_queue_and_the_attempt_runs_agai
     assert "is queued again" in notice[0] and "429" in notice[0]
     [attempt] = await engine.store.attempts(error_id=error.id)
     assert attempt.state is State.FIXING and attempt.reason is None
-    held = [e for e in world.events if isinstance(e, QueueHold) and e.rate_limited_until]
-    assert held and held[0].rate_limited_until - time.time() <= 2.0  # type: ignore[operator]
+    held = await world.until(
+        lambda: [e for e in world.events if isinstance(e, QueueHold) and e.rate_limited_until],
+        what="the queue held for the rate limit",
+    )
+    assert held[0].rate_limited_until - time.time() <= 2.0
     # Nobody does anything: the queue resumes on its own and the same attempt runs again.
     await world.error_in(State.REVIEW, timeout=180)
     [done] = await engine.store.attempts(error_id=error.id)

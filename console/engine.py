@@ -44,7 +44,16 @@ from console.fix.publish import publish_attempt
 from console.fix.testrun import TestResult
 from console.fix.verdict import report_title
 from console.link import LinkManager, LinkProblem, LinkStatus
-from console.models import RUNNING_STATES, Action, AttemptRow, ErrorRow, State, can_transition
+from console.models import (
+    RUNNING_STATES,
+    STATE_LABELS,
+    Action,
+    AttemptRow,
+    ErrorRow,
+    State,
+    can_transition,
+    error_name,
+)
 from console.storable import Received
 from console.store import Store
 
@@ -335,11 +344,9 @@ class Engine:
         answer that says why not."""
         if attempt_id != CURRENT and attempt_id != error.current_attempt_id:
             if attempt_id is None:
-                return CommandResult(
-                    False, f"already decided: error {error.id} is {error.state.value}"
-                )
+                return CommandResult(False, f"already decided: {_named(error)} is {_word(error)}")
             old = await self.store.attempt(attempt_id)
-            state = old.state.value if old else "gone"
+            state = STATE_LABELS[old.state] if old else "gone"
             return CommandResult(False, f"already decided: attempt {attempt_id} is {state}")
         if action in self.actions(error):
             return None
@@ -348,10 +355,10 @@ class Engine:
                 False, f"service {error.service!r} is not configured; add it to [[services]]"
             )
         if action is Action.RETRY:
-            return CommandResult(False, f"cannot retry: error {error.id} is {error.state.value}")
+            return CommandResult(False, f"cannot retry: {_named(error)} is {_word(error)}")
         if action is Action.REOPEN:
-            return CommandResult(False, f"error {error.id} is not skipped")
-        return CommandResult(False, f"already decided: error {error.id} is {error.state.value}")
+            return CommandResult(False, f"{_named(error)} is not skipped")
+        return CommandResult(False, f"already decided: {_named(error)} is {_word(error)}")
 
     async def approve(self, error_id: int, actor: str) -> CommandResult:
         """Start the fix attempt an error awaiting approval waits for."""
@@ -397,7 +404,7 @@ class Engine:
             await self._emit_attempt(error.current_attempt_id)
         else:
             await self._emit_error(error_id)
-        return CommandResult(True, f"skipped error {error_id}", error.current_attempt_id)
+        return CommandResult(True, f"skipped {_named(error)}", error.current_attempt_id)
 
     async def retry(
         self,
@@ -432,8 +439,8 @@ class Engine:
             return error
         if await self.store.transition(error_id, error.state, State.AWAITING_APPROVAL, actor=actor):
             await self._emit_error(error_id)
-            return CommandResult(True, f"error {error_id} awaits approval again")
-        return CommandResult(False, f"error {error_id} is not skipped")
+            return CommandResult(True, f"{_named(error)} awaits approval again")
+        return CommandResult(False, f"{_named(error)} is not skipped")
 
     async def fix(self, error_id: int, actor: str) -> CommandResult:
         """A fix attempt now, from whatever state allows one (``autofix fix``): a skipped
@@ -683,3 +690,12 @@ def _flow(
     ):
         found.add(Action.PUBLISH)
     return frozenset(found)
+
+
+def _named(error: ErrorRow) -> str:
+    return error_name(error.service, error.error_type, error.message)
+
+
+def _word(error: ErrorRow) -> str:
+    """The error's state as the table shows it."""
+    return STATE_LABELS[error.state]

@@ -72,6 +72,15 @@ STATE_LABELS: dict[State, str] = {
 }
 
 
+def error_name(service: str, error_type: str, message: str, *, limit: int = 60) -> str:
+    """How a person recognises an error in a message: its service, type and a short
+    message (ids and state names mean nothing to them)."""
+    text = " ".join(message.split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return f"{service} {error_type}: {text}"
+
+
 def parse_time(stamp: str | None) -> datetime | None:
     """An ISO 8601 stamp as an aware datetime (UTC when it names no zone), or None.
 

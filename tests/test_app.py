@@ -216,6 +216,9 @@ async def test_skip_by_key_and_telegram_decisions_show_at_once(
         await ready_on(pilot, error.id)
         await pilot.press("s")
         await until(pilot, lambda: shown_state(app, error.id) is State.SKIPPED, 10, "skipped")
+        # The answer names the error as a person knows it, not by its id.
+        skipped = ("information", f"skipped PA {error.error_type}: {error.message}")
+        await until(pilot, lambda: skipped in notified, 5, "the skip answer")
         # A Telegram user reopens it, then skips it: both show here without a key press.
         assert (await engine.reopen(error.id, actor="telegram:7")).ok
         await until(pilot, lambda: shown_state(app, error.id) is State.AWAITING_APPROVAL, 5)

@@ -108,7 +108,8 @@ def test_headless_demo_without_login_fixes_the_first_error_with_the_real_cli(
     assert any(line.startswith(f"→ Write {fix.test_path}") for line in claude), claude
     assert "→ Bash node --test" in claude and "⎿ exit 0" in claude, claude
     # The scripted model spends nothing, and the CLI's own price for the run says so.
-    [done] = [line for line in claude if line.startswith("✓ done · 5 turns · ")]
+    [done] = [line for line in claude if line.startswith("✓ done · ")]
+    assert done.startswith("✓ done · 6 turns · "), claude
     assert done.endswith(" · $0.0000"), done
     assert "fix ready for review: 2 file(s), tests passed" in out
     # The diff in review is the prepared fix, and the service's tests pass in the worktree.

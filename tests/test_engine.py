@@ -100,7 +100,8 @@ async def test_approved_error_is_fixed_tested_reviewed_and_opened_as_one_pr(worl
 
     # Approving is not publishing: the reviewed diff goes out only through publish.
     refused = await engine.approve(review.id, actor="keyboard")
-    assert not refused.ok and refused.message == f"already decided: error {review.id} is review"
+    assert not refused.ok
+    assert refused.message == f"already decided: PA {review.error_type}: {review.message} is review"
     published = await asyncio.gather(
         engine.publish(attempt.id, actor="keyboard"), engine.publish(attempt.id, actor="telegram:7")
     )
@@ -391,11 +392,11 @@ async def test_commands_refuse_what_the_flow_rule_does_not_allow_and_say_why(
     engine = await world.start()
     error = await world.error_in(State.AWAITING_APPROVAL)
     assert engine.actions(error) == {Action.APPROVE, Action.SKIP}
+    # Named by service, type and message, in the state words the table shows.
+    name = f"PA {error.error_type}: {error.message}"
     retry = await engine.retry(error.id, actor="keyboard")
-    assert retry.message == f"cannot retry: error {error.id} is awaiting_approval"
-    assert (await engine.reopen(error.id, actor="keyboard")).message == (
-        f"error {error.id} is not skipped"
-    )
+    assert retry.message == f"cannot retry: {name} is awaiting approval"
+    assert (await engine.reopen(error.id, actor="keyboard")).message == f"{name} is not skipped"
     # A decision about an attempt the error does not have is refused.
     stale = await engine.skip(error.id, actor="telegram:7", attempt_id=41)
     assert stale.message == "already decided: attempt 41 is gone"

@@ -430,7 +430,8 @@ async def test_retry_command_and_the_console_switch(phone: Phone) -> None:
     usage = await phone.say("/retry soon")
     assert "Usage: /retry <error id>" in parse_html(usage.text)
     refused = await phone.say(f"/retry {error.id} also log the id")
-    assert f"cannot retry: error {error.id} is awaiting_approval" in parse_html(refused.text)
+    name = f"PA {error.error_type}: {error.message}"
+    assert f"cannot retry: {name} is awaiting approval" in parse_html(refused.text)
     help_text = parse_html((await phone.say("/help")).text)
     assert "/mute" in help_text and "/retry <error id>" in help_text
 

@@ -1,4 +1,5 @@
-"""The console's SQLite store: the API in ``db``, the schema in ``schema``, ingest in ``ingest``.
+"""The console's SQLite store: the API in ``db``, the schema in ``schema``, applying it in
+``migrate``, ingest in ``ingest``.
 
 Callers import from here (``from console.store import Store``); the modules are split by what
 they hold, not by who uses them.

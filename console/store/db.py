@@ -8,8 +8,9 @@ Why it is shaped this way:
   same moment produce exactly one action.
 - Transactions run as a task shielded from cancellation, so a cancelled caller never leaves
   a half-written transaction or an open one on the shared connection.
-- Ingest, the hot path, lives in :mod:`console.store.ingest`; it runs inside the same
-  write transaction plumbing as every other change.
+- Ingest, the hot path, lives in :mod:`console.store.ingest` and runs on a thread of its
+  own with its own connection, under the same write lock as every other change, so the UI's
+  loop never waits on it. Migrations are applied at open by :mod:`console.store.migrate`.
 - ``synchronous=NORMAL`` under WAL can lose the last commits on power loss but never corrupts
   the file; the relay resumes from :meth:`Store.last_seq` and the agent still holds those
   events, so nothing is lost for good.
@@ -44,7 +45,8 @@ from console.models import (
     epoch,
 )
 from console.storable import Received
-from console.store import ingest
+from console.store.ingest import ingest as ingest_batch
+from console.store.migrate import migrate, schema_version
 from console.store.schema import (
     ATTEMPT_COLUMNS,
     ATTEMPT_FIELDS,
@@ -106,68 +108,15 @@ class Store:
         db.row_factory = sqlite3.Row
         store = cls(db, path)
         try:
-            await store._prepare(list(migrations))
+            await migrate(db, path, list(migrations))
         except BaseException:
             await db.close()
             raise
         return store
 
-    async def _prepare(self, migrations: list[str]) -> None:
-        db = self._db
-        try:
-            await db.execute("PRAGMA busy_timeout = 30000")
-            # Off while migrating: a migration that rebuilds a table drops the original,
-            # which other tables reference (SQLite's documented table-rebuild procedure).
-            await db.execute("PRAGMA foreign_keys = OFF")
-            await db.execute("PRAGMA journal_mode = WAL")
-            await db.execute("PRAGMA synchronous = NORMAL")
-            tables = {r[0] for r in await db.execute_fetchall("SELECT name FROM sqlite_master")}
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: not a usable SQLite database: {exc}") from None
-        if tables and "schema_migrations" not in tables:
-            raise StoreError(
-                f"{self.path}: is a SQLite database but not a LevAutoFix console database "
-                f"(no schema_migrations table); refusing to touch it"
-            )
-        await db.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            "version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
-        )
-        while True:
-            version = await self.schema_version()
-            if version > len(migrations):
-                raise StoreError(
-                    f"{self.path}: written by a newer version of the console "
-                    f"(schema version {version}; this version knows up to {len(migrations)}); "
-                    f"upgrade LevAutoFix or point --config at another state_dir"
-                )
-            if version == len(migrations):
-                await db.execute("PRAGMA foreign_keys = ON")
-                return
-            target = version + 1
-            # The version row goes in first: if another process applied this migration
-            # meanwhile, the primary key refuses it and the whole script rolls back.
-            script = (
-                "BEGIN IMMEDIATE;\n"
-                f"INSERT INTO schema_migrations (version, applied_at) "
-                f"VALUES ({target}, '{now_iso()}');\n"
-                f"{migrations[target - 1]}\n;\nCOMMIT;"
-            )
-            try:
-                await db.executescript(script)
-            except sqlite3.Error as exc:
-                if db.in_transaction:
-                    await db.execute("ROLLBACK")
-                if await self.schema_version() >= target:
-                    continue  # another process got there first
-                raise StoreError(
-                    f"{self.path}: schema migration {target} failed and was rolled back: {exc}"
-                ) from None
-
     async def schema_version(self) -> int:
         """The highest migration applied to this file (0 for a new one)."""
-        rows = await self._db.execute_fetchall("SELECT MAX(version) FROM schema_migrations")
-        return int(next(iter(rows))[0] or 0)
+        return await schema_version(self._db)
 
     async def close(self) -> None:
         """Let transactions already started finish, then close the connection."""
@@ -267,7 +216,7 @@ class Store:
         Each occurrence keeps its wire line: the line a link received (a ``Received``), or
         for an event built in this process, its encoding.
         """
-        return await self._on_ingest_thread(lambda conn: ingest.ingest(conn, host, events))
+        return await self._on_ingest_thread(lambda conn: ingest_batch(conn, host, events))
 
     async def last_seq(self, host: str) -> int:
         """The highest seq stored for the host's current agent instance: resume after it."""

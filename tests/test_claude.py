@@ -248,7 +248,9 @@ async def test_stalled_api_times_out_and_leaves_no_process(repo: Path):
 async def test_timeout_kills_the_shells_the_cli_started_in_their_own_sessions(repo: Path):
     # A hung test run (the CLI refuses a bare long sleep, so a test that never ends).
     hang = "node -e 'setTimeout(() => {}, 47250)'"
-    attempt = Attempt([[bash(hang)], [Text("done")]], repo, timeout_seconds=4.0)
+    # The timeout must leave the CLI time to start and run the shell even on a busy machine
+    # (it takes seconds there); the shell itself would run for 47 s.
+    attempt = Attempt([[bash(hang)], [Text("done")]], repo, timeout_seconds=15.0)
     outcome = await attempt.run(test_command=hang)
 
     assert outcome.reason is not None and outcome.reason.startswith("timeout")

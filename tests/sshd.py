@@ -14,7 +14,7 @@ Use it from a test module (pytest puts ``tests/`` on ``sys.path``)::
         ... server.port, server.client_key, server.known_hosts ...
 
 Remote commands run with sshd's minimal PATH and in the user's home directory, so give them
-absolute paths (``sys.executable``, ``/work/main/.venv/bin/autofix-agent``).
+absolute paths (``sys.executable``, ``<checkout>/.venv/bin/autofix-agent``).
 """
 
 from __future__ import annotations

@@ -26,29 +26,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_agent import word, write_config  # noqa: E402
+
 AGENT = [sys.executable, "-m", "agent.cli"]
 COMPLETE_TARGET_MS = 20.0
-
-
-def _config(work: Path, logs: Path, record_wait: float) -> Path:
-    path = work / "agent.toml"
-    path.write_text(
-        f'state_dir = "{work / "state"}"\nhost = "bench"\n'
-        "[detection]\nsettle_seconds = 0\nmax_settle_seconds = 0\nupdate_seconds = 0\n"
-        f'min_severity = "low"\nrecord_wait_seconds = {record_wait}\n'
-        f'[[sources]]\nservice = "PA"\npaths = ["{logs}/*.log"]\nfrom_beginning = true\n'
-    )
-    return path
-
-
-def _word(i: int) -> str:
-    """A distinct lowercase name per append (digits would be normalised out of messages)."""
-    letters = ""
-    i += 1
-    while i:
-        i, r = divmod(i - 1, 26)
-        letters = chr(97 + r) + letters
-    return letters
 
 
 def measure(work: Path, appends: int, record_wait: float, complete: bool) -> list[float]:
@@ -57,7 +39,14 @@ def measure(work: Path, appends: int, record_wait: float, complete: bool) -> lis
     logs.mkdir()
     log = logs / "app.log"
     log.touch()
-    config = _config(work, logs, record_wait)
+    config = write_config(
+        work,
+        f"{logs}/*.log",
+        settle_seconds=0,
+        max_settle_seconds=0,
+        update_seconds=0,
+        record_wait_seconds=record_wait,
+    )
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
     run = subprocess.Popen(
         [*AGENT, "run", "--config", str(config)], stderr=subprocess.DEVNULL, env=env
@@ -76,12 +65,10 @@ def measure(work: Path, appends: int, record_wait: float, complete: bool) -> lis
         stream.stdout.readline()  # hello
         with log.open("a") as fh:
             for i in range(appends):
-                marker = f"bench-{_word(i)}"
-                record = (
-                    f"TypeError: {marker} failed\n    at {_word(i)}Handler (/srv/pa/x.js:1:1)\n"
-                )
+                marker = f"bench-{word(i)}"
+                record = f"TypeError: {marker} failed\n    at {word(i)}Handler (/srv/pa/x.js:1:1)\n"
                 if complete:
-                    record += f"GET /health {_word(i)} ok\n"
+                    record += f"GET /health {word(i)} ok\n"
                 fh.write(record)
                 fh.flush()
                 start = time.perf_counter()

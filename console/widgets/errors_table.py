@@ -193,7 +193,6 @@ class ErrorsTable(ScrollView, can_focus=True):
 
     def apply(self, errors: Iterable[ErrorRow]) -> None:
         """Upsert changed errors; only the rows that changed are rendered again."""
-        self._sync_selection()
         selected_changed = False
         now = self._clock()
         for error in errors:
@@ -445,13 +444,6 @@ class ErrorsTable(ScrollView, can_focus=True):
         self._repaint()
         if announce:
             self._announce()
-
-    def _sync_selection(self) -> None:
-        """Take the selection from the cursor (it is always the cursor's error)."""
-        error = self._error_at_cursor()
-        if error is not None and error.id != self._selected:
-            self._selected = error.id
-            self.post_message(self.Selected(error))
 
     def _announce(self) -> None:
         error = self._error_at_cursor()

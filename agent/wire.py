@@ -11,6 +11,12 @@ Line types:
 - ``error``: the first relay of a fingerprint once it has settled.
 - ``update``: later occurrences of an already relayed fingerprint, batched.
 - ``heartbeat``: sent every few seconds so the reader can tell a quiet link from a dead one.
+- ``start``: the service (re)started or a new release began, as its log showed it (a line
+  matching the source's start pattern); the console waits for one after a fix is merged
+  before it counts the fix's quiet time.
+
+A reader ignores a line type it does not know (a newer agent's), so adding one never
+breaks an older console; an older console only names it as a problem.
 
 ``error`` and ``update`` carry the error's own type as ``error_type`` because ``type``
 names the line type, and ``in_app``: one flag per ``stack`` line, true for a frame of the
@@ -92,7 +98,30 @@ class Heartbeat:
     type: Literal["heartbeat"] = "heartbeat"
 
 
-Event = Hello | ErrorEvent | Heartbeat
+@dataclass(frozen=True)
+class Start:
+    """A ``start`` line: the service's log showed it starting (``at``, the host's time).
+
+    ``line`` is the (redacted, bounded) log line that matched, so a person can see why.
+    """
+
+    seq: int
+    host: str
+    service: str
+    at: str
+    line: str
+    type: Literal["start"] = "start"
+
+
+Event = Hello | ErrorEvent | Heartbeat | Start
+
+
+class UnknownLineType(WireError):
+    """A well-formed line of a type this side does not know (a newer peer's): skip it."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"unknown line type {kind!r}")
+        self.kind = kind
 
 
 def iso(ts: float) -> str:
@@ -115,7 +144,7 @@ def encode(event: Event) -> str:
     return dumps(_fields(event))
 
 
-def encode_unsequenced(event: ErrorEvent) -> str:
+def encode_unsequenced(event: ErrorEvent | Start) -> str:
     """The event's line without its ``seq``, the form the agent's outbox stores.
 
     The seq is the outbox row's key, known only once the row is written; :func:`with_seq`
@@ -287,6 +316,17 @@ def decode(line: str | bytes) -> Event:
             last_seq=_require(obj, "last_seq", int, "heartbeat"),
             time=_require(obj, "time", str, "heartbeat"),
         )
+    if kind == "start":
+        seq = _require(obj, "seq", int, "start")
+        if seq <= 0:
+            raise WireError(f"start line: 'seq' must be positive, got {seq}")
+        return Start(
+            seq=seq,
+            host=_require(obj, "host", str, "start"),
+            service=_require(obj, "service", str, "start"),
+            at=_require(obj, "at", str, "start"),
+            line=_require(obj, "line", str, "start"),
+        )
     if kind == "error" or kind == "update":
         fast = well_formed_event(obj)
         if fast is not None:
@@ -327,4 +367,6 @@ def decode(line: str | bytes) -> Event:
         )
     if kind is None:
         raise WireError("line has no 'type'")
+    if isinstance(kind, str):
+        raise UnknownLineType(kind[:40])
     raise WireError(f"unknown line type {kind!r}")

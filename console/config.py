@@ -228,6 +228,19 @@ class ServiceConfig:
         read=_STRINGS,
         doc="extra rules added to the prompt's constraints block for this service",
     )
+    resolve_after_minutes: float = setting(
+        default=60.0,
+        read=_SECONDS,
+        doc="a merged fix's error is `resolved` once the agent saw the service start after "
+        "the merge and the error then stayed away this long; an occurrence after that start "
+        "is a regression",
+    )
+    escalate_factor: float = setting(
+        default=5.0,
+        read=number(minimum=1.0),
+        doc="a skipped error becomes `escalating` when its last 10 minutes bring this many "
+        "times its rate of the hour before (and at least this many occurrences)",
+    )
 
 
 @config_table
@@ -320,6 +333,12 @@ class GitHubConfig:
     draft: bool = setting(default=False, read=boolean(), doc="open PRs as drafts")
     labels: tuple[str, ...] = setting(
         default=("autofix",), read=_STRINGS, doc="labels put on the PRs"
+    )
+    poll_seconds: float = setting(
+        default=60.0,
+        read=_SECONDS,
+        doc="how often the console asks GitHub about its open PRs (merged? closed?); an "
+        "unchanged PR is answered 304 to its ETag, which the rate limit does not count",
     )
 
 

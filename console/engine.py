@@ -19,12 +19,13 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal, Protocol
 
-from agent.wire import ErrorEvent, Hello
+from agent.wire import ErrorEvent, Hello, Start, iso
 from console.attempts import AttemptRunner
 from console.budget import QueueGate, QueueHold, clock_text
 from console.config import ConfigError, ConsoleConfig, ServiceConfig, load_config
@@ -39,10 +40,14 @@ from console.events import (
     NoticeLevel,
 )
 from console.fix.git import GitError
-from console.fix.github import GitHubError
+from console.fix.github import GitHubError, PullState
 from console.fix.publish import publish_attempt
 from console.fix.testrun import TestResult
 from console.fix.verdict import report_title
+from console.lifecycle.poll import PullPoller
+from console.lifecycle.revert import open_revert
+from console.lifecycle.rules import is_muted
+from console.lifecycle.watch import LifecycleWatch
 from console.link import LinkManager, LinkProblem, LinkStatus
 from console.models import (
     RUNNING_STATES,
@@ -50,6 +55,7 @@ from console.models import (
     Action,
     AttemptRow,
     ErrorRow,
+    PullRequestRow,
     State,
     can_transition,
     error_name,
@@ -95,13 +101,17 @@ class Engine:
             config.claude.daily_budget_usd, spent_today=self._spent_on, publish=self._on_hold
         )
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._ingest_queues: dict[str, asyncio.Queue[Received]] = {}
+        self._ingest_queues: dict[str, asyncio.Queue[Received | Start]] = {}
         self._ingest_tasks: dict[str, asyncio.Task[None]] = {}
         self._links: LinkManager | None = None
         self._started = False
         self._unknown_services: set[str] = set()
         # Set by the Telegram bot when one is configured; the UI toggles it through here.
         self.telegram: TelegramControl | None = None
+        # After the PR: GitHub polling (merged, closed) and the resolve/regress/escalate rules.
+        self.pulls = PullPoller(config, store, on_change=self._on_pull_change, notify=self.notify)
+        self.lifecycle = LifecycleWatch(config, store, on_move=self._on_move)
+        self._lifecycle_tasks: list[asyncio.Task[None]] = []
 
     @classmethod
     async def open(cls, config: ConsoleConfig) -> Engine:
@@ -174,6 +184,10 @@ class Engine:
             self._workers.append(asyncio.create_task(self._worker(), name=f"fix-worker-{i}"))
         for service in self.config.services:
             self._runner.refill(service)
+        self._lifecycle_tasks = [
+            asyncio.create_task(self.pulls.run(), name="pr-poller"),
+            asyncio.create_task(self._sweep_loop(), name="lifecycle-sweep"),
+        ]
         if links and self.config.hosts:
             self._links = LinkManager(
                 self.config.hosts,
@@ -188,6 +202,9 @@ class Engine:
     async def stop(self) -> None:
         """Stop links and workers; running attempts are cancelled and marked interrupted."""
         self._runner.closing = True
+        for task in self._lifecycle_tasks:
+            task.cancel()
+        await asyncio.gather(*self._lifecycle_tasks, return_exceptions=True)
         if self._links is not None:
             await self._links.stop()
         for host in list(self._ingest_queues):
@@ -228,7 +245,7 @@ class Engine:
     def _on_link_problem(self, problem: LinkProblem) -> None:
         self.notify("warning", f"{problem.host}: {problem.message}")
 
-    async def _on_link_event(self, host: str, event: Received) -> None:
+    async def _on_link_event(self, host: str, event: Received | Start) -> None:
         queue = self._ingest_queues.get(host)
         if queue is None:
             queue = asyncio.Queue(maxsize=INGEST_BATCH * 4)
@@ -239,7 +256,7 @@ class Engine:
         else:
             queue.put_nowait(event)
 
-    async def _ingest_loop(self, host: str, queue: asyncio.Queue[Received]) -> None:
+    async def _ingest_loop(self, host: str, queue: asyncio.Queue[Received | Start]) -> None:
         """Store a host's events in batches: one transaction per burst, not per line."""
         while True:
             batch = [await queue.get()]
@@ -263,12 +280,17 @@ class Engine:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(queue.join(), 10)
 
-    async def ingest(self, host: str, events: Sequence[ErrorEvent | Received]) -> list[int]:
+    async def ingest(self, host: str, events: Sequence[ErrorEvent | Received | Start]) -> list[int]:
         """Store events from a host; new errors enter the queue. Returns the new error ids.
 
-        Events from a link come with their wire line, which the store keeps as it is.
+        Events from a link come with their wire line, which the store keeps as it is. The
+        service starts among them are kept after the batch's errors, and the errors the
+        batch counted again go through the lifecycle's rules (a regression, an escalation).
         """
-        results = await self.store.ingest(host, events)
+        starts = [e for e in events if isinstance(e, Start)]
+        errors = [e for e in events if not isinstance(e, Start)]
+        results = await self.store.ingest(host, errors) if errors else []
+        await self.store.record_starts(host, starts)
         created: list[int] = []
         touched: dict[int, None] = {}
         for result in results:
@@ -283,9 +305,12 @@ class Engine:
         for error_id in created:
             await self._enqueue_new(error_id)
         counted = [error_id for error_id in touched if error_id not in created]
-        if counted and self._listeners:
-            for row in await self.store.errors_by_id(counted):
+        if counted:
+            rows = await self.store.errors_by_id(counted)
+            for row in rows:
                 self._emit(ErrorChanged(row))
+            plain = [e.event if isinstance(e, Received) else e for e in errors]
+            await self.lifecycle.after_ingest(host, plain, rows)
         return created
 
     async def _enqueue_new(self, error_id: int) -> None:
@@ -358,6 +383,12 @@ class Engine:
             return CommandResult(False, f"cannot retry: {_named(error)} is {_word(error)}")
         if action is Action.REOPEN:
             return CommandResult(False, f"{_named(error)} is not skipped")
+        if action is Action.REVERT:
+            return CommandResult(False, f"cannot revert: {_named(error)} is {_word(error)}")
+        if action is Action.MUTE:
+            return CommandResult(False, f"{_named(error)} is muted already")
+        if action is Action.UNMUTE:
+            return CommandResult(False, f"{_named(error)} is not muted")
         return CommandResult(False, f"already decided: {_named(error)} is {_word(error)}")
 
     async def approve(self, error_id: int, actor: str) -> CommandResult:
@@ -538,6 +569,8 @@ class Engine:
                 await self._runner.discard_worktree(refreshed, keep_branch=True)
             await self._emit_attempt(attempt_id)
             self.notify("info", note, error_id=error.id, attempt_id=attempt_id)
+            if url is not None:
+                self.pulls.poke()
             return CommandResult(True, note, attempt_id)
 
     async def _push_and_open_pr(
@@ -570,6 +603,121 @@ class Engine:
         for warning in published.warnings:
             self.notify("warning", warning, error_id=error.id, attempt_id=attempt.id)
         return published.url, published.number, published.note
+
+    # --- after the PR: merged, closed, resolved, regressed; revert and mute ------------------
+
+    async def _on_pull_change(self, pr: PullRequestRow, error_id: int, state: PullState) -> None:
+        """A polled PR was merged or closed on GitHub: the error follows it."""
+        new = State.MERGED if state.state == "merged" else State.CLOSED
+        who = f"github:{state.merged_by}" if state.merged_by else "github"
+        reason = (
+            f"pull request #{pr.number} merged"
+            + (f" by {state.merged_by}" if state.merged_by else "")
+            + (f" at {state.merged_at}" if state.merged_at else "")
+            if new is State.MERGED
+            else f"pull request #{pr.number} closed without merging"
+        )
+        if await self.store.transition(error_id, State.PR_OPENED, new, actor=who, reason=reason):
+            row = await self._emit_error(error_id)
+            named = _named(row) if row else f"error {error_id}"
+            after = (
+                "; resolved once the service restarts and the error stays away"
+                if new is State.MERGED
+                else "; retry or skip it"
+            )
+            self.notify("info", f"{named}: {reason}{after}", error_id=error_id)
+
+    async def _on_move(self, error_id: int, new: State, text: str) -> None:
+        """The lifecycle moved an error (resolved, regressed, escalating): show it."""
+        await self._emit_error(error_id)
+        level: NoticeLevel = (
+            "error" if new is State.REGRESSED else "warning" if new is State.ESCALATING else "info"
+        )
+        self.notify(level, f"{_word_of(new)}: {text}", error_id=error_id)
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            try:
+                await self.lifecycle.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the sweep must survive a bad row
+                log.exception("lifecycle sweep failed")
+                self.notify("error", f"checking merged fixes failed: {exc!r}")
+            await asyncio.sleep(self.lifecycle.sweep_seconds)
+
+    async def revert(self, error_id: int, actor: str) -> CommandResult:
+        """Open a pull request reverting the merged fix of a regressed error (again: the
+        one already open for it is found, not a second one)."""
+        error = await self._allowed(error_id, Action.REVERT)
+        if isinstance(error, CommandResult):
+            return error
+        service = self.config.service(error.service)
+        pr = await self.store.fix_pr(error.current_attempt_id)
+        if service is None or pr is None or error.current_attempt_id is None:
+            return CommandResult(False, f"{_named(error)} has no merged fix to revert")
+        why = next(
+            (
+                d.reason or ""
+                for d in reversed(await self.store.decisions(error_id=error_id, limit=1000))
+                if d.to_state is State.REGRESSED
+            ),
+            "",
+        )
+        async with self._locks[-error_id]:
+            try:
+                reverted = await open_revert(error, pr, service, self.config.github, why)
+            except (GitError, GitHubError, OSError) as exc:
+                self.notify("error", f"reverting failed: {exc}", error_id=error_id)
+                return CommandResult(False, f"reverting failed: {exc}")
+            await self.store.record_pr(
+                error.current_attempt_id,
+                reverted.branch,
+                reverted.url,
+                reverted.number,
+                kind="revert",
+            )
+            verb = "opened" if reverted.created else "found the open"
+            note = f"{verb} revert pull request #{reverted.number}: {reverted.url}"
+            await self.store.note_decision(error_id, "revert", actor, note)
+        await self._emit_error(error_id)
+        self.notify("info", f"{_named(error)}: {note}", error_id=error_id)
+        return CommandResult(True, note, error.current_attempt_id)
+
+    async def mute(
+        self,
+        error_id: int,
+        actor: str,
+        *,
+        minutes: float | None = None,
+        occurrences: int | None = None,
+    ) -> CommandResult:
+        """Keep an error's notifications quiet for ``minutes`` and/or ``occurrences`` more
+        (whichever ends first); its state still changes and shows in the table."""
+        if minutes is None and occurrences is None:
+            return CommandResult(False, "mute for how long: minutes or a number of occurrences")
+        if (minutes is not None and minutes <= 0) or (occurrences is not None and occurrences <= 0):
+            return CommandResult(False, "a mute needs a positive duration or count")
+        error = await self._allowed(error_id, Action.MUTE)
+        if isinstance(error, CommandResult):
+            return error
+        until = iso(time.time() + minutes * 60) if minutes is not None else None
+        until_count = error.count + occurrences if occurrences is not None else None
+        await self.store.set_mute(error_id, until=until, until_count=until_count, actor=actor)
+        await self._emit_error(error_id)
+        parts = [f"{minutes:g} min" if minutes is not None else ""]
+        parts.append(f"{occurrences} more occurrence(s)" if occurrences is not None else "")
+        return CommandResult(
+            True, f"muted {_named(error)} for {' or '.join(p for p in parts if p)}"
+        )
+
+    async def unmute(self, error_id: int, actor: str) -> CommandResult:
+        error = await self._allowed(error_id, Action.UNMUTE)
+        if isinstance(error, CommandResult):
+            return error
+        await self.store.set_mute(error_id, until=None, until_count=None, actor=actor)
+        await self._emit_error(error_id)
+        return CommandResult(True, f"unmuted {_named(error)}")
 
     # --- fix workers -------------------------------------------------------------------------
 
@@ -689,6 +837,11 @@ def _flow(
         and (attempt is None or attempt.state is State.REVIEW)
     ):
         found.add(Action.PUBLISH)
+    if state is State.REGRESSED and fixable and error.current_attempt_id is not None:
+        found.add(Action.REVERT)
+    if state is not State.NEW:
+        muted = is_muted(error.muted_until, error.muted_until_count, error.count, time.time())
+        found.add(Action.UNMUTE if muted else Action.MUTE)
     return frozenset(found)
 
 
@@ -698,4 +851,8 @@ def _named(error: ErrorRow) -> str:
 
 def _word(error: ErrorRow) -> str:
     """The error's state as the table shows it."""
-    return STATE_LABELS[error.state]
+    return _word_of(error.state)
+
+
+def _word_of(state: State) -> str:
+    return STATE_LABELS[state]

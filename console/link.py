@@ -39,6 +39,8 @@ from agent.wire import (
     Event,
     Heartbeat,
     Hello,
+    Start,
+    UnknownLineType,
     WireError,
     decode,
     well_formed_event,
@@ -107,7 +109,8 @@ class LinkProblem:
     excerpt: str
 
 
-EventCallback = Callable[[str, Received], Awaitable[None] | None]
+# A relayed error or update (with its wire line), or a service start the agent saw.
+EventCallback = Callable[[str, Received | Start], Awaitable[None] | None]
 StatusCallback = Callable[[LinkStatus], None]
 ProblemCallback = Callable[[LinkProblem], None]
 HelloCallback = Callable[[str, Hello], Awaitable[None] | None]
@@ -286,6 +289,7 @@ class AgentLink:
         self._status = LinkStatus(host=host.name, state="stopped")
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._unknown_types: set[str] = set()
 
     @property
     def status(self) -> LinkStatus:
@@ -402,6 +406,13 @@ class AgentLink:
         now = time.time()
         try:
             event = decode_line(line)
+        except UnknownLineType as exc:
+            # A newer agent's line: skipping it is the protocol's promise (agent.wire).
+            if exc.kind not in self._unknown_types:
+                self._unknown_types.add(exc.kind)
+                log.info("%s: skipping %r lines, which this console does not know",
+                         self.host.name, exc.kind)  # fmt: skip
+            return None
         except WireError as exc:
             protocol = _hello_protocol(line)
             if session.hello is None and protocol is not None and protocol != PROTOCOL_VERSION:
@@ -439,8 +450,11 @@ class AgentLink:
         if isinstance(event, Heartbeat):
             self._set(last_line_at=now)
             return None
-        # decode_line has read the line as UTF-8 already, so this cannot fail.
-        result = self._on_event(self.host.name, Received(event, line.decode("utf-8").strip()))
+        if isinstance(event, Start):
+            result = self._on_event(self.host.name, event)
+        else:
+            # decode_line has read the line as UTF-8 already, so this cannot fail.
+            result = self._on_event(self.host.name, Received(event, line.decode("utf-8").strip()))
         if inspect.isawaitable(result):
             await result
         return event.seq

@@ -31,6 +31,12 @@ class State(StrEnum):
     SKIPPED = "skipped"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    # After the pull request, as error trackers have it (console.lifecycle decides these).
+    MERGED = "merged"  # the fix's PR was merged; waiting for a restart and a quiet spell
+    CLOSED = "closed"  # the fix's PR was closed without being merged
+    RESOLVED = "resolved"  # merged, restarted, and quiet for the service's resolve_after
+    REGRESSED = "regressed"  # it occurred again on the merged code
+    ESCALATING = "escalating"  # a skipped error came back at several times its rate
 
 
 # Every allowed move. Anything else is a bug in the caller, not a race, so it raises.
@@ -44,13 +50,20 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     ),
     State.FAILED: frozenset({State.FIXING, State.SKIPPED}),
     State.INTERRUPTED: frozenset({State.FIXING, State.SKIPPED}),
-    State.SKIPPED: frozenset({State.AWAITING_APPROVAL}),
+    State.SKIPPED: frozenset({State.AWAITING_APPROVAL, State.ESCALATING}),
     State.PUSHED: frozenset(),
-    State.PR_OPENED: frozenset(),
+    State.PR_OPENED: frozenset({State.MERGED, State.CLOSED}),
+    State.MERGED: frozenset({State.RESOLVED, State.REGRESSED}),
+    State.CLOSED: frozenset({State.FIXING, State.SKIPPED}),
+    State.RESOLVED: frozenset({State.REGRESSED}),
+    State.REGRESSED: frozenset({State.FIXING, State.SKIPPED}),
+    State.ESCALATING: frozenset({State.AWAITING_APPROVAL, State.SKIPPED}),
 }
 
 # States in which an attempt is doing work (a Claude run or the test suite).
 RUNNING_STATES: frozenset[State] = frozenset({State.FIXING, State.TESTING})
+# States in which a merged fix is watched for a regression (console.lifecycle.rules).
+WATCHED_STATES: frozenset[State] = frozenset({State.MERGED, State.RESOLVED})
 # States in which an attempt is over; it gets a finished_at when it enters one.
 FINISHED_STATES: frozenset[State] = frozenset(
     {State.PUSHED, State.PR_OPENED, State.SKIPPED, State.FAILED, State.INTERRUPTED}
@@ -69,6 +82,11 @@ STATE_LABELS: dict[State, str] = {
     State.SKIPPED: "skipped",
     State.FAILED: "failed",
     State.INTERRUPTED: "interrupted",
+    State.MERGED: "merged",
+    State.CLOSED: "PR closed",
+    State.RESOLVED: "resolved",
+    State.REGRESSED: "REGRESSED",
+    State.ESCALATING: "escalating",
 }
 
 
@@ -118,7 +136,10 @@ class Action(StrEnum):
     PUBLISH = "publish"  # push a reviewed diff and, when GitHub is set up, open its PR
     SKIP = "skip"  # shelve the error (and discard its attempt's worktree)
     RETRY = "retry"  # a new attempt from a clean base, optionally with an instruction
-    REOPEN = "reopen"  # bring a skipped error back to awaiting approval
+    REOPEN = "reopen"  # bring a skipped (or escalating) error back to awaiting approval
+    REVERT = "revert"  # open a pull request reverting a regressed fix's merge
+    MUTE = "mute"  # keep an error's notifications quiet for a while or N occurrences
+    UNMUTE = "unmute"  # end a mute early
 
 
 def action_name(old: State, new: State) -> str:
@@ -128,7 +149,7 @@ def action_name(old: State, new: State) -> str:
     if new is State.SKIPPED:
         return "skip"
     if new is State.AWAITING_APPROVAL:
-        return "reopen" if old is State.SKIPPED else "queue"
+        return "reopen" if old in (State.SKIPPED, State.ESCALATING) else "queue"
     if new is State.PUSHED:
         return "push"
     if new is State.PR_OPENED:
@@ -170,6 +191,12 @@ class ErrorRow:
     created_at: str
     updated_at: str
     current_attempt_id: int | None = None
+    # When the lifecycle last resolved it and saw it regress (ISO 8601, None: never).
+    resolved_at: str | None = None
+    regressed_at: str | None = None
+    # A per-error mute: quiet until this time and/or until the count reaches this number.
+    muted_until: str | None = None
+    muted_until_count: int | None = None
     # Per stack line: an app frame, a library or runtime frame, or no frame (None), as the
     # agent's parser saw it; empty when the agent did not say (an older agent).
     in_app: list[bool | None] = field(default_factory=list)
@@ -309,12 +336,27 @@ class RoundRow:
 
 @dataclass(frozen=True)
 class PullRequestRow:
+    """A pull request the console opened, and what polling GitHub last said about it.
+
+    ``etag`` is the last answer's ETag, sent back as If-None-Match so an unchanged PR costs
+    a 304 (which GitHub does not count against the rate limit). ``kind`` is ``fix`` for an
+    attempt's PR and ``revert`` for one reverting a regressed fix's merge.
+    """
+
     id: int
     attempt_id: int
     branch: str
     url: str
     number: int
     created_at: str
+    state: str = "open"  # open, merged or closed, as last polled
+    etag: str | None = None
+    merged_at: str | None = None
+    closed_at: str | None = None
+    merge_sha: str | None = None
+    merged_by: str | None = None
+    checked_at: str | None = None
+    kind: str = "fix"
 
 
 @dataclass(frozen=True)
@@ -327,3 +369,16 @@ class HostRow:
     last_seen_at: str | None
     status: str
     detail: str | None = None
+
+
+@dataclass(frozen=True)
+class StartRow:
+    """A service start an agent saw in its log (a start pattern matched ``line``): ``at``
+    by the host's clock, ``received_at`` by the console's."""
+
+    host: str
+    service: str
+    at: str
+    line: str
+    seq: int
+    received_at: str

@@ -1,17 +1,22 @@
 """A loopback stand-in for the GitHub REST endpoints the console calls.
 
 It is a real HTTP server on 127.0.0.1 (random port) speaking GitHub's JSON shapes and
-status codes for: listing pull requests by head, creating a pull request, and labelling
-an issue/PR. It checks the bearer token, keeps pull requests in memory (so a lookup after a
-create finds it), records every request, and can be told to fail the next matching request
+status codes for: listing pull requests by head, creating a pull request, reading one
+(with an ETag, answering 304 to a matching If-None-Match) and labelling an issue/PR. A test
+merges or closes a PR as a person on GitHub would (:meth:`GitHubStandIn.merge`,
+:meth:`GitHubStandIn.close`); a merge is a real merge commit on the bare remote's base.
+It checks the bearer token, keeps pull requests in memory (so a lookup after a create
+finds it), records every request, and can be told to fail the next matching request
 with a given status or to rate limit it once. When given the bare repository that plays
 the git remote, it refuses a PR whose head branch was never pushed, as GitHub does.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -133,6 +138,43 @@ class GitHubStandIn:
         with self._lock:
             self._stale_lists += 1
 
+    def pull(self, repo: str, number: int) -> dict[str, Any]:
+        with self._lock:
+            return next(p for p in self.pulls[repo] if p["number"] == number)
+
+    def merge(self, repo: str, number: int, *, by: str = "octocat") -> str:
+        """Merge a PR as a person on GitHub would: with the bare remote known, a real
+        merge commit of its head into its base (``--no-ff``), pushed there. Returns the
+        merge commit's sha (a made-up one without a remote)."""
+        pr = self.pull(repo, number)
+        bare = self.repos[repo]
+        sha = hashlib.sha1(f"{repo}#{number}".encode()).hexdigest()
+        if bare is not None:
+            sha = _merge_in(bare, pr["head"]["ref"], pr["base"]["ref"], f"Merge #{number}")
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        with self._lock:
+            pr.update(
+                state="closed",
+                merged=True,
+                merged_at=stamp,
+                closed_at=stamp,
+                merge_commit_sha=sha,
+                merged_by={"login": by},
+            )
+        return sha
+
+    def close(self, repo: str, number: int) -> None:
+        """Close a PR without merging it."""
+        pr = self.pull(repo, number)
+        with self._lock:
+            pr.update(state="closed", closed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+    def reads(self, number: int) -> list[RecordedRequest]:
+        """The GET requests for one pull request, in order."""
+        return [
+            r for r in self.requests if r.method == "GET" and r.path.endswith(f"/pulls/{number}")
+        ]
+
     def posts(self, path_suffix: str = "/pulls") -> list[RecordedRequest]:
         return [r for r in self.requests if r.method == "POST" and r.path.endswith(path_suffix)]
 
@@ -175,6 +217,16 @@ class GitHubStandIn:
         if failure is not None:
             return self._send(handler, failure.status, failure.payload, failure.headers)
         status, payload = self._route(method, split.path, query, body)
+        if method == "GET" and status == 200 and isinstance(payload, dict):
+            # GitHub's ETag is a digest of the answer: the same PR state, the same tag.
+            etag = (
+                '"'
+                + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+                + '"'
+            )
+            if headers.get("if-none-match") == etag:
+                return self._send(handler, 304, None, {"etag": etag})
+            return self._send(handler, status, payload, {"etag": etag})
         self._send(handler, status, payload)
 
     def _route(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
@@ -189,6 +241,10 @@ class GitHubStandIn:
             return 200, self._list_pulls(repo, query)
         if rest == ["pulls"] and method == "POST":
             return self._create_pull(repo, body)
+        if len(rest) == 2 and rest[0] == "pulls" and method == "GET":
+            with self._lock:
+                found = [dict(p) for p in self.pulls[repo] if str(p["number"]) == rest[1]]
+            return (200, found[0]) if found else (404, {"message": "Not Found"})
         if len(rest) == 3 and rest[0] == "issues" and rest[2] == "labels" and method == "POST":
             return self._add_labels(repo, rest[1], body)
         return 404, {"message": "Not Found"}
@@ -257,7 +313,11 @@ class GitHubStandIn:
                 "head": {"ref": head, "label": f"{owner}:{head}"},
                 "base": {"ref": base, "label": f"{owner}:{base}"},
                 "labels": [],
+                "merged": False,
                 "merged_at": None,
+                "closed_at": None,
+                "merge_commit_sha": None,
+                "merged_by": None,
             }
             self.pulls[repo].append(pr)
         return 201, pr
@@ -282,9 +342,10 @@ class GitHubStandIn:
         payload: Any,
         headers: dict[str, str] | None = None,
     ) -> None:
-        data = json.dumps(payload).encode()
+        data = b"" if status == 304 else json.dumps(payload).encode()
         handler.send_response(status)
-        handler.send_header("Content-Type", "application/json; charset=utf-8")
+        if status != 304:
+            handler.send_header("Content-Type", "application/json; charset=utf-8")
         handler.send_header("Content-Length", str(len(data)))
         handler.send_header("X-GitHub-Api-Version-Selected", "2022-11-28")
         for key, value in (headers or {}).items():
@@ -300,3 +361,24 @@ def _branch_exists(bare: Path, branch: str) -> bool:
         check=False,
     )
     return done.returncode == 0
+
+
+def _merge_in(bare: Path, head: str, base: str, message: str) -> str:
+    """Merge ``head`` into ``base`` on the bare repository (a merge commit), as the merge
+    button does; returns the merge commit's sha."""
+    with tempfile.TemporaryDirectory(prefix="gh-merge-") as tmp:
+        ident = ["-c", "user.name=GitHub", "-c", "user.email=noreply@github.example"]
+
+        def run(*args: str) -> str:
+            done = subprocess.run(
+                ["git", *ident, *args], cwd=tmp, capture_output=True, text=True, check=False
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"git {' '.join(args)}: {done.stderr}")
+            return done.stdout.strip()
+
+        run("clone", "-q", "-b", base, str(bare), ".")
+        run("fetch", "-q", "origin", f"refs/heads/{head}:refs/remotes/origin/{head}")
+        run("merge", "-q", "--no-ff", "-m", message, f"origin/{head}")
+        run("push", "-q", "origin", f"HEAD:refs/heads/{base}")
+        return run("rev-parse", "HEAD")

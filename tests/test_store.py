@@ -380,7 +380,10 @@ def test_transition_table_matches_the_flow():
     assert can_transition(State.REVIEW, State.FIXING)
     assert can_transition(State.SKIPPED, State.AWAITING_APPROVAL)
     assert not can_transition(State.NEW, State.FIXING)
-    assert TRANSITIONS[State.PR_OPENED] == frozenset()
+    assert TRANSITIONS[State.PUSHED] == frozenset()
+    # After the PR, only GitHub (merged, closed) and the lifecycle's rules move the error.
+    assert TRANSITIONS[State.PR_OPENED] == {State.MERGED, State.CLOSED}
+    assert TRANSITIONS[State.RESOLVED] == {State.REGRESSED}
     assert set(TRANSITIONS) == set(State)
 
 
@@ -729,7 +732,35 @@ async def test_migration_5_turns_a_pr_opened_row_without_a_pr_into_pushed(tmp_pa
         assert kept.count == 1 and len(await new.errors()) == 2
         assert raw_db(path).execute("PRAGMA foreign_key_check").fetchall() == []
         with pytest.raises(sqlite3.IntegrityError):
+            raw_db(path).execute("UPDATE errors SET state = 'exploded'")
+
+
+async def test_migration_6_lets_the_lifecycle_states_in_and_keeps_every_row(tmp_path):
+    path = tmp_path / "console.db"
+    async with await Store.open(path, migrations=MIGRATIONS[:5]) as old:
+        with_pr = await published_in_v4(old, FP_B, "https://github.test/acme/pa/pull/7")
+        [(attempt_id,)] = raw_db(path).execute(
+            "SELECT current_attempt_id FROM errors WHERE id = ?", (with_pr,)
+        )
+        # A version-5 prs row (record_pr of that version wrote these columns only).
+        raw_db(path).execute(
+            "INSERT INTO prs (attempt_id, branch, url, number, created_at) VALUES (?, ?, ?, ?, ?)",
+            (attempt_id, "hotfix/x", "https://github.test/acme/pa/pull/7", 7, "2026-01-01"),
+        )
+        with pytest.raises(sqlite3.IntegrityError):
             raw_db(path).execute("UPDATE errors SET state = 'merged'")
+    async with await Store.open(path) as new:
+        assert await new.schema_version() == len(MIGRATIONS)
+        kept = await new.error(with_pr)
+        assert kept is not None and kept.state is State.PR_OPENED and kept.count == 1
+        assert kept.resolved_at is None and kept.muted_until is None
+        [pr] = await new.prs(kept.current_attempt_id or 0)
+        assert (pr.state, pr.kind, pr.etag, pr.merged_at) == ("open", "fix", None, None)
+        assert await new.transition(
+            with_pr, State.PR_OPENED, State.MERGED, actor="github:octocat", reason="merged"
+        )
+        assert (await new.error(with_pr)).state is State.MERGED  # type: ignore[union-attr]
+        assert raw_db(path).execute("PRAGMA foreign_key_check").fetchall() == []
 
 
 async def test_failed_migration_is_rolled_back_whole(tmp_path):

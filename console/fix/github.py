@@ -49,6 +49,15 @@ class GitHubError(RuntimeError):
         self.status = status
 
 
+class RateLimited(GitHubError):
+    """GitHub's rate limit (403/429) held longer than the caller waits; ``retry_in`` is
+    how many seconds GitHub said (Retry-After, X-RateLimit-Reset) until it lifts."""
+
+    def __init__(self, message: str, status: int | None, retry_in: float) -> None:
+        super().__init__(message, status)
+        self.retry_in = retry_in
+
+
 @dataclass(frozen=True)
 class PullRequest:
     """A pull request for an attempt branch; ``created`` is False when it already existed.
@@ -379,14 +388,27 @@ async def _request(
             return response
         if attempt == max_retries or wait > max_wait_s:
             resume = time.strftime("%H:%M:%S", time.localtime(time.time() + wait))
-            raise GitHubError(
+            raise RateLimited(
                 f"GitHub rate limit reached while trying to {action}; "
                 f"it resets in {wait:.0f}s (around {resume})",
                 response.status_code,
+                wait,
             )
         log.warning("GitHub rate limit while trying to %s; retrying in %.1fs", action, wait)
         await asyncio.sleep(wait)
     raise AssertionError("unreachable")
+
+
+def _checked(token: str | None, repo_full_name: str) -> str:
+    """The token, once it and the repository name are usable; else why not."""
+    if not token:
+        raise GitHubError(
+            "no GitHub token: set github.token in the config, export GITHUB_TOKEN, "
+            "or log in with `gh auth login`"
+        )
+    if not _REPO_NAME.fullmatch(repo_full_name or "") or ".." in repo_full_name:
+        raise GitHubError(f"{repo_full_name!r} is not an owner/name GitHub repository")
+    return token
 
 
 def _as_pr(data: Any, created: bool, warnings: tuple[str, ...] = ()) -> PullRequest:
@@ -446,13 +468,7 @@ async def open_pull_request(
     a retry never produces a duplicate. Labels are best effort: failing to apply them is
     reported in ``warnings``, because the PR itself is what matters.
     """
-    if not token:
-        raise GitHubError(
-            "no GitHub token: set github.token in the config, export GITHUB_TOKEN, "
-            "or log in with `gh auth login`"
-        )
-    if not _REPO_NAME.fullmatch(repo_full_name or "") or ".." in repo_full_name:
-        raise GitHubError(f"{repo_full_name!r} is not an owner/name GitHub repository")
+    token = _checked(token, repo_full_name)
     if not head_branch or not base_branch:
         raise GitHubError("head and base branch are both required to open a pull request")
     ctx = _Context(repo_full_name, head_branch, base_branch)
@@ -521,3 +537,84 @@ async def _apply_labels(
         log.warning("%s", problem)
         return (problem,)
     return ()
+
+
+# ---------------------------------------------------------------------------------------
+# Following a pull request after it was opened
+
+
+@dataclass(frozen=True)
+class PullState:
+    """What GitHub says about a pull request now; ``state`` is open, merged or closed
+    (closed without being merged). ``etag`` is sent back next time as If-None-Match."""
+
+    number: int
+    state: str
+    etag: str | None = None
+    merged_at: str | None = None
+    closed_at: str | None = None
+    merge_sha: str | None = None
+    merged_by: str | None = None
+
+
+def _text_at(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _pull_state(data: Any, etag: str | None) -> PullState:
+    if not isinstance(data, dict) or not isinstance(data.get("number"), int):
+        raise GitHubError("unexpected answer from GitHub: no pull request number in it")
+    merged = bool(data.get("merged")) or bool(data.get("merged_at"))
+    state = "merged" if merged else ("closed" if data.get("state") == "closed" else "open")
+    by = data.get("merged_by")
+    return PullState(
+        number=int(data["number"]),
+        state=state,
+        etag=etag,
+        merged_at=_text_at(data, "merged_at"),
+        closed_at=_text_at(data, "closed_at"),
+        merge_sha=_text_at(data, "merge_commit_sha") if merged else None,
+        merged_by=str(by["login"]) if isinstance(by, dict) and by.get("login") else None,
+    )
+
+
+async def poll_pull_request(
+    *,
+    api_url: str,
+    token: str | None,
+    repo_full_name: str,
+    number: int,
+    etag: str | None = None,
+    timeout_s: float = 30.0,
+) -> PullState | None:
+    """A PR's state, or None when it has not changed since the answer ``etag`` came with.
+
+    The ETag goes out as If-None-Match, and GitHub answers an unchanged PR with 304, which
+    does not count against the rate limit, so polling often costs little. A rate limit is
+    raised at once as :class:`RateLimited` (the poller decides how long to wait).
+    """
+    token = _checked(token, repo_full_name)
+    ctx = _Context(repo_full_name, f"#{number}", "")
+    owner, name = repo_full_name.split("/")
+    headers = _headers(token)
+    if etag:
+        headers["If-None-Match"] = etag
+    action = f"read pull request #{number}"
+    async with httpx.AsyncClient(
+        base_url=api_url.rstrip("/"), headers=headers, timeout=timeout_s, follow_redirects=True
+    ) as client:
+        response = await _request(
+            client,
+            "GET",
+            f"/repos/{owner}/{name}/pulls/{number}",
+            ctx,
+            action,
+            max_retries=0,
+            max_wait_s=0.0,
+        )
+    if response.status_code == 304:
+        return None
+    if response.status_code != 200:
+        raise _explain(response, ctx, action)
+    return _pull_state(_json(response), response.headers.get("etag"))

@@ -53,7 +53,8 @@ class NothingToCommitError(GitError):
     """The worktree holds no change relative to its base, so there is nothing to propose."""
 
 
-async def _author_env(wt: Worktree) -> dict[str, str]:
+async def author_env(wt: Worktree) -> dict[str, str]:
+    """The commit identity: the repository's own, else ``LevAutoFix <autofix@localhost>``."""
     env: dict[str, str] = {}
     name = await run_git(wt.path, "config", "--get", "user.name", check=False)
     email = await run_git(wt.path, "config", "--get", "user.email", check=False)
@@ -92,7 +93,7 @@ async def commit_all(wt: Worktree, message: str) -> str:
         "--cleanup=whitespace",
         "--file=-",
         stdin=message.encode("utf-8"),
-        env=await _author_env(wt),
+        env=await author_env(wt),
     )
     head = await resolve_commit(wt.path, "HEAD")
     assert head is not None

@@ -386,6 +386,27 @@ async def create_worktree(
     return Worktree(path, branch, base_sha, top, base_ref, warning)
 
 
+async def checkout_base(
+    repo: Path, branch: str, name: str, *, base_branch: str, remote: str
+) -> Worktree:
+    """A new worktree at ``.worktrees/<name>`` on ``branch``, made from the freshly
+    fetched base (a revert of a merged fix starts there, not from an attempt's branch)."""
+    top = await toplevel(repo)
+    await together(check_ref_name(top, "branch", branch), check_remote(top, remote))
+    path = top / WORKTREES_DIR / name
+    registered, (base_sha, base_ref, warning) = await together(
+        _registered_worktrees(top), _fetch_base(top, remote, base_branch)
+    )
+    at_path = next((p for p in registered if same_path(p, path)), None)
+    if at_path is not None:
+        await run_git(top, "worktree", "remove", "--force", "--force", str(at_path))
+    if path.exists() or path.is_symlink():
+        _remove_tree(top, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    await run_git(top, "worktree", "add", "--no-track", "-B", branch, str(path), base_sha)
+    return Worktree(path, branch, base_sha, top, base_ref, warning)
+
+
 async def _none() -> None:
     return None
 

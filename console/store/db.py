@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from agent.wire import ErrorEvent
+from agent.wire import ErrorEvent, Start
 from console.models import (
     FINISHED_STATES,
     RUNNING_STATES,
@@ -39,6 +39,7 @@ from console.models import (
     IngestResult,
     PullRequestRow,
     RoundRow,
+    StartRow,
     State,
     TestResultRow,
     action_name,
@@ -51,8 +52,10 @@ from console.store.schema import (
     ATTEMPT_COLUMNS,
     ATTEMPT_FIELDS,
     ERROR_COLUMNS,
+    ERROR_MARKS,
     KEYS_PER_QUERY,
     MIGRATIONS,
+    PR_COLUMNS,
     NotFound,
     StoreError,
     attempt_columns,
@@ -61,6 +64,7 @@ from console.store.schema import (
     error_row,
     now_iso,
     placeholders,
+    pr_row,
     states_of,
     test_result_row,
 )
@@ -71,6 +75,14 @@ T = TypeVar("T")
 
 RECOVER_REASON = "console stopped during the attempt"
 RETRY_REASON = "replaced by a retry"
+
+
+def _marks(marks: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Lifecycle columns of an error a transition writes, checked against ERROR_MARKS."""
+    unknown = sorted(set(marks or {}) - ERROR_MARKS)
+    if unknown:
+        raise ValueError(f"unknown error mark(s) {', '.join(unknown)}")
+    return marks
 
 
 class Store:
@@ -301,6 +313,7 @@ class Store:
         attempt_id: int | None = None,
         reason: str | None = None,
         actor: str | None = None,
+        marks: dict[str, Any] | None = None,
         **fields: Any,
     ) -> bool:
         """Move an error (and its current attempt) from ``expected`` to ``new``, atomically.
@@ -310,6 +323,7 @@ class Store:
         requires that attempt to be the error's current one (a stale worker cannot move a
         newer attempt). ``fields`` are attempt columns written in the same transaction.
         Entering ``fixing`` starts an attempt, which is :meth:`create_attempt`'s job.
+        ``marks`` are error columns of the lifecycle (``resolved_at``...) written with it.
         """
         expected, new = State(expected), State(new)
         if new not in TRANSITIONS[expected]:
@@ -317,10 +331,11 @@ class Store:
         if new is State.FIXING:
             raise ValueError("entering fixing starts an attempt: use create_attempt()")
         fields = attempt_columns(fields)
+        error_marks = _marks(marks)
 
         async def body(db: aiosqlite.Connection) -> bool:
             return await self._transition(
-                db, error_id, expected, new, attempt_id, reason, actor, fields
+                db, error_id, expected, new, attempt_id, reason, actor, fields, error_marks
             )
 
         return await self._write(body)
@@ -353,6 +368,7 @@ class Store:
         reason: str | None,
         actor: str | None,
         fields: dict[str, Any],
+        marks: dict[str, Any] | None = None,
     ) -> bool:
         rows = list(
             await db.execute_fetchall(
@@ -367,11 +383,13 @@ class Store:
         if attempt_id is not None and attempt_id != current:
             return False
         now = now_iso()
+        marked = marks or {}
         cursor = await db.execute(
             "UPDATE errors SET state = ?, updated_at = ?"
             + (", current_attempt_id = NULL" if new is State.AWAITING_APPROVAL else "")
+            + "".join(f", {name} = ?" for name in marked)
             + " WHERE id = ? AND state = ?",
-            (new.value, now, error_id, expected.value),
+            (new.value, now, *marked.values(), error_id, expected.value),
         )
         if cursor.rowcount != 1:
             return False
@@ -409,6 +427,7 @@ class Store:
         new: State,
         actor: str,
         reason: str | None,
+        action: str | None = None,
     ) -> None:
         await db.execute(
             "INSERT INTO decisions (error_id, attempt_id, action, actor, from_state, to_state, "
@@ -416,7 +435,7 @@ class Store:
             (
                 error_id,
                 attempt_id,
-                action_name(old, new),
+                action or action_name(old, new),
                 actor,
                 old.value,
                 new.value,
@@ -617,37 +636,191 @@ class Store:
         return [test_result_row(r) for r in rows]
 
     async def record_pr(
-        self, attempt_id: int, branch: str, url: str, number: int
+        self, attempt_id: int, branch: str, url: str, number: int, *, kind: str = "fix"
     ) -> PullRequestRow:
-        """Remember an opened PR by branch, so a restart never opens a second one for it."""
+        """Remember an opened PR by branch, so a restart never opens a second one for it.
+
+        A ``fix`` PR is the attempt's own (its URL and number are the attempt's); a
+        ``revert`` PR reverts that attempt's merge and leaves the attempt as it was.
+        """
         now = now_iso()
 
         async def body(db: aiosqlite.Connection) -> PullRequestRow:
             await self._require_attempt(db, attempt_id)
             rows = list(
                 await db.execute_fetchall(
-                    "INSERT INTO prs (attempt_id, branch, url, number, created_at) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (branch) DO UPDATE SET "
+                    "INSERT INTO prs (attempt_id, branch, url, number, created_at, kind) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (branch) DO UPDATE SET "
                     "attempt_id = excluded.attempt_id, url = excluded.url, "
-                    "number = excluded.number "
-                    "RETURNING id, attempt_id, branch, url, number, created_at",
-                    (attempt_id, branch, url, number, now),
+                    f"number = excluded.number RETURNING {PR_COLUMNS}",
+                    (attempt_id, branch, url, number, now, kind),
                 )
             )
-            await db.execute(
-                "UPDATE attempts SET pr_url = ?, pr_number = ? WHERE id = ?",
-                (url, number, attempt_id),
-            )
-            return PullRequestRow(*tuple(rows[0]))
+            if kind == "fix":
+                await db.execute(
+                    "UPDATE attempts SET pr_url = ?, pr_number = ? WHERE id = ?",
+                    (url, number, attempt_id),
+                )
+            return pr_row(rows[0])
 
         return await self._write(body)
 
     async def pr_for_branch(self, branch: str) -> PullRequestRow | None:
+        rows = await self._read(f"SELECT {PR_COLUMNS} FROM prs WHERE branch = ?", (branch,))
+        return pr_row(rows[0]) if rows else None
+
+    async def prs(self, attempt_id: int) -> list[PullRequestRow]:
+        """An attempt's pull requests, oldest first: its fix PR, then any revert of it."""
         rows = await self._read(
-            "SELECT id, attempt_id, branch, url, number, created_at FROM prs WHERE branch = ?",
-            (branch,),
+            f"SELECT {PR_COLUMNS} FROM prs WHERE attempt_id = ? ORDER BY id", (attempt_id,)
         )
-        return PullRequestRow(*tuple(rows[0])) if rows else None
+        return [pr_row(r) for r in rows]
+
+    async def watched_prs(self) -> list[tuple[PullRequestRow, int]]:
+        """The fix PRs to poll, each with its error's id: open ones whose attempt is the
+        current attempt of an error still at ``pr_opened``."""
+        rows = await self._read(
+            f"SELECT {', '.join('p.' + c.strip() for c in PR_COLUMNS.split(','))}, "
+            "e.id AS error_id FROM prs p JOIN errors e ON e.current_attempt_id = p.attempt_id "
+            "WHERE p.kind = 'fix' AND p.state = 'open' AND e.state = ? ORDER BY p.id",
+            (State.PR_OPENED.value,),
+        )
+        out = []
+        for r in rows:
+            values = dict(zip(r.keys(), tuple(r), strict=True))
+            error_id = values.pop("error_id")
+            out.append((PullRequestRow(**values), int(error_id)))
+        return out
+
+    async def update_pr(self, pr_id: int, **fields: Any) -> None:
+        """Write what polling GitHub said about a PR (state, etag, merged_at...)."""
+        allowed = {
+            "state",
+            "etag",
+            "merged_at",
+            "closed_at",
+            "merge_sha",
+            "merged_by",
+            "checked_at",
+        }
+        unknown = sorted(set(fields) - allowed)
+        if unknown:
+            raise ValueError(f"unknown PR field(s) {', '.join(unknown)}")
+        if not fields:
+            return
+
+        async def body(db: aiosqlite.Connection) -> None:
+            sets = ", ".join(f"{name} = ?" for name in fields)
+            await db.execute(f"UPDATE prs SET {sets} WHERE id = ?", (*fields.values(), pr_id))
+
+        await self._write(body)
+
+    async def record_starts(self, host: str, starts: Sequence[Start]) -> None:
+        """Keep the service starts a host's agent saw; idempotent on (host, instance, seq),
+        and the host's stream position moves past them as it does past stored events."""
+        if not starts:
+            return
+        now = now_iso()
+
+        async def body(db: aiosqlite.Connection) -> None:
+            rows = list(
+                await db.execute_fetchall("SELECT instance FROM hosts WHERE name = ?", (host,))
+            )
+            instance = rows[0][0] if rows else ""
+            await db.executemany(
+                "INSERT INTO starts (host, instance, seq, service, at, line, received_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (host, instance, seq) DO NOTHING",
+                [(host, instance, s.seq, s.service, s.at, s.line, now) for s in starts],
+            )
+            top = max(s.seq for s in starts)
+            await db.execute(
+                "INSERT INTO hosts (name, last_seq) VALUES (?, ?) ON CONFLICT (name) "
+                "DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
+                (host, top),
+            )
+
+        await self._write(body)
+
+    async def first_start(
+        self, service: str, after: str, host: str | None = None
+    ) -> StartRow | None:
+        """The service's first start seen at or after ``after`` (an ISO stamp), on any host
+        or on ``host``; None when no agent has seen it start since."""
+        rows = await self._read(
+            "SELECT host, service, at, line, seq, received_at FROM starts "
+            "WHERE service = ? AND at >= ? "
+            + ("AND host = ? " if host is not None else "")
+            + "ORDER BY at LIMIT 1",
+            (service, after, *([host] if host is not None else [])),
+        )
+        return StartRow(*tuple(rows[0])) if rows else None
+
+    async def last_received(self, error_id: int) -> str | None:
+        """When the console received the error's latest occurrence (its own clock)."""
+        rows = await self._read(
+            "SELECT MAX(received_at) FROM occurrences WHERE error_id = ?", (error_id,)
+        )
+        return rows[0][0] if rows else None
+
+    async def fix_pr(self, attempt_id: int | None) -> PullRequestRow | None:
+        """The attempt's own (fix) pull request, if it has one."""
+        if attempt_id is None:
+            return None
+        return next((p for p in await self.prs(attempt_id) if p.kind == "fix"), None)
+
+    async def set_mute(
+        self,
+        error_id: int,
+        *,
+        until: str | None,
+        until_count: int | None,
+        actor: str,
+        reason: str | None = None,
+    ) -> ErrorRow:
+        """Mute an error's notifications (or unmute it, both None), recorded as a decision."""
+        muting = until is not None or until_count is not None
+        return await self.note_decision(
+            error_id,
+            "mute" if muting else "unmute",
+            actor,
+            reason,
+            marks={"muted_until": until, "muted_until_count": until_count},
+        )
+
+    async def note_decision(
+        self,
+        error_id: int,
+        action: str,
+        actor: str,
+        reason: str | None = None,
+        *,
+        marks: dict[str, Any] | None = None,
+    ) -> ErrorRow:
+        """Record a decision that leaves the error's state as it is (a mute, a revert PR),
+        writing its lifecycle ``marks`` in the same transaction."""
+        written = _marks(marks) or {}
+
+        async def body(db: aiosqlite.Connection) -> None:
+            rows = list(
+                await db.execute_fetchall(
+                    "SELECT state, current_attempt_id FROM errors WHERE id = ?", (error_id,)
+                )
+            )
+            if not rows:
+                raise NotFound(f"no error {error_id}")
+            state = State(rows[0][0])
+            await db.execute(
+                "UPDATE errors SET updated_at = ?"
+                + "".join(f", {name} = ?" for name in written)
+                + " WHERE id = ?",
+                (now_iso(), *written.values(), error_id),
+            )
+            await self._decide(db, error_id, rows[0][1], state, state, actor, reason, action=action)
+
+        await self._write(body)
+        row = await self.error(error_id)
+        assert row is not None
+        return row
 
     async def recover(self) -> list[AttemptRow]:
         """At startup: attempts cut off by a console stop become ``interrupted``.

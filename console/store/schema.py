@@ -19,6 +19,7 @@ from console.models import (
     AttemptRow,
     DecisionRow,
     ErrorRow,
+    PullRequestRow,
     State,
     TestResultRow,
 )
@@ -35,6 +36,10 @@ _STATE_CHECK = _state_check(
 )
 _STATE_CHECK_5 = _state_check(
     "new awaiting_approval fixing testing review pushed pr_opened skipped failed interrupted"
+)
+_STATE_CHECK_6 = _state_check(
+    "new awaiting_approval fixing testing review pushed pr_opened skipped failed interrupted "
+    "merged closed resolved regressed escalating"
 )
 
 
@@ -57,6 +62,25 @@ def _errors_table(check: str, added: str = "") -> str:
         created_at TEXT NOT NULL,
         updated_at TEXT NOT NULL,
         {added}UNIQUE (service, fingerprint)"""
+
+
+def _rebuild_errors(name: str, check: str, added: str) -> str:
+    """SQL that rebuilds the errors table as ``name`` with a new state CHECK and the columns
+    ``added``, keeping every row (SQLite cannot alter a CHECK)."""
+    return f"""
+    CREATE TABLE {name} (
+{_errors_table(check, added=added)}
+    );
+    INSERT INTO {name} (id, service, fingerprint, error_type, message, stack, route,
+        severity, count, first_seen, last_seen, state, current_attempt_id, created_at,
+        updated_at, in_app)
+    SELECT id, service, fingerprint, error_type, message, stack, route, severity, count,
+        first_seen, last_seen, state, current_attempt_id, created_at, updated_at, in_app
+    FROM errors;
+    DROP TABLE errors;
+    ALTER TABLE {name} RENAME TO errors;
+    CREATE INDEX errors_state ON errors(state);
+    CREATE INDEX errors_last_seen ON errors(last_seen);"""
 
 
 def _attempts_table(check: str) -> str:
@@ -183,20 +207,7 @@ MIGRATIONS: tuple[str, ...] = (
     # 5: the 'pushed' state (branch pushed, no pull request). SQLite cannot alter a CHECK,
     # so errors and attempts are rebuilt; an attempt recorded as pr_opened without a PR
     # URL only had its branch pushed, and it and its error become 'pushed'.
-    f"""
-    CREATE TABLE errors_v5 (
-{_errors_table(_STATE_CHECK_5, added="in_app TEXT, ")}
-    );
-    INSERT INTO errors_v5 (id, service, fingerprint, error_type, message, stack, route,
-        severity, count, first_seen, last_seen, state, current_attempt_id, created_at,
-        updated_at, in_app)
-    SELECT id, service, fingerprint, error_type, message, stack, route, severity, count,
-        first_seen, last_seen, state, current_attempt_id, created_at, updated_at, in_app
-    FROM errors;
-    DROP TABLE errors;
-    ALTER TABLE errors_v5 RENAME TO errors;
-    CREATE INDEX errors_state ON errors(state);
-    CREATE INDEX errors_last_seen ON errors(last_seen);
+    f"""{_rebuild_errors("errors_v5", _STATE_CHECK_5, "in_app TEXT, ")}
     CREATE TABLE attempts_v5 (
 {_attempts_table(_STATE_CHECK_5)},
         claude_denials TEXT,
@@ -216,6 +227,39 @@ MIGRATIONS: tuple[str, ...] = (
     UPDATE decisions SET to_state = 'pushed', action = 'push'
         WHERE to_state = 'pr_opened' AND attempt_id IN
         (SELECT id FROM attempts WHERE state = 'pushed');
+    """,
+    # 6: an error's life after its PR (merged, closed, resolved, regressed, escalating) and
+    # its mute; what polling GitHub last said about each PR (with the ETag it is asked
+    # with), revert PRs; and the service starts the agents saw. errors is rebuilt for the
+    # new states' CHECK; attempts never enter them.
+    f"""{
+        _rebuild_errors(
+            "errors_v6",
+            _STATE_CHECK_6,
+            "in_app TEXT, resolved_at TEXT, regressed_at TEXT, muted_until TEXT, "
+            "muted_until_count INTEGER, ",
+        )
+    }
+    ALTER TABLE prs ADD COLUMN state TEXT NOT NULL DEFAULT 'open';
+    ALTER TABLE prs ADD COLUMN etag TEXT;
+    ALTER TABLE prs ADD COLUMN merged_at TEXT;
+    ALTER TABLE prs ADD COLUMN closed_at TEXT;
+    ALTER TABLE prs ADD COLUMN merge_sha TEXT;
+    ALTER TABLE prs ADD COLUMN merged_by TEXT;
+    ALTER TABLE prs ADD COLUMN checked_at TEXT;
+    ALTER TABLE prs ADD COLUMN kind TEXT NOT NULL DEFAULT 'fix';
+    CREATE TABLE starts (
+        id INTEGER PRIMARY KEY,
+        host TEXT NOT NULL,
+        instance TEXT NOT NULL DEFAULT '',
+        seq INTEGER NOT NULL,
+        service TEXT NOT NULL,
+        at TEXT NOT NULL,
+        line TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        UNIQUE (host, instance, seq)
+    );
+    CREATE INDEX starts_service ON starts(service, at);
     """,
 )
 
@@ -243,7 +287,16 @@ ATTEMPT_FIELDS: frozenset[str] = frozenset(
 
 ERROR_COLUMNS = (
     "id, service, fingerprint, error_type, message, stack, route, severity, count, "
-    "first_seen, last_seen, state, created_at, updated_at, current_attempt_id, in_app"
+    "first_seen, last_seen, state, created_at, updated_at, current_attempt_id, in_app, "
+    "resolved_at, regressed_at, muted_until, muted_until_count"
+)
+PR_COLUMNS = (
+    "id, attempt_id, branch, url, number, created_at, state, etag, merged_at, closed_at, "
+    "merge_sha, merged_by, checked_at, kind"
+)
+# Error columns the lifecycle writes alongside a transition (Store.transition's ``marks``).
+ERROR_MARKS: frozenset[str] = frozenset(
+    {"resolved_at", "regressed_at", "muted_until", "muted_until_count"}
 )
 ATTEMPT_COLUMNS = (
     "id, error_id, state, branch, worktree, started_at, finished_at, reason, claude_cost_usd, "
@@ -286,6 +339,10 @@ def error_row(row: sqlite3.Row, hosts: dict[str, int]) -> ErrorRow:
         updated_at=row["updated_at"],
         current_attempt_id=row["current_attempt_id"],
         in_app=json.loads(row["in_app"]) if row["in_app"] else [],
+        resolved_at=row["resolved_at"],
+        regressed_at=row["regressed_at"],
+        muted_until=row["muted_until"],
+        muted_until_count=row["muted_until_count"],
     )
 
 
@@ -294,6 +351,10 @@ def attempt_row(row: sqlite3.Row) -> AttemptRow:
     values["state"] = State(values["state"])
     values["diff_stat"] = decode_stat(values["diff_stat"])
     return AttemptRow(**values)
+
+
+def pr_row(row: sqlite3.Row) -> PullRequestRow:
+    return PullRequestRow(**dict(zip(row.keys(), tuple(row), strict=True)))
 
 
 def test_result_row(r: sqlite3.Row) -> TestResultRow:

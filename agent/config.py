@@ -38,6 +38,7 @@ from agent.configschema import (
     then,
     wrong,
 )
+from agent.starts import DEFAULT_START_PATTERN
 from agent.tomlfile import load_table
 from agent.wire import SEVERITIES
 
@@ -232,6 +233,15 @@ class SourceConfig:
         default=None,
         read=_STRINGS,
         doc="the app's root path, stripped from frame paths before fingerprinting",
+    )
+    start_pattern: str = setting(
+        default=DEFAULT_START_PATTERN,
+        read=regex(empty_ok=True),
+        shown="common Node frameworks' start lines (`listening on`, `Server listening at`, "
+        "`application successfully started`, `Ready in`...)",
+        doc="a file line matching it means the service (re)started: relayed as a `start` "
+        'line, after which a merged fix\'s error counts as resolved or regressed; `""` '
+        "turns it off",
     )
 
     @classmethod

@@ -334,13 +334,15 @@ def _alternative(pattern: str) -> str:
     return pattern
 
 
-def regex(*, alternative: bool = False) -> Reader[str]:
+def regex(*, alternative: bool = False, empty_ok: bool = False) -> Reader[str]:
     """A regular expression (Python ``re`` syntax), kept as its source text.
 
     ``alternative``: it must also work as one alternative of a larger expression (as
-    ``(?:pattern)``), which refuses global flags such as a leading ``(?i)``.
+    ``(?:pattern)``), which refuses global flags such as a leading ``(?i)``. ``empty_ok``:
+    an empty string is accepted as it is (a key whose empty value turns a match off).
     """
-    return then(text(), _alternative if alternative else _regex)
+    check = _alternative if alternative else _regex
+    return then(text(empty_ok=empty_ok), lambda p: check(p) if p else p)
 
 
 def env_name_problem(name: str) -> str | None:

@@ -38,6 +38,7 @@ from agent.outbox import Outbox
 from agent.problems import ProblemLog
 from agent.record import ErrorRecord
 from agent.redact import Redactor, env_values
+from agent.starts import StartLines
 from agent.tail import Chunk, FileSource, Position
 
 RESCAN_SECONDS = 2.0
@@ -92,6 +93,8 @@ class _FileWatch:
     files: FileSource
     kick: asyncio.Event = field(default_factory=asyncio.Event)
     failure: BaseException | None = None
+    # Finds the service's start lines (None: the source's start_pattern is "").
+    starts: StartLines | None = None
 
 
 @dataclass
@@ -113,9 +116,12 @@ class _Batch:
     positions: list[tuple[str, Position]] = field(default_factory=list)
     forget: list[tuple[str, str]] = field(default_factory=list)
     cursors: list[tuple[str, str]] = field(default_factory=list)
+    starts: list[tuple[str, str]] = field(default_factory=list)  # (service, line)
 
     def __bool__(self) -> bool:
-        return bool(self.occurrences or self.positions or self.forget or self.cursors)
+        return bool(
+            self.occurrences or self.positions or self.forget or self.cursors or self.starts
+        )
 
 
 class Daemon:
@@ -134,7 +140,10 @@ class Daemon:
         self.intakes: list[OtlpIntake] = []
         for src in config.sources:
             if src.paths:
-                self.watches.append(_FileWatch(src, src.label, self._file_source(src)))
+                starts = StartLines(src.start_pattern) if src.start_pattern else None
+                self.watches.append(
+                    _FileWatch(src, src.label, self._file_source(src), starts=starts)
+                )
             elif src.otlp is not None:
                 self.intakes.append(self._intake(src))
             elif src.journald is not None:
@@ -232,6 +241,9 @@ class Daemon:
             if chunk.final:
                 records += parser.assembler.flush(eof=True)
             batch.occurrences += self._records(parser, chunk.path, records)
+            if watch.starts is not None:
+                for line in watch.starts.feed(chunk.key, chunk.data, final=chunk.final):
+                    batch.starts.append((watch.source.service, self.redactor.redact(line)))
             pos = None if chunk.final else fs.position(chunk.key, parser.assembler.safe_offset)
             if pos is None:
                 self._parsers.pop(chunk.key, None)
@@ -244,7 +256,11 @@ class Daemon:
         if not batch:
             return
         refused = self.outbox.ingest(
-            batch.occurrences, batch.positions, batch.forget, cursors=batch.cursors
+            batch.occurrences,
+            batch.positions,
+            batch.forget,
+            cursors=batch.cursors,
+            starts=batch.starts,
         )
         if refused:
             self.problems.report(

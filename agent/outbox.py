@@ -24,7 +24,7 @@ from agent.occurrence import Occurrence
 from agent.record import in_app_flags
 from agent.sanitize import dumps, safe_text
 from agent.tail import Position
-from agent.wire import ErrorEvent, encode_unsequenced, iso
+from agent.wire import ErrorEvent, Start, encode_unsequenced, iso
 
 SCHEMA_VERSION = 1
 
@@ -222,6 +222,7 @@ class Outbox:
         forget: Iterable[tuple[str, str]] = (),
         now: float | None = None,
         cursors: Iterable[tuple[str, str]] = (),
+        starts: Iterable[tuple[str, str]] = (),
     ) -> list[NotStored]:
         """Count occurrences and advance source positions in one transaction.
 
@@ -231,11 +232,18 @@ class Outbox:
         cursor of their own (journald). An occurrence the database refuses is left out
         and returned, and the positions still advance: one record must never hold a
         source back. A failure of the transaction itself (disk full) raises, and nothing
-        of it is stored.
+        of it is stored. ``starts`` are (service, line) pairs of start lines the sources
+        showed: each becomes a ``start`` event at once (it needs no settling).
         """
         arrival = time.time() if now is None else now
         with self._tx() as conn:
             refused = self._count_all(conn, occurrences, arrival)
+            for service, line in starts:
+                event = Start(seq=0, host=self.host, service=service, at=iso(arrival), line=line)
+                conn.execute(
+                    "INSERT INTO events (created, payload) VALUES (?, ?)",
+                    (arrival, encode_unsequenced(event)),
+                )
             for service, pos in positions:
                 conn.execute(
                     "INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?, ?, ?)",

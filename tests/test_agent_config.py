@@ -147,7 +147,7 @@ def test_bad_values_name_the_key(data: dict, problem: str) -> None:
         (
             {"sources": [{"service": "A", "paths": "/x", "wat": 1}]},
             "sources[0].wat: unknown key (expected one of app_root, command, from_beginning, "
-            "journald, otlp, paths, service)",
+            "journald, otlp, paths, service, start_pattern)",
         ),
         (
             {"detection": {"min_severity": "urgent"}},

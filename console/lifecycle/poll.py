@@ -66,8 +66,11 @@ class PullPoller:
                 self._notify("error", f"polling pull requests failed: {exc!r}")
             wait = max(self.config.github.poll_seconds, self._paused_until - time.time())
             self._wake.clear()
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow the cancellation
+            # that stops the console when the wake-up comes at the same moment.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
 
     async def poll_once(self) -> int:
         """One round over the open fix PRs; returns how many changed state."""

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from agent.wire import ErrorEvent
+from console.history import History, HistoryQuery
 from console.models import (
     FINISHED_STATES,
     RUNNING_STATES,
@@ -45,6 +46,7 @@ from console.models import (
     epoch,
 )
 from console.storable import Received
+from console.store.history import read_history
 from console.store.ingest import ingest as ingest_batch
 from console.store.migrate import migrate, schema_version
 from console.store.schema import (
@@ -839,6 +841,12 @@ class Store:
             (*params, limit),
         )
         return [decision_row(r) for r in rows]
+
+    async def history(self, query: HistoryQuery, now: float) -> History:
+        """What the product did over ``query``'s period ending at ``now`` (epoch seconds):
+        attempts and outcomes, rates, times to PR and merge, costs, regressions, recurring
+        errors (see :mod:`console.store.history`)."""
+        return await read_history(self._read, query, now)
 
     async def integrity_check(self) -> list[str]:
         """SQLite's own verdict on the file (``["ok"]`` when healthy), for a doctor command."""

@@ -87,6 +87,10 @@ class Store:
         # Ingest writes through its own connection on its own thread (console.store.ingest).
         self._ingest_pool = ThreadPoolExecutor(1, thread_name_prefix="store-ingest")
         self._ingest_conn: sqlite3.Connection | None = None
+        # History reads scan a month of rows; they run on a read-only connection of their
+        # own (WAL lets it read beside the writers), so they never hold the write lock.
+        self._history_pool = ThreadPoolExecutor(1, thread_name_prefix="store-history")
+        self._history_conn: sqlite3.Connection | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -127,8 +131,11 @@ class Store:
         self._closed = True
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.get_running_loop().run_in_executor(self._ingest_pool, self._close_ingest)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._ingest_pool, self._close_ingest)
         self._ingest_pool.shutdown(wait=False)
+        await loop.run_in_executor(self._history_pool, self._close_history)
+        self._history_pool.shutdown(wait=False)
         await self._db.close()
 
     async def __aenter__(self) -> Store:
@@ -190,6 +197,22 @@ class Store:
             conn.execute("PRAGMA synchronous = NORMAL")
             self._ingest_conn = conn
         return self._ingest_conn
+
+    def _history_connection(self) -> sqlite3.Connection:
+        """The history thread's read-only connection, opened there on first use."""
+        if self._history_conn is None:
+            conn = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
+                timeout=30.0,
+            )  # fmt: skip
+            conn.execute("PRAGMA busy_timeout = 30000")
+            self._history_conn = conn
+        return self._history_conn
+
+    def _close_history(self) -> None:
+        if self._history_conn is not None:
+            self._history_conn.close()
+            self._history_conn = None
 
     def _close_ingest(self) -> None:
         if self._ingest_conn is not None:
@@ -845,8 +868,13 @@ class Store:
     async def history(self, query: HistoryQuery, now: float) -> History:
         """What the product did over ``query``'s period ending at ``now`` (epoch seconds):
         attempts and outcomes, rates, times to PR and merge, costs, regressions, recurring
-        errors (see :mod:`console.store.history`)."""
-        return await read_history(self._read, query, now)
+        errors (see :mod:`console.store.history`). Read on a connection of its own, off the
+        write lock, so neither ingest nor a decision waits for it."""
+        if self._closed:
+            raise StoreError(f"{self.path}: store is closed")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._history_pool, lambda: read_history(self._history_connection(), query, now)
+        )
 
     async def integrity_check(self) -> list[str]:
         """SQLite's own verdict on the file (``["ok"]`` when healthy), for a doctor command."""

@@ -3,9 +3,9 @@
 Every figure comes from rows the flow already writes, so the history needs no table of its
 own: attempts (state, start, cost), the decision log (when an error was pushed, got its PR,
 was merged or regressed, by any actor), the PRs, and the occurrences' running totals.
-Each query reads one grouped pass over its table, so a month of history (tens of thousands
-of attempts and occurrences) answers in milliseconds; the per-row work in Python is over
-the grouped rows only.
+Each query is one grouped pass over its table and the work in Python is over the grouped
+rows only: a month of 30,000 attempts and decisions and 60,000 occurrences reads in about
+a second for any period on a machine loaded five times over its cores.
 """
 
 from __future__ import annotations
@@ -13,15 +13,13 @@ from __future__ import annotations
 import sqlite3
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agent.wire import SEVERITIES, iso
 from console.history import Bucket, History, HistoryQuery, Outcome, Rate, Recurring, outcome_of
 from console.models import epoch
-
-Read = Callable[[str, Iterable[Any]], Awaitable[list[sqlite3.Row]]]
 
 RECURRING_LIMIT = 10
 # Decision states that mark an error's way to a fix, as the decision log spells them.
@@ -52,13 +50,26 @@ def _service_clause(query: HistoryQuery, alias: str = "e") -> tuple[str, list[An
     return f" AND {alias}.service = ?", [query.service]
 
 
-async def read_history(read: Read, query: HistoryQuery, now: float) -> History:
-    """The figures for ``query`` as of ``now`` (epoch seconds), read through ``read``."""
+def _rows(conn: sqlite3.Connection, sql: str, params: Iterable[Any]) -> list[Any]:
+    return conn.execute(sql, tuple(params)).fetchall()
+
+
+def read_history(conn: sqlite3.Connection, query: HistoryQuery, now: float) -> History:
+    """The figures for ``query`` as of ``now`` (epoch seconds), all from one snapshot of
+    the database (one read transaction), so the figures agree with each other."""
+    conn.execute("BEGIN")
+    try:
+        return _read(conn, query, now)
+    finally:
+        conn.execute("COMMIT")
+
+
+def _read(conn: sqlite3.Connection, query: HistoryQuery, now: float) -> History:
     starts = slots(query, now)
     hourly = query.days == 1
     start = iso(starts[0].timestamp())
-    services = [r[0] for r in await read("SELECT DISTINCT service FROM errors ORDER BY 1", ())]
-    outcomes, by_slot, by_service, by_severity = await _attempts(read, query, start, hourly)
+    services = [r[0] for r in _rows(conn, "SELECT DISTINCT service FROM errors ORDER BY 1", ())]
+    outcomes, by_slot, by_service, by_severity = _attempts(conn, query, start, hourly)
     buckets = [
         Bucket(
             start=iso(moment.timestamp()),
@@ -68,9 +79,9 @@ async def read_history(read: Read, query: HistoryQuery, now: float) -> History:
         )
         for moment in starts
     ]
-    to_pr = await _times_to(read, query, start, PUBLISHED_STATES)
-    to_merge = await _times_to(read, query, start, (MERGED_STATE,))
-    regressions = await _regressions(read, query, start)
+    to_pr = _times_to(conn, query, start, PUBLISHED_STATES)
+    to_merge = _times_to(conn, query, start, (MERGED_STATE,))
+    regressions = _regressions(conn, query, start)
     return History(
         query=query,
         start=start,
@@ -86,20 +97,21 @@ async def read_history(read: Read, query: HistoryQuery, now: float) -> History:
         merges=len(to_merge),
         cost_usd=sum(cost for _, cost in by_slot.values()),
         regressions=sum(regressions.values()),
-        recurring=await _recurring(read, query, start, regressions),
+        recurring=_recurring(conn, query, start, regressions),
     )
 
 
 Tally = Counter[Outcome]
 
 
-async def _attempts(
-    read: Read, query: HistoryQuery, start: str, hourly: bool
+def _attempts(
+    conn: sqlite3.Connection, query: HistoryQuery, start: str, hourly: bool
 ) -> tuple[Tally, dict[str, tuple[Tally, float]], dict[str, Tally], dict[str, Tally]]:
     """One grouped pass over the period's attempts: outcomes overall, per slice (with the
     slice's cost), per service and per severity."""
     where, params = _service_clause(query)
-    rows = await read(
+    rows = _rows(
+        conn,
         f"SELECT substr(a.started_at, 1, {13 if hourly else 10}) AS slot, a.state, "
         "e.service, e.severity, COUNT(*), COALESCE(SUM(a.claude_cost_usd), 0) "
         "FROM attempts a JOIN errors e ON e.id = a.error_id "
@@ -137,8 +149,8 @@ def _rates(tallies: dict[str, Tally], order: list[str]) -> list[Rate]:
     ]
 
 
-async def _times_to(
-    read: Read, query: HistoryQuery, start: str, states: tuple[str, ...]
+def _times_to(
+    conn: sqlite3.Connection, query: HistoryQuery, start: str, states: tuple[str, ...]
 ) -> list[float]:
     """Seconds from each error's first sight to the first time it reached one of ``states``,
     for the errors that first reached it within the period. A PR recorded without a
@@ -151,7 +163,8 @@ async def _times_to(
         if "pr_opened" in states
         else ""
     )
-    rows = await read(
+    rows = _rows(
+        conn,
         "SELECT e.first_seen, MIN(r.at) AS reached FROM ("
         f"SELECT error_id, at FROM decisions WHERE to_state IN ({marks}){prs}"
         f") r JOIN errors e ON e.id = r.error_id WHERE 1 = 1{where} "
@@ -166,10 +179,11 @@ async def _times_to(
     return seconds
 
 
-async def _regressions(read: Read, query: HistoryQuery, start: str) -> dict[int, int]:
+def _regressions(conn: sqlite3.Connection, query: HistoryQuery, start: str) -> dict[int, int]:
     """Per error, how often it regressed in the period."""
     where, params = _service_clause(query)
-    rows = await read(
+    rows = _rows(
+        conn,
         "SELECT d.error_id, COUNT(*) FROM decisions d JOIN errors e ON e.id = d.error_id "
         f"WHERE d.to_state = ? AND d.at >= ?{where} GROUP BY d.error_id",
         [REGRESSED_STATE, start, *params],
@@ -177,8 +191,8 @@ async def _regressions(read: Read, query: HistoryQuery, start: str) -> dict[int,
     return {int(error_id): int(count) for error_id, count in rows}
 
 
-async def _recurring(
-    read: Read, query: HistoryQuery, start: str, regressions: dict[int, int]
+def _recurring(
+    conn: sqlite3.Connection, query: HistoryQuery, start: str, regressions: dict[int, int]
 ) -> list[Recurring]:
     """The errors that occurred most in the period.
 
@@ -187,7 +201,8 @@ async def _recurring(
     Only errors seen in the period are read, through the index on ``last_seen``.
     """
     where, params = _service_clause(query, "x")
-    rows = await read(
+    rows = _rows(
+        conn,
         "SELECT error_id, SUM(top - COALESCE(base, 0)) AS n FROM ("
         "SELECT o.error_id, "
         "MAX(CASE WHEN o.received_at >= ? THEN o.count END) AS top, "
@@ -204,7 +219,8 @@ async def _recurring(
         return []
     ids = list(counts)
     marks = ", ".join("?" * len(ids))
-    details = await read(
+    details = _rows(
+        conn,
         "SELECT e.id, e.service, e.fingerprint, e.error_type, e.message, e.state, "
         "(SELECT COUNT(*) FROM attempts a WHERE a.error_id = e.id AND a.started_at >= ?) "
         f"FROM errors e WHERE e.id IN ({marks})",

@@ -20,6 +20,7 @@ from console.config import (
     default_config_path,
     load_config,
 )
+from console.statelock import HeldLock, StateBusy, hold
 
 # What the ``console`` extra installs, by import name: a prod host with the agent alone has
 # none of them, and every ``autofix`` command needs them.
@@ -61,11 +62,23 @@ def cmd_check(args: argparse.Namespace) -> int:
     return asyncio.run(run_check(_load(args.config)))
 
 
+def _holding_store(config: ConsoleConfig) -> HeldLock:
+    """The state directory's lock for a console or ``serve``; a second one on the same
+    store is told who holds it and exits 1."""
+    try:
+        return hold(config.state_dir)
+    except StateBusy as exc:
+        print(f"autofix: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from console.headless import serve
 
     path = Path(args.config or default_config_path())
-    return asyncio.run(serve(_load(args.config), config_path=path))
+    config = _load(args.config)
+    with _holding_store(config):
+        return asyncio.run(serve(config, config_path=path))
 
 
 def cmd_fix(args: argparse.Namespace) -> int:
@@ -86,7 +99,9 @@ def cmd_fix(args: argparse.Namespace) -> int:
 def cmd_console(args: argparse.Namespace) -> int:
     from console.app import main as console_main
 
-    return console_main(_load(args.config), Path(args.config or default_config_path()))
+    config = _load(args.config)
+    with _holding_store(config):
+        return console_main(config, Path(args.config or default_config_path()))
 
 
 # --- demo ------------------------------------------------------------------------------------

@@ -1,13 +1,14 @@
 """A loopback stand-in for the GitHub REST endpoints the console calls.
 
 It is a real HTTP server on 127.0.0.1 (random port) speaking GitHub's JSON shapes and
-status codes for: listing pull requests by head, creating a pull request, labelling
-an issue/PR, and (auto-merge's section) a commit's check runs and combined status and the
-merge endpoint, which squash-merges into the bare repository when it has one. It checks
-the bearer token, keeps pull requests in memory (so a lookup after a create finds it),
-records every request, and can be told to fail the next matching request with a given
-status or to rate limit it once. When given the bare repository that plays
-the git remote, it refuses a PR whose head branch was never pushed, as GitHub does.
+status codes for: reading a repository (with the token's ``permissions``), listing pull
+requests by head, creating a pull request, labelling an issue/PR, and (auto-merge's
+section) a commit's check runs and combined status and the merge endpoint, which
+squash-merges into the bare repository when it has one. It checks the bearer token, keeps
+pull requests in memory (so a lookup after a create finds it), records every request, and
+can be told to fail the next matching request with a given status or to rate limit it
+once. When given the bare repository that plays the git remote, it refuses a PR whose head
+branch was never pushed, as GitHub does.
 """
 
 from __future__ import annotations
@@ -59,8 +60,11 @@ class GitHubStandIn:
         *,
         token: str = "ghp_test-token",
         repos: dict[str, Path | None] | None = None,
+        read_only: tuple[str, ...] = (),
     ) -> None:
         self.token = token
+        # repositories whose ``GET /repos/{o}/{r}`` says ``permissions.push`` is false
+        self.read_only = read_only
         # owner/name -> bare repository holding its branches (None: accept any head)
         self.repos: dict[str, Path | None] = dict(repos or {"octo/service": None})
         self.requests: list[RecordedRequest] = []
@@ -187,12 +191,18 @@ class GitHubStandIn:
 
     def _route(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
         parts = path.strip("/").split("/")
-        if len(parts) < 4 or parts[0] != "repos":
+        if len(parts) < 3 or parts[0] != "repos":
             return 404, {"message": "Not Found"}
         repo = f"{parts[1]}/{parts[2]}"
         if repo not in self.repos:
             return 404, {"message": "Not Found"}
         rest = parts[3:]
+        if not rest and method == "GET":
+            return 200, {
+                "full_name": repo,
+                "default_branch": "main",
+                "permissions": {"admin": False, "push": repo not in self.read_only, "pull": True},
+            }
         if rest == ["pulls"] and method == "GET":
             return 200, self._list_pulls(repo, query)
         if rest == ["pulls"] and method == "POST":

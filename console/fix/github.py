@@ -274,6 +274,22 @@ def _client(api_url: str, token: str, timeout_s: float) -> httpx.AsyncClient:
     )
 
 
+def _check_repo_name(repo_full_name: str) -> None:
+    if not _REPO_NAME.fullmatch(repo_full_name or "") or ".." in repo_full_name:
+        raise GitHubError(f"{repo_full_name!r} is not an owner/name GitHub repository")
+
+
+def _checked(token: str | None, repo_full_name: str) -> str:
+    """The token, once it and the repository name are usable; else the error saying why."""
+    if not token:
+        raise GitHubError(
+            "no GitHub token: set github.token in the config, export GITHUB_TOKEN, "
+            "or log in with `gh auth login`"
+        )
+    _check_repo_name(repo_full_name)
+    return token
+
+
 def _json(response: httpx.Response) -> Any:
     try:
         return response.json()
@@ -435,18 +451,6 @@ async def _find_existing(
     return candidates[0] if candidates else None
 
 
-def _checked(token: str | None, repo_full_name: str) -> str:
-    """The token, once it and the repository name are usable; else the error saying why."""
-    if not token:
-        raise GitHubError(
-            "no GitHub token: set github.token in the config, export GITHUB_TOKEN, "
-            "or log in with `gh auth login`"
-        )
-    if not _REPO_NAME.fullmatch(repo_full_name or "") or ".." in repo_full_name:
-        raise GitHubError(f"{repo_full_name!r} is not an owner/name GitHub repository")
-    return token
-
-
 async def open_pull_request(
     *,
     api_url: str,
@@ -532,6 +536,45 @@ async def _apply_labels(
         log.warning("%s", problem)
         return (problem,)
     return ()
+
+
+# ---------------------------------------------------------------------------------------
+# What ``autofix check`` asks
+
+
+@dataclass(frozen=True)
+class RepoAccess:
+    """What the token may do on a repository, as GitHub answers ``GET /repos/{o}/{r}``.
+
+    ``push`` is the token owner's right to push, which opening a PR from a branch of the
+    same repository needs as well; ``default_branch`` lets the check name a wrong base.
+    """
+
+    repo: str
+    push: bool
+    default_branch: str
+
+
+async def repo_access(
+    *, api_url: str, token: str, repo_full_name: str, timeout_s: float = 15.0
+) -> RepoAccess:
+    """Ask GitHub what the token may do on ``repo_full_name``; GitHubError says why not
+    (a rejected token, a repository it cannot see, GitHub unreachable)."""
+    _check_repo_name(repo_full_name)
+    ctx = _Context(repo_full_name, "", "")
+    action = "read the repository"
+    async with _client(api_url, token, timeout_s) as client:
+        response = await _request(
+            client, "GET", f"/repos/{repo_full_name}", ctx, action, max_retries=0, max_wait_s=0
+        )
+    if response.status_code != 200:
+        raise _explain(response, ctx, action)
+    data = _json(response)
+    if not isinstance(data, dict):
+        raise GitHubError(f"unexpected answer from GitHub while trying to {action}: not an object")
+    permissions = data.get("permissions")
+    push = isinstance(permissions, dict) and permissions.get("push") is True
+    return RepoAccess(repo_full_name, push, str(data.get("default_branch") or ""))
 
 
 # ---------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ async def run_check(config: ConsoleConfig) -> int:
             url = await check_repo(
                 service.repo, base_branch=service.base_branch, remote=service.remote
             )
-        except GitError as exc:
+        except (GitError, ValueError) as exc:  # ValueError: no such remote
             line(False, f"service {service.name}: {exc}")
             continue
         repo = service.repo

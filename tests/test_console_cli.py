@@ -14,7 +14,7 @@ import pytest
 from sshd import SshServer, ssh_server_fixture  # noqa: F401  (provides ssh_server)
 
 from tests.conftest import require_tool
-from tests.engine_world import agent_toml, fix_turns, node_error_log, seed_agent
+from tests.engine_world import agent_stream_command, fix_turns, node_error_log, seed_agent
 from tests.github_api import GitHubStandIn
 from tests.messages_api import MessagesApi, ToolCall
 from tests.service_repo import isolate_git, make_service_repo
@@ -46,16 +46,14 @@ def test_check_reports_each_part_with_a_line_and_fails_on_what_is_broken(
 ) -> None:
     server: SshServer = ssh_server()
     repo, _ = make_service_repo(tmp_path)
-    state = tmp_path / "agent-state"
-    state.mkdir()
-    toml = agent_toml(tmp_path / "agent.toml", state, "prod-1")
+    agent = agent_stream_command(tmp_path)
     stranger = tmp_path / "empty_known_hosts"
     stranger.write_text("")
     config = tmp_path / "console.toml"
     config.write_text(
         f'state_dir = "{tmp_path / "console"}"\n'
         + host_toml("prod-1", server)
-        + f'agent_command = "{sys.executable} -m agent.cli stream --config {toml}"\n'
+        + f'agent_command = "{agent}"\n'
         + host_toml("stranger", server, stranger)
         + f'[[services]]\nname = "PA"\nrepo = "{repo}"\n'
         f'[[services]]\nname = "ghost"\nrepo = "{tmp_path / "nowhere"}"\n'
@@ -108,15 +106,16 @@ def test_config_before_or_after_the_command_is_the_file_read(tmp_path: Path) -> 
         assert "concurrency" in proc.stderr
 
 
-def test_no_config_at_all_points_to_the_demo_and_to_writing_one(tmp_path: Path) -> None:
+def test_no_config_at_all_points_to_the_demo_and_to_init(tmp_path: Path) -> None:
     home = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
     proc = run("check", env=home)
     assert proc.returncode == 2
     assert proc.stderr == (
         f"autofix: no config file at {tmp_path / 'xdg' / 'autofix' / 'config.toml'}\n"
         "  To try the whole loop on this machine without one: autofix demo\n"
-        "  To watch your own service, write one (README: Console config reference) and "
-        "pass it with --config FILE, before or after the command.\n"
+        "  To write one for your own service from a few questions: autofix init\n"
+        "  (or write it by hand, README: Console config reference, and pass it with "
+        "--config FILE, before or after the command)\n"
     )
 
 

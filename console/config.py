@@ -38,6 +38,7 @@ from agent.configschema import (
 )
 from agent.tomlfile import load_table
 from agent.wire import SEVERITIES
+from console.automerge.policy import AutoMergePolicy
 
 DEFAULT_SENSITIVE_PATHS: tuple[str, ...] = (
     ".github/**",
@@ -230,6 +231,17 @@ class ServiceConfig:
         read=_STRINGS,
         doc="extra rules added to the prompt's constraints block for this service",
     )
+    auto_merge: AutoMergePolicy = section(
+        AutoMergePolicy, "auto-merge of this service's fix PRs ([services.auto_merge])"
+    )
+
+    def cross_check(self) -> None:
+        if self.auto_merge.enabled and self.stop_at != "pr":
+            raise Invalid(
+                f"auto-merge merges pull requests, but stop_at = {self.stop_at!r} never opens "
+                'one (set stop_at = "pr" or leave auto-merge off)',
+                "auto_merge.enabled",
+            )
 
 
 @config_table

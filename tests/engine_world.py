@@ -73,6 +73,14 @@ def agent_toml(path: Path, state: Path, host: str) -> Path:
     return path
 
 
+def agent_stream_command(root: Path, host: str = "prod-1") -> str:
+    """The command a host runs for the console: an empty agent's stream, under ``root``."""
+    state = root / "agent-state"
+    state.mkdir(exist_ok=True)
+    toml = agent_toml(root / "agent.toml", state, host)
+    return f"{sys.executable} -m agent.cli stream --config {toml}"
+
+
 def fix_turns(worktree: Path) -> list:
     users = str(worktree / "lib" / "users.js")
     return [

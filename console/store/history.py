@@ -10,16 +10,15 @@ a second for any period on a machine loaded five times over its cores.
 
 from __future__ import annotations
 
-import sqlite3
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agent.wire import SEVERITIES, iso
 from console.history import Bucket, History, HistoryQuery, Outcome, Rate, Recurring, outcome_of
 from console.models import epoch
+from console.store.backend import Tx
 
 RECURRING_LIMIT = 10
 # Decision states that mark an error's way to a fix, as the decision log spells them.
@@ -50,26 +49,13 @@ def _service_clause(query: HistoryQuery, alias: str = "e") -> tuple[str, list[An
     return f" AND {alias}.service = ?", [query.service]
 
 
-def _rows(conn: sqlite3.Connection, sql: str, params: Iterable[Any]) -> list[Any]:
-    return conn.execute(sql, tuple(params)).fetchall()
-
-
-def read_history(conn: sqlite3.Connection, query: HistoryQuery, now: float) -> History:
-    """The figures for ``query`` as of ``now`` (epoch seconds), all from one snapshot of
-    the database (one read transaction), so the figures agree with each other."""
-    conn.execute("BEGIN")
-    try:
-        return _read(conn, query, now)
-    finally:
-        conn.execute("COMMIT")
-
-
-def _read(conn: sqlite3.Connection, query: HistoryQuery, now: float) -> History:
+async def read_history(tx: Tx, query: HistoryQuery, now: float) -> History:
+    """The figures for ``query`` as of ``now`` (epoch seconds), read through ``tx``."""
     starts = slots(query, now)
     hourly = query.days == 1
     start = iso(starts[0].timestamp())
-    services = [r[0] for r in _rows(conn, "SELECT DISTINCT service FROM errors ORDER BY 1", ())]
-    outcomes, by_slot, by_service, by_severity = _attempts(conn, query, start, hourly)
+    services = [r[0] for r in await tx.fetch("SELECT DISTINCT service FROM errors ORDER BY 1", ())]
+    outcomes, by_slot, by_service, by_severity = await _attempts(tx, query, start, hourly)
     buckets = [
         Bucket(
             start=iso(moment.timestamp()),
@@ -79,9 +65,9 @@ def _read(conn: sqlite3.Connection, query: HistoryQuery, now: float) -> History:
         )
         for moment in starts
     ]
-    to_pr = _times_to(conn, query, start, PUBLISHED_STATES)
-    to_merge = _times_to(conn, query, start, (MERGED_STATE,))
-    regressions = _regressions(conn, query, start)
+    to_pr = await _times_to(tx, query, start, PUBLISHED_STATES)
+    to_merge = await _times_to(tx, query, start, (MERGED_STATE,))
+    regressions = await _regressions(tx, query, start)
     return History(
         query=query,
         start=start,
@@ -97,21 +83,20 @@ def _read(conn: sqlite3.Connection, query: HistoryQuery, now: float) -> History:
         merges=len(to_merge),
         cost_usd=sum(cost for _, cost in by_slot.values()),
         regressions=sum(regressions.values()),
-        recurring=_recurring(conn, query, start, regressions),
+        recurring=await _recurring(tx, query, start, regressions),
     )
 
 
 Tally = Counter[Outcome]
 
 
-def _attempts(
-    conn: sqlite3.Connection, query: HistoryQuery, start: str, hourly: bool
+async def _attempts(
+    tx: Tx, query: HistoryQuery, start: str, hourly: bool
 ) -> tuple[Tally, dict[str, tuple[Tally, float]], dict[str, Tally], dict[str, Tally]]:
     """One grouped pass over the period's attempts: outcomes overall, per slice (with the
     slice's cost), per service and per severity."""
     where, params = _service_clause(query)
-    rows = _rows(
-        conn,
+    rows = await tx.fetch(
         f"SELECT substr(a.started_at, 1, {13 if hourly else 10}) AS slot, a.state, "
         "e.service, e.severity, COUNT(*), COALESCE(SUM(a.claude_cost_usd), 0) "
         "FROM attempts a JOIN errors e ON e.id = a.error_id "
@@ -149,8 +134,8 @@ def _rates(tallies: dict[str, Tally], order: list[str]) -> list[Rate]:
     ]
 
 
-def _times_to(
-    conn: sqlite3.Connection, query: HistoryQuery, start: str, states: tuple[str, ...]
+async def _times_to(
+    tx: Tx, query: HistoryQuery, start: str, states: tuple[str, ...]
 ) -> list[float]:
     """Seconds from each error's first sight to the first time it reached one of ``states``,
     for the errors that first reached it within the period. A PR recorded without a
@@ -163,12 +148,11 @@ def _times_to(
         if "pr_opened" in states
         else ""
     )
-    rows = _rows(
-        conn,
+    rows = await tx.fetch(
         "SELECT e.first_seen, MIN(r.at) AS reached FROM ("
         f"SELECT error_id, at FROM decisions WHERE to_state IN ({marks}){prs}"
         f") r JOIN errors e ON e.id = r.error_id WHERE 1 = 1{where} "
-        "GROUP BY e.id HAVING reached >= ?",
+        "GROUP BY e.id HAVING MIN(r.at) >= ?",
         [*states, *params, start],
     )
     seconds = []
@@ -179,11 +163,10 @@ def _times_to(
     return seconds
 
 
-def _regressions(conn: sqlite3.Connection, query: HistoryQuery, start: str) -> dict[int, int]:
+async def _regressions(tx: Tx, query: HistoryQuery, start: str) -> dict[int, int]:
     """Per error, how often it regressed in the period."""
     where, params = _service_clause(query)
-    rows = _rows(
-        conn,
+    rows = await tx.fetch(
         "SELECT d.error_id, COUNT(*) FROM decisions d JOIN errors e ON e.id = d.error_id "
         f"WHERE d.to_state = ? AND d.at >= ?{where} GROUP BY d.error_id",
         [REGRESSED_STATE, start, *params],
@@ -191,8 +174,8 @@ def _regressions(conn: sqlite3.Connection, query: HistoryQuery, start: str) -> d
     return {int(error_id): int(count) for error_id, count in rows}
 
 
-def _recurring(
-    conn: sqlite3.Connection, query: HistoryQuery, start: str, regressions: dict[int, int]
+async def _recurring(
+    tx: Tx, query: HistoryQuery, start: str, regressions: dict[int, int]
 ) -> list[Recurring]:
     """The errors that occurred most in the period.
 
@@ -201,8 +184,7 @@ def _recurring(
     Only errors seen in the period are read, through the index on ``last_seen``.
     """
     where, params = _service_clause(query, "x")
-    rows = _rows(
-        conn,
+    rows = await tx.fetch(
         "SELECT error_id, SUM(top - COALESCE(base, 0)) AS n FROM ("
         "SELECT o.error_id, "
         "MAX(CASE WHEN o.received_at >= ? THEN o.count END) AS top, "
@@ -210,7 +192,7 @@ def _recurring(
         "FROM occurrences o WHERE o.error_id IN "
         f"(SELECT x.id FROM errors x WHERE x.last_seen >= ?{where}) "
         "GROUP BY o.error_id, o.host, o.instance"
-        ") WHERE top IS NOT NULL GROUP BY error_id HAVING n > 0 "
+        ") t WHERE top IS NOT NULL GROUP BY error_id HAVING SUM(top - COALESCE(base, 0)) > 0 "
         "ORDER BY n DESC, error_id LIMIT ?",
         [start, start, start, *params, RECURRING_LIMIT],
     )
@@ -219,8 +201,7 @@ def _recurring(
         return []
     ids = list(counts)
     marks = ", ".join("?" * len(ids))
-    details = _rows(
-        conn,
+    details = await tx.fetch(
         "SELECT e.id, e.service, e.fingerprint, e.error_type, e.message, e.state, "
         "(SELECT COUNT(*) FROM attempts a WHERE a.error_id = e.id AND a.started_at >= ?) "
         f"FROM errors e WHERE e.id IN ({marks})",

@@ -23,7 +23,7 @@ from console.config import ConsoleConfig, ServiceConfig
 from console.events import ClaudeActivity, EngineEvent, Notify
 from console.fix.claude import ClaudeOutcome, RunShape, StreamEvent, run_claude
 from console.fix.git import GitError
-from console.fix.paths import touched_sensitive
+from console.fix.paths import TEST_DIRS, touched_sensitive
 from console.fix.prompt import build_prompt, verify_prompt
 from console.fix.ready import ReadyWorktrees
 from console.fix.sandbox.cage import CageUnavailable, cage_env, cage_for
@@ -49,7 +49,6 @@ from console.store import Store
 log = logging.getLogger(__name__)
 
 TRANSCRIPT_FLUSH_SECONDS = 0.5
-TEST_DIRS = ("test", "tests", "__tests__", "spec")
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ from console.models import (
     can_transition,
     error_name,
 )
+from console.secret import store_password
 from console.storable import Received
 from console.store import Store
 
@@ -107,7 +108,7 @@ class Engine:
     @classmethod
     async def open(cls, config: ConsoleConfig) -> Engine:
         """Open the store at the configured place; call :meth:`start` to begin work."""
-        store = await Store.open(config.db_path)
+        store = await Store.open(config.store_address, password=store_password(config))
         return cls(config, store)
 
     # --- events ----------------------------------------------------------------------------

@@ -49,6 +49,7 @@ from console.screens.background import run_guarded
 from console.screens.confirm import ConfirmScreen
 from console.screens.detail import DetailScreen
 from console.screens.help import HelpScreen
+from console.screens.history import HistoryScreen
 from console.screens.main import MainScreen
 from console.screens.retry import RetryScreen
 from console.screens.review import ReviewScreen
@@ -311,6 +312,11 @@ class AutofixApp(App[None]):
     def _open_detail(self, message: requests.OpenDetail) -> None:
         self.push_screen(DetailScreen(message.error, self.data, self.clock))
 
+    @on(requests.OpenHistory)
+    def _open_history(self, message: requests.OpenHistory) -> None:
+        if not isinstance(self.screen, HistoryScreen):
+            self.push_screen(HistoryScreen(self.data, self.clock))
+
     @on(requests.OpenPR)
     def _open_pr(self, message: requests.OpenPR) -> None:
         error = message.error
@@ -402,6 +408,10 @@ class AutofixApp(App[None]):
             "Open PR", "Open the pull request in a browser (o)", main.action_open_pr
         )
         yield SystemCommand("Filter", "Filter errors (/)", main.action_filter)
+        yield SystemCommand(
+            "History", "Attempts, outcomes, costs and regressions over time (h)",
+            main.action_history,
+        )  # fmt: skip
         yield SystemCommand("Telegram on/off", "Toggle Telegram (t)", self.action_toggle_telegram)
         yield SystemCommand("Help", "Show all keys (?)", self.action_help)
 

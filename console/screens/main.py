@@ -43,6 +43,7 @@ class MainScreen(Screen[None]):
         Binding("d", "review", "Diff"),
         Binding("enter", "detail", "Detail", show=False),
         Binding("o", "open_pr", "Open PR"),
+        Binding("h", "history", "History", show=False),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
@@ -312,6 +313,9 @@ class MainScreen(Screen[None]):
     def action_open_pr(self) -> None:
         if (error := self._selected()) is not None:
             self.post_message(requests.OpenPR(error))
+
+    def action_history(self) -> None:
+        self.post_message(requests.OpenHistory())
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)

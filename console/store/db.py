@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agent.wire import ErrorEvent
+from console.history import History, HistoryQuery
 from console.models import (
     FINISHED_STATES,
     RUNNING_STATES,
@@ -44,6 +45,7 @@ from console.models import (
 from console.storable import Received
 from console.store.backend import Backend, Row, Tx
 from console.store.connect import open_backend
+from console.store.history import read_history
 from console.store.ingest import ingest as ingest_batch
 from console.store.schema import (
     ATTEMPT_COLUMNS,
@@ -800,6 +802,12 @@ class Store:
             (*params, limit),
         )
         return [decision_row(r) for r in rows]
+
+    async def history(self, query: HistoryQuery, now: float) -> History:
+        """What the product did over ``query``'s period ending at ``now`` (epoch seconds):
+        attempts and outcomes, rates, times to PR and merge, costs, regressions, recurring
+        errors (see :mod:`console.store.history`), all read in one view of the data."""
+        return await self._reads(lambda tx: read_history(tx, query, now))
 
     async def integrity_check(self) -> list[str]:
         """The database's own verdict (``["ok"]`` when healthy), for a doctor command."""

@@ -34,7 +34,15 @@ from console.fix.claude_state import ClaudeState, discover
 from console.fix.github import compare_page
 from console.fix.publish import PublishPlan, plan_publish
 from console.fix.worktree import remote_url
-from console.models import Action, AttemptRow, ErrorRow, State
+from console.models import (
+    STATE_LABELS,
+    Action,
+    AttemptRow,
+    ErrorRow,
+    State,
+    attempt_name,
+    error_name,
+)
 from console.pending import Drained, PendingUpdates
 from console.screens import requests
 from console.screens.background import run_guarded
@@ -178,7 +186,8 @@ class AutofixApp(App[None]):
 
         async def work() -> None:
             result = await call()
-            self.notify(result.message, severity="information" if result.ok else "warning")
+            if not result.noticed:  # else its Notice is on screen already
+                self.notify(result.message, severity="information" if result.ok else "warning")
 
         run_guarded(self, work, what=label, group="commands")
 
@@ -207,8 +216,12 @@ class AutofixApp(App[None]):
             self.notify(refused, severity="warning")
             return
         if attempt is None or Action.PUBLISH not in self.engine.actions(error, attempt):
-            state = attempt.state.value if attempt else "gone"
-            self.notify(f"already decided: attempt {attempt_id} is {state}", severity="warning")
+            said = (
+                f"{attempt_name(attempt, error)} is {STATE_LABELS[attempt.state]}"
+                if attempt
+                else f"{error_name(error.service, error.error_type, error.message)} has moved on"
+            )
+            self.notify(f"already decided: {said}", severity="warning")
             return
         service = self.engine.config.service(error.service)
         plan = await plan_publish(service, self.engine.config.github) if service else None

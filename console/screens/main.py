@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input
 
 from console.fix.claude import StreamEvent as ClaudeEvent
-from console.models import Action, AttemptRow, ErrorRow
+from console.models import Action, AttemptRow, ErrorRow, attempt_name
 from console.pending import Drained
 from console.screens import requests
 from console.screens.background import run_guarded
@@ -221,7 +221,7 @@ class MainScreen(Screen[None]):
         if attempt_id != self.attempt_id:
             return
         claude = self.query_one(ClaudeLog)
-        claude.border_title = f"Claude · attempt #{attempt_id}"
+        claude.border_title = f"Claude · {attempt_name(attempt)}" if attempt else "Claude"
         claude.show(attempt_id, events, denials=attempt.denials if attempt else ())
         if attempt is not None:
             claude.outcome(attempt)

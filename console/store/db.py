@@ -413,9 +413,10 @@ class Store:
                 )
             attempt_rows = list(
                 await db.fetch(
-                    f"INSERT INTO attempts (error_id, state, started_at, extra_instruction) "
-                    f"VALUES (?, ?, ?, ?) RETURNING {ATTEMPT_COLUMNS}",
-                    (error_id, State.FIXING.value, now, extra_instruction),
+                    "INSERT INTO attempts (error_id, state, started_at, extra_instruction, "
+                    "number) VALUES (?, ?, ?, ?, (SELECT COALESCE(MAX(number), 0) + 1 "
+                    f"FROM attempts WHERE error_id = ?)) RETURNING {ATTEMPT_COLUMNS}",
+                    (error_id, State.FIXING.value, now, extra_instruction, error_id),
                 )
             )
             attempt = attempt_row(attempt_rows[0])

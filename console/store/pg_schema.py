@@ -171,4 +171,12 @@ PG_MIGRATIONS: tuple[str, ...] = (
         WHERE to_state = 'pr_opened' AND attempt_id IN
         (SELECT id FROM attempts WHERE state = 'pushed');
     """,
+    # 6: attempts numbered per error, the existing ones in id order.
+    """
+    ALTER TABLE attempts ADD COLUMN number BIGINT NOT NULL DEFAULT 0;
+    UPDATE attempts SET number = (
+        SELECT COUNT(*) FROM attempts AS earlier
+        WHERE earlier.error_id = attempts.error_id AND earlier.id <= attempts.id
+    );
+    """,
 )

@@ -30,6 +30,7 @@ Action = Literal[
     "view_queue",
     "view_errors",
     "view_system",
+    "view_history",
 ]
 _CODES: dict[str, str] = {
     "approve": "a",
@@ -43,6 +44,7 @@ _CODES: dict[str, str] = {
     "view_queue": "q",
     "view_errors": "e",
     "view_system": "y",
+    "view_history": "i",
 }
 _ACTIONS: dict[str, Action] = {code: action for action, code in _CODES.items()}  # type: ignore[misc]
 _SHAPE = re.compile(rf"^([a-z])(\d{{1,18}})\.([A-Za-z0-9_-]{{{_TAG_CHARS}}})$")

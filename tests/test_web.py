@@ -181,3 +181,14 @@ def test_the_gate_takes_the_token_and_nothing_else(guess) -> None:
     gate = TokenGate("x" * 20 + "token-of-the-run")
     assert gate._matches(guess) == (guess == gate.token)
     assert not gate._matches(None)
+
+
+def test_a_bad_config_is_named_before_anything_listens(tmp_path: Path) -> None:
+    config = tmp_path / "console.toml"
+    config.write_text(CONFIG.format(state=tmp_path / "state", repo=tmp_path) + "\nbogus = 1\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "console.cli", "web", "--config", str(config), "--port", "0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "bogus" in done.stderr and "the console is at" not in done.stdout

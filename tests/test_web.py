@@ -120,6 +120,17 @@ async def test_the_console_in_chromium_shows_the_errors_table(chromium, web_cons
         )  # fmt: skip
         assert drawn, "the terminal was not drawn on the page"
 
+        # A second session while the first runs: the page says who holds the console.
+        second = await browser.new_page()
+        await browser.send("Page.addScriptToEvaluateOnNewDocument", second, source=RECORD_TERMINAL)
+        await browser.send("Page.navigate", second, url=web_console)
+        said = ""
+        deadline = time.monotonic() + 30
+        while "is in use by" not in said and time.monotonic() < deadline:
+            said = ESCAPES.sub("", await browser.evaluate(second, "window.__terminal") or "")
+            await asyncio.sleep(0.3)
+        assert "is in use by process" in said and "quit that one first" in said, said
+
 
 async def test_chromium_is_refused_the_console_without_the_token(chromium, web_console) -> None:
     base = web_console.split("?", 1)[0]

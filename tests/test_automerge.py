@@ -8,12 +8,17 @@ import copy
 from typing import Any
 
 import pytest
+from textual.widgets import Static
 
+from console.app import AutofixApp
 from console.automerge.plan import MERGED_ACTION, MergePlan, MergeStep
 from console.config import parse_config
 from console.engine import Engine
 from console.events import AutoMergeChanged, Notice
 from console.models import Action, AttemptRow, ErrorRow, State
+from console.screens.review import ReviewScreen
+from console.widgets.errors_table import ErrorsTable
+from tests.conftest import eventually
 from tests.engine_world import World, fix_turns, fix_with_test_turns
 from tests.messages_api import ToolCall
 from tests.service_repo import git
@@ -247,3 +252,34 @@ async def test_telegram_says_when_it_merges_and_why_and_its_stop_button_stops_it
         final = await world.until(edited, 20, "the message saying it was stopped")
         assert final.buttons() == []
         assert not merges(world)
+
+
+async def test_the_review_screen_lists_every_gate_and_x_stops_the_merge(world: World) -> None:
+    world.api.turns = fix_with_test_turns(world.worktree)
+    engine = await start(world, require_checks=False, soak_minutes=30)
+    error, attempt = await open_pr(world, engine)
+    await plan_at(world, engine, attempt, MergeStep.SOAKING)
+    app = AutofixApp(engine)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await eventually(
+            lambda: app.main_screen.query_one(ErrorsTable).select_error(error.id), 30, "the row"
+        )
+        await pilot.pause()
+        assert app.main_screen.check_action("auto_merge", ()) is True
+        await pilot.press("d")
+        review = await eventually(
+            lambda: isinstance(app.screen, ReviewScreen) and app.screen, 10, "the review"
+        )
+        panel = review.query_one("#review-merge", Static)
+        shown = str(panel.render())
+        assert "auto-merge in 30 min: 5 lines" in shown
+        for line in ("✓ lines  5 lines", "✓ stack  only stack files", "✓ tests  tests pass",
+                     "✓ risk   risk low", "✓ daily  0 of 3 today", "x stops it"):  # fmt: skip
+            assert line in shown, (line, shown)
+        await pilot.press("x")
+        await plan_at(world, engine, attempt, MergeStep.STOPPED)
+        await eventually(
+            lambda: "auto-merge stopped by keyboard" in str(panel.render()), 10, "the stop shown"
+        )
+        await eventually(lambda: review.check_action("auto_merge", ()) is None, 10, "x greyed")
+    assert not merges(world)

@@ -149,8 +149,8 @@ def cmd_web(args: argparse.Namespace) -> int:
     from console.web import serve_web
 
     path = Path(args.config or default_config_path()).expanduser().resolve()
-    _load(str(path))  # a bad config is named here, not in each browser session
-    return asyncio.run(serve_web(path, args.host, args.port))
+    config = _load(str(path))  # a bad config is named here, not in each browser session
+    return asyncio.run(serve_web(path, args.host, args.port, state_dir=config.state_dir))
 
 
 # --- demo ------------------------------------------------------------------------------------

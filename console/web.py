@@ -11,7 +11,8 @@ compared in constant time. The websocket must also come from the page's own orig
 another site open in the same browser cannot drive the console.
 
 The console run for each session is ``autofix --config FILE`` of this installation; the
-console's state-directory lock lets one session (or one terminal console) run at a time.
+console's state-directory lock lets one session (or one terminal console) run at a time,
+and a session opened meanwhile shows who holds it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from urllib.parse import urlsplit
 import aiohttp_jinja2
 from aiohttp import web
 from textual_serve.server import Server
+
+from console.statelock import StateBusy, hold
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +125,12 @@ class WebConsole(Server):
     ``0.0.0.0``), and the start-up banner is left out: :func:`serve_web` prints the URL.
     """
 
-    def __init__(self, command: str, host: str, port: int, token: str) -> None:
+    def __init__(
+        self, command: str, host: str, port: int, token: str, state_dir: Path | None = None
+    ) -> None:
         super().__init__(command, host=host, port=port, title="LevAutoFix")
         self.gate = TokenGate(token)
+        self.state_dir = state_dir
 
     async def _make_app(self) -> web.Application:
         app = await super()._make_app()
@@ -133,6 +139,21 @@ class WebConsole(Server):
 
     async def on_startup(self, app: web.Application) -> None:
         return None
+
+    async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
+        """A session is a console, and one console runs per state directory: while one
+        runs, a new session's page says who has it instead of staying blank."""
+        if self.state_dir is not None:
+            try:
+                hold(self.state_dir, "autofix web").release()  # asks only; the console takes it
+            except StateBusy as exc:
+                websocket = web.WebSocketResponse(heartbeat=15)
+                await websocket.prepare(request)
+                await websocket.send_bytes(f"\r\n  autofix: {exc}\r\n".encode())
+                async for _ in websocket:  # keep the words on the page until it goes
+                    pass
+                return websocket
+        return await super().handle_websocket(request)
 
     @aiohttp_jinja2.template("app_index.html")
     async def handle_index(self, request: web.Request) -> dict[str, Any]:
@@ -162,6 +183,7 @@ async def serve_web(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     *,
+    state_dir: Path | None = None,
     token: str | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
@@ -169,11 +191,12 @@ async def serve_web(
 ) -> int:
     """Serve the console until SIGINT or SIGTERM (or ``stop``); print the URL with its token.
 
-    ``port`` 0 takes a free port; the printed URL names the one bound.
+    ``port`` 0 takes a free port; the printed URL names the one bound. ``state_dir`` is the
+    config's, whose lock tells a new session that a console already runs.
     """
     out, err = out or sys.stdout, err or sys.stderr
     token = token or secrets.token_urlsafe(32)
-    server = WebConsole(console_command(config_path), host, port, token)
+    server = WebConsole(console_command(config_path), host, port, token, state_dir)
     runner = web.AppRunner(await server._make_app(), handle_signals=False, access_log=None)
     await runner.setup()
     try:

@@ -120,6 +120,17 @@ async def test_the_console_in_chromium_shows_the_errors_table(chromium, web_cons
         )  # fmt: skip
         assert drawn, "the terminal was not drawn on the page"
 
+        # A second session while the first runs: the page says who holds the console.
+        second = await browser.new_page()
+        await browser.send("Page.addScriptToEvaluateOnNewDocument", second, source=RECORD_TERMINAL)
+        await browser.send("Page.navigate", second, url=web_console)
+        said = ""
+        deadline = time.monotonic() + 30
+        while "is in use by" not in said and time.monotonic() < deadline:
+            said = ESCAPES.sub("", await browser.evaluate(second, "window.__terminal") or "")
+            await asyncio.sleep(0.3)
+        assert "is in use by process" in said and "quit that one first" in said, said
+
 
 async def test_chromium_is_refused_the_console_without_the_token(chromium, web_console) -> None:
     base = web_console.split("?", 1)[0]
@@ -181,3 +192,14 @@ def test_the_gate_takes_the_token_and_nothing_else(guess) -> None:
     gate = TokenGate("x" * 20 + "token-of-the-run")
     assert gate._matches(guess) == (guess == gate.token)
     assert not gate._matches(None)
+
+
+def test_a_bad_config_is_named_before_anything_listens(tmp_path: Path) -> None:
+    config = tmp_path / "console.toml"
+    config.write_text(CONFIG.format(state=tmp_path / "state", repo=tmp_path) + "\nbogus = 1\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "console.cli", "web", "--config", str(config), "--port", "0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "bogus" in done.stderr and "the console is at" not in done.stdout

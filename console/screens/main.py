@@ -44,6 +44,7 @@ class MainScreen(Screen[None]):
         Binding("d", "review", "Diff"),
         Binding("enter", "detail", "Detail", show=False),
         Binding("o", "open_pr", "Open PR"),
+        Binding("x", "auto_merge", "Stop/resume auto-merge"),
         Binding("h", "history", "History", show=False),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
@@ -54,6 +55,7 @@ class MainScreen(Screen[None]):
         "approve": frozenset({Action.APPROVE, Action.PUBLISH}),
         "skip": frozenset({Action.SKIP}),
         "retry": frozenset({Action.RETRY}),
+        "auto_merge": frozenset({Action.STOP_MERGE, Action.RESUME_MERGE}),
     }
 
     def __init__(self, clock: Callable[[], float], data: ScreenData) -> None:
@@ -158,7 +160,7 @@ class MainScreen(Screen[None]):
         if drained.hold is not None:
             header.hold = drained.hold
         header.redraw()
-        if drained.errors or drained.attempts:
+        if drained.errors or drained.attempts or drained.plans:
             self._refresh_decision_keys()  # a decision taken elsewhere may grey a key
 
     def _history(self, attempt_id: int) -> deque[ClaudeEvent]:
@@ -304,6 +306,13 @@ class MainScreen(Screen[None]):
                 self.post_message(requests.Publish(error))
             else:
                 self.post_message(requests.Approve(error))
+
+    def action_auto_merge(self) -> None:
+        if (error := self._selected()) is not None:
+            if Action.STOP_MERGE in self._data.actions(error):
+                self.post_message(requests.StopMerge(error))
+            else:
+                self.post_message(requests.ResumeMerge(error))
 
     def action_skip(self) -> None:
         if (error := self._selected()) is not None:

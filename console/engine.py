@@ -26,10 +26,13 @@ from typing import Literal, Protocol
 
 from agent.wire import ErrorEvent, Hello
 from console.attempts import AttemptRunner
+from console.automerge.plan import MergePlan
+from console.automerge.scheduler import AutoMerger
 from console.budget import QueueGate, QueueHold, clock_text
 from console.config import ConfigError, ConsoleConfig, ServiceConfig, load_config
 from console.events import (
     AttemptChanged,
+    AutoMergeChanged,
     CommandResult,
     EngineEvent,
     ErrorChanged,
@@ -39,7 +42,7 @@ from console.events import (
     NoticeLevel,
 )
 from console.fix.git import GitError
-from console.fix.github import GitHubError
+from console.fix.github import GitHubError, Merged
 from console.fix.publish import publish_attempt
 from console.fix.testrun import TestResult
 from console.fix.verdict import report_title
@@ -51,9 +54,11 @@ from console.models import (
     AttemptRow,
     ErrorRow,
     State,
+    attempt_name,
     can_transition,
     error_name,
 )
+from console.secret import store_password
 from console.storable import Received
 from console.store import Store
 
@@ -102,11 +107,19 @@ class Engine:
         self._unknown_services: set[str] = set()
         # Set by the Telegram bot when one is configured; the UI toggles it through here.
         self.telegram: TelegramControl | None = None
+        # Opened PRs of services with [services.auto_merge] on their way to a squash merge.
+        self.auto_merge = AutoMerger(
+            config,
+            store,
+            publish=lambda plan: self._emit(AutoMergeChanged(plan)),
+            notify=self.notify,
+            merged=self._on_auto_merged,
+        )
 
     @classmethod
     async def open(cls, config: ConsoleConfig) -> Engine:
         """Open the store at the configured place; call :meth:`start` to begin work."""
-        store = await Store.open(config.db_path)
+        store = await Store.open(config.store_address, password=store_password(config))
         return cls(config, store)
 
     # --- events ----------------------------------------------------------------------------
@@ -170,6 +183,7 @@ class Engine:
         self._started = True
         await self._recover()
         await self.gate.refresh()  # today's cost for the header from the start
+        await self.auto_merge.start()
         for i in range(max(1, self.config.concurrency)):
             self._workers.append(asyncio.create_task(self._worker(), name=f"fix-worker-{i}"))
         for service in self.config.services:
@@ -199,6 +213,7 @@ class Engine:
         for task in self._ingest_tasks.values():
             task.cancel()
         await asyncio.gather(*self._ingest_tasks.values(), return_exceptions=True)
+        await self.auto_merge.close()
         await self._runner.close()
         await self.store.close()
 
@@ -212,9 +227,11 @@ class Engine:
 
     async def _recover(self) -> None:
         for attempt in await self.store.recover():
+            error = await self.store.error(attempt.error_id)
             self.notify(
                 "warning",
-                f"attempt {attempt.id} was interrupted by a console stop; retry or skip it",
+                f"{attempt_name(attempt, error)} was interrupted by a console stop; "
+                "retry or skip it",
                 error_id=attempt.error_id,
                 attempt_id=attempt.id,
             )
@@ -324,7 +341,16 @@ class Engine:
             and service.stop_at == "pr"
             and not (attempt is not None and attempt.is_report)
         )
-        return _flow(error, attempt, fixable=service is not None, publishable=publishable)
+        found = _flow(error, attempt, fixable=service is not None, publishable=publishable)
+        if attempt is not None and attempt.id != error.current_attempt_id:
+            return found
+        plan = self.auto_merge.plan(error.current_attempt_id)
+        extra: set[Action] = set()
+        if plan is not None and plan.stoppable:
+            extra.add(Action.STOP_MERGE)
+        if service is not None and self.auto_merge.paused(service.name) is not None:
+            extra.add(Action.RESUME_MERGE)
+        return found | extra if extra else found
 
     async def _allowed(
         self, error_id: int, action: Action, attempt_id: AttemptTarget = CURRENT
@@ -346,8 +372,12 @@ class Engine:
             if attempt_id is None:
                 return CommandResult(False, f"already decided: {_named(error)} is {_word(error)}")
             old = await self.store.attempt(attempt_id)
-            state = STATE_LABELS[old.state] if old else "gone"
-            return CommandResult(False, f"already decided: attempt {attempt_id} is {state}")
+            if old is None:
+                return CommandResult(False, f"already decided: {_named(error)} has moved on")
+            return CommandResult(
+                False,
+                f"already decided: {attempt_name(old, error)} is {STATE_LABELS[old.state]}",
+            )
         if action in self.actions(error):
             return None
         if action in _flow(error, None, fixable=True):
@@ -358,6 +388,10 @@ class Engine:
             return CommandResult(False, f"cannot retry: {_named(error)} is {_word(error)}")
         if action is Action.REOPEN:
             return CommandResult(False, f"{_named(error)} is not skipped")
+        if action is Action.STOP_MERGE:
+            return CommandResult(False, f"no auto-merge to stop for {_named(error)}")
+        if action is Action.RESUME_MERGE:
+            return CommandResult(False, f"auto-merge for {error.service} is not paused")
         return CommandResult(False, f"already decided: {_named(error)} is {_word(error)}")
 
     async def approve(self, error_id: int, actor: str) -> CommandResult:
@@ -450,11 +484,13 @@ class Engine:
         if error is None:
             return CommandResult(False, f"no error {error_id}")
         if error.state in RUNNING_STATES:
-            return CommandResult(
-                True,
-                f"fix attempt {error.current_attempt_id} is already running",
-                error.current_attempt_id,
+            running = (
+                await self.store.attempt(error.current_attempt_id)
+                if error.current_attempt_id is not None
+                else None
             )
+            what = attempt_name(running, error) if running else f"a fix of {_named(error)}"
+            return CommandResult(True, f"{what} is already running", error.current_attempt_id)
         allowed = self.actions(error)
         if Action.REOPEN in allowed:
             reopened = await self.reopen(error_id, actor)
@@ -478,12 +514,12 @@ class Engine:
         )
         if attempt is None:
             current = await self.store.error(error.id)
-            state = current.state.value if current else "gone"
-            return CommandResult(False, f"already decided: error {error.id} is {state}")
+            now = _word(current) if current else "gone"
+            return CommandResult(False, f"already decided: {_named(error)} is {now}")
         self._queue.put_nowait(attempt.id)
         await self._emit_attempt(attempt.id)
         waiting = len(self._runner.running) >= max(1, self.config.concurrency)
-        message = f"fix attempt {attempt.id} " + ("queued" if waiting else "started")
+        message = f"fix {attempt_name(attempt, error)} " + ("queued" if waiting else "started")
         return CommandResult(True, message, attempt.id)
 
     def publish_refusal(self, attempt: AttemptRow, error: ErrorRow | None) -> str | None:
@@ -502,26 +538,29 @@ class Engine:
             refused = self.publish_refusal(attempt, error)
             if refused is not None:
                 self.notify("warning", refused, error_id=attempt.error_id, attempt_id=attempt_id)
-                return CommandResult(False, refused, attempt_id)
+                return CommandResult(False, refused, attempt_id, noticed=True)
+            named = attempt_name(attempt, error)
             if error is None or Action.PUBLISH not in self.actions(error, attempt):
                 return CommandResult(
-                    False, f"already decided: attempt {attempt_id} is {attempt.state.value}"
+                    False, f"already decided: {named} is {STATE_LABELS[attempt.state]}"
                 )
             service = self.config.service(error.service)
             if service is None or not attempt.worktree or not attempt.branch:
-                return CommandResult(False, f"attempt {attempt_id} has no worktree to publish")
+                return CommandResult(False, f"{named} has no worktree to publish")
             try:
                 url, number, note = await self._push_and_open_pr(attempt, error, service)
             except (GitError, GitHubError, OSError) as exc:
                 await self.store.update_attempt(attempt_id, reason=f"publishing failed: {exc}")
                 self.notify(
                     "error",
-                    f"publishing attempt {attempt_id} failed: {exc}",
+                    f"publishing {named} failed: {exc}",
                     error_id=error.id,
                     attempt_id=attempt_id,
                 )
                 await self._emit_attempt(attempt_id)
-                return CommandResult(False, f"publishing failed: {exc}", attempt_id)
+                return CommandResult(
+                    False, f"publishing {named} failed: {exc}", attempt_id, noticed=True
+                )
             moved = await self.store.transition_attempt(
                 attempt_id,
                 State.REVIEW,
@@ -532,13 +571,15 @@ class Engine:
                 pr_number=number,
             )
             if not moved:
-                return CommandResult(False, f"already decided: attempt {attempt_id}")
+                return CommandResult(False, f"already decided: {named}")
             refreshed = await self.store.attempt(attempt_id)
             if refreshed is not None:
                 await self._runner.discard_worktree(refreshed, keep_branch=True)
             await self._emit_attempt(attempt_id)
             self.notify("info", note, error_id=error.id, attempt_id=attempt_id)
-            return CommandResult(True, note, attempt_id)
+            if url is not None and service.auto_merge.enabled:
+                self.auto_merge.watch(attempt_id)
+            return CommandResult(True, note, attempt_id, noticed=True)
 
     async def _push_and_open_pr(
         self, attempt: AttemptRow, error: ErrorRow, service: ServiceConfig
@@ -571,6 +612,38 @@ class Engine:
             self.notify("warning", warning, error_id=error.id, attempt_id=attempt.id)
         return published.url, published.number, published.note
 
+    # --- auto-merge --------------------------------------------------------------------------
+
+    async def stop_merge(
+        self, error_id: int, actor: str, *, attempt_id: AttemptTarget = CURRENT
+    ) -> CommandResult:
+        """Stop the automatic merge of the error's PR during its soak; the PR stays open."""
+        error = await self._allowed(error_id, Action.STOP_MERGE, attempt_id)
+        if isinstance(error, CommandResult):
+            return error
+        assert error.current_attempt_id is not None  # a plan is about the current attempt
+        result = await self.auto_merge.stop(error.current_attempt_id, actor)
+        return await self._merge_decided(error, result)
+
+    async def resume_merge(self, error_id: int, actor: str) -> CommandResult:
+        """Let auto-merge work again for the error's service after a regression paused it."""
+        error = await self._allowed(error_id, Action.RESUME_MERGE)
+        if isinstance(error, CommandResult):
+            return error
+        return await self._merge_decided(error, await self.auto_merge.resume(error, actor))
+
+    async def _merge_decided(self, error: ErrorRow, result: CommandResult) -> CommandResult:
+        """Say a stop or resume everywhere at once and repaint the error's keys."""
+        if not result.ok:
+            return result
+        self.notify("info", f"{_named(error)}: {result.message}", error_id=error.id)
+        await self._emit_error(error.id)
+        return dataclasses.replace(result, noticed=True)
+
+    async def _on_auto_merged(self, attempt: AttemptRow, merged: Merged, plan: MergePlan) -> None:
+        """A PR auto-merge squash-merged: the error and its views follow."""
+        await self._emit_attempt(attempt.id)
+
     # --- fix workers -------------------------------------------------------------------------
 
     async def _worker(self) -> None:
@@ -583,10 +656,12 @@ class Engine:
                     self.gate.ran()
                 else:
                     resume = self.gate.rate_limited(requeued.resets_at, requeued.reason)
+                    waiting = await self.store.attempt(attempt_id)
+                    what = attempt_name(waiting) if waiting else "the fix attempt"
                     self.notify(
                         "warning",
-                        f"Claude rate-limited, resuming {clock_text(resume)}: fix attempt "
-                        f"{attempt_id} is queued again ({requeued.reason})",
+                        f"Claude rate-limited, resuming {clock_text(resume)}: {what} is "
+                        f"queued again ({requeued.reason})",
                         attempt_id=attempt_id,
                     )
                     self._queue.put_nowait(attempt_id)
@@ -658,11 +733,11 @@ def _not_publishable(attempt: AttemptRow, service: ServiceConfig | None) -> str 
     if attempt.is_report:
         verdict = attempt.conclusion
         title = report_title(verdict) if verdict else "report"
-        return f"attempt {attempt.id} is an investigation report ({title}): nothing to publish"
+        return f"{attempt_name(attempt)} is an investigation report ({title}): nothing to publish"
     if service is not None and service.stop_at != "pr":
         return (
             f"service {service.name} stops at the {service.stop_at} "
-            f"(services[].stop_at = {service.stop_at!r}): attempt {attempt.id} is not pushed"
+            f"(services[].stop_at = {service.stop_at!r}): {attempt_name(attempt)} is not pushed"
         )
     return None
 

@@ -73,6 +73,14 @@ def agent_toml(path: Path, state: Path, host: str) -> Path:
     return path
 
 
+def agent_stream_command(root: Path, host: str = "prod-1") -> str:
+    """The command a host runs for the console: an empty agent's stream, under ``root``."""
+    state = root / "agent-state"
+    state.mkdir(exist_ok=True)
+    toml = agent_toml(root / "agent.toml", state, host)
+    return f"{sys.executable} -m agent.cli stream --config {toml}"
+
+
 def fix_turns(worktree: Path) -> list:
     users = str(worktree / "lib" / "users.js")
     return [
@@ -83,6 +91,29 @@ def fix_turns(worktree: Path) -> list:
         [Text("getUserProfile now returns null for unknown ids instead of throwing."),
          verdict_call(summary="getUserProfile now returns null for unknown ids.",
                       files=[{"path": "lib/users.js", "why": "the null check"}])],
+    ]  # fmt: skip
+
+
+REGRESSION_TEST_ANCHOR = "test('unrouted paths answer 404"
+REGRESSION_TEST = (
+    "test('getUserProfile returns null for an unknown id', () => {\n"
+    "  assert.equal(getUserProfile('999'), null);\n"
+    "});\n\n"
+)
+
+
+def fix_with_test_turns(worktree: Path, risk: str = "low") -> list:
+    """The fix of :func:`fix_turns` plus a regression test in the service's test file."""
+    users = str(worktree / "lib" / "users.js")
+    tests = str(worktree / "test" / "users.test.js")
+    return [
+        [ToolCall("Edit", {"file_path": users, "old_string": BUGGY_LINE,
+                           "new_string": FIXED_LINE})],
+        [ToolCall("Edit", {"file_path": tests, "old_string": REGRESSION_TEST_ANCHOR,
+                           "new_string": REGRESSION_TEST + REGRESSION_TEST_ANCHOR})],
+        [ToolCall("Bash", {"command": "node --test", "description": "run the tests"})],
+        [Text("getUserProfile returns null for unknown ids; a test pins it."),
+         verdict_call(risk=risk, files=[{"path": "lib/users.js", "why": "the null check"}])],
     ]  # fmt: skip
 
 

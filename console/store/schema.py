@@ -8,7 +8,6 @@ beside the columns they read, so a column added to a migration is mapped in one 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Collection
 from typing import Any
@@ -22,6 +21,7 @@ from console.models import (
     State,
     TestResultRow,
 )
+from console.store.backend import Row
 
 
 def _state_check(states: str) -> str:
@@ -30,12 +30,11 @@ def _state_check(states: str) -> str:
 
 # The states each migration allows, spelled out: a released migration must not change
 # when a State is added, so a new state comes with a migration that rebuilds the tables.
-_STATE_CHECK = _state_check(
-    "new awaiting_approval fixing testing review pr_opened skipped failed interrupted"
-)
-_STATE_CHECK_5 = _state_check(
-    "new awaiting_approval fixing testing review pushed pr_opened skipped failed interrupted"
-)
+# PostgreSQL's migrations (console.store.pg_schema) allow the same states at each version.
+STATES_1 = "new awaiting_approval fixing testing review pr_opened skipped failed interrupted"
+STATES_5 = "new awaiting_approval fixing testing review pushed pr_opened skipped failed interrupted"
+_STATE_CHECK = _state_check(STATES_1)
+_STATE_CHECK_5 = _state_check(STATES_5)
 
 
 def _errors_table(check: str, added: str = "") -> str:
@@ -217,6 +216,15 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE to_state = 'pr_opened' AND attempt_id IN
         (SELECT id FROM attempts WHERE state = 'pushed');
     """,
+    # 6: attempts numbered per error (the first attempt on an error is 1, whatever the
+    # global id), numbered in id order for the attempts already there.
+    """
+    ALTER TABLE attempts ADD COLUMN number INTEGER NOT NULL DEFAULT 0;
+    UPDATE attempts SET number = (
+        SELECT COUNT(*) FROM attempts AS earlier
+        WHERE earlier.error_id = attempts.error_id AND earlier.id <= attempts.id
+    );
+    """,
 )
 
 # Attempt columns a caller may set through update_attempt() or alongside a transition.
@@ -248,7 +256,7 @@ ERROR_COLUMNS = (
 ATTEMPT_COLUMNS = (
     "id, error_id, state, branch, worktree, started_at, finished_at, reason, claude_cost_usd, "
     "claude_turns, claude_duration_ms, claude_summary, extra_instruction, test_exit_code, "
-    "test_output_tail, diff, diff_stat, pr_url, pr_number, claude_denials, verdict"
+    "test_output_tail, diff, diff_stat, pr_url, pr_number, claude_denials, verdict, number"
 )
 # (service, fingerprint) pairs or ids per IN (...), well under SQLite's variable cap.
 KEYS_PER_QUERY = 400
@@ -267,7 +275,7 @@ def now_iso() -> str:
     return iso(time.time())
 
 
-def error_row(row: sqlite3.Row, hosts: dict[str, int]) -> ErrorRow:
+def error_row(row: Row, hosts: dict[str, int]) -> ErrorRow:
     return ErrorRow(
         id=row["id"],
         service=row["service"],
@@ -289,14 +297,14 @@ def error_row(row: sqlite3.Row, hosts: dict[str, int]) -> ErrorRow:
     )
 
 
-def attempt_row(row: sqlite3.Row) -> AttemptRow:
+def attempt_row(row: Row) -> AttemptRow:
     values = dict(zip(row.keys(), tuple(row), strict=True))
     values["state"] = State(values["state"])
     values["diff_stat"] = decode_stat(values["diff_stat"])
     return AttemptRow(**values)
 
 
-def test_result_row(r: sqlite3.Row) -> TestResultRow:
+def test_result_row(r: Row) -> TestResultRow:
     return TestResultRow(
         id=r["id"],
         attempt_id=r["attempt_id"],
@@ -309,7 +317,7 @@ def test_result_row(r: sqlite3.Row) -> TestResultRow:
     )
 
 
-def decision_row(row: sqlite3.Row) -> DecisionRow:
+def decision_row(row: Row) -> DecisionRow:
     values = dict(zip(row.keys(), tuple(row), strict=True))
     values["from_state"] = State(values["from_state"])
     values["to_state"] = State(values["to_state"])

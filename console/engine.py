@@ -623,21 +623,22 @@ class Engine:
             return error
         assert error.current_attempt_id is not None  # a plan is about the current attempt
         result = await self.auto_merge.stop(error.current_attempt_id, actor)
-        if result.ok:
-            self.notify("info", f"{_named(error)}: {result.message}", error_id=error_id)
-            await self._emit_error(error_id)
-        return result
+        return await self._merge_decided(error, result)
 
     async def resume_merge(self, error_id: int, actor: str) -> CommandResult:
         """Let auto-merge work again for the error's service after a regression paused it."""
         error = await self._allowed(error_id, Action.RESUME_MERGE)
         if isinstance(error, CommandResult):
             return error
-        result = await self.auto_merge.resume(error, actor)
-        if result.ok:
-            self.notify("info", result.message, error_id=error_id)
-            await self._emit_error(error_id)
-        return result
+        return await self._merge_decided(error, await self.auto_merge.resume(error, actor))
+
+    async def _merge_decided(self, error: ErrorRow, result: CommandResult) -> CommandResult:
+        """Say a stop or resume everywhere at once and repaint the error's keys."""
+        if not result.ok:
+            return result
+        self.notify("info", f"{_named(error)}: {result.message}", error_id=error.id)
+        await self._emit_error(error.id)
+        return dataclasses.replace(result, noticed=True)
 
     async def _on_auto_merged(self, attempt: AttemptRow, merged: Merged, plan: MergePlan) -> None:
         """A PR auto-merge squash-merged: the error and its views follow."""

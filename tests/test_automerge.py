@@ -8,15 +8,22 @@ import copy
 from typing import Any
 
 import pytest
+from textual.widgets import Static
 
+from console.app import AutofixApp
 from console.automerge.plan import MERGED_ACTION, MergePlan, MergeStep
 from console.config import parse_config
 from console.engine import Engine
 from console.events import AutoMergeChanged, Notice
 from console.models import Action, AttemptRow, ErrorRow, State
+from console.screens.review import ReviewScreen
+from console.widgets.errors_table import ErrorsTable
+from tests.conftest import eventually
 from tests.engine_world import World, fix_turns, fix_with_test_turns
 from tests.messages_api import ToolCall
 from tests.service_repo import git
+from tests.telegram_api import Message, parse_html
+from tests.telegram_phone import OWNER, world_bot
 
 POLL = 0.2
 
@@ -214,3 +221,65 @@ async def test_the_daily_limit_holds_back_the_next_fix(world: World) -> None:
     await engine.store.note_decision(error.id, MERGED_ACTION, "auto-merge", "an earlier merge")
     plan, _ = await _refused(world, engine)
     assert plan.note == "daily limit reached: 1 of 1 today"
+
+
+async def test_telegram_says_when_it_merges_and_why_and_its_stop_button_stops_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = with_auto_merge(world, require_checks=False, soak_minutes=30)
+    world.api.turns = fix_with_test_turns(world.worktree)
+    async with world_bot(world, config, monkeypatch) as (api, _, engine):
+        await engine.start()
+        _, attempt = await open_pr(world, engine)
+
+        def merge_message() -> Message | None:
+            return next((m for m in api.chat(OWNER) if "Auto-merge" in m.text), None)
+
+        message = await world.until(merge_message, 30, "the auto-merge message")
+        text = parse_html(message.text)
+        assert "auto-merge in 30 min: 5 lines, only stack files, tests pass" in text
+        assert "tap to stop" in text
+        assert [b["text"] for b in message.buttons()] == ["Stop auto-merge"]
+        query = api.tap(OWNER, message, message.button("Stop auto-merge")["callback_data"])
+        await world.until(lambda: api.answer_to(query), 20, "the button's answer")
+        plan = await plan_at(world, engine, attempt, MergeStep.STOPPED)
+        assert plan.note == f"telegram:{OWNER}"
+
+        def edited() -> Message | None:
+            found = merge_message()
+            return found if found is not None and "stopped by" in found.text else None
+
+        final = await world.until(edited, 20, "the message saying it was stopped")
+        assert final.buttons() == []
+        assert not merges(world)
+
+
+async def test_the_review_screen_lists_every_gate_and_x_stops_the_merge(world: World) -> None:
+    world.api.turns = fix_with_test_turns(world.worktree)
+    engine = await start(world, require_checks=False, soak_minutes=30)
+    error, attempt = await open_pr(world, engine)
+    await plan_at(world, engine, attempt, MergeStep.SOAKING)
+    app = AutofixApp(engine)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await eventually(
+            lambda: app.main_screen.query_one(ErrorsTable).select_error(error.id), 30, "the row"
+        )
+        await pilot.pause()
+        assert app.main_screen.check_action("auto_merge", ()) is True
+        await pilot.press("d")
+        review = await eventually(
+            lambda: isinstance(app.screen, ReviewScreen) and app.screen, 10, "the review"
+        )
+        panel = review.query_one("#review-merge", Static)
+        shown = str(panel.render())
+        assert "auto-merge in 30 min: 5 lines" in shown
+        for line in ("✓ lines  5 lines", "✓ stack  only stack files", "✓ tests  tests pass",
+                     "✓ risk   risk low", "✓ daily  0 of 3 today", "x stops it"):  # fmt: skip
+            assert line in shown, (line, shown)
+        await pilot.press("x")
+        await plan_at(world, engine, attempt, MergeStep.STOPPED)
+        await eventually(
+            lambda: "auto-merge stopped by keyboard" in str(panel.render()), 10, "the stop shown"
+        )
+        await eventually(lambda: review.check_action("auto_merge", ()) is None, 10, "x greyed")
+    assert not merges(world)

@@ -25,7 +25,6 @@ from console.config import TelegramConfig
 from console.engine import Engine
 from console.events import Notice, TelegramChanged
 from console.models import ErrorRow, State
-from console.store import Store
 from console.telegram import TelegramBot, TelegramTokenError, resolve_bot_token
 from console.telegram.callbacks import CallbackSigner, ForgedCallback
 from console.telegram.limits import Part, fit, tg_len
@@ -34,6 +33,7 @@ from tests.engine_world import World, breaking_turns, fix_turns
 from tests.messages_api import ToolCall, by_round, verdict_call
 from tests.telegram_api import Message, TelegramApi, parse_html
 from tests.telegram_phone import error_event as event
+from tests.telegram_phone import world_bot
 
 OWNER = 4242
 STRANGER = 6666
@@ -83,27 +83,8 @@ class Phone:
 @pytest.fixture
 async def phone(world: World, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Phone]:
     """A running bot on a real engine whose links are not started yet (``start_engine``)."""
-    with TelegramApi() as api:
-        monkeypatch.setenv(TOKEN_ENV, api.token)
-        telegram = TelegramConfig(
-            enabled=True,
-            token_env=TOKEN_ENV,
-            allowed_user_ids=(OWNER,),
-            api_base_url=api.url,
-        )
-        config = replace(world.config, telegram=telegram)
-        engine = Engine(config, await Store.open(config.db_path))
-        engine.subscribe(world.events.append)
-        world.engine = engine
-        bot = TelegramBot(engine, telegram, poll_timeout=1, edit_interval=0.3, network_backoff=0.05)
-        await bot.start()
-        try:
-            yield Phone(api, world, bot, engine)
-        finally:
-            # The console's order: the bot first (it reads the store), then the engine.
-            await bot.stop()
-            world.engine = None
-            await engine.stop()
+    async with world_bot(world, world.config, monkeypatch) as (api, bot, engine):
+        yield Phone(api, world, bot, engine)
 
 
 async def start_engine(phone: Phone, links: bool = True, card: bool = True) -> ErrorRow | None:

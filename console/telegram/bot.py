@@ -614,8 +614,12 @@ class TelegramBot:
             return
         result = await self._command(lambda: self._decide(callback, f"telegram:{user.id}"))
         await self._answer(query, result.message, alert=not result.ok)
-        kind: Literal["error", "attempt"] = (
-            "error" if callback.action in ("approve", "skip") else "attempt"
+        kind: Literal["error", "attempt", "merge"] = (
+            "error"
+            if callback.action in ("approve", "skip")
+            else "merge"
+            if callback.action in ("stop_merge", "resume_merge")
+            else "attempt"
         )
         self._cards.mark((kind, callback.target))
 
@@ -666,6 +670,10 @@ class TelegramBot:
             return CommandResult(False, f"no attempt {callback.target}")
         if callback.action == "skip_attempt":
             return await engine.skip(attempt.error_id, actor, attempt_id=attempt.id)
+        if callback.action == "stop_merge":
+            return await engine.stop_merge(attempt.error_id, actor, attempt_id=attempt.id)
+        if callback.action == "resume_merge":
+            return await engine.resume_merge(attempt.error_id, actor)
         return await engine.retry(attempt.error_id, actor, attempt_id=attempt.id)
 
     async def _on_handler_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -24,6 +24,8 @@ Action = Literal[
     "publish",  # attempt: open the pull request
     "skip_attempt",  # attempt: discard the fix and shelve the error
     "retry",  # attempt: start again from a clean base
+    "stop_merge",  # attempt: stop its automatic merge during the soak
+    "resume_merge",  # attempt: resume auto-merge for its service after a pause
     "view_home",
     "view_queue",
     "view_errors",
@@ -36,6 +38,8 @@ _CODES: dict[str, str] = {
     "publish": "p",
     "skip_attempt": "k",
     "retry": "r",
+    "stop_merge": "m",
+    "resume_merge": "u",
     "view_home": "h",
     "view_queue": "q",
     "view_errors": "e",

@@ -365,6 +365,10 @@ async def test_history_summary_from_the_command_and_the_dashboard_button(phone: 
     query = phone.api.tap(OWNER, dash, dash.button("History")["callback_data"])
     await phone.answer(query)
     assert parse_html(dash.text) == summary
+    week = parse_html((await phone.say("/history 7D")).text)
+    assert week.startswith("📈 History · last 7d") and "[PA] TypeError" in week
+    refused = parse_html((await phone.say("/history <b>fortnight</b>")).text)
+    assert "<b>fortnight</b> is not a period; one of 24h, 7d, 30d, 90d" in refused
 
 
 async def test_a_429_storm_is_waited_out_and_the_console_carries_on(phone: Phone) -> None:

@@ -159,6 +159,9 @@ class AutoMerger:
         if plan is None or not plan.stoppable:
             word = plan.step.value if plan is not None else "not waiting"
             return CommandResult(False, f"no auto-merge to stop for attempt {attempt_id} ({word})")
+        # Stopped before anything is awaited, so the merge cannot start in between.
+        self._stops[attempt_id].set()
+        self._set(plan, MergeStep.STOPPED, note=actor)
         await self._store.note_decision(
             plan.error_id,
             STOPPED_ACTION,
@@ -166,8 +169,6 @@ class AutoMerger:
             f"auto-merge of PR #{plan.pr_number} stopped",
             attempt_id=attempt_id,
         )
-        self._stops[attempt_id].set()
-        self._set(plan, MergeStep.STOPPED, note=actor)
         return CommandResult(
             True, f"auto-merge of PR #{plan.pr_number} stopped; the PR stays open", attempt_id
         )
@@ -196,6 +197,11 @@ class AutoMerger:
     # --- one PR's way to the merge -------------------------------------------------------------
 
     def _set(self, plan: MergePlan, step: MergeStep, **changes: object) -> MergePlan:
+        """Publish the plan's next step; a plan a person stopped stays stopped (a check read
+        or a re-evaluation in flight when the stop came must not bring it back)."""
+        current = self._plans.get(plan.attempt_id)
+        if current is not None and current.step is MergeStep.STOPPED:
+            return current
         fresh = MergePlan(
             attempt_id=plan.attempt_id,
             error_id=plan.error_id,
@@ -235,7 +241,10 @@ class AutoMerger:
         policy = self._policy(error.service)
         if service is None or policy is None:
             return
-        candidate = await self._candidate(attempt, error, service, None)
+        try:
+            candidate = await self._candidate(attempt, error, service, None)
+        except _Refused:  # it moved on before it was looked at: nothing to say
+            return
         plan = MergePlan(
             attempt_id,
             error.id,
@@ -258,6 +267,8 @@ class AutoMerger:
                 checks = await self._checks(service, attempt)
                 fresh = await self._candidate(attempt, error, service, checks)
                 gates = evaluate(policy, fresh)
+                if stop.is_set():
+                    return
                 if not gates.passed:
                     raise _Refused(gates.refusal() or "the checks are running again")
                 plan = self._set(plan, MergeStep.MERGING, gates=gates)
@@ -273,6 +284,8 @@ class AutoMerger:
             self._tell("info", plan, plan.line())
             await self._merged(attempt, merged, plan)
         except _Refused as refused:
+            if stop.is_set():
+                return
             why = str(refused)
             await self._store.note_decision(
                 error.id, REFUSED_ACTION, AUTO_MERGE_ACTOR, why, attempt_id=attempt_id
@@ -296,6 +309,8 @@ class AutoMerger:
                 raise _Refused(plan.gates.refusal())
             checks = await self._checks(service, attempt)
             gates = evaluate(policy, await self._candidate(attempt, error, service, checks))
+            if stop.is_set():
+                return plan, checks
             plan = self._set(plan, MergeStep.CHECKS, gates=gates)
             if gates.failed:
                 raise _Refused(gates.refusal())
@@ -311,6 +326,12 @@ class AutoMerger:
         service: ServiceConfig,
         checks: CheckSummary | None,
     ) -> Candidate:
+        """What the gates look at now; an error that left ``pr_opened`` meanwhile (its PR
+        merged or closed by a person, a new attempt) ends the plan."""
+        now = await self._store.error(error.id)
+        if now is None or now.state is not State.PR_OPENED or now.current_attempt_id != attempt.id:
+            word = now.state.value if now is not None else "gone"
+            raise _Refused(f"the error is {word} now; nothing to merge")
         tests = await self._store.test_results(attempt.id)
         verdict = attempt.conclusion
         day = datetime.now(UTC).strftime("%Y-%m-%dT00:00:00")

@@ -16,7 +16,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import Footer, Input
+from textual.widgets import Input
 
 from console.fix.claude import StreamEvent as ClaudeEvent
 from console.models import Action, AttemptRow, ErrorRow, attempt_name
@@ -27,6 +27,7 @@ from console.screens.data import ScreenData
 from console.widgets.claude_log import MAX_LINES, ClaudeLog, parse_transcript
 from console.widgets.diff_view import DiffView
 from console.widgets.errors_table import MAX_ROWS, ErrorsTable
+from console.widgets.footer import ConsoleFooter
 from console.widgets.header import StatusHeader
 from console.widgets.queue import MAX_ATTEMPTS, QueueTable
 from console.widgets.sparkline import ErrorSparkline
@@ -41,6 +42,8 @@ class MainScreen(Screen[None]):
         Binding("s", "skip", "Skip"),
         Binding("r", "retry", "Retry"),
         Binding("d", "review", "Diff"),
+        # Narrow terminals show the Claude panel or the Diff panel, this key swaps them.
+        Binding("v", "swap_panel", "Panel"),
         Binding("enter", "detail", "Detail", show=False),
         Binding("o", "open_pr", "Open PR"),
         Binding("h", "history", "History", show=False),
@@ -84,7 +87,12 @@ class MainScreen(Screen[None]):
                 diff = DiffView(id="diff")
                 diff.border_title = "Diff"
                 yield diff
-        yield Footer()
+        yield ConsoleFooter()
+
+    def on_resize(self) -> None:
+        narrow = self.has_class("-narrow")
+        self.query_one(ConsoleFooter).fit(narrow)
+        self.refresh_bindings()  # `v` is only live where the panels share the space
 
     # --- loading and live updates ------------------------------------------------------------
 
@@ -271,7 +279,10 @@ class MainScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """A decision key is greyed out (None) when the engine says the selected error
-        allows none of what it stands for; with nothing selected it says so when pressed."""
+        allows none of what it stands for; with nothing selected it says so when pressed.
+        The panel swap exists only where the panels share the space (a narrow terminal)."""
+        if action == "swap_panel":
+            return self.has_class("-narrow")
         wanted = self.DECISION_KEYS.get(action)
         if wanted is None:
             return True
@@ -313,6 +324,13 @@ class MainScreen(Screen[None]):
     def action_open_pr(self) -> None:
         if (error := self._selected()) is not None:
             self.post_message(requests.OpenPR(error))
+
+    def action_swap_panel(self) -> None:
+        """Claude's stream or the diff preview in the side column of a narrow terminal."""
+        self.toggle_class("-show-diff")
+        shown = self.query_one(DiffView if self.has_class("-show-diff") else ClaudeLog)
+        if self.focused is not None and self.focused.id in ("claude", "diff"):
+            shown.focus()
 
     def action_history(self) -> None:
         self.post_message(requests.OpenHistory())

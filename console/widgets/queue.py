@@ -107,7 +107,7 @@ class QueueTable(DataTable[Any]):
     def _cells(self, attempt: AttemptRow, now: float) -> list[Any]:
         label = self._labels.get(attempt.error_id, f"error {attempt.error_id}")
         return [
-            Text(str(attempt.id), style="dim"),
+            Text(str(attempt.number or attempt.id), style="dim"),  # its error's attempt 1, 2...
             Text(label, no_wrap=True, overflow="ellipsis"),
             state_text(attempt.state),
             clock_duration(elapsed(attempt, now)),

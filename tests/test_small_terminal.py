@@ -54,7 +54,7 @@ async def test_the_footer_keeps_help_and_quit_and_every_decision_key_at_80(
 ) -> None:
     async with filled_app(tmp_path) as app, app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        assert footer_keys(app) == ["question_mark", "q", "a", "s", "r", "d", "v", "o",
+        assert footer_keys(app) == ["question_mark", "q", "a", "s", "r", "d", "v", "x",
                                     "slash", "t"]  # fmt: skip
         keys = [k for k in app.screen.query(FooterKey) if k.display]
         assert max(k.region.right for k in keys) <= 80, "nothing is cut at the right edge"
@@ -66,7 +66,7 @@ async def test_the_footer_keeps_help_and_quit_and_every_decision_key_at_80(
         # Back to wide: the whole bar with the palette, the detail and sort keys again.
         await pilot.resize_terminal(160, 48)
         await pilot.pause(0.2)
-        assert {"enter", "S", "ctrl+p"} <= set(footer_keys(app))
+        assert {"enter", "S", "o", "ctrl+p"} <= set(footer_keys(app))
 
 
 async def test_help_scrolls_at_80x24_and_says_how_to_close(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("v", "Claude or Diff panel, on a terminal too narrow for both"),
         ("enter", "error detail: stack, hosts, samples, history"),
         ("o", "open the pull request in the browser"),
+        ("x", "stop an auto-merge during its soak, or resume a paused service's"),
         ("h", "history: attempts, outcomes, costs, regressions over time (p: period)"),
         ("/", "filter errors (escape clears)"),
         ("S", "cycle the sort column (or click a header)"),
@@ -26,6 +27,7 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("Review", (
         ("n / p", "next / previous file"),
         ("a  s  r", "approve (push and open the PR), skip, retry"),
+        ("x", "stop the auto-merge (every gate is listed above the diff)"),
         ("escape", "back"),
     )),
     ("Everywhere", (

@@ -697,20 +697,25 @@ async def test_migration_from_an_older_version_keeps_the_data(tmp_path):
 
 
 async def published_in_v4(store: Store, fingerprint: str, pr_url: str | None) -> int:
-    """An error whose attempt a version-4 console recorded as ``pr_opened``."""
+    """An error whose attempt a version-4 console recorded as ``pr_opened`` (its rows as
+    that version wrote them: today's attempts have columns it did not)."""
     error_id = await awaiting(store, fingerprint)
-    attempt = await store.create_attempt(error_id, actor="keyboard")
-    assert attempt is not None
-    assert await store.transition_attempt(attempt.id, State.FIXING, State.TESTING)
-    assert await store.transition_attempt(attempt.id, State.TESTING, State.REVIEW)
-    assert await store.transition_attempt(
-        attempt.id,
-        State.REVIEW,
-        State.PR_OPENED,
-        actor="keyboard",
-        pr_url=pr_url,
-        pr_number=7 if pr_url else None,
+    db = raw_db(store.path)
+    (attempt_id,) = db.execute(
+        "INSERT INTO attempts (error_id, state, started_at, pr_url, pr_number) "
+        "VALUES (?, 'pr_opened', 'then', ?, ?) RETURNING id",
+        (error_id, pr_url, 7 if pr_url else None),
+    ).fetchone()
+    db.execute(
+        "UPDATE errors SET state = 'pr_opened', current_attempt_id = ? WHERE id = ?",
+        (attempt_id, error_id),
     )
+    db.execute(
+        "INSERT INTO decisions (error_id, attempt_id, action, actor, from_state, to_state, at) "
+        "VALUES (?, ?, 'open_pr', 'keyboard', 'review', 'pr_opened', 'then')",
+        (error_id, attempt_id),
+    )
+    db.close()
     return error_id
 
 

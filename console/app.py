@@ -34,13 +34,22 @@ from console.fix.claude_state import ClaudeState, discover
 from console.fix.github import compare_page
 from console.fix.publish import PublishPlan, plan_publish
 from console.fix.worktree import remote_url
-from console.models import Action, AttemptRow, ErrorRow, State
+from console.models import (
+    STATE_LABELS,
+    Action,
+    AttemptRow,
+    ErrorRow,
+    State,
+    attempt_name,
+    error_name,
+)
 from console.pending import Drained, PendingUpdates
 from console.screens import requests
 from console.screens.background import run_guarded
 from console.screens.confirm import ConfirmScreen
 from console.screens.detail import DetailScreen
 from console.screens.help import HelpScreen
+from console.screens.history import HistoryScreen
 from console.screens.main import MainScreen
 from console.screens.retry import RetryScreen
 from console.screens.review import ReviewScreen
@@ -180,7 +189,8 @@ class AutofixApp(App[None]):
 
         async def work() -> None:
             result = await call()
-            self.notify(result.message, severity="information" if result.ok else "warning")
+            if not result.noticed:  # else its Notice is on screen already
+                self.notify(result.message, severity="information" if result.ok else "warning")
 
         run_guarded(self, work, what=label, group="commands")
 
@@ -209,8 +219,12 @@ class AutofixApp(App[None]):
             self.notify(refused, severity="warning")
             return
         if attempt is None or Action.PUBLISH not in self.engine.actions(error, attempt):
-            state = attempt.state.value if attempt else "gone"
-            self.notify(f"already decided: attempt {attempt_id} is {state}", severity="warning")
+            said = (
+                f"{attempt_name(attempt, error)} is {STATE_LABELS[attempt.state]}"
+                if attempt
+                else f"{error_name(error.service, error.error_type, error.message)} has moved on"
+            )
+            self.notify(f"already decided: {said}", severity="warning")
             return
         service = self.engine.config.service(error.service)
         plan = await plan_publish(service, self.engine.config.github) if service else None
@@ -300,6 +314,11 @@ class AutofixApp(App[None]):
     @on(requests.OpenDetail)
     def _open_detail(self, message: requests.OpenDetail) -> None:
         self.push_screen(DetailScreen(message.error, self.data, self.clock))
+
+    @on(requests.OpenHistory)
+    def _open_history(self, message: requests.OpenHistory) -> None:
+        if not isinstance(self.screen, HistoryScreen):
+            self.push_screen(HistoryScreen(self.data, self.clock))
 
     @on(requests.OpenPR)
     def _open_pr(self, message: requests.OpenPR) -> None:
@@ -392,6 +411,10 @@ class AutofixApp(App[None]):
             "Open PR", "Open the pull request in a browser (o)", main.action_open_pr
         )
         yield SystemCommand("Filter", "Filter errors (/)", main.action_filter)
+        yield SystemCommand(
+            "History", "Attempts, outcomes, costs and regressions over time (h)",
+            main.action_history,
+        )  # fmt: skip
         yield SystemCommand("Telegram on/off", "Toggle Telegram (t)", self.action_toggle_telegram)
         yield SystemCommand("Help", "Show all keys (?)", self.action_help)
 

@@ -43,7 +43,7 @@ from console.fix.worktree import (
     undo_test_writes,
     verify_main_untouched,
 )
-from console.models import AttemptRow, Denial, ErrorRow, State
+from console.models import AttemptRow, Denial, ErrorRow, State, attempt_name
 from console.store import Store
 
 log = logging.getLogger(__name__)
@@ -176,8 +176,8 @@ class AttemptRunner:
                 text = "; ".join(problems)
                 self._notify(
                     "error",
-                    f"the main checkout of {service.name} changed during attempt "
-                    f"{attempt_id}: {text}",
+                    f"the main checkout of {service.name} changed during "
+                    f"{attempt_name(attempt, error)}: {text}",
                     error_id=error.id,
                     attempt_id=attempt_id,
                 )
@@ -492,9 +492,10 @@ class AttemptRunner:
         if await self._store.transition_attempt(
             attempt_id, attempt.state, State.FAILED, reason=reason
         ):
+            error = await self._store.error(attempt.error_id)
             self._notify(
                 "error",
-                f"fix attempt {attempt_id} failed: {reason}",
+                f"fix {attempt_name(attempt, error)} failed: {reason}",
                 error_id=attempt.error_id,
                 attempt_id=attempt_id,
             )

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -83,15 +84,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_fix(args: argparse.Namespace) -> int:
-    from console.headless import fix
+    from console.headless import fix, publish
 
     config = _load(args.config)
+    if args.publish is not None:
+        return asyncio.run(publish(config, args.publish))
+    if args.service is None or args.error_json is None:
+        print(
+            "autofix fix: --service and --error-json are required (or --publish ATTEMPT)",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    again = "autofix fix" + (f" --config {shlex.quote(args.config)}" if args.config else "")
     try:
         text = sys.stdin.read() if args.error_json == "-" else Path(args.error_json).read_text()
     except OSError as exc:
         print(f"autofix fix: --error-json {args.error_json}: {exc.strerror}", file=sys.stderr)
         return EXIT_CONFIG
-    return asyncio.run(fix(config, args.service, text, args.yes))
+    return asyncio.run(fix(config, args.service, text, args.yes, again))
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -206,14 +216,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     fix = sub.add_parser("fix", help="one fix attempt from the command line")
     fix.add_argument("--config", **sub_config)
-    fix.add_argument("--service", required=True, help="service the error belongs to")
+    fix.add_argument("--service", help="service the error belongs to")
     fix.add_argument(
         "--error-json",
-        required=True,
         metavar="FILE",
         help="the error as a stream line or a `autofix-agent scan` result (- for stdin)",
     )
     fix.add_argument("--yes", action="store_true", help="push and open the PR without asking")
+    fix.add_argument(
+        "--publish",
+        type=int,
+        metavar="ATTEMPT",
+        help="publish an attempt an earlier `fix` left in review (Claude does not run again)",
+    )
     fix.set_defaults(func=cmd_fix)
 
     demo = sub.add_parser("demo", help="the whole loop on this machine, no config needed")

@@ -51,6 +51,7 @@ from console.models import (
     AttemptRow,
     ErrorRow,
     State,
+    attempt_name,
     can_transition,
     error_name,
 )
@@ -242,9 +243,11 @@ class Engine:
         console sharing the store that went away), and watch the running attempts of the
         other consoles so this one learns the moment any of them goes away."""
         for attempt in await self.store.recover():
+            error = await self.store.error(attempt.error_id)
             self.notify(
                 "warning",
-                f"attempt {attempt.id} was interrupted by a console stop; retry or skip it",
+                f"{attempt_name(attempt, error)} was interrupted by a console stop; "
+                "retry or skip it",
                 error_id=attempt.error_id,
                 attempt_id=attempt.id,
             )
@@ -411,8 +414,12 @@ class Engine:
             if attempt_id is None:
                 return CommandResult(False, f"already decided: {_named(error)} is {_word(error)}")
             old = await self.store.attempt(attempt_id)
-            state = STATE_LABELS[old.state] if old else "gone"
-            return CommandResult(False, f"already decided: attempt {attempt_id} is {state}")
+            if old is None:
+                return CommandResult(False, f"already decided: {_named(error)} has moved on")
+            return CommandResult(
+                False,
+                f"already decided: {attempt_name(old, error)} is {STATE_LABELS[old.state]}",
+            )
         if action in self.actions(error):
             return None
         if action in _flow(error, None, fixable=True):
@@ -515,11 +522,13 @@ class Engine:
         if error is None:
             return CommandResult(False, f"no error {error_id}")
         if error.state in RUNNING_STATES:
-            return CommandResult(
-                True,
-                f"fix attempt {error.current_attempt_id} is already running",
-                error.current_attempt_id,
+            running = (
+                await self.store.attempt(error.current_attempt_id)
+                if error.current_attempt_id is not None
+                else None
             )
+            what = attempt_name(running, error) if running else f"a fix of {_named(error)}"
+            return CommandResult(True, f"{what} is already running", error.current_attempt_id)
         allowed = self.actions(error)
         if Action.REOPEN in allowed:
             reopened = await self.reopen(error_id, actor)
@@ -543,12 +552,12 @@ class Engine:
         )
         if attempt is None:
             current = await self.store.error(error.id)
-            state = current.state.value if current else "gone"
-            return CommandResult(False, f"already decided: error {error.id} is {state}")
+            now = _word(current) if current else "gone"
+            return CommandResult(False, f"already decided: {_named(error)} is {now}")
         self._queue.put_nowait(attempt.id)
         await self._emit_attempt(attempt.id)
         waiting = len(self._runner.running) >= max(1, self.config.concurrency)
-        message = f"fix attempt {attempt.id} " + ("queued" if waiting else "started")
+        message = f"fix {attempt_name(attempt, error)} " + ("queued" if waiting else "started")
         return CommandResult(True, message, attempt.id)
 
     def publish_refusal(self, attempt: AttemptRow, error: ErrorRow | None) -> str | None:
@@ -567,26 +576,29 @@ class Engine:
             refused = self.publish_refusal(attempt, error)
             if refused is not None:
                 self.notify("warning", refused, error_id=attempt.error_id, attempt_id=attempt_id)
-                return CommandResult(False, refused, attempt_id)
+                return CommandResult(False, refused, attempt_id, noticed=True)
+            named = attempt_name(attempt, error)
             if error is None or Action.PUBLISH not in self.actions(error, attempt):
                 return CommandResult(
-                    False, f"already decided: attempt {attempt_id} is {attempt.state.value}"
+                    False, f"already decided: {named} is {STATE_LABELS[attempt.state]}"
                 )
             service = self.config.service(error.service)
             if service is None or not attempt.worktree or not attempt.branch:
-                return CommandResult(False, f"attempt {attempt_id} has no worktree to publish")
+                return CommandResult(False, f"{named} has no worktree to publish")
             try:
                 url, number, note = await self._push_and_open_pr(attempt, error, service)
             except (GitError, GitHubError, OSError) as exc:
                 await self.store.update_attempt(attempt_id, reason=f"publishing failed: {exc}")
                 self.notify(
                     "error",
-                    f"publishing attempt {attempt_id} failed: {exc}",
+                    f"publishing {named} failed: {exc}",
                     error_id=error.id,
                     attempt_id=attempt_id,
                 )
                 await self._emit_attempt(attempt_id)
-                return CommandResult(False, f"publishing failed: {exc}", attempt_id)
+                return CommandResult(
+                    False, f"publishing {named} failed: {exc}", attempt_id, noticed=True
+                )
             moved = await self.store.transition_attempt(
                 attempt_id,
                 State.REVIEW,
@@ -597,13 +609,13 @@ class Engine:
                 pr_number=number,
             )
             if not moved:
-                return CommandResult(False, f"already decided: attempt {attempt_id}")
+                return CommandResult(False, f"already decided: {named}")
             refreshed = await self.store.attempt(attempt_id)
             if refreshed is not None:
                 await self._runner.discard_worktree(refreshed, keep_branch=True)
             await self._emit_attempt(attempt_id)
             self.notify("info", note, error_id=error.id, attempt_id=attempt_id)
-            return CommandResult(True, note, attempt_id)
+            return CommandResult(True, note, attempt_id, noticed=True)
 
     async def _push_and_open_pr(
         self, attempt: AttemptRow, error: ErrorRow, service: ServiceConfig
@@ -648,10 +660,12 @@ class Engine:
                     self.gate.ran()
                 else:
                     resume = self.gate.rate_limited(requeued.resets_at, requeued.reason)
+                    waiting = await self.store.attempt(attempt_id)
+                    what = attempt_name(waiting) if waiting else "the fix attempt"
                     self.notify(
                         "warning",
-                        f"Claude rate-limited, resuming {clock_text(resume)}: fix attempt "
-                        f"{attempt_id} is queued again ({requeued.reason})",
+                        f"Claude rate-limited, resuming {clock_text(resume)}: {what} is "
+                        f"queued again ({requeued.reason})",
                         attempt_id=attempt_id,
                     )
                     self._queue.put_nowait(attempt_id)
@@ -723,11 +737,11 @@ def _not_publishable(attempt: AttemptRow, service: ServiceConfig | None) -> str 
     if attempt.is_report:
         verdict = attempt.conclusion
         title = report_title(verdict) if verdict else "report"
-        return f"attempt {attempt.id} is an investigation report ({title}): nothing to publish"
+        return f"{attempt_name(attempt)} is an investigation report ({title}): nothing to publish"
     if service is not None and service.stop_at != "pr":
         return (
             f"service {service.name} stops at the {service.stop_at} "
-            f"(services[].stop_at = {service.stop_at!r}): attempt {attempt.id} is not pushed"
+            f"(services[].stop_at = {service.stop_at!r}): {attempt_name(attempt)} is not pushed"
         )
     return None
 

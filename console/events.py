@@ -92,8 +92,13 @@ class Notify(Protocol):
 
 @dataclass(frozen=True)
 class CommandResult:
-    """The answer to a command; ``ok`` False means nothing was done, ``message`` says why."""
+    """The answer to a command; ``ok`` False means nothing was done, ``message`` says why.
+
+    ``noticed`` is True when the engine has already published ``message`` as a Notice
+    (a toast in the console, a line in the headless modes), so the caller shows nothing
+    more: a push said twice reads as two pushes."""
 
     ok: bool
     message: str
     attempt_id: int | None = None
+    noticed: bool = False

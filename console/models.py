@@ -81,6 +81,15 @@ def error_name(service: str, error_type: str, message: str, *, limit: int = 60) 
     return f"{service} {error_type}: {text}"
 
 
+def attempt_name(attempt: AttemptRow, error: ErrorRow | None = None) -> str:
+    """How a person reads an attempt: numbered among its error's attempts ("attempt 2 of
+    PA TypeError: ..."), never by the store's global id."""
+    text = f"attempt {attempt.number}" if attempt.number else f"attempt #{attempt.id}"
+    if error is None:
+        return text
+    return f"{text} of {error_name(error.service, error.error_type, error.message)}"
+
+
 def parse_time(stamp: str | None) -> datetime | None:
     """An ISO 8601 stamp as an aware datetime (UTC when it names no zone), or None.
 
@@ -198,6 +207,7 @@ class AttemptRow:
     pr_number: int | None = None
     claude_denials: str | None = None  # JSON, see Denial.encode_all
     verdict: str | None = None  # JSON, see console.fix.verdict.Verdict
+    number: int = 0  # 1 for the first attempt on its error, 2 for the next...
     # Who runs the attempt (the console's OS user@host) and that console's store session:
     # on a shared store, another console tells a live runner from one that went away.
     runner: str | None = None

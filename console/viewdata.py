@@ -12,6 +12,7 @@ from pathlib import Path
 from console.engine import Engine
 from console.fix.claude_state import ClaudeState
 from console.fix.frames import FramePosition, locate_frames
+from console.history import History, HistoryQuery
 from console.models import Action, AttemptRow, ErrorRow
 from console.screens.data import ErrorDetail, Overview
 
@@ -74,6 +75,9 @@ class EngineData:
             decisions=await store.decisions(error_id=error_id),
             sources=await asyncio.to_thread(self._sources, error, attempts) if error else [],
         )
+
+    async def history(self, query: HistoryQuery, now: float) -> History:
+        return await self._engine.store.history(query, now)
 
     def _sources(self, error: ErrorRow, attempts: list[AttemptRow]) -> list[FramePosition]:
         """Where the stack points in the code: the latest attempt's worktree holds the

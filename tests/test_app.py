@@ -82,6 +82,12 @@ async def ready_on(pilot: Pilot, error_id: int) -> None:
     await pilot.pause()
 
 
+def post_number(world: World) -> int:
+    """The number the GitHub stand-in gave the only pull request it holds."""
+    [pulls] = [p for p in world.github.pulls.values() if p]
+    return int(pulls[0]["number"])
+
+
 async def test_approve_fix_review_and_confirmed_approve_open_one_pr(
     world: World, notifications: Notifications
 ) -> None:
@@ -135,6 +141,10 @@ async def test_approve_fix_review_and_confirmed_approve_open_one_pr(
         assert post.body["head"] == f"hotfix/auto-{world.fingerprint}"
         # The review screen saw the change as it happened.
         assert review.attempt.state is State.PR_OPENED
+        # The PR is announced once (the engine's notice, not the command's answer again).
+        await pilot.pause(0.5)
+        said = [text for _, text in notified if f"pull request #{post_number(world)}" in text]
+        assert len(said) == 1, said
 
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)
@@ -177,6 +187,11 @@ async def test_without_a_github_token_publishing_says_push_only_and_ends_pushed(
         await pilot.press("y")
         await until(pilot, lambda: shown_state(app, error.id) is State.PUSHED, 60, "pushed")
         assert world.github.posts() == []
+        # The push is said once: the engine's notice, not the command's answer again.
+        await until(pilot, lambda: any("pushed branch" in text for _, text in notified), 10)
+        await pilot.pause(0.5)
+        pushes = [text for _, text in notified if "pushed branch" in text]
+        assert len(pushes) == 1 and pushes[0].startswith(f"pushed branch {branch} to origin")
         await until(pilot, lambda: app.main_screen.selected_attempt() is not None
                     and app.main_screen.selected_attempt().state is State.PUSHED, 10)  # fmt: skip
         attempt_id = app.main_screen.selected_attempt().id

@@ -14,6 +14,7 @@ import pytest
 from console.app import AutofixApp
 from console.engine import Engine
 from console.store import Store
+from tests.history_store import fill_month
 from tests.snapshot_store import NOW, config_for, fill_store
 
 _OPEN_STORES: list[Store] = []
@@ -28,10 +29,10 @@ def _close_stores() -> Iterator[None]:
         asyncio.run(_OPEN_STORES.pop().close())
 
 
-def make_app(tmp_path: Path) -> AutofixApp:
+def make_app(tmp_path: Path, fill=fill_store) -> AutofixApp:
     """An app on a deterministic store, its engine not started (no links, no workers)."""
     config = config_for(tmp_path / "console")
-    asyncio.run(fill_store(config.db_path))
+    asyncio.run(fill(config.db_path))
     store = asyncio.run(Store.open(config.db_path))
     _OPEN_STORES.append(store)
     return AutofixApp(Engine(config, store), clock=lambda: NOW)
@@ -75,6 +76,23 @@ def test_detail_screen(snap_compare, tmp_path: Path) -> None:
         await pilot.pause()
 
     assert snap_compare(make_app(tmp_path), terminal_size=(120, 48), run_before=detail)
+
+
+def test_history_screen_after_a_month(snap_compare, tmp_path: Path) -> None:
+    """A month of varied history on three services: the figures, both charts, the rates by
+    service and severity and the recurring errors, for the default period (30 days)."""
+
+    async def history(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("h")
+        for _ in range(200):
+            if getattr(pilot.app.screen, "history", None) is not None:
+                break
+            await pilot.pause(0.02)
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_app(tmp_path, fill_month), terminal_size=(160, 48), run_before=history)
 
 
 @pytest.fixture(autouse=True)

@@ -146,9 +146,10 @@ def test_an_agent_only_install_says_to_install_the_console_extra(tmp_path: Path)
 
 
 def _fix_once(
-    tmp_path: Path, first_turns: Callable[[Path], list]
+    tmp_path: Path, first_turns: Callable[[Path], list], *, yes: bool = True
 ) -> tuple[subprocess.CompletedProcess[str], Path, str]:
-    """`autofix fix --yes` on the sample error, with `first_turns(home)` before the real fix."""
+    """`autofix fix --yes` (or without ``yes``) on the sample error, with
+    `first_turns(home)` before the real fix; the config is ``tmp_path / "console.toml"``."""
     repo, bare = make_service_repo(tmp_path)
     state = tmp_path / "agent-state"
     state.mkdir()
@@ -176,7 +177,7 @@ def _fix_once(
             f"[claude.extra_env]\n{env_lines}\n"
         )
         proc = run("fix", "--config", str(config), "--service", "PA",
-                   "--error-json", str(error_json), "--yes")  # fmt: skip
+                   "--error-json", str(error_json), *(["--yes"] if yes else []))  # fmt: skip
     return proc, bare, fingerprint
 
 
@@ -186,7 +187,9 @@ def test_fix_from_the_command_line_runs_one_attempt_and_prints_the_diff(tmp_path
     assert "Claude Code was refused no calls" in proc.stdout
     assert "fix ready for review: 1 file(s), tests passed" in proc.stdout
     assert "+  if (!user) return null;" in proc.stdout
-    assert "pushed branch" in proc.stdout and "no pull request" in proc.stdout
+    [pushed] = [line for line in proc.stdout.splitlines() if "pushed branch" in line]
+    assert pushed.startswith(f"pushed branch hotfix/auto-{fingerprint} to origin")
+    assert "no pull request" in pushed
     heads = subprocess.run(
         ["git", "branch", "--list"], cwd=bare, capture_output=True, text=True, check=True
     ).stdout
@@ -323,3 +326,43 @@ def test_a_second_console_on_one_store_names_the_process_that_holds_it(tmp_path:
     again.terminate()
     again.wait(timeout=60)
     assert alive, again.stderr.read() if again.stderr else ""
+
+
+def test_fix_without_yes_keeps_the_attempt_and_publish_pushes_it_without_claude(
+    tmp_path: Path,
+) -> None:
+    proc, bare, fingerprint = _fix_once(tmp_path, lambda home: [], yes=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    config = tmp_path / "console.toml"
+    worktree = tmp_path / "pa" / ".worktrees" / "hotfix" / f"auto-{fingerprint}"
+    last = proc.stdout.splitlines()[-1]
+    named, _, how = last.partition(" waits in review with its worktree; ")
+    assert named.startswith("attempt 1 of PA TypeError: "), last
+    prefix = f"to publish it without running Claude again: autofix fix --config {config} --publish "
+    assert how.startswith(prefix) and how.removeprefix(prefix).isdigit(), last
+    attempt = how.removeprefix(prefix)
+    assert "pushed branch" not in proc.stdout
+    assert worktree.is_dir()
+    # The Messages API stand-in is gone: publishing must not need Claude.
+    published = run("fix", "--config", str(config), "--publish", attempt)
+    assert published.returncode == 0, published.stdout + published.stderr
+    [line] = published.stdout.splitlines()
+    assert line.startswith(f"pushed branch hotfix/auto-{fingerprint} to origin"), line
+    heads = subprocess.run(
+        ["git", "branch", "--list"], cwd=bare, capture_output=True, text=True, check=True
+    ).stdout
+    assert f"hotfix/auto-{fingerprint}" in heads
+    assert not worktree.exists(), "the published attempt's worktree is removed, not left behind"
+    again = run("fix", "--config", str(config), "--publish", attempt)
+    assert (again.returncode, again.stdout) == (1, "")
+    assert again.stderr == f"already decided: {named} is pushed\n"
+
+
+def test_fix_needs_an_error_or_an_attempt_to_publish(tmp_path: Path) -> None:
+    config = tmp_path / "console.toml"
+    config.write_text(f'state_dir = "{tmp_path / "console"}"\n')
+    proc = run("fix", "--config", str(config), "--service", "PA")
+    assert (proc.returncode, proc.stderr) == (
+        2,
+        "autofix fix: --service and --error-json are required (or --publish ATTEMPT)\n",
+    )

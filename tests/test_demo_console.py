@@ -185,15 +185,15 @@ NOW = 1_800_003_612.0  # 12 s after STARTED
         (scripted("claude", SCRIPTED), [], None, SCRIPTED),
         (
             scripted("claude", SCRIPTED),
-            [AttemptRow(3, 1, State.FIXING, started_at=STARTED)],
+            [AttemptRow(3, 1, State.FIXING, started_at=STARTED, number=2)],
             None,
-            "Claude (scripted demo model) fixing #3 0:12",
+            "Claude (scripted demo model) fixing attempt 2 0:12",
         ),
         (
             ClaudeState("ready", "claude", "Claude: ready"),
-            [AttemptRow(3, 1, State.TESTING, started_at=STARTED, claude_cost_usd=0.0)],
+            [AttemptRow(3, 1, State.TESTING, started_at=STARTED, claude_cost_usd=0.0, number=2)],
             None,
-            "Claude testing #3 0:12 $0.0000",
+            "Claude testing attempt 2 0:12 $0.0000",
         ),
         (
             scripted("claude", SCRIPTED),

@@ -385,7 +385,7 @@ async def test_commands_refuse_what_the_flow_rule_does_not_allow_and_say_why(
     assert (await engine.reopen(error.id, actor="keyboard")).message == f"{name} is not skipped"
     # A decision about an attempt the error does not have is refused.
     stale = await engine.skip(error.id, actor="telegram:7", attempt_id=41)
-    assert stale.message == "already decided: attempt 41 is gone"
+    assert stale.message == f"already decided: {name} has moved on"
     assert (await engine.skip(error.id, actor="keyboard", attempt_id=None)).ok
     skipped = await world.error_in(State.SKIPPED)
     assert engine.actions(skipped) == {Action.REOPEN}

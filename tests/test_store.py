@@ -697,15 +697,15 @@ async def test_migration_from_an_older_version_keeps_the_data(tmp_path):
 
 
 async def published_in_v4(store: Store, fingerprint: str, pr_url: str | None) -> int:
-    """An error whose attempt a version-4 console recorded as ``pr_opened`` (its rows as
-    that version wrote them: today's attempts have columns it did not)."""
+    """An error whose attempt a version-4 console recorded as ``pr_opened``, written as that
+    version's rows (today's store methods write columns it did not have)."""
     error_id = await awaiting(store, fingerprint)
     db = raw_db(store.path)
-    (attempt_id,) = db.execute(
+    attempt_id = db.execute(
         "INSERT INTO attempts (error_id, state, started_at, pr_url, pr_number) "
         "VALUES (?, 'pr_opened', 'then', ?, ?) RETURNING id",
         (error_id, pr_url, 7 if pr_url else None),
-    ).fetchone()
+    ).fetchone()[0]
     db.execute(
         "UPDATE errors SET state = 'pr_opened', current_attempt_id = ? WHERE id = ?",
         (attempt_id, error_id),
@@ -934,3 +934,38 @@ async def test_a_database_from_before_denials_gains_the_column_and_keeps_attempt
         assert await new.schema_version() == len(MIGRATIONS)
         (again,) = await new.attempts(error_id)
     assert again.state is State.REVIEW and again.started_at == "then" and again.denials == []
+
+
+async def test_attempts_are_numbered_per_error_and_a_migrated_file_gets_numbers_in_order(
+    tmp_path,
+):
+    path = tmp_path / "console.db"
+    async with await Store.open(path, migrations=MIGRATIONS[:5]):
+        pass
+    db = raw_db(path)
+    ids = [
+        db.execute(
+            "INSERT INTO errors (service, fingerprint, error_type, message, stack, severity, "
+            "first_seen, last_seen, state, created_at, updated_at) VALUES ('shop-api', ?, "
+            "'TypeError', 'boom', '[]', 'medium', 'then', 'then', 'failed', 'then', 'then') "
+            "RETURNING id",
+            (fingerprint,),
+        ).fetchone()[0]
+        for fingerprint in (FP_A, FP_B)
+    ]
+    # Global ids interleave across errors: a, b, a.
+    for error_id in (ids[0], ids[1], ids[0]):
+        db.execute(
+            "INSERT INTO attempts (error_id, state, started_at) VALUES (?, 'failed', 'then')",
+            (error_id,),
+        )
+    db.close()
+    async with await Store.open(path) as store:
+        first = [a.number for a in await store.attempts(error_id=ids[0])]
+        second = [a.number for a in await store.attempts(error_id=ids[1])]
+        assert (first, second) == ([1, 2], [1])
+        # A new attempt continues its own error's count, not the global id.
+        retried = await store.create_attempt(ids[1], actor="t")
+        assert retried is not None and (retried.id, retried.number) == (4, 2)
+        fresh = await store.create_attempt(await awaiting(store, "c3" * 8), actor="t")
+        assert fresh is not None and (fresh.id, fresh.number) == (5, 1)

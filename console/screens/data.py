@@ -12,6 +12,7 @@ from typing import Protocol
 from console.budget import QueueHold
 from console.fix.claude_state import ClaudeState
 from console.fix.frames import FramePosition
+from console.history import History, HistoryQuery
 from console.link import LinkStatus
 from console.models import Action, AttemptRow, DecisionRow, ErrorRow
 
@@ -59,6 +60,8 @@ class ScreenData(Protocol):
     async def occurrences_per_minute(self, error_id: int, now: float) -> list[int]: ...
 
     async def detail(self, error_id: int, samples: int) -> ErrorDetail: ...
+
+    async def history(self, query: HistoryQuery, now: float) -> History: ...
 
     def sensitive_paths(self, service: str) -> tuple[str, ...]: ...
 

@@ -18,6 +18,7 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("d", "review the diff full screen"),
         ("enter", "error detail: stack, hosts, samples, history"),
         ("o", "open the pull request in the browser"),
+        ("h", "history: attempts, outcomes, costs, regressions over time (p: period)"),
         ("/", "filter errors (escape clears)"),
         ("S", "cycle the sort column (or click a header)"),
     )),

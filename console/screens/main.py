@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input
 
 from console.fix.claude import StreamEvent as ClaudeEvent
-from console.models import Action, AttemptRow, ErrorRow
+from console.models import Action, AttemptRow, ErrorRow, attempt_name
 from console.pending import Drained
 from console.screens import requests
 from console.screens.background import run_guarded
@@ -43,6 +43,7 @@ class MainScreen(Screen[None]):
         Binding("d", "review", "Diff"),
         Binding("enter", "detail", "Detail", show=False),
         Binding("o", "open_pr", "Open PR"),
+        Binding("h", "history", "History", show=False),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
@@ -220,7 +221,7 @@ class MainScreen(Screen[None]):
         if attempt_id != self.attempt_id:
             return
         claude = self.query_one(ClaudeLog)
-        claude.border_title = f"Claude · attempt #{attempt_id}"
+        claude.border_title = f"Claude · {attempt_name(attempt)}" if attempt else "Claude"
         claude.show(attempt_id, events, denials=attempt.denials if attempt else ())
         if attempt is not None:
             claude.outcome(attempt)
@@ -312,6 +313,9 @@ class MainScreen(Screen[None]):
     def action_open_pr(self) -> None:
         if (error := self._selected()) is not None:
             self.post_message(requests.OpenPR(error))
+
+    def action_history(self) -> None:
+        self.post_message(requests.OpenHistory())
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)

@@ -57,6 +57,10 @@ class OpenPR(ErrorRequest):
     """Open the error's pull request in a browser (``o``)."""
 
 
+class OpenHistory(Message):
+    """Show what the product did over the last weeks (``h``)."""
+
+
 class WorkFailed(Message):
     """A view's background work raised; the app shows it as a notice and keeps running."""
 

@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from console.models import Action, AttemptRow, Denial, ErrorRow
+from console.models import Action, AttemptRow, Denial, ErrorRow, attempt_name
 from console.screens import requests
 from console.screens.data import ScreenData
 from console.widgets.diff_view import DiffView
@@ -51,7 +51,7 @@ class ReviewScreen(Screen[None]):
         yield Footer()
 
     def _title(self) -> Text:
-        text = Text(f" attempt #{self.attempt.id} ", style="bold reverse")
+        text = Text(f" {attempt_name(self.attempt)} ", style="bold reverse")
         text.append(" ")
         text.append_text(state_text(self.attempt.state))
         turns = self.attempt.claude_turns or 0

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agent.wire import ErrorEvent
+from console.history import History, HistoryQuery
 from console.models import (
     FINISHED_STATES,
     RUNNING_STATES,
@@ -46,6 +47,7 @@ from console.models import (
 from console.storable import Received
 from console.store.backend import Backend, Row, Tx
 from console.store.connect import open_backend
+from console.store.history import read_history
 from console.store.ingest import ingest as ingest_batch
 from console.store.schema import (
     ATTEMPT_COLUMNS,
@@ -428,8 +430,9 @@ class Store:
                 )
             attempt_rows = list(
                 await db.fetch(
-                    f"INSERT INTO attempts (error_id, state, started_at, extra_instruction, "
-                    f"runner, runner_session) VALUES (?, ?, ?, ?, ?, ?) "
+                    "INSERT INTO attempts (error_id, state, started_at, extra_instruction, "
+                    "runner, runner_session, number) VALUES (?, ?, ?, ?, ?, ?, "
+                    "(SELECT COALESCE(MAX(number), 0) + 1 FROM attempts WHERE error_id = ?)) "
                     f"RETURNING {ATTEMPT_COLUMNS}",
                     (
                         error_id,
@@ -438,6 +441,7 @@ class Store:
                         extra_instruction,
                         self.runner,
                         self.session,
+                        error_id,
                     ),
                 )
             )
@@ -848,6 +852,12 @@ class Store:
             (*params, limit),
         )
         return [decision_row(r) for r in rows]
+
+    async def history(self, query: HistoryQuery, now: float) -> History:
+        """What the product did over ``query``'s period ending at ``now`` (epoch seconds):
+        attempts and outcomes, rates, times to PR and merge, costs, regressions, recurring
+        errors (see :mod:`console.store.history`), all read in one view of the data."""
+        return await self._reads(lambda tx: read_history(tx, query, now))
 
     async def integrity_check(self) -> list[str]:
         """The database's own verdict (``["ok"]`` when healthy), for a doctor command."""

@@ -171,7 +171,15 @@ PG_MIGRATIONS: tuple[str, ...] = (
         WHERE to_state = 'pr_opened' AND attempt_id IN
         (SELECT id FROM attempts WHERE state = 'pushed');
     """,
-    # 6: who runs an attempt (user@host, store session); and every change to an error or an
+    # 6: attempts numbered per error, the existing ones in id order.
+    """
+    ALTER TABLE attempts ADD COLUMN number BIGINT NOT NULL DEFAULT 0;
+    UPDATE attempts SET number = (
+        SELECT COUNT(*) FROM attempts AS earlier
+        WHERE earlier.error_id = attempts.error_id AND earlier.id <= attempts.id
+    );
+    """,
+    # 7: who runs an attempt (user@host, store session); and every change to an error or an
     # attempt is announced on the channel autofix_changes as "<kind> <id> <application
     # name>", so every console sees every other console's changes as they commit.
     """

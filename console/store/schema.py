@@ -216,7 +216,16 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE to_state = 'pr_opened' AND attempt_id IN
         (SELECT id FROM attempts WHERE state = 'pushed');
     """,
-    # 6: who runs an attempt: the console's OS user@host (the queue shows it) and its store
+    # 6: attempts numbered per error (the first attempt on an error is 1, whatever the
+    # global id), numbered in id order for the attempts already there.
+    """
+    ALTER TABLE attempts ADD COLUMN number INTEGER NOT NULL DEFAULT 0;
+    UPDATE attempts SET number = (
+        SELECT COUNT(*) FROM attempts AS earlier
+        WHERE earlier.error_id = attempts.error_id AND earlier.id <= attempts.id
+    );
+    """,
+    # 7: who runs an attempt: the console's OS user@host (the queue shows it) and its store
     # session, so consoles sharing a PostgreSQL store recover only a runner that went away.
     "ALTER TABLE attempts ADD COLUMN runner TEXT; "
     "ALTER TABLE attempts ADD COLUMN runner_session TEXT;",
@@ -251,8 +260,8 @@ ERROR_COLUMNS = (
 ATTEMPT_COLUMNS = (
     "id, error_id, state, branch, worktree, started_at, finished_at, reason, claude_cost_usd, "
     "claude_turns, claude_duration_ms, claude_summary, extra_instruction, test_exit_code, "
-    "test_output_tail, diff, diff_stat, pr_url, pr_number, claude_denials, verdict, runner, "
-    "runner_session"
+    "test_output_tail, diff, diff_stat, pr_url, pr_number, claude_denials, verdict, number, "
+    "runner, runner_session"
 )
 # (service, fingerprint) pairs or ids per IN (...), well under SQLite's variable cap.
 KEYS_PER_QUERY = 400

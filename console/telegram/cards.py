@@ -35,7 +35,7 @@ from console.engine import Engine
 from console.events import AttemptChanged, EngineEvent, ErrorChanged
 from console.fix.paths import touched_sensitive
 from console.models import Action as Decision
-from console.models import AttemptRow, DecisionRow, ErrorRow, State
+from console.models import AttemptRow, DecisionRow, ErrorRow, State, attempt_name
 from console.telegram.callbacks import Action, CallbackSigner
 from console.telegram.delivery import Delivery
 from console.telegram.limits import CAPTION_LIMIT, clip
@@ -242,7 +242,7 @@ class CardSync:
             )
             self._cards[key] = sent
             if attempt.diff and render.diff_is_long(attempt.diff):
-                await self._send_diff(sent, error.id, attempt_id, attempt.diff)
+                await self._send_diff(sent, error.id, attempt, attempt.diff)
             return
         await self._edit_cards(key, cards, text, buttons, attempt.state)
 
@@ -324,24 +324,24 @@ class CardSync:
             card.text, card.open, card.state, card.edited_at = text, is_open, state, now
 
     async def _send_diff(
-        self, cards: list[Card], error_id: int, attempt_id: int, diff: str
+        self, cards: list[Card], error_id: int, attempt: AttemptRow, diff: str
     ) -> None:
         app = self._app()
         if app is None:
             return
         lines = len(diff.splitlines())
         caption = clip(
-            f"Full diff of the fix for error #{error_id}, attempt #{attempt_id} ({lines} lines)",
+            f"Full diff of the fix for error #{error_id}, {attempt_name(attempt)} ({lines} lines)",
             CAPTION_LIMIT,
         )
         for card in cards:
             await self._delivery.run(
-                f"the diff of attempt {attempt_id}",
+                f"the diff of attempt {attempt.id}",
                 functools.partial(
                     app.bot.send_document,
                     card.chat_id,
                     document=diff.encode(),
-                    filename=f"attempt-{attempt_id}.diff",
+                    filename=f"error-{error_id}-attempt-{attempt.number}.diff",
                     caption=caption,
                     reply_parameters=ReplyParameters(
                         card.message_id, allow_sending_without_reply=True

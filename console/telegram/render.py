@@ -20,6 +20,7 @@ from console.models import (
     RoundRow,
     State,
     TestResultRow,
+    attempt_name,
     parse_time,
 )
 from console.telegram.limits import Part, escape, fit, markup
@@ -196,7 +197,7 @@ def review_card(
         else "🛠 <b>Fix ready for review</b>"
     )
     parts = [
-        markup(f"{title} · error #{error.id} · attempt #{attempt.id}\n"),
+        markup(f"{title} · error #{error.id} · {attempt_name(attempt)}\n"),
         markup(f"{severity_icon(error.severity)} "),
         Part(error.service, before="<b>", after="</b> · ", cap=80),
         Part(f"{error.error_type}: {error.message}", cap=300),

@@ -15,7 +15,7 @@ from textual.widgets import Static
 from console.budget import QueueHold, clock_text
 from console.fix.claude_state import ClaudeState
 from console.link import LinkStatus
-from console.models import AttemptRow, State
+from console.models import AttemptRow, State, attempt_name
 from console.widgets.labels import clock_duration, duration, money
 from console.widgets.queue import elapsed
 
@@ -71,7 +71,7 @@ def claude_text(
         if state is not None and state.kind == "scripted":
             text.append("(scripted demo model) ", style="yellow")
         for attempt in running:
-            text.append(f"{attempt.state.value} #{attempt.id} ", style="bold magenta")
+            text.append(f"{attempt.state.value} {attempt_name(attempt)} ", style="bold magenta")
             text.append(clock_duration(elapsed(attempt, now)))
             if attempt.claude_cost_usd is not None:
                 text.append(f" {money(attempt.claude_cost_usd)}")

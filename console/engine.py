@@ -260,7 +260,11 @@ class Engine:
 
     def _watch_runner(self, attempt: AttemptRow) -> None:
         if attempt.state in RUNNING_STATES and attempt.runner_session:
-            self.store.watch_runner(attempt.runner_session, self._recover)
+            self.store.watch_runner(attempt.runner_session, self._runner_gone)
+
+    async def _runner_gone(self) -> None:
+        with contextlib.suppress(StoreError):  # this console is stopping too
+            await self._recover()
 
     def _on_store_change(self, kind: str, row_id: int) -> None:
         """Another console committed a change to an error or an attempt: publish it as

@@ -10,6 +10,11 @@ ingest thread, so ingest runs the same synchronous code as on SQLite.
   UPDATE SKIP LOCKED`` (see :meth:`console.store.db.Store.create_attempt`).
 - Migrations run in a transaction holding an advisory lock, so consoles opening a new
   database at the same moment apply each migration once.
+- Consoles sharing the database learn of each other through the server alone: a trigger
+  announces every error and attempt change on a channel each store LISTENs on; an open
+  store holds an advisory lock on its session (its attempts' ``runner_session``) and one
+  per host it reads, and the others wait on those locks, which the server grants the
+  moment the holder's connection ends.
 - The password is never part of the DSN: it is passed to libpq separately (the config
   names an environment variable or a file, see ``store_password_env``).
 """
@@ -151,6 +156,19 @@ class _SyncTx:
         if rows:
             with self._conn.cursor() as cursor:
                 cursor.executemany(translate(sql), rows)
+
+    def insert_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """By ``COPY``: one stream for the batch instead of a statement per row."""
+        if not rows:
+            return
+        with (
+            self._conn.cursor() as cursor,
+            cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

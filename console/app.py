@@ -144,6 +144,9 @@ class AutofixApp(App[None]):
                     _find(drained.errors, screen.error.id),
                     _find(drained.attempts, screen.attempt.id),
                 )
+                for plan in drained.plans:
+                    if plan.attempt_id == screen.attempt.id:
+                        screen.show_plan(plan)
             elif isinstance(screen, DetailScreen):
                 row = _find(drained.errors, screen.error.id)
                 if row is not None:
@@ -292,6 +295,19 @@ class AutofixApp(App[None]):
 
         what = f"{error.error_type}: {' '.join(error.message.split())}"
         self.push_screen(RetryScreen(what[:200]), retry)
+
+    @on(requests.StopMerge)
+    def _stop_merge(self, message: requests.StopMerge) -> None:
+        error = message.error
+        self.command(
+            "stop auto-merge",
+            lambda: self.engine.stop_merge(error.id, ACTOR, attempt_id=error.current_attempt_id),
+        )
+
+    @on(requests.ResumeMerge)
+    def _resume_merge(self, message: requests.ResumeMerge) -> None:
+        error = message.error
+        self.command("resume auto-merge", lambda: self.engine.resume_merge(error.id, ACTOR))
 
     @on(requests.Reopen)
     def _reopen(self, message: requests.Reopen) -> None:

@@ -25,7 +25,16 @@ from console.statelock import HeldLock, StateBusy, hold
 
 # What the ``console`` extra installs, by import name: a prod host with the agent alone has
 # none of them, and every ``autofix`` command needs them.
-CONSOLE_MODULES = ("textual", "asyncssh", "aiosqlite", "orjson", "telegram", "httpx")
+CONSOLE_MODULES = (
+    "textual",
+    "asyncssh",
+    "aiosqlite",
+    "orjson",
+    "telegram",
+    "httpx",
+    "textual_plotext",
+    "textual_serve",
+)
 
 
 def missing_console_modules() -> list[str]:
@@ -136,6 +145,14 @@ def cmd_console(args: argparse.Namespace) -> int:
         return console_main(config, Path(args.config or default_config_path()))
 
 
+def cmd_web(args: argparse.Namespace) -> int:
+    from console.web import serve_web
+
+    path = Path(args.config or default_config_path()).expanduser().resolve()
+    config = _load(str(path))  # a bad config is named here, not in each browser session
+    return asyncio.run(serve_web(path, args.host, args.port, state_dir=config.state_dir))
+
+
 # --- demo ------------------------------------------------------------------------------------
 
 
@@ -213,6 +230,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the engine headless (no terminal UI)")
     serve.add_argument("--config", **sub_config)
     serve.set_defaults(func=cmd_serve)
+
+    web = sub.add_parser(
+        "web", help="serve the console in a browser (127.0.0.1, behind a printed token)"
+    )
+    web.add_argument("--config", **sub_config)
+    web.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; any other is warned about)",
+    )
+    web.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
+    web.set_defaults(func=cmd_web)
 
     fix = sub.add_parser("fix", help="one fix attempt from the command line")
     fix.add_argument("--config", **sub_config)

@@ -26,10 +26,13 @@ from typing import Literal, Protocol
 
 from agent.wire import ErrorEvent, Hello
 from console.attempts import AttemptRunner
+from console.automerge.plan import MergePlan
+from console.automerge.scheduler import AutoMerger
 from console.budget import QueueGate, QueueHold, clock_text
 from console.config import ConfigError, ConsoleConfig, ServiceConfig, load_config
 from console.events import (
     AttemptChanged,
+    AutoMergeChanged,
     CommandResult,
     EngineEvent,
     ErrorChanged,
@@ -39,7 +42,7 @@ from console.events import (
     NoticeLevel,
 )
 from console.fix.git import GitError
-from console.fix.github import GitHubError
+from console.fix.github import GitHubError, Merged
 from console.fix.publish import publish_attempt
 from console.fix.testrun import TestResult
 from console.fix.verdict import report_title
@@ -111,6 +114,14 @@ class Engine:
         self._unknown_services: set[str] = set()
         # Set by the Telegram bot when one is configured; the UI toggles it through here.
         self.telegram: TelegramControl | None = None
+        # Opened PRs of services with [services.auto_merge] on their way to a squash merge.
+        self.auto_merge = AutoMerger(
+            config,
+            store,
+            publish=lambda plan: self._emit(AutoMergeChanged(plan)),
+            notify=self.notify,
+            merged=self._on_auto_merged,
+        )
 
     @classmethod
     async def open(cls, config: ConsoleConfig) -> Engine:
@@ -179,6 +190,7 @@ class Engine:
         self._started = True
         await self._recover()
         await self.gate.refresh()  # today's cost for the header from the start
+        await self.auto_merge.start()
         for i in range(max(1, self.config.concurrency)):
             self._workers.append(asyncio.create_task(self._worker(), name=f"fix-worker-{i}"))
         for service in self.config.services:
@@ -227,6 +239,7 @@ class Engine:
         for task in self._ingest_tasks.values():
             task.cancel()
         await asyncio.gather(*self._ingest_tasks.values(), return_exceptions=True)
+        await self.auto_merge.close()
         await self._runner.close()
         await self.store.close()
 
@@ -396,7 +409,16 @@ class Engine:
             and service.stop_at == "pr"
             and not (attempt is not None and attempt.is_report)
         )
-        return _flow(error, attempt, fixable=service is not None, publishable=publishable)
+        found = _flow(error, attempt, fixable=service is not None, publishable=publishable)
+        if attempt is not None and attempt.id != error.current_attempt_id:
+            return found
+        plan = self.auto_merge.plan(error.current_attempt_id)
+        extra: set[Action] = set()
+        if plan is not None and plan.stoppable:
+            extra.add(Action.STOP_MERGE)
+        if service is not None and self.auto_merge.paused(service.name) is not None:
+            extra.add(Action.RESUME_MERGE)
+        return found | extra if extra else found
 
     async def _allowed(
         self, error_id: int, action: Action, attempt_id: AttemptTarget = CURRENT
@@ -434,6 +456,10 @@ class Engine:
             return CommandResult(False, f"cannot retry: {_named(error)} is {_word(error)}")
         if action is Action.REOPEN:
             return CommandResult(False, f"{_named(error)} is not skipped")
+        if action is Action.STOP_MERGE:
+            return CommandResult(False, f"no auto-merge to stop for {_named(error)}")
+        if action is Action.RESUME_MERGE:
+            return CommandResult(False, f"auto-merge for {error.service} is not paused")
         return CommandResult(False, f"already decided: {_named(error)} is {_word(error)}")
 
     async def approve(self, error_id: int, actor: str) -> CommandResult:
@@ -619,6 +645,8 @@ class Engine:
                 await self._runner.discard_worktree(refreshed, keep_branch=True)
             await self._emit_attempt(attempt_id)
             self.notify("info", note, error_id=error.id, attempt_id=attempt_id)
+            if url is not None and service.auto_merge.enabled:
+                self.auto_merge.watch(attempt_id)
             return CommandResult(True, note, attempt_id, noticed=True)
 
     async def _push_and_open_pr(
@@ -651,6 +679,38 @@ class Engine:
         for warning in published.warnings:
             self.notify("warning", warning, error_id=error.id, attempt_id=attempt.id)
         return published.url, published.number, published.note
+
+    # --- auto-merge --------------------------------------------------------------------------
+
+    async def stop_merge(
+        self, error_id: int, actor: str, *, attempt_id: AttemptTarget = CURRENT
+    ) -> CommandResult:
+        """Stop the automatic merge of the error's PR during its soak; the PR stays open."""
+        error = await self._allowed(error_id, Action.STOP_MERGE, attempt_id)
+        if isinstance(error, CommandResult):
+            return error
+        assert error.current_attempt_id is not None  # a plan is about the current attempt
+        result = await self.auto_merge.stop(error.current_attempt_id, actor)
+        return await self._merge_decided(error, result)
+
+    async def resume_merge(self, error_id: int, actor: str) -> CommandResult:
+        """Let auto-merge work again for the error's service after a regression paused it."""
+        error = await self._allowed(error_id, Action.RESUME_MERGE)
+        if isinstance(error, CommandResult):
+            return error
+        return await self._merge_decided(error, await self.auto_merge.resume(error, actor))
+
+    async def _merge_decided(self, error: ErrorRow, result: CommandResult) -> CommandResult:
+        """Say a stop or resume everywhere at once and repaint the error's keys."""
+        if not result.ok:
+            return result
+        self.notify("info", f"{_named(error)}: {result.message}", error_id=error.id)
+        await self._emit_error(error.id)
+        return dataclasses.replace(result, noticed=True)
+
+    async def _on_auto_merged(self, attempt: AttemptRow, merged: Merged, plan: MergePlan) -> None:
+        """A PR auto-merge squash-merged: the error and its views follow."""
+        await self._emit_attempt(attempt.id)
 
     # --- fix workers -------------------------------------------------------------------------
 

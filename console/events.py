@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from console.automerge.plan import MergePlan
 from console.budget import QueueHold
 from console.fix.claude import StreamEvent
 from console.link import LinkStatus
@@ -65,6 +66,13 @@ class TelegramChanged:
     detail: str | None = None
 
 
+@dataclass(frozen=True)
+class AutoMergeChanged:
+    """A fix PR's automatic merge moved: checks read, soak started, stopped, merged."""
+
+    plan: MergePlan
+
+
 EngineEvent = (
     ErrorChanged
     | AttemptChanged
@@ -73,6 +81,7 @@ EngineEvent = (
     | Notice
     | TelegramChanged
     | QueueHold
+    | AutoMergeChanged
 )
 Listener = Callable[[EngineEvent], None]
 

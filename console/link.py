@@ -377,9 +377,11 @@ class AgentLink:
         splitter = LineSplitter()
         while True:
             try:
-                chunk = await asyncio.wait_for(
-                    stream.read(READ_CHUNK_BYTES), self.timing.silence_seconds
-                )
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a
+                # cancellation that arrives just as the read completes, and a stream that
+                # always has data would then be read on forever by a link told to stop.
+                async with asyncio.timeout(self.timing.silence_seconds):
+                    chunk = await stream.read(READ_CHUNK_BYTES)
             except TimeoutError:
                 raise Retry(
                     f"nothing received for {self.timing.silence_seconds:g} s; "

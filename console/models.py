@@ -128,6 +128,8 @@ class Action(StrEnum):
     SKIP = "skip"  # shelve the error (and discard its attempt's worktree)
     RETRY = "retry"  # a new attempt from a clean base, optionally with an instruction
     REOPEN = "reopen"  # bring a skipped error back to awaiting approval
+    STOP_MERGE = "stop_merge"  # stop an automatic merge during its soak (the PR stays open)
+    RESUME_MERGE = "resume_merge"  # let auto-merge work again for a service it paused for
 
 
 def action_name(old: State, new: State) -> str:

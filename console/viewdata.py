@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from console.automerge.plan import MergePlan
 from console.engine import Engine
 from console.fix.claude_state import ClaudeState
 from console.fix.frames import FramePosition, locate_frames
@@ -95,3 +96,6 @@ class EngineData:
 
     def actions(self, error: ErrorRow, attempt: AttemptRow | None = None) -> frozenset[Action]:
         return self._engine.actions(error, attempt)
+
+    def merge_plan(self, attempt_id: int) -> MergePlan | None:
+        return self._engine.auto_merge.plan(attempt_id)

@@ -93,6 +93,29 @@ def fix_turns(worktree: Path) -> list:
     ]  # fmt: skip
 
 
+REGRESSION_TEST_ANCHOR = "test('unrouted paths answer 404"
+REGRESSION_TEST = (
+    "test('getUserProfile returns null for an unknown id', () => {\n"
+    "  assert.equal(getUserProfile('999'), null);\n"
+    "});\n\n"
+)
+
+
+def fix_with_test_turns(worktree: Path, risk: str = "low") -> list:
+    """The fix of :func:`fix_turns` plus a regression test in the service's test file."""
+    users = str(worktree / "lib" / "users.js")
+    tests = str(worktree / "test" / "users.test.js")
+    return [
+        [ToolCall("Edit", {"file_path": users, "old_string": BUGGY_LINE,
+                           "new_string": FIXED_LINE})],
+        [ToolCall("Edit", {"file_path": tests, "old_string": REGRESSION_TEST_ANCHOR,
+                           "new_string": REGRESSION_TEST + REGRESSION_TEST_ANCHOR})],
+        [ToolCall("Bash", {"command": "node --test", "description": "run the tests"})],
+        [Text("getUserProfile returns null for unknown ids; a test pins it."),
+         verdict_call(risk=risk, files=[{"path": "lib/users.js", "why": "the null check"}])],
+    ]  # fmt: skip
+
+
 def breaking_turns(worktree: Path, note: str = "Changed the field.") -> list:
     """A first round whose edit breaks the service's own test (a renamed field)."""
     users = str(worktree / "lib" / "users.js")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs every real component the test suite drives, on a fresh Debian machine:
-# OpenSSH server, logrotate, bubblewrap, socat, journald tools and PostgreSQL (apt), the pinned logging libraries and
+# OpenSSH server, logrotate, bubblewrap, socat, journald tools, PostgreSQL and Chromium (apt), the pinned logging libraries and
 # Claude Code CLI (npm), and the project with its console, dev, otlp and team extras (pip, into .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +22,8 @@ if ! $runtime_only; then
   [ -x /lib/systemd/systemd-journal-remote ] || need_apt+=(systemd-journal-remote)
   # The team store's tests run a throwaway PostgreSQL cluster (initdb, pg_ctl).
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
+  # `autofix web` is checked in a real headless browser.
+  command -v chromium >/dev/null || need_apt+=(chromium)
 fi
 command -v git >/dev/null || need_apt+=(git)
 command -v node >/dev/null || need_apt+=(nodejs npm)

@@ -17,6 +17,7 @@ from typing import Any
 from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
+from textual.widgets._footer import FooterKey
 from textual.widgets._toast import Toast
 
 from agent.wire import ErrorEvent
@@ -335,12 +336,23 @@ async def test_keys_the_engine_does_not_allow_are_greyed_out_and_do_nothing(
         await pilot.press("r")
         await pilot.pause(0.2)
         assert isinstance(app.screen, MainScreen)
+        keys = footer_keys(app)
+        assert not keys["approve"].has_class("-disabled") and keys["retry"].has_class("-disabled")
         # A service the config does not name can be skipped but not fixed.
         await ready_on(pilot, rows["billing"].id)
         assert main.check_action("approve", ()) is None and main.check_action("skip", ())
+        await until(pilot, lambda: keys["approve"].has_class("-disabled"), 5, "approve greyed")
         await pilot.press("a")
         await pilot.pause(0.2)
+        # The footer greys its keys in place rather than building them again.
+        await ready_on(pilot, rows["PA"].id)
+        await until(pilot, lambda: not keys["approve"].has_class("-disabled"), 5, "approve live")
+        assert footer_keys(app) == keys
     assert await engine.store.attempts() == []
+
+
+def footer_keys(app: AutofixApp) -> dict[str, FooterKey]:
+    return {key.action: key for key in app.main_screen.query(FooterKey)}
 
 
 class BrokenTelegram:

@@ -78,21 +78,28 @@ def test_detail_screen(snap_compare, tmp_path: Path) -> None:
     assert snap_compare(make_app(tmp_path), terminal_size=(120, 48), run_before=detail)
 
 
+async def open_history(pilot) -> None:
+    """Open the History screen and wait until its first read is painted."""
+    await settle(pilot)
+    await pilot.press("h")
+    for _ in range(200):
+        if getattr(pilot.app.screen, "history", None) is not None:
+            break
+        await pilot.pause(0.02)
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause(0.2)
+
+
 def test_history_screen_after_a_month(snap_compare, tmp_path: Path) -> None:
     """A month of varied history on three services: the figures, both charts, the rates by
     service and severity and the recurring errors, for the default period (30 days)."""
+    app = make_app(tmp_path, fill_month)
+    assert snap_compare(app, terminal_size=(160, 48), run_before=open_history)
 
-    async def history(pilot) -> None:
-        await settle(pilot)
-        await pilot.press("h")
-        for _ in range(200):
-            if getattr(pilot.app.screen, "history", None) is not None:
-                break
-            await pilot.pause(0.02)
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause(0.2)
 
-    assert snap_compare(make_app(tmp_path, fill_month), terminal_size=(160, 48), run_before=history)
+def test_history_screen_80x24_stacks_its_panels(snap_compare, tmp_path: Path) -> None:
+    app = make_app(tmp_path, fill_month)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=open_history)
 
 
 @pytest.fixture(autouse=True)

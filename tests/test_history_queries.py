@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.wire import iso
+from console.automerge.plan import MERGED_ACTION
 from console.history import PERIODS, HistoryQuery, Outcome
 from console.store import Store
 from console.store.history import RECURRING_LIMIT, slots
@@ -69,6 +70,7 @@ class Dec:
     error: int
     to_state: str
     at_ago: int
+    action: str = "x"
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,11 @@ def worlds(draw: st.DrawFn) -> tuple[list[Err], list[Att], list[Dec], list[Occ]]
     decisions = draw(
         st.lists(
             st.builds(
-                Dec, index, st.sampled_from(["pushed", "pr_opened", "merged", "regressed"]), ago
+                Dec,
+                index,
+                st.sampled_from(["pushed", "pr_opened", "merged", "regressed"]),
+                ago,
+                st.sampled_from(["x", MERGED_ACTION]),
             ),
             max_size=15,
         )
@@ -161,8 +167,8 @@ def write(path: Path, errors: list[Err], attempts: list[Att], decisions: list[De
     for d in decisions:
         db.execute(
             "INSERT INTO decisions (error_id, action, actor, from_state, to_state, at) "
-            "VALUES (?, 'x', 'keyboard', 'pr_opened', ?, ?)",
-            (d.error + 1, d.to_state, at(d.at_ago)),
+            "VALUES (?, ?, 'keyboard', 'pr_opened', ?, ?)",
+            (d.error + 1, d.action, d.to_state, at(d.at_ago)),
         )
     seq = 0
     for o in occurrences:
@@ -229,9 +235,10 @@ def test_history_figures_agree_with_a_plain_model_of_the_rows(world, period, ser
             decided = sum(ATTEMPT_STATES[a.state] is not Outcome.OPEN for a in group)
             assert (rate.fixed, rate.decided) == (fixed, decided)
 
-    def times_to(states: set[str], with_prs: bool) -> list[float]:
+    def times_to(states: set[str], with_prs: bool, actions: set[str] = frozenset()) -> list[float]:
         reached: dict[int, int] = {}
-        marks = [(d.error, d.at_ago) for d in decisions if d.to_state in states]
+        marks = [(d.error, d.at_ago) for d in decisions
+                 if d.to_state in states or d.action in actions]  # fmt: skip
         if with_prs:
             marks += [(a.error, a.pr_ago) for a in attempts if a.pr_ago is not None]
         for error, seconds_ago in marks:
@@ -245,7 +252,7 @@ def test_history_figures_agree_with_a_plain_model_of_the_rows(world, period, ser
         ]
 
     to_pr = times_to({"pushed", "pr_opened"}, True)
-    to_merge = times_to({"merged"}, False)
+    to_merge = times_to({"merged"}, False, {MERGED_ACTION})
     assert (history.prs, history.median_to_pr_seconds) == (len(to_pr), _median(to_pr))
     assert (history.merges, history.median_to_merge_seconds) == (len(to_merge), _median(to_merge))
     regressed = [d for d in decisions if d.to_state == "regressed" and wanted(d.error)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from console.automerge.plan import MergePlan
 from console.budget import QueueHold
 from console.fix.claude_state import ClaudeState
 from console.fix.frames import FramePosition
@@ -66,3 +67,5 @@ class ScreenData(Protocol):
     def sensitive_paths(self, service: str) -> tuple[str, ...]: ...
 
     def actions(self, error: ErrorRow, attempt: AttemptRow | None = None) -> frozenset[Action]: ...
+
+    def merge_plan(self, attempt_id: int) -> MergePlan | None: ...

@@ -45,6 +45,15 @@ class Reopen(ErrorRequest):
     """Bring a skipped error back to awaiting approval (command palette)."""
 
 
+class StopMerge(ErrorRequest):
+    """Stop the automatic merge of the error's PR during its soak (``x``)."""
+
+
+class ResumeMerge(ErrorRequest):
+    """Let auto-merge work again for the error's service after a regression paused it
+    (``x`` on an error of a paused service)."""
+
+
 class OpenReview(ErrorRequest):
     """Show the error's current diff full screen (``d``)."""
 

@@ -379,6 +379,8 @@ class Store:
         new: State,
         actor: str,
         reason: str | None,
+        *,
+        action: str | None = None,
     ) -> None:
         await db.execute(
             "INSERT INTO decisions (error_id, attempt_id, action, actor, from_state, to_state, "
@@ -386,7 +388,7 @@ class Store:
             (
                 error_id,
                 attempt_id,
-                action_name(old, new),
+                action or action_name(old, new),
                 actor,
                 old.value,
                 new.value,
@@ -394,6 +396,33 @@ class Store:
                 now_iso(),
             ),
         )
+
+    async def note_decision(
+        self,
+        error_id: int,
+        action: str,
+        actor: str,
+        reason: str | None = None,
+        *,
+        attempt_id: int | None = None,
+    ) -> None:
+        """Record a decision that leaves the error's state as it is (an auto-merge stopped,
+        a service's auto-merge paused), about ``attempt_id`` or the error's current one."""
+
+        async def body(db: Tx) -> None:
+            rows = await db.fetch(
+                "SELECT state, current_attempt_id FROM errors WHERE id = ?"
+                + self._backend.dialect.lock_row,
+                (error_id,),
+            )
+            if not rows:
+                raise NotFound(f"no error {error_id}")
+            state = State(rows[0][0])
+            about = attempt_id if attempt_id is not None else rows[0][1]
+            await db.execute("UPDATE errors SET updated_at = ? WHERE id = ?", (now_iso(), error_id))
+            await self._decide(db, error_id, about, state, state, actor, reason, action=action)
+
+        await self._write(body)
 
     async def create_attempt(
         self,
@@ -850,6 +879,25 @@ class Store:
             "SELECT id, error_id, attempt_id, action, actor, at, from_state, to_state, reason "
             f"FROM decisions {clause} ORDER BY id LIMIT ?",
             (*params, limit),
+        )
+        return [decision_row(r) for r in rows]
+
+    async def service_decisions(
+        self, service: str, actions: Collection[str], *, since: str | None = None
+    ) -> list[DecisionRow]:
+        """The decisions named ``actions`` about any error of ``service`` (at or after
+        ``since``), oldest first: what auto-merge counts per day and reads its pause from."""
+        params: list[Any] = [service, *actions]
+        after = ""
+        if since is not None:
+            after = " AND d.at >= ?"
+            params.append(since)
+        rows = await self._read(
+            "SELECT d.id, d.error_id, d.attempt_id, d.action, d.actor, d.at, d.from_state, "
+            "d.to_state, d.reason FROM decisions d JOIN errors e ON e.id = d.error_id "
+            f"WHERE e.service = ? AND d.action IN ({placeholders(len(actions))}){after} "
+            "ORDER BY d.id",
+            params,
         )
         return [decision_row(r) for r in rows]
 

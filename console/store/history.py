@@ -2,7 +2,8 @@
 
 Every figure comes from rows the flow already writes, so the history needs no table of its
 own: attempts (state, start, cost), the decision log (when an error was pushed, got its PR,
-was merged or regressed, by any actor), the PRs, and the occurrences' running totals.
+was merged -- on GitHub or by auto-merge -- or regressed), the PRs, and the occurrences'
+running totals.
 Each query is one grouped pass over its table and the work in Python is over the grouped
 rows only: a month of 30,000 attempts and decisions and 60,000 occurrences reads in about
 a second for any period on a machine loaded five times over its cores.
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agent.wire import SEVERITIES, iso
+from console.automerge.plan import MERGED_ACTION
 from console.history import Bucket, History, HistoryQuery, Outcome, Rate, Recurring, outcome_of
 from console.models import epoch
 from console.store.backend import Tx
@@ -66,7 +68,7 @@ async def read_history(tx: Tx, query: HistoryQuery, now: float) -> History:
         for moment in starts
     ]
     to_pr = await _times_to(tx, query, start, PUBLISHED_STATES)
-    to_merge = await _times_to(tx, query, start, (MERGED_STATE,))
+    to_merge = await _times_to(tx, query, start, (MERGED_STATE,), (MERGED_ACTION,))
     regressions = await _regressions(tx, query, start)
     return History(
         query=query,
@@ -135,13 +137,19 @@ def _rates(tallies: dict[str, Tally], order: list[str]) -> list[Rate]:
 
 
 async def _times_to(
-    tx: Tx, query: HistoryQuery, start: str, states: tuple[str, ...]
+    tx: Tx,
+    query: HistoryQuery,
+    start: str,
+    states: tuple[str, ...],
+    actions: tuple[str, ...] = (),
 ) -> list[float]:
-    """Seconds from each error's first sight to the first time it reached one of ``states``,
-    for the errors that first reached it within the period. A PR recorded without a
-    decision (an older console) counts by the PR's own time."""
+    """Seconds from each error's first sight to the first time it reached one of ``states``
+    (or a decision named one of ``actions``: an auto-merge leaves the state as it was), for
+    the errors that first reached it within the period. A PR recorded without a decision
+    (an older console) counts by the PR's own time."""
     where, params = _service_clause(query)
     marks = ", ".join("?" * len(states))
+    named = f" OR action IN ({', '.join('?' * len(actions))})" if actions else ""
     prs = (
         " UNION ALL SELECT a.error_id, p.created_at FROM prs p "
         "JOIN attempts a ON a.id = p.attempt_id"
@@ -150,10 +158,10 @@ async def _times_to(
     )
     rows = await tx.fetch(
         "SELECT e.first_seen, MIN(r.at) AS reached FROM ("
-        f"SELECT error_id, at FROM decisions WHERE to_state IN ({marks}){prs}"
+        f"SELECT error_id, at FROM decisions WHERE to_state IN ({marks}){named}{prs}"
         f") r JOIN errors e ON e.id = r.error_id WHERE 1 = 1{where} "
         "GROUP BY e.id HAVING MIN(r.at) >= ?",
-        [*states, *params, start],
+        [*states, *actions, *params, start],
     )
     seconds = []
     for first_seen, reached in rows:

@@ -31,8 +31,9 @@ from telegram.constants import ParseMode
 from telegram.ext import Application
 
 import console.telegram.render as render
+from console.automerge.plan import MergeStep
 from console.engine import Engine
-from console.events import AttemptChanged, EngineEvent, ErrorChanged
+from console.events import AttemptChanged, AutoMergeChanged, EngineEvent, ErrorChanged
 from console.fix.paths import touched_sensitive
 from console.models import Action as Decision
 from console.models import AttemptRow, DecisionRow, ErrorRow, State, attempt_name
@@ -43,7 +44,7 @@ from console.telegram.token import SCRUBBER
 
 log = logging.getLogger(__name__)
 
-CardKey = tuple[Literal["error", "attempt"], int]
+CardKey = tuple[Literal["error", "attempt", "merge"], int]
 HTML = ParseMode.HTML
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
@@ -57,6 +58,10 @@ REVIEW_CHOICES: Choices = (
     (Decision.PUBLISH, "Open PR", "publish"),
     (Decision.SKIP, "Skip", "skip_attempt"),
     (Decision.RETRY, "Retry", "retry"),
+)
+MERGE_CHOICES: Choices = (
+    (Decision.STOP_MERGE, "Stop auto-merge", "stop_merge"),
+    (Decision.RESUME_MERGE, "Resume auto-merge", "resume_merge"),
 )
 
 
@@ -123,6 +128,8 @@ class CardSync:
             self.mark(("error", event.error.id))
         elif isinstance(event, AttemptChanged):
             self.mark(("attempt", event.attempt.id))
+        elif isinstance(event, AutoMergeChanged):
+            self.mark(("merge", event.plan.attempt_id))
 
     def mark(self, key: CardKey) -> None:
         """Bring the messages about ``key`` up to date soon."""
@@ -155,6 +162,8 @@ class CardSync:
                 try:
                     if key[0] == "error":
                         await self._sync_error(key[1])
+                    elif key[0] == "merge":
+                        await self._sync_merge(key[1])
                     else:
                         await self._sync_attempt(key[1])
                 except asyncio.CancelledError:
@@ -246,6 +255,30 @@ class CardSync:
             return
         await self._edit_cards(key, cards, text, buttons, attempt.state)
 
+    async def _sync_merge(self, attempt_id: int) -> None:
+        """The automatic merge's message: sent when the soak starts (or the fix is refused),
+        edited as it moves on; its Stop (or Resume) button is the engine's to offer."""
+        plan = self._engine.auto_merge.plan(attempt_id)
+        store = self._engine.store
+        attempt = await store.attempt(attempt_id)
+        error = await store.error(attempt.error_id) if attempt is not None else None
+        if plan is None or attempt is None or error is None:
+            return
+        key: CardKey = ("merge", attempt_id)
+        cards = self._cards.get(key, [])
+        allowed = self._engine.actions(error, attempt)
+        buttons = self._keyboard(MERGE_CHOICES, allowed, attempt_id)
+        paused = self._engine.auto_merge.paused(error.service)
+        text = render.merge_card(error, attempt, plan, paused=paused)
+        if not cards:
+            if plan.step in (MergeStep.SOAKING, MergeStep.REFUSED) or paused is not None:
+                what = f"the auto-merge message for attempt {attempt_id}"
+                self._cards[key] = await self._send_cards(
+                    what, text, buttons, error.id, attempt.state
+                )
+            return
+        await self._edit_cards(key, cards, text, buttons, attempt.state)
+
     async def _answer_to(
         self, error_id: int, floor: int, wanted: Callable[[DecisionRow], bool]
     ) -> DecisionRow | None:
@@ -259,7 +292,7 @@ class CardSync:
         self,
         what: str,
         text: str,
-        buttons: InlineKeyboardMarkup,
+        buttons: InlineKeyboardMarkup | None,
         error_id: int,
         state: State,
     ) -> list[Card]:
@@ -284,7 +317,15 @@ class CardSync:
             )
             if message is not None:
                 cards.append(
-                    Card(chat_id, message.message_id, text, True, floor, state, time.monotonic())
+                    Card(
+                        chat_id,
+                        message.message_id,
+                        text,
+                        buttons is not None,
+                        floor,
+                        state,
+                        time.monotonic(),
+                    )
                 )
         return cards
 

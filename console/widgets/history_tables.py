@@ -1,7 +1,7 @@
 """The History screen's figures and tables, as Rich renderables of a :class:`History`.
 
-The words for each figure (a rate, a median, a cost) come from :func:`figures`, which the
-Telegram summary uses too, so both say the same thing about the same period.
+The words for each figure (a rate, a median, a cost) come from :mod:`console.history_text`,
+which the Telegram summary uses too.
 """
 
 from __future__ import annotations
@@ -10,26 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from console.history import History, Rate
-from console.widgets.labels import duration, money
-
-
-def percent(rate: float | None) -> str:
-    return "—" if rate is None else f"{rate:.0%}"
-
-
-def figures(history: History) -> list[tuple[str, str]]:
-    """The headline figures of a period, as (name, value) pairs in reading order."""
-    return [
-        ("attempts", f"{history.attempts:,}"),
-        ("fixed", f"{history.fixed:,} of {history.decided:,} decided ({percent(history.rate)})"),
-        ("first seen → PR",
-         f"{duration(history.median_to_pr_seconds)} median, {history.prs:,} PRs"),
-        ("first seen → merge",
-         f"{duration(history.median_to_merge_seconds)} median, {history.merges:,} merged"),
-        ("cost", f"{money(history.cost_usd)} ({money(history.cost_per_day)}/day)"),
-        ("cost per fix", money(history.cost_per_fix)),
-        ("regressions", f"{history.regressions:,}"),
-    ]  # fmt: skip
+from console.history_text import figures, percent
 
 
 def figures_table(history: History) -> Table:

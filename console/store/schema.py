@@ -225,7 +225,7 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE earlier.error_id = attempts.error_id AND earlier.id <= attempts.id
     );
     """,
-    # 7: who runs an attempt: the console's OS user@host (the queue shows it) and its store
+    # 7: who runs an attempt: the console's OS user@host and its store
     # session, so consoles sharing a PostgreSQL store recover only a runner that went away.
     "ALTER TABLE attempts ADD COLUMN runner TEXT; "
     "ALTER TABLE attempts ADD COLUMN runner_session TEXT;",

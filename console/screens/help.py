@@ -18,6 +18,7 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("d", "review the diff full screen"),
         ("enter", "error detail: stack, hosts, samples, history"),
         ("o", "open the pull request in the browser"),
+        ("x", "stop an auto-merge during its soak, or resume a paused service's"),
         ("h", "history: attempts, outcomes, costs, regressions over time (p: period)"),
         ("/", "filter errors (escape clears)"),
         ("S", "cycle the sort column (or click a header)"),
@@ -25,6 +26,7 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("Review", (
         ("n / p", "next / previous file"),
         ("a  s  r", "approve (push and open the PR), skip, retry"),
+        ("x", "stop the auto-merge (every gate is listed above the diff)"),
         ("escape", "back"),
     )),
     ("Everywhere", (

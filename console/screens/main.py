@@ -44,7 +44,7 @@ class MainScreen(Screen[None]):
         Binding("d", "review", "Diff"),
         Binding("enter", "detail", "Detail", show=False),
         Binding("o", "open_pr", "Open PR"),
-        Binding("x", "auto_merge", "Stop/resume auto-merge"),
+        Binding("x", "auto_merge", "Stop merge"),
         Binding("h", "history", "History", show=False),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),

@@ -2,7 +2,8 @@
 
 The world is tests/engine_world.py's (a real agent stream, repo, Claude Code CLI against the
 Messages API stand-in, GitHub stand-in); the store is a database on the session's throwaway
-PostgreSQL server. One console is a real ``autofix serve`` process where a test kills it.
+PostgreSQL server. One console is a real ``autofix serve`` process where a test kills it; the
+Telegram bot runs against the Bot API stand-in (tests/telegram_api.py).
 """
 
 from __future__ import annotations
@@ -12,14 +13,20 @@ import os
 import signal
 import subprocess
 import sys
+from contextlib import AsyncExitStack
 from dataclasses import replace
 
+from console.config import ConsoleConfig, TelegramConfig
 from console.engine import Engine
 from console.events import AttemptChanged, EngineEvent, ErrorChanged, LinkChanged
 from console.models import State
+from console.session import running
 from console.store import Store
+from tests.conftest import eventually
 from tests.engine_world import World, fix_turns, seed_agent, write_serve_config
 from tests.messages_api import Stall
+from tests.telegram_api import TelegramApi
+from tests.telegram_phone import OWNER, TOKEN_ENV
 
 
 async def _console(world: World, dsn: str, name: str, events: list[EngineEvent]) -> Engine:
@@ -159,3 +166,34 @@ async def test_a_console_killed_mid_attempt_is_seen_interrupted_and_its_host_tak
             proc.stdout.close()
         if survivor is not None:
             await survivor.stop()
+
+
+async def test_one_console_of_the_team_runs_the_telegram_bot_and_another_takes_it_over(
+    tmp_path, pg_database, monkeypatch
+) -> None:
+    dsn = pg_database()
+    with TelegramApi() as api:
+        monkeypatch.setenv(TOKEN_ENV, api.token)
+        telegram = TelegramConfig(
+            enabled=True, token_env=TOKEN_ENV, api_base_url=api.url, allowed_user_ids=(OWNER,)
+        )
+
+        def config(name: str) -> ConsoleConfig:
+            return ConsoleConfig(state_dir=tmp_path / name, store=dsn, telegram=telegram)
+
+        async with AsyncExitStack() as second_console:
+            async with running(config("first"), links=False) as first:
+                assert first.telegram is not None
+                second = await second_console.enter_async_context(
+                    running(config("second"), links=False)
+                )
+                await asyncio.sleep(1.0)
+                assert second.telegram is None, "a second bot polls while the first runs"
+                polls = len(api.calls_to("getUpdates", ok_only=False))
+            # The first console stopped: the second console's bot starts and polls.
+            await eventually(lambda: second.telegram is not None, 30, "the bot to move")
+            await eventually(
+                lambda: len(api.calls_to("getUpdates", ok_only=False)) > polls,
+                30,
+                "the second console's bot to poll",
+            )

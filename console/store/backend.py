@@ -103,8 +103,9 @@ class Backend(Protocol):
         """Call ``listener(kind, id)`` for every change another store session commits."""
         ...
 
-    async def hold_host(self, host: str) -> None:
-        """Return once this session alone may read ``host``; held until the store closes."""
+    async def hold(self, name: str) -> None:
+        """Return once this session alone holds the role ``name`` (reading a host, polling
+        the Telegram bot) among the sessions sharing the database; held until it closes."""
         ...
 
     async def write(self, body: Callable[[Tx], Awaitable[T]]) -> T:

@@ -730,9 +730,17 @@ class Store:
         """Wait until this store alone reads ``host`` among the consoles sharing it (at once
         on SQLite, or when no other console holds it; else when its holder goes away), so
         one host's events are ingested by exactly one process at a time."""
+        await self._hold(f"host {host}")
+
+    async def hold_bot(self) -> None:
+        """Wait until this store alone runs the team's Telegram bot, the same way: one bot
+        polls for the team, and another console's takes over when its console goes away."""
+        await self._hold("telegram bot")
+
+    async def _hold(self, name: str) -> None:
         if self._closed:
             raise StoreError(f"{self.where}: store is closed")
-        await self._backend.hold_host(host)
+        await self._backend.hold(name)
 
     def on_change(self, listener: Callable[[str, int], None]) -> None:
         """Call ``listener(kind, id)`` (kind ``error`` or ``attempt``) for each change another

@@ -13,8 +13,8 @@ ingest thread, so ingest runs the same synchronous code as on SQLite.
 - Consoles sharing the database learn of each other through the server alone: a trigger
   announces every error and attempt change on a channel each store LISTENs on; an open
   store holds an advisory lock on its session (its attempts' ``runner_session``) and one
-  per host it reads, and the others wait on those locks, which the server grants the
-  moment the holder's connection ends.
+  per role it holds (each host it reads, the Telegram bot), and the others wait on those
+  locks, which the server grants the moment the holder's connection ends.
 - The password is never part of the DSN: it is passed to libpq separately (the config
   names an environment variable or a file, see ``store_password_env``).
 """
@@ -305,9 +305,9 @@ class PostgresBackend:
         except Exception:
             log.exception("handling the end of store session %s failed", session)
 
-    async def hold_host(self, host: str) -> None:
-        """Return once this session holds the advisory lock on reading ``host`` (at once if
-        no other console does, else the moment its holder goes away); it is kept on a
+    async def hold(self, name: str) -> None:
+        """Return once this session holds the advisory lock named ``name`` (at once if no
+        other console does, else the moment its holder goes away); it is kept on a
         connection of its own until the store closes."""
         while True:
             try:
@@ -316,9 +316,7 @@ class PostgresBackend:
                 await asyncio.sleep(RECONNECT_SECONDS)
                 continue
             try:
-                await conn.execute(
-                    "SELECT pg_advisory_lock(hashtextextended(%s, 0))", ("host " + host,)
-                )
+                await conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (name,))
             except psycopg.Error:
                 await conn.close()
                 await asyncio.sleep(RECONNECT_SECONDS)

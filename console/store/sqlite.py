@@ -187,8 +187,8 @@ class SqliteBackend:
     def on_change(self, listener: Callable[[str, int], None]) -> None:
         """Every change to the file is this console's own: nothing to announce."""
 
-    async def hold_host(self, host: str) -> None:
-        """The only console on the file reads every host."""
+    async def hold(self, name: str) -> None:
+        """The only console on the file holds every role (reads every host, runs the bot)."""
 
     async def schema_version(self) -> int:
         async with self._lock:

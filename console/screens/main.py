@@ -83,7 +83,7 @@ class MainScreen(Screen[None]):
                 yield ErrorsTable(self._clock, id="errors")
                 yield ErrorSparkline(id="spark")
             with Vertical(id="side"):
-                queue = QueueTable(self._clock, id="queue")
+                queue = QueueTable(self._clock, own_runner=self._data.runner, id="queue")
                 queue.border_title = "Queue"
                 yield queue
                 claude = ClaudeLog(id="claude")

@@ -58,6 +58,8 @@ from console.widgets.diff_view import diff_files, file_label, summary_text
 from console.widgets.labels import clock_duration
 from console.widgets.queue import QueueTable, elapsed
 
+# A decision made at the keyboard is recorded as ``keyboard:<user>@<host>`` (the console's
+# OS user and host, see Store.runner), so a team sharing a store can tell who decided.
 ACTOR = "keyboard"
 FLUSH_SECONDS = 0.1
 _SEVERITY: dict[str, Literal["information", "warning", "error"]] = {
@@ -105,6 +107,7 @@ class AutofixApp(App[None]):
     ) -> None:
         super().__init__()
         self.engine = engine
+        self.actor = f"{ACTOR}:{engine.store.runner}"
         # What the header and the Claude panel say about Claude (None: nothing to say).
         self.claude_state = claude
         self.clock = clock
@@ -197,7 +200,7 @@ class AutofixApp(App[None]):
     @on(requests.Approve)
     def _approve(self, message: requests.Approve) -> None:
         error = message.error
-        self.command("approve", lambda: self.engine.approve(error.id, ACTOR))
+        self.command("approve", lambda: self.engine.approve(error.id, self.actor))
 
     @on(requests.Publish)
     def _publish(self, message: requests.Publish) -> None:
@@ -236,7 +239,7 @@ class AutofixApp(App[None]):
         )
         confirmed = await self.push_screen_wait(ConfirmScreen(title, body, yes=yes))
         if confirmed:
-            self.command("publish", lambda: self.engine.publish(attempt_id, ACTOR))
+            self.command("publish", lambda: self.engine.publish(attempt_id, self.actor))
 
     def _publish_body(
         self, error: ErrorRow, attempt: AttemptRow, plan: PublishPlan | None
@@ -270,7 +273,7 @@ class AutofixApp(App[None]):
         error = message.error
         self.command(
             "skip",
-            lambda: self.engine.skip(error.id, ACTOR, attempt_id=error.current_attempt_id),
+            lambda: self.engine.skip(error.id, self.actor, attempt_id=error.current_attempt_id),
         )
 
     @on(requests.Retry)
@@ -284,7 +287,7 @@ class AutofixApp(App[None]):
                 "retry",
                 lambda: self.engine.retry(
                     error.id,
-                    ACTOR,
+                    self.actor,
                     instruction=instruction or None,
                     attempt_id=error.current_attempt_id,
                 ),
@@ -309,7 +312,7 @@ class AutofixApp(App[None]):
     @on(requests.Reopen)
     def _reopen(self, message: requests.Reopen) -> None:
         error = message.error
-        self.command("reopen", lambda: self.engine.reopen(error.id, ACTOR))
+        self.command("reopen", lambda: self.engine.reopen(error.id, self.actor))
 
     def _attempt_of(self, error: ErrorRow) -> AttemptRow | None:
         if error.current_attempt_id is None:

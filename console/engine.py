@@ -46,7 +46,7 @@ from console.fix.github import GitHubError, Merged
 from console.fix.publish import publish_attempt
 from console.fix.testrun import TestResult
 from console.fix.verdict import report_title
-from console.link import LinkManager, LinkProblem, LinkStatus
+from console.link import AgentLink, LinkManager, LinkProblem, LinkStatus
 from console.models import (
     RUNNING_STATES,
     STATE_LABELS,
@@ -60,12 +60,15 @@ from console.models import (
 )
 from console.secret import store_password
 from console.storable import Received
-from console.store import Store
+from console.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
 INGEST_BATCH = 500
 INGEST_GATHER_SECONDS = 0.01
+# A host another console sharing the store reads is shown as such after this long.
+HOLD_NOTICE_SECONDS = 0.5
+READ_ELSEWHERE = "read by another console sharing the store; taken over if it stops"
 # A decision names the attempt it is about: an attempt id, None for "before any attempt",
 # or CURRENT for whichever attempt the error has when the command runs.
 CURRENT: Literal["current"] = "current"
@@ -103,6 +106,10 @@ class Engine:
         self._ingest_queues: dict[str, asyncio.Queue[Received]] = {}
         self._ingest_tasks: dict[str, asyncio.Task[None]] = {}
         self._links: LinkManager | None = None
+        self._holds: list[asyncio.Task[None]] = []
+        self._publishing: set[asyncio.Task[None]] = set()
+        self._changed_errors: set[int] = set()
+        self._changed_attempts: set[int] = set()
         self._started = False
         self._unknown_services: set[str] = set()
         # Set by the Telegram bot when one is configured; the UI toggles it through here.
@@ -188,6 +195,8 @@ class Engine:
             self._workers.append(asyncio.create_task(self._worker(), name=f"fix-worker-{i}"))
         for service in self.config.services:
             self._runner.refill(service)
+        # Another console sharing the store publishes its changes; show them as ours.
+        self.store.on_change(self._on_store_change)
         if links and self.config.hosts:
             self._links = LinkManager(
                 self.config.hosts,
@@ -197,11 +206,28 @@ class Engine:
                 on_problem=self._on_link_problem,
                 on_hello=self._on_hello,
             )
-            self._links.start()
+            for name, link in self._links.links.items():
+                self._holds.append(
+                    asyncio.create_task(self._read_host(name, link), name=f"hold-{name}")
+                )
+
+    async def _read_host(self, name: str, link: AgentLink) -> None:
+        """Start reading ``name`` once this console alone may (at once on SQLite); on a
+        shared store another console may be reading it, and this one takes over the moment
+        that one goes away, resuming after the last seq the store holds."""
+        held = asyncio.ensure_future(self.store.hold_host(name))
+        done, _ = await asyncio.wait({held}, timeout=HOLD_NOTICE_SECONDS)
+        if not done:
+            self._emit(LinkChanged(LinkStatus(host=name, state="stopped", error=READ_ELSEWHERE)))
+        await held
+        link.start()
 
     async def stop(self) -> None:
         """Stop links and workers; running attempts are cancelled and marked interrupted."""
         self._runner.closing = True
+        for task in [*self._holds, *self._publishing]:
+            task.cancel()
+        await asyncio.gather(*self._holds, *self._publishing, return_exceptions=True)
         if self._links is not None:
             await self._links.stop()
         for host in list(self._ingest_queues):
@@ -226,6 +252,9 @@ class Engine:
         return self._links.statuses() if self._links else {}
 
     async def _recover(self) -> None:
+        """Interrupt the attempts whose console stopped (this one's last run, or another
+        console sharing the store that went away), and watch the running attempts of the
+        other consoles so this one learns the moment any of them goes away."""
         for attempt in await self.store.recover():
             error = await self.store.error(attempt.error_id)
             self.notify(
@@ -235,7 +264,46 @@ class Engine:
                 error_id=attempt.error_id,
                 attempt_id=attempt.id,
             )
-            await self._runner.discard_worktree(attempt)
+            # A worktree is on the machine that ran the attempt.
+            if attempt.runner in (None, self.store.runner):
+                await self._runner.discard_worktree(attempt)
+            await self._emit_attempt(attempt.id)
+        for attempt in await self.store.running_attempts():
+            self._watch_runner(attempt)
+
+    def _watch_runner(self, attempt: AttemptRow) -> None:
+        if attempt.state in RUNNING_STATES and attempt.runner_session:
+            self.store.watch_runner(attempt.runner_session, self._runner_gone)
+
+    async def _runner_gone(self) -> None:
+        with contextlib.suppress(StoreError):  # this console is stopping too
+            await self._recover()
+
+    def _on_store_change(self, kind: str, row_id: int) -> None:
+        """Another console committed a change to an error or an attempt: publish it as
+        this console publishes its own. Changes are gathered while a read is under way, so
+        a burst (another console ingesting a flood) costs a few reads, not one per row."""
+        (self._changed_attempts if kind == "attempt" else self._changed_errors).add(row_id)
+        if not self._publishing:
+            task = asyncio.create_task(self._publish_changes(), name="publish-changes")
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
+
+    async def _publish_changes(self) -> None:
+        with contextlib.suppress(StoreError):  # the store closed under it: the engine stops
+            while self._changed_errors or self._changed_attempts:
+                attempts, self._changed_attempts = self._changed_attempts, set()
+                errors, self._changed_errors = self._changed_errors, set()
+                for attempt_id in sorted(attempts):
+                    row = await self.store.attempt(attempt_id)
+                    if row is None:
+                        continue
+                    self._emit(AttemptChanged(row))
+                    errors.add(row.error_id)
+                    self._watch_runner(row)
+                if errors:
+                    for error in await self.store.errors_by_id(sorted(errors)):
+                        self._emit(ErrorChanged(error))
 
     # --- ingest ----------------------------------------------------------------------------
 

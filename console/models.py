@@ -210,6 +210,10 @@ class AttemptRow:
     claude_denials: str | None = None  # JSON, see Denial.encode_all
     verdict: str | None = None  # JSON, see console.fix.verdict.Verdict
     number: int = 0  # 1 for the first attempt on its error, 2 for the next...
+    # Who runs the attempt (the console's OS user@host) and that console's store session:
+    # on a shared store, another console tells a live runner from one that went away.
+    runner: str | None = None
+    runner_session: str | None = None
 
     @property
     def denials(self) -> list[Denial]:

@@ -156,8 +156,8 @@ async def test_approve_fix_review_and_confirmed_approve_open_one_pr(
         assert opened == [app.main_screen.selected_attempt().pr_url]
     decisions = await engine.store.decisions(error_id=error.id)
     assert [(d.action, d.actor) for d in decisions if d.action in ("approve", "open_pr")] == [
-        ("approve", "keyboard"),
-        ("open_pr", "keyboard"),
+        ("approve", f"keyboard:{engine.store.runner}"),
+        ("open_pr", f"keyboard:{engine.store.runner}"),
     ]
 
 
@@ -254,7 +254,7 @@ async def test_skip_by_key_and_telegram_decisions_show_at_once(
         )
     decisions = await engine.store.decisions(error_id=error.id)
     assert [(d.action, d.actor) for d in decisions] == [
-        ("skip", "keyboard"),
+        ("skip", f"keyboard:{engine.store.runner}"),
         ("reopen", "telegram:7"),
         ("skip", "telegram:7"),
     ]

@@ -155,11 +155,12 @@ async def test_a_person_stops_the_merge_during_the_soak_and_the_pr_stays_open(
     assert Action.STOP_MERGE not in engine.actions(error)
 
 
-async def _refused(world: World, engine: Engine) -> tuple[MergePlan, ErrorRow]:
+async def _refused(world: World, engine: Engine, *, asked: int = 0) -> tuple[MergePlan, ErrorRow]:
+    """Publish the fix and wait for auto-merge to refuse it; ``asked``: merge requests made."""
     error, attempt = await open_pr(world, engine)
     plan = await plan_at(world, engine, attempt, MergeStep.REFUSED, MergeStep.MERGED)
     assert plan.step is MergeStep.REFUSED, plan.line()
-    assert not merges(world), "a refused fix is never merged"
+    assert len(merges(world)) == asked, "a refused fix is never merged"
     assert world.github.pulls["acme/pa"][0]["state"] == "open"
     assert any(plan.note in t and "it stays open" in t for t in notices(world))
     return plan, error
@@ -283,3 +284,16 @@ async def test_the_review_screen_lists_every_gate_and_x_stops_the_merge(world: W
         )
         await eventually(lambda: review.check_action("auto_merge", ()) is None, 10, "x greyed")
     assert not merges(world)
+
+
+async def test_a_merge_github_refuses_is_said_with_githubs_reason_and_the_pr_stays_open(
+    world: World,
+) -> None:
+    world.api.turns = fix_with_test_turns(world.worktree)
+    world.github.unmergeable[1] = "At least 1 approving review is required by reviewers"
+    engine = await start(world, require_checks=False)
+    before = git(world.bare, "rev-parse", "refs/heads/main")
+    plan, _ = await _refused(world, engine, asked=1)
+    assert "GitHub will not merge pull request #1" in plan.note
+    assert "approving review is required" in plan.note
+    assert git(world.bare, "rev-parse", "refs/heads/main") == before

@@ -157,6 +157,8 @@ async def test_a_fix_that_took_two_rounds_says_so_on_its_review_card(phone: Phon
     await phone.world.error_in(State.REVIEW, timeout=180)
     review = await phone.until(phone.review_card, 20, "the review message")
     body = parse_html(review.text)
+    # Named by its number on this error, not the store's global id.
+    assert body.startswith(f"🛠 Fix ready for review · error #{error.id} · attempt 1\n"), body
     assert "Rounds: 2 (tests failed in 1 of them)" in body
     assert "Risk: low" in body and "Tests: ✅ passed" in body
     assert [b["text"] for b in review.buttons()] == ["Open PR", "Skip", "Retry"]
@@ -365,6 +367,10 @@ async def test_history_summary_from_the_command_and_the_dashboard_button(phone: 
     query = phone.api.tap(OWNER, dash, dash.button("History")["callback_data"])
     await phone.answer(query)
     assert parse_html(dash.text) == summary
+    week = parse_html((await phone.say("/history 7D")).text)
+    assert week.startswith("📈 History · last 7d") and "[PA] TypeError" in week
+    refused = parse_html((await phone.say("/history <b>fortnight</b>")).text)
+    assert "<b>fortnight</b> is not a period; one of 24h, 7d, 30d, 90d" in refused
 
 
 async def test_a_429_storm_is_waited_out_and_the_console_carries_on(phone: Phone) -> None:

@@ -77,8 +77,8 @@ def web_console(tmp_path: Path):
     config = tmp_path / "console.toml"
     config.write_text(CONFIG.format(state=state, repo=tmp_path / "repo"))
     asyncio.run(fill_store(state / "console.db"))
-    env = {**os.environ, "HOME": str(tmp_path / "home"), "NO_COLOR": ""}
-    env.pop("NO_COLOR")
+    env = {**os.environ, "HOME": str(tmp_path / "home")}
+    env.pop("NO_COLOR", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "console.cli", "web", "--config", str(config), "--port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,

@@ -83,6 +83,6 @@ class AutoMergePolicy:
     revert_on_regression: bool = setting(
         default=False,
         read=boolean(),
-        doc="when an automatically merged fix's error comes back, open its revert PR and "
-        "pause auto-merge for the service until a person resumes it",
+        doc="when an automatically merged fix's error regresses, open its revert PR at once "
+        "(auto-merge for the service pauses either way, until a person resumes it)",
     )

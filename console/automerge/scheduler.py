@@ -177,6 +177,7 @@ class AutoMerger:
         """Pause auto-merge for the error's service until a person resumes it."""
         await self._store.note_decision(error.id, PAUSED_ACTION, actor, reason)
         self._paused[error.service] = reason
+        self._republish(error.service)
         self._notify(
             "warning",
             f"auto-merge for {error.service} is paused ({reason}); resume it from the "
@@ -192,7 +193,14 @@ class AutoMerger:
             error.id, RESUMED_ACTION, actor, f"auto-merge for {error.service} resumed"
         )
         del self._paused[error.service]
+        self._republish(error.service)
         return CommandResult(True, f"auto-merge for {error.service} resumed")
+
+    def _republish(self, service: str) -> None:
+        """The service's plans again, so their views show the pause (and its Resume)."""
+        for plan in list(self._plans.values()):
+            if plan.service == service:
+                self._publish(plan)
 
     # --- one PR's way to the merge -------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Select, Static
 
@@ -59,15 +59,16 @@ class HistoryScreen(Screen[None]):
                 allow_blank=False,
                 id="history-period",
             )
-        with Horizontal(id="history-top"):
-            yield Static(id="history-figures")
-            yield OutcomesChart(id="history-outcomes")
-        with Horizontal(id="history-bottom"):
-            with Vertical(id="history-rates"):
-                yield Static(id="history-by-service")
-                yield Static(id="history-by-severity")
-            yield CostChart(id="history-cost")
-            yield Static(id="history-recurring")
+        with VerticalScroll(id="history-body"):
+            with Horizontal(id="history-top"):
+                yield Static(id="history-figures")
+                yield OutcomesChart(id="history-outcomes")
+            with Horizontal(id="history-bottom"):
+                with Vertical(id="history-rates"):
+                    yield Static(id="history-by-service")
+                    yield Static(id="history-by-severity")
+                yield CostChart(id="history-cost")
+                yield Static(id="history-recurring")
         yield Footer()
 
     def on_mount(self) -> None:

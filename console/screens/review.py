@@ -29,7 +29,7 @@ class ReviewScreen(Screen[None]):
         Binding("a", "approve", "Approve (open PR)"),
         Binding("s", "skip", "Skip"),
         Binding("r", "retry", "Retry"),
-        Binding("x", "auto_merge", "Stop/resume auto-merge"),
+        Binding("x", "auto_merge", "Stop merge"),
         Binding("escape", "app.pop_screen", "Back"),
     ]
 

@@ -48,6 +48,8 @@ class Dialect:
     lock_row: str
     claim_row: str
     json_text: Callable[[str, str], str]
+    # A condition on an attempts row: the console that runs it has gone.
+    runner_gone: str
 
 
 class Tx(Protocol):
@@ -74,6 +76,12 @@ class SyncTx(Protocol):
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
 
+    def insert_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Append rows to a table the fastest way the engine has (the bulk of ingest)."""
+        ...
+
     def transaction(self) -> AbstractContextManager[None]:
         """One write transaction: committed on exit, rolled back on an exception."""
         ...
@@ -84,6 +92,21 @@ class Backend(Protocol):
 
     where: str
     dialect: Dialect
+    # This open store's own id (in the attempts it runs; unique per open).
+    session: str
+
+    def watch_session(self, session: str, on_gone: Callable[[], Awaitable[None]]) -> None:
+        """Call ``on_gone`` once the store session ``session`` (another console) has gone."""
+        ...
+
+    def on_change(self, listener: Callable[[str, int], None]) -> None:
+        """Call ``listener(kind, id)`` for every change another store session commits."""
+        ...
+
+    async def hold(self, name: str) -> None:
+        """Return once this session alone holds the role ``name`` (reading a host, polling
+        the Telegram bot) among the sessions sharing the database; held until it closes."""
+        ...
 
     async def write(self, body: Callable[[Tx], Awaitable[T]]) -> T:
         """Run ``body`` in one write transaction; rolled back whole if it raises."""

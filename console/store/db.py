@@ -20,6 +20,8 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import asyncio
+import getpass
+import socket
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -73,15 +75,27 @@ RECOVER_REASON = "console stopped during the attempt"
 RETRY_REASON = "replaced by a retry"
 
 
+def default_runner() -> str:
+    """The OS user and host of this console, as an attempt's runner and a decision's actor."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no USER variable (a bare container)
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
 class Store:
     """One console store on a backend. Open with ``await Store.open(where)``; one per process.
 
     ``where`` is a file path (SQLite) or a ``postgresql://`` DSN (see :func:`open_backend`).
     """
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, runner: str | None = None) -> None:
         self._backend = backend
         self.where = backend.where
+        # Who this store's attempts are run by, and this open store's own session id.
+        self.runner = runner or default_runner()
+        self.session = backend.session
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
 
@@ -94,12 +108,15 @@ class Store:
         *,
         password: str | None = None,
         migrations: Sequence[str] | None = None,
+        runner: str | None = None,
     ) -> Store:
         """Open (creating if needed) and migrate the store; refuse one we cannot use.
 
+        ``runner`` names who runs this store's attempts (default: the OS user@host).
         ``migrations`` exists so tests can exercise an upgrade; callers use the default.
         """
-        return cls(await open_backend(where, password=password, migrations=migrations))
+        backend = await open_backend(where, password=password, migrations=migrations)
+        return cls(backend, runner)
 
     @property
     def backend(self) -> Backend:
@@ -443,9 +460,18 @@ class Store:
             attempt_rows = list(
                 await db.fetch(
                     "INSERT INTO attempts (error_id, state, started_at, extra_instruction, "
-                    "number) VALUES (?, ?, ?, ?, (SELECT COALESCE(MAX(number), 0) + 1 "
-                    f"FROM attempts WHERE error_id = ?)) RETURNING {ATTEMPT_COLUMNS}",
-                    (error_id, State.FIXING.value, now, extra_instruction, error_id),
+                    "runner, runner_session, number) VALUES (?, ?, ?, ?, ?, ?, "
+                    "(SELECT COALESCE(MAX(number), 0) + 1 FROM attempts WHERE error_id = ?)) "
+                    f"RETURNING {ATTEMPT_COLUMNS}",
+                    (
+                        error_id,
+                        State.FIXING.value,
+                        now,
+                        extra_instruction,
+                        self.runner,
+                        self.session,
+                        error_id,
+                    ),
                 )
             )
             attempt = attempt_row(attempt_rows[0])
@@ -645,28 +671,32 @@ class Store:
         return PullRequestRow(*tuple(rows[0])) if rows else None
 
     async def recover(self) -> list[AttemptRow]:
-        """At startup: attempts cut off by a console stop become ``interrupted``.
+        """Attempts cut off by a console stop become ``interrupted``.
 
         Their worktrees may be half edited; the engine gets them back to clean up, and a
-        person can retry or skip them.
+        person can retry or skip them. On SQLite (one console per file) that is every
+        running attempt, at startup; on a shared PostgreSQL store only those whose runner's
+        store session has gone (its advisory lock is free), which a console also learns
+        while it runs (:meth:`watch_runner`).
         """
         now = now_iso()
 
         async def body(db: Tx) -> list[AttemptRow]:
             running = [s.value for s in RUNNING_STATES]
             before = await db.fetch(
-                f"SELECT id, state FROM attempts WHERE state IN ({placeholders(len(running))})",
+                f"SELECT id, state FROM attempts WHERE state IN ({placeholders(len(running))}) "
+                f"AND {self._backend.dialect.runner_gone} ORDER BY id",
                 running,
             )
             attempts = []
             for attempt_id, old in before:
-                rows = list(
-                    await db.fetch(
-                        f"UPDATE attempts SET state = ?, reason = ?, finished_at = ? "
-                        f"WHERE id = ? RETURNING {ATTEMPT_COLUMNS}",
-                        (State.INTERRUPTED.value, RECOVER_REASON, now, attempt_id),
-                    )
+                rows = await db.fetch(
+                    f"UPDATE attempts SET state = ?, reason = ?, finished_at = ? "
+                    f"WHERE id = ? AND state = ? RETURNING {ATTEMPT_COLUMNS}",
+                    (State.INTERRUPTED.value, RECOVER_REASON, now, attempt_id, old),
                 )
+                if not rows:
+                    continue
                 attempt = attempt_row(rows[0])
                 attempts.append(attempt)
                 # The error mirrors the attempt only while it is the error's current one.
@@ -688,6 +718,34 @@ class Store:
             return attempts
 
         return await self._write(body)
+
+    def watch_runner(self, session: str, on_gone: Callable[[], Awaitable[None]]) -> None:
+        """Call ``on_gone`` once the console whose store session is ``session`` has gone
+        (closed, crashed or cut off); a no-op for our own session. Only a shared store has
+        other consoles: on SQLite nothing is ever called."""
+        if session != self.session and not self._closed:
+            self._backend.watch_session(session, on_gone)
+
+    async def hold_host(self, host: str) -> None:
+        """Wait until this store alone reads ``host`` among the consoles sharing it (at once
+        on SQLite, or when no other console holds it; else when its holder goes away), so
+        one host's events are ingested by exactly one process at a time."""
+        await self._hold(f"host {host}")
+
+    async def hold_bot(self) -> None:
+        """Wait until this store alone runs the team's Telegram bot, the same way: one bot
+        polls for the team, and another console's takes over when its console goes away."""
+        await self._hold("telegram bot")
+
+    async def _hold(self, name: str) -> None:
+        if self._closed:
+            raise StoreError(f"{self.where}: store is closed")
+        await self._backend.hold(name)
+
+    def on_change(self, listener: Callable[[str, int], None]) -> None:
+        """Call ``listener(kind, id)`` (kind ``error`` or ``attempt``) for each change another
+        console commits to a shared store, as it commits (no polling)."""
+        self._backend.on_change(listener)
 
     async def _require_attempt(self, db: Tx, attempt_id: int) -> None:
         rows = await db.fetch("SELECT 1 FROM attempts WHERE id = ?", (attempt_id,))

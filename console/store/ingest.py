@@ -25,10 +25,7 @@ from console.store.backend import SyncTx
 from console.store.schema import KEYS_PER_QUERY, now_iso, placeholders
 
 _SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
-_INSERT_OCCURRENCE = (
-    "INSERT INTO occurrences (host, instance, seq, error_id, type, count, received_at, raw) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
+_OCCURRENCE_COLUMNS = ("host", "instance", "seq", "error_id", "type", "count", "received_at", "raw")
 
 # An error the batch names: id, severity, first_seen, last_seen, and this host's running
 # total and the seq that carried it.
@@ -262,7 +259,7 @@ def _ingest(conn: SyncTx, host: str, items: Sequence[Received]) -> list[IngestRe
         "count = count + ? WHERE id = ?",
         error_rows,
     )
-    conn.executemany(_INSERT_OCCURRENCE, occurrence_rows)
+    conn.insert_rows("occurrences", _OCCURRENCE_COLUMNS, occurrence_rows)
     if occurrence_rows:
         conn.execute(
             "UPDATE hosts SET last_seq = CASE WHEN last_seq > ? THEN last_seq ELSE ? END, "

@@ -179,4 +179,21 @@ PG_MIGRATIONS: tuple[str, ...] = (
         WHERE earlier.error_id = attempts.error_id AND earlier.id <= attempts.id
     );
     """,
+    # 7: who runs an attempt (user@host, store session); and every change to an error or an
+    # attempt is announced on the channel autofix_changes as "<kind> <id> <application
+    # name>", so every console sees every other console's changes as they commit.
+    """
+    ALTER TABLE attempts ADD COLUMN runner TEXT;
+    ALTER TABLE attempts ADD COLUMN runner_session TEXT;
+    CREATE FUNCTION autofix_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('autofix_changes',
+            TG_ARGV[0] || ' ' || NEW.id || ' ' || current_setting('application_name'));
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER errors_changed AFTER INSERT OR UPDATE ON errors
+        FOR EACH ROW EXECUTE FUNCTION autofix_changed('error');
+    CREATE TRIGGER attempts_changed AFTER INSERT OR UPDATE ON attempts
+        FOR EACH ROW EXECUTE FUNCTION autofix_changed('attempt');
+    """,
 )

@@ -10,6 +10,11 @@ ingest thread, so ingest runs the same synchronous code as on SQLite.
   UPDATE SKIP LOCKED`` (see :meth:`console.store.db.Store.create_attempt`).
 - Migrations run in a transaction holding an advisory lock, so consoles opening a new
   database at the same moment apply each migration once.
+- Consoles sharing the database learn of each other through the server alone: a trigger
+  announces every error and attempt change on a channel each store LISTENs on; an open
+  store holds an advisory lock on its session (its attempts' ``runner_session``) and one
+  per role it holds (each host it reads, the Telegram bot), and the others wait on those
+  locks, which the server grants the moment the holder's connection ends.
 - The password is never part of the DSN: it is passed to libpq separately (the config
   names an environment variable or a file, see ``store_password_env``).
 """
@@ -17,6 +22,8 @@ ingest thread, so ingest runs the same synchronous code as on SQLite.
 from __future__ import annotations
 
 import asyncio
+import logging
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -35,12 +42,29 @@ from console.store.backend import Dialect, Row, SyncTx, Tx
 from console.store.schema import StoreError, now_iso
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 DIALECT = Dialect(
     name="postgresql",
     lock_row=" FOR UPDATE",
     claim_row=" FOR UPDATE SKIP LOCKED",
     json_text=lambda column, key: f"({column}::json ->> '{key}')",
+    # Each open store holds the advisory lock on its session id for as long as it is open
+    # (see Presence); a lock this transaction can take belongs to a console that has gone.
+    runner_gone=(
+        "(runner_session IS NULL OR pg_try_advisory_xact_lock(hashtextextended(runner_session, 0)))"
+    ),
+)
+# Every change to an error or an attempt is announced here (see pg_schema migration 6).
+CHANGES_CHANNEL = "autofix_changes"
+APPLICATION_PREFIX = "autofix "
+# How long a lost listening or watching connection waits before connecting again.
+RECONNECT_SECONDS = 1.0
+# For the connections holding a lock other consoles wait on: the server probes an idle client
+# after 5 s and drops it after 3 unanswered probes 2 s apart, so a console whose machine
+# vanished frees its hosts and attempts in about 11 s (a killed process: at once).
+KEEPALIVE_OPTIONS = (
+    "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3"
 )
 # Taken while migrating, so two consoles opening one new database apply a migration once.
 _MIGRATION_LOCK = 0x4C657641  # "LevA"
@@ -133,6 +157,19 @@ class _SyncTx:
             with self._conn.cursor() as cursor:
                 cursor.executemany(translate(sql), rows)
 
+    def insert_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """By ``COPY``: one stream for the batch instead of a statement per row."""
+        if not rows:
+            return
+        with (
+            self._conn.cursor() as cursor,
+            cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         with self._conn.transaction():
@@ -144,11 +181,25 @@ class PostgresBackend:
 
     dialect = DIALECT
 
-    def __init__(self, pool: AsyncConnectionPool[Any], dsn: str, password: str | None) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        dsn: str,
+        password: str | None,
+        session: str,
+        presence: psycopg.AsyncConnection[Any],
+    ) -> None:
         self._pool = pool
         self.dsn = dsn
         self.where = dsn
+        self.session = session
         self._password = password
+        self._presence = presence
+        self._background: set[asyncio.Task[None]] = set()
+        self._watched: set[str] = set()
+        self._listeners: list[Callable[[str, int], None]] = []
+        self._listening: asyncio.Task[None] | None = None
+        self._held: list[psycopg.AsyncConnection[Any]] = []  # the host locks
         self._ingest_lock = asyncio.Lock()
         # Ingest runs on a thread of its own with its own blocking connection.
         self._ingest_pool = ThreadPoolExecutor(1, thread_name_prefix="store-ingest")
@@ -161,7 +212,8 @@ class PostgresBackend:
         problem = dsn_problem(dsn)
         if problem is not None:
             raise StoreError(f"store: the DSN {problem}")
-        kwargs = cls._connect_kwargs(password)
+        session = uuid.uuid4().hex
+        kwargs = cls._connect_kwargs(password, session)
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             dsn,
             kwargs=kwargs,
@@ -174,23 +226,133 @@ class PostgresBackend:
             # One direct connection first: a wrong host or password fails here with
             # libpq's own message, where the pool would only time out.
             first = await psycopg.AsyncConnection.connect(
-                dsn, connect_timeout=int(CONNECT_TIMEOUT_SECONDS), **kwargs
+                dsn,
+                connect_timeout=int(CONNECT_TIMEOUT_SECONDS),
+                **kwargs,
+                options=KEEPALIVE_OPTIONS,
             )
         except psycopg.Error as exc:
             raise StoreError(f"{dsn}: cannot connect: {str(exc).strip()}") from None
         try:
             await migrate(first, dsn, list(migrations))
-        finally:
+            # This connection stays open with the store, holding the lock that tells the
+            # other consoles this session (and the attempts it runs) is alive.
+            await first.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (session,))
+            await pool.open(wait=True, timeout=CONNECT_TIMEOUT_SECONDS)
+        except BaseException:
             await first.close()
-        await pool.open(wait=True, timeout=CONNECT_TIMEOUT_SECONDS)
-        return cls(pool, dsn, password)
+            await pool.close()
+            raise
+        return cls(pool, dsn, password, session, first)
 
     @staticmethod
-    def _connect_kwargs(password: str | None) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"autocommit": True, "row_factory": _row_factory}
+    def _connect_kwargs(password: str | None, session: str) -> dict[str, Any]:
+        """Every connection names the session (``application_name``), so the change
+        announcements it causes say whose they are."""
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "row_factory": _row_factory,
+            "application_name": APPLICATION_PREFIX + session,
+        }
         if password is not None:
             kwargs["password"] = password
         return kwargs
+
+    async def _connect(self, *, keepalive: bool = False) -> psycopg.AsyncConnection[Any]:
+        """A connection of its own; ``keepalive`` for one holding a lock other consoles wait
+        for, so the server notices within seconds when this console's host vanishes."""
+        kwargs = self._connect_kwargs(self._password, self.session)
+        if keepalive:
+            kwargs["options"] = KEEPALIVE_OPTIONS
+        return await psycopg.AsyncConnection.connect(
+            self.dsn, connect_timeout=int(CONNECT_TIMEOUT_SECONDS), **kwargs
+        )
+
+    def _spawn(self, work: Awaitable[None], name: str) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(work)
+        task.set_name(name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    # --- other consoles ---------------------------------------------------------------------
+
+    def watch_session(self, session: str, on_gone: Callable[[], Awaitable[None]]) -> None:
+        """Wait, on a connection of its own, for the advisory lock ``session`` holds while
+        its store is open: the server grants it the moment that console's connection ends
+        (a clean close, ``kill -9``, a lost network), and ``on_gone`` runs then."""
+        if session in self._watched:
+            return
+        self._watched.add(session)
+        self._spawn(self._watch(session, on_gone), f"store-watch-{session[:8]}")
+
+    async def _watch(self, session: str, on_gone: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            try:
+                async with await self._connect() as conn:
+                    await conn.execute(
+                        "SELECT pg_advisory_lock(hashtextextended(%s, 0))", (session,)
+                    )
+                    await conn.execute(
+                        "SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (session,)
+                    )
+                break
+            except psycopg.Error:
+                await asyncio.sleep(RECONNECT_SECONDS)
+        self._watched.discard(session)
+        try:
+            await on_gone()
+        except Exception:
+            log.exception("handling the end of store session %s failed", session)
+
+    async def hold(self, name: str) -> None:
+        """Return once this session holds the advisory lock named ``name`` (at once if no
+        other console does, else the moment its holder goes away); it is kept on a
+        connection of its own until the store closes."""
+        while True:
+            try:
+                conn = await self._connect(keepalive=True)
+            except psycopg.Error:
+                await asyncio.sleep(RECONNECT_SECONDS)
+                continue
+            try:
+                await conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (name,))
+            except psycopg.Error:
+                await conn.close()
+                await asyncio.sleep(RECONNECT_SECONDS)
+                continue
+            except BaseException:
+                await conn.close()
+                raise
+            self._held.append(conn)
+            return
+
+    def on_change(self, listener: Callable[[str, int], None]) -> None:
+        """Listen on the change channel (one connection, started with the first listener):
+        the server pushes each announcement as its transaction commits."""
+        self._listeners.append(listener)
+        if self._listening is None:
+            self._listening = self._spawn(self._listen(), "store-listen")
+
+    async def _listen(self) -> None:
+        own = APPLICATION_PREFIX + self.session
+        while True:
+            try:
+                async with await self._connect() as conn:
+                    await conn.execute(f"LISTEN {CHANGES_CHANNEL}")
+                    async for note in conn.notifies():
+                        kind, _, rest = note.payload.partition(" ")
+                        number, _, origin = rest.partition(" ")
+                        if origin == own or not number.isdigit():
+                            continue
+                        for listener in list(self._listeners):
+                            try:
+                                listener(kind, int(number))
+                            except Exception:
+                                log.exception("a store change listener failed")
+            except psycopg.Error as exc:
+                log.warning("%s: listening for changes stopped (%s); reconnecting", self.dsn, exc)
+                await asyncio.sleep(RECONNECT_SECONDS)
 
     async def write(self, body: Callable[[Tx], Awaitable[T]]) -> T:
         async with self._pool.connection() as conn, conn.transaction():
@@ -223,7 +385,7 @@ class PostgresBackend:
             conn = self._ingest_conn = psycopg.connect(
                 self.dsn,
                 connect_timeout=int(CONNECT_TIMEOUT_SECONDS),
-                **self._connect_kwargs(self._password),
+                **self._connect_kwargs(self._password, self.session),
             )
         return body(_SyncTx(conn), host, events)
 
@@ -247,7 +409,13 @@ class PostgresBackend:
         return problems or ["ok"]
 
     async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self._pool.close()
+        for conn in self._held:
+            await conn.close()
+        await self._presence.close()
         await asyncio.get_running_loop().run_in_executor(self._ingest_pool, self._close_ingest)
         self._ingest_pool.shutdown(wait=False)
 

@@ -225,6 +225,10 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE earlier.error_id = attempts.error_id AND earlier.id <= attempts.id
     );
     """,
+    # 7: who runs an attempt: the console's OS user@host and its store
+    # session, so consoles sharing a PostgreSQL store recover only a runner that went away.
+    "ALTER TABLE attempts ADD COLUMN runner TEXT; "
+    "ALTER TABLE attempts ADD COLUMN runner_session TEXT;",
 )
 
 # Attempt columns a caller may set through update_attempt() or alongside a transition.
@@ -256,7 +260,8 @@ ERROR_COLUMNS = (
 ATTEMPT_COLUMNS = (
     "id, error_id, state, branch, worktree, started_at, finished_at, reason, claude_cost_usd, "
     "claude_turns, claude_duration_ms, claude_summary, extra_instruction, test_exit_code, "
-    "test_output_tail, diff, diff_stat, pr_url, pr_number, claude_denials, verdict, number"
+    "test_output_tail, diff, diff_stat, pr_url, pr_number, claude_denials, verdict, number, "
+    "runner, runner_session"
 )
 # (service, fingerprint) pairs or ids per IN (...), well under SQLite's variable cap.
 KEYS_PER_QUERY = 400

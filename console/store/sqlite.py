@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -37,6 +38,8 @@ DIALECT = Dialect(
     lock_row="",
     claim_row="",
     json_text=lambda column, key: f"json_extract({column}, '$.{key}')",
+    # One console per file (the state directory's lock): at startup every runner has gone.
+    runner_gone="1 = 1",
 )
 
 
@@ -79,6 +82,12 @@ class _SyncTx:
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         self._conn.executemany(sql, rows)
 
+    def insert_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        marks = ", ".join("?" * len(columns))
+        self._conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         conn = self._conn
@@ -101,6 +110,7 @@ class SqliteBackend:
         self._db = db
         self.path = path
         self.where = str(path)
+        self.session = uuid.uuid4().hex
         self._lock = asyncio.Lock()
         self._ingest_pool = ThreadPoolExecutor(1, thread_name_prefix="store-ingest")
         self._ingest_conn: sqlite3.Connection | None = None
@@ -170,6 +180,15 @@ class SqliteBackend:
         if self._ingest_conn is not None:
             self._ingest_conn.close()
             self._ingest_conn = None
+
+    def watch_session(self, session: str, on_gone: Callable[[], Awaitable[None]]) -> None:
+        """No other console shares the file while this one runs: nothing to watch."""
+
+    def on_change(self, listener: Callable[[str, int], None]) -> None:
+        """Every change to the file is this console's own: nothing to announce."""
+
+    async def hold(self, name: str) -> None:
+        """The only console on the file holds every role (reads every host, runs the bot)."""
 
     async def schema_version(self) -> int:
         async with self._lock:

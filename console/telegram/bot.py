@@ -53,7 +53,7 @@ from console.config import TelegramConfig
 from console.engine import Engine
 from console.events import CommandResult, EngineEvent, TelegramChanged
 from console.fix.prompt import sanitize, sanitize_line
-from console.history import HistoryQuery
+from console.history import DEFAULT_PERIOD, PERIODS, HistoryQuery
 from console.telegram import budget
 from console.telegram.callbacks import Action, Callback, CallbackSigner, ForgedCallback
 from console.telegram.cards import HTML, NO_PREVIEW, CardSync, scrub_html
@@ -84,7 +84,7 @@ STATUS_DAYS = 7
 COMMANDS = (
     ("dashboard", "Dashboard with queue, errors and system status"),
     ("errors", "Recent errors"),
-    ("history", "What was fixed over the last 30 days, at what cost"),
+    ("history", "What was fixed and at what cost: /history, /history 7d"),
     ("queue", "Errors waiting or being fixed"),
     ("status", "Claude's cost per day and what holds the fix queue"),
     ("mute", "Mute new-error messages: /mute 30m, /mute off"),
@@ -97,7 +97,8 @@ HELP = (
     "<b>Open PR</b> pushes it and opens the pull request, <b>Retry</b> starts again.\n\n"
     "/dashboard — queue, recent errors and system status in one message\n"
     "/errors — recent errors\n"
-    "/history — the last 30 days: fixes, success rates, time to PR, cost, regressions\n"
+    "/history [24h|7d|30d|90d] — fixes, success rates, time to PR, cost, regressions "
+    "(default the last 30 days)\n"
     "/queue — errors waiting or being fixed\n"
     "/status — Claude's cost per day against the daily budget\n"
     "/mute 30m | 2h | off — pause new-error messages\n"
@@ -496,10 +497,13 @@ class TelegramBot:
             ),
         )
 
-    async def _snapshot(self, view: dashboard.View) -> dashboard.Snapshot:
+    async def _snapshot(
+        self, view: dashboard.View, period: str = DEFAULT_PERIOD
+    ) -> dashboard.Snapshot:
         store = self._engine.store
         now = time.time()
-        history = await store.history(HistoryQuery(), now) if view == "history" else None
+        wanted = HistoryQuery(period)
+        history = await store.history(wanted, now) if view == "history" else None
         queued = await store.errors(limit=1000, state=dashboard.QUEUE_STATES)
         return dashboard.Snapshot(
             errors=await store.errors(limit=dashboard.LIST_LIMIT),
@@ -514,15 +518,27 @@ class TelegramBot:
             history=history,
         )
 
-    async def _send_view(self, update: Update, view: dashboard.View) -> None:
-        text = dashboard.render(view, await self._snapshot(view))
+    async def _send_view(
+        self, update: Update, view: dashboard.View, period: str = DEFAULT_PERIOD
+    ) -> None:
+        text = dashboard.render(view, await self._snapshot(view, period))
         await self._reply(update, text, self._dashboard_buttons(view))
 
     async def _cmd_dashboard(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._send_view(update, "home")
 
     async def _cmd_history(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        await self._send_view(update, "history")
+        """``/history`` for the last 30 days, ``/history 7d`` (24h, 7d, 30d, 90d) for another."""
+        period = sanitize_line(" ".join(context.args or [])).strip().lower() or DEFAULT_PERIOD
+        if period not in PERIODS:
+            await self._reply(
+                update,
+                f"⚠️ {escape(clip(period, 40))} is not a period; one of "
+                + ", ".join(PERIODS)
+                + " (/history 7d)",
+            )
+            return
+        await self._send_view(update, "history", period)
 
     async def _cmd_errors(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._send_view(update, "errors")

@@ -63,9 +63,12 @@ def age(iso: str, now: float) -> str:
 
 
 def actor_name(actor: str, names: Mapping[int, str]) -> str:
-    """Who acted, in words: the console keyboard, auto-approval or a Telegram user."""
+    """Who acted, in words: the console keyboard (and whose), auto-approval or a Telegram
+    user."""
     if actor == "keyboard":
         return "the console"
+    if actor.startswith("keyboard:"):
+        return f"{actor.removeprefix('keyboard:')} at the console"
     if actor == "auto":
         return "auto-approval"
     if actor.startswith("telegram:"):

@@ -90,6 +90,10 @@ class EngineData:
         checkout = next((p for p in checkouts if p.is_dir()), service.repo)
         return locate_frames(error.stack, checkout, service.app_root)
 
+    @property
+    def runner(self) -> str:
+        return self._engine.store.runner
+
     def sensitive_paths(self, service: str) -> tuple[str, ...]:
         found = self._engine.config.service(service)
         return found.sensitive_paths if found else ()

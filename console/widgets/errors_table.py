@@ -272,8 +272,15 @@ class ErrorsTable(ScrollView, can_focus=True):
         return max(0, min(row, len(self._order) - 1))
 
     def watch_cursor_row(self, old: int, new: int) -> None:
+        top = int(self.scroll_offset.y)
         self._scroll_to_cursor()
-        self._repaint()
+        if int(self.scroll_offset.y) == top:
+            # Only the rows the highlight left and reached look different (line 0 is
+            # the header, so row i is line i + 1).
+            self.refresh_line(old + 1)
+            self.refresh_line(new + 1)
+        else:
+            self._repaint()
         self._announce()
 
     def action_cursor_up(self) -> None:

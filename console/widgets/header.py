@@ -29,7 +29,11 @@ _LINK_STYLE = {
 LAG_WARNING_SECONDS = 30.0
 
 
-def link_text(host: str, status: LinkStatus | None, last_seq: int | None) -> Text:
+def link_text(
+    host: str, status: LinkStatus | None, last_seq: int | None, *, brief: bool = False
+) -> Text:
+    """One host's link; ``brief`` leaves out the sequence number and the retry time, so a
+    short line keeps the state and the start of the reason instead."""
     if status is None:
         text = Text("○ ", style="dim")
         text.append(host, style="bold")
@@ -45,12 +49,12 @@ def link_text(host: str, status: LinkStatus | None, last_seq: int | None) -> Tex
         state = "host key problem"
     text.append(f" {state}", style=style)
     seq = status.last_seq if status.last_seq is not None else last_seq
-    if seq is not None:
+    if seq is not None and not brief:
         text.append(f" #{seq}", style="dim")
     lag = status.lag_seconds
     if status.state == "connected" and lag is not None:
         text.append(f" lag {duration(lag)}", style="yellow" if lag > LAG_WARNING_SECONDS else "dim")
-    if status.state in ("reconnecting", "error") and status.next_retry_seconds:
+    if status.state in ("reconnecting", "error") and status.next_retry_seconds and not brief:
         text.append(f" retry in {duration(status.next_retry_seconds)}", style="dim")
     if status.error and state != "host key problem":
         text.append(f" ({status.error})", style=style)
@@ -182,7 +186,10 @@ class StatusHeader(Static):
         gap = "   "
         if hosts and sum(h.cell_len for h in hosts) + len(gap) * (len(hosts) - 1) > width:
             share = max(1, (width - len(gap) * (len(hosts) - 1)) // len(hosts))
-            hosts = [fit_words(h, share) for h in hosts]
+            hosts = [
+                fit_words(link_text(h, self.links.get(h), self.seqs.get(h), brief=True), share)
+                for h in self.hosts
+            ]
         line = Text(gap).join(hosts) if hosts else Text("no hosts configured", style="dim")
         claude = claude_text(self.running, now, self.claude, self.latest)
         # The longest tail that leaves Claude's part room to say all it says; when none

@@ -42,3 +42,4 @@ bench: setup
 	$(BIN)/python tests/bench/bench_store.py
 	$(BIN)/python tests/bench/bench_console.py
 	$(BIN)/python tests/bench/bench_tui.py
+	$(BIN)/python tests/bench/bench_team.py

@@ -35,6 +35,7 @@ import difflib
 import math
 import os
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field
 from datetime import date, datetime, time
@@ -375,6 +376,28 @@ def _http_url(url: str) -> str:
 def url() -> Reader[str]:
     """An http(s) URL, kept without a trailing slash."""
     return then(text(), _http_url)
+
+
+def _without_password(schemes: Sequence[str], example: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme not in schemes or not value.startswith(f"{parts.scheme}://"):
+            raise Invalid(f"must be a URL like {example}, got {value!r}")
+        user_part = parts.netloc.rpartition("@")[0]
+        if ":" in user_part or "password" in urllib.parse.parse_qs(parts.query):
+            raise Invalid(
+                "holds a password; a secret is never kept in the config (name an "
+                "environment variable or a file for it)"
+            )
+        return value
+
+    return check
+
+
+def url_without_password(schemes: Sequence[str], example: str) -> Reader[str]:
+    """A connection URL in one of ``schemes`` that carries no password (in its user part
+    or as a ``password`` parameter): secrets come from elsewhere."""
+    return then(text(), _without_password(schemes, example))
 
 
 def many(

@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import glob
+import os
 import signal
 import sys
 import time
@@ -42,6 +44,12 @@ from agent.starts import StartLines
 from agent.tail import Chunk, FileSource, Position
 
 RESCAN_SECONDS = 2.0
+# While inotify watches the very directory of every file a source can match, a change is
+# noticed the moment it happens and the rescan is only a safety net (a lost notice, a
+# filesystem that sends none): it then runs this seldom, so quiet logs cost next to nothing.
+# A pattern with a wildcard in its directories keeps RESCAN_SECONDS, since inotify does not
+# see writes inside the subdirectories it matches.
+WATCHED_RESCAN_SECONDS = 30.0
 # Directories are watched with inotify where the kernel offers it (agent/inotify.py): the
 # daemon wakes the moment a log grows and costs nothing while logs are quiet. Recursive
 # globs, and systems without inotify, use watchfiles, which reports a change once nothing
@@ -95,6 +103,22 @@ class _FileWatch:
     failure: BaseException | None = None
     # Finds the service's start lines (None: the source's start_pattern is "").
     starts: StartLines | None = None
+    # Whether inotify (not watchfiles, not nothing) is watching its directories now.
+    inotify: bool = False
+
+    def rescan_seconds(self) -> float:
+        """How long the task may wait for a notice before looking at its files anyway."""
+        if self.inotify and all(_directory_is_watched(p) for p in self.files.patterns):
+            return WATCHED_RESCAN_SECONDS
+        return RESCAN_SECONDS
+
+
+def _directory_is_watched(pattern: str) -> bool:
+    """Whether a change to any file ``pattern`` matches is a change in a watched directory:
+    no wildcard before its last part, and that directory exists (a missing one is stood in
+    for by an ancestor, which notices the directory appear but not its files change)."""
+    directory = os.path.dirname(pattern)
+    return not glob.has_magic(directory) and os.path.isdir(directory)
 
 
 @dataclass
@@ -408,7 +432,8 @@ class Daemon:
             try:
                 while not self._stop.is_set():
                     wake = watch.files.wake_in
-                    timeout = RESCAN_SECONDS if wake is None else min(RESCAN_SECONDS, wake)
+                    rescan = watch.rescan_seconds()
+                    timeout = rescan if wake is None else min(rescan, wake)
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(watch.kick.wait(), max(timeout, 0.01))
                     watch.kick.clear()
@@ -434,9 +459,15 @@ class Daemon:
             except Unavailable:
                 pass  # watchfiles below says what is wrong, or works where inotify cannot
             else:
-                with notices:
-                    async for _ in notices.changes(stop):
-                        watch.kick.set()
+                watch.inotify = True
+                try:
+                    with notices:
+                        async for _ in notices.changes(stop):
+                            watch.kick.set()
+                finally:
+                    # The task's wait may be a long one now: wake it to look again.
+                    watch.inotify = False
+                    watch.kick.set()
                 return
         try:
             async for _changes in watchfiles.awatch(

@@ -34,13 +34,22 @@ from console.fix.claude_state import ClaudeState, discover
 from console.fix.github import compare_page
 from console.fix.publish import PublishPlan, plan_publish
 from console.fix.worktree import remote_url
-from console.models import Action, AttemptRow, ErrorRow, State
+from console.models import (
+    STATE_LABELS,
+    Action,
+    AttemptRow,
+    ErrorRow,
+    State,
+    attempt_name,
+    error_name,
+)
 from console.pending import Drained, PendingUpdates
 from console.screens import requests
 from console.screens.background import run_guarded
 from console.screens.confirm import ConfirmScreen
 from console.screens.detail import DetailScreen
 from console.screens.help import HelpScreen
+from console.screens.history import HistoryScreen
 from console.screens.main import MainScreen
 from console.screens.retry import RetryScreen
 from console.screens.review import ReviewScreen
@@ -49,6 +58,8 @@ from console.widgets.diff_view import diff_files, file_label, summary_text
 from console.widgets.labels import clock_duration
 from console.widgets.queue import QueueTable, elapsed
 
+# A decision made at the keyboard is recorded as ``keyboard:<user>@<host>`` (the console's
+# OS user and host, see Store.runner), so a team sharing a store can tell who decided.
 ACTOR = "keyboard"
 FLUSH_SECONDS = 0.1
 _SEVERITY: dict[str, Literal["information", "warning", "error"]] = {
@@ -96,6 +107,7 @@ class AutofixApp(App[None]):
     ) -> None:
         super().__init__()
         self.engine = engine
+        self.actor = f"{ACTOR}:{engine.store.runner}"
         # What the header and the Claude panel say about Claude (None: nothing to say).
         self.claude_state = claude
         self.clock = clock
@@ -132,6 +144,9 @@ class AutofixApp(App[None]):
                     _find(drained.errors, screen.error.id),
                     _find(drained.attempts, screen.attempt.id),
                 )
+                for plan in drained.plans:
+                    if plan.attempt_id == screen.attempt.id:
+                        screen.show_plan(plan)
             elif isinstance(screen, DetailScreen):
                 row = _find(drained.errors, screen.error.id)
                 if row is not None:
@@ -177,14 +192,15 @@ class AutofixApp(App[None]):
 
         async def work() -> None:
             result = await call()
-            self.notify(result.message, severity="information" if result.ok else "warning")
+            if not result.noticed:  # else its Notice is on screen already
+                self.notify(result.message, severity="information" if result.ok else "warning")
 
         run_guarded(self, work, what=label, group="commands")
 
     @on(requests.Approve)
     def _approve(self, message: requests.Approve) -> None:
         error = message.error
-        self.command("approve", lambda: self.engine.approve(error.id, ACTOR))
+        self.command("approve", lambda: self.engine.approve(error.id, self.actor))
 
     @on(requests.Publish)
     def _publish(self, message: requests.Publish) -> None:
@@ -206,8 +222,12 @@ class AutofixApp(App[None]):
             self.notify(refused, severity="warning")
             return
         if attempt is None or Action.PUBLISH not in self.engine.actions(error, attempt):
-            state = attempt.state.value if attempt else "gone"
-            self.notify(f"already decided: attempt {attempt_id} is {state}", severity="warning")
+            said = (
+                f"{attempt_name(attempt, error)} is {STATE_LABELS[attempt.state]}"
+                if attempt
+                else f"{error_name(error.service, error.error_type, error.message)} has moved on"
+            )
+            self.notify(f"already decided: {said}", severity="warning")
             return
         service = self.engine.config.service(error.service)
         plan = await plan_publish(service, self.engine.config.github) if service else None
@@ -219,7 +239,7 @@ class AutofixApp(App[None]):
         )
         confirmed = await self.push_screen_wait(ConfirmScreen(title, body, yes=yes))
         if confirmed:
-            self.command("publish", lambda: self.engine.publish(attempt_id, ACTOR))
+            self.command("publish", lambda: self.engine.publish(attempt_id, self.actor))
 
     def _publish_body(
         self, error: ErrorRow, attempt: AttemptRow, plan: PublishPlan | None
@@ -253,7 +273,7 @@ class AutofixApp(App[None]):
         error = message.error
         self.command(
             "skip",
-            lambda: self.engine.skip(error.id, ACTOR, attempt_id=error.current_attempt_id),
+            lambda: self.engine.skip(error.id, self.actor, attempt_id=error.current_attempt_id),
         )
 
     @on(requests.Retry)
@@ -267,7 +287,7 @@ class AutofixApp(App[None]):
                 "retry",
                 lambda: self.engine.retry(
                     error.id,
-                    ACTOR,
+                    self.actor,
                     instruction=instruction or None,
                     attempt_id=error.current_attempt_id,
                 ),
@@ -276,10 +296,23 @@ class AutofixApp(App[None]):
         what = f"{error.error_type}: {' '.join(error.message.split())}"
         self.push_screen(RetryScreen(what[:200]), retry)
 
+    @on(requests.StopMerge)
+    def _stop_merge(self, message: requests.StopMerge) -> None:
+        error = message.error
+        self.command(
+            "stop auto-merge",
+            lambda: self.engine.stop_merge(error.id, ACTOR, attempt_id=error.current_attempt_id),
+        )
+
+    @on(requests.ResumeMerge)
+    def _resume_merge(self, message: requests.ResumeMerge) -> None:
+        error = message.error
+        self.command("resume auto-merge", lambda: self.engine.resume_merge(error.id, ACTOR))
+
     @on(requests.Reopen)
     def _reopen(self, message: requests.Reopen) -> None:
         error = message.error
-        self.command("reopen", lambda: self.engine.reopen(error.id, ACTOR))
+        self.command("reopen", lambda: self.engine.reopen(error.id, self.actor))
 
     def _attempt_of(self, error: ErrorRow) -> AttemptRow | None:
         if error.current_attempt_id is None:
@@ -297,6 +330,11 @@ class AutofixApp(App[None]):
     @on(requests.OpenDetail)
     def _open_detail(self, message: requests.OpenDetail) -> None:
         self.push_screen(DetailScreen(message.error, self.data, self.clock))
+
+    @on(requests.OpenHistory)
+    def _open_history(self, message: requests.OpenHistory) -> None:
+        if not isinstance(self.screen, HistoryScreen):
+            self.push_screen(HistoryScreen(self.data, self.clock))
 
     @on(requests.OpenPR)
     def _open_pr(self, message: requests.OpenPR) -> None:
@@ -389,6 +427,10 @@ class AutofixApp(App[None]):
             "Open PR", "Open the pull request in a browser (o)", main.action_open_pr
         )
         yield SystemCommand("Filter", "Filter errors (/)", main.action_filter)
+        yield SystemCommand(
+            "History", "Attempts, outcomes, costs and regressions over time (h)",
+            main.action_history,
+        )  # fmt: skip
         yield SystemCommand("Telegram on/off", "Toggle Telegram (t)", self.action_toggle_telegram)
         yield SystemCommand("Help", "Show all keys (?)", self.action_help)
 

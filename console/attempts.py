@@ -23,7 +23,7 @@ from console.config import ConsoleConfig, ServiceConfig
 from console.events import ClaudeActivity, EngineEvent, Notify
 from console.fix.claude import ClaudeOutcome, RunShape, StreamEvent, run_claude
 from console.fix.git import GitError
-from console.fix.paths import touched_sensitive
+from console.fix.paths import TEST_DIRS, touched_sensitive
 from console.fix.prompt import build_prompt, verify_prompt
 from console.fix.ready import ReadyWorktrees
 from console.fix.sandbox.cage import CageUnavailable, cage_env, cage_for
@@ -43,13 +43,12 @@ from console.fix.worktree import (
     undo_test_writes,
     verify_main_untouched,
 )
-from console.models import AttemptRow, Denial, ErrorRow, State
+from console.models import AttemptRow, Denial, ErrorRow, State, attempt_name
 from console.store import Store
 
 log = logging.getLogger(__name__)
 
 TRANSCRIPT_FLUSH_SECONDS = 0.5
-TEST_DIRS = ("test", "tests", "__tests__", "spec")
 
 
 @dataclass(frozen=True)
@@ -177,8 +176,8 @@ class AttemptRunner:
                 text = "; ".join(problems)
                 self._notify(
                     "error",
-                    f"the main checkout of {service.name} changed during attempt "
-                    f"{attempt_id}: {text}",
+                    f"the main checkout of {service.name} changed during "
+                    f"{attempt_name(attempt, error)}: {text}",
                     error_id=error.id,
                     attempt_id=attempt_id,
                 )
@@ -493,9 +492,10 @@ class AttemptRunner:
         if await self._store.transition_attempt(
             attempt_id, attempt.state, State.FAILED, reason=reason
         ):
+            error = await self._store.error(attempt.error_id)
             self._notify(
                 "error",
-                f"fix attempt {attempt_id} failed: {reason}",
+                f"fix {attempt_name(attempt, error)} failed: {reason}",
                 error_id=attempt.error_id,
                 attempt_id=attempt_id,
             )

@@ -105,8 +105,11 @@ class QueueGate:
             if hold.over_budget:
                 until = max(until, next_midnight(now))
             self._changed.clear()
+            # asyncio.timeout, not wait_for, which on Python 3.11 swallows a cancellation
+            # that meets a poke, leaving a stopped worker waiting here until midnight.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=max(0.05, until - now))
+                async with asyncio.timeout(max(0.05, until - now)):
+                    await self._changed.wait()
 
     def poke(self) -> None:
         """Something the hold depends on changed (an attempt's cost, the config)."""

@@ -45,7 +45,7 @@ async def run_check(config: ConsoleConfig) -> int:
             url = await check_repo(
                 service.repo, base_branch=service.base_branch, remote=service.remote
             )
-        except GitError as exc:
+        except (GitError, ValueError) as exc:  # ValueError: no such remote
             line(False, f"service {service.name}: {exc}")
             continue
         repo = service.repo
@@ -63,7 +63,8 @@ async def run_check(config: ConsoleConfig) -> int:
                 "`gh auth token`) to open PRs",
             )
         else:
-            line(True, f"service {service.name}: PRs go to {github_repo}")
+            ok, text = await check_github(config, token, github_repo, service.base_branch)
+            line(ok, f"service {service.name}: {text}")
     claude = shutil.which(config.claude.command)
     if claude is None:
         line(
@@ -87,6 +88,26 @@ async def run_check(config: ConsoleConfig) -> int:
     telegram = await check_telegram(config.telegram)
     line(telegram.ok, telegram.text)
     return 1 if failures else 0
+
+
+async def check_github(
+    config: ConsoleConfig, token: str, repo: str, base_branch: str
+) -> tuple[bool, str]:
+    """Whether the token may push to ``repo`` and open PRs on it, asked of GitHub itself:
+    a token that is set but expired, too narrow or for another account fails here, not at
+    the first approval."""
+    from console.fix.github import GitHubError, repo_access
+
+    try:
+        access = await repo_access(api_url=config.github.api_url, token=token, repo_full_name=repo)
+    except GitHubError as exc:
+        return False, str(exc)
+    if not access.push:
+        return False, (
+            f"the GitHub token cannot push to {repo} (permissions.push is false); it needs "
+            '"Contents: write" and "Pull requests: write" on that repository'
+        )
+    return True, f"the GitHub token can push to {repo} and open PRs into {base_branch}"
 
 
 async def check_sandbox() -> tuple[bool, str]:

@@ -20,6 +20,7 @@ from agent.configschema import (
     Invalid,
     boolean,
     config_table,
+    env_name,
     env_table,
     integer,
     many,
@@ -33,9 +34,11 @@ from agent.configschema import (
     text,
     then,
     url,
+    url_without_password,
 )
 from agent.tomlfile import load_table
 from agent.wire import SEVERITIES
+from console.automerge.policy import AutoMergePolicy
 
 DEFAULT_SENSITIVE_PATHS: tuple[str, ...] = (
     ".github/**",
@@ -241,6 +244,17 @@ class ServiceConfig:
         doc="a skipped error becomes `escalating` when its last 10 minutes bring this many "
         "times its rate of the hour before (and at least this many occurrences)",
     )
+    auto_merge: AutoMergePolicy = section(
+        AutoMergePolicy, "auto-merge of this service's fix PRs ([services.auto_merge])"
+    )
+
+    def cross_check(self) -> None:
+        if self.auto_merge.enabled and self.stop_at != "pr":
+            raise Invalid(
+                f"auto-merge merges pull requests, but stop_at = {self.stop_at!r} never opens "
+                'one (set stop_at = "pr" or leave auto-merge off)',
+                "auto_merge.enabled",
+            )
 
 
 @config_table
@@ -432,7 +446,26 @@ class ConsoleConfig:
         default_factory=default_state_dir,
         read=_PATH,
         shown='`"~/.local/share/autofix"` (under `$XDG_DATA_HOME` when set)',
-        doc="the console's SQLite store (`console.db`)",
+        doc="the console's SQLite store (`console.db`) when `store` is unset",
+    )
+    store: str | None = setting(
+        default=None,
+        read=url_without_password(
+            ("postgresql", "postgres"), "postgresql://autofix@db.example.com/autofix"
+        ),
+        shown="unset: the SQLite file in `state_dir`",
+        doc="a PostgreSQL database a team's consoles share (`postgresql://user@host/db`, "
+        "psycopg's DSN form; needs the `team` extra); its password is never written here",
+    )
+    store_password_env: str | None = setting(
+        default=None,
+        read=env_name(),
+        doc="the environment variable the store's password is read from",
+    )
+    store_password_file: Path | None = setting(
+        default=None,
+        read=_PATH,
+        doc="a file the store's password is read from instead (wins over the variable)",
     )
     auto_approve: tuple[str, ...] = setting(
         default=(),
@@ -455,6 +488,14 @@ class ConsoleConfig:
     def cross_check(self) -> None:
         _unique_names(self.hosts, "hosts")
         _unique_names(self.services, "services")
+        for key in ("store_password_env", "store_password_file"):
+            if getattr(self, key) is not None and self.store is None:
+                raise Invalid("is for a PostgreSQL store; set `store` too", key)
+
+    @property
+    def store_address(self) -> str | Path:
+        """Where the store is: the PostgreSQL DSN when ``store`` is set, else the SQLite file."""
+        return self.store if self.store is not None else self.db_path
 
     @property
     def db_path(self) -> Path:

@@ -27,10 +27,13 @@ from typing import Literal, Protocol
 
 from agent.wire import ErrorEvent, Hello, Start, iso
 from console.attempts import AttemptRunner
+from console.automerge.plan import MergePlan
+from console.automerge.scheduler import AutoMerger
 from console.budget import QueueGate, QueueHold, clock_text
 from console.config import ConfigError, ConsoleConfig, ServiceConfig, load_config
 from console.events import (
     AttemptChanged,
+    AutoMergeChanged,
     CommandResult,
     EngineEvent,
     ErrorChanged,
@@ -40,7 +43,7 @@ from console.events import (
     NoticeLevel,
 )
 from console.fix.git import GitError
-from console.fix.github import GitHubError, PullState
+from console.fix.github import GitHubError, Merged, PullState
 from console.fix.publish import publish_attempt
 from console.fix.testrun import TestResult
 from console.fix.verdict import report_title
@@ -48,7 +51,7 @@ from console.lifecycle.poll import PullPoller
 from console.lifecycle.revert import open_revert
 from console.lifecycle.rules import is_muted
 from console.lifecycle.watch import LifecycleWatch
-from console.link import LinkManager, LinkProblem, LinkStatus
+from console.link import AgentLink, LinkManager, LinkProblem, LinkStatus
 from console.models import (
     RUNNING_STATES,
     STATE_LABELS,
@@ -57,16 +60,21 @@ from console.models import (
     ErrorRow,
     PullRequestRow,
     State,
+    attempt_name,
     can_transition,
     error_name,
 )
+from console.secret import store_password
 from console.storable import Received
-from console.store import Store
+from console.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
 INGEST_BATCH = 500
 INGEST_GATHER_SECONDS = 0.01
+# A host another console sharing the store reads is shown as such after this long.
+HOLD_NOTICE_SECONDS = 0.5
+READ_ELSEWHERE = "read by another console sharing the store; taken over if it stops"
 # A decision names the attempt it is about: an attempt id, None for "before any attempt",
 # or CURRENT for whichever attempt the error has when the command runs.
 CURRENT: Literal["current"] = "current"
@@ -104,6 +112,10 @@ class Engine:
         self._ingest_queues: dict[str, asyncio.Queue[Received | Start]] = {}
         self._ingest_tasks: dict[str, asyncio.Task[None]] = {}
         self._links: LinkManager | None = None
+        self._holds: list[asyncio.Task[None]] = []
+        self._publishing: set[asyncio.Task[None]] = set()
+        self._changed_errors: set[int] = set()
+        self._changed_attempts: set[int] = set()
         self._started = False
         self._unknown_services: set[str] = set()
         # Set by the Telegram bot when one is configured; the UI toggles it through here.
@@ -112,11 +124,19 @@ class Engine:
         self.pulls = PullPoller(config, store, on_change=self._on_pull_change, notify=self.notify)
         self.lifecycle = LifecycleWatch(config, store, on_move=self._on_move)
         self._lifecycle_tasks: list[asyncio.Task[None]] = []
+        # Opened PRs of services with [services.auto_merge] on their way to a squash merge.
+        self.auto_merge = AutoMerger(
+            config,
+            store,
+            publish=lambda plan: self._emit(AutoMergeChanged(plan)),
+            notify=self.notify,
+            merged=self._on_auto_merged,
+        )
 
     @classmethod
     async def open(cls, config: ConsoleConfig) -> Engine:
         """Open the store at the configured place; call :meth:`start` to begin work."""
-        store = await Store.open(config.db_path)
+        store = await Store.open(config.store_address, password=store_password(config))
         return cls(config, store)
 
     # --- events ----------------------------------------------------------------------------
@@ -180,6 +200,7 @@ class Engine:
         self._started = True
         await self._recover()
         await self.gate.refresh()  # today's cost for the header from the start
+        await self.auto_merge.start()
         for i in range(max(1, self.config.concurrency)):
             self._workers.append(asyncio.create_task(self._worker(), name=f"fix-worker-{i}"))
         for service in self.config.services:
@@ -188,6 +209,8 @@ class Engine:
             asyncio.create_task(self.pulls.run(), name="pr-poller"),
             asyncio.create_task(self._sweep_loop(), name="lifecycle-sweep"),
         ]
+        # Another console sharing the store publishes its changes; show them as ours.
+        self.store.on_change(self._on_store_change)
         if links and self.config.hosts:
             self._links = LinkManager(
                 self.config.hosts,
@@ -197,14 +220,30 @@ class Engine:
                 on_problem=self._on_link_problem,
                 on_hello=self._on_hello,
             )
-            self._links.start()
+            for name, link in self._links.links.items():
+                self._holds.append(
+                    asyncio.create_task(self._read_host(name, link), name=f"hold-{name}")
+                )
+
+    async def _read_host(self, name: str, link: AgentLink) -> None:
+        """Start reading ``name`` once this console alone may (at once on SQLite); on a
+        shared store another console may be reading it, and this one takes over the moment
+        that one goes away, resuming after the last seq the store holds."""
+        held = asyncio.ensure_future(self.store.hold_host(name))
+        done, _ = await asyncio.wait({held}, timeout=HOLD_NOTICE_SECONDS)
+        if not done:
+            self._emit(LinkChanged(LinkStatus(host=name, state="stopped", error=READ_ELSEWHERE)))
+        await held
+        link.start()
 
     async def stop(self) -> None:
         """Stop links and workers; running attempts are cancelled and marked interrupted."""
         self._runner.closing = True
-        for task in self._lifecycle_tasks:
+        for task in [*self._lifecycle_tasks, *self._holds, *self._publishing]:
             task.cancel()
-        await asyncio.gather(*self._lifecycle_tasks, return_exceptions=True)
+        await asyncio.gather(
+            *self._lifecycle_tasks, *self._holds, *self._publishing, return_exceptions=True
+        )
         if self._links is not None:
             await self._links.stop()
         for host in list(self._ingest_queues):
@@ -216,6 +255,7 @@ class Engine:
         for task in self._ingest_tasks.values():
             task.cancel()
         await asyncio.gather(*self._ingest_tasks.values(), return_exceptions=True)
+        await self.auto_merge.close()
         await self._runner.close()
         await self.store.close()
 
@@ -228,14 +268,58 @@ class Engine:
         return self._links.statuses() if self._links else {}
 
     async def _recover(self) -> None:
+        """Interrupt the attempts whose console stopped (this one's last run, or another
+        console sharing the store that went away), and watch the running attempts of the
+        other consoles so this one learns the moment any of them goes away."""
         for attempt in await self.store.recover():
+            error = await self.store.error(attempt.error_id)
             self.notify(
                 "warning",
-                f"attempt {attempt.id} was interrupted by a console stop; retry or skip it",
+                f"{attempt_name(attempt, error)} was interrupted by a console stop; "
+                "retry or skip it",
                 error_id=attempt.error_id,
                 attempt_id=attempt.id,
             )
-            await self._runner.discard_worktree(attempt)
+            # A worktree is on the machine that ran the attempt.
+            if attempt.runner in (None, self.store.runner):
+                await self._runner.discard_worktree(attempt)
+            await self._emit_attempt(attempt.id)
+        for attempt in await self.store.running_attempts():
+            self._watch_runner(attempt)
+
+    def _watch_runner(self, attempt: AttemptRow) -> None:
+        if attempt.state in RUNNING_STATES and attempt.runner_session:
+            self.store.watch_runner(attempt.runner_session, self._runner_gone)
+
+    async def _runner_gone(self) -> None:
+        with contextlib.suppress(StoreError):  # this console is stopping too
+            await self._recover()
+
+    def _on_store_change(self, kind: str, row_id: int) -> None:
+        """Another console committed a change to an error or an attempt: publish it as
+        this console publishes its own. Changes are gathered while a read is under way, so
+        a burst (another console ingesting a flood) costs a few reads, not one per row."""
+        (self._changed_attempts if kind == "attempt" else self._changed_errors).add(row_id)
+        if not self._publishing:
+            task = asyncio.create_task(self._publish_changes(), name="publish-changes")
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
+
+    async def _publish_changes(self) -> None:
+        with contextlib.suppress(StoreError):  # the store closed under it: the engine stops
+            while self._changed_errors or self._changed_attempts:
+                attempts, self._changed_attempts = self._changed_attempts, set()
+                errors, self._changed_errors = self._changed_errors, set()
+                for attempt_id in sorted(attempts):
+                    row = await self.store.attempt(attempt_id)
+                    if row is None:
+                        continue
+                    self._emit(AttemptChanged(row))
+                    errors.add(row.error_id)
+                    self._watch_runner(row)
+                if errors:
+                    for error in await self.store.errors_by_id(sorted(errors)):
+                        self._emit(ErrorChanged(error))
 
     # --- ingest ----------------------------------------------------------------------------
 
@@ -349,7 +433,16 @@ class Engine:
             and service.stop_at == "pr"
             and not (attempt is not None and attempt.is_report)
         )
-        return _flow(error, attempt, fixable=service is not None, publishable=publishable)
+        found = _flow(error, attempt, fixable=service is not None, publishable=publishable)
+        if attempt is not None and attempt.id != error.current_attempt_id:
+            return found
+        plan = self.auto_merge.plan(error.current_attempt_id)
+        extra: set[Action] = set()
+        if plan is not None and plan.stoppable:
+            extra.add(Action.STOP_MERGE)
+        if service is not None and self.auto_merge.paused(service.name) is not None:
+            extra.add(Action.RESUME_MERGE)
+        return found | extra if extra else found
 
     async def _allowed(
         self, error_id: int, action: Action, attempt_id: AttemptTarget = CURRENT
@@ -371,8 +464,12 @@ class Engine:
             if attempt_id is None:
                 return CommandResult(False, f"already decided: {_named(error)} is {_word(error)}")
             old = await self.store.attempt(attempt_id)
-            state = STATE_LABELS[old.state] if old else "gone"
-            return CommandResult(False, f"already decided: attempt {attempt_id} is {state}")
+            if old is None:
+                return CommandResult(False, f"already decided: {_named(error)} has moved on")
+            return CommandResult(
+                False,
+                f"already decided: {attempt_name(old, error)} is {STATE_LABELS[old.state]}",
+            )
         if action in self.actions(error):
             return None
         if action in _flow(error, None, fixable=True):
@@ -389,6 +486,10 @@ class Engine:
             return CommandResult(False, f"{_named(error)} is muted already")
         if action is Action.UNMUTE:
             return CommandResult(False, f"{_named(error)} is not muted")
+        if action is Action.STOP_MERGE:
+            return CommandResult(False, f"no auto-merge to stop for {_named(error)}")
+        if action is Action.RESUME_MERGE:
+            return CommandResult(False, f"auto-merge for {error.service} is not paused")
         return CommandResult(False, f"already decided: {_named(error)} is {_word(error)}")
 
     async def approve(self, error_id: int, actor: str) -> CommandResult:
@@ -481,11 +582,13 @@ class Engine:
         if error is None:
             return CommandResult(False, f"no error {error_id}")
         if error.state in RUNNING_STATES:
-            return CommandResult(
-                True,
-                f"fix attempt {error.current_attempt_id} is already running",
-                error.current_attempt_id,
+            running = (
+                await self.store.attempt(error.current_attempt_id)
+                if error.current_attempt_id is not None
+                else None
             )
+            what = attempt_name(running, error) if running else f"a fix of {_named(error)}"
+            return CommandResult(True, f"{what} is already running", error.current_attempt_id)
         allowed = self.actions(error)
         if Action.REOPEN in allowed:
             reopened = await self.reopen(error_id, actor)
@@ -509,12 +612,12 @@ class Engine:
         )
         if attempt is None:
             current = await self.store.error(error.id)
-            state = current.state.value if current else "gone"
-            return CommandResult(False, f"already decided: error {error.id} is {state}")
+            now = _word(current) if current else "gone"
+            return CommandResult(False, f"already decided: {_named(error)} is {now}")
         self._queue.put_nowait(attempt.id)
         await self._emit_attempt(attempt.id)
         waiting = len(self._runner.running) >= max(1, self.config.concurrency)
-        message = f"fix attempt {attempt.id} " + ("queued" if waiting else "started")
+        message = f"fix {attempt_name(attempt, error)} " + ("queued" if waiting else "started")
         return CommandResult(True, message, attempt.id)
 
     def publish_refusal(self, attempt: AttemptRow, error: ErrorRow | None) -> str | None:
@@ -533,26 +636,29 @@ class Engine:
             refused = self.publish_refusal(attempt, error)
             if refused is not None:
                 self.notify("warning", refused, error_id=attempt.error_id, attempt_id=attempt_id)
-                return CommandResult(False, refused, attempt_id)
+                return CommandResult(False, refused, attempt_id, noticed=True)
+            named = attempt_name(attempt, error)
             if error is None or Action.PUBLISH not in self.actions(error, attempt):
                 return CommandResult(
-                    False, f"already decided: attempt {attempt_id} is {attempt.state.value}"
+                    False, f"already decided: {named} is {STATE_LABELS[attempt.state]}"
                 )
             service = self.config.service(error.service)
             if service is None or not attempt.worktree or not attempt.branch:
-                return CommandResult(False, f"attempt {attempt_id} has no worktree to publish")
+                return CommandResult(False, f"{named} has no worktree to publish")
             try:
                 url, number, note = await self._push_and_open_pr(attempt, error, service)
             except (GitError, GitHubError, OSError) as exc:
                 await self.store.update_attempt(attempt_id, reason=f"publishing failed: {exc}")
                 self.notify(
                     "error",
-                    f"publishing attempt {attempt_id} failed: {exc}",
+                    f"publishing {named} failed: {exc}",
                     error_id=error.id,
                     attempt_id=attempt_id,
                 )
                 await self._emit_attempt(attempt_id)
-                return CommandResult(False, f"publishing failed: {exc}", attempt_id)
+                return CommandResult(
+                    False, f"publishing {named} failed: {exc}", attempt_id, noticed=True
+                )
             moved = await self.store.transition_attempt(
                 attempt_id,
                 State.REVIEW,
@@ -563,7 +669,7 @@ class Engine:
                 pr_number=number,
             )
             if not moved:
-                return CommandResult(False, f"already decided: attempt {attempt_id}")
+                return CommandResult(False, f"already decided: {named}")
             refreshed = await self.store.attempt(attempt_id)
             if refreshed is not None:
                 await self._runner.discard_worktree(refreshed, keep_branch=True)
@@ -571,7 +677,9 @@ class Engine:
             self.notify("info", note, error_id=error.id, attempt_id=attempt_id)
             if url is not None:
                 self.pulls.poke()
-            return CommandResult(True, note, attempt_id)
+                if service.auto_merge.enabled:
+                    self.auto_merge.watch(attempt_id)
+            return CommandResult(True, note, attempt_id, noticed=True)
 
     async def _push_and_open_pr(
         self, attempt: AttemptRow, error: ErrorRow, service: ServiceConfig
@@ -719,6 +827,38 @@ class Engine:
         await self._emit_error(error_id)
         return CommandResult(True, f"unmuted {_named(error)}")
 
+    # --- auto-merge --------------------------------------------------------------------------
+
+    async def stop_merge(
+        self, error_id: int, actor: str, *, attempt_id: AttemptTarget = CURRENT
+    ) -> CommandResult:
+        """Stop the automatic merge of the error's PR during its soak; the PR stays open."""
+        error = await self._allowed(error_id, Action.STOP_MERGE, attempt_id)
+        if isinstance(error, CommandResult):
+            return error
+        assert error.current_attempt_id is not None  # a plan is about the current attempt
+        result = await self.auto_merge.stop(error.current_attempt_id, actor)
+        return await self._merge_decided(error, result)
+
+    async def resume_merge(self, error_id: int, actor: str) -> CommandResult:
+        """Let auto-merge work again for the error's service after a regression paused it."""
+        error = await self._allowed(error_id, Action.RESUME_MERGE)
+        if isinstance(error, CommandResult):
+            return error
+        return await self._merge_decided(error, await self.auto_merge.resume(error, actor))
+
+    async def _merge_decided(self, error: ErrorRow, result: CommandResult) -> CommandResult:
+        """Say a stop or resume everywhere at once and repaint the error's keys."""
+        if not result.ok:
+            return result
+        self.notify("info", f"{_named(error)}: {result.message}", error_id=error.id)
+        await self._emit_error(error.id)
+        return dataclasses.replace(result, noticed=True)
+
+    async def _on_auto_merged(self, attempt: AttemptRow, merged: Merged, plan: MergePlan) -> None:
+        """A PR auto-merge squash-merged: the error and its views follow."""
+        await self._emit_attempt(attempt.id)
+
     # --- fix workers -------------------------------------------------------------------------
 
     async def _worker(self) -> None:
@@ -731,10 +871,12 @@ class Engine:
                     self.gate.ran()
                 else:
                     resume = self.gate.rate_limited(requeued.resets_at, requeued.reason)
+                    waiting = await self.store.attempt(attempt_id)
+                    what = attempt_name(waiting) if waiting else "the fix attempt"
                     self.notify(
                         "warning",
-                        f"Claude rate-limited, resuming {clock_text(resume)}: fix attempt "
-                        f"{attempt_id} is queued again ({requeued.reason})",
+                        f"Claude rate-limited, resuming {clock_text(resume)}: {what} is "
+                        f"queued again ({requeued.reason})",
                         attempt_id=attempt_id,
                     )
                     self._queue.put_nowait(attempt_id)
@@ -806,11 +948,11 @@ def _not_publishable(attempt: AttemptRow, service: ServiceConfig | None) -> str 
     if attempt.is_report:
         verdict = attempt.conclusion
         title = report_title(verdict) if verdict else "report"
-        return f"attempt {attempt.id} is an investigation report ({title}): nothing to publish"
+        return f"{attempt_name(attempt)} is an investigation report ({title}): nothing to publish"
     if service is not None and service.stop_at != "pr":
         return (
             f"service {service.name} stops at the {service.stop_at} "
-            f"(services[].stop_at = {service.stop_at!r}): attempt {attempt.id} is not pushed"
+            f"(services[].stop_at = {service.stop_at!r}): {attempt_name(attempt)} is not pushed"
         )
     return None
 

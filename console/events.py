@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from console.automerge.plan import MergePlan
 from console.budget import QueueHold
 from console.fix.claude import StreamEvent
 from console.link import LinkStatus
@@ -65,6 +66,13 @@ class TelegramChanged:
     detail: str | None = None
 
 
+@dataclass(frozen=True)
+class AutoMergeChanged:
+    """A fix PR's automatic merge moved: checks read, soak started, stopped, merged."""
+
+    plan: MergePlan
+
+
 EngineEvent = (
     ErrorChanged
     | AttemptChanged
@@ -73,6 +81,7 @@ EngineEvent = (
     | Notice
     | TelegramChanged
     | QueueHold
+    | AutoMergeChanged
 )
 Listener = Callable[[EngineEvent], None]
 
@@ -92,8 +101,13 @@ class Notify(Protocol):
 
 @dataclass(frozen=True)
 class CommandResult:
-    """The answer to a command; ``ok`` False means nothing was done, ``message`` says why."""
+    """The answer to a command; ``ok`` False means nothing was done, ``message`` says why.
+
+    ``noticed`` is True when the engine has already published ``message`` as a Notice
+    (a toast in the console, a line in the headless modes), so the caller shows nothing
+    more: a push said twice reads as two pushes."""
 
     ok: bool
     message: str
     attempt_id: int | None = None
+    noticed: bool = False

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from agent.wire import ErrorEvent, WireError, decode
 from console.config import EXIT_CONFIG, ConsoleConfig, ServiceConfig
 from console.events import Listener
-from console.models import AttemptRow, Denial
+from console.models import STATE_LABELS, AttemptRow, Denial, attempt_name
 
 if TYPE_CHECKING:
     from console.engine import Engine
@@ -40,7 +40,7 @@ def describe_event(event: Any) -> str | None:
         )
     if isinstance(event, AttemptChanged):
         a = event.attempt
-        return f"attempt {a.id} (error {a.error_id}) {a.state.value}" + (
+        return f"{attempt_name(a)} of error {a.error_id}: {STATE_LABELS[a.state]}" + (
             f": {a.reason}" if a.reason else ""
         )
     if isinstance(event, LinkChanged):
@@ -70,19 +70,24 @@ class EventPrinter:
 
 class ClaudeLines:
     """Claude's stream as the Claude panel words it: what it read, edited and ran;
-    ``numbered`` names the attempt on each line (the demo may run several)."""
+    ``numbered`` names the attempt on each line (the demo may run several), by its error
+    and its number on that error, as the attempt events tell them."""
 
     def __init__(self, *, numbered: bool = False) -> None:
         from console.widgets.claude_log import ClaudeFormatter
 
         self.formatter = ClaudeFormatter()
         self.numbered = numbered
+        self._names: dict[int, str] = {}
 
     def __call__(self, event: Any) -> None:
-        from console.events import ClaudeActivity
+        from console.events import AttemptChanged, ClaudeActivity
 
-        if isinstance(event, ClaudeActivity):
-            label = f"claude #{event.attempt_id}" if self.numbered else "claude"
+        if isinstance(event, AttemptChanged):
+            a = event.attempt
+            self._names[a.id] = f"claude, {attempt_name(a)} of error {a.error_id}"
+        elif isinstance(event, ClaudeActivity):
+            label = self._names.get(event.attempt_id, "claude") if self.numbered else "claude"
             for line in self.formatter.lines(event.event):
                 print(f"  {label}: {line.plain.strip()[:200]}", flush=True)
 
@@ -197,8 +202,13 @@ def print_review_notice(attempt: AttemptRow, service: ServiceConfig | None) -> N
         print(f"⚠ {attempt.reason}", flush=True)
 
 
-async def fix(config: ConsoleConfig, service: str, error_json: str, yes: bool) -> int:
-    """``autofix fix``: one attempt on one error, its diff printed, published with ``yes``."""
+async def fix(
+    config: ConsoleConfig, service: str, error_json: str, yes: bool, again: str = "autofix fix"
+) -> int:
+    """``autofix fix``: one attempt on one error, its diff printed, published with ``yes``.
+    Without ``yes`` the attempt stays in review with its worktree, and the last line says
+    how to publish it (``again`` is how this command was started, ``--config`` included)
+    without running Claude again."""
     from console.engine import Engine
     from console.events import AttemptChanged, ClaudeActivity
     from console.models import State
@@ -230,7 +240,7 @@ async def fix(config: ConsoleConfig, service: str, error_json: str, yes: bool) -
             ):
                 finished.set_result(ev.attempt)
 
-        engine.subscribe(show)
+        unsubscribe = engine.subscribe(show)
         await engine.start(links=False)
         await engine.ingest(event.host, [event])
         errors = await engine.store.errors(limit=10_000, service=service)
@@ -240,6 +250,8 @@ async def fix(config: ConsoleConfig, service: str, error_json: str, yes: bool) -
             print(f"autofix fix: {result.message}", file=sys.stderr)
             return 1
         attempt = await finished
+        # From here on this function says what happens itself, each thing once.
+        unsubscribe()
         print_denials(attempt.denials)
         if attempt.state is not State.REVIEW:
             return 1
@@ -247,10 +259,30 @@ async def fix(config: ConsoleConfig, service: str, error_json: str, yes: bool) -
             print(attempt.diff)
         print_review_notice(attempt, config.service(service))
         if not yes:
-            print("review the diff above; rerun with --yes to push and open the PR")
+            print(
+                f"{attempt_name(attempt, error)} waits in review with its worktree; to publish "
+                f"it without running Claude again: {again} --publish {attempt.id}"
+            )
             return 0
-        published = await engine.publish(attempt.id, actor="cli")
-        print(published.message)
-        return 0 if published.ok else 1
+        return await _publish(engine, attempt.id)
     finally:
         await engine.stop()
+
+
+async def publish(config: ConsoleConfig, attempt_id: int) -> int:
+    """``autofix fix --publish ATTEMPT``: push (and open the PR of) an attempt a run without
+    ``--yes`` left in review, from its own worktree; Claude does not run again."""
+    from console.engine import Engine
+
+    engine = await Engine.open(config)
+    try:
+        await engine.start(links=False)
+        return await _publish(engine, attempt_id)
+    finally:
+        await engine.stop()
+
+
+async def _publish(engine: Engine, attempt_id: int) -> int:
+    published = await engine.publish(attempt_id, actor="cli")
+    print(published.message, file=sys.stdout if published.ok else sys.stderr, flush=True)
+    return 0 if published.ok else 1

@@ -229,6 +229,10 @@ class LineSplitter:
             return
         self._buffer.extend(piece)
 
+    def unfinished(self) -> bytes:
+        """What came after the last newline: all a stream that ended mid-line said last."""
+        return bytes(self._buffer)
+
 
 def _hello_protocol(line: bytes) -> int | None:
     """The protocol number of a hello line, even one this side cannot decode."""
@@ -377,9 +381,11 @@ class AgentLink:
         splitter = LineSplitter()
         while True:
             try:
-                chunk = await asyncio.wait_for(
-                    stream.read(READ_CHUNK_BYTES), self.timing.silence_seconds
-                )
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a
+                # cancellation that arrives just as the read completes, and a stream that
+                # always has data would then be read on forever by a link told to stop.
+                async with asyncio.timeout(self.timing.silence_seconds):
+                    chunk = await stream.read(READ_CHUNK_BYTES)
             except TimeoutError:
                 raise Retry(
                     f"nothing received for {self.timing.silence_seconds:g} s; "
@@ -498,13 +504,20 @@ async def probe(host: HostConfig, timeout: float = 20.0) -> Hello:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             chunk = await asyncio.wait_for(stream.read(READ_CHUNK_BYTES), timeout)
-            if not chunk:
+            lines = splitter.feed(chunk) if chunk else [splitter.unfinished()]
+            if not chunk and not lines[0].strip():
                 raise ProbeError(f"the agent ended without a hello: {await stream.describe_end()}")
-            for line in splitter.feed(chunk):
+            for line in lines:
                 try:
                     first = decode_line(line)
-                except WireError as exc:
-                    raise ProbeError(f"the agent's first line is not a hello: {exc}") from None
+                except WireError:
+                    # Most often a login shell or a wrong forced command speaking (a nologin
+                    # shell's "This account is currently not available."): its own words say
+                    # more than the JSON decoder's.
+                    raise ProbeError(
+                        f"the host answered {excerpt(line)} instead of the agent's hello; "
+                        "check the forced command and the login shell of the user"
+                    ) from None
                 if not isinstance(first, Hello):
                     raise ProbeError(f"the agent's first line is a {first.type}, not a hello")
                 return first

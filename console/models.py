@@ -99,6 +99,15 @@ def error_name(service: str, error_type: str, message: str, *, limit: int = 60) 
     return f"{service} {error_type}: {text}"
 
 
+def attempt_name(attempt: AttemptRow, error: ErrorRow | None = None) -> str:
+    """How a person reads an attempt: numbered among its error's attempts ("attempt 2 of
+    PA TypeError: ..."), never by the store's global id."""
+    text = f"attempt {attempt.number}" if attempt.number else f"attempt #{attempt.id}"
+    if error is None:
+        return text
+    return f"{text} of {error_name(error.service, error.error_type, error.message)}"
+
+
 def parse_time(stamp: str | None) -> datetime | None:
     """An ISO 8601 stamp as an aware datetime (UTC when it names no zone), or None.
 
@@ -140,6 +149,8 @@ class Action(StrEnum):
     REVERT = "revert"  # open a pull request reverting a regressed fix's merge
     MUTE = "mute"  # keep an error's notifications quiet for a while or N occurrences
     UNMUTE = "unmute"  # end a mute early
+    STOP_MERGE = "stop_merge"  # stop an automatic merge during its soak (the PR stays open)
+    RESUME_MERGE = "resume_merge"  # let auto-merge work again for a service it paused for
 
 
 def action_name(old: State, new: State) -> str:
@@ -225,6 +236,11 @@ class AttemptRow:
     pr_number: int | None = None
     claude_denials: str | None = None  # JSON, see Denial.encode_all
     verdict: str | None = None  # JSON, see console.fix.verdict.Verdict
+    number: int = 0  # 1 for the first attempt on its error, 2 for the next...
+    # Who runs the attempt (the console's OS user@host) and that console's store session:
+    # on a shared store, another console tells a live runner from one that went away.
+    runner: str | None = None
+    runner_session: str | None = None
 
     @property
     def denials(self) -> list[Denial]:

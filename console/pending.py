@@ -19,9 +19,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from console.automerge.plan import MergePlan
 from console.budget import QueueHold
 from console.events import (
     AttemptChanged,
+    AutoMergeChanged,
     ClaudeActivity,
     EngineEvent,
     ErrorChanged,
@@ -54,6 +56,8 @@ class Drained:
     notices_dropped: int = 0
     telegram: TelegramChanged | None = None
     hold: QueueHold | None = None
+    # Automatic merges that moved (newest plan per attempt).
+    plans: list[MergePlan] = field(default_factory=list)
 
 
 class PendingUpdates:
@@ -81,6 +85,7 @@ class PendingUpdates:
         self._notices_dropped = 0
         self._telegram: TelegramChanged | None = None
         self._hold: QueueHold | None = None
+        self._plans: dict[int, MergePlan] = {}
         self.received = 0
 
     def add(self, event: EngineEvent) -> None:
@@ -106,6 +111,8 @@ class PendingUpdates:
             self._telegram = event
         elif isinstance(event, QueueHold):
             self._hold = event
+        elif isinstance(event, AutoMergeChanged):
+            self._plans[event.plan.attempt_id] = event.plan
 
     def drain(self) -> Drained | None:
         """Hand over what changed and start afresh; None when nothing did.
@@ -122,6 +129,7 @@ class PendingUpdates:
             or self._notices_dropped
             or self._telegram
             or self._hold
+            or self._plans
         ):
             return None
         errors = list(self._errors.values()) if errors_due else []
@@ -139,6 +147,7 @@ class PendingUpdates:
             notices_dropped=self._notices_dropped,
             telegram=self._telegram,
             hold=self._hold,
+            plans=list(self._plans.values()),
         )
         self._attempts = {}
         self._claude.clear()
@@ -148,4 +157,5 @@ class PendingUpdates:
         self._notices_dropped = 0
         self._telegram = None
         self._hold = None
+        self._plans = {}
         return drained

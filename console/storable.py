@@ -1,7 +1,8 @@
 """What the store is handed, and whether it can be stored as it is (if not, why, in one line).
 
-The wire decoder checks types; what it lets through can still be refused by SQLite (a
-count of 10**30 does not fit its integers; a lone surrogate cannot be encoded as UTF-8).
+The wire decoder checks types; what it lets through can still be refused by the database (a
+count of 10**30 does not fit its integers; a lone surrogate cannot be encoded as UTF-8;
+PostgreSQL's text cannot hold NUL, and the agent never sends one).
 Ingest screens every batch first (:func:`refusals`), so one such event is reported with its
 host and seq while the rest of its batch is stored.
 """
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 from agent.wire import ErrorEvent, encode
 
-MAX_INTEGER = 2**63 - 1  # SQLite's largest integer
+MAX_INTEGER = 2**63 - 1  # the largest integer SQLite and PostgreSQL's bigint hold
 
 
 def _number(value: object) -> str:
@@ -30,6 +31,8 @@ def _positive_integer(value: object) -> bool:
 
 def _text_ok(value: object) -> bool:
     if type(value) is not str:
+        return False
+    if "\x00" in value:
         return False
     if value.isascii():
         return True
@@ -62,11 +65,11 @@ def unstorable(event: ErrorEvent) -> str | None:
         return f"type {str(event.type)[:20]!r} is not storable"
     for name in _TEXT_FIELDS:
         if not _text_ok(getattr(event, name)):
-            return f"{name} is not text that UTF-8 can hold (a lone surrogate?)"
+            return f"{name} is not text the store can hold (a lone surrogate or a NUL?)"
     if event.route is not None and not _text_ok(event.route):
-        return "route is not text that UTF-8 can hold (a lone surrogate?)"
+        return "route is not text the store can hold (a lone surrogate or a NUL?)"
     if type(event.stack) is not list or not all(_text_ok(line) for line in event.stack):
-        return "stack is not a list of text that UTF-8 can hold (a lone surrogate?)"
+        return "stack is not a list of text the store can hold (a lone surrogate or a NUL?)"
     return None
 
 
@@ -93,7 +96,8 @@ def refusals(items: Sequence[ErrorEvent | Received]) -> dict[int, str]:
     """Why each item of a batch that cannot be stored is refused, by index (empty: none).
 
     A wire-decoded event has the types the protocol requires, and its text can hold a lone
-    surrogate only through a ``\\u`` escape in its line (UTF-8 text has none). So a batch
+    surrogate or a NUL only through a ``\\u`` escape in its line (UTF-8 text has no
+    surrogate, JSON no raw control character). So a batch
     of wire lines without one and with every integer in range, the usual case, is cleared
     in one pass; anything else is screened event by event with :func:`unstorable`.
     """

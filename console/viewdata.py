@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from console.automerge.plan import MergePlan
 from console.engine import Engine
 from console.fix.claude_state import ClaudeState
 from console.fix.frames import FramePosition, locate_frames
+from console.history import History, HistoryQuery
 from console.models import Action, AttemptRow, ErrorRow
 from console.screens.data import ErrorDetail, Overview
 
@@ -75,6 +77,9 @@ class EngineData:
             sources=await asyncio.to_thread(self._sources, error, attempts) if error else [],
         )
 
+    async def history(self, query: HistoryQuery, now: float) -> History:
+        return await self._engine.store.history(query, now)
+
     def _sources(self, error: ErrorRow, attempts: list[AttemptRow]) -> list[FramePosition]:
         """Where the stack points in the code: the latest attempt's worktree holds the
         build's source maps when it is still there, else the service's own checkout."""
@@ -85,9 +90,16 @@ class EngineData:
         checkout = next((p for p in checkouts if p.is_dir()), service.repo)
         return locate_frames(error.stack, checkout, service.app_root)
 
+    @property
+    def runner(self) -> str:
+        return self._engine.store.runner
+
     def sensitive_paths(self, service: str) -> tuple[str, ...]:
         found = self._engine.config.service(service)
         return found.sensitive_paths if found else ()
 
     def actions(self, error: ErrorRow, attempt: AttemptRow | None = None) -> frozenset[Action]:
         return self._engine.actions(error, attempt)
+
+    def merge_plan(self, attempt_id: int) -> MergePlan | None:
+        return self._engine.auto_merge.plan(attempt_id)

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +222,81 @@ async def bot_phone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIte
         yield phone
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A PostgreSQL server for the session (Debian's binaries, a cluster in a temp dir), with
+    a migrated template database each test's database is cloned from."""
+    from postgres_server import PostgresServer, binary
+
+    if binary("initdb") is None or binary("pg_ctl") is None:
+        message = "PostgreSQL (initdb, pg_ctl) is not installed; `make test` installs it"
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    require_module("psycopg")
+    server = PostgresServer.start()
+    try:
+        asyncio.run(_make_template(server))
+        yield server
+    finally:
+        server.stop()
+
+
+PG_TEMPLATE = "autofix_template"
+
+
+async def _make_template(server: Any) -> None:
+    import psycopg
+
+    from console.store import Store
+
+    async with await psycopg.AsyncConnection.connect(server.dsn(), autocommit=True) as conn:
+        await conn.execute(f"CREATE DATABASE {PG_TEMPLATE}")
+    store = await Store.open(server.dsn(PG_TEMPLATE))
+    await store.close()
+
+
+@pytest.fixture
+def pg_database(postgres: Any) -> Iterator[Callable[..., str]]:
+    """Make fresh databases on the session's server: ``make()`` clones the migrated
+    template, ``make(empty=True)`` is a database with no tables. Dropped after the test."""
+    import psycopg
+
+    made: list[str] = []
+
+    def make(*, empty: bool = False) -> str:
+        name = f"t{os.getpid()}_{len(made)}_{time.monotonic_ns()}"
+        template = "template0" if empty else PG_TEMPLATE
+        with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+        made.append(name)
+        return postgres.dsn(name)
+
+    yield make
+    with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
+        for name in made:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_address(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """Where a store test's store lives: a SQLite file, then a PostgreSQL database, so the
+    store's whole behaviour is pinned down on both backends."""
+    if request.param == "sqlite":
+        return tmp_path / "state" / "console.db"
+    make: Callable[..., str] = request.getfixturevalue("pg_database")
+    return make()
+
+
+@pytest.fixture
+async def store(store_address: str | Path) -> AsyncIterator[Any]:
+    from console.store import Store
+
+    s = await Store.open(store_address)
+    yield s
+    await s.close()
+
+
 def _store_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if "connection_worker" in t.name and t.is_alive()}
 
@@ -320,3 +395,36 @@ async def eventually(
             return value
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}; {context()}")
+
+
+# How long a teardown step (an engine's or a bot's stop) may take on a busy machine.
+STOP_SECONDS = 60.0
+
+
+async def stopped(stop: Awaitable[None], what: str, seconds: float = STOP_SECONDS) -> None:
+    """Await a teardown step; one still running after ``seconds`` fails the test, naming
+    ``what`` and where the loop's other tasks wait, instead of hanging until the run's
+    time limit with nothing to say."""
+    task = asyncio.ensure_future(stop)
+    done, _ = await asyncio.wait({task}, timeout=seconds)  # waits without cancelling it
+    if done:
+        task.result()
+        return
+    me = asyncio.current_task()
+    waiting = [_waits_at(t) for t in asyncio.all_tasks() if t is not me and not t.done()]
+    task.cancel()
+    raise AssertionError(
+        f"{what} did not finish within {seconds:g} s; tasks still waiting: " + "; ".join(waiting)
+    )
+
+
+def _waits_at(task: asyncio.Task[Any]) -> str:
+    """A task's name and the innermost line its coroutine chain is suspended at."""
+    coro: Any = task.get_coro()
+    where = "?"
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is not None:
+            where = f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno} {frame.f_code.co_name}"
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    return f"{task.get_name()} at {where}"

@@ -26,8 +26,7 @@ from console.config import ConsoleConfig, parse_config
 from console.engine import Engine
 from console.events import EngineEvent, Notice
 from console.models import State
-from console.store import Store
-from tests.conftest import eventually, require_tool
+from tests.conftest import eventually, require_tool, stopped
 from tests.github_api import GitHubStandIn
 from tests.messages_api import MessagesApi, Text, ToolCall, verdict_call
 from tests.service_repo import BUGGY_LINE, FIXED_LINE, SERVICE, git, isolate_git, make_service_repo
@@ -73,6 +72,14 @@ def agent_toml(path: Path, state: Path, host: str) -> Path:
     return path
 
 
+def agent_stream_command(root: Path, host: str = "prod-1") -> str:
+    """The command a host runs for the console: an empty agent's stream, under ``root``."""
+    state = root / "agent-state"
+    state.mkdir(exist_ok=True)
+    toml = agent_toml(root / "agent.toml", state, host)
+    return f"{sys.executable} -m agent.cli stream --config {toml}"
+
+
 def fix_turns(worktree: Path) -> list:
     users = str(worktree / "lib" / "users.js")
     return [
@@ -83,6 +90,29 @@ def fix_turns(worktree: Path) -> list:
         [Text("getUserProfile now returns null for unknown ids instead of throwing."),
          verdict_call(summary="getUserProfile now returns null for unknown ids.",
                       files=[{"path": "lib/users.js", "why": "the null check"}])],
+    ]  # fmt: skip
+
+
+REGRESSION_TEST_ANCHOR = "test('unrouted paths answer 404"
+REGRESSION_TEST = (
+    "test('getUserProfile returns null for an unknown id', () => {\n"
+    "  assert.equal(getUserProfile('999'), null);\n"
+    "});\n\n"
+)
+
+
+def fix_with_test_turns(worktree: Path, risk: str = "low") -> list:
+    """The fix of :func:`fix_turns` plus a regression test in the service's test file."""
+    users = str(worktree / "lib" / "users.js")
+    tests = str(worktree / "test" / "users.test.js")
+    return [
+        [ToolCall("Edit", {"file_path": users, "old_string": BUGGY_LINE,
+                           "new_string": FIXED_LINE})],
+        [ToolCall("Edit", {"file_path": tests, "old_string": REGRESSION_TEST_ANCHOR,
+                           "new_string": REGRESSION_TEST + REGRESSION_TEST_ANCHOR})],
+        [ToolCall("Bash", {"command": "node --test", "description": "run the tests"})],
+        [Text("getUserProfile returns null for unknown ids; a test pins it."),
+         verdict_call(risk=risk, files=[{"path": "lib/users.js", "why": "the null check"}])],
     ]  # fmt: skip
 
 
@@ -117,7 +147,7 @@ class World:
 
     async def start(self, config: ConsoleConfig | None = None, links: bool = True) -> Engine:
         cfg = config or self.config
-        engine = Engine(cfg, await Store.open(cfg.db_path))
+        engine = await Engine.open(cfg)
         engine.subscribe(self.events.append)
         await engine.start(links=links)
         self.engine = engine
@@ -177,6 +207,26 @@ def console_document(
     return data
 
 
+def write_serve_config(
+    path: Path, config: ConsoleConfig, tmp: Path, api: MessagesApi, store: str | None = None
+) -> None:
+    """A console config file for ``autofix serve`` in a subprocess: the world's first host
+    and service, every severity auto-approved, and ``store`` (a DSN) when given."""
+    host = config.hosts[0]
+    service = config.services[0]
+    env = "\n".join(f'{k} = "{v}"' for k, v in api.env(str(tmp / "home")).items())
+    shared = f'store = "{store}"\n' if store else ""
+    path.write_text(
+        f'state_dir = "{config.state_dir}"\n{shared}'
+        'auto_approve = ["low", "medium", "high", "critical"]\n'
+        f'[[hosts]]\nname = "{host.name}"\nlocal = true\nagent_command = "{host.agent_command}"\n'
+        f'agent_config = "{host.agent_config}"\n'
+        f'[[services]]\nname = "PA"\nrepo = "{service.repo}"\ntest_command = "node --test"\n'
+        f'[claude]\ncommand = "{config.claude.command}"\ntimeout_seconds = 300\n'
+        f"[claude.extra_env]\n{env}\n"
+    )
+
+
 def local_host(tmp: Path, name: str) -> tuple[dict, Path]:
     state = tmp / f"agent-{name}"
     state.mkdir()
@@ -204,10 +254,12 @@ async def open_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIt
         config = parse_config(document)
         w = World(tmp_path, repo, bare, config, api, github, fingerprint, document=document)
         api.turns = fix_turns(w.worktree)
-        yield w
-        if w.engine is not None:
-            await w.engine.stop()
-    api.close()
+        try:
+            yield w
+        finally:
+            if w.engine is not None:
+                await stopped(w.engine.stop(), "stopping the engine")
+            api.close()
 
 
 def main_state(repo: Path) -> tuple[str, str, str, str]:

@@ -1,20 +1,24 @@
 """A loopback stand-in for the GitHub REST endpoints the console calls.
 
 It is a real HTTP server on 127.0.0.1 (random port) speaking GitHub's JSON shapes and
-status codes for: listing pull requests by head, creating a pull request, reading one
-(with an ETag, answering 304 to a matching If-None-Match) and labelling an issue/PR. A test
-merges or closes a PR as a person on GitHub would (:meth:`GitHubStandIn.merge`,
-:meth:`GitHubStandIn.close`); a merge is a real merge commit on the bare remote's base.
-It checks the bearer token, keeps pull requests in memory (so a lookup after a create
-finds it), records every request, and can be told to fail the next matching request
-with a given status or to rate limit it once. When given the bare repository that plays
-the git remote, it refuses a PR whose head branch was never pushed, as GitHub does.
+status codes for: reading a repository (with the token's ``permissions``), listing pull
+requests by head, creating a pull request, reading one (with an ETag, answering 304 to a
+matching If-None-Match), labelling an issue/PR, and (auto-merge's section) a commit's
+check runs and combined status and the merge endpoint, which squash-merges into the bare
+repository when it has one. A test also merges or closes a PR as a person on GitHub would
+(:meth:`GitHubStandIn.merge`, a real merge commit on the bare remote's base, and
+:meth:`GitHubStandIn.close`). It checks the bearer token, keeps pull requests in memory
+(so a lookup after a create finds it), records every request, and can be told to fail the
+next matching request with a given status or to rate limit it once. When given the bare
+repository that plays the git remote, it refuses a PR whose head branch was never pushed,
+as GitHub does.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import tempfile
 import threading
@@ -24,7 +28,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from tests.loopback import LoopbackServer
 
@@ -60,14 +64,18 @@ class GitHubStandIn:
         *,
         token: str = "ghp_test-token",
         repos: dict[str, Path | None] | None = None,
+        read_only: tuple[str, ...] = (),
     ) -> None:
         self.token = token
+        # repositories whose ``GET /repos/{o}/{r}`` says ``permissions.push`` is false
+        self.read_only = read_only
         # owner/name -> bare repository holding its branches (None: accept any head)
         self.repos: dict[str, Path | None] = dict(repos or {"octo/service": None})
         self.requests: list[RecordedRequest] = []
         self.pulls: dict[str, list[dict[str, Any]]] = {name: [] for name in self.repos}
         self._failures: list[_Failure] = []
         self._stale_lists = 0
+        self._init_auto_merge()
         self._lock = threading.Lock()
         self._http = LoopbackServer(self._handler_class())
 
@@ -195,6 +203,9 @@ class GitHubStandIn:
             def do_POST(self) -> None:
                 stand_in._handle(self, "POST")
 
+            def do_PUT(self) -> None:
+                stand_in._handle(self, "PUT")
+
         return Handler
 
     def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
@@ -231,12 +242,18 @@ class GitHubStandIn:
 
     def _route(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
         parts = path.strip("/").split("/")
-        if len(parts) < 4 or parts[0] != "repos":
+        if len(parts) < 3 or parts[0] != "repos":
             return 404, {"message": "Not Found"}
         repo = f"{parts[1]}/{parts[2]}"
         if repo not in self.repos:
             return 404, {"message": "Not Found"}
         rest = parts[3:]
+        if not rest and method == "GET":
+            return 200, {
+                "full_name": repo,
+                "default_branch": "main",
+                "permissions": {"admin": False, "push": repo not in self.read_only, "pull": True},
+            }
         if rest == ["pulls"] and method == "GET":
             return 200, self._list_pulls(repo, query)
         if rest == ["pulls"] and method == "POST":
@@ -247,6 +264,9 @@ class GitHubStandIn:
             return (200, found[0]) if found else (404, {"message": "Not Found"})
         if len(rest) == 3 and rest[0] == "issues" and rest[2] == "labels" and method == "POST":
             return self._add_labels(repo, rest[1], body)
+        routed = self._route_auto_merge(method, repo, rest, body)
+        if routed is not None:
+            return routed
         return 404, {"message": "Not Found"}
 
     def _list_pulls(self, repo: str, query: dict[str, str]) -> list[dict[str, Any]]:
@@ -352,6 +372,160 @@ class GitHubStandIn:
             handler.send_header(key, value)
         handler.end_headers()
         handler.wfile.write(data)
+
+    # -- auto-merge: check runs, commit statuses and the merge endpoint ---------------------
+
+    def _init_auto_merge(self) -> None:
+        # (repo, sha) -> check runs / statuses (latest per context), as CI would report them
+        self.check_runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.statuses: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        self.merges: list[dict[str, Any]] = []
+        # PR numbers GitHub refuses to merge (405), with the message it gives
+        self.unmergeable: dict[int, str] = {}
+
+    def head_sha(self, repo: str, ref: str) -> str:
+        """The commit ``ref`` (a branch or a sha) names: from the bare repository when there
+        is one, else a stable made-up sha for the branch."""
+        if len(ref) == 40 and all(c in "0123456789abcdef" for c in ref):
+            return ref
+        bare = self.repos.get(repo)
+        if bare is not None:
+            done = subprocess.run(
+                ["git", "--git-dir", str(bare), "rev-parse", "-q", "--verify", f"{ref}^{{commit}}"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode == 0:
+                return done.stdout.strip()
+        return hashlib.sha1(f"{repo}:{ref}".encode()).hexdigest()
+
+    def report_check(
+        self,
+        ref: str,
+        name: str,
+        *,
+        repo: str = "octo/service",
+        status: str = "completed",
+        conclusion: str | None = "success",
+    ) -> None:
+        """CI reports a check run on ``ref`` (a rerun under the same name replaces it)."""
+        sha = self.head_sha(repo, ref)
+        with self._lock:
+            runs = [r for r in self.check_runs.get((repo, sha), []) if r["name"] != name]
+            runs.append(
+                {
+                    "id": len(runs) + 1,
+                    "name": name,
+                    "head_sha": sha,
+                    "status": status,
+                    "conclusion": conclusion if status == "completed" else None,
+                }
+            )
+            self.check_runs[(repo, sha)] = runs
+
+    def report_status(
+        self, ref: str, context: str, state: str, *, repo: str = "octo/service"
+    ) -> None:
+        """CI sets a commit status (``success``, ``pending``, ``failure`` or ``error``)."""
+        sha = self.head_sha(repo, ref)
+        with self._lock:
+            self.statuses.setdefault((repo, sha), {})[context] = {
+                "context": context,
+                "state": state,
+            }
+
+    def _route_auto_merge(
+        self, method: str, repo: str, rest: list[str], body: Any
+    ) -> tuple[int, Any] | None:
+        if len(rest) == 3 and rest[0] == "commits" and method == "GET":
+            sha = self.head_sha(repo, unquote(rest[1]))
+            if rest[2] == "check-runs":
+                with self._lock:
+                    runs = list(self.check_runs.get((repo, sha), []))
+                return 200, {"total_count": len(runs), "check_runs": runs}
+            if rest[2] == "status":
+                return 200, self._combined_status(repo, sha)
+        if len(rest) == 3 and rest[0] == "pulls" and rest[2] == "merge" and method == "PUT":
+            return self._merge_pull(repo, rest[1], body)
+        return None
+
+    def _combined_status(self, repo: str, sha: str) -> dict[str, Any]:
+        with self._lock:
+            statuses = list(self.statuses.get((repo, sha), {}).values())
+        states = {s["state"] for s in statuses}
+        if states & {"failure", "error"}:
+            state = "failure"
+        elif "pending" in states or not statuses:
+            state = "pending"  # GitHub's answer for a commit without any status, too
+        else:
+            state = "success"
+        return {"state": state, "sha": sha, "total_count": len(statuses), "statuses": statuses}
+
+    def _merge_pull(self, repo: str, number: str, body: Any) -> tuple[int, Any]:
+        with self._lock:
+            pr = next((p for p in self.pulls[repo] if str(p["number"]) == number), None)
+        if pr is None:
+            return 404, {"message": "Not Found"}
+        if not isinstance(body, dict):
+            body = {}
+        if pr["state"] != "open" or pr["number"] in self.unmergeable:
+            return 405, {
+                "message": self.unmergeable.get(pr["number"], "Pull Request is not mergeable")
+            }
+        if body.get("merge_method", "merge") != "squash":
+            return 405, {"message": "Only squash merges are allowed on this repository."}
+        head = self.head_sha(repo, pr["head"]["ref"])
+        if body.get("sha") and body["sha"] != head:
+            return 409, {"message": "Head branch was modified. Review and try the merge again."}
+        title = str(body.get("commit_title") or f"{pr['title']} (#{number})")
+        merged = self._squash(
+            repo, pr["base"]["ref"], head, title, str(body.get("commit_message") or "")
+        )
+        if merged is None:
+            return 405, {"message": "Pull Request is not mergeable"}
+        with self._lock:
+            pr.update(
+                state="closed",
+                merged=True,
+                merged_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                merge_commit_sha=merged,
+            )
+            self.merges.append({"number": pr["number"], "sha": merged, "method": "squash"})
+        return 200, {"sha": merged, "merged": True, "message": "Pull Request successfully merged"}
+
+    def _squash(self, repo: str, base: str, head: str, title: str, message: str) -> str | None:
+        """One commit on ``base`` with ``head``'s tree, as GitHub's squash merge makes it;
+        None when ``head`` is not built on the base's tip (the stand-in does not resolve
+        conflicts)."""
+        bare = self.repos.get(repo)
+        if bare is None:
+            return hashlib.sha1(f"squash:{repo}:{head}".encode()).hexdigest()
+        env = {
+            **os.environ,
+            "GIT_AUTHOR_NAME": "GitHub",
+            "GIT_AUTHOR_EMAIL": "noreply@github.example",
+            "GIT_COMMITTER_NAME": "GitHub",
+            "GIT_COMMITTER_EMAIL": "noreply@github.example",
+        }
+
+        def git(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                ["git", "--git-dir", str(bare), *args],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=False,
+            )
+
+        tip = git("rev-parse", "-q", "--verify", f"refs/heads/{base}").stdout.strip()
+        if not tip or git("merge-base", "--is-ancestor", tip, head).returncode != 0:
+            return None
+        text = f"{title}\n\n{message}".strip() + "\n"
+        made = git("commit-tree", f"{head}^{{tree}}", "-p", tip, "-m", text).stdout.strip()
+        if not made or git("update-ref", f"refs/heads/{base}", made, tip).returncode != 0:
+            return None
+        return made
 
 
 def _branch_exists(bare: Path, branch: str) -> bool:

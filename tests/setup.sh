@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs every real component the test suite drives, on a fresh Debian machine:
-# OpenSSH server, logrotate, bubblewrap, socat and journald tools (apt), the pinned logging libraries and Claude Code CLI (npm),
-# and the project with its console, dev and otlp extras (pip, into .venv).
+# OpenSSH server, logrotate, bubblewrap, socat, journald tools, PostgreSQL and Chromium (apt), the pinned logging libraries and
+# Claude Code CLI (npm), and the project with its console, dev, otlp and team extras (pip, into .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # --runtime: only what `autofix demo` needs: git, node, bubblewrap (Claude Code's Bash sandbox
@@ -20,6 +20,10 @@ if ! $runtime_only; then
   # journald sources: journalctl reads journal files that systemd-journal-remote writes.
   command -v journalctl >/dev/null || need_apt+=(systemd)
   [ -x /lib/systemd/systemd-journal-remote ] || need_apt+=(systemd-journal-remote)
+  # The team store's tests run a throwaway PostgreSQL cluster (initdb, pg_ctl).
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
+  # `autofix web` is checked in a real headless browser.
+  command -v chromium >/dev/null || need_apt+=(chromium)
 fi
 command -v git >/dev/null || need_apt+=(git)
 command -v node >/dev/null || need_apt+=(nodejs npm)
@@ -51,8 +55,9 @@ if $runtime_only; then
   .venv/claude/node_modules/.bin/claude --version >/dev/null
   exit 0
 fi
-.venv/bin/pip install -q -e '.[console,dev,otlp]' 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/pip install -q -e '.[console,dev,otlp,team]' 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import agent, console, textual, asyncssh, aiosqlite, telegram, httpx"
+.venv/bin/python -c "import psycopg, psycopg_pool"
 .venv/bin/python -c "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http, opentelemetry.proto"
 
 if [ ! -x tests/node_modules/.bin/claude ] || [ tests/package-lock.json -nt tests/node_modules/.package-lock.json ]; then

@@ -21,7 +21,7 @@ from console.engine import Engine
 from console.events import EngineEvent, Notice, TelegramChanged
 from console.store import Store
 from console.telegram import TelegramBot
-from tests.conftest import eventually
+from tests.conftest import eventually, stopped
 from tests.telegram_api import Message, TelegramApi, parse_html
 
 OWNER = 4242
@@ -120,5 +120,34 @@ async def open_phone(
         try:
             yield phone
         finally:
-            await phone.bot.stop()
-            await engine.stop()
+            try:
+                await stopped(phone.bot.stop(), "stopping the bot")
+            finally:
+                await stopped(engine.stop(), "stopping the engine")
+
+
+@asynccontextmanager
+async def world_bot(
+    world: Any, config: ConsoleConfig, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[TelegramApi, TelegramBot, Engine]]:
+    """A running bot on an engine of ``world`` (tests/engine_world.py) built from ``config``
+    with Telegram pointed at a fresh Bot API stand-in; the engine is the test's to start."""
+    with TelegramApi() as api:
+        monkeypatch.setenv(TOKEN_ENV, api.token)
+        telegram = TelegramConfig(
+            enabled=True, token_env=TOKEN_ENV, allowed_user_ids=(OWNER,), api_base_url=api.url
+        )
+        config = replace(config, telegram=telegram)
+        engine = Engine(config, await Store.open(config.db_path))
+        engine.subscribe(world.events.append)
+        world.engine = engine
+        bot = TelegramBot(engine, telegram, poll_timeout=1, edit_interval=0.3, network_backoff=0.05)
+        await bot.start()
+        try:
+            yield api, bot, engine
+        finally:
+            world.engine = None
+            try:
+                await stopped(bot.stop(), "stopping the bot")
+            finally:
+                await stopped(engine.stop(), "stopping the engine")

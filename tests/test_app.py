@@ -17,6 +17,7 @@ from typing import Any
 from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
+from textual.widgets._footer import FooterKey
 from textual.widgets._toast import Toast
 
 from agent.wire import ErrorEvent
@@ -82,6 +83,12 @@ async def ready_on(pilot: Pilot, error_id: int) -> None:
     await pilot.pause()
 
 
+def post_number(world: World) -> int:
+    """The number the GitHub stand-in gave the only pull request it holds."""
+    [pulls] = [p for p in world.github.pulls.values() if p]
+    return int(pulls[0]["number"])
+
+
 async def test_approve_fix_review_and_confirmed_approve_open_one_pr(
     world: World, notifications: Notifications
 ) -> None:
@@ -135,6 +142,10 @@ async def test_approve_fix_review_and_confirmed_approve_open_one_pr(
         assert post.body["head"] == f"hotfix/auto-{world.fingerprint}"
         # The review screen saw the change as it happened.
         assert review.attempt.state is State.PR_OPENED
+        # The PR is announced once (the engine's notice, not the command's answer again).
+        await pilot.pause(0.5)
+        said = [text for _, text in notified if f"pull request #{post_number(world)}" in text]
+        assert len(said) == 1, said
 
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)
@@ -145,8 +156,8 @@ async def test_approve_fix_review_and_confirmed_approve_open_one_pr(
         assert opened == [app.main_screen.selected_attempt().pr_url]
     decisions = await engine.store.decisions(error_id=error.id)
     assert [(d.action, d.actor) for d in decisions if d.action in ("approve", "open_pr")] == [
-        ("approve", "keyboard"),
-        ("open_pr", "keyboard"),
+        ("approve", f"keyboard:{engine.store.runner}"),
+        ("open_pr", f"keyboard:{engine.store.runner}"),
     ]
 
 
@@ -177,6 +188,11 @@ async def test_without_a_github_token_publishing_says_push_only_and_ends_pushed(
         await pilot.press("y")
         await until(pilot, lambda: shown_state(app, error.id) is State.PUSHED, 60, "pushed")
         assert world.github.posts() == []
+        # The push is said once: the engine's notice, not the command's answer again.
+        await until(pilot, lambda: any("pushed branch" in text for _, text in notified), 10)
+        await pilot.pause(0.5)
+        pushes = [text for _, text in notified if "pushed branch" in text]
+        assert len(pushes) == 1 and pushes[0].startswith(f"pushed branch {branch} to origin")
         await until(pilot, lambda: app.main_screen.selected_attempt() is not None
                     and app.main_screen.selected_attempt().state is State.PUSHED, 10)  # fmt: skip
         attempt_id = app.main_screen.selected_attempt().id
@@ -238,7 +254,7 @@ async def test_skip_by_key_and_telegram_decisions_show_at_once(
         )
     decisions = await engine.store.decisions(error_id=error.id)
     assert [(d.action, d.actor) for d in decisions] == [
-        ("skip", "keyboard"),
+        ("skip", f"keyboard:{engine.store.runner}"),
         ("reopen", "telegram:7"),
         ("skip", "telegram:7"),
     ]
@@ -320,12 +336,23 @@ async def test_keys_the_engine_does_not_allow_are_greyed_out_and_do_nothing(
         await pilot.press("r")
         await pilot.pause(0.2)
         assert isinstance(app.screen, MainScreen)
+        keys = footer_keys(app)
+        assert not keys["approve"].has_class("-disabled") and keys["retry"].has_class("-disabled")
         # A service the config does not name can be skipped but not fixed.
         await ready_on(pilot, rows["billing"].id)
         assert main.check_action("approve", ()) is None and main.check_action("skip", ())
+        await until(pilot, lambda: keys["approve"].has_class("-disabled"), 5, "approve greyed")
         await pilot.press("a")
         await pilot.pause(0.2)
+        # The footer greys its keys in place rather than building them again.
+        await ready_on(pilot, rows["PA"].id)
+        await until(pilot, lambda: not keys["approve"].has_class("-disabled"), 5, "approve live")
+        assert footer_keys(app) == keys
     assert await engine.store.attempts() == []
+
+
+def footer_keys(app: AutofixApp) -> dict[str, FooterKey]:
+    return {key.action: key for key in app.main_screen.query(FooterKey)}
 
 
 class BrokenTelegram:

@@ -204,7 +204,7 @@ async def test_a_diff_only_service_reaches_review_but_publishing_is_refused_with
     assert not refused.ok
     assert refused.message == (
         f"service PA stops at the diff (services[].stop_at = 'diff'): "
-        f"attempt {attempt.id} is not pushed"
+        f"attempt {attempt.number} is not pushed"
     )
     assert any(isinstance(e, Notice) and e.text == refused.message for e in world.events)
     assert "hotfix/" not in git(world.bare, "branch", "--list")

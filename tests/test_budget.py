@@ -222,6 +222,28 @@ async def test_the_gate_opens_at_utc_midnight_when_the_day_was_spent() -> None:
     assert not holds[-1].held and holds[-1].spent_today_usd == 0.0
 
 
+@pytest.mark.parametrize("turns", range(6))
+async def test_a_worker_waiting_on_a_held_gate_stops_when_cancelled_even_as_it_is_poked(
+    turns: int,
+) -> None:
+    """Stopping the engine cancels its workers; a poke landing in the same moment (an
+    attempt's cost being recorded) must not swallow that cancellation."""
+    clock = _Clock(1_796_083_190.0)
+
+    async def spent_on(day: str) -> float:
+        return 21.0  # over the budget all day: the gate stays shut
+
+    gate = QueueGate(20.0, spent_today=spent_on, publish=lambda hold: None, clock=clock)
+    waiter = asyncio.create_task(gate.wait_open())
+    await asyncio.sleep(0.05)
+    gate.poke()
+    for _ in range(turns):  # the cancellation meets the poke at each step of its way
+        await asyncio.sleep(0)
+    waiter.cancel()
+    done, _ = await asyncio.wait({waiter}, timeout=2)
+    assert done and waiter.cancelled(), "the cancelled worker went on waiting at the gate"
+
+
 @given(st.lists(st.none() | st.floats(min_value=-1e6, max_value=1e6), max_size=12))
 async def test_back_off_doubles_per_refused_run_and_never_passes_its_cap(
     resets: list[float | None],

@@ -86,6 +86,11 @@ EVERY_KEY["hosts"][0] |= {"connect_timeout_seconds": 3, "agent_command": "autofi
 EVERY_KEY["hosts"][0] |= {"known_hosts": "~/.ssh/known_hosts"}
 EVERY_KEY["claude"] |= {"command": "claude", "timeout_seconds": 60, "disallowed_tools": []}
 EVERY_KEY["github"] |= {"token": "ghp_x"}
+EVERY_KEY |= {
+    "store": "postgresql://autofix@db.example.com:5432/autofix?sslmode=require",
+    "store_password_env": "AUTOFIX_STORE_PASSWORD",
+    "store_password_file": "~/.config/autofix/store-password",
+}
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -282,6 +287,30 @@ def test_the_document_with_every_key_is_valid():
             "services[0].repo: must not contain control characters",
         ),
         (
+            {"store": "postgresql://autofix:hunter2@db/autofix"},
+            "store: holds a password; a secret is never kept in the config (name an environment "
+            "variable or a file for it)",
+        ),
+        (
+            {"store": "postgresql://autofix@db/autofix?password=hunter2"},
+            "store: holds a password; a secret is never kept in the config (name an environment "
+            "variable or a file for it)",
+        ),
+        (
+            {"store": "mysql://autofix@db/autofix"},
+            "store: must be a URL like postgresql://autofix@db.example.com/autofix, got "
+            "'mysql://autofix@db/autofix'",
+        ),
+        (
+            {"store_password_env": "PGPASS"},
+            "store_password_env: is for a PostgreSQL store; set `store` too",
+        ),
+        (
+            {"store": "postgresql://a@db/x", "store_password_env": "1X"},
+            "store_password_env: '1X' is not an environment variable name (letters, digits and "
+            "'_', not starting with a digit)",
+        ),
+        (
             {"services": [{"name": "api\x9b31m", "repo": "/r"}]},
             "services[0].name: must not contain control characters",
         ),
@@ -289,6 +318,13 @@ def test_the_document_with_every_key_is_valid():
 )
 def test_each_problem_has_one_exact_message_starting_with_the_full_key(data, message):
     assert error_of(data) == message
+
+
+def test_a_store_dsn_selects_postgresql_and_its_absence_the_sqlite_file(tmp_path):
+    team = parse_config({"store": "postgresql://autofix@db/autofix", "state_dir": str(tmp_path)})
+    assert team.store_address == "postgresql://autofix@db/autofix"
+    alone = parse_config({"state_dir": str(tmp_path)})
+    assert alone.store is None and alone.store_address == tmp_path / "console.db"
 
 
 def test_a_telegram_section_turns_the_bot_on_unless_it_says_otherwise():

@@ -101,7 +101,8 @@ def test_headless_demo_without_login_fixes_the_first_error_with_the_real_cli(
     assert message is not None, out
     [fix] = [f for f in PREPARED_FIXES if f.pattern.search(message.group(1))]
     # The CLI really read, edited, wrote and ran the tests, as the Claude panel words it.
-    claude = [line.split(": ", 1)[1] for line in lines if line.startswith("  claude #")]
+    label = f"  claude, attempt 1 of error {approved}: "
+    claude = [line.removeprefix(label) for line in lines if line.startswith(label)]
     edited = fix.edits[0].path
     assert f"→ Read {edited}" in claude, claude
     assert any(line.startswith(f"→ Edit {edited} (+") for line in claude), claude

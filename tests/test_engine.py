@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from console.config import ConsoleConfig, parse_config
+from console.config import parse_config
 from console.engine import Engine
 from console.events import AttemptChanged, ClaudeActivity, Notice
 from console.models import TRANSITIONS, Action, AttemptRow, ErrorRow, State
@@ -36,10 +36,10 @@ from tests.engine_world import (
     main_state,
     node_error_log,
     seed_agent,
+    write_serve_config,
 )
 from tests.messages_api import (
     ApiError,
-    MessagesApi,
     Stall,
     Text,
     by_round,
@@ -236,26 +236,12 @@ async def test_auto_approve_starts_a_fix_for_configured_severities(world: World)
     assert any(d.actor == "auto" and d.action == "approve" for d in decisions)
 
 
-def _write_toml(path: Path, config: ConsoleConfig, tmp: Path, api: MessagesApi) -> None:
-    host = config.hosts[0]
-    service = config.services[0]
-    env = "\n".join(f'{k} = "{v}"' for k, v in api.env(str(tmp / "home")).items())
-    path.write_text(
-        f'state_dir = "{config.state_dir}"\nauto_approve = ["low", "medium", "high", "critical"]\n'
-        f'[[hosts]]\nname = "{host.name}"\nlocal = true\nagent_command = "{host.agent_command}"\n'
-        f'agent_config = "{host.agent_config}"\n'
-        f'[[services]]\nname = "PA"\nrepo = "{service.repo}"\ntest_command = "node --test"\n'
-        f'[claude]\ncommand = "{config.claude.command}"\ntimeout_seconds = 300\n'
-        f"[claude.extra_env]\n{env}\n"
-    )
-
-
 async def test_a_console_killed_during_a_fix_recovers_the_attempt_as_interrupted(
     world: World,
 ) -> None:
     world.api.turns = [Stall()]
     toml = world.tmp / "console.toml"
-    _write_toml(toml, world.config, world.tmp, world.api)
+    write_serve_config(toml, world.config, world.tmp, world.api)
     proc = subprocess.Popen(
         [sys.executable, "-m", "console.cli", "serve", "--config", str(toml)],
         stdout=subprocess.PIPE,
@@ -411,7 +397,7 @@ async def test_commands_refuse_what_the_flow_rule_does_not_allow_and_say_why(
     assert (await engine.reopen(error.id, actor="keyboard")).message == f"{name} is not skipped"
     # A decision about an attempt the error does not have is refused.
     stale = await engine.skip(error.id, actor="telegram:7", attempt_id=41)
-    assert stale.message == "already decided: attempt 41 is gone"
+    assert stale.message == f"already decided: {name} has moved on"
     assert (await engine.skip(error.id, actor="keyboard", attempt_id=None)).ok
     skipped = await world.error_in(State.SKIPPED)
     assert engine.actions(skipped) == {Action.REOPEN, Action.MUTE}

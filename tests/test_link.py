@@ -511,6 +511,38 @@ async def test_other_protocol_version_stops_the_link_with_a_clear_error(tmp_path
     assert not processes_running(str(tmp_path / "lines.json"))
 
 
+CHATTY_AGENT = """
+import sys
+hello, beat = sys.argv[1].encode() + b"\\n", sys.argv[2].encode() + b"\\n"
+sys.stdout.buffer.write(hello)
+while True:  # heartbeats as fast as the pipe takes them: a read is always ready
+    sys.stdout.buffer.write(beat * 64)
+    sys.stdout.flush()
+"""
+
+
+async def test_stop_ends_a_link_whose_stream_always_has_data_ready(tmp_path: Path) -> None:
+    """A cancellation that arrives while a read has just completed must not be swallowed
+    (asyncio.wait_for does that on Python 3.11): the link would read on forever and the
+    console's shutdown would wait for it."""
+    script = tmp_path / "chatty.py"
+    script.write_text(CHATTY_AGENT)
+    beat = encode(Heartbeat(host="box", last_seq=0, time="2026-01-01T00:00:00.000Z"))
+    command = shlex.join([sys.executable, str(script), hello(), beat])
+    recorder = Recorder()
+    for _ in range(8):
+        link = recorder.link(local_host("box", command))
+        link.start()
+        await until(lambda it=link: it.status.state == "connected", "the chatty agent's hello")
+        await asyncio.sleep(random.uniform(0, 0.05))
+        stopping = asyncio.ensure_future(link.stop())
+        done, _ = await asyncio.wait({stopping}, timeout=10)  # waits without cancelling it
+        if not done:
+            pytest.fail("stop() did not end a link that was reading a busy stream")
+        assert link.status.state == "stopped"
+    assert not processes_running(str(script))
+
+
 async def test_silent_link_is_treated_as_dead_and_reconnected(tmp_path: Path) -> None:
     command, args_file = stand_in(tmp_path, [hello(), wire_event(4)])
     recorder = Recorder()

@@ -1,4 +1,9 @@
-"""The console store against real SQLite files: ingest, compare-and-set, migrations, crashes."""
+"""The console store against real SQLite files and a real PostgreSQL server: ingest,
+compare-and-set, migrations, crashes.
+
+Tests taking the ``store`` fixture run once per backend (tests/conftest.py); the ones about
+SQLite files as such (WAL, a killed writer, upgrading an old file) build their own.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import eventually
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -62,13 +68,6 @@ def event(
     )
 
 
-@pytest.fixture
-async def store(tmp_path):
-    s = await Store.open(tmp_path / "state" / "console.db")
-    yield s
-    await s.close()
-
-
 async def awaiting(store: Store, fingerprint: str = FP_A) -> int:
     """An error waiting for a person, as the engine leaves it after ingest."""
     seq = await store.last_seq("web-1") + 1
@@ -79,6 +78,16 @@ async def awaiting(store: Store, fingerprint: str = FP_A) -> int:
 
 def raw_db(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(path, isolation_level=None)
+
+
+async def raw(store: Store, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows of a statement run on the store's own database, past the Store API (either
+    backend; ``?`` placeholders)."""
+
+    async def body(tx):
+        return [tuple(r) for r in await tx.fetch(sql, params)]
+
+    return await store.backend.write(body)
 
 
 # --- ingest -------------------------------------------------------------------------------
@@ -100,16 +109,14 @@ async def test_resent_events_are_ignored_not_double_counted(store):
     (row,) = await store.errors()
     assert row.count == 4 and row.hosts == {"web-1": 4}
     assert await store.last_seq("web-1") == 4
-    db = raw_db(store.path)
-    assert db.execute("SELECT COUNT(*) FROM occurrences").fetchone()[0] == 4
+    assert await raw(store, "SELECT COUNT(*) FROM occurrences") == [(4,)]
 
 
 async def test_duplicate_seq_inside_one_batch_is_stored_once(store):
     results = await store.ingest("web-1", [event(1, 1, kind="error"), event(1, 1, kind="error")])
     assert [(r.created, r.duplicate) for r in results] == [(True, False), (False, True)]
     assert results[0].error_id == results[1].error_id
-    db = raw_db(store.path)
-    assert db.execute("SELECT COUNT(*) FROM occurrences").fetchone()[0] == 1
+    assert await raw(store, "SELECT COUNT(*) FROM occurrences") == [(1,)]
 
 
 async def test_only_the_first_event_of_a_new_error_says_created(store):
@@ -186,8 +193,7 @@ async def test_raw_line_is_stored_exactly_as_the_wire_encodes_it(store):
         event(4, 4, fingerprint=FP_B, severity="critical", kind="error"),
     ]
     await store.ingest("web-1", events)
-    db = raw_db(store.path)
-    stored = [r[0] for r in db.execute("SELECT raw FROM occurrences ORDER BY seq")]
+    stored = [r[0] for r in await raw(store, "SELECT raw FROM occurrences ORDER BY seq")]
     assert stored == [encode(e) for e in events]
     assert [decode(line) for line in stored] == events
 
@@ -218,7 +224,8 @@ async def test_a_bad_event_is_refused_alone_and_the_rest_of_its_batch_is_stored(
     refused = {r.seq: r.refused for r in results if r.refused}
     assert sorted(refused) == [2, 3, 4, 6]
     assert refused[2] == (
-        "web-1: event seq 2 not stored: message is not text that UTF-8 can hold (a lone surrogate?)"
+        "web-1: event seq 2 not stored: "
+        "message is not text the store can hold (a lone surrogate or a NUL?)"
     )
     assert "count must be a positive integer up to 9223372036854775807, got a 100-bit number" in (
         refused[3] or ""
@@ -419,8 +426,8 @@ async def test_keyboard_and_telegram_at_once_produce_one_action(store):
     assert (await store.error(error_id)).state is decisions[0].to_state
 
 
-async def test_two_connections_racing_the_same_approval_apply_it_once(tmp_path):
-    path = tmp_path / "console.db"
+async def test_two_connections_racing_the_same_approval_apply_it_once(store_address):
+    path = store_address
     first, second = await Store.open(path), await Store.open(path)
     try:
         ids = [await awaiting(first, fingerprint=f"{i:016x}") for i in range(20)]
@@ -466,8 +473,8 @@ RACER = textwrap.dedent(
 )
 
 
-async def test_two_processes_racing_the_same_transition_exactly_one_wins(tmp_path):
-    path = tmp_path / "console.db"
+async def test_two_processes_racing_the_same_transition_exactly_one_wins(store_address, tmp_path):
+    path = store_address
     async with await Store.open(path) as s:
         ids = [await awaiting(s, fingerprint=f"{i:016x}") for i in range(40)]
     go = tmp_path / "go"
@@ -585,8 +592,8 @@ async def test_fields_without_a_current_attempt_roll_the_transition_back(store):
     assert (await store.error(error_id)).state is State.AWAITING_APPROVAL
 
 
-async def test_recover_interrupts_attempts_cut_off_by_a_stop(tmp_path):
-    path = tmp_path / "console.db"
+async def test_recover_interrupts_attempts_cut_off_by_a_stop(store_address):
+    path = store_address
     async with await Store.open(path) as s:
         fixing_error = await awaiting(s, FP_A)
         testing_error = await awaiting(s, FP_B)
@@ -642,7 +649,13 @@ async def test_cancelled_caller_leaves_the_store_usable(store):
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    # The transaction ran to its end on its own; the connection is not left inside it.
+
+    # The transaction runs to its end on its own (a PostgreSQL store may still be committing
+    # it on its own connection); no connection is left inside it.
+    async def position() -> bool:
+        return await store.last_seq("web-1") == 3000
+
+    await eventually(position, 30, "the cancelled batch to commit")
     error_id = await awaiting(store, FP_B)
     assert error_id is not None
     assert await store.last_seq("web-1") == 3001
@@ -660,12 +673,12 @@ async def test_a_diff_stat_stored_as_text_by_an_older_console_reads_back_as_file
         attempt.id, diff_stat=[STAT, FileStat("assets/logo.png", 0, 0, binary=True)]
     )
     assert written.diff_stat == (STAT, FileStat("assets/logo.png", 0, 0, binary=True))
-    stored = raw_db(store.path).execute("SELECT diff_stat FROM attempts").fetchone()[0]
+    ((stored,),) = await raw(store, "SELECT diff_stat FROM attempts")
     assert json.loads(stored)[0] == {
         "path": "lib/users.js", "added": 3, "removed": 1, "binary": False, "old_path": None
     }  # fmt: skip
     old_row = "lib/my file.js +3 -1\nassets/logo.png +0 -0 (binary)"
-    raw_db(store.path).execute("UPDATE attempts SET diff_stat = ?", (old_row,))
+    await raw(store, "UPDATE attempts SET diff_stat = ?", (old_row,))
     assert (await store.attempt(attempt.id)).diff_stat == (
         FileStat("lib/my file.js", 3, 1),
         FileStat("assets/logo.png", 0, 0, binary=True),
@@ -687,20 +700,25 @@ async def test_migration_from_an_older_version_keeps_the_data(tmp_path):
 
 
 async def published_in_v4(store: Store, fingerprint: str, pr_url: str | None) -> int:
-    """An error whose attempt a version-4 console recorded as ``pr_opened``."""
+    """An error whose attempt a version-4 console recorded as ``pr_opened``, written as that
+    version's rows (today's store methods write columns it did not have)."""
     error_id = await awaiting(store, fingerprint)
-    attempt = await store.create_attempt(error_id, actor="keyboard")
-    assert attempt is not None
-    assert await store.transition_attempt(attempt.id, State.FIXING, State.TESTING)
-    assert await store.transition_attempt(attempt.id, State.TESTING, State.REVIEW)
-    assert await store.transition_attempt(
-        attempt.id,
-        State.REVIEW,
-        State.PR_OPENED,
-        actor="keyboard",
-        pr_url=pr_url,
-        pr_number=7 if pr_url else None,
+    db = raw_db(store.path)
+    attempt_id = db.execute(
+        "INSERT INTO attempts (error_id, state, started_at, pr_url, pr_number) "
+        "VALUES (?, 'pr_opened', 'then', ?, ?) RETURNING id",
+        (error_id, pr_url, 7 if pr_url else None),
+    ).fetchone()[0]
+    db.execute(
+        "UPDATE errors SET state = 'pr_opened', current_attempt_id = ? WHERE id = ?",
+        (attempt_id, error_id),
     )
+    db.execute(
+        "INSERT INTO decisions (error_id, attempt_id, action, actor, from_state, to_state, at) "
+        "VALUES (?, ?, 'open_pr', 'keyboard', 'review', 'pr_opened', 'then')",
+        (error_id, attempt_id),
+    )
+    db.close()
     return error_id
 
 
@@ -947,3 +965,38 @@ async def test_a_database_from_before_denials_gains_the_column_and_keeps_attempt
         assert await new.schema_version() == len(MIGRATIONS)
         (again,) = await new.attempts(error_id)
     assert again.state is State.REVIEW and again.started_at == "then" and again.denials == []
+
+
+async def test_attempts_are_numbered_per_error_and_a_migrated_file_gets_numbers_in_order(
+    tmp_path,
+):
+    path = tmp_path / "console.db"
+    async with await Store.open(path, migrations=MIGRATIONS[:5]):
+        pass
+    db = raw_db(path)
+    ids = [
+        db.execute(
+            "INSERT INTO errors (service, fingerprint, error_type, message, stack, severity, "
+            "first_seen, last_seen, state, created_at, updated_at) VALUES ('shop-api', ?, "
+            "'TypeError', 'boom', '[]', 'medium', 'then', 'then', 'failed', 'then', 'then') "
+            "RETURNING id",
+            (fingerprint,),
+        ).fetchone()[0]
+        for fingerprint in (FP_A, FP_B)
+    ]
+    # Global ids interleave across errors: a, b, a.
+    for error_id in (ids[0], ids[1], ids[0]):
+        db.execute(
+            "INSERT INTO attempts (error_id, state, started_at) VALUES (?, 'failed', 'then')",
+            (error_id,),
+        )
+    db.close()
+    async with await Store.open(path) as store:
+        first = [a.number for a in await store.attempts(error_id=ids[0])]
+        second = [a.number for a in await store.attempts(error_id=ids[1])]
+        assert (first, second) == ([1, 2], [1])
+        # A new attempt continues its own error's count, not the global id.
+        retried = await store.create_attempt(ids[1], actor="t")
+        assert retried is not None and (retried.id, retried.number) == (4, 2)
+        fresh = await store.create_attempt(await awaiting(store, "c3" * 8), actor="t")
+        assert fresh is not None and (fresh.id, fresh.number) == (5, 1)

@@ -18,12 +18,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from console.config import TelegramConfig
 from console.engine import Engine
 from console.events import Notice, TelegramChanged
 from console.models import ErrorRow, State
-from console.store import Store
 from console.telegram import TelegramBot, TelegramTokenError, resolve_bot_token
 from console.telegram.callbacks import CallbackSigner, ForgedCallback
 from console.telegram.limits import Part, fit, tg_len
@@ -32,6 +33,7 @@ from tests.engine_world import World, breaking_turns, fix_turns
 from tests.messages_api import ToolCall, by_round, verdict_call
 from tests.telegram_api import Message, TelegramApi, parse_html
 from tests.telegram_phone import error_event as event
+from tests.telegram_phone import world_bot
 
 OWNER = 4242
 STRANGER = 6666
@@ -81,27 +83,8 @@ class Phone:
 @pytest.fixture
 async def phone(world: World, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Phone]:
     """A running bot on a real engine whose links are not started yet (``start_engine``)."""
-    with TelegramApi() as api:
-        monkeypatch.setenv(TOKEN_ENV, api.token)
-        telegram = TelegramConfig(
-            enabled=True,
-            token_env=TOKEN_ENV,
-            allowed_user_ids=(OWNER,),
-            api_base_url=api.url,
-        )
-        config = replace(world.config, telegram=telegram)
-        engine = Engine(config, await Store.open(config.db_path))
-        engine.subscribe(world.events.append)
-        world.engine = engine
-        bot = TelegramBot(engine, telegram, poll_timeout=1, edit_interval=0.3, network_backoff=0.05)
-        await bot.start()
-        try:
-            yield Phone(api, world, bot, engine)
-        finally:
-            # The console's order: the bot first (it reads the store), then the engine.
-            await bot.stop()
-            world.engine = None
-            await engine.stop()
+    async with world_bot(world, world.config, monkeypatch) as (api, bot, engine):
+        yield Phone(api, world, bot, engine)
 
 
 async def start_engine(phone: Phone, links: bool = True, card: bool = True) -> ErrorRow | None:
@@ -174,6 +157,8 @@ async def test_a_fix_that_took_two_rounds_says_so_on_its_review_card(phone: Phon
     await phone.world.error_in(State.REVIEW, timeout=180)
     review = await phone.until(phone.review_card, 20, "the review message")
     body = parse_html(review.text)
+    # Named by its number on this error, not the store's global id.
+    assert body.startswith(f"🛠 Fix ready for review · error #{error.id} · attempt 1\n"), body
     assert "Rounds: 2 (tests failed in 1 of them)" in body
     assert "Risk: low" in body and "Tests: ✅ passed" in body
     assert [b["text"] for b in review.buttons()] == ["Open PR", "Skip", "Retry"]
@@ -339,7 +324,7 @@ async def test_dashboard_buttons_edit_one_message_and_unchanged_refresh_is_ignor
     dash = await phone.say("/start")
     assert "AutoFix dashboard" in dash.text and "awaiting approval: <b>1</b>" in dash.text
     labels = [b["text"] for b in dash.buttons()]
-    assert labels == ["Queue Status", "Recent Errors", "System Status", "Refresh"]
+    assert labels == ["Queue Status", "Recent Errors", "System Status", "History", "Refresh"]
     sends = len(phone.api.calls_to("sendMessage"))
 
     seen = []
@@ -365,6 +350,27 @@ async def test_dashboard_buttons_edit_one_message_and_unchanged_refresh_is_ignor
     )
     assert len(phone.api.calls_to("sendMessage")) == sends, "looking around sent nothing new"
     assert len(phone.notices()) == before and phone.bot.state == "on"
+
+
+async def test_history_summary_from_the_command_and_the_dashboard_button(phone: Phone) -> None:
+    """The History screen's figures as text: from /history, and in place of the dashboard
+    when its History button is tapped; the error that occurred is among the recurring."""
+    error = await start_engine(phone)
+    assert error is not None
+    await phone.until(lambda: phone.card_for(error.id), what="the new-error message")
+    summary = parse_html((await phone.say("/history")).text)
+    assert summary.startswith("📈 History · last 30d")
+    for line in ("attempts: 0", "fixed: 0 of 0 decided (—)", "regressions: 0",
+                 "Most recurring", "[PA] TypeError: Cannot read properties"):  # fmt: skip
+        assert line in summary, summary
+    dash = await phone.say("/dashboard")
+    query = phone.api.tap(OWNER, dash, dash.button("History")["callback_data"])
+    await phone.answer(query)
+    assert parse_html(dash.text) == summary
+    week = parse_html((await phone.say("/history 7D")).text)
+    assert week.startswith("📈 History · last 7d") and "[PA] TypeError" in week
+    refused = parse_html((await phone.say("/history <b>fortnight</b>")).text)
+    assert "<b>fortnight</b> is not a period; one of 24h, 7d, 30d, 90d" in refused
 
 
 async def test_a_429_storm_is_waited_out_and_the_console_carries_on(phone: Phone) -> None:
@@ -544,3 +550,35 @@ def test_mute_durations_read_like_people_write_them() -> None:
     for bad in ("", "soon", "30", "5x", "0m", "8d", "30m please"):
         with pytest.raises(DurationError):
             parse_duration(bad)
+
+
+@given(
+    service=st.text(min_size=1, max_size=80),
+    message=st.text(max_size=3000),
+    count=st.integers(1, 12),
+)
+@settings(max_examples=60, deadline=None)
+def test_history_summary_is_valid_telegram_html_whatever_the_errors_say(
+    service: str, message: str, count: int
+) -> None:
+    """Service names and messages come from logs: in the summary they are text Telegram
+    parses, never markup, and the message stays within Telegram's limit."""
+    from console.history import History, HistoryQuery, Rate, Recurring
+    from console.telegram import dashboard
+
+    recurring = [
+        Recurring(i, service, f"fp{i}", "TypeError", message, "failed", 10 * i, 1, i % 2)
+        for i in range(1, count + 1)
+    ]
+    history = History(
+        query=HistoryQuery("7d", service), start="2027-01-09T00:00:00.000Z",
+        end="2027-01-15T09:00:00.000Z", services=[service], buckets=[], outcomes={},
+        by_service=[Rate(service, 3, 2, 1)], by_severity=[Rate("high", 3, 2, 1)],
+        median_to_pr_seconds=3600.0, prs=1, median_to_merge_seconds=None, merges=0,
+        cost_usd=0.5, regressions=count // 2, recurring=recurring,
+    )  # fmt: skip
+    text = dashboard.render("history", dashboard.Snapshot([], [], {}, history=history))
+    shown = parse_html(text)  # raises on anything Telegram could not parse
+    assert tg_len(text) <= 4096
+    assert shown.startswith("📈 History · last 7d")
+    assert f"regressions: {count // 2}" in shown

@@ -135,6 +135,7 @@ async def test_control_characters_from_telegram_are_stripped_before_stored_or_sh
         assert "ZXZpbA" not in stored, "the OSC 52 clipboard payload went with its sequence"
         assert all(is_clean(n.text) for n in phone.notices())
 
-        await phone.reply_containing("attempt 2 started")
+        reply = await phone.reply_containing("fix attempt 2 of ")
+        assert reply.endswith(" started"), reply
         mute = await phone.say("/mute \x1b[5mforever\x00")
         assert is_clean(mute.text) and "forever" in mute.text

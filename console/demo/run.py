@@ -11,9 +11,16 @@ from typing import Any
 from console.config import ConfigError, ConsoleConfig, load_config
 from console.demo.claude_cli import use_claude
 from console.demo.processes import DemoProcesses
-from console.demo.workspace import WorkspaceError, load, prepare
+from console.demo.workspace import (
+    Workspace,
+    WorkspaceError,
+    console_state_dir,
+    load,
+    prepare,
+)
 from console.events import Listener
 from console.headless import ClaudeLines, print_review_notice, serve
+from console.statelock import StateBusy, hold
 
 
 async def run_demo(
@@ -33,15 +40,36 @@ async def run_demo(
     if node is None:
         print("autofix demo: node is not installed; the demo's service is Node.js", file=sys.stderr)
         return 1
+    config: ConsoleConfig | None = None
+    state_dir = console_state_dir(root)
     try:
-        ws = prepare(root, fresh=fresh, settle_seconds=settle_seconds)
-        config = load(ws) if config_path is None else load_config(config_path)
-    except WorkspaceError as exc:
-        print(f"autofix demo: {exc}", file=sys.stderr)
-        return 1
+        if config_path is not None:
+            config = load_config(config_path)
+            state_dir = config.state_dir
     except ConfigError as exc:
         print(f"autofix demo: config error: {exc}", file=sys.stderr)
         return 2
+    try:
+        lock = hold(state_dir)
+    except StateBusy as exc:
+        print(f"autofix demo: {exc}", file=sys.stderr)
+        return 1
+    with lock:
+        try:
+            ws = prepare(root, fresh=fresh, settle_seconds=settle_seconds, keep=lock.path)
+            config = config or load(ws)
+        except WorkspaceError as exc:
+            print(f"autofix demo: {exc}", file=sys.stderr)
+            return 1
+        except ConfigError as exc:
+            print(f"autofix demo: config error: {exc}", file=sys.stderr)
+            return 2
+        await _run(ws, node, config, headless)
+    print(f"autofix demo: stopped; the workspace stays in {ws.root} (--fresh starts over)")
+    return 0
+
+
+async def _run(ws: Workspace, node: str, config: ConsoleConfig, headless: bool) -> None:
     procs = DemoProcesses(ws, node)
     async with use_claude(config) as (config, claude):
         print(f"autofix demo: {claude.text}", flush=True)
@@ -56,8 +84,6 @@ async def run_demo(
         finally:
             # Also after a closed terminal: run_console turns SIGHUP into a normal quit.
             await procs.stop()
-    print(f"autofix demo: stopped; the workspace stays in {ws.root} (--fresh starts over)")
-    return 0
 
 
 async def _headless(config: ConsoleConfig, root: Path, procs: DemoProcesses) -> None:

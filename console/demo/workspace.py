@@ -62,13 +62,35 @@ def _git(cwd: Path, *args: str) -> None:
         raise WorkspaceError(f"git {' '.join(args)} failed in {cwd}: {proc.stderr.strip()}")
 
 
-def prepare(root: Path, *, fresh: bool = False, settle_seconds: float = 5.0) -> Workspace:
-    """Create the workspace, or reuse the one already there."""
+def console_state_dir(root: Path) -> Path:
+    """Where the demo's own console config keeps its store (and the lock on it)."""
+    return root / "console"
+
+
+def _clear(directory: Path, keep: Path | None) -> None:
+    """Remove everything in ``directory`` but ``keep`` (the held lock: removing it would
+    let a second demo take a new one while this one runs)."""
+    for child in directory.iterdir():
+        if keep is not None and child == keep:
+            continue
+        if keep is not None and child.is_dir() and keep.is_relative_to(child):
+            _clear(child, keep)
+        elif child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def prepare(
+    root: Path, *, fresh: bool = False, settle_seconds: float = 5.0, keep: Path | None = None
+) -> Workspace:
+    """Create the workspace, or reuse the one already there; ``fresh`` empties it first,
+    all but ``keep``."""
     if shutil.which("git") is None:
         raise WorkspaceError("git is not installed; the demo keeps the service in a git repo")
     ws = Workspace(root)
     if fresh and root.exists():
-        shutil.rmtree(root)
+        _clear(root, keep)
     root.mkdir(parents=True, exist_ok=True)
     if not (ws.repo / ".git").exists():
         if ws.repo.exists():
@@ -98,7 +120,7 @@ def prepare(root: Path, *, fresh: bool = False, settle_seconds: float = 5.0) -> 
         "from_beginning = true\n"
     )
     ws.console_config.write_text(
-        f'state_dir = "{root / "console"}"\n'
+        f'state_dir = "{console_state_dir(root)}"\n'
         f'[[hosts]]\nname = "demo-host"\nlocal = true\n'
         f'agent_command = "{sys.executable} -m agent.cli stream"\n'
         f'agent_config = "{ws.agent_config}"\n'

@@ -111,9 +111,20 @@ def locate_frames(
     return found
 
 
-def stack_files(stack: Sequence[str], repo: Path, app_root: str | None) -> list[str]:
+def stack_files(
+    stack: Sequence[str],
+    repo: Path,
+    app_root: str | None,
+    in_app: Sequence[bool | None] = (),
+) -> list[str]:
     """The repository files the stack's in-app frames name (original sources where mapped),
-    in order of first appearance: what "only files in the stack" checks compare against."""
+    in order of first appearance: what "only files in the stack" checks compare against.
+
+    ``in_app`` is the agent's flag per stack line (see ``ErrorRow.in_app``); when it covers
+    the stack, only the lines it marks as app frames count.
+    """
+    if len(in_app) == len(stack) and stack:
+        stack = [line for line, app in zip(stack, in_app, strict=True) if app]
     files: list[str] = []
     for frame in locate_frames(stack, repo, app_root):
         if frame.path not in files:

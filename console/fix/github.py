@@ -1,4 +1,5 @@
-"""Opening pull requests on GitHub (or GitHub Enterprise) for approved fixes.
+"""Opening pull requests on GitHub (or GitHub Enterprise) for approved fixes, reading their
+checks, and squash-merging the ones auto-merge lets through (``merge_pull_request``).
 
 Opening a PR is idempotent: the engine may retry after a crash, a timeout or a lost
 answer, so an existing PR for the branch is looked up first and returned instead of a
@@ -273,6 +274,31 @@ def _headers(token: str) -> dict[str, str]:
     }
 
 
+def _client(api_url: str, token: str, timeout_s: float) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=api_url.rstrip("/"),
+        headers=_headers(token),
+        timeout=timeout_s,
+        follow_redirects=True,
+    )
+
+
+def _check_repo_name(repo_full_name: str) -> None:
+    if not _REPO_NAME.fullmatch(repo_full_name or "") or ".." in repo_full_name:
+        raise GitHubError(f"{repo_full_name!r} is not an owner/name GitHub repository")
+
+
+def _checked(token: str | None, repo_full_name: str) -> str:
+    """The token, once it and the repository name are usable; else the error saying why."""
+    if not token:
+        raise GitHubError(
+            "no GitHub token: set github.token in the config, export GITHUB_TOKEN, "
+            "or log in with `gh auth login`"
+        )
+    _check_repo_name(repo_full_name)
+    return token
+
+
 def _json(response: httpx.Response) -> Any:
     try:
         return response.json()
@@ -399,18 +425,6 @@ async def _request(
     raise AssertionError("unreachable")
 
 
-def _checked(token: str | None, repo_full_name: str) -> str:
-    """The token, once it and the repository name are usable; else why not."""
-    if not token:
-        raise GitHubError(
-            "no GitHub token: set github.token in the config, export GITHUB_TOKEN, "
-            "or log in with `gh auth login`"
-        )
-    if not _REPO_NAME.fullmatch(repo_full_name or "") or ".." in repo_full_name:
-        raise GitHubError(f"{repo_full_name!r} is not an owner/name GitHub repository")
-    return token
-
-
 def _as_pr(data: Any, created: bool, warnings: tuple[str, ...] = ()) -> PullRequest:
     if not isinstance(data, dict) or not isinstance(data.get("number"), int):
         raise GitHubError("unexpected answer from GitHub: no pull request number in it")
@@ -475,12 +489,7 @@ async def open_pull_request(
     owner, name = repo_full_name.split("/")
     retry: dict[str, Any] = {"max_retries": max_retries, "max_wait_s": max_wait_s}
     title = " ".join(defuse(title).split())[:TITLE_LIMIT] or f"Fix on {head_branch}"
-    async with httpx.AsyncClient(
-        base_url=api_url.rstrip("/"),
-        headers=_headers(token),
-        timeout=timeout_s,
-        follow_redirects=True,
-    ) as client:
+    async with _client(api_url, token, timeout_s) as client:
         existing = await _find_existing(client, ctx, **retry)
         if existing is not None:
             return _as_pr(existing, created=False)
@@ -597,13 +606,8 @@ async def poll_pull_request(
     token = _checked(token, repo_full_name)
     ctx = _Context(repo_full_name, f"#{number}", "")
     owner, name = repo_full_name.split("/")
-    headers = _headers(token)
-    if etag:
-        headers["If-None-Match"] = etag
     action = f"read pull request #{number}"
-    async with httpx.AsyncClient(
-        base_url=api_url.rstrip("/"), headers=headers, timeout=timeout_s, follow_redirects=True
-    ) as client:
+    async with _client(api_url, token, timeout_s) as client:
         response = await _request(
             client,
             "GET",
@@ -612,9 +616,225 @@ async def poll_pull_request(
             action,
             max_retries=0,
             max_wait_s=0.0,
+            headers={"If-None-Match": etag} if etag else {},
         )
     if response.status_code == 304:
         return None
     if response.status_code != 200:
         raise _explain(response, ctx, action)
     return _pull_state(_json(response), response.headers.get("etag"))
+
+
+# ---------------------------------------------------------------------------------------
+# What ``autofix check`` asks
+
+
+@dataclass(frozen=True)
+class RepoAccess:
+    """What the token may do on a repository, as GitHub answers ``GET /repos/{o}/{r}``.
+
+    ``push`` is the token owner's right to push, which opening a PR from a branch of the
+    same repository needs as well; ``default_branch`` lets the check name a wrong base.
+    """
+
+    repo: str
+    push: bool
+    default_branch: str
+
+
+async def repo_access(
+    *, api_url: str, token: str, repo_full_name: str, timeout_s: float = 15.0
+) -> RepoAccess:
+    """Ask GitHub what the token may do on ``repo_full_name``; GitHubError says why not
+    (a rejected token, a repository it cannot see, GitHub unreachable)."""
+    _check_repo_name(repo_full_name)
+    ctx = _Context(repo_full_name, "", "")
+    action = "read the repository"
+    async with _client(api_url, token, timeout_s) as client:
+        response = await _request(
+            client, "GET", f"/repos/{repo_full_name}", ctx, action, max_retries=0, max_wait_s=0
+        )
+    if response.status_code != 200:
+        raise _explain(response, ctx, action)
+    data = _json(response)
+    if not isinstance(data, dict):
+        raise GitHubError(f"unexpected answer from GitHub while trying to {action}: not an object")
+    permissions = data.get("permissions")
+    push = isinstance(permissions, dict) and permissions.get("push") is True
+    return RepoAccess(repo_full_name, push, str(data.get("default_branch") or ""))
+
+
+# ---------------------------------------------------------------------------------------
+# Checks and merging (auto-merge)
+
+# Check-run conclusions that do not hold a merge back, as GitHub's own branch protection
+# reads them.
+_GREEN_CONCLUSIONS = frozenset({"success", "neutral", "skipped"})
+
+
+@dataclass(frozen=True)
+class CheckSummary:
+    """What a commit's checks say, from the check-runs and the combined status APIs.
+
+    ``sha`` is the commit they are about (the PR head when read by branch), so a merge can
+    insist on exactly that commit. Each name is a check run's name or a status's context.
+    """
+
+    sha: str
+    passed: tuple[str, ...] = ()
+    pending: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+
+    @property
+    def state(self) -> str:
+        """``failure`` when any check failed, else ``pending`` while any runs (or none has
+        reported yet), else ``success``."""
+        if self.failed:
+            return "failure"
+        if self.pending or not self.passed:
+            return "pending"
+        return "success"
+
+
+@dataclass(frozen=True)
+class Merged:
+    """A pull request GitHub merged: the merge commit on the base branch."""
+
+    number: int
+    sha: str
+    message: str
+
+
+def _check_runs(data: Any) -> list[tuple[str, str]]:
+    runs = data.get("check_runs") if isinstance(data, dict) else None
+    if not isinstance(runs, list):
+        raise GitHubError("unexpected answer from GitHub: no check_runs list in it")
+    found: list[tuple[str, str]] = []
+    for run in runs:
+        if not isinstance(run, dict):
+            continue
+        name = str(run.get("name") or "check run")
+        if run.get("status") != "completed":
+            found.append((name, "pending"))
+        elif run.get("conclusion") in _GREEN_CONCLUSIONS:
+            found.append((name, "passed"))
+        else:
+            found.append((name, "failed"))
+    return found
+
+
+def _statuses(data: Any) -> list[tuple[str, str]]:
+    statuses = data.get("statuses") if isinstance(data, dict) else None
+    if not isinstance(statuses, list):
+        raise GitHubError("unexpected answer from GitHub: no statuses list in the status")
+    words = {"success": "passed", "pending": "pending"}
+    return [
+        (str(s.get("context") or "status"), words.get(str(s.get("state")), "failed"))
+        for s in statuses
+        if isinstance(s, dict)
+    ]
+
+
+async def read_checks(
+    *,
+    api_url: str,
+    token: str | None,
+    repo_full_name: str,
+    ref: str,
+    timeout_s: float = 30.0,
+    max_retries: int = 3,
+    max_wait_s: float = 120.0,
+) -> CheckSummary:
+    """The checks of ``ref`` (a PR's head branch or commit): its check runs and its
+    commit statuses together, since a repository's CI may report through either."""
+    token = _checked(token, repo_full_name)
+    ctx = _Context(repo_full_name, ref, "")
+    owner, name = repo_full_name.split("/")
+    retry: dict[str, Any] = {"max_retries": max_retries, "max_wait_s": max_wait_s}
+    commit = f"/repos/{owner}/{name}/commits/{quote(ref, safe='')}"
+    async with _client(api_url, token, timeout_s) as client:
+
+        async def read(endpoint: str, what: str, **params: str) -> Any:
+            action = f"read the {what} of {ref}"
+            response = await _request(
+                client, "GET", f"{commit}/{endpoint}", ctx, action, params=params, **retry
+            )
+            if response.status_code != 200:
+                raise _explain(response, ctx, action)
+            return _json(response)
+
+        runs = await read("check-runs", "check runs", per_page="100", filter="latest")
+        status = await read("status", "status")
+    return summarize_checks(runs, status, ref)
+
+
+def summarize_checks(runs: Any, status: Any, ref: str) -> CheckSummary:
+    """The answers of the check-runs and combined status endpoints for ``ref`` as one
+    summary; an answer of another shape is a :class:`GitHubError`, never a green check."""
+    found = _check_runs(runs) + _statuses(status)
+    sha = status.get("sha") if isinstance(status, dict) else None
+    return CheckSummary(
+        sha=sha if isinstance(sha, str) and sha else ref,
+        passed=tuple(n for n, word in found if word == "passed"),
+        pending=tuple(n for n, word in found if word == "pending"),
+        failed=tuple(n for n, word in found if word == "failed"),
+    )
+
+
+async def merge_pull_request(
+    *,
+    api_url: str,
+    token: str | None,
+    repo_full_name: str,
+    number: int,
+    sha: str,
+    title: str,
+    message: str = "",
+    timeout_s: float = 30.0,
+    max_retries: int = 3,
+    max_wait_s: float = 120.0,
+) -> Merged:
+    """Squash-merge PR ``number`` through GitHub's merge endpoint, only while its head is
+    still ``sha`` (the commit whose checks passed): the base branch is never pushed to
+    from here, so branch protection and required reviews still apply."""
+    token = _checked(token, repo_full_name)
+    ctx = _Context(repo_full_name, f"#{number}", "")
+    owner, name = repo_full_name.split("/")
+    action = f"merge pull request #{number}"
+    payload = {
+        "merge_method": "squash",
+        "sha": sha,
+        "commit_title": " ".join(defuse(title).split())[:TITLE_LIMIT],
+        "commit_message": defuse(message)[:BODY_LIMIT],
+    }
+    async with _client(api_url, token, timeout_s) as client:
+        response = await _request(
+            client,
+            "PUT",
+            f"/repos/{owner}/{name}/pulls/{number}/merge",
+            ctx,
+            action,
+            json=payload,
+            max_retries=max_retries,
+            max_wait_s=max_wait_s,
+        )
+    if response.status_code == 405:
+        raise GitHubError(
+            f"GitHub will not merge pull request #{number} on {repo_full_name} "
+            f"(405: {_message(response)}): a required review or check, a conflict, or "
+            "squash merging turned off for the repository; nothing was merged",
+            405,
+        )
+    if response.status_code == 409:
+        raise GitHubError(
+            f"pull request #{number} on {repo_full_name} changed while it waited "
+            f"(409: {_message(response)}): its head is no longer {sha[:12]}, the commit whose "
+            "checks passed; nothing was merged",
+            409,
+        )
+    if response.status_code != 200:
+        raise _explain(response, ctx, action)
+    data = _json(response)
+    if not isinstance(data, dict) or not data.get("merged") or not data.get("sha"):
+        raise GitHubError(f"unexpected answer from GitHub to {action}: no merge commit in it")
+    return Merged(number, str(data["sha"]), str(data.get("message") or ""))

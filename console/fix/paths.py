@@ -11,6 +11,12 @@ from collections.abc import Iterable
 
 from console.fix.diffstat import FileStat
 
+# Directories that hold a service's tests, by the conventions of its test runners.
+TEST_DIRS = ("test", "tests", "__tests__", "spec")
+# File names test runners pick up outside those directories: ``users.test.ts``,
+# ``users.spec.js``, ``test_users.py``, ``users_test.go``.
+_TEST_NAME = re.compile(r"(?:.+[._-](?:test|spec)s?\.[^/]+|test_[^/]+\.py)")
+
 
 def touched_sensitive(stat: Iterable[FileStat], patterns: Iterable[str]) -> list[str]:
     """Changed paths matching any sensitive glob, so such fixes always need a person.
@@ -26,6 +32,13 @@ def touched_sensitive(stat: Iterable[FileStat], patterns: Iterable[str]) -> list
             if path and path not in hits and any(rx.fullmatch(path) for rx in compiled):
                 hits.append(path)
     return hits
+
+
+def is_test_path(path: str) -> bool:
+    """Whether a repository path is a test: under a test directory at any depth, or named
+    as test runners name test files."""
+    parts = path.split("/")
+    return any(part in TEST_DIRS for part in parts[:-1]) or bool(_TEST_NAME.fullmatch(parts[-1]))
 
 
 def _glob_regex(pattern: str) -> re.Pattern[str]:

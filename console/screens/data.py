@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from console.automerge.plan import MergePlan
 from console.budget import QueueHold
 from console.fix.claude_state import ClaudeState
 from console.fix.frames import FramePosition
+from console.history import History, HistoryQuery
 from console.link import LinkStatus
 from console.models import Action, AttemptRow, DecisionRow, ErrorRow
 
@@ -60,6 +62,15 @@ class ScreenData(Protocol):
 
     async def detail(self, error_id: int, samples: int) -> ErrorDetail: ...
 
+    async def history(self, query: HistoryQuery, now: float) -> History: ...
+
     def sensitive_paths(self, service: str) -> tuple[str, ...]: ...
 
+    @property
+    def runner(self) -> str:
+        """Who this console runs attempts as (``user@host``); the queue names other runners."""
+        ...
+
     def actions(self, error: ErrorRow, attempt: AttemptRow | None = None) -> frozenset[Action]: ...
+
+    def merge_plan(self, attempt_id: int) -> MergePlan | None: ...

@@ -20,7 +20,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from console.fix.frames import FramePosition
-from console.models import AttemptRow, DecisionRow, ErrorRow
+from console.models import AttemptRow, DecisionRow, ErrorRow, attempt_name
 from console.screens.background import run_guarded
 from console.screens.data import ScreenData
 from console.widgets.labels import age, money, severity_text, state_text
@@ -97,7 +97,7 @@ def history_table(attempts: list[AttemptRow], decisions: list[DecisionRow]) -> T
         table.add_column()
     for a in attempts:
         table.add_row(
-            Text(f"attempt #{a.id}", style="bold"),
+            Text(attempt_name(a), style="bold"),
             state_text(a.state),
             f"{a.claude_turns or 0} turns {money(a.claude_cost_usd)}",
             Text(a.pr_url or a.reason or a.extra_instruction or "", style="dim"),

@@ -16,10 +16,10 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import Footer, Input
+from textual.widgets import Input
 
 from console.fix.claude import StreamEvent as ClaudeEvent
-from console.models import Action, AttemptRow, ErrorRow
+from console.models import Action, AttemptRow, ErrorRow, attempt_name
 from console.pending import Drained
 from console.screens import requests
 from console.screens.background import run_guarded
@@ -27,6 +27,7 @@ from console.screens.data import ScreenData
 from console.widgets.claude_log import MAX_LINES, ClaudeLog, parse_transcript
 from console.widgets.diff_view import DiffView
 from console.widgets.errors_table import MAX_ROWS, ErrorsTable
+from console.widgets.footer import DecisionFooter
 from console.widgets.header import StatusHeader
 from console.widgets.queue import MAX_ATTEMPTS, QueueTable
 from console.widgets.sparkline import ErrorSparkline
@@ -41,8 +42,12 @@ class MainScreen(Screen[None]):
         Binding("s", "skip", "Skip"),
         Binding("r", "retry", "Retry"),
         Binding("d", "review", "Diff"),
+        # Narrow terminals show the Claude panel or the Diff panel, this key swaps them.
+        Binding("v", "swap_panel", "Panel"),
         Binding("enter", "detail", "Detail", show=False),
         Binding("o", "open_pr", "Open PR"),
+        Binding("x", "auto_merge", "Stop merge"),
+        Binding("h", "history", "History", show=False),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
@@ -52,6 +57,7 @@ class MainScreen(Screen[None]):
         "approve": frozenset({Action.APPROVE, Action.PUBLISH}),
         "skip": frozenset({Action.SKIP}),
         "retry": frozenset({Action.RETRY}),
+        "auto_merge": frozenset({Action.STOP_MERGE, Action.RESUME_MERGE}),
     }
 
     def __init__(self, clock: Callable[[], float], data: ScreenData) -> None:
@@ -63,6 +69,9 @@ class MainScreen(Screen[None]):
         self.current: ErrorRow | None = None
         self.attempt_id: int | None = None
         self._histories: OrderedDict[int, deque[ClaudeEvent]] = OrderedDict()
+        # What the panes beside the table have yet to show of the selection.
+        self._spark_due = False
+        self._attempt_due = False
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(self._clock, id="status")
@@ -74,7 +83,7 @@ class MainScreen(Screen[None]):
                 yield ErrorsTable(self._clock, id="errors")
                 yield ErrorSparkline(id="spark")
             with Vertical(id="side"):
-                queue = QueueTable(self._clock, id="queue")
+                queue = QueueTable(self._clock, own_runner=self._data.runner, id="queue")
                 queue.border_title = "Queue"
                 yield queue
                 claude = ClaudeLog(id="claude")
@@ -83,7 +92,12 @@ class MainScreen(Screen[None]):
                 diff = DiffView(id="diff")
                 diff.border_title = "Diff"
                 yield diff
-        yield Footer()
+        yield DecisionFooter()
+
+    def on_resize(self) -> None:
+        narrow = self.has_class("-narrow")
+        self.query_one(DecisionFooter).fit(narrow)
+        self.refresh_bindings()  # `v` is only live where the panels share the space
 
     # --- loading and live updates ------------------------------------------------------------
 
@@ -153,7 +167,7 @@ class MainScreen(Screen[None]):
         if drained.hold is not None:
             header.hold = drained.hold
         header.redraw()
-        if drained.errors or drained.attempts:
+        if drained.errors or drained.attempts or drained.plans:
             self._refresh_decision_keys()  # a decision taken elsewhere may grey a key
 
     def _history(self, attempt_id: int) -> deque[ClaudeEvent]:
@@ -179,13 +193,9 @@ class MainScreen(Screen[None]):
         previous = self.current
         self.current = message.error
         self._refresh_decision_keys()
-        if message.error is None:
-            self.query_one(ErrorSparkline).show(None)
-            self._select_attempt(None)
-            return
-        if previous is None or previous.id != message.error.id:
-            self._refresh_sparkline()
-        self._select_attempt(message.error.current_attempt_id)
+        if message.error is None or previous is None or previous.id != message.error.id:
+            self._spark_due = True
+        self._select_attempt(message.error.current_attempt_id if message.error else None)
 
     def on_queue_table_selected(self, message: QueueTable.Selected) -> None:
         self._select_attempt(message.attempt.id)
@@ -194,33 +204,57 @@ class MainScreen(Screen[None]):
         self.post_message(requests.OpenDetail(message.error))
 
     def _select_attempt(self, attempt_id: int | None) -> None:
-        if attempt_id == self.attempt_id:
-            return
-        self.attempt_id = attempt_id
+        if attempt_id != self.attempt_id:
+            self.attempt_id = attempt_id
+            self._attempt_due = True
+        self._follow_selection()
+
+    def _follow_selection(self) -> None:
+        """The panes beside the table follow the selection in one repaint: the sparkline,
+        the attempt's stream and its diff are read together and shown at once, so a key
+        press costs one layout of the screen, not one per pane. A newer selection cancels
+        the read of an older one."""
+        if self._spark_due or self._attempt_due:
+            run_guarded(
+                self, self._load_selection, what="loading the selection", group="selection",
+                exclusive=True,
+            )  # fmt: skip
+
+    async def _load_selection(self) -> None:
+        error, attempt_id = self.current, self.attempt_id
+        spark_due, attempt_due = self._spark_due, self._attempt_due
+        buckets = None
+        if spark_due and error is not None:
+            buckets = await self._data.occurrences_per_minute(error.id, self._clock())
+        attempt: AttemptRow | None = None
+        events: list[ClaudeEvent] = []
+        if attempt_due and attempt_id is not None:
+            attempt = self.query_one(QueueTable).attempt(attempt_id)
+            if attempt is None:
+                attempt = await self._data.attempt(attempt_id)
+            if attempt_id in self._histories:
+                events = list(self._history(attempt_id))
+            else:
+                events = parse_transcript(await self._data.transcript(attempt_id))[-MAX_LINES:]
+        if _id(self.current) != _id(error) or self.attempt_id != attempt_id:
+            return  # the selection moved on while reading; its own read shows it
+        with self.app.batch_update():
+            if spark_due:
+                self._spark_due = False
+                self.query_one(ErrorSparkline).show(buckets)
+            if attempt_due:
+                self._attempt_due = False
+                self._show_attempt(attempt_id, attempt, events)
+
+    def _show_attempt(
+        self, attempt_id: int | None, attempt: AttemptRow | None, events: list[ClaudeEvent]
+    ) -> None:
         claude = self.query_one(ClaudeLog)
         if attempt_id is None:
             claude.show(None, [], "no fix attempt for this error yet: a approves one")
             self.query_one(DiffView).show(None)
             return
-
-        async def load() -> None:
-            await self._load_attempt(attempt_id)
-
-        run_guarded(
-            self, load, what=f"loading attempt {attempt_id}", group="attempt", exclusive=True
-        )
-
-    async def _load_attempt(self, attempt_id: int) -> None:
-        data = self._data
-        attempt = self.query_one(QueueTable).attempt(attempt_id) or await data.attempt(attempt_id)
-        if attempt_id in self._histories:
-            events = list(self._history(attempt_id))
-        else:
-            events = parse_transcript(await data.transcript(attempt_id))[-MAX_LINES:]
-        if attempt_id != self.attempt_id:
-            return
-        claude = self.query_one(ClaudeLog)
-        claude.border_title = f"Claude · attempt #{attempt_id}"
+        claude.border_title = f"Claude · {attempt_name(attempt)}" if attempt else "Claude"
         claude.show(attempt_id, events, denials=attempt.denials if attempt else ())
         if attempt is not None:
             claude.outcome(attempt)
@@ -233,17 +267,8 @@ class MainScreen(Screen[None]):
 
     def _refresh_sparkline(self) -> None:
         if self.current is not None:
-            error_id = self.current.id
-
-            async def load() -> None:
-                await self._load_sparkline(error_id)
-
-            run_guarded(self, load, what="the sparkline", group="spark", exclusive=True)
-
-    async def _load_sparkline(self, error_id: int) -> None:
-        buckets = await self._data.occurrences_per_minute(error_id, self._clock())
-        if self.current is not None and self.current.id == error_id:
-            self.query_one(ErrorSparkline).show(buckets)
+            self._spark_due = True
+            self._follow_selection()
 
     # --- keys --------------------------------------------------------------------------------
 
@@ -260,9 +285,9 @@ class MainScreen(Screen[None]):
         return self.query_one(QueueTable).attempt(error.current_attempt_id)
 
     def _refresh_decision_keys(self) -> None:
-        """Refresh the footer only when a decision key's state really changed: the footer
-        rebuilds itself on every refresh, which lays the whole screen out again, and a
-        flood of count updates would otherwise do that at every repaint."""
+        """Refresh the bindings only when a decision key's state really changed: each
+        refresh restyles the footer's keys, and a flood of count updates would otherwise
+        do that at every repaint."""
         shown = tuple(self.check_action(action, ()) for action in self.DECISION_KEYS)
         if shown != self._decision_keys_shown:
             self._decision_keys_shown = shown
@@ -270,7 +295,10 @@ class MainScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """A decision key is greyed out (None) when the engine says the selected error
-        allows none of what it stands for; with nothing selected it says so when pressed."""
+        allows none of what it stands for; with nothing selected it says so when pressed.
+        The panel swap exists only where the panels share the space (a narrow terminal)."""
+        if action == "swap_panel":
+            return self.has_class("-narrow")
         wanted = self.DECISION_KEYS.get(action)
         if wanted is None:
             return True
@@ -288,6 +316,13 @@ class MainScreen(Screen[None]):
                 self.post_message(requests.Publish(error))
             else:
                 self.post_message(requests.Approve(error))
+
+    def action_auto_merge(self) -> None:
+        if (error := self._selected()) is not None:
+            if Action.STOP_MERGE in self._data.actions(error):
+                self.post_message(requests.StopMerge(error))
+            else:
+                self.post_message(requests.ResumeMerge(error))
 
     def action_skip(self) -> None:
         if (error := self._selected()) is not None:
@@ -312,6 +347,16 @@ class MainScreen(Screen[None]):
     def action_open_pr(self) -> None:
         if (error := self._selected()) is not None:
             self.post_message(requests.OpenPR(error))
+
+    def action_swap_panel(self) -> None:
+        """Claude's stream or the diff preview in the side column of a narrow terminal."""
+        self.toggle_class("-show-diff")
+        shown = self.query_one(DiffView if self.has_class("-show-diff") else ClaudeLog)
+        if self.focused is not None and self.focused.id in ("claude", "diff"):
+            shown.focus()
+
+    def action_history(self) -> None:
+        self.post_message(requests.OpenHistory())
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
@@ -339,6 +384,10 @@ class MainScreen(Screen[None]):
         key = getattr(event, "key", None)
         if key == "escape" and self.query_one("#filter", Input).has_focus:
             self.action_clear_filter()
+
+
+def _id(error: ErrorRow | None) -> int | None:
+    return error.id if error is not None else None
 
 
 def _short(error: ErrorRow) -> str:

@@ -45,6 +45,15 @@ class Reopen(ErrorRequest):
     """Bring a skipped error back to awaiting approval (command palette)."""
 
 
+class StopMerge(ErrorRequest):
+    """Stop the automatic merge of the error's PR during its soak (``x``)."""
+
+
+class ResumeMerge(ErrorRequest):
+    """Let auto-merge work again for the error's service after a regression paused it
+    (``x`` on an error of a paused service)."""
+
+
 class OpenReview(ErrorRequest):
     """Show the error's current diff full screen (``d``)."""
 
@@ -55,6 +64,10 @@ class OpenDetail(ErrorRequest):
 
 class OpenPR(ErrorRequest):
     """Open the error's pull request in a browser (``o``)."""
+
+
+class OpenHistory(Message):
+    """Show what the product did over the last weeks (``h``)."""
 
 
 class WorkFailed(Message):

@@ -2,7 +2,8 @@
 
 Above the diff, every call Claude Code was refused during the attempt is listed with the
 rule or reason and the path or command it aimed at: what the fixer tried and could not do
-is part of what a reviewer weighs.
+is part of what a reviewer weighs. When the service auto-merges, every gate of its policy is
+listed too, with its result and reason, and ``x`` stops the merge during the soak.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from console.models import Action, AttemptRow, Denial, ErrorRow
+from console.automerge.plan import MergePlan, MergeStep
+from console.models import Action, AttemptRow, Denial, ErrorRow, attempt_name
 from console.screens import requests
 from console.screens.data import ScreenData
 from console.widgets.diff_view import DiffView
@@ -27,14 +29,16 @@ class ReviewScreen(Screen[None]):
         Binding("a", "approve", "Approve (open PR)"),
         Binding("s", "skip", "Skip"),
         Binding("r", "retry", "Retry"),
+        Binding("x", "auto_merge", "Stop merge"),
         Binding("escape", "app.pop_screen", "Back"),
     ]
 
     # The keys that stand for a decision about the attempt shown.
-    DECISION_KEYS: dict[str, Action] = {
-        "approve": Action.PUBLISH,
-        "skip": Action.SKIP,
-        "retry": Action.RETRY,
+    DECISION_KEYS: dict[str, frozenset[Action]] = {
+        "approve": frozenset({Action.PUBLISH}),
+        "skip": frozenset({Action.SKIP}),
+        "retry": frozenset({Action.RETRY}),
+        "auto_merge": frozenset({Action.STOP_MERGE, Action.RESUME_MERGE}),
     }
 
     def __init__(self, error: ErrorRow, attempt: AttemptRow, data: ScreenData) -> None:
@@ -47,11 +51,12 @@ class ReviewScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(self._title(), id="review-title")
         yield Static(denial_text(self.attempt.denials), id="review-denials")
+        yield Static(id="review-merge")
         yield DiffView(id="review-diff")
         yield Footer()
 
     def _title(self) -> Text:
-        text = Text(f" attempt #{self.attempt.id} ", style="bold reverse")
+        text = Text(f" {attempt_name(self.attempt)} ", style="bold reverse")
         text.append(" ")
         text.append_text(state_text(self.attempt.state))
         turns = self.attempt.claude_turns or 0
@@ -65,6 +70,7 @@ class ReviewScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self._show_denials()
+        self.show_plan(self._data.merge_plan(self.attempt.id))
         view = self.query_one(DiffView)
         view.show(self.attempt, self._sensitive)
         view.query_one(".diff-body").focus()
@@ -78,6 +84,14 @@ class ReviewScreen(Screen[None]):
             self.query_one(DiffView).show(attempt, self._sensitive)
             self._show_denials()
         self.query_one("#review-title", Static).update(self._title())
+        self.refresh_bindings()
+
+    def show_plan(self, plan: MergePlan | None) -> None:
+        """The attempt's automatic merge, gate by gate (hidden when it has none)."""
+        panel = self.query_one("#review-merge", Static)
+        if plan is not None and plan.attempt_id == self.attempt.id:
+            panel.update(gate_text(plan))
+        panel.display = plan is not None and plan.attempt_id == self.attempt.id
         self.refresh_bindings()
 
     def _show_denials(self) -> None:
@@ -98,16 +112,41 @@ class ReviewScreen(Screen[None]):
         wanted = self.DECISION_KEYS.get(action)
         if wanted is None:
             return True
-        return True if wanted in self._data.actions(self.error, self.attempt) else None
+        return True if wanted & self._data.actions(self.error, self.attempt) else None
 
     def action_approve(self) -> None:
         self.post_message(requests.Publish(self.error, self.attempt))
+
+    def action_auto_merge(self) -> None:
+        if Action.STOP_MERGE in self._data.actions(self.error, self.attempt):
+            self.post_message(requests.StopMerge(self.error))
+        else:
+            self.post_message(requests.ResumeMerge(self.error))
 
     def action_skip(self) -> None:
         self.post_message(requests.Skip(self.error))
 
     def action_retry(self) -> None:
         self.post_message(requests.Retry(self.error))
+
+
+_GATE_MARKS = {True: ("✓", "green"), False: ("✗", "red")}
+
+
+def gate_text(plan: MergePlan) -> Text:
+    """The plan's line, then one line a gate: passed, pending or failed, and why."""
+    style = {MergeStep.MERGED: "bold green", MergeStep.REFUSED: "bold red"}.get(
+        plan.step, "bold yellow"
+    )
+    text = Text(f" {plan.line()}", style=style)
+    for gate in plan.gates.results:
+        mark, colour = ("…", "yellow") if gate.pending else _GATE_MARKS[gate.passed]
+        text.append(f"\n   {mark} ", style=colour)
+        text.append(f"{gate.name:<7}", style="bold")
+        text.append(gate.reason)
+    if plan.stoppable:
+        text.append("\n   x stops it; the PR stays open", style="dim")
+    return text
 
 
 def denial_text(denials: list[Denial]) -> Text:

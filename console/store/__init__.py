@@ -1,5 +1,7 @@
-"""The console's SQLite store: the API in ``db``, the schema in ``schema``, applying it in
-``migrate``, ingest in ``ingest``.
+"""The console's store: the API in ``db``, written once against the interface in ``backend``,
+which ``sqlite`` (the default: one file) and ``postgres`` (a team's shared database) implement;
+``connect`` picks one from the configured address. The schema is in ``schema`` (SQLite,
+applied by ``migrate``) and ``pg_schema`` (PostgreSQL), ingest in ``ingest``.
 
 Callers import from here (``from console.store import Store``); the modules are split by what
 they hold, not by who uses them.

@@ -1,33 +1,33 @@
-"""The console's SQLite database (the Store API): relayed errors, fix attempts, decisions.
+"""The Store API: relayed errors, fix attempts, decisions, on SQLite or PostgreSQL.
 
 Why it is shaped this way:
 
-- Every state change is one ``BEGIN IMMEDIATE`` transaction. The write lock is taken before
-  anything is read, so a compare-and-set (``UPDATE ... WHERE state = expected``) cannot race
-  another connection or another process: a keyboard approval and a Telegram approval at the
-  same moment produce exactly one action.
+- Every query is written here once, against :class:`console.store.backend.Backend`; the
+  SQLite file (:mod:`console.store.sqlite`) and the team's PostgreSQL server
+  (:mod:`console.store.postgres`) differ only in transactions and a few SQL fragments.
+- Every state change is one write transaction that reads the row it changes under a lock
+  (SQLite's ``BEGIN IMMEDIATE``, PostgreSQL's ``SELECT ... FOR UPDATE``) and then does a
+  compare-and-set (``UPDATE ... WHERE state = expected``), so it cannot race another
+  connection, process or console: a keyboard approval and a Telegram approval at the same
+  moment produce exactly one action.
 - Transactions run as a task shielded from cancellation, so a cancelled caller never leaves
-  a half-written transaction or an open one on the shared connection.
+  a half-written transaction or an open one on a shared connection.
 - Ingest, the hot path, lives in :mod:`console.store.ingest` and runs on a thread of its
-  own with its own connection, under the same write lock as every other change, so the UI's
-  loop never waits on it. Migrations are applied at open by :mod:`console.store.migrate`.
-- ``synchronous=NORMAL`` under WAL can lose the last commits on power loss but never corrupts
-  the file; the relay resumes from :meth:`Store.last_seq` and the agent still holds those
-  events, so nothing is lost for good.
+  own with its own connection, so the UI's loop never waits on it. Migrations are applied
+  at open by each backend.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
+import getpass
+import socket
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiosqlite
-
 from agent.wire import ErrorEvent, Start
+from console.history import History, HistoryQuery
 from console.models import (
     FINISHED_STATES,
     RUNNING_STATES,
@@ -46,15 +46,16 @@ from console.models import (
     epoch,
 )
 from console.storable import Received
+from console.store.backend import Backend, Row, Tx
+from console.store.connect import open_backend
+from console.store.history import read_history
 from console.store.ingest import ingest as ingest_batch
-from console.store.migrate import migrate, schema_version
 from console.store.schema import (
     ATTEMPT_COLUMNS,
     ATTEMPT_FIELDS,
     ERROR_COLUMNS,
     ERROR_MARKS,
     KEYS_PER_QUERY,
-    MIGRATIONS,
     PR_COLUMNS,
     NotFound,
     StoreError,
@@ -68,6 +69,7 @@ from console.store.schema import (
     states_of,
     test_result_row,
 )
+from console.store.sqlite import SqliteBackend
 
 __all__ = ["ATTEMPT_FIELDS", "RECOVER_REASON", "RETRY_REASON", "NotFound", "Store", "StoreError"]
 
@@ -75,6 +77,15 @@ T = TypeVar("T")
 
 RECOVER_REASON = "console stopped during the attempt"
 RETRY_REASON = "replaced by a retry"
+
+
+def default_runner() -> str:
+    """The OS user and host of this console, as an attempt's runner and a decision's actor."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no USER variable (a bare container)
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
 
 
 def _marks(marks: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -86,60 +97,62 @@ def _marks(marks: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 class Store:
-    """One console database. Open with ``await Store.open(path)``; share one per process."""
+    """One console store on a backend. Open with ``await Store.open(where)``; one per process.
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
-        self._db = db
-        self.path = path
-        self._lock = asyncio.Lock()
+    ``where`` is a file path (SQLite) or a ``postgresql://`` DSN (see :func:`open_backend`).
+    """
+
+    def __init__(self, backend: Backend, runner: str | None = None) -> None:
+        self._backend = backend
+        self.where = backend.where
+        # Who this store's attempts are run by, and this open store's own session id.
+        self.runner = runner or default_runner()
+        self.session = backend.session
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
-        # Ingest writes through its own connection on its own thread (console.store.ingest).
-        self._ingest_pool = ThreadPoolExecutor(1, thread_name_prefix="store-ingest")
-        self._ingest_conn: sqlite3.Connection | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
     @classmethod
-    async def open(cls, path: str | Path, *, migrations: Sequence[str] = MIGRATIONS) -> Store:
-        """Open (creating if needed) and migrate the database; refuse one we cannot read.
+    async def open(
+        cls,
+        where: str | Path,
+        *,
+        password: str | None = None,
+        migrations: Sequence[str] | None = None,
+        runner: str | None = None,
+    ) -> Store:
+        """Open (creating if needed) and migrate the store; refuse one we cannot use.
 
+        ``runner`` names who runs this store's attempts (default: the OS user@host).
         ``migrations`` exists so tests can exercise an upgrade; callers use the default.
         """
-        path = Path(path).expanduser()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"{path}: cannot create its directory: {exc.strerror}") from None
-        if path.is_dir():
-            raise StoreError(f"{path}: is a directory, not a database file")
-        try:
-            db = await aiosqlite.connect(str(path), isolation_level=None, timeout=30.0)
-        except sqlite3.Error as exc:
-            raise StoreError(f"{path}: cannot open database: {exc}") from None
-        db.row_factory = sqlite3.Row
-        store = cls(db, path)
-        try:
-            await migrate(db, path, list(migrations))
-        except BaseException:
-            await db.close()
-            raise
-        return store
+        backend = await open_backend(where, password=password, migrations=migrations)
+        return cls(backend, runner)
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    @property
+    def path(self) -> Path:
+        """The SQLite file (tests read it directly); a PostgreSQL store has none."""
+        if isinstance(self._backend, SqliteBackend):
+            return self._backend.path
+        raise AttributeError(f"{self.where}: a PostgreSQL store has no file")
 
     async def schema_version(self) -> int:
-        """The highest migration applied to this file (0 for a new one)."""
-        return await schema_version(self._db)
+        """The highest migration applied to this store (0 for a new one)."""
+        return await self._backend.schema_version()
 
     async def close(self) -> None:
-        """Let transactions already started finish, then close the connection."""
+        """Let transactions already started finish, then close the connections."""
         if self._closed:
             return
         self._closed = True
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.get_running_loop().run_in_executor(self._ingest_pool, self._close_ingest)
-        self._ingest_pool.shutdown(wait=False)
-        await self._db.close()
+        await self._backend.close()
 
     async def __aenter__(self) -> Store:
         return self
@@ -149,68 +162,27 @@ class Store:
 
     # --- transaction plumbing -------------------------------------------------------------
 
-    async def _write(self, body: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-        """Run ``body`` in one BEGIN IMMEDIATE transaction, safe against caller cancellation."""
-
-        async def run() -> T:
-            async with self._lock:
-                db = self._db
-                await db.execute("BEGIN IMMEDIATE")
-                try:
-                    result = await body(db)
-                    await db.execute("COMMIT")
-                except BaseException:
-                    if db.in_transaction:
-                        await db.execute("ROLLBACK")
-                    raise
-                return result
-
-        return await self._shielded(run)
-
-    async def _on_ingest_thread(self, body: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``body`` on the ingest thread's connection, holding the write lock.
-
-        ``body`` takes its own transactions. Like :meth:`_write` it is shielded from the
-        caller's cancellation, so a transaction is never left half done.
-        """
-
-        async def run() -> T:
-            async with self._lock:
-                loop = asyncio.get_running_loop()
-                return await loop.run_in_executor(
-                    self._ingest_pool, lambda: body(self._ingest_connection())
-                )
-
-        return await self._shielded(run)
+    async def _write(self, body: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run ``body`` in one write transaction, safe against caller cancellation."""
+        return await self._shielded(lambda: self._backend.write(body))
 
     async def _shielded(self, run: Callable[[], Awaitable[T]]) -> T:
+        """Run as a task shielded from cancellation, so a cancelled caller never leaves a
+        half-written transaction or an open one on a shared connection."""
         if self._closed:
-            raise StoreError(f"{self.path}: store is closed")
+            raise StoreError(f"{self.where}: store is closed")
         task = asyncio.ensure_future(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return await asyncio.shield(task)
 
-    def _ingest_connection(self) -> sqlite3.Connection:
-        """The ingest thread's connection, opened there on first use (same pragmas)."""
-        if self._ingest_conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-            conn.execute("PRAGMA busy_timeout = 30000")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            self._ingest_conn = conn
-        return self._ingest_conn
+    async def _read(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        return await self._reads(lambda tx: tx.fetch(sql, tuple(params)))
 
-    def _close_ingest(self) -> None:
-        if self._ingest_conn is not None:
-            self._ingest_conn.close()
-            self._ingest_conn = None
-
-    async def _read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+    async def _reads(self, body: Callable[[Tx], Awaitable[T]]) -> T:
         if self._closed:
-            raise StoreError(f"{self.path}: store is closed")
-        async with self._lock:
-            return list(await self._db.execute_fetchall(sql, tuple(params)))
+            raise StoreError(f"{self.where}: store is closed")
+        return await self._backend.read(body)
 
     # --- hosts and ingest -----------------------------------------------------------------
 
@@ -228,7 +200,7 @@ class Store:
         Each occurrence keeps its wire line: the line a link received (a ``Received``), or
         for an event built in this process, its encoding.
         """
-        return await self._on_ingest_thread(lambda conn: ingest_batch(conn, host, events))
+        return await self._shielded(lambda: self._backend.ingest(ingest_batch, host, events))
 
     async def last_seq(self, host: str) -> int:
         """The highest seq stored for the host's current agent instance: resume after it."""
@@ -243,11 +215,9 @@ class Store:
         instance (an agent too old to send one) keeps the current position.
         """
 
-        async def body(db: aiosqlite.Connection) -> int:
+        async def body(db: Tx) -> int:
             rows = list(
-                await db.execute_fetchall(
-                    "SELECT instance, last_seq FROM hosts WHERE name = ?", (host,)
-                )
+                await db.fetch("SELECT instance, last_seq FROM hosts WHERE name = ?", (host,))
             )
             if not rows:
                 await db.execute(
@@ -257,7 +227,7 @@ class Store:
             current, last = rows[0]
             if not instance or instance == current:
                 return int(last)
-            top = await db.execute_fetchall(
+            top = await db.fetch(
                 "SELECT COALESCE(MAX(seq), 0) FROM occurrences WHERE host = ? AND instance = ?",
                 (host, instance),
             )
@@ -273,7 +243,7 @@ class Store:
     async def set_host_status(self, host: str, status: str, detail: str | None = None) -> None:
         """Remember the link state (``connected``, ``disconnected``...) the UI shows per host."""
 
-        async def body(db: aiosqlite.Connection) -> None:
+        async def body(db: Tx) -> None:
             await db.execute(
                 "INSERT INTO hosts (name, status, detail) VALUES (?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET status = excluded.status, "
@@ -287,7 +257,7 @@ class Store:
         """Note that the host spoke (a heartbeat), so the UI can show how fresh the link is."""
         now = now_iso()
 
-        async def body(db: aiosqlite.Connection) -> None:
+        async def body(db: Tx) -> None:
             await db.execute(
                 "INSERT INTO hosts (name, last_seen_at) VALUES (?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET last_seen_at = excluded.last_seen_at",
@@ -333,7 +303,7 @@ class Store:
         fields = attempt_columns(fields)
         error_marks = _marks(marks)
 
-        async def body(db: aiosqlite.Connection) -> bool:
+        async def body(db: Tx) -> bool:
             return await self._transition(
                 db, error_id, expected, new, attempt_id, reason, actor, fields, error_marks
             )
@@ -360,7 +330,7 @@ class Store:
 
     async def _transition(
         self,
-        db: aiosqlite.Connection,
+        db: Tx,
         error_id: int,
         expected: State,
         new: State,
@@ -370,10 +340,10 @@ class Store:
         fields: dict[str, Any],
         marks: dict[str, Any] | None = None,
     ) -> bool:
-        rows = list(
-            await db.execute_fetchall(
-                "SELECT state, current_attempt_id FROM errors WHERE id = ?", (error_id,)
-            )
+        rows = await db.fetch(
+            "SELECT state, current_attempt_id FROM errors WHERE id = ?"
+            + self._backend.dialect.lock_row,
+            (error_id,),
         )
         if not rows:
             raise NotFound(f"no error {error_id}")
@@ -384,14 +354,14 @@ class Store:
             return False
         now = now_iso()
         marked = marks or {}
-        cursor = await db.execute(
+        changed = await db.execute(
             "UPDATE errors SET state = ?, updated_at = ?"
             + (", current_attempt_id = NULL" if new is State.AWAITING_APPROVAL else "")
             + "".join(f", {name} = ?" for name in marked)
             + " WHERE id = ? AND state = ?",
             (new.value, now, *marked.values(), error_id, expected.value),
         )
-        if cursor.rowcount != 1:
+        if changed != 1:
             return False
         moved_attempt: int | None = None
         if current is not None and expected in (*RUNNING_STATES, State.REVIEW):
@@ -403,11 +373,11 @@ class Store:
             for name, value in fields.items():
                 sets.append(f"{name} = ?")
                 params.append(value)
-            cursor = await db.execute(
+            changed = await db.execute(
                 f"UPDATE attempts SET {', '.join(sets)} WHERE id = ? AND state = ?",
                 (*params, current, expected.value),
             )
-            if cursor.rowcount == 1:
+            if changed == 1:
                 moved_attempt = current
         if fields and moved_attempt is None:
             raise ValueError(
@@ -420,13 +390,14 @@ class Store:
 
     async def _decide(
         self,
-        db: aiosqlite.Connection,
+        db: Tx,
         error_id: int,
         attempt_id: int | None,
         old: State,
         new: State,
         actor: str,
         reason: str | None,
+        *,
         action: str | None = None,
     ) -> None:
         await db.execute(
@@ -443,6 +414,41 @@ class Store:
                 now_iso(),
             ),
         )
+
+    async def note_decision(
+        self,
+        error_id: int,
+        action: str,
+        actor: str,
+        reason: str | None = None,
+        *,
+        attempt_id: int | None = None,
+        marks: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a decision that leaves the error's state as it is (an auto-merge stopped,
+        a service's auto-merge paused, a mute, a revert PR), about ``attempt_id`` or the
+        error's current one, writing its lifecycle ``marks`` in the same transaction."""
+        written = _marks(marks) or {}
+
+        async def body(db: Tx) -> None:
+            rows = await db.fetch(
+                "SELECT state, current_attempt_id FROM errors WHERE id = ?"
+                + self._backend.dialect.lock_row,
+                (error_id,),
+            )
+            if not rows:
+                raise NotFound(f"no error {error_id}")
+            state = State(rows[0][0])
+            about = attempt_id if attempt_id is not None else rows[0][1]
+            await db.execute(
+                "UPDATE errors SET updated_at = ?"
+                + "".join(f", {name} = ?" for name in written)
+                + " WHERE id = ?",
+                (now_iso(), *written.values(), error_id),
+            )
+            await self._decide(db, error_id, about, state, state, actor, reason, action=action)
+
+        await self._write(body)
 
     async def create_attempt(
         self,
@@ -463,14 +469,8 @@ class Store:
         if expected is not None and State.FIXING not in TRANSITIONS[State(expected)]:
             raise ValueError(f"transition {State(expected).value} -> fixing is not allowed")
 
-        async def body(db: aiosqlite.Connection) -> AttemptRow | None:
-            rows = list(
-                await db.execute_fetchall(
-                    "SELECT state, current_attempt_id FROM errors WHERE id = ?", (error_id,)
-                )
-            )
-            if not rows:
-                raise NotFound(f"no error {error_id}")
+        async def body(db: Tx) -> AttemptRow | None:
+            rows = await self._claim(db, error_id)
             old, current = State(rows[0][0]), rows[0][1]
             if expected is not None and old is not State(expected):
                 return None
@@ -484,19 +484,29 @@ class Store:
                     (State.SKIPPED.value, RETRY_REASON, now, current, State.REVIEW.value),
                 )
             attempt_rows = list(
-                await db.execute_fetchall(
-                    f"INSERT INTO attempts (error_id, state, started_at, extra_instruction) "
-                    f"VALUES (?, ?, ?, ?) RETURNING {ATTEMPT_COLUMNS}",
-                    (error_id, State.FIXING.value, now, extra_instruction),
+                await db.fetch(
+                    "INSERT INTO attempts (error_id, state, started_at, extra_instruction, "
+                    "runner, runner_session, number) VALUES (?, ?, ?, ?, ?, ?, "
+                    "(SELECT COALESCE(MAX(number), 0) + 1 FROM attempts WHERE error_id = ?)) "
+                    f"RETURNING {ATTEMPT_COLUMNS}",
+                    (
+                        error_id,
+                        State.FIXING.value,
+                        now,
+                        extra_instruction,
+                        self.runner,
+                        self.session,
+                        error_id,
+                    ),
                 )
             )
             attempt = attempt_row(attempt_rows[0])
-            cursor = await db.execute(
+            changed = await db.execute(
                 "UPDATE errors SET state = ?, current_attempt_id = ?, updated_at = ? "
                 "WHERE id = ? AND state = ?",
                 (State.FIXING.value, attempt.id, now, error_id, old.value),
             )
-            if cursor.rowcount != 1:  # cannot happen under the write lock; never half-apply
+            if changed != 1:  # cannot happen under the write lock; never half-apply
                 raise StoreError(f"error {error_id} changed state inside a transaction")
             if actor is not None:
                 await self._decide(db, error_id, attempt.id, old, State.FIXING, actor, reason)
@@ -504,18 +514,36 @@ class Store:
 
         return await self._write(body)
 
+    async def _claim(self, db: Tx, error_id: int) -> list[Row]:
+        """The error's state and current attempt, its row locked for this transaction.
+
+        On PostgreSQL the claim skips a row another transaction holds (``SKIP LOCKED``), so
+        the consoles racing for one error never queue behind each other's claim; the row is
+        then read again once that transaction ends (it may have been ingest counting an
+        occurrence, which must not cost the approval), and the compare-and-set that follows
+        refuses the claim if another console took the error meanwhile.
+        """
+        dialect = self._backend.dialect
+        sql = "SELECT state, current_attempt_id FROM errors WHERE id = ?"
+        rows = await db.fetch(sql + dialect.claim_row, (error_id,))
+        if not rows and dialect.claim_row:
+            rows = await db.fetch(sql + dialect.lock_row, (error_id,))
+        if not rows:
+            raise NotFound(f"no error {error_id}")
+        return rows
+
     async def update_attempt(self, attempt_id: int, **fields: Any) -> AttemptRow:
         """Write results as they arrive (branch, Claude's cost, the diff); never the state."""
         fields = attempt_columns(fields)
 
-        async def body(db: aiosqlite.Connection) -> AttemptRow:
+        async def body(db: Tx) -> AttemptRow:
             if fields:
                 sets = ", ".join(f"{name} = ?" for name in fields)
                 await db.execute(
                     f"UPDATE attempts SET {sets} WHERE id = ?", (*fields.values(), attempt_id)
                 )
             rows = list(
-                await db.execute_fetchall(
+                await db.fetch(
                     f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE id = ?", (attempt_id,)
                 )
             )
@@ -528,9 +556,9 @@ class Store:
     async def append_transcript(self, attempt_id: int, lines: Sequence[str]) -> int:
         """Keep Claude's stream-json output line by line; returns the seq of the last line."""
 
-        async def body(db: aiosqlite.Connection) -> int:
+        async def body(db: Tx) -> int:
             await self._require_attempt(db, attempt_id)
-            rows = await db.execute_fetchall(
+            rows = await db.fetch(
                 "SELECT COALESCE(MAX(seq), 0) FROM transcripts WHERE attempt_id = ?",
                 (attempt_id,),
             )
@@ -564,10 +592,10 @@ class Store:
         """Keep every test run; the attempt shows the latest exit code and output tail."""
         now = now_iso()
 
-        async def body(db: aiosqlite.Connection) -> TestResultRow:
+        async def body(db: Tx) -> TestResultRow:
             await self._require_attempt(db, attempt_id)
             rows = list(
-                await db.execute_fetchall(
+                await db.fetch(
                     "INSERT INTO test_results (attempt_id, command, exit_code, timed_out, "
                     "duration_ms, output_tail, at) VALUES (?, ?, ?, ?, ?, ?, ?) "
                     "RETURNING id, attempt_id, command, exit_code, timed_out, duration_ms, "
@@ -596,7 +624,7 @@ class Store:
         now = now_iso()
         passed = None if tests_passed is None else int(tests_passed)
 
-        async def body(db: aiosqlite.Connection) -> None:
+        async def body(db: Tx) -> None:
             await self._require_attempt(db, attempt_id)
             await db.execute(
                 "INSERT INTO attempt_rounds (attempt_id, round, turns, cost_usd, tests_passed, "
@@ -645,10 +673,10 @@ class Store:
         """
         now = now_iso()
 
-        async def body(db: aiosqlite.Connection) -> PullRequestRow:
+        async def body(db: Tx) -> PullRequestRow:
             await self._require_attempt(db, attempt_id)
             rows = list(
-                await db.execute_fetchall(
+                await db.fetch(
                     "INSERT INTO prs (attempt_id, branch, url, number, created_at, kind) "
                     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (branch) DO UPDATE SET "
                     "attempt_id = excluded.attempt_id, url = excluded.url, "
@@ -709,7 +737,7 @@ class Store:
         if not fields:
             return
 
-        async def body(db: aiosqlite.Connection) -> None:
+        async def body(db: Tx) -> None:
             sets = ", ".join(f"{name} = ?" for name in fields)
             await db.execute(f"UPDATE prs SET {sets} WHERE id = ?", (*fields.values(), pr_id))
 
@@ -722,10 +750,8 @@ class Store:
             return
         now = now_iso()
 
-        async def body(db: aiosqlite.Connection) -> None:
-            rows = list(
-                await db.execute_fetchall("SELECT instance FROM hosts WHERE name = ?", (host,))
-            )
+        async def body(db: Tx) -> None:
+            rows = list(await db.fetch("SELECT instance FROM hosts WHERE name = ?", (host,)))
             instance = rows[0][0] if rows else ""
             await db.executemany(
                 "INSERT INTO starts (host, instance, seq, service, at, line, received_at) "
@@ -734,9 +760,10 @@ class Store:
             )
             top = max(s.seq for s in starts)
             await db.execute(
-                "INSERT INTO hosts (name, last_seq) VALUES (?, ?) ON CONFLICT (name) "
-                "DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
-                (host, top),
+                "INSERT INTO hosts (name) VALUES (?) ON CONFLICT (name) DO NOTHING", (host,)
+            )
+            await db.execute(
+                "UPDATE hosts SET last_seq = ? WHERE name = ? AND last_seq < ?", (top, host, top)
             )
 
         await self._write(body)
@@ -779,81 +806,53 @@ class Store:
     ) -> ErrorRow:
         """Mute an error's notifications (or unmute it, both None), recorded as a decision."""
         muting = until is not None or until_count is not None
-        return await self.note_decision(
+        await self.note_decision(
             error_id,
             "mute" if muting else "unmute",
             actor,
             reason,
             marks={"muted_until": until, "muted_until_count": until_count},
         )
-
-    async def note_decision(
-        self,
-        error_id: int,
-        action: str,
-        actor: str,
-        reason: str | None = None,
-        *,
-        marks: dict[str, Any] | None = None,
-    ) -> ErrorRow:
-        """Record a decision that leaves the error's state as it is (a mute, a revert PR),
-        writing its lifecycle ``marks`` in the same transaction."""
-        written = _marks(marks) or {}
-
-        async def body(db: aiosqlite.Connection) -> None:
-            rows = list(
-                await db.execute_fetchall(
-                    "SELECT state, current_attempt_id FROM errors WHERE id = ?", (error_id,)
-                )
-            )
-            if not rows:
-                raise NotFound(f"no error {error_id}")
-            state = State(rows[0][0])
-            await db.execute(
-                "UPDATE errors SET updated_at = ?"
-                + "".join(f", {name} = ?" for name in written)
-                + " WHERE id = ?",
-                (now_iso(), *written.values(), error_id),
-            )
-            await self._decide(db, error_id, rows[0][1], state, state, actor, reason, action=action)
-
-        await self._write(body)
         row = await self.error(error_id)
         assert row is not None
         return row
 
     async def recover(self) -> list[AttemptRow]:
-        """At startup: attempts cut off by a console stop become ``interrupted``.
+        """Attempts cut off by a console stop become ``interrupted``.
 
         Their worktrees may be half edited; the engine gets them back to clean up, and a
-        person can retry or skip them.
+        person can retry or skip them. On SQLite (one console per file) that is every
+        running attempt, at startup; on a shared PostgreSQL store only those whose runner's
+        store session has gone (its advisory lock is free), which a console also learns
+        while it runs (:meth:`watch_runner`).
         """
         now = now_iso()
 
-        async def body(db: aiosqlite.Connection) -> list[AttemptRow]:
+        async def body(db: Tx) -> list[AttemptRow]:
             running = [s.value for s in RUNNING_STATES]
-            before = await db.execute_fetchall(
-                f"SELECT id, state FROM attempts WHERE state IN ({placeholders(len(running))})",
+            before = await db.fetch(
+                f"SELECT id, state FROM attempts WHERE state IN ({placeholders(len(running))}) "
+                f"AND {self._backend.dialect.runner_gone} ORDER BY id",
                 running,
             )
             attempts = []
             for attempt_id, old in before:
-                rows = list(
-                    await db.execute_fetchall(
-                        f"UPDATE attempts SET state = ?, reason = ?, finished_at = ? "
-                        f"WHERE id = ? RETURNING {ATTEMPT_COLUMNS}",
-                        (State.INTERRUPTED.value, RECOVER_REASON, now, attempt_id),
-                    )
+                rows = await db.fetch(
+                    f"UPDATE attempts SET state = ?, reason = ?, finished_at = ? "
+                    f"WHERE id = ? AND state = ? RETURNING {ATTEMPT_COLUMNS}",
+                    (State.INTERRUPTED.value, RECOVER_REASON, now, attempt_id, old),
                 )
+                if not rows:
+                    continue
                 attempt = attempt_row(rows[0])
                 attempts.append(attempt)
                 # The error mirrors the attempt only while it is the error's current one.
-                cursor = await db.execute(
+                changed = await db.execute(
                     "UPDATE errors SET state = ?, updated_at = ? "
                     "WHERE id = ? AND current_attempt_id = ? AND state = ?",
                     (State.INTERRUPTED.value, now, attempt.error_id, attempt.id, old),
                 )
-                if cursor.rowcount == 1:
+                if changed == 1:
                     await self._decide(
                         db,
                         attempt.error_id,
@@ -867,8 +866,36 @@ class Store:
 
         return await self._write(body)
 
-    async def _require_attempt(self, db: aiosqlite.Connection, attempt_id: int) -> None:
-        rows = await db.execute_fetchall("SELECT 1 FROM attempts WHERE id = ?", (attempt_id,))
+    def watch_runner(self, session: str, on_gone: Callable[[], Awaitable[None]]) -> None:
+        """Call ``on_gone`` once the console whose store session is ``session`` has gone
+        (closed, crashed or cut off); a no-op for our own session. Only a shared store has
+        other consoles: on SQLite nothing is ever called."""
+        if session != self.session and not self._closed:
+            self._backend.watch_session(session, on_gone)
+
+    async def hold_host(self, host: str) -> None:
+        """Wait until this store alone reads ``host`` among the consoles sharing it (at once
+        on SQLite, or when no other console holds it; else when its holder goes away), so
+        one host's events are ingested by exactly one process at a time."""
+        await self._hold(f"host {host}")
+
+    async def hold_bot(self) -> None:
+        """Wait until this store alone runs the team's Telegram bot, the same way: one bot
+        polls for the team, and another console's takes over when its console goes away."""
+        await self._hold("telegram bot")
+
+    async def _hold(self, name: str) -> None:
+        if self._closed:
+            raise StoreError(f"{self.where}: store is closed")
+        await self._backend.hold(name)
+
+    def on_change(self, listener: Callable[[str, int], None]) -> None:
+        """Call ``listener(kind, id)`` (kind ``error`` or ``attempt``) for each change another
+        console commits to a shared store, as it commits (no polling)."""
+        self._backend.on_change(listener)
+
+    async def _require_attempt(self, db: Tx, attempt_id: int) -> None:
+        rows = await db.fetch("SELECT 1 FROM attempts WHERE id = ?", (attempt_id,))
         if not list(rows):
             raise NotFound(f"no attempt {attempt_id}")
 
@@ -892,52 +919,46 @@ class Store:
             where.append("service = ?")
             params.append(service)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        async with self._lock:
-            rows = list(
-                await self._db.execute_fetchall(
-                    f"SELECT {ERROR_COLUMNS} FROM errors {clause} "
-                    f"ORDER BY last_seen DESC, id DESC LIMIT ?",
-                    (*params, limit),
-                )
+
+        async def body(db: Tx) -> list[ErrorRow]:
+            rows = await db.fetch(
+                f"SELECT {ERROR_COLUMNS} FROM errors {clause} "
+                f"ORDER BY last_seen DESC, id DESC LIMIT ?",
+                (*params, limit),
             )
-            hosts = await self._host_counts([r["id"] for r in rows])
-        return [error_row(r, hosts.get(r["id"], {})) for r in rows]
+            hosts = await self._host_counts(db, [r["id"] for r in rows])
+            return [error_row(r, hosts.get(r["id"], {})) for r in rows]
+
+        return await self._reads(body)
 
     async def error(self, error_id: int) -> ErrorRow | None:
-        async with self._lock:
-            rows = list(
-                await self._db.execute_fetchall(
-                    f"SELECT {ERROR_COLUMNS} FROM errors WHERE id = ?", (error_id,)
-                )
-            )
-            if not rows:
-                return None
-            hosts = await self._host_counts([error_id])
-        return error_row(rows[0], hosts.get(error_id, {}))
+        rows = await self.errors_by_id([error_id])
+        return rows[0] if rows else None
 
     async def errors_by_id(self, error_ids: Collection[int]) -> list[ErrorRow]:
         """Several errors in one read, for publishing the ones a batch of events touched."""
         ids = list(error_ids)
-        out: list[ErrorRow] = []
-        async with self._lock:
+
+        async def body(db: Tx) -> list[ErrorRow]:
+            out: list[ErrorRow] = []
             for i in range(0, len(ids), KEYS_PER_QUERY):
                 chunk = ids[i : i + KEYS_PER_QUERY]
-                rows = list(
-                    await self._db.execute_fetchall(
-                        f"SELECT {ERROR_COLUMNS} FROM errors "
-                        f"WHERE id IN ({placeholders(len(chunk))})",
-                        chunk,
-                    )
+                rows = await db.fetch(
+                    f"SELECT {ERROR_COLUMNS} FROM errors WHERE id IN ({placeholders(len(chunk))})",
+                    chunk,
                 )
-                hosts = await self._host_counts([r["id"] for r in rows])
+                hosts = await self._host_counts(db, [r["id"] for r in rows])
                 out += [error_row(r, hosts.get(r["id"], {})) for r in rows]
-        return out
+            return out
 
-    async def _host_counts(self, error_ids: list[int]) -> dict[int, dict[str, int]]:
+        return await self._reads(body)
+
+    @staticmethod
+    async def _host_counts(db: Tx, error_ids: list[int]) -> dict[int, dict[str, int]]:
         result: dict[int, dict[str, int]] = {}
         for i in range(0, len(error_ids), KEYS_PER_QUERY):
             chunk = error_ids[i : i + KEYS_PER_QUERY]
-            rows = await self._db.execute_fetchall(
+            rows = await db.fetch(
                 f"SELECT error_id, host, SUM(count) FROM host_counts "
                 f"WHERE error_id IN ({placeholders(len(chunk))}) GROUP BY error_id, host",
                 chunk,
@@ -963,9 +984,12 @@ class Store:
             where.append(f"state IN ({placeholders(len(wanted))})")
             params.extend(wanted)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
+        bound = ""
+        if limit is not None:
+            bound = " LIMIT ?"
+            params.append(limit)
         rows = await self._read(
-            f"SELECT {ATTEMPT_COLUMNS} FROM attempts {clause} ORDER BY id LIMIT ?",
-            (*params, -1 if limit is None else limit),
+            f"SELECT {ATTEMPT_COLUMNS} FROM attempts {clause} ORDER BY id{bound}", params
         )
         return [attempt_row(r) for r in rows]
 
@@ -1013,10 +1037,36 @@ class Store:
         )
         return [decision_row(r) for r in rows]
 
+    async def service_decisions(
+        self, service: str, actions: Collection[str], *, since: str | None = None
+    ) -> list[DecisionRow]:
+        """The decisions named ``actions`` about any error of ``service`` (at or after
+        ``since``), oldest first: what auto-merge counts per day and reads its pause from."""
+        params: list[Any] = [service, *actions]
+        after = ""
+        if since is not None:
+            after = " AND d.at >= ?"
+            params.append(since)
+        rows = await self._read(
+            "SELECT d.id, d.error_id, d.attempt_id, d.action, d.actor, d.at, d.from_state, "
+            "d.to_state, d.reason FROM decisions d JOIN errors e ON e.id = d.error_id "
+            f"WHERE e.service = ? AND d.action IN ({placeholders(len(actions))}){after} "
+            "ORDER BY d.id",
+            params,
+        )
+        return [decision_row(r) for r in rows]
+
+    async def history(self, query: HistoryQuery, now: float) -> History:
+        """What the product did over ``query``'s period ending at ``now`` (epoch seconds):
+        attempts and outcomes, rates, times to PR and merge, costs, regressions, recurring
+        errors (see :mod:`console.store.history`), all read in one view of the data."""
+        return await self._reads(lambda tx: read_history(tx, query, now))
+
     async def integrity_check(self) -> list[str]:
-        """SQLite's own verdict on the file (``["ok"]`` when healthy), for a doctor command."""
-        rows = await self._read("PRAGMA integrity_check")
-        return [r[0] for r in rows]
+        """The database's own verdict (``["ok"]`` when healthy), for a doctor command."""
+        if self._closed:
+            raise StoreError(f"{self.where}: store is closed")
+        return await self._backend.integrity_check()
 
     # --- console views (read only) --------------------------------------------------------
 
@@ -1031,7 +1081,8 @@ class Store:
         """
         start = end - minutes * 60
         rows = await self._read(
-            "SELECT COALESCE(json_extract(raw, '$.last_seen'), received_at) AS at, "
+            f"SELECT COALESCE({self._backend.dialect.json_text('raw', 'last_seen')}, "
+            "received_at) AS at, "
             "count - LAG(count, 1, 0) OVER (PARTITION BY host, instance ORDER BY seq) AS rise "
             "FROM occurrences WHERE error_id = ?",
             (error_id,),

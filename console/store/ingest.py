@@ -7,13 +7,13 @@ kept and the error's count is their sum, so replays and several hosts never doub
 
 Each occurrence keeps the wire line it arrived as (:class:`console.storable.Received`), so
 nothing is encoded again here. Everything in this module is synchronous and runs on the
-store's ingest thread with its own connection: a burst of events costs the event loop (and
+store's ingest thread with its own connection (SQLite's or PostgreSQL's, see
+:class:`console.store.backend.SyncTx`): a burst of events costs the event loop (and
 the console's screen) one hand-off per batch, not a thread hop per statement.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,28 +21,15 @@ from agent.sanitize import dumps
 from agent.wire import SEVERITIES, ErrorEvent
 from console.models import IngestResult
 from console.storable import MAX_INTEGER, Received, received, refusals, seq_shown
+from console.store.backend import SyncTx
 from console.store.schema import KEYS_PER_QUERY, now_iso, placeholders
 
 _SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
-_INSERT_OCCURRENCE = (
-    "INSERT INTO occurrences (host, instance, seq, error_id, type, count, received_at, raw) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
+_OCCURRENCE_COLUMNS = ("host", "instance", "seq", "error_id", "type", "count", "received_at", "raw")
 
 # An error the batch names: id, severity, first_seen, last_seen, and this host's running
 # total and the seq that carried it.
 _Known = tuple[int, str, str, str, int, int]
-
-# What SQLite or the driver raise for a value they cannot store (as opposed to a full disk
-# or a lock): only these make ingest look for the one bad event of a batch.
-_DATA_ERRORS = (
-    ValueError,
-    TypeError,
-    OverflowError,
-    sqlite3.DataError,
-    sqlite3.IntegrityError,
-    sqlite3.InterfaceError,
-)
 
 
 def _refused(host: str, e: ErrorEvent, problem: str) -> IngestResult:
@@ -147,13 +134,11 @@ def _fold(
     return occurrence_rows, results, groups, top
 
 
-def ingest(
-    conn: sqlite3.Connection, host: str, items: Sequence[ErrorEvent | Received]
-) -> list[IngestResult]:
+def ingest(conn: SyncTx, host: str, items: Sequence[ErrorEvent | Received]) -> list[IngestResult]:
     """Store a batch of events from one host; see :meth:`console.store.Store.ingest`.
 
     Screening runs first, over the whole batch, so the transaction sees only storable
-    events; what SQLite still refuses is found by halving (:func:`_isolating`).
+    events; what the database still refuses is found by halving (:func:`_isolating`).
     """
     if not items:
         return []
@@ -177,48 +162,41 @@ def ingest(
     return merged
 
 
-def _isolating(conn: sqlite3.Connection, host: str, items: list[Received]) -> list[IngestResult]:
-    """One transaction for the batch; if SQLite refuses its data, halve the batch until
+def _isolating(conn: SyncTx, host: str, items: list[Received]) -> list[IngestResult]:
+    """One transaction for the batch; if the database refuses its data, halve the batch until
     the event it refuses is alone (screening catches the known cases before this)."""
     if not items:
         return []
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            results = _ingest(conn, host, items)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return results
-    except _DATA_ERRORS as exc:
+        with conn.transaction():
+            return _ingest(conn, host, items)
+    except conn.data_errors as exc:
         if len(items) == 1:
             return [_refused(host, items[0].event, f"the database refused it: {exc}")]
         middle = len(items) // 2
         return _isolating(conn, host, items[:middle]) + _isolating(conn, host, items[middle:])
 
 
-def _ingest(conn: sqlite3.Connection, host: str, items: Sequence[Received]) -> list[IngestResult]:
+def _ingest(conn: SyncTx, host: str, items: Sequence[Received]) -> list[IngestResult]:
     now = now_iso()
     # Creates the host on its first batch; one statement either way.
-    instance, last_seq = conn.execute(
+    ((instance, last_seq),) = conn.fetch(
         "INSERT INTO hosts (name) VALUES (?) ON CONFLICT (name) DO UPDATE "
         "SET name = excluded.name RETURNING instance, last_seq",
         (host,),
-    ).fetchone()
+    )
 
     # Seqs above the host's last_seq cannot be stored yet; only replays need a lookup.
     stored: dict[int, int] = {}
     old = sorted({x.event.seq for x in items if x.event.seq <= last_seq})
     for i in range(0, len(old), KEYS_PER_QUERY):
         chunk = old[i : i + KEYS_PER_QUERY]
-        found = conn.execute(
+        found = conn.fetch(
             f"SELECT seq, error_id FROM occurrences WHERE host = ? AND instance = ? "
             f"AND seq IN ({placeholders(len(chunk))})",
             (host, instance, *chunk),
         )
-        stored.update(found)
+        stored.update((seq, error_id) for seq, error_id in found)
 
     # Resolve every error the batch names first, creating the new ones, so that the
     # per-event pass below can build the occurrence rows and results in one go.
@@ -234,7 +212,9 @@ def _ingest(conn: sqlite3.Connection, host: str, items: Sequence[Received]) -> l
         conn.executemany(
             "INSERT INTO errors (service, fingerprint, error_type, message, stack, route, "
             "severity, first_seen, last_seen, created_at, updated_at, in_app) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            # Another host's ingest may create the same error at the same moment.
+            "ON CONFLICT (service, fingerprint) DO NOTHING",
             [_new_error_row(e, now) for key, e in firsts.items() if key in created_keys],
         )
         known.update(_error_ids(conn, host, instance, list(created_keys)))
@@ -272,29 +252,32 @@ def _ingest(conn: sqlite3.Connection, host: str, items: Sequence[Received]) -> l
         "count = excluded.count, last_seq = excluded.last_seq",
         count_rows,
     )
+    # In id order, so two hosts' batches on one PostgreSQL lock shared errors in one order.
+    error_rows.sort(key=lambda row: row[-1])
     conn.executemany(
         "UPDATE errors SET severity = ?, first_seen = ?, last_seen = ?, updated_at = ?, "
         "count = count + ? WHERE id = ?",
         error_rows,
     )
-    conn.executemany(_INSERT_OCCURRENCE, occurrence_rows)
+    conn.insert_rows("occurrences", _OCCURRENCE_COLUMNS, occurrence_rows)
     if occurrence_rows:
         conn.execute(
-            "UPDATE hosts SET last_seq = MAX(last_seq, ?), last_seen_at = ? WHERE name = ?",
-            (top, now, host),
+            "UPDATE hosts SET last_seq = CASE WHEN last_seq > ? THEN last_seq ELSE ? END, "
+            "last_seen_at = ? WHERE name = ?",
+            (top, top, now, host),
         )
     return results
 
 
 def _error_ids(
-    conn: sqlite3.Connection, host: str, instance: str, keys: list[tuple[str, str]]
+    conn: SyncTx, host: str, instance: str, keys: list[tuple[str, str]]
 ) -> dict[tuple[str, str], _Known]:
     """The errors the batch names, each with this host's running total as stored."""
     found: dict[tuple[str, str], _Known] = {}
     for i in range(0, len(keys), KEYS_PER_QUERY):
         chunk = keys[i : i + KEYS_PER_QUERY]
         params = [host, instance, *(part for key in chunk for part in key)]
-        rows = conn.execute(
+        rows = conn.fetch(
             "SELECT e.service, e.fingerprint, e.id, e.severity, e.first_seen, e.last_seen, "
             "COALESCE(h.count, 0), COALESCE(h.last_seq, 0) FROM errors AS e "
             "LEFT JOIN host_counts AS h ON h.error_id = e.id AND h.host = ? AND h.instance = ? "

@@ -8,7 +8,6 @@ beside the columns they read, so a column added to a migration is mapped in one 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Collection
 from typing import Any
@@ -23,6 +22,7 @@ from console.models import (
     State,
     TestResultRow,
 )
+from console.store.backend import Row
 
 
 def _state_check(states: str) -> str:
@@ -31,16 +31,13 @@ def _state_check(states: str) -> str:
 
 # The states each migration allows, spelled out: a released migration must not change
 # when a State is added, so a new state comes with a migration that rebuilds the tables.
-_STATE_CHECK = _state_check(
-    "new awaiting_approval fixing testing review pr_opened skipped failed interrupted"
-)
-_STATE_CHECK_5 = _state_check(
-    "new awaiting_approval fixing testing review pushed pr_opened skipped failed interrupted"
-)
-_STATE_CHECK_6 = _state_check(
-    "new awaiting_approval fixing testing review pushed pr_opened skipped failed interrupted "
-    "merged closed resolved regressed escalating"
-)
+# PostgreSQL's migrations (console.store.pg_schema) allow the same states at each version.
+STATES_1 = "new awaiting_approval fixing testing review pr_opened skipped failed interrupted"
+STATES_5 = "new awaiting_approval fixing testing review pushed pr_opened skipped failed interrupted"
+STATES_8 = f"{STATES_5} merged closed resolved regressed escalating"
+_STATE_CHECK = _state_check(STATES_1)
+_STATE_CHECK_5 = _state_check(STATES_5)
+_STATE_CHECK_8 = _state_check(STATES_8)
 
 
 def _errors_table(check: str, added: str = "") -> str:
@@ -228,14 +225,27 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE to_state = 'pr_opened' AND attempt_id IN
         (SELECT id FROM attempts WHERE state = 'pushed');
     """,
-    # 6: an error's life after its PR (merged, closed, resolved, regressed, escalating) and
+    # 6: attempts numbered per error (the first attempt on an error is 1, whatever the
+    # global id), numbered in id order for the attempts already there.
+    """
+    ALTER TABLE attempts ADD COLUMN number INTEGER NOT NULL DEFAULT 0;
+    UPDATE attempts SET number = (
+        SELECT COUNT(*) FROM attempts AS earlier
+        WHERE earlier.error_id = attempts.error_id AND earlier.id <= attempts.id
+    );
+    """,
+    # 7: who runs an attempt: the console's OS user@host and its store
+    # session, so consoles sharing a PostgreSQL store recover only a runner that went away.
+    "ALTER TABLE attempts ADD COLUMN runner TEXT; "
+    "ALTER TABLE attempts ADD COLUMN runner_session TEXT;",
+    # 8: an error's life after its PR (merged, closed, resolved, regressed, escalating) and
     # its mute; what polling GitHub last said about each PR (with the ETag it is asked
     # with), revert PRs; and the service starts the agents saw. errors is rebuilt for the
     # new states' CHECK; attempts never enter them.
     f"""{
         _rebuild_errors(
-            "errors_v6",
-            _STATE_CHECK_6,
+            "errors_v8",
+            _STATE_CHECK_8,
             "in_app TEXT, resolved_at TEXT, regressed_at TEXT, muted_until TEXT, "
             "muted_until_count INTEGER, ",
         )
@@ -301,7 +311,8 @@ ERROR_MARKS: frozenset[str] = frozenset(
 ATTEMPT_COLUMNS = (
     "id, error_id, state, branch, worktree, started_at, finished_at, reason, claude_cost_usd, "
     "claude_turns, claude_duration_ms, claude_summary, extra_instruction, test_exit_code, "
-    "test_output_tail, diff, diff_stat, pr_url, pr_number, claude_denials, verdict"
+    "test_output_tail, diff, diff_stat, pr_url, pr_number, claude_denials, verdict, number, "
+    "runner, runner_session"
 )
 # (service, fingerprint) pairs or ids per IN (...), well under SQLite's variable cap.
 KEYS_PER_QUERY = 400
@@ -320,7 +331,7 @@ def now_iso() -> str:
     return iso(time.time())
 
 
-def error_row(row: sqlite3.Row, hosts: dict[str, int]) -> ErrorRow:
+def error_row(row: Row, hosts: dict[str, int]) -> ErrorRow:
     return ErrorRow(
         id=row["id"],
         service=row["service"],
@@ -346,18 +357,18 @@ def error_row(row: sqlite3.Row, hosts: dict[str, int]) -> ErrorRow:
     )
 
 
-def attempt_row(row: sqlite3.Row) -> AttemptRow:
+def attempt_row(row: Row) -> AttemptRow:
     values = dict(zip(row.keys(), tuple(row), strict=True))
     values["state"] = State(values["state"])
     values["diff_stat"] = decode_stat(values["diff_stat"])
     return AttemptRow(**values)
 
 
-def pr_row(row: sqlite3.Row) -> PullRequestRow:
+def pr_row(row: Row) -> PullRequestRow:
     return PullRequestRow(**dict(zip(row.keys(), tuple(row), strict=True)))
 
 
-def test_result_row(r: sqlite3.Row) -> TestResultRow:
+def test_result_row(r: Row) -> TestResultRow:
     return TestResultRow(
         id=r["id"],
         attempt_id=r["attempt_id"],
@@ -370,7 +381,7 @@ def test_result_row(r: sqlite3.Row) -> TestResultRow:
     )
 
 
-def decision_row(row: sqlite3.Row) -> DecisionRow:
+def decision_row(row: Row) -> DecisionRow:
     values = dict(zip(row.keys(), tuple(row), strict=True))
     values["from_state"] = State(values["from_state"])
     values["to_state"] = State(values["to_state"])

@@ -53,6 +53,7 @@ from console.config import TelegramConfig
 from console.engine import Engine
 from console.events import CommandResult, EngineEvent, TelegramChanged
 from console.fix.prompt import sanitize, sanitize_line
+from console.history import DEFAULT_PERIOD, PERIODS, HistoryQuery
 from console.telegram import budget
 from console.telegram.callbacks import Action, Callback, CallbackSigner, ForgedCallback
 from console.telegram.cards import HTML, NO_PREVIEW, CardSync, scrub_html
@@ -83,6 +84,7 @@ STATUS_DAYS = 7
 COMMANDS = (
     ("dashboard", "Dashboard with queue, errors and system status"),
     ("errors", "Recent errors"),
+    ("history", "What was fixed and at what cost: /history, /history 7d"),
     ("queue", "Errors waiting or being fixed"),
     ("status", "Claude's cost per day and what holds the fix queue"),
     ("mute", "Mute new-error messages: /mute 30m, /mute off"),
@@ -95,6 +97,8 @@ HELP = (
     "<b>Open PR</b> pushes it and opens the pull request, <b>Retry</b> starts again.\n\n"
     "/dashboard — queue, recent errors and system status in one message\n"
     "/errors — recent errors\n"
+    "/history [24h|7d|30d|90d] — fixes, success rates, time to PR, cost, regressions "
+    "(default the last 30 days)\n"
     "/queue — errors waiting or being fixed\n"
     "/status — Claude's cost per day against the daily budget\n"
     "/mute 30m | 2h | off — pause new-error messages\n"
@@ -382,8 +386,9 @@ class TelegramBot:
                 ],
                 [
                     self._button("System Status", "view_system"),
-                    self._button("Refresh", f"view_{view}"),  # type: ignore[arg-type]
+                    self._button("History", "view_history"),
                 ],
+                [self._button("Refresh", f"view_{view}")],  # type: ignore[arg-type]
             ]
         )
 
@@ -393,6 +398,7 @@ class TelegramBot:
         app.add_handler(TypeHandler(Update, self._gate), group=-1)
         app.add_handler(CommandHandler(["start", "dashboard"], self._cmd_dashboard))
         app.add_handler(CommandHandler("errors", self._cmd_errors))
+        app.add_handler(CommandHandler("history", self._cmd_history))
         app.add_handler(CommandHandler("queue", self._cmd_queue))
         app.add_handler(CommandHandler("status", self._cmd_status))
         app.add_handler(CommandHandler("help", self._cmd_help))
@@ -491,8 +497,13 @@ class TelegramBot:
             ),
         )
 
-    async def _snapshot(self) -> dashboard.Snapshot:
+    async def _snapshot(
+        self, view: dashboard.View, period: str = DEFAULT_PERIOD
+    ) -> dashboard.Snapshot:
         store = self._engine.store
+        now = time.time()
+        wanted = HistoryQuery(period)
+        history = await store.history(wanted, now) if view == "history" else None
         queued = await store.errors(limit=1000, state=dashboard.QUEUE_STATES)
         return dashboard.Snapshot(
             errors=await store.errors(limit=dashboard.LIST_LIMIT),
@@ -503,15 +514,31 @@ class TelegramBot:
             busy=self._engine.busy,
             muted_until=self.muted_until,
             telegram_state=self._state,
-            now=time.time(),
+            now=now,
+            history=history,
         )
 
-    async def _send_view(self, update: Update, view: dashboard.View) -> None:
-        text = dashboard.render(view, await self._snapshot())
+    async def _send_view(
+        self, update: Update, view: dashboard.View, period: str = DEFAULT_PERIOD
+    ) -> None:
+        text = dashboard.render(view, await self._snapshot(view, period))
         await self._reply(update, text, self._dashboard_buttons(view))
 
     async def _cmd_dashboard(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._send_view(update, "home")
+
+    async def _cmd_history(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """``/history`` for the last 30 days, ``/history 7d`` (24h, 7d, 30d, 90d) for another."""
+        period = sanitize_line(" ".join(context.args or [])).strip().lower() or DEFAULT_PERIOD
+        if period not in PERIODS:
+            await self._reply(
+                update,
+                f"⚠️ {escape(clip(period, 40))} is not a period; one of "
+                + ", ".join(PERIODS)
+                + " (/history 7d)",
+            )
+            return
+        await self._send_view(update, "history", period)
 
     async def _cmd_errors(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._send_view(update, "errors")
@@ -603,8 +630,12 @@ class TelegramBot:
             return
         result = await self._command(lambda: self._decide(callback, f"telegram:{user.id}"))
         await self._answer(query, result.message, alert=not result.ok)
-        kind: Literal["error", "attempt"] = (
-            "error" if callback.action in ("approve", "skip") else "attempt"
+        kind: Literal["error", "attempt", "merge"] = (
+            "error"
+            if callback.action in ("approve", "skip")
+            else "merge"
+            if callback.action in ("stop_merge", "resume_merge")
+            else "attempt"
         )
         self._cards.mark((kind, callback.target))
 
@@ -615,7 +646,7 @@ class TelegramBot:
             await self._answer(query, "That message is too old to update; send /dashboard.")
             return
         view: dashboard.View = callback.action.removeprefix("view_")  # type: ignore[assignment]
-        text = scrub_html(dashboard.render(view, await self._snapshot()))
+        text = scrub_html(dashboard.render(view, await self._snapshot(view)))
         await self._delivery.run(
             "the dashboard",
             lambda: app.bot.edit_message_text(
@@ -655,6 +686,10 @@ class TelegramBot:
             return CommandResult(False, f"no attempt {callback.target}")
         if callback.action == "skip_attempt":
             return await engine.skip(attempt.error_id, actor, attempt_id=attempt.id)
+        if callback.action == "stop_merge":
+            return await engine.stop_merge(attempt.error_id, actor, attempt_id=attempt.id)
+        if callback.action == "resume_merge":
+            return await engine.resume_merge(attempt.error_id, actor)
         return await engine.retry(attempt.error_id, actor, attempt_id=attempt.id)
 
     async def _on_handler_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:

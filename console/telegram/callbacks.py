@@ -24,10 +24,13 @@ Action = Literal[
     "publish",  # attempt: open the pull request
     "skip_attempt",  # attempt: discard the fix and shelve the error
     "retry",  # attempt: start again from a clean base
+    "stop_merge",  # attempt: stop its automatic merge during the soak
+    "resume_merge",  # attempt: resume auto-merge for its service after a pause
     "view_home",
     "view_queue",
     "view_errors",
     "view_system",
+    "view_history",
 ]
 _CODES: dict[str, str] = {
     "approve": "a",
@@ -35,10 +38,13 @@ _CODES: dict[str, str] = {
     "publish": "p",
     "skip_attempt": "k",
     "retry": "r",
+    "stop_merge": "m",
+    "resume_merge": "u",
     "view_home": "h",
     "view_queue": "q",
     "view_errors": "e",
     "view_system": "y",
+    "view_history": "i",
 }
 _ACTIONS: dict[str, Action] = {code: action for action, code in _CODES.items()}  # type: ignore[misc]
 _SHAPE = re.compile(rf"^([a-z])(\d{{1,18}})\.([A-Za-z0-9_-]{{{_TAG_CHARS}}})$")

@@ -31,11 +31,12 @@ from telegram.constants import ParseMode
 from telegram.ext import Application
 
 import console.telegram.render as render
+from console.automerge.plan import MergeStep
 from console.engine import Engine
-from console.events import AttemptChanged, EngineEvent, ErrorChanged
+from console.events import AttemptChanged, AutoMergeChanged, EngineEvent, ErrorChanged
 from console.fix.paths import touched_sensitive
 from console.models import Action as Decision
-from console.models import AttemptRow, DecisionRow, ErrorRow, State
+from console.models import AttemptRow, DecisionRow, ErrorRow, State, attempt_name
 from console.telegram.callbacks import Action, CallbackSigner
 from console.telegram.delivery import Delivery
 from console.telegram.limits import CAPTION_LIMIT, clip
@@ -43,7 +44,7 @@ from console.telegram.token import SCRUBBER
 
 log = logging.getLogger(__name__)
 
-CardKey = tuple[Literal["error", "attempt"], int]
+CardKey = tuple[Literal["error", "attempt", "merge"], int]
 HTML = ParseMode.HTML
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
@@ -57,6 +58,10 @@ REVIEW_CHOICES: Choices = (
     (Decision.PUBLISH, "Open PR", "publish"),
     (Decision.SKIP, "Skip", "skip_attempt"),
     (Decision.RETRY, "Retry", "retry"),
+)
+MERGE_CHOICES: Choices = (
+    (Decision.STOP_MERGE, "Stop auto-merge", "stop_merge"),
+    (Decision.RESUME_MERGE, "Resume auto-merge", "resume_merge"),
 )
 
 
@@ -123,6 +128,8 @@ class CardSync:
             self.mark(("error", event.error.id))
         elif isinstance(event, AttemptChanged):
             self.mark(("attempt", event.attempt.id))
+        elif isinstance(event, AutoMergeChanged):
+            self.mark(("merge", event.plan.attempt_id))
 
     def mark(self, key: CardKey) -> None:
         """Bring the messages about ``key`` up to date soon."""
@@ -155,6 +162,8 @@ class CardSync:
                 try:
                     if key[0] == "error":
                         await self._sync_error(key[1])
+                    elif key[0] == "merge":
+                        await self._sync_merge(key[1])
                     else:
                         await self._sync_attempt(key[1])
                 except asyncio.CancelledError:
@@ -242,7 +251,31 @@ class CardSync:
             )
             self._cards[key] = sent
             if attempt.diff and render.diff_is_long(attempt.diff):
-                await self._send_diff(sent, error.id, attempt_id, attempt.diff)
+                await self._send_diff(sent, error.id, attempt, attempt.diff)
+            return
+        await self._edit_cards(key, cards, text, buttons, attempt.state)
+
+    async def _sync_merge(self, attempt_id: int) -> None:
+        """The automatic merge's message: sent when the soak starts (or the fix is refused),
+        edited as it moves on; its Stop (or Resume) button is the engine's to offer."""
+        plan = self._engine.auto_merge.plan(attempt_id)
+        store = self._engine.store
+        attempt = await store.attempt(attempt_id)
+        error = await store.error(attempt.error_id) if attempt is not None else None
+        if plan is None or attempt is None or error is None:
+            return
+        key: CardKey = ("merge", attempt_id)
+        cards = self._cards.get(key, [])
+        allowed = self._engine.actions(error, attempt)
+        buttons = self._keyboard(MERGE_CHOICES, allowed, attempt_id)
+        paused = self._engine.auto_merge.paused(error.service)
+        text = render.merge_card(error, attempt, plan, paused=paused)
+        if not cards:
+            if plan.step in (MergeStep.SOAKING, MergeStep.REFUSED) or paused is not None:
+                what = f"the auto-merge message for attempt {attempt_id}"
+                self._cards[key] = await self._send_cards(
+                    what, text, buttons, error.id, attempt.state
+                )
             return
         await self._edit_cards(key, cards, text, buttons, attempt.state)
 
@@ -259,7 +292,7 @@ class CardSync:
         self,
         what: str,
         text: str,
-        buttons: InlineKeyboardMarkup,
+        buttons: InlineKeyboardMarkup | None,
         error_id: int,
         state: State,
     ) -> list[Card]:
@@ -284,7 +317,15 @@ class CardSync:
             )
             if message is not None:
                 cards.append(
-                    Card(chat_id, message.message_id, text, True, floor, state, time.monotonic())
+                    Card(
+                        chat_id,
+                        message.message_id,
+                        text,
+                        buttons is not None,
+                        floor,
+                        state,
+                        time.monotonic(),
+                    )
                 )
         return cards
 
@@ -324,24 +365,24 @@ class CardSync:
             card.text, card.open, card.state, card.edited_at = text, is_open, state, now
 
     async def _send_diff(
-        self, cards: list[Card], error_id: int, attempt_id: int, diff: str
+        self, cards: list[Card], error_id: int, attempt: AttemptRow, diff: str
     ) -> None:
         app = self._app()
         if app is None:
             return
         lines = len(diff.splitlines())
         caption = clip(
-            f"Full diff of the fix for error #{error_id}, attempt #{attempt_id} ({lines} lines)",
+            f"Full diff of the fix for error #{error_id}, {attempt_name(attempt)} ({lines} lines)",
             CAPTION_LIMIT,
         )
         for card in cards:
             await self._delivery.run(
-                f"the diff of attempt {attempt_id}",
+                f"the diff of attempt {attempt.id}",
                 functools.partial(
                     app.bot.send_document,
                     card.chat_id,
                     document=diff.encode(),
-                    filename=f"attempt-{attempt_id}.diff",
+                    filename=f"error-{error_id}-attempt-{attempt.number}.diff",
                     caption=caption,
                     reply_parameters=ReplyParameters(
                         card.message_id, allow_sending_without_reply=True

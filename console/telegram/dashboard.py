@@ -12,14 +12,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from console.history import History
+from console.history_text import figures, rate_words
 from console.link import LinkStatus
 from console.models import STATE_LABELS, ErrorRow, HostRow, State
 from console.telegram.limits import Part, escape, fit, markup
 from console.telegram.render import age, severity_icon
 
-View = Literal["home", "queue", "errors", "system"]
+View = Literal["home", "queue", "errors", "system", "history"]
 QUEUE_STATES = (State.AWAITING_APPROVAL, State.FIXING, State.TESTING, State.REVIEW)
 LIST_LIMIT = 15
+HISTORY_RECURRING = 5
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class Snapshot:
     muted_until: float | None = None
     telegram_state: str = "on"
     now: float = field(default_factory=time.time)
+    # The period's figures, read only for the history view.
+    history: History | None = None
 
 
 def error_line(error: ErrorRow, now: float) -> list[Part]:
@@ -80,6 +85,8 @@ def render(view: View, snapshot: Snapshot) -> str:
     elif view == "system":
         parts = [markup("🖥 <b>System Status</b>")]
         parts += _system(snapshot)
+    elif view == "history":
+        parts = _history(snapshot.history)
     else:
         parts = [
             markup("📊 <b>AutoFix dashboard</b>\n" + _count_line(snapshot.counts)),
@@ -88,6 +95,32 @@ def render(view: View, snapshot: Snapshot) -> str:
             markup(_mute_line(snapshot)),
         ]
     return fit(parts)
+
+
+def _history(history: History | None) -> list[Part]:
+    """The History screen's figures as text: headline figures, success by service and
+    severity, the errors that recur most."""
+    if history is None:
+        return [markup("📈 <b>History</b>\n<i>no history read</i>")]
+    where = f" · {history.query.service}" if history.query.service else ""
+    parts: list[Part] = [markup(f"📈 <b>History</b> · last {history.query.period}"),
+                         Part(where, cap=60)]  # fmt: skip
+    for name, value in figures(history):
+        bold = name == "regressions" and history.regressions
+        parts.append(markup(f"\n{escape(name)}: " + (f"<b>{escape(value)}</b>" if bold
+                                                         else escape(value))))  # fmt: skip
+    for title, rates in (("By service", history.by_service), ("By severity", history.by_severity)):
+        if rates:
+            parts.append(markup(f"\n<b>{title}</b>: "))
+            parts.append(Part(" · ".join(rate_words(r) for r in rates), cap=400))
+    if history.recurring:
+        parts.append(markup("\n<b>Most recurring</b>"))
+    for row in history.recurring[:HISTORY_RECURRING]:
+        parts.append(Part(f"[{row.service}]", before="\n<b>", after="</b> ", cap=40))
+        parts.append(Part(f"{row.error_type}: {' '.join(row.message.split())}", cap=80))
+        back = f", back {row.regressions}x" if row.regressions else ""
+        parts.append(markup(f" · x{row.occurrences:,}, {row.attempts} tries{back}"))
+    return parts
 
 
 def _link_summary(snapshot: Snapshot) -> str:

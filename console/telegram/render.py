@@ -11,6 +11,7 @@ import html
 from collections.abc import Mapping, Sequence
 from datetime import UTC
 
+from console.automerge.plan import MergePlan
 from console.fix.verdict import report_title
 from console.models import (
     STATE_LABELS,
@@ -20,6 +21,7 @@ from console.models import (
     RoundRow,
     State,
     TestResultRow,
+    attempt_name,
     parse_time,
 )
 from console.telegram.limits import Part, escape, fit, markup
@@ -61,9 +63,12 @@ def age(iso: str, now: float) -> str:
 
 
 def actor_name(actor: str, names: Mapping[int, str]) -> str:
-    """Who acted, in words: the console keyboard, auto-approval or a Telegram user."""
+    """Who acted, in words: the console keyboard (and whose), auto-approval or a Telegram
+    user."""
     if actor == "keyboard":
         return "the console"
+    if actor.startswith("keyboard:"):
+        return f"{actor.removeprefix('keyboard:')} at the console"
     if actor == "auto":
         return "auto-approval"
     if actor.startswith("telegram:"):
@@ -193,7 +198,7 @@ def review_card(
         else "🛠 <b>Fix ready for review</b>"
     )
     parts = [
-        markup(f"{title} · error #{error.id} · attempt #{attempt.id}\n"),
+        markup(f"{title} · error #{error.id} · {attempt_name(attempt)}\n"),
         markup(f"{severity_icon(error.severity)} "),
         Part(error.service, before="<b>", after="</b> · ", cap=80),
         Part(f"{error.error_type}: {error.message}", cap=300),
@@ -254,3 +259,23 @@ def review_card(
 def diff_is_long(diff: str | None) -> bool:
     """Whether the card shows only part of the diff, so the whole goes as a document."""
     return bool(diff) and diff_excerpt(diff or "")[1]
+
+
+def merge_card(
+    error: ErrorRow, attempt: AttemptRow, plan: MergePlan, *, paused: str | None = None
+) -> str:
+    """An automatic merge on its way, with every gate's reason: ``auto-merge in 30 min:
+    8 lines, tests pass, checks green; tap to stop``, then what became of it."""
+    parts = [
+        markup(f"🤖 <b>Auto-merge</b> · error #{error.id} · {attempt_name(attempt)}\n"),
+        markup(f"{severity_icon(error.severity)} "),
+        Part(error.service, before="<b>", after="</b> · ", cap=80),
+        Part(f"{error.error_type}: {error.message}", cap=300),
+        Part(plan.line() + ("; tap to stop" if plan.stoppable else ""), before="\n\n", cap=1200),
+    ]
+    link = pr_link(attempt)
+    if link and len(link) < 600:
+        parts.append(markup(f"\n{link}"))
+    if paused is not None:
+        parts.append(Part(paused, before="\n\n⏸ <b>Auto-merge paused</b>: ", cap=400))
+    return fit(parts)

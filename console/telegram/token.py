@@ -8,17 +8,17 @@ looked for rather than echoing what was found there.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import traceback
 from typing import Any
 
 from console.config import TelegramConfig
+from console.secret import SecretError, read_secret
 
 _TOKEN_SHAPE = re.compile(r"^\d{3,}:[A-Za-z0-9_-]{10,}$")
 
 
-class TelegramTokenError(ValueError):
+class TelegramTokenError(SecretError):
     """The token could not be found or does not look like a bot token; says where it looked."""
 
 
@@ -31,27 +31,16 @@ def resolve_bot_token(config: TelegramConfig) -> str | None:
     """
     if not config.enabled:
         return None
-    if config.token_file is not None:
-        where = f"telegram.token_file {config.token_file}"
-        try:
-            raw = config.token_file.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise TelegramTokenError(f"{where}: no such file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise TelegramTokenError(f"{where}: cannot read it ({reason})") from None
-    else:
-        where = f"environment variable {config.token_env} (telegram.token_env)"
-        value = os.environ.get(config.token_env)
-        if value is None:
-            raise TelegramTokenError(
-                f"{where} is not set; export the token from @BotFather there, or set "
-                "telegram.token_file"
-            )
-        raw = value
-    token = raw.strip()
-    if not token:
-        raise TelegramTokenError(f"{where} is empty")
+    try:
+        token, where = read_secret(
+            file=config.token_file,
+            file_key="telegram.token_file",
+            env=config.token_env,
+            env_key="telegram.token_env",
+            unset_hint="export the token from @BotFather there, or set telegram.token_file",
+        )
+    except SecretError as exc:
+        raise TelegramTokenError(str(exc)) from None
     if not _TOKEN_SHAPE.match(token):
         raise TelegramTokenError(
             f"{where} does not hold a bot token (expected digits, a colon, then letters, "

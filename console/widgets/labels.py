@@ -31,6 +31,11 @@ STATE_STYLE: dict[State, str] = {
     State.SKIPPED: "dim",
     State.FAILED: "bold red",
     State.INTERRUPTED: "red",
+    State.MERGED: "green",
+    State.CLOSED: "dim",
+    State.RESOLVED: "bold green",
+    State.REGRESSED: "bold white on red",
+    State.ESCALATING: "bold red",
 }
 
 

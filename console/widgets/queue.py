@@ -1,4 +1,5 @@
-"""The queue panel: fix attempts in order, with state, elapsed time, turns and cost."""
+"""The queue panel: fix attempts in order, with state, elapsed time, turns and cost, and who
+runs each one when it is another console sharing the store."""
 
 from __future__ import annotations
 
@@ -36,9 +37,12 @@ class QueueTable(DataTable[Any]):
             super().__init__()
             self.attempt = attempt
 
-    def __init__(self, clock: Callable[[], float], **kwargs: Any) -> None:
+    def __init__(
+        self, clock: Callable[[], float], own_runner: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(cursor_type="row", **kwargs)
         self._clock = clock
+        self._own_runner = own_runner
         self._rows: dict[int, AttemptRow] = {}
         self._labels: dict[int, str] = {}
         self._width = 20
@@ -106,8 +110,10 @@ class QueueTable(DataTable[Any]):
 
     def _cells(self, attempt: AttemptRow, now: float) -> list[Any]:
         label = self._labels.get(attempt.error_id, f"error {attempt.error_id}")
+        if attempt.runner and attempt.runner != self._own_runner:
+            label = f"{attempt.runner}: {label}"
         return [
-            Text(str(attempt.id), style="dim"),
+            Text(str(attempt.number or attempt.id), style="dim"),  # its error's attempt 1, 2...
             Text(label, no_wrap=True, overflow="ellipsis"),
             state_text(attempt.state),
             clock_duration(elapsed(attempt, now)),

@@ -44,11 +44,13 @@ from console.models import State  # noqa: E402
 from console.store import Store  # noqa: E402
 
 
-def _payload(i: int, fingerprints: int) -> dict[str, object]:
+def payload(i: int, fingerprints: int, host: str = "bench") -> dict[str, object]:
+    """The ``i``-th event of a host's stream: ``fingerprints`` errors in turn, each event
+    carrying that error's running total on the host."""
     fp = i % fingerprints
     return {
         "type": "error" if i < fingerprints else "update",
-        "host": "bench",
+        "host": host,
         "service": "PA",
         "fingerprint": f"{fp:016x}",
         "count": i // fingerprints + 1,
@@ -66,15 +68,15 @@ def _payload(i: int, fingerprints: int) -> dict[str, object]:
     }
 
 
-def seed_outbox(state: Path, events: int, fingerprints: int = 200) -> None:
+def seed_outbox(state: Path, events: int, fingerprints: int = 200, host: str = "bench") -> None:
     """Fill an agent outbox with events in the agent's own stored form."""
-    Outbox.open(state / "agent.db", "bench").close()
+    Outbox.open(state / "agent.db", host).close()
     conn = sqlite3.connect(state / "agent.db")
     now = time.time()
     conn.executemany(
         "INSERT INTO events (created, payload) VALUES (?, ?)",
         (
-            (now, json.dumps(_payload(i, fingerprints), separators=(",", ":")))
+            (now, json.dumps(payload(i, fingerprints, host), separators=(",", ":")))
             for i in range(events)
         ),
     )
@@ -86,7 +88,7 @@ def baseline(path: Path, events: int, fingerprints: int = 200) -> float:
     """The least a store could do: one executemany of the same rows, one transaction."""
     rows = []
     for i in range(events):
-        p = _payload(i, fingerprints)
+        p = payload(i, fingerprints)
         event = ErrorEvent(seq=i + 1, **p)  # type: ignore[arg-type]
         rows.append(("bench", i + 1, p["fingerprint"], p["count"], json.dumps(p), event.type))
     conn = sqlite3.connect(path)
@@ -213,9 +215,9 @@ async def claude_start_latency(
     await engine.wait_ready_worktrees()
     latencies = []
     for run in range(first, first + runs):
-        payload = _payload(run, 10**6)
-        payload["type"] = "error"
-        event = ErrorEvent(seq=run + 1, **payload)  # type: ignore[arg-type]
+        fields = payload(run, 10**6)
+        fields["type"] = "error"
+        event = ErrorEvent(seq=run + 1, **fields)  # type: ignore[arg-type]
         before = marker.read_text().count("\n") if marker.exists() else 0
         start = time.time()
         await engine.ingest("bench", [event])

@@ -1,0 +1,134 @@
+"""What the Store needs from a database engine: the interface SQLite and PostgreSQL implement.
+
+The Store's API and every query it runs are written once (``console.store.db``); a backend
+supplies transactions, reads, the ingest path and the few spots where the SQL dialects
+differ (:class:`Dialect`). Queries use ``?`` placeholders; a backend whose driver wants
+another style translates them. That keeps one set of semantics -- compare-and-set
+transitions, idempotent ingest -- for both, checked by one test suite run against each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from agent.wire import ErrorEvent
+from console.models import IngestResult
+from console.storable import Received
+
+T = TypeVar("T")
+
+
+class Row(Protocol):
+    """A result row: by position, by column name, and unpackable (``sqlite3.Row``'s shape)."""
+
+    def keys(self) -> list[str]: ...
+
+    def __getitem__(self, key: Any, /) -> Any: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def __len__(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """The SQL that differs between the engines, as fragments the Store's queries splice in.
+
+    ``lock_row`` follows a ``SELECT`` of the row a compare-and-set is about to change (SQLite
+    needs nothing: ``BEGIN IMMEDIATE`` already serialises every writer); ``claim_row`` follows
+    the ``SELECT`` that claims an error for a new attempt, so of two consoles claiming at once
+    one gets the row and the other skips it instead of waiting. ``json_text`` is an
+    expression reading one top-level text field of a JSON text column.
+    """
+
+    name: str
+    lock_row: str
+    claim_row: str
+    json_text: Callable[[str, str], str]
+    # A condition on an attempts row: the console that runs it has gone.
+    runner_gone: str
+
+
+class Tx(Protocol):
+    """One open transaction (or a read) on a backend's async connection."""
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; the number of rows it changed."""
+        ...
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+
+class SyncTx(Protocol):
+    """The ingest thread's connection: blocking calls, transactions of its own."""
+
+    # What the driver raises for a value it cannot store (not a lost connection or a lock).
+    data_errors: tuple[type[BaseException], ...]
+
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]: ...
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+
+    def insert_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Append rows to a table the fastest way the engine has (the bulk of ingest)."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """One write transaction: committed on exit, rolled back on an exception."""
+        ...
+
+
+class Backend(Protocol):
+    """A database the Store runs on. ``where`` names it in messages (never with a password)."""
+
+    where: str
+    dialect: Dialect
+    # This open store's own id (in the attempts it runs; unique per open).
+    session: str
+
+    def watch_session(self, session: str, on_gone: Callable[[], Awaitable[None]]) -> None:
+        """Call ``on_gone`` once the store session ``session`` (another console) has gone."""
+        ...
+
+    def on_change(self, listener: Callable[[str, int], None]) -> None:
+        """Call ``listener(kind, id)`` for every change another store session commits."""
+        ...
+
+    async def hold(self, name: str) -> None:
+        """Return once this session alone holds the role ``name`` (reading a host, polling
+        the Telegram bot) among the sessions sharing the database; held until it closes."""
+        ...
+
+    async def write(self, body: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run ``body`` in one write transaction; rolled back whole if it raises."""
+        ...
+
+    async def read(self, body: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run ``body``'s reads; several reads in one body see one state of the data."""
+        ...
+
+    async def ingest(
+        self,
+        body: Callable[[SyncTx, str, Sequence[ErrorEvent | Received]], list[IngestResult]],
+        host: str,
+        events: Sequence[ErrorEvent | Received],
+    ) -> list[IngestResult]:
+        """Run the ingest function off the event loop on the backend's ingest connection."""
+        ...
+
+    async def schema_version(self) -> int: ...
+
+    async def integrity_check(self) -> list[str]:
+        """The engine's own verdict on the data (``["ok"]`` when healthy)."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,185 @@
+"""What only the PostgreSQL store has: its schema kept in step with SQLite's, databases it
+refuses, the password from outside the config, and several consoles on one database.
+
+The store's behaviour itself is pinned down for both backends by tests/test_store.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+from conftest import IN_CI
+
+from agent.wire import ErrorEvent
+from console.config import parse_config
+from console.models import State
+from console.secret import SecretError, store_password
+from console.store import MIGRATIONS, Store, StoreError
+from console.store.pg_schema import PG_MIGRATIONS
+
+# The team extra's driver: without it these tests skip locally and fail under CI=true.
+psycopg = __import__("psycopg") if IN_CI else pytest.importorskip("psycopg")
+
+
+def _event(seq: int, count: int, host: str, fingerprint: str = "c0" * 8) -> ErrorEvent:
+    return ErrorEvent(
+        type="error" if seq == 1 else "update",
+        seq=seq,
+        host=host,
+        service="shop-api",
+        fingerprint=fingerprint,
+        count=count,
+        severity="high",
+        message="boom",
+        error_type="TypeError",
+        stack=["    at f (/srv/app/x.js:1:1)"],
+        route=None,
+        first_seen="2026-01-01T00:00:00.000Z",
+        last_seen=f"2026-01-01T00:00:{seq % 60:02d}.000Z",
+    )
+
+
+def _sqlite_columns(path) -> dict[str, list[str]]:
+    db = sqlite3.connect(path)
+    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return {t: sorted(r[1] for r in db.execute(f"PRAGMA table_info({t})")) for t in tables}
+
+
+def _pg_columns(dsn: str) -> dict[str, list[str]]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema()"
+        ).fetchall()
+    columns: dict[str, list[str]] = {}
+    for table, column in rows:
+        columns.setdefault(table, []).append(column)
+    return {t: sorted(c) for t, c in columns.items()}
+
+
+async def test_both_backends_have_the_same_migrations_tables_and_columns(tmp_path, pg_database):
+    assert len(PG_MIGRATIONS) == len(MIGRATIONS)
+    path = tmp_path / "console.db"
+    dsn = pg_database(empty=True)
+    async with await Store.open(path) as lite, await Store.open(dsn) as pg:
+        assert await lite.schema_version() == await pg.schema_version() == len(MIGRATIONS)
+    assert _pg_columns(dsn) == _sqlite_columns(path)
+
+
+async def test_opening_a_migrated_database_again_applies_nothing(pg_database):
+    dsn = pg_database()
+    async with await Store.open(dsn) as s:
+        await s.ingest("web-1", [_event(1, 1, "web-1")])
+    async with await Store.open(dsn) as s:
+        assert await s.schema_version() == len(PG_MIGRATIONS)
+        assert [e.count for e in await s.errors()] == [1]
+        assert await s.integrity_check() == ["ok"]
+
+
+async def test_consoles_opening_a_new_database_at_once_migrate_it_once(pg_database):
+    dsn = pg_database(empty=True)
+    stores = await asyncio.gather(*(Store.open(dsn) for _ in range(4)))
+    try:
+        assert {await s.schema_version() for s in stores} == {len(PG_MIGRATIONS)}
+    finally:
+        for s in stores:
+            await s.close()
+    with psycopg.connect(dsn) as conn:
+        versions = conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
+    assert [v for (v,) in versions] == list(range(1, len(PG_MIGRATIONS) + 1))
+
+
+async def test_a_database_with_other_tables_is_refused_untouched(pg_database):
+    dsn = pg_database(empty=True)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE invoices (id int)")
+    with pytest.raises(StoreError, match="not a LevAutoFix console database"):
+        await Store.open(dsn)
+    assert _pg_columns(dsn) == {"invoices": ["id"]}
+
+
+async def test_a_database_from_a_newer_console_is_refused(pg_database):
+    dsn = pg_database()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO schema_migrations VALUES (999, 'later')")
+    with pytest.raises(StoreError, match="schema version 999"):
+        await Store.open(dsn)
+
+
+async def test_a_failed_migration_is_rolled_back_and_named(pg_database):
+    dsn = pg_database()
+    broken = (*PG_MIGRATIONS, "ALTER TABLE errors ADD COLUMN note TEXT; SELECT no_such();")
+    with pytest.raises(StoreError, match=f"schema migration {len(broken)} failed"):
+        await Store.open(dsn, migrations=broken)
+    assert "note" not in _pg_columns(dsn)["errors"]
+
+
+async def test_a_dsn_holding_a_password_is_refused_before_connecting():
+    with pytest.raises(StoreError, match="holds a password"):
+        await Store.open("postgresql://autofix:secret@127.0.0.1:1/autofix")
+
+
+async def test_the_password_comes_from_the_named_file_or_variable(
+    postgres, pg_database, tmp_path, monkeypatch
+):
+    with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS teammate")
+        conn.execute("CREATE ROLE teammate LOGIN SUPERUSER PASSWORD 'correct horse'")
+    database = psycopg.conninfo.conninfo_to_dict(pg_database())["dbname"]
+    dsn = postgres.dsn(database, user="teammate")
+    secret = tmp_path / "store-password"
+    secret.write_text("correct horse\n")
+    by_file = parse_config({"store": dsn, "store_password_file": str(secret)})
+    monkeypatch.setenv("TEAM_DB_PASSWORD", "correct horse")
+    by_env = parse_config({"store": dsn, "store_password_env": "TEAM_DB_PASSWORD"})
+    for config in (by_file, by_env):
+        async with await Store.open(dsn, password=store_password(config)) as s:
+            assert await s.schema_version() == len(PG_MIGRATIONS)
+    with pytest.raises(StoreError, match="cannot connect"):
+        await Store.open(dsn, password="wrong")
+    monkeypatch.delenv("TEAM_DB_PASSWORD")
+    with pytest.raises(SecretError, match=r"TEAM_DB_PASSWORD \(store_password_env\) is not set"):
+        store_password(by_env)
+    secret.write_text("  \n")
+    with pytest.raises(SecretError, match=r"store_password_file .* is empty"):
+        store_password(by_file)
+
+
+async def test_two_hosts_creating_one_error_at_once_on_two_consoles_count_once_each(
+    pg_database,
+):
+    dsn = pg_database()
+    first, second = await Store.open(dsn), await Store.open(dsn)
+    try:
+        for round_ in range(10):
+            fingerprint = f"{round_:016x}"
+            a, b = await asyncio.gather(
+                first.ingest("web-1", [_event(round_ + 1, 5, "web-1", fingerprint)]),
+                second.ingest("web-2", [_event(round_ + 1, 7, "web-2", fingerprint)]),
+            )
+            assert a[0].error_id == b[0].error_id
+        errors = await first.errors()
+        assert len(errors) == 10
+        assert {(e.count, tuple(sorted(e.hosts.items()))) for e in errors} == {
+            (12, (("web-1", 5), ("web-2", 7)))
+        }
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_claim_on_a_row_held_by_ingest_waits_and_still_succeeds(pg_database):
+    dsn = pg_database()
+    async with await Store.open(dsn) as s:
+        (result,) = await s.ingest("web-1", [_event(1, 1, "web-1")])
+        assert await s.transition(result.error_id, State.NEW, State.AWAITING_APPROVAL)
+        with psycopg.connect(dsn) as holder:
+            holder.execute("SELECT 1 FROM errors WHERE id = %s FOR UPDATE", (result.error_id,))
+            claim = asyncio.ensure_future(s.create_attempt(result.error_id, actor="keyboard"))
+            await asyncio.sleep(0.5)
+            assert not claim.done()
+            holder.rollback()
+        attempt = await asyncio.wait_for(claim, 30)
+        assert attempt is not None and attempt.state is State.FIXING

@@ -35,6 +35,12 @@ from agent.wire import PROTOCOL_VERSION, Heartbeat, Hello, encode, iso, with_seq
 GONE_CHECK_SECONDS = 0.25
 WATCH_STEP_MS = 4
 WATCH_DEBOUNCE_MS = 20
+# A notice can come before the commit behind it is visible: SQLite writes a transaction's
+# last WAL frame (which sends the notice) before it publishes the commit in the WAL index,
+# a shared memory map (which sends none). So after each notice the database is looked at
+# again after each of these pauses, unless another notice comes first; otherwise such a
+# commit would wait for the next GONE_CHECK_SECONDS tick.
+RECHECK_SECONDS = (0.002, 0.005, 0.01, 0.02, 0.05)
 # Where the directory cannot be watched (it does not exist yet, or inotify refuses), the
 # database is looked at this often instead.
 POLL_SECONDS = 0.02
@@ -122,6 +128,7 @@ class _Changes:
         self._notices: DirWatch | None = None
         self._inotify = True
         self._failed = False
+        self._rechecks: list[float] = []
 
     def wait(self, seconds: float) -> None:
         if self._notices is None and self._inotify and self._directory.is_dir():
@@ -134,7 +141,11 @@ class _Changes:
                 # began is missed.
                 return
         if self._notices is not None:
-            self._notices.wait(min(seconds, GONE_CHECK_SECONDS))
+            limit = min(seconds, GONE_CHECK_SECONDS)
+            if self._rechecks:
+                limit = min(limit, self._rechecks.pop(0))
+            if self._notices.wait(limit):
+                self._rechecks = list(RECHECK_SECONDS)
             return
         if self._watch is None and not self._failed and self._directory.is_dir():
             self._watch = watchfiles.watch(

@@ -35,7 +35,8 @@ def describe_event(event: Any) -> str | None:
     if isinstance(event, ErrorChanged):
         e = event.error
         return (
-            f"error {e.id} {e.state.value} {e.severity} [{e.service}] x{e.count} "
+            f"error {e.id} ({STATE_LABELS.get(e.state, e.state.value)}) {e.severity} "
+            f"[{e.service}] x{e.count} "
             f"{e.error_type}: {e.message[:100]}"
         )
     if isinstance(event, AttemptChanged):
@@ -70,19 +71,24 @@ class EventPrinter:
 
 class ClaudeLines:
     """Claude's stream as the Claude panel words it: what it read, edited and ran;
-    ``numbered`` names the attempt on each line (the demo may run several)."""
+    ``numbered`` names the attempt on each line (the demo may run several), by its error
+    and its number on that error, as the attempt events tell them."""
 
     def __init__(self, *, numbered: bool = False) -> None:
         from console.widgets.claude_log import ClaudeFormatter
 
         self.formatter = ClaudeFormatter()
         self.numbered = numbered
+        self._names: dict[int, str] = {}
 
     def __call__(self, event: Any) -> None:
-        from console.events import ClaudeActivity
+        from console.events import AttemptChanged, ClaudeActivity
 
-        if isinstance(event, ClaudeActivity):
-            label = f"claude #{event.attempt_id}" if self.numbered else "claude"
+        if isinstance(event, AttemptChanged):
+            a = event.attempt
+            self._names[a.id] = f"claude, {attempt_name(a)} of error {a.error_id}"
+        elif isinstance(event, ClaudeActivity):
+            label = self._names.get(event.attempt_id, "claude") if self.numbered else "claude"
             for line in self.formatter.lines(event.event):
                 print(f"  {label}: {line.plain.strip()[:200]}", flush=True)
 

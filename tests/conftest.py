@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -395,3 +395,36 @@ async def eventually(
             return value
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}; {context()}")
+
+
+# How long a teardown step (an engine's or a bot's stop) may take on a busy machine.
+STOP_SECONDS = 60.0
+
+
+async def stopped(stop: Awaitable[None], what: str, seconds: float = STOP_SECONDS) -> None:
+    """Await a teardown step; one still running after ``seconds`` fails the test, naming
+    ``what`` and where the loop's other tasks wait, instead of hanging until the run's
+    time limit with nothing to say."""
+    task = asyncio.ensure_future(stop)
+    done, _ = await asyncio.wait({task}, timeout=seconds)  # waits without cancelling it
+    if done:
+        task.result()
+        return
+    me = asyncio.current_task()
+    waiting = [_waits_at(t) for t in asyncio.all_tasks() if t is not me and not t.done()]
+    task.cancel()
+    raise AssertionError(
+        f"{what} did not finish within {seconds:g} s; tasks still waiting: " + "; ".join(waiting)
+    )
+
+
+def _waits_at(task: asyncio.Task[Any]) -> str:
+    """A task's name and the innermost line its coroutine chain is suspended at."""
+    coro: Any = task.get_coro()
+    where = "?"
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is not None:
+            where = f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno} {frame.f_code.co_name}"
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    return f"{task.get_name()} at {where}"

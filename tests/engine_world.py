@@ -26,7 +26,7 @@ from console.config import ConsoleConfig, parse_config
 from console.engine import Engine
 from console.events import EngineEvent, Notice
 from console.models import State
-from tests.conftest import eventually, require_tool
+from tests.conftest import eventually, require_tool, stopped
 from tests.github_api import GitHubStandIn
 from tests.messages_api import MessagesApi, Text, ToolCall, verdict_call
 from tests.service_repo import BUGGY_LINE, FIXED_LINE, SERVICE, git, isolate_git, make_service_repo
@@ -254,10 +254,12 @@ async def open_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIt
         config = parse_config(document)
         w = World(tmp_path, repo, bare, config, api, github, fingerprint, document=document)
         api.turns = fix_turns(w.worktree)
-        yield w
-        if w.engine is not None:
-            await w.engine.stop()
-    api.close()
+        try:
+            yield w
+        finally:
+            if w.engine is not None:
+                await stopped(w.engine.stop(), "stopping the engine")
+            api.close()
 
 
 def main_state(repo: Path) -> tuple[str, str, str, str]:

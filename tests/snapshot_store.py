@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from agent.parse.frames import parse_frame
 from agent.record import in_app_flags
@@ -223,3 +226,31 @@ async def fill_store(db_path: Path) -> None:
         conn.execute("UPDATE errors SET created_at = ?, updated_at = ?", (PINNED, PINNED))
         conn.execute("UPDATE occurrences SET received_at = ?", (PINNED,))
     conn.close()
+
+
+@asynccontextmanager
+async def filled_app(root: Path) -> AsyncIterator[Any]:
+    """The console on a filled store under ``root``, frozen at :data:`NOW`, its engine not
+    started (no links, no workers): for pilot tests of what the screens show."""
+    from console.app import AutofixApp
+    from console.engine import Engine
+
+    config = config_for(root / "console")
+    await fill_store(config.db_path)
+    store = await Store.open(config.db_path)
+    try:
+        yield AutofixApp(Engine(config, store), clock=lambda: NOW)
+    finally:
+        await store.close()
+
+
+async def settle(pilot: Any) -> None:
+    """Wait until the app's first load and paint are done."""
+    app = pilot.app
+    for _ in range(200):
+        if app.main_screen.ready and app.main_screen.attempt_id is not None:
+            break
+        await pilot.pause(0.02)
+    await pilot.pause(0.2)
+    await app.workers.wait_for_complete()
+    await pilot.pause()

@@ -21,7 +21,7 @@ from console.engine import Engine
 from console.events import EngineEvent, Notice, TelegramChanged
 from console.store import Store
 from console.telegram import TelegramBot
-from tests.conftest import eventually
+from tests.conftest import eventually, stopped
 from tests.telegram_api import Message, TelegramApi, parse_html
 
 OWNER = 4242
@@ -120,8 +120,10 @@ async def open_phone(
         try:
             yield phone
         finally:
-            await phone.bot.stop()
-            await engine.stop()
+            try:
+                await stopped(phone.bot.stop(), "stopping the bot")
+            finally:
+                await stopped(engine.stop(), "stopping the engine")
 
 
 @asynccontextmanager
@@ -144,6 +146,8 @@ async def world_bot(
         try:
             yield api, bot, engine
         finally:
-            await bot.stop()
             world.engine = None
-            await engine.stop()
+            try:
+                await stopped(bot.stop(), "stopping the bot")
+            finally:
+                await stopped(engine.stop(), "stopping the engine")

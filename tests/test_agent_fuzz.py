@@ -19,7 +19,14 @@ from hypothesis import strategies as st
 from agent.guard import GuardedAssembler
 from agent.outbox import Outbox
 from agent.record import ErrorRecord, Frame
-from agent.sanitize import MAX_MESSAGE_CHARS, MAX_STACK_CHARS, clean_record, dumps
+from agent.sanitize import (
+    _UNSAFE,
+    MAX_MESSAGE_CHARS,
+    MAX_STACK_CHARS,
+    _unsafe,
+    clean_record,
+    dumps,
+)
 from agent.scan import Scanner
 from agent.wire import MAX_LINE_BYTES, ErrorEvent, decode, encode
 from tests.agent_process import AGENT, Agent, group_counts, wait_for, write_config
@@ -246,6 +253,12 @@ def test_a_cleaned_record_is_safe_to_store_and_send(record: ErrorRecord) -> None
     line = encode(event).encode("utf-8")
     assert len(line) <= MAX_LINE_BYTES
     assert decode(line) == event
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.text(ANY_CHAR, max_size=40) | st.text(st.characters(max_codepoint=127)))
+def test_the_fast_unsafe_check_answers_what_the_character_class_answers(text: str) -> None:
+    assert _unsafe(text) == (_UNSAFE.search(text) is not None)
 
 
 @settings(max_examples=300, deadline=None)

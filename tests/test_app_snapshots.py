@@ -13,9 +13,11 @@ import pytest
 
 from console.app import AutofixApp
 from console.engine import Engine
+from console.link import LinkStatus
 from console.store import Store
+from console.widgets.header import StatusHeader
 from tests.history_store import fill_month
-from tests.snapshot_store import NOW, config_for, fill_store
+from tests.snapshot_store import NOW, config_for, fill_store, settle
 
 _OPEN_STORES: list[Store] = []
 
@@ -38,24 +40,58 @@ def make_app(tmp_path: Path, fill=fill_store) -> AutofixApp:
     return AutofixApp(Engine(config, store), clock=lambda: NOW)
 
 
-async def settle(pilot) -> None:
-    """Wait until the first load and paint are done."""
-    app = pilot.app
-    for _ in range(200):
-        if app.main_screen.ready and app.main_screen.attempt_id is not None:
-            break
-        await pilot.pause(0.02)
-    await pilot.pause(0.2)
-    await app.workers.wait_for_complete()
-    await pilot.pause()
-
-
 def test_main_screen_80x24(snap_compare, tmp_path: Path) -> None:
     assert snap_compare(make_app(tmp_path), terminal_size=(80, 24), run_before=settle)
 
 
 def test_main_screen_160x48(snap_compare, tmp_path: Path) -> None:
     assert snap_compare(make_app(tmp_path), terminal_size=(160, 48), run_before=settle)
+
+
+def test_main_screen_100x30(snap_compare, tmp_path: Path) -> None:
+    assert snap_compare(make_app(tmp_path), terminal_size=(100, 30), run_before=settle)
+
+
+def test_main_screen_80x24_with_the_diff_panel(snap_compare, tmp_path: Path) -> None:
+    """At 80x24 the side column holds one panel; `v` swaps Claude's for the diff's."""
+
+    async def swapped(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("v")
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_app(tmp_path), terminal_size=(80, 24), run_before=swapped)
+
+
+def test_main_screen_80x24_with_two_hosts_down(snap_compare, tmp_path: Path) -> None:
+    """Two hosts failing with long reasons share the first header line, each cut at a word;
+    the Claude and Telegram line stays below them."""
+
+    async def down(pilot) -> None:
+        await settle(pilot)
+        header = pilot.app.main_screen.query_one(StatusHeader)
+        header.set_links(
+            [
+                LinkStatus("prod-1", "reconnecting", attempt=4, last_seq=74,
+                           next_retry_seconds=8.0,
+                           error="[Errno -2] Name or service not known: prod-1.example.com"),
+                LinkStatus("prod-2", "error", attempt=1, last_seq=73,
+                           error="agent exited with status 127: autofix-agent: command not "
+                                 "found"),
+            ]
+        )  # fmt: skip
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_app(tmp_path), terminal_size=(80, 24), run_before=down)
+
+
+def test_help_at_80x24_scrolls_and_says_how_to_close(snap_compare, tmp_path: Path) -> None:
+    async def help_shown(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause(0.3)
+
+    assert snap_compare(make_app(tmp_path), terminal_size=(80, 24), run_before=help_shown)
 
 
 def test_review_screen(snap_compare, tmp_path: Path) -> None:

@@ -136,7 +136,8 @@ def test_an_agent_only_install_says_to_install_the_console_extra(tmp_path: Path)
     assert proc.returncode == 2
     assert proc.stderr == (
         "autofix: the console's dependencies are not installed (missing: textual, asyncssh, "
-        "aiosqlite, orjson, telegram, httpx); this looks like an agent-only install. "
+        "aiosqlite, orjson, telegram, httpx, textual_plotext, textual_serve); this looks like "
+        "an agent-only install. "
         "Install `levautofix[console]`: pip install 'levautofix[console]'\n"
     )
     agent = subprocess.run(

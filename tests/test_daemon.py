@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.daemon import _directory_is_watched
 from agent.wire import ErrorEvent, Heartbeat, Hello, decode
 from tests.agent_process import (
     AGENT,
@@ -378,3 +379,37 @@ async def test_a_failed_source_task_is_restarted_and_the_others_keep_running(
     said = capsys.readouterr().err
     assert "A: " in said and "source failed (RuntimeError: a fault inside the tailer" in said
     assert "source restarted" in said
+
+
+def test_only_a_pattern_whose_files_sit_in_a_watched_directory_is_rescanned_seldom(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "logs").mkdir()
+    assert _directory_is_watched(f"{tmp_path}/logs/*.log")
+    # inotify on logs/ does not see writes inside logs/svc/, nor a directory not there yet.
+    assert not _directory_is_watched(f"{tmp_path}/logs/*/app.log")
+    assert not _directory_is_watched(f"{tmp_path}/missing/*.log")
+
+
+def test_a_log_in_a_subdirectory_matched_by_a_wildcard_is_followed_as_it_grows(
+    tmp_path: Path, agent_factory
+) -> None:
+    logs = tmp_path / "logs"
+    (logs / "svc").mkdir(parents=True)
+    log = logs / "svc" / "app.log"
+    log.write_text("TypeError: first fault\n    at run (/srv/a.js:1:1)\nINFO next\n")
+    config = write_config(tmp_path, logs)
+    config.write_text(config.read_text().replace(f"{logs}/*.log", f"{logs}/*/app.log"))
+    agent = agent_factory(config, tmp_path / "agent.err")
+    agent.start()
+    first = [e for e in read_stream(config, 0, until=30, want=1) if isinstance(e, ErrorEvent)]
+    assert [e.message for e in first] == ["first fault"], agent.said()
+    # An append inside logs/svc/ sends no notice for logs/: the short rescan must find it,
+    # each time (the first wait after the start is a short one whatever the pattern).
+    seq = first[-1].seq
+    for fault in ("RangeError: second fault", "SyntaxError: third fault"):
+        with log.open("a") as fh:
+            fh.write(f"{fault}\n    at run (/srv/a.js:2:1)\nINFO next\n")
+        later = [e for e in read_stream(config, seq, until=12, want=1) if isinstance(e, ErrorEvent)]
+        assert [e.message for e in later] == [fault.split(": ")[1]], agent.said()
+        seq = later[-1].seq

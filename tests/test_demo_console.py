@@ -137,12 +137,14 @@ async def test_a_missing_cli_and_the_failed_attempt_it_causes_show_with_their_re
                 "Claude Code: claude not found: install Claude Code "
                 "(npm i -g @anthropic-ai/claude-code) and log in"
             )
-            # The header keeps the reason's start; the panel has it whole.
-            await until(
-                pilot,
-                lambda: f"{missing_line} · failed #1: {reason[:60]}" in header_text(app),
-                "the failure in the header",
-            )
+            # The header keeps the reason's start, cut at a word; the panel has it whole.
+            head = f"{missing_line} · attempt 1 failed: "
+
+            def failure_in_header() -> bool:
+                shown, cut, _ = header_text(app).partition(head)[2].partition("…")
+                return bool(cut) and len(shown) > 10 and reason.startswith(shown)
+
+            await until(pilot, failure_in_header, "the failure in the header")
             # The Claude panel of the failed attempt says why, under what it says about Claude.
             table = app.main_screen.query_one(ErrorsTable)
             await until(pilot, lambda: table.select_error(error.id), "the error row")
@@ -198,14 +200,16 @@ NOW = 1_800_003_612.0  # 12 s after STARTED
         (
             scripted("claude", SCRIPTED),
             [],
-            AttemptRow(4, 2, State.FAILED, reason="Claude Code: API error 529: overloaded"),
-            f"{SCRIPTED} · failed #4: Claude Code: API error 529: overloaded",
+            AttemptRow(
+                4, 2, State.FAILED, reason="Claude Code: API error 529: overloaded", number=1
+            ),
+            f"{SCRIPTED} · attempt 1 failed: Claude Code: API error 529: overloaded",
         ),
         (
             None,
             [],
-            AttemptRow(4, 2, State.FAILED, reason="tests failed (exit 1):\n# fail 1"),
-            "Claude failed #4: tests failed (exit 1): # fail 1",
+            AttemptRow(4, 2, State.FAILED, reason="tests failed (exit 1):\n# fail 1", number=3),
+            "Claude attempt 3 failed: tests failed (exit 1): # fail 1",
         ),
         (None, [], AttemptRow(5, 2, State.REVIEW), "Claude idle"),
     ],

@@ -157,6 +157,8 @@ async def test_a_fix_that_took_two_rounds_says_so_on_its_review_card(phone: Phon
     await phone.world.error_in(State.REVIEW, timeout=180)
     review = await phone.until(phone.review_card, 20, "the review message")
     body = parse_html(review.text)
+    # Named by its number on this error, not the store's global id.
+    assert body.startswith(f"🛠 Fix ready for review · error #{error.id} · attempt 1\n"), body
     assert "Rounds: 2 (tests failed in 1 of them)" in body
     assert "Risk: low" in body and "Tests: ✅ passed" in body
     assert [b["text"] for b in review.buttons()] == ["Open PR", "Skip", "Retry"]

@@ -62,6 +62,11 @@ class _Refused(Exception):
     """A step that ends the plan without a merge; the message says why."""
 
 
+class _Gone(Exception):
+    """The PR is no longer this console's to merge (merged or closed by a person, a new
+    attempt, or another console sharing the store decided it); nothing is recorded."""
+
+
 class AutoMerger:
     """Runs the automatic merges of one engine; the engine hands it what to watch."""
 
@@ -251,7 +256,7 @@ class AutoMerger:
             return
         try:
             candidate = await self._candidate(attempt, error, service, None)
-        except _Refused:  # it moved on before it was looked at: nothing to say
+        except _Gone:  # it moved on before it was looked at: nothing to say
             return
         plan = MergePlan(
             attempt_id,
@@ -291,6 +296,8 @@ class AutoMerger:
             plan = self._set(plan, MergeStep.MERGED, note=merged.sha[:12])
             self._tell("info", plan, plan.line())
             await self._merged(attempt, merged, plan)
+        except _Gone as gone:
+            self._set(plan, MergeStep.REFUSED, note=str(gone))
         except _Refused as refused:
             if stop.is_set():
                 return
@@ -334,12 +341,18 @@ class AutoMerger:
         service: ServiceConfig,
         checks: CheckSummary | None,
     ) -> Candidate:
-        """What the gates look at now; an error that left ``pr_opened`` meanwhile (its PR
-        merged or closed by a person, a new attempt) ends the plan."""
+        """What the gates look at now; an error that left ``pr_opened`` meanwhile, or an
+        outcome another console recorded, ends the plan (:class:`_Gone`)."""
         now = await self._store.error(error.id)
         if now is None or now.state is not State.PR_OPENED or now.current_attempt_id != attempt.id:
             word = now.state.value if now is not None else "gone"
-            raise _Refused(f"the error is {word} now; nothing to merge")
+            raise _Gone(f"the error is {word} now; nothing to merge")
+        decided = await self._store.decisions(attempt_id=attempt.id, limit=100_000)
+        elsewhere = next((d for d in decided if d.action in OUTCOME_ACTIONS), None)
+        if elsewhere is not None:
+            raise _Gone(
+                f"already decided by {elsewhere.actor}: {elsewhere.reason or elsewhere.action}"
+            )
         tests = await self._store.test_results(attempt.id)
         verdict = attempt.conclusion
         day = datetime.now(UTC).strftime("%Y-%m-%dT00:00:00")

@@ -16,6 +16,7 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("s", "skip the error (discards its fix)"),
         ("r", "retry the fix, with an optional extra instruction"),
         ("d", "review the diff full screen"),
+        ("v", "Claude or Diff panel, on a terminal too narrow for both"),
         ("enter", "error detail: stack, hosts, samples, history"),
         ("o", "open the pull request in the browser"),
         ("x", "stop an auto-merge during its soak, or resume a paused service's"),
@@ -65,5 +66,6 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog help") as box:
             box.border_title = "Keys"
+            box.border_subtitle = "↑↓ scroll · escape, ? or q closes"
             with VerticalScroll(classes="dialog-body"):
                 yield Static(keys_table())

@@ -42,6 +42,8 @@ class MainScreen(Screen[None]):
         Binding("s", "skip", "Skip"),
         Binding("r", "retry", "Retry"),
         Binding("d", "review", "Diff"),
+        # Narrow terminals show the Claude panel or the Diff panel, this key swaps them.
+        Binding("v", "swap_panel", "Panel"),
         Binding("enter", "detail", "Detail", show=False),
         Binding("o", "open_pr", "Open PR"),
         Binding("x", "auto_merge", "Stop merge"),
@@ -91,6 +93,11 @@ class MainScreen(Screen[None]):
                 diff.border_title = "Diff"
                 yield diff
         yield DecisionFooter()
+
+    def on_resize(self) -> None:
+        narrow = self.has_class("-narrow")
+        self.query_one(DecisionFooter).fit(narrow)
+        self.refresh_bindings()  # `v` is only live where the panels share the space
 
     # --- loading and live updates ------------------------------------------------------------
 
@@ -288,7 +295,10 @@ class MainScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """A decision key is greyed out (None) when the engine says the selected error
-        allows none of what it stands for; with nothing selected it says so when pressed."""
+        allows none of what it stands for; with nothing selected it says so when pressed.
+        The panel swap exists only where the panels share the space (a narrow terminal)."""
+        if action == "swap_panel":
+            return self.has_class("-narrow")
         wanted = self.DECISION_KEYS.get(action)
         if wanted is None:
             return True
@@ -337,6 +347,13 @@ class MainScreen(Screen[None]):
     def action_open_pr(self) -> None:
         if (error := self._selected()) is not None:
             self.post_message(requests.OpenPR(error))
+
+    def action_swap_panel(self) -> None:
+        """Claude's stream or the diff preview in the side column of a narrow terminal."""
+        self.toggle_class("-show-diff")
+        shown = self.query_one(DiffView if self.has_class("-show-diff") else ClaudeLog)
+        if self.focused is not None and self.focused.id in ("claude", "diff"):
+            shown.focus()
 
     def action_history(self) -> None:
         self.post_message(requests.OpenHistory())

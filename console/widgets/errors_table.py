@@ -44,26 +44,29 @@ PADDING = 1  # blank cells either side of every column, as tables people know ha
 
 @dataclass(frozen=True)
 class Column:
-    """One column: its key, header label, width (0: takes what the others leave), and
-    whether it gives way first when the terminal is narrow."""
+    """One column: its key, header label, width (0: takes what the others leave), whether
+    it gives way first when the terminal is narrow, and the width it shrinks to when even
+    that is not enough (``narrow``; 0: it keeps ``width``, as the status words do)."""
 
     key: str
     label: str
     width: int
     optional: bool = False
     right: bool = False
+    narrow: int = 0
 
 
 COLUMNS: tuple[Column, ...] = (
     Column("sev", "", 1),
-    Column("service", "Service", 10),
+    Column("service", "Service", 10, narrow=7),
     Column("message", "Error", 0),
-    Column("count", "Count", 7, right=True),
+    Column("count", "Count", 7, right=True, narrow=6),
     Column("hosts", "Hosts", 12, optional=True),
     Column("status", "Status", 17),
     Column("age", "Age", 5),
 )
-MIN_MESSAGE_WIDTH = 24  # below this the optional columns fold away
+MIN_MESSAGE_WIDTH = 24  # below this the optional columns fold away, then others shrink
+MIN_NARROW_MESSAGE = 8
 _STATE_ORDER = {state: i for i, state in enumerate(State)}
 
 
@@ -105,17 +108,22 @@ def matches(error: ErrorRow, needle: str) -> bool:
 
 
 def layout(width: int) -> list[tuple[Column, int]]:
-    """The columns that fit ``width`` and the width of each; the message takes the rest."""
+    """The columns that fit ``width`` and the width of each; the message takes the rest.
+    Narrower, the optional columns fold away first, then service and count shrink; the
+    status words and the age always stay whole (a status cut to "aw" says nothing)."""
     columns = list(COLUMNS)
+    widths = {c.key: c.width for c in columns}
 
     def message_width() -> int:
-        fixed = sum(c.width + 2 * PADDING for c in columns if c.width)
+        fixed = sum(widths[c.key] + 2 * PADDING for c in columns if c.width)
         return width - fixed - 2 * PADDING
 
     while message_width() < MIN_MESSAGE_WIDTH and any(c.optional for c in columns):
         columns.remove(next(c for c in reversed(columns) if c.optional))
-    rest = max(8, message_width())
-    return [(c, c.width or rest) for c in columns]
+    if message_width() < MIN_MESSAGE_WIDTH:
+        widths.update({c.key: c.narrow for c in columns if c.narrow})
+    rest = max(MIN_NARROW_MESSAGE, message_width())
+    return [(c, widths[c.key] or rest) for c in columns]
 
 
 def _cell(text: Text, width: int, right: bool = False) -> Text:
@@ -264,8 +272,15 @@ class ErrorsTable(ScrollView, can_focus=True):
         return max(0, min(row, len(self._order) - 1))
 
     def watch_cursor_row(self, old: int, new: int) -> None:
+        top = int(self.scroll_offset.y)
         self._scroll_to_cursor()
-        self._repaint()
+        if int(self.scroll_offset.y) == top:
+            # Only the rows the highlight left and reached look different (line 0 is
+            # the header, so row i is line i + 1).
+            self.refresh_line(old + 1)
+            self.refresh_line(new + 1)
+        else:
+            self._repaint()
         self._announce()
 
     def action_cursor_up(self) -> None:

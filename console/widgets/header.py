@@ -29,7 +29,11 @@ _LINK_STYLE = {
 LAG_WARNING_SECONDS = 30.0
 
 
-def link_text(host: str, status: LinkStatus | None, last_seq: int | None) -> Text:
+def link_text(
+    host: str, status: LinkStatus | None, last_seq: int | None, *, brief: bool = False
+) -> Text:
+    """One host's link; ``brief`` leaves out the sequence number and the retry time, so a
+    short line keeps the state and the start of the reason instead."""
     if status is None:
         text = Text("○ ", style="dim")
         text.append(host, style="bold")
@@ -45,16 +49,33 @@ def link_text(host: str, status: LinkStatus | None, last_seq: int | None) -> Tex
         state = "host key problem"
     text.append(f" {state}", style=style)
     seq = status.last_seq if status.last_seq is not None else last_seq
-    if seq is not None:
+    if seq is not None and not brief:
         text.append(f" #{seq}", style="dim")
     lag = status.lag_seconds
     if status.state == "connected" and lag is not None:
         text.append(f" lag {duration(lag)}", style="yellow" if lag > LAG_WARNING_SECONDS else "dim")
-    if status.state in ("reconnecting", "error") and status.next_retry_seconds:
+    if status.state in ("reconnecting", "error") and status.next_retry_seconds and not brief:
         text.append(f" retry in {duration(status.next_retry_seconds)}", style="dim")
     if status.error and state != "host key problem":
-        text.append(f" ({status.error[:60]})", style=style)
+        text.append(f" ({status.error})", style=style)
     return text
+
+
+def fit_words(text: Text, width: int) -> Text:
+    """``text`` cut to ``width`` cells at a word boundary, with an ellipsis: a reason cut
+    mid-word ("[Errno -2] Name)") reads as a different reason."""
+    if text.cell_len <= width:
+        return text
+    if width <= 1:
+        return Text("…"[:width])
+    plain = text.plain
+    cut = plain.rfind(" ", 0, width)
+    cut = cut if cut > 0 else width - 1
+    short = text[:cut]
+    short.rstrip()
+    short.append("…")
+    short.truncate(width, overflow="ellipsis")  # wide characters take two cells
+    return short
 
 
 def claude_text(
@@ -87,9 +108,9 @@ def claude_text(
         if failed is None:
             text.append("idle", style="dim")
     if failed is not None:
-        text.append(f"failed #{failed.id}", style="bold red")
+        text.append(f"{attempt_name(failed)} failed", style="bold red")
         if failed.reason:
-            text.append(f": {' '.join(failed.reason.split())[:90]}", style="red")
+            text.append(f": {' '.join(failed.reason.split())[:300]}", style="red")
     return text
 
 
@@ -141,22 +162,49 @@ class StatusHeader(Static):
                 self.hosts.append(status.host)
         self.redraw()
 
+    def on_resize(self) -> None:
+        self.redraw()
+
+    def _tail(self, *, cost: bool, detail: bool) -> Text:
+        """The second line's end: the queue's hold (or today's cost) and Telegram."""
+        tail = Text()
+        hold = self.hold
+        if hold is not None and (cost or hold.over_budget or hold.rate_limited_until):
+            tail.append_text(hold_text(hold))
+            tail.append("   ")
+        state, why = self.telegram
+        tail.append_text(telegram_text(state, why if detail else None))
+        return tail
+
     def redraw(self) -> None:
+        """Two lines, each cut to the width at word boundaries: the hosts share the first
+        (however many are down, and however long their errors), Claude the second with
+        the cost and Telegram kept whole at its end."""
         now = self._clock()
-        line = Text()
-        for host in self.hosts:
-            line.append_text(link_text(host, self.links.get(host), self.seqs.get(host)))
-            line.append("   ")
-        if not self.hosts:
-            line.append("no hosts configured", style="dim")
-        status = Text()
-        status.append_text(claude_text(self.running, now, self.claude, self.latest))
-        status.append("   ")
-        if self.hold is not None:
-            status.append_text(hold_text(self.hold))
-            status.append("   ")
-        status.append_text(telegram_text(*self.telegram))
-        text = Text("\n").join([line, status])
+        width = max(1, self.content_size.width or 160)
+        hosts = [link_text(h, self.links.get(h), self.seqs.get(h)) for h in self.hosts]
+        gap = "   "
+        if hosts and sum(h.cell_len for h in hosts) + len(gap) * (len(hosts) - 1) > width:
+            share = max(1, (width - len(gap) * (len(hosts) - 1)) // len(hosts))
+            hosts = [
+                fit_words(link_text(h, self.links.get(h), self.seqs.get(h), brief=True), share)
+                for h in self.hosts
+            ]
+        line = Text(gap).join(hosts) if hosts else Text("no hosts configured", style="dim")
+        claude = claude_text(self.running, now, self.claude, self.latest)
+        # The longest tail that leaves Claude's part room to say all it says; when none
+        # does, the shortest: the detail of Telegram's state goes first, then today's cost
+        # (unless it holds the queue). Telegram's state itself always stays.
+        tails = [self._tail(cost=True, detail=True), self._tail(cost=True, detail=False)]
+        tails.append(self._tail(cost=False, detail=False))
+        fits = (t for t in tails if width - t.cell_len - len(gap) >= claude.cell_len)
+        tail = next(fits, tails[-1])
+        room = width - tail.cell_len - len(gap)
+        if room >= 16:
+            status = fit_words(claude, room) + Text(gap) + tail
+        else:
+            status = fit_words(claude + Text(gap) + tail, width)
+        text = Text("\n").join([fit_words(line, width), status])
         # Static.update lays out the whole screen again (every scrollbar is redrawn), and
         # the console redraws the header at each repaint: only update when it changed.
         if text != self._shown:

@@ -113,7 +113,7 @@ class QueueTable(DataTable[Any]):
         if attempt.runner and attempt.runner != self._own_runner:
             label = f"{attempt.runner}: {label}"
         return [
-            Text(str(attempt.id), style="dim"),
+            Text(str(attempt.number or attempt.id), style="dim"),  # its error's attempt 1, 2...
             Text(label, no_wrap=True, overflow="ellipsis"),
             state_text(attempt.state),
             clock_duration(elapsed(attempt, now)),

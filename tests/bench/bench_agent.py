@@ -12,6 +12,7 @@ number is measured in this one run, against a baseline on the same machine and f
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import resource
@@ -29,6 +30,16 @@ sys.path.insert(0, str(HERE))
 from mixes import MIXES  # noqa: E402
 
 AGENT = [sys.executable, "-m", "agent.cli"]
+AGENT_PACKAGE = HERE.parent.parent / "agent"
+
+
+def compile_agent() -> None:
+    """Write the agent's bytecode, as installing it does, so no timed run compiles source.
+
+    With PYTHONDONTWRITEBYTECODE set (or a read-only checkout) every run would otherwise
+    compile each module again, which is no part of what an installed agent pays.
+    """
+    compileall.compile_dir(str(AGENT_PACKAGE), quiet=1)
 
 
 def timed(argv: list[str]) -> tuple[float, float, bytes]:
@@ -104,6 +115,13 @@ def time_scan(log: Path, mix: str, runs: int, records: int | None = None) -> Sca
     return ScanTiming(
         mix, size, size / grep, size / scan, size / max(grep_cpu, 1e-3), size / scan_cpu
     )
+
+
+def startup_cpu(work: Path, runs: int) -> float:
+    """Median CPU seconds of scan over an empty file: what every scan pays before its input."""
+    empty = work / "empty.log"
+    empty.touch()
+    return median_of(runs, [*AGENT, "scan", "--service", "PA", str(empty)])[1]
 
 
 def head_of(source: Path, target: Path, size_mb: float) -> Path:
@@ -188,6 +206,11 @@ def bench_footprint(work: Path, files: int, quiet_seconds: float) -> dict[str, f
     return {"peak_rss_mb": peak_kb / 1024, "quiet_cpu_percent": 100 * (cpu1 - cpu0) / quiet_seconds}
 
 
+def load() -> str:
+    """The 1-minute load average, printed beside each row: a busy machine moves the times."""
+    return f"load {os.getloadavg()[0]:.1f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller files, fewer runs")
@@ -202,21 +225,23 @@ def main() -> None:
     size = args.size_mb or (20.0 if args.quick else 100.0)
     runs = args.runs or (3 if args.quick else 5)
     growth = [5.0, 25.0, 50.0] if args.quick else [20.0, 100.0, 200.0]
+    compile_agent()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        print(f"scan start-up (an empty file): {startup_cpu(work, runs) * 1000:.0f} ms CPU")
         print(f"scan vs grep -c -iE 'error|exception', median of {runs} runs (target >= 0.5x)")
         for timing in bench_scan(work, args.mix or list(MIXES), size, runs):
-            print(f"  {timing.row()}", flush=True)
+            print(f"  {timing.row()}  {load()}", flush=True)
         print(f"growth of scan time on the {args.growth_mix} mix (must stay linear)")
         for timing in bench_growth(work, args.growth_mix, growth, runs):
-            print(f"  {timing.row()}", flush=True)
+            print(f"  {timing.row()}  {load()}", flush=True)
         if args.scan_only:
             return
         foot = bench_footprint(work, args.files, args.quiet_seconds)
         print(
             f"footprint: run tailing {args.files} files: peak RSS {foot['peak_rss_mb']:.1f} MB "
             f"(target < 60 MB), CPU while quiet {foot['quiet_cpu_percent']:.2f}% "
-            f"over {args.quiet_seconds:.0f} s"
+            f"over {args.quiet_seconds:.0f} s, {load()}"
         )
 
 

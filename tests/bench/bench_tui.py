@@ -7,6 +7,9 @@ do), spread over --errors distinct errors whose counts and last-seen times keep 
 rows are updated and re-sorted all the time. Meanwhile a key (down/up) is pressed every
 200 ms and the time from the press until the table's selected error changed is measured.
 
+It also reports the CPU time the process spent during the flood: on a shared machine the
+latencies grow with the load average, the CPU per event much less.
+
 Targets: key latency p99 < 50 ms and no press lost (a press whose selection has not moved
 within 5 s counts as lost and fails the run), memory bounded (peak RSS reported; the app's own
 buffers are capped: errors table rows, Claude lines, pending events).
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
 import resource
 import statistics
 import sys
@@ -86,6 +90,7 @@ async def run(seconds: float, rate: int, errors: int) -> dict[str, float]:
         table = app.main_screen.query_one(ErrorsTable)
         [template] = [e for e in await store.errors(limit=1)]
         rss_before = peak_rss_mb()
+        cpu_before = time.process_time()
         task = asyncio.create_task(flood(engine, template, rate, seconds, errors))
         direction = "down"
         await asyncio.sleep(0.5)
@@ -106,6 +111,7 @@ async def run(seconds: float, rate: int, errors: int) -> dict[str, float]:
             direction = "up" if direction == "down" else "down"
             await asyncio.sleep(KEY_EVERY_SECONDS)
         sent = await task
+        cpu = time.process_time() - cpu_before
         await pilot.pause(0.3)
         rows = table.row_count
     await store.close()
@@ -118,6 +124,7 @@ async def run(seconds: float, rate: int, errors: int) -> dict[str, float]:
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
         "max_ms": latencies[-1] * 1000,
+        "cpu_s": cpu,
         "rss_before_mb": rss_before,
         "rss_peak_mb": peak_rss_mb(),
         "table_rows": rows,
@@ -141,6 +148,11 @@ def main() -> int:
         f"key latency over {result['keys']} presses: p50 {result['p50_ms']:.1f} ms, "
         f"p99 {result['p99_ms']:.1f} ms, max {result['max_ms']:.1f} ms (target p99 < 50 ms); "
         f"presses that never landed within 5 s: {result['lost']}"
+    )
+    print(
+        f"CPU of the console (and the flood's own task) during the flood: {result['cpu_s']:.1f} s "
+        f"in {args.seconds:.0f} s, {result['cpu_s'] / result['events'] * 1e6:.0f} µs per event; "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     print(
         f"memory: peak RSS {result['rss_peak_mb']:.0f} MB "

@@ -400,7 +400,8 @@ class AutofixApp(App[None]):
             return
         running = self.main_screen.query_one(QueueTable).running
         facts = ", ".join(
-            f"#{a.id} {a.state.value} {clock_duration(elapsed(a, self.clock()))}" for a in running
+            f"{attempt_name(a)} {STATE_LABELS[a.state]} {clock_duration(elapsed(a, self.clock()))}"
+            for a in running
         )
         body = Text(
             f"A fix is running ({facts or 'starting'}). Quitting stops it; it will show as "

@@ -527,8 +527,9 @@ class Engine:
             )
         if not moved:
             current = await self.store.error(error_id)
-            state = current.state.value if current else "gone"
-            return CommandResult(False, f"already decided: error {error_id} is {state}")
+            if current is None:
+                return CommandResult(False, f"already decided: {_named(error)} is gone")
+            return CommandResult(False, f"already decided: {_named(current)} is {_word(current)}")
         if error.current_attempt_id is not None:
             attempt = await self.store.attempt(error.current_attempt_id)
             if attempt is not None:

@@ -35,7 +35,8 @@ def describe_event(event: Any) -> str | None:
     if isinstance(event, ErrorChanged):
         e = event.error
         return (
-            f"error {e.id} {e.state.value} {e.severity} [{e.service}] x{e.count} "
+            f"error {e.id} ({STATE_LABELS.get(e.state, e.state.value)}) {e.severity} "
+            f"[{e.service}] x{e.count} "
             f"{e.error_type}: {e.message[:100]}"
         )
     if isinstance(event, AttemptChanged):

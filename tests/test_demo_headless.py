@@ -97,7 +97,10 @@ def test_headless_demo_without_login_fixes_the_first_error_with_the_real_cli(
     assert lines[0] == SCRIPTED_LINE, out
     [approved] = re.findall(r"^autofix demo: approving error (\d+) \(headless: the first error\)$",
                             out, flags=re.M)  # fmt: skip
-    message = re.search(rf"^error {approved} \w+ \w+ \[PA\] x\d+ (.*)$", out, flags=re.M)
+    # Error lines name the state as the table does ("awaiting approval", not "awaiting_approval").
+    message = re.search(
+        rf"^error {approved} \(awaiting approval\) \w+ \[PA\] x\d+ (.*)$", out, flags=re.M
+    )
     assert message is not None, out
     [fix] = [f for f in PREPARED_FIXES if f.pattern.search(message.group(1))]
     # The CLI really read, edited, wrote and ran the tests, as the Claude panel words it.

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from console.config import parse_config
 from console.engine import Engine
 from console.events import AttemptChanged, ClaudeActivity, Notice
-from console.models import TRANSITIONS, Action, AttemptRow, ErrorRow, State
+from console.models import TRANSITIONS, Action, AttemptRow, ErrorRow, State, error_name
 from console.store import Store
 from tests.engine_world import (
     World,
@@ -177,8 +177,11 @@ async def test_retry_with_an_instruction_reaches_the_prompt_and_skip_shelves_it(
 
     skipped = await engine.skip(error.id, actor="keyboard")
     assert skipped.ok
-    assert (await engine.skip(error.id, actor="telegram:7")).message.startswith("already")
+    again = await engine.skip(error.id, actor="telegram:7")
     row = await world.error_in(State.SKIPPED)
+    # Said as people read it: the error's name and the state word, not its id and enum value.
+    name = error_name(row.service, row.error_type, row.message)
+    assert again.message == f"already decided: {name} is skipped"
     assert row.current_attempt_id == attempts[1].id
     assert not world.worktree.exists()
     assert world.github.posts() == []

@@ -204,7 +204,10 @@ async def test_an_error_in_prod_becomes_an_approved_pull_request_that_fixes_it(
                 [final] = await engine.store.attempts(error_id=done.id)
                 assert final.pr_url and final.pr_number == 1
                 decisions = await engine.store.decisions(error_id=done.id)
-                assert any(d.actor == "keyboard" and d.action == "open_pr" for d in decisions)
+                assert any(
+                    d.actor == f"keyboard:{engine.store.runner}" and d.action == "open_pr"
+                    for d in decisions
+                )
                 heads = git(bare, "for-each-ref", "--format=%(refname:short)", "refs/heads")
                 assert attempt.branch in heads.splitlines()
                 assert main_state(repo) == before, "main is untouched"

@@ -122,7 +122,7 @@ def test_autofix_demo_shows_errors_and_stops_everything_it_started(tmp_path: Pat
     os.set_blocking(proc.stdout.fileno(), False)
     seen = ""
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and "awaiting_approval" not in seen:
+    while time.monotonic() < deadline and "(awaiting approval)" not in seen:
         seen += (proc.stdout.read() or b"").decode()
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
@@ -133,7 +133,7 @@ def test_autofix_demo_shows_errors_and_stops_everything_it_started(tmp_path: Pat
             os.killpg(proc.pid, signal.SIGKILL)
     os.set_blocking(proc.stdout.fileno(), True)
     seen += proc.stdout.read().decode()
-    assert "awaiting_approval" in seen, seen
+    assert "(awaiting approval)" in seen, seen
     assert "stopped" in seen and proc.returncode == 0, seen
     leftovers = subprocess.run(
         ["pgrep", "-f", str(tmp_path / "ws")], capture_output=True, text=True

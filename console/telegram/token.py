@@ -87,8 +87,12 @@ class TokenScrubber:
             record.msg, record.args = clean, None
         if record.exc_info and record.exc_info[0] is not None:
             shown = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
-            record.exc_text = self.scrub(shown)
-            record.exc_info = None  # formatters then print exc_text, already clean
+            clean = self.scrub(shown)
+            if clean != shown:
+                # Formatters then print exc_text, already clean. A traceback without a
+                # token keeps its exc_info for handlers that read the exception itself.
+                record.exc_text = clean
+                record.exc_info = None
         elif record.exc_text:
             record.exc_text = self.scrub(record.exc_text)
         if record.stack_info:

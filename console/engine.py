@@ -68,7 +68,7 @@ from console.models import (
 from console.regression import unanswered
 from console.secret import store_password
 from console.storable import Received
-from console.store import Store, StoreError
+from console.store import HoldLost, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ INGEST_GATHER_SECONDS = 0.01
 # A host another console sharing the store reads is shown as such after this long.
 HOLD_NOTICE_SECONDS = 0.5
 READ_ELSEWHERE = "read by another console sharing the store; taken over if it stops"
+HOLD_LOST = "the store connection holding this host was lost; reading again once it is held"
 # A decision names the attempt it is about: an attempt id, None for "before any attempt",
 # or CURRENT for whichever attempt the error has when the command runs.
 CURRENT: Literal["current"] = "current"
@@ -228,15 +229,27 @@ class Engine:
                 )
 
     async def _read_host(self, name: str, link: AgentLink) -> None:
-        """Start reading ``name`` once this console alone may (at once on SQLite); on a
-        shared store another console may be reading it, and this one takes over the moment
-        that one goes away, resuming after the last seq the store holds."""
-        held = asyncio.ensure_future(self.store.hold_host(name))
-        done, _ = await asyncio.wait({held}, timeout=HOLD_NOTICE_SECONDS)
-        if not done:
-            self._emit(LinkChanged(LinkStatus(host=name, state="stopped", error=READ_ELSEWHERE)))
-        await held
-        link.start()
+        """Read ``name`` while this console alone may (at once on SQLite); on a shared store
+        another console may be reading it, and this one takes over the moment that one goes
+        away, resuming after the last seq the store holds. If this console's hold on the
+        host is lost (its lock connection ended), the link stops at once and the host is
+        asked for again: whichever console holds it next resumes from the store."""
+        while True:
+            held = asyncio.ensure_future(self.store.hold_host(name))
+            try:
+                done, _ = await asyncio.wait({held}, timeout=HOLD_NOTICE_SECONDS)
+                if not done:
+                    self._emit(
+                        LinkChanged(LinkStatus(host=name, state="stopped", error=READ_ELSEWHERE))
+                    )
+                hold = await held
+            finally:
+                held.cancel()
+            link.start()
+            await hold.lost.wait()
+            await link.stop()
+            self.notify("warning", f"{name}: {HOLD_LOST}")
+            self._emit(LinkChanged(LinkStatus(host=name, state="stopped", error=HOLD_LOST)))
 
     async def stop(self) -> None:
         """Stop links and workers; running attempts are cancelled and marked interrupted."""
@@ -353,6 +366,8 @@ class Engine:
                 batch.append(queue.get_nowait())
             try:
                 await self.ingest(host, batch)
+            except HoldLost:
+                pass  # read after the host's hold was lost: its holder stores these instead
             except Exception as exc:
                 # Nothing is lost: the link resumes after the last *stored* seq.
                 self.notify("error", f"{host}: storing {len(batch)} event(s) failed: {exc}")

@@ -47,7 +47,7 @@ from console.models import (
     epoch,
 )
 from console.storable import Received
-from console.store.backend import Backend, Row, Tx
+from console.store.backend import Backend, Hold, Row, Tx, host_role
 from console.store.connect import open_backend
 from console.store.history import read_history
 from console.store.ingest import ingest as ingest_batch
@@ -874,21 +874,24 @@ class Store:
         if session != self.session and not self._closed:
             self._backend.watch_session(session, on_gone)
 
-    async def hold_host(self, host: str) -> None:
+    async def hold_host(self, host: str) -> Hold:
         """Wait until this store alone reads ``host`` among the consoles sharing it (at once
         on SQLite, or when no other console holds it; else when its holder goes away), so
-        one host's events are ingested by exactly one process at a time."""
-        await self._hold(f"host {host}")
+        one host's events are ingested by exactly one process at a time. Once the hold is
+        ``lost`` this store's ingest for the host is refused (``HoldLost``) until it holds
+        the host again."""
+        return await self._hold(host_role(host))
 
-    async def hold_bot(self) -> None:
+    async def hold_bot(self) -> Hold:
         """Wait until this store alone runs the team's Telegram bot, the same way: one bot
-        polls for the team, and another console's takes over when its console goes away."""
-        await self._hold("telegram bot")
+        polls for the team, and another console's takes over when its console goes away
+        (or when this one's hold is ``lost``: the bot stops and waits for the role again)."""
+        return await self._hold("telegram bot")
 
-    async def _hold(self, name: str) -> None:
+    async def _hold(self, name: str) -> Hold:
         if self._closed:
             raise StoreError(f"{self.where}: store is closed")
-        await self._backend.hold(name)
+        return await self._backend.hold(name)
 
     def on_change(self, listener: Callable[[str, int], None]) -> None:
         """Call ``listener(kind, id)`` (kind ``error`` or ``attempt``) for each change another

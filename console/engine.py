@@ -42,6 +42,7 @@ from console.events import (
     Listener,
     Notice,
     NoticeLevel,
+    Regressed,
 )
 from console.fix.git import GitError
 from console.fix.github import GitHubError, Merged, PullState
@@ -65,6 +66,7 @@ from console.models import (
     can_transition,
     error_name,
 )
+from console.regression import unanswered
 from console.secret import store_password
 from console.storable import Received
 from console.store import HoldLost, Store, StoreError
@@ -489,6 +491,12 @@ class Engine:
         refused = await self._refusal(action, error, attempt_id)
         return error if refused is None else refused
 
+    async def refusal(self, error_id: int, action: Action) -> CommandResult | None:
+        """Why ``action`` is not possible for the error now, as its command would answer;
+        None when it is (a view asks before opening a dialog for it)."""
+        error = await self._allowed(error_id, action)
+        return error if isinstance(error, CommandResult) else None
+
     async def _refusal(
         self, action: Action, error: ErrorRow, attempt_id: AttemptTarget
     ) -> CommandResult | None:
@@ -516,8 +524,10 @@ class Engine:
             return CommandResult(False, f"{_named(error)} is not skipped")
         if action is Action.REVERT:
             return CommandResult(False, f"cannot revert: {_named(error)} is {_word(error)}")
-        if action is Action.MUTE:
+        if action is Action.MUTE and Action.UNMUTE in self.actions(error):
             return CommandResult(False, f"{_named(error)} is muted already")
+        if action is Action.MUTE:
+            return CommandResult(False, f"cannot mute: {_named(error)} is {_word(error)}")
         if action is Action.UNMUTE:
             return CommandResult(False, f"{_named(error)} is not muted")
         if action is Action.STOP_MERGE:
@@ -771,12 +781,24 @@ class Engine:
             self.notify("info", f"{named}: {reason}{after}", error_id=error_id)
 
     async def _on_move(self, error_id: int, new: State, text: str) -> None:
-        """The lifecycle moved an error (resolved, regressed, escalating): show it."""
-        await self._emit_error(error_id)
+        """The lifecycle moved an error (resolved, regressed, escalating): show it; a
+        regression is also published as :class:`Regressed`."""
+        row = await self._emit_error(error_id)
         level: NoticeLevel = (
             "error" if new is State.REGRESSED else "warning" if new is State.ESCALATING else "info"
         )
         self.notify(level, f"{_word_of(new)}: {text}", error_id=error_id)
+        if new is State.REGRESSED and row is not None:
+            self._emit(Regressed(row, text))
+
+    async def unanswered_regressions(self) -> list[ErrorRow]:
+        """The regressed errors nobody has reverted or muted yet (the header's alarm)."""
+        found = []
+        for error in await self.store.errors(limit=10_000, state=State.REGRESSED):
+            decisions = await self.store.decisions(error_id=error.id, limit=100_000)
+            if unanswered(error, decisions):
+                found.append(error)
+        return found
 
     async def _sweep_loop(self) -> None:
         while True:

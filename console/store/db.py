@@ -38,6 +38,7 @@ from console.models import (
     HostRow,
     IngestResult,
     PullRequestRow,
+    Recurrence,
     RoundRow,
     StartRow,
     State,
@@ -1110,3 +1111,31 @@ class Store:
             (error_id, limit),
         )
         return [r[0] for r in rows]
+
+    async def recurrence(self, error_id: int, since: str, samples: int = 3) -> Recurrence:
+        """The error's occurrences at or after ``since`` (an ISO stamp, by the clock of the
+        host they happened on; the console's receipt time for a line that does not say).
+
+        A rise is counted against the host's previous total whenever it came, so the first
+        occurrence after ``since`` counts only itself.
+        """
+        at = f"COALESCE({self._backend.dialect.json_text('raw', 'last_seen')}, received_at)"
+        rows = await self._read(
+            "SELECT host, at, rise, raw FROM (SELECT id, host, raw, "
+            f"{at} AS at, "
+            "count - LAG(count, 1, 0) OVER (PARTITION BY host, instance ORDER BY seq) AS rise "
+            "FROM occurrences WHERE error_id = ?) AS o WHERE at >= ? ORDER BY id",
+            (error_id, since),
+        )
+        count = 0
+        hosts: dict[str, int] = {}
+        first: str | None = None
+        last: str | None = None
+        for host, moment, rise, _raw in rows:
+            added = max(0, int(rise or 0))
+            count += added
+            hosts[host] = hosts.get(host, 0) + added
+            first = moment if first is None or moment < first else first
+            last = moment if last is None or moment > last else last
+        latest = [r[3] for r in rows[-samples:]][::-1] if samples > 0 else []
+        return Recurrence(since, count, first, last, hosts, latest)

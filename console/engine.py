@@ -35,6 +35,7 @@ from console.decision_log import DecisionLog
 from console.events import (
     AttemptChanged,
     AutoMergeChanged,
+    ClaudeActivity,
     CommandResult,
     EngineEvent,
     ErrorChanged,
@@ -42,6 +43,7 @@ from console.events import (
     Listener,
     Notice,
     NoticeLevel,
+    Regressed,
 )
 from console.fix.git import GitError
 from console.fix.github import GitHubError, Merged, PullState
@@ -65,10 +67,12 @@ from console.models import (
     can_transition,
     error_name,
 )
+from console.regression import unanswered
 from console.secret import store_password
 from console.storable import Received
 from console.store import HoldLost, Store, StoreError
 from console.store.schema import now_iso
+from console.transcript_feed import TranscriptFeed
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +125,8 @@ class Engine:
         self._publishing: set[asyncio.Task[None]] = set()
         self._changed_errors: set[int] = set()
         self._changed_attempts: set[int] = set()
+        self._changed_transcripts: set[int] = set()
+        self._feed = TranscriptFeed(store)
         self._started = False
         self._unknown_services: set[str] = set()
         # Set by the Telegram bot when one is configured; the UI toggles it through here.
@@ -319,10 +325,18 @@ class Engine:
             await self._recover()
 
     def _on_store_change(self, kind: str, row_id: int) -> None:
-        """Another console committed a change to an error or an attempt: publish it as
-        this console publishes its own. Changes are gathered while a read is under way, so
-        a burst (another console ingesting a flood) costs a few reads, not one per row."""
-        (self._changed_attempts if kind == "attempt" else self._changed_errors).add(row_id)
+        """Another console committed a change to an error or an attempt, or new lines of an
+        attempt's transcript: publish it as this console publishes its own. Changes are
+        gathered while a read is under way, so a burst (another console ingesting a flood)
+        costs a few reads, not one per row."""
+        changed = {
+            "error": self._changed_errors,
+            "attempt": self._changed_attempts,
+            "transcript": self._changed_transcripts,
+        }.get(kind)
+        if changed is None:
+            return  # announced by a newer console: nothing this one shows
+        changed.add(row_id)
         if not self._publishing:
             task = asyncio.create_task(self._publish_changes(), name="publish-changes")
             self._publishing.add(task)
@@ -330,7 +344,14 @@ class Engine:
 
     async def _publish_changes(self) -> None:
         with contextlib.suppress(StoreError):  # the store closed under it: the engine stops
-            while self._changed_errors or self._changed_attempts:
+            while self._changed_errors or self._changed_attempts or self._changed_transcripts:
+                transcripts, self._changed_transcripts = self._changed_transcripts, set()
+                for attempt_id in sorted(transcripts):
+                    attempt = await self.store.attempt(attempt_id)
+                    if attempt is None or attempt.runner_session == self.store.session:
+                        continue  # this console's own run: shown as it was parsed
+                    for event in await self._feed.new_events(attempt_id):
+                        self._emit(ClaudeActivity(attempt_id, event))
                 attempts, self._changed_attempts = self._changed_attempts, set()
                 errors, self._changed_errors = self._changed_errors, set()
                 for attempt_id in sorted(attempts):
@@ -480,6 +501,12 @@ class Engine:
         refused = await self._refusal(action, error, attempt_id)
         return error if refused is None else refused
 
+    async def refusal(self, error_id: int, action: Action) -> CommandResult | None:
+        """Why ``action`` is not possible for the error now, as its command would answer;
+        None when it is (a view asks before opening a dialog for it)."""
+        error = await self._allowed(error_id, action)
+        return error if isinstance(error, CommandResult) else None
+
     async def _refusal(
         self, action: Action, error: ErrorRow, attempt_id: AttemptTarget
     ) -> CommandResult | None:
@@ -507,8 +534,10 @@ class Engine:
             return CommandResult(False, f"{_named(error)} is not skipped")
         if action is Action.REVERT:
             return CommandResult(False, f"cannot revert: {_named(error)} is {_word(error)}")
-        if action is Action.MUTE:
+        if action is Action.MUTE and Action.UNMUTE in self.actions(error):
             return CommandResult(False, f"{_named(error)} is muted already")
+        if action is Action.MUTE:
+            return CommandResult(False, f"cannot mute: {_named(error)} is {_word(error)}")
         if action is Action.UNMUTE:
             return CommandResult(False, f"{_named(error)} is not muted")
         if action is Action.STOP_MERGE:
@@ -760,9 +789,11 @@ class Engine:
         )
 
     async def _after_move(self, error: ErrorRow, new: State, reason: str) -> None:
-        """The lifecycle moved an error (recorded and said already): a regression of an
-        automatically merged fix is auto-merge's to answer."""
+        """The lifecycle moved an error (recorded, published and said already): a
+        regression is also published as :class:`Regressed`, and one of an automatically
+        merged fix is auto-merge's to answer."""
         if new is State.REGRESSED:
+            self._emit(Regressed(error, reason))
             await self._on_regressed(error, reason)
 
     async def _on_regressed(self, error: ErrorRow, reason: str) -> None:
@@ -797,6 +828,15 @@ class Engine:
         except Exception as exc:  # the console goes on; a person can still revert
             log.exception("reverting error %s failed", error_id)
             self.notify("error", f"opening the revert failed: {exc!r}", error_id=error_id)
+
+    async def unanswered_regressions(self) -> list[ErrorRow]:
+        """The regressed errors nobody has reverted or muted yet (the header's alarm)."""
+        found = []
+        for error in await self.store.errors(limit=10_000, state=State.REGRESSED):
+            decisions = await self.store.decisions(error_id=error.id, limit=100_000)
+            if unanswered(error, decisions):
+                found.append(error)
+        return found
 
     async def _sweep_loop(self) -> None:
         while True:

@@ -36,8 +36,8 @@ ACTOR = "console"
 MIN_SWEEP_S = 0.5
 MAX_SWEEP_S = 30.0
 
-# What the engine is told after a move (recorded and said already): the error as it was
-# before the move, its new state and the reason.
+# What the engine is told after a move (recorded and said already): the moved error, its
+# new state and the reason.
 OnMove = Callable[[ErrorRow, State, str], Awaitable[None]]
 # How loud each move is said: a regression is an alarm, an escalation a warning.
 _LEVELS: dict[State, NoticeLevel] = {State.REGRESSED: "error", State.ESCALATING: "warning"}
@@ -142,7 +142,7 @@ class LifecycleWatch:
             marks=marks or None,
         )
         if moved is not None:
-            await self._on_move(row, new, reason)
+            await self._on_move(moved, new, reason)
         return moved is not None
 
 

@@ -43,7 +43,9 @@ from console.models import (
     attempt_name,
     error_name,
 )
+from console.mute import MuteFor
 from console.pending import Drained, PendingUpdates
+from console.regression import AfterMerge, after_merge
 from console.screens import requests
 from console.screens.background import run_guarded
 from console.screens.confirm import ConfirmScreen
@@ -51,6 +53,7 @@ from console.screens.detail import DetailScreen
 from console.screens.help import HelpScreen
 from console.screens.history import HistoryScreen
 from console.screens.main import MainScreen
+from console.screens.mute import MuteScreen
 from console.screens.retry import RetryScreen
 from console.screens.review import ReviewScreen
 from console.viewdata import EngineData
@@ -296,6 +299,57 @@ class AutofixApp(App[None]):
         what = f"{error.error_type}: {' '.join(error.message.split())}"
         self.push_screen(RetryScreen(what[:200]), retry)
 
+    @on(requests.Revert)
+    def _revert(self, message: requests.Revert) -> None:
+        error = message.error
+
+        async def confirm() -> None:
+            await self._confirm_revert(error)
+
+        run_guarded(self, confirm, what="reverting", group="dialogs")
+
+    async def _confirm_revert(self, error: ErrorRow) -> None:
+        """Say which merge would be reverted and why, and open the revert PR only on an
+        explicit yes; an error that allows no revert hears the engine's refusal."""
+        refused = await self.engine.refusal(error.id, Action.REVERT)
+        if refused is not None:
+            self.notify(refused.message, severity="warning")
+            return
+        merged = await after_merge(self.engine.store, error)
+        body = _revert_body(error, merged)
+        title = "Revert the merged fix?"
+        if await self.push_screen_wait(ConfirmScreen(title, body, yes="Open revert PR")):
+            self.command("revert", lambda: self.engine.revert(error.id, self.actor))
+
+    @on(requests.Mute)
+    def _mute(self, message: requests.Mute) -> None:
+        """``m`` mutes (asking how long), or unmutes an error whose mute holds."""
+        error = message.error
+
+        async def ask() -> None:
+            allowed = self.engine.actions(error)
+            if Action.UNMUTE in allowed:
+                self.command("unmute", lambda: self.engine.unmute(error.id, self.actor))
+                return
+            refused = await self.engine.refusal(error.id, Action.MUTE)
+            if refused is not None:
+                self.notify(refused.message, severity="warning")
+                return
+            what = f"{error.error_type}: {' '.join(error.message.split())}"
+            chosen: MuteFor | None = await self.push_screen_wait(MuteScreen(what[:200]))
+            if chosen is not None:
+                self.command(
+                    "mute",
+                    lambda: self.engine.mute(
+                        error.id,
+                        self.actor,
+                        minutes=chosen.minutes,
+                        occurrences=chosen.occurrences,
+                    ),
+                )
+
+        run_guarded(self, ask, what="muting", group="dialogs")
+
     @on(requests.StopMerge)
     def _stop_merge(self, message: requests.StopMerge) -> None:
         error = message.error
@@ -422,6 +476,12 @@ class AutofixApp(App[None]):
         yield SystemCommand("Skip", "Skip the selected error (s)", main.action_skip)
         yield SystemCommand("Retry", "Retry with an optional instruction (r)", main.action_retry)
         yield SystemCommand("Reopen", "Bring a skipped error back", main.action_reopen)
+        yield SystemCommand(
+            "Revert", "Open a PR reverting a regressed error's merged fix (u)", main.action_revert
+        )
+        yield SystemCommand(
+            "Mute / unmute", "Quiet an error for a while or N occurrences (m)", main.action_mute
+        )
         yield SystemCommand("Diff / review", "Review the fix's diff (d)", main.action_review)
         yield SystemCommand("Detail", "Error detail (enter)", main.action_detail)
         yield SystemCommand(
@@ -434,6 +494,28 @@ class AutofixApp(App[None]):
         )  # fmt: skip
         yield SystemCommand("Telegram on/off", "Toggle Telegram (t)", self.action_toggle_telegram)
         yield SystemCommand("Help", "Show all keys (?)", self.action_help)
+
+
+def _revert_body(error: ErrorRow, merged: AfterMerge | None) -> Group:
+    """What the revert would undo: the merged PR and its merge commit, and why."""
+    lines: list[Any] = [
+        Text(f"{error.error_type}: {' '.join(error.message.split())}", style="bold")
+    ]
+    if merged is not None:
+        pr, seen = merged.pr, merged.recurrence
+        sha = f" (merge commit {pr.merge_sha[:12]})" if pr.merge_sha else ""
+        lines.append(Text(f"reverts pull request #{pr.number}{sha}, merged {pr.merged_at}"))
+        lines.append(
+            Text(f"{seen.count} occurrence(s) since {merged.since}, on the merged code", "dim")
+        )
+        if merged.why:
+            lines += [Text(""), Text(merged.why, style="italic")]
+    lines += [
+        Text(""),
+        Text("A branch off the fresh base reverts the merge, is pushed, and a pull request "
+             "is opened for it; nothing is merged by the console.", style="dim"),
+    ]  # fmt: skip
+    return Group(*lines)
 
 
 def _find(rows: Iterable[Any], row_id: int) -> Any:

@@ -34,6 +34,7 @@ from console.config import ConfigError, ConsoleConfig, ServiceConfig, load_confi
 from console.events import (
     AttemptChanged,
     AutoMergeChanged,
+    ClaudeActivity,
     CommandResult,
     EngineEvent,
     ErrorChanged,
@@ -41,6 +42,7 @@ from console.events import (
     Listener,
     Notice,
     NoticeLevel,
+    Regressed,
 )
 from console.fix.git import GitError
 from console.fix.github import GitHubError, Merged, PullState
@@ -64,9 +66,11 @@ from console.models import (
     can_transition,
     error_name,
 )
+from console.regression import unanswered
 from console.secret import store_password
 from console.storable import Received
-from console.store import Store, StoreError
+from console.store import HoldLost, Store, StoreError
+from console.transcript_feed import TranscriptFeed
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +79,7 @@ INGEST_GATHER_SECONDS = 0.01
 # A host another console sharing the store reads is shown as such after this long.
 HOLD_NOTICE_SECONDS = 0.5
 READ_ELSEWHERE = "read by another console sharing the store; taken over if it stops"
+HOLD_LOST = "the store connection holding this host was lost; reading again once it is held"
 # A decision names the attempt it is about: an attempt id, None for "before any attempt",
 # or CURRENT for whichever attempt the error has when the command runs.
 CURRENT: Literal["current"] = "current"
@@ -116,6 +121,8 @@ class Engine:
         self._publishing: set[asyncio.Task[None]] = set()
         self._changed_errors: set[int] = set()
         self._changed_attempts: set[int] = set()
+        self._changed_transcripts: set[int] = set()
+        self._feed = TranscriptFeed(store)
         self._started = False
         self._unknown_services: set[str] = set()
         # Set by the Telegram bot when one is configured; the UI toggles it through here.
@@ -226,15 +233,27 @@ class Engine:
                 )
 
     async def _read_host(self, name: str, link: AgentLink) -> None:
-        """Start reading ``name`` once this console alone may (at once on SQLite); on a
-        shared store another console may be reading it, and this one takes over the moment
-        that one goes away, resuming after the last seq the store holds."""
-        held = asyncio.ensure_future(self.store.hold_host(name))
-        done, _ = await asyncio.wait({held}, timeout=HOLD_NOTICE_SECONDS)
-        if not done:
-            self._emit(LinkChanged(LinkStatus(host=name, state="stopped", error=READ_ELSEWHERE)))
-        await held
-        link.start()
+        """Read ``name`` while this console alone may (at once on SQLite); on a shared store
+        another console may be reading it, and this one takes over the moment that one goes
+        away, resuming after the last seq the store holds. If this console's hold on the
+        host is lost (its lock connection ended), the link stops at once and the host is
+        asked for again: whichever console holds it next resumes from the store."""
+        while True:
+            held = asyncio.ensure_future(self.store.hold_host(name))
+            try:
+                done, _ = await asyncio.wait({held}, timeout=HOLD_NOTICE_SECONDS)
+                if not done:
+                    self._emit(
+                        LinkChanged(LinkStatus(host=name, state="stopped", error=READ_ELSEWHERE))
+                    )
+                hold = await held
+            finally:
+                held.cancel()
+            link.start()
+            await hold.lost.wait()
+            await link.stop()
+            self.notify("warning", f"{name}: {HOLD_LOST}")
+            self._emit(LinkChanged(LinkStatus(host=name, state="stopped", error=HOLD_LOST)))
 
     async def stop(self) -> None:
         """Stop links and workers; running attempts are cancelled and marked interrupted."""
@@ -296,10 +315,18 @@ class Engine:
             await self._recover()
 
     def _on_store_change(self, kind: str, row_id: int) -> None:
-        """Another console committed a change to an error or an attempt: publish it as
-        this console publishes its own. Changes are gathered while a read is under way, so
-        a burst (another console ingesting a flood) costs a few reads, not one per row."""
-        (self._changed_attempts if kind == "attempt" else self._changed_errors).add(row_id)
+        """Another console committed a change to an error or an attempt, or new lines of an
+        attempt's transcript: publish it as this console publishes its own. Changes are
+        gathered while a read is under way, so a burst (another console ingesting a flood)
+        costs a few reads, not one per row."""
+        changed = {
+            "error": self._changed_errors,
+            "attempt": self._changed_attempts,
+            "transcript": self._changed_transcripts,
+        }.get(kind)
+        if changed is None:
+            return  # announced by a newer console: nothing this one shows
+        changed.add(row_id)
         if not self._publishing:
             task = asyncio.create_task(self._publish_changes(), name="publish-changes")
             self._publishing.add(task)
@@ -307,7 +334,14 @@ class Engine:
 
     async def _publish_changes(self) -> None:
         with contextlib.suppress(StoreError):  # the store closed under it: the engine stops
-            while self._changed_errors or self._changed_attempts:
+            while self._changed_errors or self._changed_attempts or self._changed_transcripts:
+                transcripts, self._changed_transcripts = self._changed_transcripts, set()
+                for attempt_id in sorted(transcripts):
+                    attempt = await self.store.attempt(attempt_id)
+                    if attempt is None or attempt.runner_session == self.store.session:
+                        continue  # this console's own run: shown as it was parsed
+                    for event in await self._feed.new_events(attempt_id):
+                        self._emit(ClaudeActivity(attempt_id, event))
                 attempts, self._changed_attempts = self._changed_attempts, set()
                 errors, self._changed_errors = self._changed_errors, set()
                 for attempt_id in sorted(attempts):
@@ -351,6 +385,8 @@ class Engine:
                 batch.append(queue.get_nowait())
             try:
                 await self.ingest(host, batch)
+            except HoldLost:
+                pass  # read after the host's hold was lost: its holder stores these instead
             except Exception as exc:
                 # Nothing is lost: the link resumes after the last *stored* seq.
                 self.notify("error", f"{host}: storing {len(batch)} event(s) failed: {exc}")
@@ -455,6 +491,12 @@ class Engine:
         refused = await self._refusal(action, error, attempt_id)
         return error if refused is None else refused
 
+    async def refusal(self, error_id: int, action: Action) -> CommandResult | None:
+        """Why ``action`` is not possible for the error now, as its command would answer;
+        None when it is (a view asks before opening a dialog for it)."""
+        error = await self._allowed(error_id, action)
+        return error if isinstance(error, CommandResult) else None
+
     async def _refusal(
         self, action: Action, error: ErrorRow, attempt_id: AttemptTarget
     ) -> CommandResult | None:
@@ -482,8 +524,10 @@ class Engine:
             return CommandResult(False, f"{_named(error)} is not skipped")
         if action is Action.REVERT:
             return CommandResult(False, f"cannot revert: {_named(error)} is {_word(error)}")
-        if action is Action.MUTE:
+        if action is Action.MUTE and Action.UNMUTE in self.actions(error):
             return CommandResult(False, f"{_named(error)} is muted already")
+        if action is Action.MUTE:
+            return CommandResult(False, f"cannot mute: {_named(error)} is {_word(error)}")
         if action is Action.UNMUTE:
             return CommandResult(False, f"{_named(error)} is not muted")
         if action is Action.STOP_MERGE:
@@ -737,12 +781,24 @@ class Engine:
             self.notify("info", f"{named}: {reason}{after}", error_id=error_id)
 
     async def _on_move(self, error_id: int, new: State, text: str) -> None:
-        """The lifecycle moved an error (resolved, regressed, escalating): show it."""
-        await self._emit_error(error_id)
+        """The lifecycle moved an error (resolved, regressed, escalating): show it; a
+        regression is also published as :class:`Regressed`."""
+        row = await self._emit_error(error_id)
         level: NoticeLevel = (
             "error" if new is State.REGRESSED else "warning" if new is State.ESCALATING else "info"
         )
         self.notify(level, f"{_word_of(new)}: {text}", error_id=error_id)
+        if new is State.REGRESSED and row is not None:
+            self._emit(Regressed(row, text))
+
+    async def unanswered_regressions(self) -> list[ErrorRow]:
+        """The regressed errors nobody has reverted or muted yet (the header's alarm)."""
+        found = []
+        for error in await self.store.errors(limit=10_000, state=State.REGRESSED):
+            decisions = await self.store.decisions(error_id=error.id, limit=100_000)
+            if unanswered(error, decisions):
+                found.append(error)
+        return found
 
     async def _sweep_loop(self) -> None:
         while True:

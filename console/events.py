@@ -27,6 +27,17 @@ class ErrorChanged:
 
 
 @dataclass(frozen=True)
+class Regressed:
+    """A fixed error occurred again on the merged code (published after its
+    :class:`ErrorChanged`): the loud signal the header, a bell and Telegram give, and the
+    hook anything that answers regressions by itself subscribes to. ``reason`` is the
+    lifecycle's, as recorded with the move."""
+
+    error: ErrorRow
+    reason: str
+
+
+@dataclass(frozen=True)
 class AttemptChanged:
     """A fix attempt changed state or gained results (cost, diff, test result, PR)."""
 
@@ -75,6 +86,7 @@ class AutoMergeChanged:
 
 EngineEvent = (
     ErrorChanged
+    | Regressed
     | AttemptChanged
     | ClaudeActivity
     | LinkChanged

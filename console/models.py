@@ -398,3 +398,18 @@ class StartRow:
     line: str
     seq: int
     received_at: str
+
+
+@dataclass(frozen=True)
+class Recurrence:
+    """An error's occurrences from a moment on (since its fix's service started again
+    after the merge): what a person, and a retry's prompt, are shown as why a fix did not
+    hold. ``count`` adds up the rises of each host's running total, as the table does."""
+
+    since: str
+    count: int = 0
+    first_seen: str | None = None
+    last_seen: str | None = None
+    hosts: dict[str, int] = field(default_factory=dict)
+    # The latest relayed lines among them, newest first, as stored (redacted by the agent).
+    samples: list[str] = field(default_factory=list)

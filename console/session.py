@@ -17,6 +17,7 @@ from console.config import ConsoleConfig
 from console.engine import Engine
 
 if TYPE_CHECKING:
+    from console.store.backend import Hold
     from console.telegram import TelegramBot
 
 # How long starting waits for the bot's role before leaving it to a standby task.
@@ -30,7 +31,7 @@ async def running(
     """Start the engine (and Telegram if enabled); stop both on the way out."""
     engine = engine or await Engine.open(config)
     bot = None
-    standby: asyncio.Task[None] | None = None
+    bot_role: asyncio.Task[None] | None = None
     try:
         # The bot subscribes first, so errors arriving as the links connect get a message.
         # On a store the team shares, one console runs the bot: this one waits for the
@@ -44,24 +45,37 @@ async def running(
             if done:
                 await held
                 await bot.start()
-            else:
-                standby = asyncio.create_task(_bot_on_takeover(held, bot), name="telegram-standby")
+            bot_role = asyncio.create_task(
+                _bot_role(engine, bot, held, running=bool(done)), name="telegram-role"
+            )
         await engine.start(links=links)
         yield engine
     finally:
-        if standby is not None:
-            standby.cancel()
+        if bot_role is not None:
+            bot_role.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await standby
+                await bot_role
         if bot is not None:
             await bot.stop()
         await engine.stop()
 
 
-async def _bot_on_takeover(held: asyncio.Future[None], bot: TelegramBot) -> None:
+async def _bot_role(
+    engine: Engine, bot: TelegramBot, held: asyncio.Future[Hold], *, running: bool
+) -> None:
+    """Run the bot while this console holds its role (``running``: it does already), and
+    take the role over when the console holding it goes away. A lost role stops the bot at
+    once -- another console's bot may be polling already -- and the role is asked again."""
     try:
-        await held
+        while True:
+            hold = await held
+            if not running:
+                await bot.start()
+            await hold.lost.wait()
+            await bot.stop()
+            engine.telegram = None
+            running = False
+            held = asyncio.ensure_future(engine.store.hold_bot())
     except asyncio.CancelledError:
         held.cancel()
         raise
-    await bot.start()

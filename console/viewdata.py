@@ -15,6 +15,7 @@ from console.fix.claude_state import ClaudeState
 from console.fix.frames import FramePosition, locate_frames
 from console.history import History, HistoryQuery
 from console.models import Action, AttemptRow, ErrorRow
+from console.regression import after_merge
 from console.screens.data import ErrorDetail, Overview
 
 
@@ -75,10 +76,14 @@ class EngineData:
             attempts=attempts,
             decisions=await store.decisions(error_id=error_id),
             sources=await asyncio.to_thread(self._sources, error, attempts) if error else [],
+            after_merge=await after_merge(store, error) if error else None,
         )
 
     async def history(self, query: HistoryQuery, now: float) -> History:
         return await self._engine.store.history(query, now)
+
+    async def unanswered_regressions(self) -> list[ErrorRow]:
+        return await self._engine.unanswered_regressions()
 
     def _sources(self, error: ErrorRow, attempts: list[AttemptRow]) -> list[FramePosition]:
         """Where the stack points in the code: the latest attempt's worktree holds the

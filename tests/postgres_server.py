@@ -124,3 +124,28 @@ class PostgresServer:
     def log(self) -> str:
         path = self.root / "server.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+def lock_holder(dsn: str, role: str) -> int | None:
+    """The server backend holding a store's advisory lock on ``role`` (``host web-1``, the
+    ``telegram bot``), if any."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
+            "AND ((classid::bigint << 32) | objid::bigint) = hashtextextended(%s, 0)",
+            (role,),
+        ).fetchone()
+    return int(row[0]) if row else None
+
+
+def terminate(dsn: str, pid: int) -> None:
+    """End a server backend from a connection of its own, as an operator would with
+    ``pg_terminate_backend``; returns once it has ended (and so released its locks)."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,)).fetchone()
+    if row != (True,):
+        raise RuntimeError(f"backend {pid} did not end")

@@ -214,7 +214,11 @@ async def fill_store(db_path: Path) -> None:
         )
     finally:
         await store.close()
-    # Pin the times the store stamped with the wall clock.
+    pin_times(db_path)
+
+
+def pin_times(db_path: Path) -> None:
+    """Pin the times the store stamped with the wall clock."""
     conn = sqlite3.connect(db_path)
     with conn:
         conn.execute(
@@ -225,6 +229,8 @@ async def fill_store(db_path: Path) -> None:
         conn.execute("UPDATE decisions SET at = ?", (PINNED,))
         conn.execute("UPDATE errors SET created_at = ?, updated_at = ?", (PINNED, PINNED))
         conn.execute("UPDATE occurrences SET received_at = ?", (PINNED,))
+        conn.execute("UPDATE prs SET created_at = ?, checked_at = ?", (PINNED, PINNED))
+        conn.execute("UPDATE starts SET received_at = ?", (PINNED,))
     conn.close()
 
 

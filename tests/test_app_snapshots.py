@@ -15,8 +15,10 @@ from console.app import AutofixApp
 from console.engine import Engine
 from console.link import LinkStatus
 from console.store import Store
+from console.widgets.errors_table import ErrorsTable
 from console.widgets.header import StatusHeader
 from tests.history_store import fill_month
+from tests.regressed_store import FINGERPRINT, fill_regressed
 from tests.snapshot_store import NOW, config_for, fill_store, settle
 
 _OPEN_STORES: list[Store] = []
@@ -112,6 +114,24 @@ def test_detail_screen(snap_compare, tmp_path: Path) -> None:
         await pilot.pause()
 
     assert snap_compare(make_app(tmp_path), terminal_size=(120, 48), run_before=detail)
+
+
+def test_detail_screen_of_a_regressed_error(snap_compare, tmp_path: Path) -> None:
+    """The merged diff beside the occurrences since the merged code ran, and the keys."""
+
+    async def detail(pilot) -> None:
+        await settle(pilot)
+        app = pilot.app
+        [row] = [e for e in await app.engine.store.errors() if e.fingerprint == FINGERPRINT]
+        assert app.main_screen.query_one(ErrorsTable).select_error(row.id)
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+
+    app = make_app(tmp_path, fill_regressed)
+    assert snap_compare(app, terminal_size=(140, 60), run_before=detail)
 
 
 async def open_history(pilot) -> None:

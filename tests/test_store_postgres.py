@@ -10,14 +10,15 @@ import asyncio
 import sqlite3
 
 import pytest
-from conftest import IN_CI
+from conftest import IN_CI, eventually
 
 from agent.wire import ErrorEvent
 from console.config import parse_config
 from console.models import State
 from console.secret import SecretError, store_password
-from console.store import MIGRATIONS, Store, StoreError
+from console.store import MIGRATIONS, HoldLost, Store, StoreError
 from console.store.pg_schema import PG_MIGRATIONS
+from tests.postgres_server import lock_holder, terminate
 
 # The team extra's driver: without it these tests skip locally and fail under CI=true.
 psycopg = __import__("psycopg") if IN_CI else pytest.importorskip("psycopg")
@@ -183,3 +184,93 @@ async def test_a_claim_on_a_row_held_by_ingest_waits_and_still_succeeds(pg_datab
             holder.rollback()
         attempt = await asyncio.wait_for(claim, 30)
         assert attempt is not None and attempt.state is State.FIXING
+
+
+async def test_a_host_whose_lock_connection_ends_is_lost_and_its_ingest_refused_at_once(
+    pg_database,
+):
+    dsn = pg_database()
+    reader, other = await Store.open(dsn), await Store.open(dsn)
+    try:
+        hold = await reader.hold_host("web-1")
+        await reader.ingest("web-1", [_event(1, 1, "web-1")])
+        pid = lock_holder(dsn, "host web-1")
+        assert pid is not None
+        terminate(dsn, pid)
+        # Before this store has even noticed, a batch it read is refused, not stored.
+        with pytest.raises(HoldLost, match="no longer holds host web-1"):
+            await reader.ingest("web-1", [_event(2, 2, "web-1")])
+        await asyncio.wait_for(hold.lost.wait(), 10)
+        taken = await asyncio.wait_for(other.hold_host("web-1"), 10)
+        await other.ingest("web-1", [_event(2, 2, "web-1"), _event(3, 3, "web-1")])
+        # The first store asks again and waits while the other one holds the host.
+        again = asyncio.ensure_future(reader.hold_host("web-1"))
+        await asyncio.sleep(0.3)
+        assert not again.done()
+        with pytest.raises(HoldLost):
+            await reader.ingest("web-1", [_event(4, 4, "web-1")])
+        await other.close()
+        await asyncio.wait_for(again, 10)
+        assert not taken.lost.is_set()  # closing is not losing
+        await reader.ingest("web-1", [_event(4, 4, "web-1")])
+        [error] = await reader.errors()
+        assert error.count == 4
+        assert [h.last_seq for h in await reader.hosts()] == [4]
+    finally:
+        await reader.close()
+        await other.close()
+
+
+def _listener(server_dsn: str, store: Store) -> int | None:
+    """The server backend a store listens for announcements on, once it does."""
+    with psycopg.connect(server_dsn) as conn:
+        row = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+            (f"autofix {store.session} listening",),
+        ).fetchone()
+    return int(row[0]) if row else None
+
+
+async def test_changes_made_while_a_listener_reconnects_are_told_once_it_is_back(
+    postgres, pg_database
+):
+    dsn = pg_database()
+    database = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
+    watcher, writer = await Store.open(dsn), await Store.open(dsn)
+    told: list[tuple[str, int]] = []
+    watcher.on_change(lambda kind, number: told.append((kind, number)))
+    try:
+        # The writer's connections are open before the database stops taking new ones.
+        (first,) = await writer.ingest("web-1", [_event(1, 1, "web-1")])
+        await eventually(lambda: ("error", first.error_id) in told, 10, "the first announcement")
+        pid = await eventually(
+            lambda: _listener(postgres.dsn(), watcher), 10, "the watcher to listen"
+        )
+        with psycopg.connect(postgres.dsn(), autocommit=True) as admin:
+            admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS false")
+            try:
+                terminate(postgres.dsn(), pid)
+                told.clear()
+                # Announced while nobody listens: the watcher cannot reconnect meanwhile.
+                (other,) = await writer.ingest("web-1", [_event(2, 1, "web-1", "d1" * 8)])
+                assert await writer.transition(first.error_id, State.NEW, State.AWAITING_APPROVAL)
+                attempt = await writer.create_attempt(first.error_id, actor="keyboard")
+                assert attempt is not None
+                await writer.append_transcript(attempt.id, ['{"type": "system"}'])
+                assert _listener(postgres.dsn(), watcher) is None and told == []
+            finally:
+                admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
+        expected = {
+            ("error", first.error_id),
+            ("error", other.error_id),
+            ("attempt", attempt.id),
+            ("transcript", attempt.id),
+        }
+        await eventually(lambda: expected <= set(told), 15, "the missed changes told")
+        # Listening again, new changes are announced as they commit.
+        told.clear()
+        await writer.append_transcript(attempt.id, ['{"type": "assistant"}'])
+        await eventually(lambda: ("transcript", attempt.id) in told, 10, "the new line told")
+    finally:
+        await watcher.close()
+        await writer.close()

@@ -11,20 +11,30 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import replace
 
 from console.config import ConsoleConfig, TelegramConfig
-from console.engine import Engine
-from console.events import AttemptChanged, EngineEvent, ErrorChanged, LinkChanged
+from console.engine import HOLD_LOST, Engine
+from console.events import (
+    AttemptChanged,
+    ClaudeActivity,
+    EngineEvent,
+    ErrorChanged,
+    LinkChanged,
+)
+from console.fix.transcript import StreamParser
 from console.models import State
 from console.session import running
 from console.store import Store
 from tests.conftest import eventually
 from tests.engine_world import World, fix_turns, seed_agent, write_serve_config
 from tests.messages_api import Stall
+from tests.postgres_server import lock_holder, terminate
 from tests.telegram_api import TelegramApi
 from tests.telegram_phone import OWNER, TOKEN_ENV
 
@@ -77,6 +87,16 @@ async def test_two_consoles_approving_one_error_at_once_start_one_attempt_and_bo
             )
         reviewed = await first.store.attempt(attempt.id)
         assert reviewed is not None and reviewed.runner and reviewed.runner_session
+        # The console not running it was shown Claude's output too, every line once.
+        watching = seen_b if reviewed.runner_session == first.store.session else seen_a
+        parser = StreamParser()
+        stored = [e for line in await first.store.transcript(attempt.id) for e in parser.feed(line)]
+        assert stored
+
+        def watched() -> list[object]:
+            return [e.event for e in watching if isinstance(e, ClaudeActivity)]
+
+        await world.until(lambda: watched() == stored, 30, "the other console to show the run")
     finally:
         await first.stop()
         await second.stop()
@@ -168,18 +188,23 @@ async def test_a_console_killed_mid_attempt_is_seen_interrupted_and_its_host_tak
             await survivor.stop()
 
 
+def _bot_consoles(
+    tmp_path, dsn: str, api: TelegramApi, monkeypatch
+) -> Callable[[str], ConsoleConfig]:
+    """The config of a team console named ``name``: the shared store, the bot on ``api``."""
+    monkeypatch.setenv(TOKEN_ENV, api.token)
+    telegram = TelegramConfig(
+        enabled=True, token_env=TOKEN_ENV, api_base_url=api.url, allowed_user_ids=(OWNER,)
+    )
+    return lambda name: ConsoleConfig(state_dir=tmp_path / name, store=dsn, telegram=telegram)
+
+
 async def test_one_console_of_the_team_runs_the_telegram_bot_and_another_takes_it_over(
     tmp_path, pg_database, monkeypatch
 ) -> None:
     dsn = pg_database()
     with TelegramApi() as api:
-        monkeypatch.setenv(TOKEN_ENV, api.token)
-        telegram = TelegramConfig(
-            enabled=True, token_env=TOKEN_ENV, api_base_url=api.url, allowed_user_ids=(OWNER,)
-        )
-
-        def config(name: str) -> ConsoleConfig:
-            return ConsoleConfig(state_dir=tmp_path / name, store=dsn, telegram=telegram)
+        config = _bot_consoles(tmp_path, dsn, api, monkeypatch)
 
         async with AsyncExitStack() as second_console:
             async with running(config("first"), links=False) as first:
@@ -197,3 +222,100 @@ async def test_one_console_of_the_team_runs_the_telegram_bot_and_another_takes_i
                 30,
                 "the second console's bot to poll",
             )
+
+
+def _agent_events(world: World) -> int:
+    """How many events the world's agent has to send (its outbox's own table)."""
+    db = sqlite3.connect(world.tmp / "agent-prod-1" / "agent.db")
+    try:
+        return int(db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+    finally:
+        db.close()
+
+
+def _stored_seqs(dsn: str) -> list[int]:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT seq FROM occurrences WHERE host = 'prod-1' ORDER BY seq")
+        return [int(seq) for (seq,) in rows.fetchall()]
+
+
+async def test_a_console_whose_host_lock_connection_is_ended_stops_and_each_event_counts_once(
+    world: World, pg_database
+) -> None:
+    dsn = pg_database()
+    seen: list[EngineEvent] = []
+    first = await _console(world, dsn, "a", seen)
+    second = await _console(world, dsn, "b", seen)
+    try:
+        error = await world.until(
+            lambda: _error_in(first.store, State.AWAITING_APPROVAL), 60, "the error to arrive"
+        )
+        log = _log_of(world)
+
+        def flow(rounds: int) -> None:
+            for _ in range(rounds):
+                seed_agent(world.tmp / "agent-prod-1", log, "prod-1", times=1)
+
+        # Events flow while the backend holding the host's lock is ended from outside.
+        flowing = asyncio.ensure_future(asyncio.to_thread(flow, 20))
+        pid = lock_holder(dsn, "host prod-1")
+        assert pid is not None
+        await asyncio.to_thread(terminate, dsn, pid)
+        await flowing
+        await eventually(
+            lambda: lock_holder(dsn, "host prod-1") not in (None, pid),
+            15,
+            "a console to hold the host again",
+        )
+        assert any(isinstance(e, LinkChanged) and e.status.error == HOLD_LOST for e in seen)
+        flow(5)
+
+        async def counted() -> bool:
+            row = await first.store.error(error.id)
+            return row is not None and row.count == 3 + 25
+
+        await world.until(counted, 60, "every occurrence counted")
+        sent = _agent_events(world)
+        [host] = await second.store.hosts()
+        assert host.last_seq == sent
+        assert _stored_seqs(dsn) == list(range(1, sent + 1))
+    finally:
+        await first.stop()
+        await second.stop()
+
+
+async def test_the_bot_whose_lock_connection_is_ended_stops_and_one_console_polls_again(
+    tmp_path, pg_database, monkeypatch
+) -> None:
+    dsn = pg_database()
+    with TelegramApi() as api:
+        config = _bot_consoles(tmp_path, dsn, api, monkeypatch)
+
+        async with (
+            running(config("first"), links=False) as first,
+            running(config("second"), links=False) as second,
+        ):
+            assert first.telegram is not None and second.telegram is None
+            pid = lock_holder(dsn, "telegram bot")
+            assert pid is not None
+            terminate(dsn, pid)
+            await eventually(
+                lambda: lock_holder(dsn, "telegram bot") not in (None, pid),
+                15,
+                "a console to hold the bot again",
+            )
+
+            # The second console was waiting on the lock, so the server gave it the bot.
+            def moved() -> bool:
+                return first.telegram is None and second.telegram is not None
+
+            await eventually(moved, 15, "the first bot to stop and the second to start")
+            polls = len(api.calls_to("getUpdates", ok_only=False))
+            await eventually(
+                lambda: len(api.calls_to("getUpdates", ok_only=False)) > polls,
+                30,
+                "the bot to poll again",
+            )
+            assert moved()

@@ -25,10 +25,10 @@ from console.config import TelegramConfig
 from console.engine import Engine
 from console.events import Notice, TelegramChanged
 from console.models import ErrorRow, State
+from console.mute import DurationError, parse_duration
 from console.telegram import TelegramBot, TelegramTokenError, resolve_bot_token
 from console.telegram.callbacks import CallbackSigner, ForgedCallback
 from console.telegram.limits import Part, fit, tg_len
-from console.telegram.mute import DurationError, parse_duration
 from tests.engine_world import World, breaking_turns, fix_turns
 from tests.messages_api import ToolCall, by_round, verdict_call
 from tests.telegram_api import Message, TelegramApi, parse_html

@@ -16,6 +16,7 @@ from console.fix.frames import FramePosition
 from console.history import History, HistoryQuery
 from console.link import LinkStatus
 from console.models import Action, AttemptRow, DecisionRow, ErrorRow
+from console.regression import AfterMerge
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class ErrorDetail:
     # The stack's in-app frames in the service's checkout, through source maps where the
     # build left them (the latest attempt's worktree when it is still there).
     sources: list[FramePosition] = field(default_factory=list)
+    # Its latest merged fix and the occurrences since the merged code ran (None: never
+    # merged).
+    after_merge: AfterMerge | None = None
 
 
 class ScreenData(Protocol):
@@ -63,6 +67,10 @@ class ScreenData(Protocol):
     async def detail(self, error_id: int, samples: int) -> ErrorDetail: ...
 
     async def history(self, query: HistoryQuery, now: float) -> History: ...
+
+    async def unanswered_regressions(self) -> list[ErrorRow]:
+        """Regressed errors nobody has answered yet, for the header's alarm."""
+        ...
 
     def sensitive_paths(self, service: str) -> tuple[str, ...]: ...
 

@@ -2,7 +2,9 @@
 
 Full stack with the application's own frames highlighted (library and runtime frames dimmed),
 route, first and last seen, per-host counts, the latest raw samples as relayed (already
-redacted by the agent), the fix attempts and who decided what.
+redacted by the agent), the fix attempts and who decided what. For an error whose fix was
+merged, the merged diff beside the occurrences since the merged code ran, with the keys
+that answer a regression (revert, retry, mute).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 from collections.abc import Callable
 
 from rich.console import Group, RenderableType
+from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -20,12 +23,16 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from console.fix.frames import FramePosition
-from console.models import AttemptRow, DecisionRow, ErrorRow, attempt_name
+from console.models import AttemptRow, DecisionRow, ErrorRow, State, attempt_name
+from console.regression import AfterMerge, sample_of
+from console.screens import requests
 from console.screens.background import run_guarded
 from console.screens.data import ScreenData
 from console.widgets.labels import age, money, severity_text, state_text
 
 SAMPLES = 3
+MERGED_DIFF_LINES = 80
+SAMPLE_STACK_LINES = 4
 
 
 def stack_text(stack: list[str], in_app: list[bool | None]) -> Text:
@@ -111,8 +118,69 @@ def heading(text: str) -> Text:
     return Text(f"\n{text}", style="bold underline")
 
 
+def merged_fix_text(merged: AfterMerge, dark: bool = True) -> Group:
+    """The merged pull request and its diff (as stored for the attempt)."""
+    pr = merged.pr
+    head = Text(f"PR #{pr.number}", style="bold")
+    head.append(f" merged {pr.merged_at}" + (f" by {pr.merged_by}" if pr.merged_by else ""))
+    if pr.merge_sha:
+        head.append(f"  merge commit {pr.merge_sha[:12]}", style="dim")
+    if merged.revert is not None:
+        head.append(f"\nrevert PR #{merged.revert.number} {merged.revert.state}", style="bold")
+    lines = (merged.attempt.diff or "").splitlines()
+    if not lines:
+        return Group(head, Text("(no diff stored for the attempt)", style="dim"))
+    shown = "\n".join(lines[:MERGED_DIFF_LINES])
+    if len(lines) > MERGED_DIFF_LINES:
+        shown += f"\n… {len(lines) - MERGED_DIFF_LINES} more lines (d shows the whole diff)"
+    theme = "ansi_dark" if dark else "ansi_light"
+    return Group(head, Syntax(shown, "diff", theme=theme, background_color="default"))
+
+
+def recurrence_text(merged: AfterMerge) -> Text:
+    """The occurrences since the merged code ran: how many, when, where, what they said."""
+    seen = merged.recurrence
+    text = Text()
+    text.append(f"{seen.count:,} occurrence(s)", style="bold red" if seen.count else "bold")
+    text.append(f" since {merged.since}\n")
+    if seen.first_seen:
+        text.append(f"first {seen.first_seen}\nlast  {seen.last_seen}\n", style="dim")
+    for host, count in sorted(seen.hosts.items(), key=lambda item: (-item[1], item[0])):
+        text.append(f"{host} ", style="bold")
+        text.append(f"{count:,}   ")
+    if seen.hosts:
+        text.append("\n")
+    if merged.why:
+        text.append(f"\n{merged.why}\n", style="italic")
+    for raw in seen.samples:
+        sample = sample_of(raw)
+        if sample is None:
+            continue
+        text.append(f"\n{sample.at or ''} {sample.host or ''}\n", style="dim")
+        text.append(" ".join(sample.message.split())[:300] + "\n")
+        for line in sample.stack[1 : 1 + SAMPLE_STACK_LINES]:
+            text.append(f"  {line.strip()[:200]}\n", style="dim")
+    return text
+
+
+def after_merge_table(merged: AfterMerge, dark: bool = True) -> Table:
+    """The merged diff beside what happened since: a person reads why the fix did not hold
+    without leaving the screen."""
+    table = Table(expand=True, box=None, padding=(0, 1), show_edge=False)
+    table.add_column("Merged fix", ratio=3, style="", header_style="bold")
+    table.add_column("Since the merged code ran", ratio=2, header_style="bold")
+    table.add_row(merged_fix_text(merged, dark), recurrence_text(merged))
+    return table
+
+
 class DetailScreen(Screen[None]):
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("q", "app.pop_screen", "Back")]
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("q", "app.pop_screen", "Back"),
+        Binding("u", "revert", "Revert"),
+        Binding("r", "retry", "Retry"),
+        Binding("m", "mute", "Mute"),
+    ]
 
     def __init__(self, error: ErrorRow, data: ScreenData, clock: Callable[[], float]) -> None:
         super().__init__()
@@ -120,6 +188,7 @@ class DetailScreen(Screen[None]):
         self._data = data
         self._clock = clock
         self._sources: list[FramePosition] = []
+        self._after_merge: AfterMerge | None = None
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail") as box:
@@ -140,6 +209,7 @@ class DetailScreen(Screen[None]):
         detail = await self._data.detail(self.error.id, SAMPLES)
         self.error = detail.error or self.error
         self._sources = detail.sources
+        self._after_merge = detail.after_merge
         self.query_one("#detail-body", Static).update(
             self._render_body(detail.samples, detail.attempts, detail.decisions)
         )
@@ -163,8 +233,28 @@ class DetailScreen(Screen[None]):
         ]
         if self._sources:
             parts += [heading("In the code"), sources_text(self._sources)]
+        if self._after_merge is not None:
+            regressed = error.state is State.REGRESSED
+            said = "REGRESSED: the merged fix did not hold" if regressed else "After the merge"
+            keys = "  (u revert · r retry · m mute)" if regressed else ""
+            parts += [
+                Text(f"\n{said}", style="bold red underline" if regressed else "bold underline")
+                + Text(keys, style="dim"),
+                after_merge_table(self._after_merge, self.app.current_theme.dark),
+            ]
         if attempts or decisions:
             parts += [heading("Fix attempts and decisions"), history_table(attempts, decisions)]
         parts.append(heading(f"Latest samples ({len(samples)})"))
         parts += [sample_text(raw) for raw in samples] or [Text("—", style="dim")]
         return Group(*parts)
+
+    # --- the answers to a regression: the same requests as the main screen's keys ---------
+
+    def action_revert(self) -> None:
+        self.post_message(requests.Revert(self.error))
+
+    def action_retry(self) -> None:
+        self.post_message(requests.Retry(self.error))
+
+    def action_mute(self) -> None:
+        self.post_message(requests.Mute(self.error))

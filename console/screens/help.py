@@ -20,6 +20,8 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("enter", "error detail: stack, hosts, samples, history"),
         ("o", "open the pull request in the browser"),
         ("x", "stop an auto-merge during its soak, or resume a paused service's"),
+        ("u", "revert a regressed error's merged fix: opens a revert PR (asks first)"),
+        ("m", "mute an error for a while or N more occurrences; again to unmute"),
         ("h", "history: attempts, outcomes, costs, regressions over time (p: period)"),
         ("/", "filter errors (escape clears)"),
         ("S", "cycle the sort column (or click a header)"),

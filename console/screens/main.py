@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Input
 
 from console.fix.claude import StreamEvent as ClaudeEvent
-from console.models import Action, AttemptRow, ErrorRow, attempt_name
+from console.models import Action, AttemptRow, ErrorRow, State, attempt_name
 from console.pending import Drained
 from console.screens import requests
 from console.screens.background import run_guarded
@@ -47,6 +47,8 @@ class MainScreen(Screen[None]):
         Binding("enter", "detail", "Detail", show=False),
         Binding("o", "open_pr", "Open PR"),
         Binding("x", "auto_merge", "Stop merge"),
+        Binding("u", "revert", "Revert"),
+        Binding("m", "mute", "Mute"),
         Binding("h", "history", "History", show=False),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
@@ -59,6 +61,8 @@ class MainScreen(Screen[None]):
         "retry": frozenset({Action.RETRY}),
         "auto_merge": frozenset({Action.STOP_MERGE, Action.RESUME_MERGE}),
     }
+    # Revert (u) and mute (m) are never greyed: they are needed once a fix came back, and
+    # pressed on an error that does not allow them they say why (the engine's refusal).
 
     def __init__(self, clock: Callable[[], float], data: ScreenData) -> None:
         super().__init__()
@@ -72,6 +76,8 @@ class MainScreen(Screen[None]):
         # What the panes beside the table have yet to show of the selection.
         self._spark_due = False
         self._attempt_due = False
+        # The regressed errors the header's alarm counts (None: not read yet).
+        self._alarmed: set[int] | None = None
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(self._clock, id="status")
@@ -130,6 +136,7 @@ class MainScreen(Screen[None]):
             self.query_one(ClaudeLog).show(None, [])
         self.ready = True
         self.refresh_bindings()
+        self._reread_alarm()
 
     def apply(self, drained: Drained) -> None:
         """Paint one batch of coalesced engine events."""
@@ -169,6 +176,24 @@ class MainScreen(Screen[None]):
         header.redraw()
         if drained.errors or drained.attempts or drained.plans:
             self._refresh_decision_keys()  # a decision taken elsewhere may grey a key
+        alarmed = self._alarmed or set()
+        if any(e.state is State.REGRESSED or e.id in alarmed for e in drained.errors):
+            self._reread_alarm()
+
+    def _reread_alarm(self) -> None:
+        """Count the regressed errors nobody answered yet again (a regression, a revert,
+        a mute, a retry or a skip changes it); one read at a time, the newest wins."""
+        run_guarded(self, self._read_alarm, what="reading regressions", group="alarm",
+                    exclusive=True)  # fmt: skip
+
+    async def _read_alarm(self) -> None:
+        waiting = {e.id for e in await self._data.unanswered_regressions()}
+        before, self._alarmed = self._alarmed, waiting
+        if before is not None and waiting - before:
+            self.app.bell()  # a new regression: loud, beside the engine's notice
+        header = self.query_one(StatusHeader)
+        header.regressed = len(waiting)
+        header.redraw()
 
     def _history(self, attempt_id: int) -> deque[ClaudeEvent]:
         history = self._histories.get(attempt_id)
@@ -323,6 +348,14 @@ class MainScreen(Screen[None]):
                 self.post_message(requests.StopMerge(error))
             else:
                 self.post_message(requests.ResumeMerge(error))
+
+    def action_revert(self) -> None:
+        if (error := self._selected()) is not None:
+            self.post_message(requests.Revert(error))
+
+    def action_mute(self) -> None:
+        if (error := self._selected()) is not None:
+            self.post_message(requests.Mute(error))
 
     def action_skip(self) -> None:
         if (error := self._selected()) is not None:

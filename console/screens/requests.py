@@ -45,6 +45,16 @@ class Reopen(ErrorRequest):
     """Bring a skipped error back to awaiting approval (command palette)."""
 
 
+class Revert(ErrorRequest):
+    """Open a pull request reverting a regressed error's merged fix, once the person
+    confirms (``u``)."""
+
+
+class Mute(ErrorRequest):
+    """Keep the error's notifications quiet for a while or N more occurrences, asking how
+    long; or end its mute when one holds (``m``)."""
+
+
 class StopMerge(ErrorRequest):
     """Stop the automatic merge of the error's PR during its soak (``x``)."""
 

@@ -8,13 +8,21 @@ they hold, not by who uses them.
 """
 
 from console.store.db import RECOVER_REASON, RETRY_REASON, Store
-from console.store.schema import ATTEMPT_FIELDS, MIGRATIONS, NotFound, StoreError, now_iso
+from console.store.schema import (
+    ATTEMPT_FIELDS,
+    MIGRATIONS,
+    HoldLost,
+    NotFound,
+    StoreError,
+    now_iso,
+)
 
 __all__ = [
     "ATTEMPT_FIELDS",
     "MIGRATIONS",
     "RECOVER_REASON",
     "RETRY_REASON",
+    "HoldLost",
     "NotFound",
     "Store",
     "StoreError",

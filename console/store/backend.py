@@ -9,9 +9,10 @@ transitions, idempotent ingest -- for both, checked by one test suite run agains
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from agent.wire import ErrorEvent
@@ -19,6 +20,25 @@ from console.models import IngestResult
 from console.storable import Received
 
 T = TypeVar("T")
+
+
+def host_role(host: str) -> str:
+    """The role a console holds while it reads ``host`` (see :meth:`Backend.hold`)."""
+    return f"host {host}"
+
+
+@dataclass
+class Hold:
+    """A role this store session holds among the sessions sharing the database.
+
+    ``lost`` is set the moment the role stops being held -- on PostgreSQL when the
+    connection holding its lock ends (a server restart, a network drop, the backend
+    terminated), which frees the lock for another console at once -- so the holder stops
+    acting on it and asks for it again. A SQLite store's roles are never lost.
+    """
+
+    name: str
+    lost: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Row(Protocol):
@@ -50,6 +70,9 @@ class Dialect:
     json_text: Callable[[str, str], str]
     # A condition on an attempts row: the console that runs it has gone.
     runner_gone: str
+    # A statement announcing a change (its one parameter: "<kind> <id>") to the other
+    # consoles sharing the database as the transaction commits; None where none share it.
+    announce: str | None = None
 
 
 class Tx(Protocol):
@@ -100,12 +123,16 @@ class Backend(Protocol):
         ...
 
     def on_change(self, listener: Callable[[str, int], None]) -> None:
-        """Call ``listener(kind, id)`` for every change another store session commits."""
+        """Call ``listener(kind, id)`` for every change another store session commits: kind
+        ``error``, ``attempt`` or ``transcript`` (an attempt's id: it has new lines). A
+        change may be told more than once (after a lost connection), never not at all."""
         ...
 
-    async def hold(self, name: str) -> None:
+    async def hold(self, name: str) -> Hold:
         """Return once this session alone holds the role ``name`` (reading a host, polling
-        the Telegram bot) among the sessions sharing the database; held until it closes."""
+        the Telegram bot) among the sessions sharing the database; held until it closes or
+        until the returned hold is ``lost``. While a host's role is lost, ingesting that
+        host's events raises :class:`console.store.schema.HoldLost`."""
         ...
 
     async def write(self, body: Callable[[Tx], Awaitable[T]]) -> T:

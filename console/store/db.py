@@ -38,6 +38,7 @@ from console.models import (
     HostRow,
     IngestResult,
     PullRequestRow,
+    Recurrence,
     RoundRow,
     StartRow,
     State,
@@ -46,7 +47,7 @@ from console.models import (
     epoch,
 )
 from console.storable import Received
-from console.store.backend import Backend, Row, Tx
+from console.store.backend import Backend, Hold, Row, Tx, host_role
 from console.store.connect import open_backend
 from console.store.history import read_history
 from console.store.ingest import ingest as ingest_batch
@@ -567,6 +568,10 @@ class Store:
                 "INSERT INTO transcripts (attempt_id, seq, line) VALUES (?, ?, ?)",
                 [(attempt_id, start + i, line) for i, line in enumerate(lines, 1)],
             )
+            # Another console sharing the store may be showing this attempt's output live.
+            announce = self._backend.dialect.announce
+            if announce is not None and lines:
+                await db.execute(announce, (f"transcript {attempt_id}",))
             return start + len(lines)
 
         return await self._write(body)
@@ -873,25 +878,29 @@ class Store:
         if session != self.session and not self._closed:
             self._backend.watch_session(session, on_gone)
 
-    async def hold_host(self, host: str) -> None:
+    async def hold_host(self, host: str) -> Hold:
         """Wait until this store alone reads ``host`` among the consoles sharing it (at once
         on SQLite, or when no other console holds it; else when its holder goes away), so
-        one host's events are ingested by exactly one process at a time."""
-        await self._hold(f"host {host}")
+        one host's events are ingested by exactly one process at a time. Once the hold is
+        ``lost`` this store's ingest for the host is refused (``HoldLost``) until it holds
+        the host again."""
+        return await self._hold(host_role(host))
 
-    async def hold_bot(self) -> None:
+    async def hold_bot(self) -> Hold:
         """Wait until this store alone runs the team's Telegram bot, the same way: one bot
-        polls for the team, and another console's takes over when its console goes away."""
-        await self._hold("telegram bot")
+        polls for the team, and another console's takes over when its console goes away
+        (or when this one's hold is ``lost``: the bot stops and waits for the role again)."""
+        return await self._hold("telegram bot")
 
-    async def _hold(self, name: str) -> None:
+    async def _hold(self, name: str) -> Hold:
         if self._closed:
             raise StoreError(f"{self.where}: store is closed")
-        await self._backend.hold(name)
+        return await self._backend.hold(name)
 
     def on_change(self, listener: Callable[[str, int], None]) -> None:
-        """Call ``listener(kind, id)`` (kind ``error`` or ``attempt``) for each change another
-        console commits to a shared store, as it commits (no polling)."""
+        """Call ``listener(kind, id)`` (kind ``error``, ``attempt``, or ``transcript`` with an
+        attempt's id) for each change another console commits to a shared store, as it
+        commits (no polling); after a lost connection what changed meanwhile is told too."""
         self._backend.on_change(listener)
 
     async def _require_attempt(self, db: Tx, attempt_id: int) -> None:
@@ -1102,3 +1111,31 @@ class Store:
             (error_id, limit),
         )
         return [r[0] for r in rows]
+
+    async def recurrence(self, error_id: int, since: str, samples: int = 3) -> Recurrence:
+        """The error's occurrences at or after ``since`` (an ISO stamp, by the clock of the
+        host they happened on; the console's receipt time for a line that does not say).
+
+        A rise is counted against the host's previous total whenever it came, so the first
+        occurrence after ``since`` counts only itself.
+        """
+        at = f"COALESCE({self._backend.dialect.json_text('raw', 'last_seen')}, received_at)"
+        rows = await self._read(
+            "SELECT host, at, rise, raw FROM (SELECT id, host, raw, "
+            f"{at} AS at, "
+            "count - LAG(count, 1, 0) OVER (PARTITION BY host, instance ORDER BY seq) AS rise "
+            "FROM occurrences WHERE error_id = ?) AS o WHERE at >= ? ORDER BY id",
+            (error_id, since),
+        )
+        count = 0
+        hosts: dict[str, int] = {}
+        first: str | None = None
+        last: str | None = None
+        for host, moment, rise, _raw in rows:
+            added = max(0, int(rise or 0))
+            count += added
+            hosts[host] = hosts.get(host, 0) + added
+            first = moment if first is None or moment < first else first
+            last = moment if last is None or moment > last else last
+        latest = [r[3] for r in rows[-samples:]][::-1] if samples > 0 else []
+        return Recurrence(since, count, first, last, hosts, latest)

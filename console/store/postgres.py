@@ -15,6 +15,12 @@ ingest thread, so ingest runs the same synchronous code as on SQLite.
   store holds an advisory lock on its session (its attempts' ``runner_session``) and one
   per role it holds (each host it reads, the Telegram bot), and the others wait on those
   locks, which the server grants the moment the holder's connection ends.
+- A role's connection can end while this store stays open (a server restart, a network
+  drop, ``pg_terminate_backend``): the server hands the lock to a waiting console at that
+  instant, so the holder is told (``Hold.lost``) and asks again, and every ingest
+  transaction for a host checks before it commits that this session's lock connection
+  still holds the host's lock. A batch read after the loss is rolled back, never stored
+  beside the new holder's.
 - The password is never part of the DSN: it is passed to libpq separately (the config
   names an environment variable or a file, see ``store_password_env``).
 """
@@ -38,12 +44,15 @@ from psycopg_pool import AsyncConnectionPool
 from agent.wire import ErrorEvent
 from console.models import IngestResult
 from console.storable import Received
-from console.store.backend import Dialect, Row, SyncTx, Tx
-from console.store.schema import StoreError, now_iso
+from console.store.backend import Dialect, Hold, Row, SyncTx, Tx, host_role
+from console.store.schema import HoldLost, StoreError, now_iso
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+# Every change to an error or an attempt is announced here (see pg_schema migration 7), and
+# new transcript lines by the Store itself (Dialect.announce).
+CHANGES_CHANNEL = "autofix_changes"
 DIALECT = Dialect(
     name="postgresql",
     lock_row=" FOR UPDATE",
@@ -54,10 +63,26 @@ DIALECT = Dialect(
     runner_gone=(
         "(runner_session IS NULL OR pg_try_advisory_xact_lock(hashtextextended(runner_session, 0)))"
     ),
+    # The same shape as the trigger's announcements: "<kind> <id> <application name>".
+    announce=(
+        f"SELECT pg_notify('{CHANGES_CHANNEL}', ? || ' ' || current_setting('application_name'))"
+    ),
 )
-# Every change to an error or an attempt is announced here (see pg_schema migration 6).
-CHANGES_CHANNEL = "autofix_changes"
+# Announcements reach only a connection that is listening: one that ends loses those made
+# meanwhile. So before each LISTEN the listener marks the oldest transaction still running
+# (the xmin of a snapshot, as a 32-bit xid), and after it reads back every row written by
+# transactions since the previous mark (a row's xmin, compared by age so xid wraparound is
+# no matter) -- a superset of what was missed; a change told twice is only read twice.
+SNAPSHOT_MARK = "SELECT (pg_snapshot_xmin(pg_current_snapshot())::text::bigint % 4294967296)::text"
+CHANGED_SINCE = """
+WITH mark AS (SELECT age(%s::xid) AS age)
+SELECT 'error', id FROM errors, mark WHERE age(errors.xmin) <= mark.age
+UNION ALL SELECT 'attempt', id FROM attempts, mark WHERE age(attempts.xmin) <= mark.age
+UNION ALL SELECT DISTINCT 'transcript', attempt_id FROM transcripts, mark
+    WHERE age(transcripts.xmin) <= mark.age
+"""
 APPLICATION_PREFIX = "autofix "
+LISTENING = "listening"  # the listener's application_name: "autofix <session> listening"
 # How long a lost listening or watching connection waits before connecting again.
 RECONNECT_SECONDS = 1.0
 # For the connections holding a lock other consoles wait on: the server probes an idle client
@@ -65,6 +90,20 @@ RECONNECT_SECONDS = 1.0
 # vanished frees its hosts and attempts in about 11 s (a killed process: at once).
 KEEPALIVE_OPTIONS = (
     "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3"
+)
+# The same probes from this side, so a lock connection whose network vanished ends here
+# too (and its role is given up) instead of waiting on a socket that will never answer.
+CLIENT_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+}
+# Whether the backend ``pid`` holds the session advisory lock named by the text key (a
+# bigint key is shown split in two 32-bit halves, objsubid 1).
+HOLDS_LOCK = (
+    "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = %s "
+    "AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = hashtextextended(%s, 0)"
 )
 # Taken while migrating, so two consoles opening one new database apply a migration once.
 _MIGRATION_LOCK = 0x4C657641  # "LevA"
@@ -142,8 +181,14 @@ class _SyncTx:
         psycopg.IntegrityError,
     )
 
-    def __init__(self, conn: psycopg.Connection[PgRow]) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection[PgRow],
+        fence: Callable[[psycopg.Connection[PgRow]], None] | None = None,
+    ) -> None:
         self._conn = conn
+        # Run last in every transaction, before it commits (see PostgresBackend._fence).
+        self._fence = fence
 
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
         cursor = self._conn.execute(translate(sql), tuple(params))
@@ -174,6 +219,19 @@ class _SyncTx:
     def transaction(self) -> Iterator[None]:
         with self._conn.transaction():
             yield
+            if self._fence is not None:
+                self._fence(self._conn)
+
+
+class _Role:
+    """A role held on a connection of its own; ``pid`` is that connection's server backend
+    while it holds the lock, None from the moment it is known to be lost (the role stays
+    in the store's table then, so its host's ingest stays fenced off until held again)."""
+
+    def __init__(self, hold: Hold, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.hold = hold
+        self.conn = conn
+        self.pid: int | None = conn.info.backend_pid
 
 
 class PostgresBackend:
@@ -188,6 +246,7 @@ class PostgresBackend:
         password: str | None,
         session: str,
         presence: psycopg.AsyncConnection[Any],
+        mark: str,
     ) -> None:
         self._pool = pool
         self.dsn = dsn
@@ -199,7 +258,9 @@ class PostgresBackend:
         self._watched: set[str] = set()
         self._listeners: list[Callable[[str, int], None]] = []
         self._listening: asyncio.Task[None] | None = None
-        self._held: list[psycopg.AsyncConnection[Any]] = []  # the host locks
+        # Changes since this mark are read back when listening (re)starts (SNAPSHOT_MARK).
+        self._mark = mark
+        self._roles: dict[str, _Role] = {}  # the roles held now, by name
         self._ingest_lock = asyncio.Lock()
         # Ingest runs on a thread of its own with its own blocking connection.
         self._ingest_pool = ThreadPoolExecutor(1, thread_name_prefix="store-ingest")
@@ -235,6 +296,7 @@ class PostgresBackend:
             raise StoreError(f"{dsn}: cannot connect: {str(exc).strip()}") from None
         try:
             await migrate(first, dsn, list(migrations))
+            mark = await snapshot_mark(first)
             # This connection stays open with the store, holding the lock that tells the
             # other consoles this session (and the attempts it runs) is alive.
             await first.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (session,))
@@ -243,7 +305,7 @@ class PostgresBackend:
             await first.close()
             await pool.close()
             raise
-        return cls(pool, dsn, password, session, first)
+        return cls(pool, dsn, password, session, first, mark)
 
     @staticmethod
     def _connect_kwargs(password: str | None, session: str) -> dict[str, Any]:
@@ -258,12 +320,20 @@ class PostgresBackend:
             kwargs["password"] = password
         return kwargs
 
-    async def _connect(self, *, keepalive: bool = False) -> psycopg.AsyncConnection[Any]:
+    async def _connect(
+        self, *, keepalive: bool = False, purpose: str = ""
+    ) -> psycopg.AsyncConnection[Any]:
         """A connection of its own; ``keepalive`` for one holding a lock other consoles wait
-        for, so the server notices within seconds when this console's host vanishes."""
+        for, so the server notices within seconds when this console's host vanishes. A
+        ``purpose`` follows the session in ``application_name`` (the server's view of who is
+        connected); only a connection that writes nothing may have one, as announcements
+        name their origin by it."""
         kwargs = self._connect_kwargs(self._password, self.session)
         if keepalive:
             kwargs["options"] = KEEPALIVE_OPTIONS
+            kwargs.update(CLIENT_KEEPALIVES)
+        if purpose:
+            kwargs["application_name"] += f" {purpose}"
         return await psycopg.AsyncConnection.connect(
             self.dsn, connect_timeout=int(CONNECT_TIMEOUT_SECONDS), **kwargs
         )
@@ -305,10 +375,11 @@ class PostgresBackend:
         except Exception:
             log.exception("handling the end of store session %s failed", session)
 
-    async def hold(self, name: str) -> None:
+    async def hold(self, name: str) -> Hold:
         """Return once this session holds the advisory lock named ``name`` (at once if no
-        other console does, else the moment its holder goes away); it is kept on a
-        connection of its own until the store closes."""
+        other console does, else the moment its holder goes away). It is kept on a
+        connection of its own until the store closes or that connection ends; then the
+        hold is ``lost`` and the caller asks again."""
         while True:
             try:
                 conn = await self._connect(keepalive=True)
@@ -324,8 +395,46 @@ class PostgresBackend:
             except BaseException:
                 await conn.close()
                 raise
-            self._held.append(conn)
-            return
+            role = self._roles[name] = _Role(Hold(name), conn)
+            self._spawn(self._keep(role), f"store-hold-{name}")
+            return role.hold
+
+    async def _keep(self, role: _Role) -> None:
+        """Wait on the role's connection for its end: nothing is listened for on it, so
+        waiting for notifications returns only with the error that ends it (the server's
+        "terminating connection", a closed socket, the keepalive giving up)."""
+        try:
+            async for _ in role.conn.notifies():
+                pass
+        except psycopg.Error as exc:
+            log.warning("%s: the lock on %s was lost (%s)", self.dsn, role.hold.name, exc)
+        except asyncio.CancelledError:
+            await role.conn.close()  # the store is closing
+            raise
+        role.pid = None  # kept until hold() takes the role again: ingest stays fenced off
+        role.hold.lost.set()
+        await role.conn.close()
+
+    def _fence(self, host: str) -> Callable[[psycopg.Connection[PgRow]], None] | None:
+        """The check that ends each ingest transaction for ``host`` when this store reads it
+        under its lock: the lock is still held by this session's lock connection, or the
+        transaction is rolled back (:class:`HoldLost`). The row lock the ingest took on the
+        host comes first, so a console that takes the host over after this check stores its
+        batch after this one commits, never beside it."""
+        name = host_role(host)
+        if name not in self._roles:
+            return None  # not read under a lock here (an import, a test's direct ingest)
+
+        def check(conn: psycopg.Connection[PgRow]) -> None:
+            role = self._roles.get(name)
+            pid = role.pid if role is not None else None
+            if pid is None or conn.execute(HOLDS_LOCK, (pid, name)).fetchone() is None:
+                raise HoldLost(
+                    f"{self.dsn}: this console no longer holds {name}; the batch was not "
+                    f"stored (the console holding the host now stores it)"
+                )
+
+        return check
 
     def on_change(self, listener: Callable[[str, int], None]) -> None:
         """Listen on the change channel (one connection, started with the first listener):
@@ -338,21 +447,28 @@ class PostgresBackend:
         own = APPLICATION_PREFIX + self.session
         while True:
             try:
-                async with await self._connect() as conn:
+                async with await self._connect(purpose=LISTENING) as conn:
+                    mark = await snapshot_mark(conn)
                     await conn.execute(f"LISTEN {CHANGES_CHANNEL}")
+                    cursor = await conn.execute(CHANGED_SINCE, (self._mark,))
+                    for kind, number in await cursor.fetchall():
+                        self._tell(str(kind), int(number))
+                    self._mark = mark
                     async for note in conn.notifies():
                         kind, _, rest = note.payload.partition(" ")
                         number, _, origin = rest.partition(" ")
-                        if origin == own or not number.isdigit():
-                            continue
-                        for listener in list(self._listeners):
-                            try:
-                                listener(kind, int(number))
-                            except Exception:
-                                log.exception("a store change listener failed")
+                        if origin != own and number.isdigit():
+                            self._tell(kind, int(number))
             except psycopg.Error as exc:
                 log.warning("%s: listening for changes stopped (%s); reconnecting", self.dsn, exc)
                 await asyncio.sleep(RECONNECT_SECONDS)
+
+    def _tell(self, kind: str, number: int) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(kind, number)
+            except Exception:
+                log.exception("a store change listener failed")
 
     async def write(self, body: Callable[[Tx], Awaitable[T]]) -> T:
         async with self._pool.connection() as conn, conn.transaction():
@@ -387,7 +503,7 @@ class PostgresBackend:
                 connect_timeout=int(CONNECT_TIMEOUT_SECONDS),
                 **self._connect_kwargs(self._password, self.session),
             )
-        return body(_SyncTx(conn), host, events)
+        return body(_SyncTx(conn, self._fence(host)), host, events)
 
     async def schema_version(self) -> int:
         async with self._pool.connection() as conn:
@@ -413,8 +529,8 @@ class PostgresBackend:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self._pool.close()
-        for conn in self._held:
-            await conn.close()
+        for role in list(self._roles.values()):
+            await role.conn.close()
         await self._presence.close()
         await asyncio.get_running_loop().run_in_executor(self._ingest_pool, self._close_ingest)
         self._ingest_pool.shutdown(wait=False)
@@ -423,6 +539,14 @@ class PostgresBackend:
         if self._ingest_conn is not None:
             self._ingest_conn.close()
             self._ingest_conn = None
+
+
+async def snapshot_mark(conn: psycopg.AsyncConnection[Any]) -> str:
+    """The oldest transaction running now, as the 32-bit xid ``CHANGED_SINCE`` compares."""
+    cursor = await conn.execute(SNAPSHOT_MARK)
+    row = await cursor.fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 async def schema_version(conn: psycopg.AsyncConnection[Any]) -> int:

@@ -322,6 +322,11 @@ class StoreError(RuntimeError):
     """The database cannot be used (not ours, too new, unreadable); the message says why."""
 
 
+class HoldLost(StoreError):
+    """A write made for a role (ingesting a host's events) after the role was lost: it is
+    rolled back, and whoever holds the role now stores those events instead."""
+
+
 class NotFound(LookupError):
     """An id that names no row; a caller bug or a row from another database."""
 

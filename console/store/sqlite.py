@@ -27,7 +27,7 @@ import aiosqlite
 from agent.wire import ErrorEvent
 from console.models import IngestResult
 from console.storable import Received
-from console.store.backend import Dialect, Row, SyncTx, Tx
+from console.store.backend import Dialect, Hold, Row, SyncTx, Tx
 from console.store.migrate import migrate, schema_version
 from console.store.schema import StoreError
 
@@ -187,8 +187,9 @@ class SqliteBackend:
     def on_change(self, listener: Callable[[str, int], None]) -> None:
         """Every change to the file is this console's own: nothing to announce."""
 
-    async def hold(self, name: str) -> None:
+    async def hold(self, name: str) -> Hold:
         """The only console on the file holds every role (reads every host, runs the bot)."""
+        return Hold(name)
 
     async def schema_version(self) -> int:
         async with self._lock:

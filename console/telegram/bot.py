@@ -54,12 +54,12 @@ from console.engine import Engine
 from console.events import CommandResult, EngineEvent, TelegramChanged
 from console.fix.prompt import sanitize, sanitize_line
 from console.history import DEFAULT_PERIOD, PERIODS, HistoryQuery
+from console.mute import DurationError, describe, parse_duration
 from console.telegram import budget
 from console.telegram.callbacks import Action, Callback, CallbackSigner, ForgedCallback
 from console.telegram.cards import HTML, NO_PREVIEW, CardSync, scrub_html
 from console.telegram.delivery import Delivery
 from console.telegram.limits import ANSWER_LIMIT, clip, escape
-from console.telegram.mute import DurationError, describe, parse_duration
 from console.telegram.poller import BACKOFF_FIRST_SECONDS, Poller, PollState
 from console.telegram.refusals import REFUSAL_PERIOD_SECONDS, RefusalLane
 from console.telegram.tasks import stop_task

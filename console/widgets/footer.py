@@ -10,7 +10,8 @@ At 80 columns Textual's footer cut off its right end, and with it ``?`` and ``q`
 keys a new user looks for first. Below the wide breakpoint this footer is compact, puts
 ``?`` and ``q`` first (no width cuts them off), uses shorter words and leaves out the keys
 that help lists and that are not needed to decide (enter for the detail, ``S`` for the
-sort, ``o`` to open a PR, ``ctrl+p`` for the palette). The keys left out still work.
+sort, ``o`` to open a PR, ``ctrl+p`` for the palette) or only needed once a fix came back
+(``u`` to revert it, ``m`` to mute). The keys left out still work.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from textual.widgets._footer import FooterKey
 KeyShown = tuple[str, str, str]  # key, action, description
 
 # Actions whose keys the footer leaves out on a narrow terminal (help lists them all).
-FOLDED_WHEN_NARROW = frozenset({"detail", "cycle_sort", "open_pr"})
+FOLDED_WHEN_NARROW = frozenset({"detail", "cycle_sort", "open_pr", "revert", "mute"})
 # Shorter words on a narrow terminal, so that the keys left fit 80 columns.
 NARROW_NAMES = {"auto_merge": "Merge", "filter": "Find"}
 # On a narrow terminal these come first, so no width ever cuts them off (as htop does).

@@ -128,6 +128,14 @@ def hold_text(hold: QueueHold) -> Text:
     return Text(spent, style="dim")
 
 
+def alarm_text(regressed: int) -> Text:
+    """The loud part: how many fixed errors came back and wait for someone to answer
+    (revert, retry, skip or mute them); nothing when none does."""
+    if regressed <= 0:
+        return Text()
+    return Text(f" ⚠ {regressed} regressed ", style="bold white on red")
+
+
 def telegram_text(state: str, detail: str | None) -> Text:
     """The bot's state; while polling fails the detail leads with when it tries again
     ("polling retry in 8.0s: another program is polling this bot"), so it is kept whole."""
@@ -153,6 +161,8 @@ class StatusHeader(Static):
         self.claude: ClaudeState | None = None
         self.telegram: tuple[str, str | None] = ("off", None)
         self.hold: QueueHold | None = None
+        # Regressed errors nobody answered yet: the alarm that leads the first line.
+        self.regressed = 0
         self._shown: Text | None = None
 
     def set_links(self, statuses: Iterable[LinkStatus]) -> None:
@@ -177,20 +187,25 @@ class StatusHeader(Static):
         return tail
 
     def redraw(self) -> None:
-        """Two lines, each cut to the width at word boundaries: the hosts share the first
-        (however many are down, and however long their errors), Claude the second with
-        the cost and Telegram kept whole at its end."""
+        """Two lines, each cut to the width at word boundaries: the regression alarm (when
+        any) and the hosts share the first (however many are down, and however long their
+        errors), Claude the second with the cost and Telegram kept whole at its end."""
         now = self._clock()
-        width = max(1, self.content_size.width or 160)
-        hosts = [link_text(h, self.links.get(h), self.seqs.get(h)) for h in self.hosts]
         gap = "   "
-        if hosts and sum(h.cell_len for h in hosts) + len(gap) * (len(hosts) - 1) > width:
-            share = max(1, (width - len(gap) * (len(hosts) - 1)) // len(hosts))
+        width = max(1, self.content_size.width or 160)
+        alarm = alarm_text(self.regressed)
+        left = max(1, width - (alarm.cell_len + 1 if alarm else 0))  # the hosts' room
+        hosts = [link_text(h, self.links.get(h), self.seqs.get(h)) for h in self.hosts]
+        if hosts and sum(h.cell_len for h in hosts) + len(gap) * (len(hosts) - 1) > left:
+            share = max(1, (left - len(gap) * (len(hosts) - 1)) // len(hosts))
             hosts = [
                 fit_words(link_text(h, self.links.get(h), self.seqs.get(h), brief=True), share)
                 for h in self.hosts
             ]
         line = Text(gap).join(hosts) if hosts else Text("no hosts configured", style="dim")
+        line = fit_words(line, left)
+        if alarm:
+            line = fit_words(alarm + Text(" ") + line, width)
         claude = claude_text(self.running, now, self.claude, self.latest)
         # The longest tail that leaves Claude's part room to say all it says; when none
         # does, the shortest: the detail of Telegram's state goes first, then today's cost
@@ -204,9 +219,10 @@ class StatusHeader(Static):
             status = fit_words(claude, room) + Text(gap) + tail
         else:
             status = fit_words(claude + Text(gap) + tail, width)
-        text = Text("\n").join([fit_words(line, width), status])
-        # Static.update lays out the whole screen again (every scrollbar is redrawn), and
-        # the console redraws the header at each repaint: only update when it changed.
+        text = Text("\n").join([line, status])
+        # The console redraws the header at each repaint: only update when it changed, and
+        # without a layout of the screen (every scrollbar redrawn): the header is two lines
+        # high and as wide as the screen (styles.tcss) whatever it says.
         if text != self._shown:
             self._shown = text
-            self.update(text)
+            self.update(text, layout=False)

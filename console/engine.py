@@ -863,7 +863,7 @@ class Engine:
             (
                 d.reason or ""
                 for d in reversed(await self.store.decisions(error_id=error_id, limit=1000))
-                if d.to_state is State.REGRESSED
+                if d.entered(State.REGRESSED)
             ),
             "",
         )

@@ -81,7 +81,7 @@ async def after_merge(
 def regressed_because(decisions: list[DecisionRow]) -> str | None:
     """The reason recorded with the error's latest move to regressed."""
     return next(
-        (d.reason for d in reversed(decisions) if d.to_state is State.REGRESSED and d.reason),
+        (d.reason for d in reversed(decisions) if d.entered(State.REGRESSED) and d.reason),
         None,
     )
 
@@ -95,7 +95,7 @@ def unanswered(error: ErrorRow, decisions: list[DecisionRow], now: float | None 
     moment = time.time() if now is None else now
     if is_muted(error.muted_until, error.muted_until_count, error.count, moment):
         return False
-    regressed = max((d.id for d in decisions if d.to_state is State.REGRESSED), default=0)
+    regressed = max((d.id for d in decisions if d.entered(State.REGRESSED)), default=0)
     return not any(d.id > regressed and d.action == "revert" for d in decisions)
 
 

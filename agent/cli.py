@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import glob
 import os
 import shutil
 import sys
@@ -88,6 +87,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    import glob  # here, not at the top: every `scan` would load it, and only `check` needs it
+
     path = _config_path(args.config)
     config = _load(path)
     print(f"ok   config {path}: host {config.host!r}, {len(config.sources)} source(s)")

@@ -8,11 +8,8 @@ README's "Agent config reference" is checked against them.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
-import shlex
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,6 +79,8 @@ def _field_match(match: str) -> str:
 def _words(value: object, key: str) -> tuple[str, ...]:
     """A command line: one string split as a shell would, or a list of words."""
     if isinstance(value, str):
+        import shlex  # here, not at the top: `scan` never reads a command line
+
         try:
             value = shlex.split(value)
         except ValueError as exc:
@@ -129,6 +128,8 @@ def _otlp_address(value: object, key: str) -> OtlpConfig:
         host, _, port_text = given.rpartition(":")
     if not port_text.isascii() or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
         raise ConfigError(f"{key}: port must be a number from 1 to 65535, got {port_text!r}")
+    import ipaddress  # here, not at the top: `scan` never reads an address
+
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -395,6 +396,13 @@ class StreamConfig:
     )
 
 
+def _hostname() -> str:
+    """This machine's name; ``socket`` is imported here so that `scan` does not load it."""
+    import socket
+
+    return socket.gethostname()
+
+
 @config_table
 class AgentConfig:
     """The whole agent config file."""
@@ -405,7 +413,7 @@ class AgentConfig:
         doc="the only place the agent writes (SQLite outbox, WAL)",
     )
     host: str = setting(
-        default_factory=socket.gethostname,
+        default_factory=_hostname,
         read=_STRINGS,
         shown="the hostname",
         doc="name of this host in events",

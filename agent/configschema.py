@@ -31,7 +31,6 @@ with a reason, or to derive a default from the table's presence).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 import re
@@ -297,7 +296,7 @@ def one_of(choices: Sequence[str]) -> Reader[str]:
     def read(value: object, key: str) -> str:
         if isinstance(value, str) and value in choices:
             return value
-        close = difflib.get_close_matches(value, choices, n=1) if isinstance(value, str) else []
+        close = _close_matches(value, choices) if isinstance(value, str) else []
         hint = f" (did you mean {toml_literal(close[0])}?)" if close else ""
         raise ConfigError(f"{key}: expected one of {listed}, got {shown_value(value)}{hint}")
 
@@ -469,9 +468,17 @@ def tables(table: type[Any], doc: str) -> Any:
 # --- a whole table -----------------------------------------------------------------------------
 
 
+def _close_matches(word: str, choices: Sequence[str]) -> list[str]:
+    """The closest of ``choices`` to a near miss, if any; ``difflib`` is only imported for
+    a config that is wrong, so every start-up (`scan`'s above all) does not pay for it."""
+    import difflib
+
+    return difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+
+
 def unknown_key(where: str, name: str, known: Sequence[str]) -> ConfigError:
     """The error for a key the table does not have, with the closest known key suggested."""
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    close = _close_matches(name, known)
     hint = f", did you mean {close[0]!r}?" if close else ""
     return ConfigError(
         f"{key_in(where, name)}: unknown key{hint} (expected one of {', '.join(sorted(known))})"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pickle
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -209,6 +208,8 @@ class _Positional:
 
 def _unpickle_part(payload: bytes) -> _Part | None:
     """A child's counts, or None when what came through the pipe is not a whole part."""
+    import pickle  # here, not at the top: only a file read in parts needs it
+
     try:
         part = pickle.loads(payload)
     except Exception:
@@ -448,6 +449,8 @@ class Scanner:
         code = 1
         try:
             part = self._read_part(_Positional(fd, start), service, fallback, start, stop)
+            import pickle
+
             with os.fdopen(write_fd, "wb") as pipe:
                 pipe.write(pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL))
             code = 0

@@ -6,7 +6,6 @@ package; never the other way round).
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,6 +26,8 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: config file is not UTF-8") from None
+    import tomllib  # here, not at the top: `scan` reads no config file
+
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -34,6 +34,7 @@ from console.config import ConfigError, ConsoleConfig, ServiceConfig, load_confi
 from console.events import (
     AttemptChanged,
     AutoMergeChanged,
+    ClaudeActivity,
     CommandResult,
     EngineEvent,
     ErrorChanged,
@@ -69,6 +70,7 @@ from console.regression import unanswered
 from console.secret import store_password
 from console.storable import Received
 from console.store import HoldLost, Store, StoreError
+from console.transcript_feed import TranscriptFeed
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +121,8 @@ class Engine:
         self._publishing: set[asyncio.Task[None]] = set()
         self._changed_errors: set[int] = set()
         self._changed_attempts: set[int] = set()
+        self._changed_transcripts: set[int] = set()
+        self._feed = TranscriptFeed(store)
         self._started = False
         self._unknown_services: set[str] = set()
         # Set by the Telegram bot when one is configured; the UI toggles it through here.
@@ -311,10 +315,18 @@ class Engine:
             await self._recover()
 
     def _on_store_change(self, kind: str, row_id: int) -> None:
-        """Another console committed a change to an error or an attempt: publish it as
-        this console publishes its own. Changes are gathered while a read is under way, so
-        a burst (another console ingesting a flood) costs a few reads, not one per row."""
-        (self._changed_attempts if kind == "attempt" else self._changed_errors).add(row_id)
+        """Another console committed a change to an error or an attempt, or new lines of an
+        attempt's transcript: publish it as this console publishes its own. Changes are
+        gathered while a read is under way, so a burst (another console ingesting a flood)
+        costs a few reads, not one per row."""
+        changed = {
+            "error": self._changed_errors,
+            "attempt": self._changed_attempts,
+            "transcript": self._changed_transcripts,
+        }.get(kind)
+        if changed is None:
+            return  # announced by a newer console: nothing this one shows
+        changed.add(row_id)
         if not self._publishing:
             task = asyncio.create_task(self._publish_changes(), name="publish-changes")
             self._publishing.add(task)
@@ -322,7 +334,14 @@ class Engine:
 
     async def _publish_changes(self) -> None:
         with contextlib.suppress(StoreError):  # the store closed under it: the engine stops
-            while self._changed_errors or self._changed_attempts:
+            while self._changed_errors or self._changed_attempts or self._changed_transcripts:
+                transcripts, self._changed_transcripts = self._changed_transcripts, set()
+                for attempt_id in sorted(transcripts):
+                    attempt = await self.store.attempt(attempt_id)
+                    if attempt is None or attempt.runner_session == self.store.session:
+                        continue  # this console's own run: shown as it was parsed
+                    for event in await self._feed.new_events(attempt_id):
+                        self._emit(ClaudeActivity(attempt_id, event))
                 attempts, self._changed_attempts = self._changed_attempts, set()
                 errors, self._changed_errors = self._changed_errors, set()
                 for attempt_id in sorted(attempts):

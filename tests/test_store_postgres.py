@@ -10,7 +10,7 @@ import asyncio
 import sqlite3
 
 import pytest
-from conftest import IN_CI
+from conftest import IN_CI, eventually
 
 from agent.wire import ErrorEvent
 from console.config import parse_config
@@ -219,3 +219,58 @@ async def test_a_host_whose_lock_connection_ends_is_lost_and_its_ingest_refused_
     finally:
         await reader.close()
         await other.close()
+
+
+def _listener(server_dsn: str, store: Store) -> int | None:
+    """The server backend a store listens for announcements on, once it does."""
+    with psycopg.connect(server_dsn) as conn:
+        row = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+            (f"autofix {store.session} listening",),
+        ).fetchone()
+    return int(row[0]) if row else None
+
+
+async def test_changes_made_while_a_listener_reconnects_are_told_once_it_is_back(
+    postgres, pg_database
+):
+    dsn = pg_database()
+    database = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
+    watcher, writer = await Store.open(dsn), await Store.open(dsn)
+    told: list[tuple[str, int]] = []
+    watcher.on_change(lambda kind, number: told.append((kind, number)))
+    try:
+        # The writer's connections are open before the database stops taking new ones.
+        (first,) = await writer.ingest("web-1", [_event(1, 1, "web-1")])
+        await eventually(lambda: ("error", first.error_id) in told, 10, "the first announcement")
+        pid = await eventually(
+            lambda: _listener(postgres.dsn(), watcher), 10, "the watcher to listen"
+        )
+        with psycopg.connect(postgres.dsn(), autocommit=True) as admin:
+            admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS false")
+            try:
+                terminate(postgres.dsn(), pid)
+                told.clear()
+                # Announced while nobody listens: the watcher cannot reconnect meanwhile.
+                (other,) = await writer.ingest("web-1", [_event(2, 1, "web-1", "d1" * 8)])
+                assert await writer.transition(first.error_id, State.NEW, State.AWAITING_APPROVAL)
+                attempt = await writer.create_attempt(first.error_id, actor="keyboard")
+                assert attempt is not None
+                await writer.append_transcript(attempt.id, ['{"type": "system"}'])
+                assert _listener(postgres.dsn(), watcher) is None and told == []
+            finally:
+                admin.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
+        expected = {
+            ("error", first.error_id),
+            ("error", other.error_id),
+            ("attempt", attempt.id),
+            ("transcript", attempt.id),
+        }
+        await eventually(lambda: expected <= set(told), 15, "the missed changes told")
+        # Listening again, new changes are announced as they commit.
+        told.clear()
+        await writer.append_transcript(attempt.id, ['{"type": "assistant"}'])
+        await eventually(lambda: ("transcript", attempt.id) in told, 10, "the new line told")
+    finally:
+        await watcher.close()
+        await writer.close()

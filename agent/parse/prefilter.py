@@ -241,16 +241,26 @@ def _line_end(buf: bytes, start: int) -> int:
     return len(buf) if end == -1 else end
 
 
-def _holds(buf: bytes, start: int, end: int, needles: tuple[bytes, ...]) -> bool:
-    folded = buf[start:end].translate(FOLD)
-    return any(needle in folded for needle in needles)
+def _any_of(needles: tuple[bytes, ...]) -> re.Pattern[bytes]:
+    """One search for any of ``needles``: on a line, the regex engine's one pass is several
+    times cheaper than a ``needle in line`` test per needle in Python."""
+    return re.compile(b"|".join(re.escape(needle) for needle in needles))
+
+
+_LINE_SEARCH = _any_of(LINE_NEEDLES)
+_FRAME_SEARCH = _any_of(FRAME_NEEDLES)
+_ANY_SEARCH = _any_of(NEEDLES)
+
+
+def _holds(buf: bytes, start: int, end: int, search: re.Pattern[bytes]) -> bool:
+    return search.search(buf[start:end].translate(FOLD)) is not None
 
 
 def _needles_in_line(buf: bytes, start: int) -> tuple[bool, bool]:
     """(a line needle is in the line at ``start``, a frame needle is in the line after it)."""
     end = _line_end(buf, start)
-    other = _holds(buf, start, end, LINE_NEEDLES)
-    frame = end < len(buf) and _holds(buf, end + 1, _line_end(buf, end + 1), FRAME_NEEDLES)
+    other = _holds(buf, start, end, _LINE_SEARCH)
+    frame = end < len(buf) and _holds(buf, end + 1, _line_end(buf, end + 1), _FRAME_SEARCH)
     return other, frame
 
 
@@ -274,7 +284,7 @@ def _after_needle_lines(buf: bytes, begin: int, start: int) -> int:
         end = buf.find(b"\n", line, start)
         if end == -1:
             break
-        if _holds(buf, line, end, NEEDLES):
+        if _holds(buf, line, end, _ANY_SEARCH):
             bound = end + 1
         line = end + 1
     return bound
@@ -348,16 +358,16 @@ class CandidateFinder:
         while best != -1:
             start = buf.rfind(b"\n", pos, best) + 1 or pos
             end = _line_end(buf, start)
-            if start > pos and _holds(buf, start, end, FRAME_NEEDLES):
+            if start > pos and _holds(buf, start, end, _FRAME_SEARCH):
                 # The line above a frame, unless the hits in it already ruled it out (then
                 # the search would have resumed after it).
                 before = buf.rfind(b"\n", pos, start - 1) + 1 or pos
                 if not QUIET_LINE.match(buf, before):
                     return before
             if not QUIET_LINE.match(buf, start):
-                if _holds(buf, start, end, LINE_NEEDLES):
+                if _holds(buf, start, end, _LINE_SEARCH):
                     return start if start == pos else self._back_up(buf, pos, start)
-                if end < len(buf) and _holds(buf, end + 1, _line_end(buf, end + 1), FRAME_NEEDLES):
+                if end < len(buf) and _holds(buf, end + 1, _line_end(buf, end + 1), _FRAME_SEARCH):
                     return start
             # An INFO/DEBUG/WARN line that merely mentions "error", or a frame under a line
             # that starts nothing: the line mode would ignore it too, so skip it here.

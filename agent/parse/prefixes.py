@@ -52,7 +52,15 @@ def iso(groups: tuple[str | None, ...]) -> str | None:
 
 
 def format_time(stamp: datetime) -> str:
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+    """``stamp`` (a UTC time) as ``YYYY-MM-DDTHH:MM:SS.mmmZ``.
+
+    Every record's time goes through here, and ``isoformat`` is about three times cheaper
+    than ``strftime``; it pads a year before 1000 to four digits where ``strftime`` does
+    not, so those keep the ``strftime`` text they always had.
+    """
+    if stamp.year < 1000:
+        return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+    return stamp.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 _MONTHS = {

@@ -70,6 +70,9 @@ class Dialect:
     json_text: Callable[[str, str], str]
     # A condition on an attempts row: the console that runs it has gone.
     runner_gone: str
+    # A statement announcing a change (its one parameter: "<kind> <id>") to the other
+    # consoles sharing the database as the transaction commits; None where none share it.
+    announce: str | None = None
 
 
 class Tx(Protocol):
@@ -120,7 +123,9 @@ class Backend(Protocol):
         ...
 
     def on_change(self, listener: Callable[[str, int], None]) -> None:
-        """Call ``listener(kind, id)`` for every change another store session commits."""
+        """Call ``listener(kind, id)`` for every change another store session commits: kind
+        ``error``, ``attempt`` or ``transcript`` (an attempt's id: it has new lines). A
+        change may be told more than once (after a lost connection), never not at all."""
         ...
 
     async def hold(self, name: str) -> Hold:

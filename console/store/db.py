@@ -568,6 +568,10 @@ class Store:
                 "INSERT INTO transcripts (attempt_id, seq, line) VALUES (?, ?, ?)",
                 [(attempt_id, start + i, line) for i, line in enumerate(lines, 1)],
             )
+            # Another console sharing the store may be showing this attempt's output live.
+            announce = self._backend.dialect.announce
+            if announce is not None and lines:
+                await db.execute(announce, (f"transcript {attempt_id}",))
             return start + len(lines)
 
         return await self._write(body)
@@ -894,8 +898,9 @@ class Store:
         return await self._backend.hold(name)
 
     def on_change(self, listener: Callable[[str, int], None]) -> None:
-        """Call ``listener(kind, id)`` (kind ``error`` or ``attempt``) for each change another
-        console commits to a shared store, as it commits (no polling)."""
+        """Call ``listener(kind, id)`` (kind ``error``, ``attempt``, or ``transcript`` with an
+        attempt's id) for each change another console commits to a shared store, as it
+        commits (no polling); after a lost connection what changed meanwhile is told too."""
         self._backend.on_change(listener)
 
     async def _require_attempt(self, db: Tx, attempt_id: int) -> None:

@@ -50,6 +50,9 @@ from console.store.schema import HoldLost, StoreError, now_iso
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+# Every change to an error or an attempt is announced here (see pg_schema migration 7), and
+# new transcript lines by the Store itself (Dialect.announce).
+CHANGES_CHANNEL = "autofix_changes"
 DIALECT = Dialect(
     name="postgresql",
     lock_row=" FOR UPDATE",
@@ -60,10 +63,26 @@ DIALECT = Dialect(
     runner_gone=(
         "(runner_session IS NULL OR pg_try_advisory_xact_lock(hashtextextended(runner_session, 0)))"
     ),
+    # The same shape as the trigger's announcements: "<kind> <id> <application name>".
+    announce=(
+        f"SELECT pg_notify('{CHANGES_CHANNEL}', ? || ' ' || current_setting('application_name'))"
+    ),
 )
-# Every change to an error or an attempt is announced here (see pg_schema migration 6).
-CHANGES_CHANNEL = "autofix_changes"
+# Announcements reach only a connection that is listening: one that ends loses those made
+# meanwhile. So before each LISTEN the listener marks the oldest transaction still running
+# (the xmin of a snapshot, as a 32-bit xid), and after it reads back every row written by
+# transactions since the previous mark (a row's xmin, compared by age so xid wraparound is
+# no matter) -- a superset of what was missed; a change told twice is only read twice.
+SNAPSHOT_MARK = "SELECT (pg_snapshot_xmin(pg_current_snapshot())::text::bigint % 4294967296)::text"
+CHANGED_SINCE = """
+WITH mark AS (SELECT age(%s::xid) AS age)
+SELECT 'error', id FROM errors, mark WHERE age(errors.xmin) <= mark.age
+UNION ALL SELECT 'attempt', id FROM attempts, mark WHERE age(attempts.xmin) <= mark.age
+UNION ALL SELECT DISTINCT 'transcript', attempt_id FROM transcripts, mark
+    WHERE age(transcripts.xmin) <= mark.age
+"""
 APPLICATION_PREFIX = "autofix "
+LISTENING = "listening"  # the listener's application_name: "autofix <session> listening"
 # How long a lost listening or watching connection waits before connecting again.
 RECONNECT_SECONDS = 1.0
 # For the connections holding a lock other consoles wait on: the server probes an idle client
@@ -227,6 +246,7 @@ class PostgresBackend:
         password: str | None,
         session: str,
         presence: psycopg.AsyncConnection[Any],
+        mark: str,
     ) -> None:
         self._pool = pool
         self.dsn = dsn
@@ -238,6 +258,8 @@ class PostgresBackend:
         self._watched: set[str] = set()
         self._listeners: list[Callable[[str, int], None]] = []
         self._listening: asyncio.Task[None] | None = None
+        # Changes since this mark are read back when listening (re)starts (SNAPSHOT_MARK).
+        self._mark = mark
         self._roles: dict[str, _Role] = {}  # the roles held now, by name
         self._ingest_lock = asyncio.Lock()
         # Ingest runs on a thread of its own with its own blocking connection.
@@ -274,6 +296,7 @@ class PostgresBackend:
             raise StoreError(f"{dsn}: cannot connect: {str(exc).strip()}") from None
         try:
             await migrate(first, dsn, list(migrations))
+            mark = await snapshot_mark(first)
             # This connection stays open with the store, holding the lock that tells the
             # other consoles this session (and the attempts it runs) is alive.
             await first.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (session,))
@@ -282,7 +305,7 @@ class PostgresBackend:
             await first.close()
             await pool.close()
             raise
-        return cls(pool, dsn, password, session, first)
+        return cls(pool, dsn, password, session, first, mark)
 
     @staticmethod
     def _connect_kwargs(password: str | None, session: str) -> dict[str, Any]:
@@ -297,13 +320,20 @@ class PostgresBackend:
             kwargs["password"] = password
         return kwargs
 
-    async def _connect(self, *, keepalive: bool = False) -> psycopg.AsyncConnection[Any]:
+    async def _connect(
+        self, *, keepalive: bool = False, purpose: str = ""
+    ) -> psycopg.AsyncConnection[Any]:
         """A connection of its own; ``keepalive`` for one holding a lock other consoles wait
-        for, so the server notices within seconds when this console's host vanishes."""
+        for, so the server notices within seconds when this console's host vanishes. A
+        ``purpose`` follows the session in ``application_name`` (the server's view of who is
+        connected); only a connection that writes nothing may have one, as announcements
+        name their origin by it."""
         kwargs = self._connect_kwargs(self._password, self.session)
         if keepalive:
             kwargs["options"] = KEEPALIVE_OPTIONS
             kwargs.update(CLIENT_KEEPALIVES)
+        if purpose:
+            kwargs["application_name"] += f" {purpose}"
         return await psycopg.AsyncConnection.connect(
             self.dsn, connect_timeout=int(CONNECT_TIMEOUT_SECONDS), **kwargs
         )
@@ -417,21 +447,28 @@ class PostgresBackend:
         own = APPLICATION_PREFIX + self.session
         while True:
             try:
-                async with await self._connect() as conn:
+                async with await self._connect(purpose=LISTENING) as conn:
+                    mark = await snapshot_mark(conn)
                     await conn.execute(f"LISTEN {CHANGES_CHANNEL}")
+                    cursor = await conn.execute(CHANGED_SINCE, (self._mark,))
+                    for kind, number in await cursor.fetchall():
+                        self._tell(str(kind), int(number))
+                    self._mark = mark
                     async for note in conn.notifies():
                         kind, _, rest = note.payload.partition(" ")
                         number, _, origin = rest.partition(" ")
-                        if origin == own or not number.isdigit():
-                            continue
-                        for listener in list(self._listeners):
-                            try:
-                                listener(kind, int(number))
-                            except Exception:
-                                log.exception("a store change listener failed")
+                        if origin != own and number.isdigit():
+                            self._tell(kind, int(number))
             except psycopg.Error as exc:
                 log.warning("%s: listening for changes stopped (%s); reconnecting", self.dsn, exc)
                 await asyncio.sleep(RECONNECT_SECONDS)
+
+    def _tell(self, kind: str, number: int) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(kind, number)
+            except Exception:
+                log.exception("a store change listener failed")
 
     async def write(self, body: Callable[[Tx], Awaitable[T]]) -> T:
         async with self._pool.connection() as conn, conn.transaction():
@@ -502,6 +539,14 @@ class PostgresBackend:
         if self._ingest_conn is not None:
             self._ingest_conn.close()
             self._ingest_conn = None
+
+
+async def snapshot_mark(conn: psycopg.AsyncConnection[Any]) -> str:
+    """The oldest transaction running now, as the 32-bit xid ``CHANGED_SINCE`` compares."""
+    cursor = await conn.execute(SNAPSHOT_MARK)
+    row = await cursor.fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 async def schema_version(conn: psycopg.AsyncConnection[Any]) -> int:

@@ -320,11 +320,6 @@ class DecisionRow:
     to_state: State
     reason: str | None = None
 
-    def entered(self, state: State) -> bool:
-        """Whether this decision moved the error into ``state`` (a decision that left the
-        state as it was -- a pause, a revert PR, a mute -- records it as both ends)."""
-        return self.to_state is state and self.from_state is not state
-
 
 @dataclass(frozen=True)
 class TestResultRow:

@@ -12,7 +12,7 @@ from console.app import AutofixApp
 from console.automerge.plan import MERGED_ACTION, PAUSED_ACTION
 from console.engine import Engine
 from console.history import HistoryQuery
-from console.models import State
+from console.regression import regressed_by
 from console.screens.history import HistoryScreen
 from console.store import Store
 from tests.history_store import fill_month
@@ -106,6 +106,6 @@ async def test_the_month_holds_merges_auto_merges_regressions_and_reverts(tmp_pa
         ("revert", "keyboard"),
     ):
         assert wanted in by, wanted
-    entered = [d for d in decided if d.entered(State.REGRESSED)]
+    entered = [d for d in decided if regressed_by(d)]
     assert history.merges > 0 and 0 < history.regressions <= len(entered)
     assert any(r.regressions for r in history.recurring)

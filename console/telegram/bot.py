@@ -54,6 +54,7 @@ from console.engine import Engine
 from console.events import CommandResult, EngineEvent, TelegramChanged
 from console.fix.prompt import sanitize, sanitize_line
 from console.history import DEFAULT_PERIOD, PERIODS, HistoryQuery
+from console.models import attempt_name
 from console.mute import DurationError, describe, parse_duration
 from console.telegram import budget
 from console.telegram.callbacks import Action, Callback, CallbackSigner, ForgedCallback
@@ -80,6 +81,7 @@ POLL_TIMEOUT_SECONDS = 10.0
 EDIT_INTERVAL_SECONDS = 30.0
 RECONNECT_MAX_SECONDS = 300.0
 MAX_INSTRUCTION_CHARS = 2000
+MUTE_BUTTON_MINUTES = 60.0  # a regression message's Mute 1h
 STATUS_DAYS = 7
 COMMANDS = (
     ("dashboard", "Dashboard with queue, errors and system status"),
@@ -94,7 +96,10 @@ COMMANDS = (
 HELP = (
     "🤖 <b>AutoFix</b> tells you about new production errors and fixes ready for review.\n\n"
     "Buttons: <b>Approve Fix</b> starts a fix, <b>Skip</b> shelves the error; on a ready fix "
-    "<b>Open PR</b> pushes it and opens the pull request, <b>Retry</b> starts again.\n\n"
+    "<b>Open PR</b> pushes it and opens the pull request, <b>Retry</b> starts again. When a "
+    "merged fix did not hold, the 🚨 REGRESSED message offers <b>Revert</b> (opens a revert "
+    "pull request), <b>Retry</b> (a new attempt told about the fix that failed) and "
+    "<b>Mute 1h</b>.\n\n"
     "/dashboard — queue, recent errors and system status in one message\n"
     "/errors — recent errors\n"
     "/history [24h|7d|30d|90d] — fixes, success rates, time to PR, cost, regressions "
@@ -638,6 +643,10 @@ class TelegramBot:
             else "attempt"
         )
         self._cards.mark((kind, callback.target))
+        if callback.action in ("revert", "mute", "retry"):
+            attempt = await self._engine.store.attempt(callback.target)
+            if attempt is not None:
+                self._cards.mark(("regressed", attempt.error_id))
 
     async def _show_view(self, query: CallbackQuery, callback: Callback) -> None:
         message = query.message
@@ -690,6 +699,13 @@ class TelegramBot:
             return await engine.stop_merge(attempt.error_id, actor, attempt_id=attempt.id)
         if callback.action == "resume_merge":
             return await engine.resume_merge(attempt.error_id, actor)
+        if callback.action in ("revert", "mute"):
+            error = await engine.store.error(attempt.error_id)
+            if error is None or error.current_attempt_id != attempt.id:
+                return CommandResult(False, f"already decided: {attempt_name(attempt)} is done")
+            if callback.action == "mute":
+                return await engine.mute(error.id, actor, minutes=MUTE_BUTTON_MINUTES)
+            return await engine.revert(error.id, actor)
         return await engine.retry(attempt.error_id, actor, attempt_id=attempt.id)
 
     async def _on_handler_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:

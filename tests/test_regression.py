@@ -23,6 +23,7 @@ from tests.regressed_store import (
 )
 from tests.rows import row
 from tests.snapshot_store import NOW
+from tests.telegram_api import parse_html
 
 
 def decision(id: int, action: str, old: State, new: State) -> DecisionRow:
@@ -113,3 +114,51 @@ async def test_a_recurrence_adds_up_the_rises_after_its_moment_on_either_store(s
     assert [json.loads(raw)["message"] for raw in back.samples] == ["boom 1", "boom 3"]
     later = await store.recurrence(error.id, "2027-01-15T08:00:00.000Z", relayed_after="9999")
     assert later.count == 0 and later.samples == [], "nothing was relayed after that"
+
+
+async def test_one_error_is_muted_from_telegram_for_a_while_or_n_more_and_unmuted(
+    bot_phone,
+) -> None:
+    from tests.telegram_phone import error_event
+
+    engine = bot_phone.engine
+    [error_id] = await engine.ingest("prod-9", [error_event(1, "fp-loud", "boom")])
+    await bot_phone.reply_containing(f"error #{error_id}")  # its card, before the replies
+    reply = await bot_phone.say(f"/mute {error_id} 2h or 50x")
+    assert parse_html(reply.text) == (
+        "🔕 muted PA Error: boom for 120 min or 50 more occurrence(s)"
+    )
+    muted = await engine.store.error(error_id)
+    assert muted is not None and muted.muted_until_count == muted.count + 50
+    [*_, decision] = await engine.store.decisions(error_id=error_id)
+    assert (decision.action, decision.actor) == ("mute", "telegram:4242")
+    assert "could not read 'soon'" in parse_html(
+        (await bot_phone.say(f"/mute {error_id} soon")).text
+    )
+    assert parse_html((await bot_phone.say(f"/mute #{error_id} 5x")).text) == (
+        "⚠️ PA Error: boom is muted already"
+    )
+    assert parse_html((await bot_phone.say(f"/mute {error_id} off")).text) == (
+        "🔕 unmuted PA Error: boom"
+    )
+    # Without an error id, /mute is still the whole bot's new-error messages.
+    assert "New-error messages muted for 30m" in parse_html((await bot_phone.say("/mute 30m")).text)
+
+
+async def test_the_detail_screen_says_how_long_a_mute_holds(tmp_path: Path) -> None:
+    from textual.widgets import Static
+
+    from console.screens.detail import DetailScreen
+    from tests.regressed_store import regressed_app
+    from tests.snapshot_store import settle
+    from tests.test_app import static_text, until
+
+    async with regressed_app(tmp_path) as app, app.run_test(size=(160, 60)) as pilot:
+        await settle(pilot)
+        [error] = [e for e in await app.engine.store.errors() if e.fingerprint == FINGERPRINT]
+        assert (await app.engine.mute(error.id, "keyboard", occurrences=25)).ok
+        app.main_screen.query_one("#errors").select_error(error.id)
+        await pilot.press("enter")
+        detail = await until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen)
+        body = detail.query_one("#detail-body", Static)
+        await until(pilot, lambda: "for 25 more occurrence(s)" in static_text(body), 10, "muted")

@@ -55,7 +55,7 @@ from console.events import CommandResult, EngineEvent, TelegramChanged
 from console.fix.prompt import sanitize, sanitize_line
 from console.history import DEFAULT_PERIOD, PERIODS, HistoryQuery
 from console.models import attempt_name
-from console.mute import DurationError, describe, parse_duration
+from console.mute import DurationError, describe, parse_duration, parse_mute
 from console.telegram import budget
 from console.telegram.callbacks import Action, Callback, CallbackSigner, ForgedCallback
 from console.telegram.cards import HTML, NO_PREVIEW, CardSync, scrub_html
@@ -89,7 +89,7 @@ COMMANDS = (
     ("history", "What was fixed and at what cost: /history, /history 7d"),
     ("queue", "Errors waiting or being fixed"),
     ("status", "Claude's cost per day and what holds the fix queue"),
-    ("mute", "Mute new-error messages: /mute 30m, /mute off"),
+    ("mute", "Mute new-error messages (/mute 30m, /mute off) or one error (/mute 12 2h or 50x)"),
     ("retry", "Retry a fix: /retry <error id> [instruction]"),
     ("help", "What this bot does"),
 )
@@ -107,6 +107,8 @@ HELP = (
     "/queue — errors waiting or being fixed\n"
     "/status — Claude's cost per day against the daily budget\n"
     "/mute 30m | 2h | off — pause new-error messages\n"
+    "/mute &lt;error id&gt; 2h | 50x | 2h or 50x | off — mute one error for a while or N "
+    "more occurrences\n"
     "/retry &lt;error id&gt; [instruction] — retry a fix with an extra instruction\n"
     "/help — this text"
 )
@@ -563,7 +565,11 @@ class TelegramBot:
             await self._reply(update, "I did not understand that. /help lists what I can do.")
 
     async def _cmd_mute(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        text = sanitize_line(" ".join(context.args or []))  # it is echoed when unreadable
+        args = context.args or []
+        if len(args) > 1 and args[0].lstrip("#").isdigit():
+            await self._mute_error(update, int(args[0].lstrip("#")), " ".join(args[1:]))
+            return
+        text = sanitize_line(" ".join(args))  # it is echoed when unreadable
         if not text.strip():
             until = self.muted_until
             if until is None:
@@ -587,6 +593,29 @@ class TelegramBot:
             f"{_clock(self._muted_until)}. Fixes ready for review still arrive. "
             "/mute off to undo.",
         )
+
+    async def _mute_error(self, update: Update, error_id: int, given: str) -> None:
+        """``/mute <error id> 2h``, ``50x`` or ``2h or 50x``: one error's mute, as the
+        console's ``m``; ``off`` ends it."""
+        text = sanitize_line(given)  # it is echoed when unreadable
+        user = update.effective_user
+        assert user is not None  # the gate let only known users through
+        actor = f"telegram:{user.id}"
+        if text.strip().lower() in ("off", "unmute"):
+            result = await self._command(lambda: self._engine.unmute(error_id, actor))
+        else:
+            try:
+                chosen = parse_mute(text)
+            except DurationError as exc:
+                await self._reply(update, f"⚠️ {escape(str(exc))}")
+                return
+            result = await self._command(
+                lambda: self._engine.mute(
+                    error_id, actor, minutes=chosen.minutes, occurrences=chosen.occurrences
+                )
+            )
+        icon = "🔕" if result.ok else "⚠️"
+        await self._reply(update, f"{icon} {escape(result.message)}")
 
     async def _cmd_retry(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         args = context.args or []

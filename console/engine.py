@@ -67,7 +67,7 @@ from console.models import (
     can_transition,
     error_name,
 )
-from console.regression import unanswered
+from console.regression import regressed_by, unanswered
 from console.secret import store_password
 from console.storable import Received
 from console.store import HoldLost, Store, StoreError
@@ -863,7 +863,7 @@ class Engine:
             (
                 d.reason or ""
                 for d in reversed(await self.store.decisions(error_id=error_id, limit=1000))
-                if d.to_state is State.REGRESSED
+                if regressed_by(d)
             ),
             "",
         )

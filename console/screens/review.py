@@ -69,6 +69,7 @@ class ReviewScreen(Screen[None]):
         return text
 
     def on_mount(self) -> None:
+        self.query_one("#review-title", Static).update(self._title())
         self._show_denials()
         self.show_plan(self._data.merge_plan(self.attempt.id))
         view = self.query_one(DiffView)
@@ -76,11 +77,15 @@ class ReviewScreen(Screen[None]):
         view.query_one(".diff-body").focus()
 
     def refresh_rows(self, error: ErrorRow | None, attempt: AttemptRow | None) -> None:
-        """Live updates: a decision taken elsewhere (Telegram) shows here at once."""
+        """Live updates: a decision taken elsewhere (Telegram) shows here at once. One
+        that arrives between the push of the screen and its mount is kept for on_mount."""
         if error is not None and error.id == self.error.id:
             self.error = error
         if attempt is not None and attempt.id == self.attempt.id:
             self.attempt = attempt
+        if not self.is_mounted:
+            return
+        if attempt is not None and attempt.id == self.attempt.id:
             self.query_one(DiffView).show(attempt, self._sensitive)
             self._show_denials()
         self.query_one("#review-title", Static).update(self._title())

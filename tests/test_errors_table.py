@@ -6,7 +6,7 @@ import dataclasses
 
 from textual.app import App, ComposeResult
 
-from console.models import ErrorRow
+from console.models import ErrorRow, State
 from console.widgets.errors_table import ErrorsTable
 from tests.rows import row
 
@@ -122,3 +122,25 @@ async def test_the_filter_shows_only_matching_rows_and_keeps_the_cursor_on_a_sho
         table.set_filter("")
         await pilot.pause()
         assert table.row_count == 12
+
+
+async def test_a_row_drawn_from_cached_cells_shows_new_counts_and_states_in_their_colours() -> None:
+    app = TableApp(rows(3))
+    async with app.run_test(size=(120, 10)) as pilot:
+        await pilot.pause()
+        table = app.table
+        error = app.errors[1]
+
+        def line_of(error_id: int) -> list[tuple[str, str]]:
+            strip = table.render_line(table.shown_ids.index(error_id) + 1)
+            return [(seg.text.strip(), str(seg.style)) for seg in strip if seg.text.strip()]
+
+        assert any(text == "new" and "cyan" in style for text, style in line_of(1))
+        table.apply([dataclasses.replace(error, count=12_345, state=State.FAILED)])
+        await pilot.pause()
+        shown = line_of(1)
+        assert any("12,345" in text for text, _ in shown)
+        assert any(text == "failed" and "bold" in style and "red" in style for text, style in shown)
+        assert not any(text == "new" for text, _ in shown)
+        # Another row with the old count and state still draws them from the same cells.
+        assert any(text == "new" and "cyan" in style for text, style in line_of(0))

@@ -20,7 +20,14 @@ from dataclasses import replace
 
 from console.config import ConsoleConfig, TelegramConfig
 from console.engine import HOLD_LOST, Engine
-from console.events import AttemptChanged, EngineEvent, ErrorChanged, LinkChanged
+from console.events import (
+    AttemptChanged,
+    ClaudeActivity,
+    EngineEvent,
+    ErrorChanged,
+    LinkChanged,
+)
+from console.fix.transcript import StreamParser
 from console.models import State
 from console.session import running
 from console.store import Store
@@ -80,6 +87,16 @@ async def test_two_consoles_approving_one_error_at_once_start_one_attempt_and_bo
             )
         reviewed = await first.store.attempt(attempt.id)
         assert reviewed is not None and reviewed.runner and reviewed.runner_session
+        # The console not running it was shown Claude's output too, every line once.
+        watching = seen_b if reviewed.runner_session == first.store.session else seen_a
+        parser = StreamParser()
+        stored = [e for line in await first.store.transcript(attempt.id) for e in parser.feed(line)]
+        assert stored
+
+        def watched() -> list[object]:
+            return [e.event for e in watching if isinstance(e, ClaudeActivity)]
+
+        await world.until(lambda: watched() == stored, 30, "the other console to show the run")
     finally:
         await first.stop()
         await second.stop()

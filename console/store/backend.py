@@ -10,7 +10,7 @@ transitions, idempotent ingest -- for both, checked by one test suite run agains
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -70,6 +70,9 @@ class Dialect:
     json_text: Callable[[str, str], str]
     # A condition on an attempts row: the console that runs it has gone.
     runner_gone: str
+    # A statement announcing a change (its one parameter: "<kind> <id>") to the other
+    # consoles sharing the database as the transaction commits; None where none share it.
+    announce: str | None = None
 
 
 class Tx(Protocol):
@@ -102,6 +105,31 @@ class SyncTx(Protocol):
         """Append rows to a table the fastest way the engine has (the bulk of ingest)."""
         ...
 
+    def upsert_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        conflict: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> None:
+        """Insert rows, or where one's ``conflict`` columns (a unique key; distinct within
+        ``rows``) match a stored row, set that row's other columns to the new values."""
+        ...
+
+    def update_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: str,
+        rows: Sequence[Sequence[Any]],
+        *,
+        added: Collection[str] = (),
+    ) -> None:
+        """For each row (its ``columns`` then its ``key``; keys distinct), set the stored
+        row's columns to its values, or raise them by its values for the ``added`` ones.
+        Stored rows are locked in key order, so writers sharing rows never deadlock."""
+        ...
+
     def transaction(self) -> AbstractContextManager[None]:
         """One write transaction: committed on exit, rolled back on an exception."""
         ...
@@ -120,7 +148,9 @@ class Backend(Protocol):
         ...
 
     def on_change(self, listener: Callable[[str, int], None]) -> None:
-        """Call ``listener(kind, id)`` for every change another store session commits."""
+        """Call ``listener(kind, id)`` for every change another store session commits: kind
+        ``error``, ``attempt`` or ``transcript`` (an attempt's id: it has new lines). A
+        change may be told more than once (after a lost connection), never not at all."""
         ...
 
     async def hold(self, name: str) -> Hold:

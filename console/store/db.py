@@ -568,6 +568,10 @@ class Store:
                 "INSERT INTO transcripts (attempt_id, seq, line) VALUES (?, ?, ?)",
                 [(attempt_id, start + i, line) for i, line in enumerate(lines, 1)],
             )
+            # Another console sharing the store may be showing this attempt's output live.
+            announce = self._backend.dialect.announce
+            if announce is not None and lines:
+                await db.execute(announce, (f"transcript {attempt_id}",))
             return start + len(lines)
 
         return await self._write(body)
@@ -894,8 +898,9 @@ class Store:
         return await self._backend.hold(name)
 
     def on_change(self, listener: Callable[[str, int], None]) -> None:
-        """Call ``listener(kind, id)`` (kind ``error`` or ``attempt``) for each change another
-        console commits to a shared store, as it commits (no polling)."""
+        """Call ``listener(kind, id)`` (kind ``error``, ``attempt``, or ``transcript`` with an
+        attempt's id) for each change another console commits to a shared store, as it
+        commits (no polling); after a lost connection what changed meanwhile is told too."""
         self._backend.on_change(listener)
 
     async def _require_attempt(self, db: Tx, attempt_id: int) -> None:
@@ -1107,20 +1112,25 @@ class Store:
         )
         return [r[0] for r in rows]
 
-    async def recurrence(self, error_id: int, since: str, samples: int = 3) -> Recurrence:
+    async def recurrence(
+        self, error_id: int, since: str, *, relayed_after: str = "", samples: int = 3
+    ) -> Recurrence:
         """The error's occurrences at or after ``since`` (an ISO stamp, by the clock of the
-        host they happened on; the console's receipt time for a line that does not say).
+        host they happened on; the console's receipt time for a line that does not say)
+        that the console received after ``relayed_after`` (a host whose clock runs ahead
+        cannot date older lines into the window).
 
         A rise is counted against the host's previous total whenever it came, so the first
         occurrence after ``since`` counts only itself.
         """
         at = f"COALESCE({self._backend.dialect.json_text('raw', 'last_seen')}, received_at)"
         rows = await self._read(
-            "SELECT host, at, rise, raw FROM (SELECT id, host, raw, "
+            "SELECT host, at, rise, raw FROM (SELECT id, host, raw, received_at, "
             f"{at} AS at, "
             "count - LAG(count, 1, 0) OVER (PARTITION BY host, instance ORDER BY seq) AS rise "
-            "FROM occurrences WHERE error_id = ?) AS o WHERE at >= ? ORDER BY id",
-            (error_id, since),
+            "FROM occurrences WHERE error_id = ?) AS o WHERE at >= ? AND received_at > ? "
+            "ORDER BY id",
+            (error_id, since, relayed_after),
         )
         count = 0
         hosts: dict[str, int] = {}

@@ -15,6 +15,7 @@ the console's screen) one hand-off per batch, not a thread hop per statement.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 from agent.sanitize import dumps
@@ -26,6 +27,10 @@ from console.store.schema import KEYS_PER_QUERY, now_iso, placeholders
 
 _SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 _OCCURRENCE_COLUMNS = ("host", "instance", "seq", "error_id", "type", "count", "received_at", "raw")
+_HOST_COUNT_COLUMNS = ("error_id", "host", "instance", "count", "last_seq")
+_HOST_COUNT_KEY = ("error_id", "host", "instance")
+# What a batch changes on an error (the count by the rise of this host's total).
+_ERROR_COLUMNS = ("severity", "first_seen", "last_seen", "updated_at", "count")
 
 # An error the batch names: id, severity, first_seen, last_seen, and this host's running
 # total and the seq that carried it.
@@ -38,14 +43,13 @@ def _refused(host: str, e: ErrorEvent, problem: str) -> IngestResult:
     return IngestResult(seq, 0, False, False, message)
 
 
-class _Group:
-    """The fresh events of one batch for one error, folded as ingest walks the batch."""
+class _Span:
+    """What one batch says about one error, folded over its fresh events: the earliest
+    first_seen, the latest last_seen and the most severe severity."""
 
-    __slots__ = ("error_id", "first_seen", "last_seen", "latest", "rank", "severity")
+    __slots__ = ("first_seen", "last_seen", "rank", "severity")
 
-    def __init__(self, e: ErrorEvent, error_id: int) -> None:
-        self.error_id = error_id
-        self.latest = e
+    def __init__(self, e: ErrorEvent) -> None:
         self.severity: str = e.severity
         self.rank = _SEVERITY_RANK.get(e.severity, 0)
         self.first_seen = e.first_seen
@@ -53,9 +57,6 @@ class _Group:
 
     def take(self, e: ErrorEvent) -> None:
         """Fold one more event of this error in."""
-        # The agent sends running totals: the highest seq carries the host's current one.
-        if e.seq > self.latest.seq:
-            self.latest = e
         if e.last_seen > self.last_seen:
             self.last_seen = e.last_seen
         if e.first_seen < self.first_seen:
@@ -83,55 +84,28 @@ def _new_error_row(e: ErrorEvent, now: str) -> tuple[Any, ...]:
     )
 
 
-def _fold(
-    host: str,
-    instance: str,
-    now: str,
-    items: Sequence[Received],
-    stored: dict[int, int],
-    known: dict[tuple[str, str], _Known],
-    created_keys: set[tuple[str, str]],
-) -> tuple[list[tuple[Any, ...]], list[IngestResult], dict[tuple[str, str], _Group], int]:
-    """The ingest hot loop: drop duplicates, fold each error's events, build rows and results.
+def _fresh(
+    items: Sequence[Received], stored: dict[int, int]
+) -> tuple[list[Received], dict[int, int], bool]:
+    """The events to store (neither stored already nor a seq repeated in the batch), the
+    position in ``items`` of each one left out, and whether the fresh seqs rise.
 
-    Results come out in event order; ``top`` is the highest fresh seq.
+    The usual batch, rising seqs none of which is stored, costs two C-level passes.
     """
-    occurrence_rows: list[tuple[Any, ...]] = []
-    results: list[IngestResult] = []
-    seen: set[int] | None = None  # built only if seqs stop increasing within the batch
-    top = 0
-    groups: dict[tuple[str, str], _Group] = {}
-    for item in items:
-        e = item.event
-        seq = e.seq
-        if seq in stored:
-            results.append(IngestResult(seq, stored[seq], False, True))
-            continue
-        key = (e.service, e.fingerprint)
-        if seq > top:
-            top = seq
-            if seen is not None:
-                seen.add(seq)
+    seqs = [x.event.seq for x in items]
+    if not stored and all(map(int.__lt__, seqs, seqs[1:])):
+        return list(items), {}, True
+    fresh: list[Received] = []
+    left_out: dict[int, int] = {}
+    seen: set[int] = set()
+    for i, (item, seq) in enumerate(zip(items, seqs, strict=True)):
+        if seq in stored or seq in seen:
+            left_out[i] = seq
         else:
-            if seen is None:
-                seen = {row[2] for row in occurrence_rows}
-            if seq in seen:
-                results.append(IngestResult(seq, known[key][0], False, True))
-                continue
             seen.add(seq)
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = _Group(e, known[key][0])
-            created = key in created_keys
-        else:
-            group.take(e)
-            created = False
-        occurrence_rows.append(
-            (host, instance, seq, group.error_id, e.type, e.count, now, item.line)
-        )
-        results.append(IngestResult(seq, group.error_id, created, False))
-
-    return occurrence_rows, results, groups, top
+            fresh.append(item)
+    fresh_seqs = [x.event.seq for x in fresh]
+    return fresh, left_out, all(map(int.__lt__, fresh_seqs, fresh_seqs[1:]))
 
 
 def ingest(conn: SyncTx, host: str, items: Sequence[ErrorEvent | Received]) -> list[IngestResult]:
@@ -185,10 +159,105 @@ def _ingest(conn: SyncTx, host: str, items: Sequence[Received]) -> list[IngestRe
         "SET name = excluded.name RETURNING instance, last_seq",
         (host,),
     )
+    stored = _stored(conn, host, instance, [x.event.seq for x in items if x.event.seq <= last_seq])
+    fresh, left_out, rising = _fresh(items, stored)
+    events = [x.event for x in fresh]
+    keys = [(e.service, e.fingerprint) for e in events]
 
-    # Seqs above the host's last_seq cannot be stored yet; only replays need a lookup.
+    # Resolve every error the batch names first, creating the new ones (in the order the
+    # batch names them), so the rows and results below are built a column at a time.
+    firsts = dict(zip(reversed(keys), reversed(events), strict=True))
+    named = list(dict.fromkeys(keys))
+    known = _error_ids(conn, host, instance, named)
+    created_keys = [key for key in named if key not in known]
+    if created_keys:
+        conn.executemany(
+            "INSERT INTO errors (service, fingerprint, error_type, message, stack, route, "
+            "severity, first_seen, last_seen, created_at, updated_at, in_app) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            # Another host's ingest may create the same errors at the same moment: in key
+            # order, so on PostgreSQL the two wait on each other's keys in one order.
+            "ON CONFLICT (service, fingerprint) DO NOTHING",
+            [_new_error_row(firsts[key], now) for key in sorted(created_keys)],
+        )
+        known.update(_error_ids(conn, host, instance, created_keys))
+    id_of = {key: row[0] for key, row in known.items()}
+    error_ids = list(map(id_of.__getitem__, keys))
+    seqs = [e.seq for e in events]
+
+    fresh_results = list(map(IngestResult, seqs, error_ids, repeat(False), repeat(False)))
+    if created_keys:
+        first_at = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1), strict=True))
+        for key in created_keys:
+            fresh_results[first_at[key]].created = True
+    occurrence_rows = list(
+        zip(
+            repeat(host),
+            repeat(instance),
+            seqs,
+            error_ids,
+            [e.type for e in events],
+            [e.count for e in events],
+            repeat(now),
+            [x.line for x in fresh],
+        )
+    )
+
+    # The agent sends running totals: the highest seq carries the host's current one.
+    by_seq = events if rising else sorted(events, key=lambda e: e.seq)
+    latest = {(e.service, e.fingerprint): e for e in by_seq}
+    spans: dict[tuple[str, str], _Span] = {}
+    for key, e in zip(keys, events, strict=True):
+        span = spans.get(key)
+        if span is None:
+            spans[key] = _Span(e)
+        else:
+            span.take(e)
+
+    # The error's count is the sum of its hosts' running totals; only this host's changes,
+    # so the sum moves by the difference (both are read and written under the write lock).
+    count_rows = []
+    error_rows = []
+    for key, span in spans.items():
+        error_id, severity, first_seen, last_seen, host_count, host_seq = known[key]
+        if span.rank > _SEVERITY_RANK.get(severity, 0):
+            severity = span.severity
+        rise = 0
+        top = latest[key]
+        if top.seq > host_seq:
+            rise = top.count - host_count
+            count_rows.append((error_id, host, instance, top.count, top.seq))
+        error_rows.append(
+            (
+                severity,
+                min(first_seen, span.first_seen),
+                max(last_seen, span.last_seen),
+                now,
+                rise,
+                error_id,
+            )
+        )
+    conn.upsert_rows("host_counts", _HOST_COUNT_COLUMNS, _HOST_COUNT_KEY, count_rows)
+    # Locked in id order by the backend, so two hosts' batches lock shared errors alike.
+    conn.update_rows("errors", _ERROR_COLUMNS, "id", error_rows, added=("count",))
+    conn.insert_rows("occurrences", _OCCURRENCE_COLUMNS, occurrence_rows)
+    if occurrence_rows:
+        top_seq = max(seqs)
+        conn.execute(
+            "UPDATE hosts SET last_seq = CASE WHEN last_seq > ? THEN last_seq ELSE ? END, "
+            "last_seen_at = ? WHERE name = ?",
+            (top_seq, top_seq, now, host),
+        )
+    if not left_out:
+        return fresh_results
+    return _with_left_out(items, fresh_results, left_out, stored)
+
+
+def _stored(conn: SyncTx, host: str, instance: str, seqs: list[int]) -> dict[int, int]:
+    """The error id of each of ``seqs`` already stored for the host: only seqs up to the
+    host's position can be, so only a replay needs this lookup."""
     stored: dict[int, int] = {}
-    old = sorted({x.event.seq for x in items if x.event.seq <= last_seq})
+    old = sorted(set(seqs))
     for i in range(0, len(old), KEYS_PER_QUERY):
         chunk = old[i : i + KEYS_PER_QUERY]
         found = conn.fetch(
@@ -197,75 +266,26 @@ def _ingest(conn: SyncTx, host: str, items: Sequence[Received]) -> list[IngestRe
             (host, instance, *chunk),
         )
         stored.update((seq, error_id) for seq, error_id in found)
+    return stored
 
-    # Resolve every error the batch names first, creating the new ones, so that the
-    # per-event pass below can build the occurrence rows and results in one go.
-    firsts: dict[tuple[str, str], ErrorEvent] = {}
-    for x in items:
-        e = x.event
-        key = (e.service, e.fingerprint)
-        if key not in firsts and e.seq not in stored:
-            firsts[key] = e
-    known = _error_ids(conn, host, instance, list(firsts))
-    created_keys = firsts.keys() - known.keys()
-    if created_keys:
-        conn.executemany(
-            "INSERT INTO errors (service, fingerprint, error_type, message, stack, route, "
-            "severity, first_seen, last_seen, created_at, updated_at, in_app) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            # Another host's ingest may create the same error at the same moment.
-            "ON CONFLICT (service, fingerprint) DO NOTHING",
-            [_new_error_row(e, now) for key, e in firsts.items() if key in created_keys],
-        )
-        known.update(_error_ids(conn, host, instance, list(created_keys)))
 
-    occurrence_rows, results, groups, top = _fold(
-        host, instance, now, items, stored, known, created_keys
-    )
-
-    # The error's count is the sum of its hosts' running totals; only this host's changes,
-    # so the sum moves by the difference (both are read and written under the write lock).
-    count_rows = []
-    error_rows = []
-    for key, group in groups.items():
-        error_id, severity, first_seen, last_seen, host_count, host_seq = known[key]
-        if _SEVERITY_RANK.get(group.severity, 0) > _SEVERITY_RANK.get(severity, 0):
-            severity = group.severity
-        rise = 0
-        latest = group.latest
-        if latest.seq > host_seq:
-            rise = latest.count - host_count
-            count_rows.append((error_id, host, instance, latest.count, latest.seq))
-        error_rows.append(
-            (
-                severity,
-                min(first_seen, group.first_seen),
-                max(last_seen, group.last_seen),
-                now,
-                rise,
-                error_id,
-            )
-        )
-    conn.executemany(
-        "INSERT INTO host_counts (error_id, host, instance, count, last_seq) "
-        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (error_id, host, instance) DO UPDATE SET "
-        "count = excluded.count, last_seq = excluded.last_seq",
-        count_rows,
-    )
-    # In id order, so two hosts' batches on one PostgreSQL lock shared errors in one order.
-    error_rows.sort(key=lambda row: row[-1])
-    conn.executemany(
-        "UPDATE errors SET severity = ?, first_seen = ?, last_seen = ?, updated_at = ?, "
-        "count = count + ? WHERE id = ?",
-        error_rows,
-    )
-    conn.insert_rows("occurrences", _OCCURRENCE_COLUMNS, occurrence_rows)
-    if occurrence_rows:
-        conn.execute(
-            "UPDATE hosts SET last_seq = CASE WHEN last_seq > ? THEN last_seq ELSE ? END, "
-            "last_seen_at = ? WHERE name = ?",
-            (top, top, now, host),
-        )
+def _with_left_out(
+    items: Sequence[Received],
+    fresh_results: list[IngestResult],
+    left_out: dict[int, int],
+    stored: dict[int, int],
+) -> list[IngestResult]:
+    """Every item's result in batch order: a left-out event is a duplicate of the stored
+    occurrence with its seq, or of the event before it in the batch with that seq."""
+    kept = {r.seq: r.error_id for r in fresh_results}
+    results: list[IngestResult] = []
+    stored_ones = iter(fresh_results)
+    for i in range(len(items)):
+        seq = left_out.get(i)
+        if seq is None:
+            results.append(next(stored_ones))
+        else:
+            results.append(IngestResult(seq, stored.get(seq) or kept[seq], False, True))
     return results
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import lru_cache
@@ -50,6 +50,9 @@ from console.store.schema import HoldLost, StoreError, now_iso
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+# Every change to an error or an attempt is announced here (see pg_schema migration 7), and
+# new transcript lines by the Store itself (Dialect.announce).
+CHANGES_CHANNEL = "autofix_changes"
 DIALECT = Dialect(
     name="postgresql",
     lock_row=" FOR UPDATE",
@@ -60,10 +63,26 @@ DIALECT = Dialect(
     runner_gone=(
         "(runner_session IS NULL OR pg_try_advisory_xact_lock(hashtextextended(runner_session, 0)))"
     ),
+    # The same shape as the trigger's announcements: "<kind> <id> <application name>".
+    announce=(
+        f"SELECT pg_notify('{CHANGES_CHANNEL}', ? || ' ' || current_setting('application_name'))"
+    ),
 )
-# Every change to an error or an attempt is announced here (see pg_schema migration 6).
-CHANGES_CHANNEL = "autofix_changes"
+# Announcements reach only a connection that is listening: one that ends loses those made
+# meanwhile. So before each LISTEN the listener marks the oldest transaction still running
+# (the xmin of a snapshot, as a 32-bit xid), and after it reads back every row written by
+# transactions since the previous mark (a row's xmin, compared by age so xid wraparound is
+# no matter) -- a superset of what was missed; a change told twice is only read twice.
+SNAPSHOT_MARK = "SELECT (pg_snapshot_xmin(pg_current_snapshot())::text::bigint % 4294967296)::text"
+CHANGED_SINCE = """
+WITH mark AS (SELECT age(%s::xid) AS age)
+SELECT 'error', id FROM errors, mark WHERE age(errors.xmin) <= mark.age
+UNION ALL SELECT 'attempt', id FROM attempts, mark WHERE age(attempts.xmin) <= mark.age
+UNION ALL SELECT DISTINCT 'transcript', attempt_id FROM transcripts, mark
+    WHERE age(transcripts.xmin) <= mark.age
+"""
 APPLICATION_PREFIX = "autofix "
+LISTENING = "listening"  # the listener's application_name: "autofix <session> listening"
 # How long a lost listening or watching connection waits before connecting again.
 RECONNECT_SECONDS = 1.0
 # For the connections holding a lock other consoles wait on: the server probes an idle client
@@ -166,10 +185,13 @@ class _SyncTx:
         self,
         conn: psycopg.Connection[PgRow],
         fence: Callable[[psycopg.Connection[PgRow]], None] | None = None,
+        column_types: dict[str, dict[str, str]] | None = None,
     ) -> None:
         self._conn = conn
         # Run last in every transaction, before it commits (see PostgresBackend._fence).
         self._fence = fence
+        # Each table's column types, read once per store (for the arrays below).
+        self._column_types = {} if column_types is None else column_types
 
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
         cursor = self._conn.execute(translate(sql), tuple(params))
@@ -196,12 +218,82 @@ class _SyncTx:
             for row in rows:
                 copy.write_row(row)
 
+    def upsert_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        conflict: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> None:
+        """One statement for the batch: the rows go as one array per column (``unnest``)."""
+        if not rows:
+            return
+        sets = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in conflict)
+        self._conn.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM "
+            f"{self._unnest(table, columns)} ON CONFLICT ({', '.join(conflict)}) "
+            f"DO UPDATE SET {sets}",
+            _columns_of(rows, len(columns)),
+        )
+
+    def update_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: str,
+        rows: Sequence[Sequence[Any]],
+        *,
+        added: Collection[str] = (),
+    ) -> None:
+        """Two statements for the batch: one locking the rows in key order (a join may
+        visit them in any order, and two consoles ingesting hosts that share errors must
+        not lock those in opposite orders), then one ``UPDATE ... FROM unnest(...)``."""
+        if not rows:
+            return
+        arrays = _columns_of(rows, len(columns) + 1)
+        key_type = self._types(table)[key]
+        self._conn.execute(
+            f"SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE {key} = ANY(%s::{key_type}[]) "
+            f"ORDER BY {key} FOR UPDATE) AS locked",
+            (arrays[-1],),
+        )
+        sets = ", ".join(
+            f"{c} = {table}.{c} + v.{c}" if c in added else f"{c} = v.{c}" for c in columns
+        )
+        self._conn.execute(
+            f"UPDATE {table} SET {sets} FROM {self._unnest(table, [*columns, key])} "
+            f"WHERE {table}.{key} = v.{key}",
+            arrays,
+        )
+
+    def _unnest(self, table: str, columns: Sequence[str]) -> str:
+        """``unnest`` of one array parameter per column, typed as the table's columns."""
+        types = self._types(table)
+        arrays = ", ".join(f"%s::{types[c]}[]" for c in columns)
+        return f"unnest({arrays}) AS v({', '.join(columns)})"
+
+    def _types(self, table: str) -> dict[str, str]:
+        known = self._column_types.get(table)
+        if known is None:
+            rows = self._conn.execute(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+                (table,),
+            ).fetchall()
+            known = self._column_types[table] = {str(n): str(t) for n, t in rows}
+        return known
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         with self._conn.transaction():
             yield
             if self._fence is not None:
                 self._fence(self._conn)
+
+
+def _columns_of(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows as one list per column (each becomes an array parameter)."""
+    return [[row[i] for row in rows] for i in range(width)]
 
 
 class _Role:
@@ -227,6 +319,7 @@ class PostgresBackend:
         password: str | None,
         session: str,
         presence: psycopg.AsyncConnection[Any],
+        mark: str,
     ) -> None:
         self._pool = pool
         self.dsn = dsn
@@ -238,11 +331,14 @@ class PostgresBackend:
         self._watched: set[str] = set()
         self._listeners: list[Callable[[str, int], None]] = []
         self._listening: asyncio.Task[None] | None = None
+        # Changes since this mark are read back when listening (re)starts (SNAPSHOT_MARK).
+        self._mark = mark
         self._roles: dict[str, _Role] = {}  # the roles held now, by name
         self._ingest_lock = asyncio.Lock()
         # Ingest runs on a thread of its own with its own blocking connection.
         self._ingest_pool = ThreadPoolExecutor(1, thread_name_prefix="store-ingest")
         self._ingest_conn: psycopg.Connection[PgRow] | None = None
+        self._column_types: dict[str, dict[str, str]] = {}
 
     @classmethod
     async def open(
@@ -274,6 +370,7 @@ class PostgresBackend:
             raise StoreError(f"{dsn}: cannot connect: {str(exc).strip()}") from None
         try:
             await migrate(first, dsn, list(migrations))
+            mark = await snapshot_mark(first)
             # This connection stays open with the store, holding the lock that tells the
             # other consoles this session (and the attempts it runs) is alive.
             await first.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (session,))
@@ -282,7 +379,7 @@ class PostgresBackend:
             await first.close()
             await pool.close()
             raise
-        return cls(pool, dsn, password, session, first)
+        return cls(pool, dsn, password, session, first, mark)
 
     @staticmethod
     def _connect_kwargs(password: str | None, session: str) -> dict[str, Any]:
@@ -297,13 +394,20 @@ class PostgresBackend:
             kwargs["password"] = password
         return kwargs
 
-    async def _connect(self, *, keepalive: bool = False) -> psycopg.AsyncConnection[Any]:
+    async def _connect(
+        self, *, keepalive: bool = False, purpose: str = ""
+    ) -> psycopg.AsyncConnection[Any]:
         """A connection of its own; ``keepalive`` for one holding a lock other consoles wait
-        for, so the server notices within seconds when this console's host vanishes."""
+        for, so the server notices within seconds when this console's host vanishes. A
+        ``purpose`` follows the session in ``application_name`` (the server's view of who is
+        connected); only a connection that writes nothing may have one, as announcements
+        name their origin by it."""
         kwargs = self._connect_kwargs(self._password, self.session)
         if keepalive:
             kwargs["options"] = KEEPALIVE_OPTIONS
             kwargs.update(CLIENT_KEEPALIVES)
+        if purpose:
+            kwargs["application_name"] += f" {purpose}"
         return await psycopg.AsyncConnection.connect(
             self.dsn, connect_timeout=int(CONNECT_TIMEOUT_SECONDS), **kwargs
         )
@@ -417,21 +521,28 @@ class PostgresBackend:
         own = APPLICATION_PREFIX + self.session
         while True:
             try:
-                async with await self._connect() as conn:
+                async with await self._connect(purpose=LISTENING) as conn:
+                    mark = await snapshot_mark(conn)
                     await conn.execute(f"LISTEN {CHANGES_CHANNEL}")
+                    cursor = await conn.execute(CHANGED_SINCE, (self._mark,))
+                    for kind, number in await cursor.fetchall():
+                        self._tell(str(kind), int(number))
+                    self._mark = mark
                     async for note in conn.notifies():
                         kind, _, rest = note.payload.partition(" ")
                         number, _, origin = rest.partition(" ")
-                        if origin == own or not number.isdigit():
-                            continue
-                        for listener in list(self._listeners):
-                            try:
-                                listener(kind, int(number))
-                            except Exception:
-                                log.exception("a store change listener failed")
+                        if origin != own and number.isdigit():
+                            self._tell(kind, int(number))
             except psycopg.Error as exc:
                 log.warning("%s: listening for changes stopped (%s); reconnecting", self.dsn, exc)
                 await asyncio.sleep(RECONNECT_SECONDS)
+
+    def _tell(self, kind: str, number: int) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(kind, number)
+            except Exception:
+                log.exception("a store change listener failed")
 
     async def write(self, body: Callable[[Tx], Awaitable[T]]) -> T:
         async with self._pool.connection() as conn, conn.transaction():
@@ -466,7 +577,7 @@ class PostgresBackend:
                 connect_timeout=int(CONNECT_TIMEOUT_SECONDS),
                 **self._connect_kwargs(self._password, self.session),
             )
-        return body(_SyncTx(conn, self._fence(host)), host, events)
+        return body(_SyncTx(conn, self._fence(host), self._column_types), host, events)
 
     async def schema_version(self) -> int:
         async with self._pool.connection() as conn:
@@ -502,6 +613,14 @@ class PostgresBackend:
         if self._ingest_conn is not None:
             self._ingest_conn.close()
             self._ingest_conn = None
+
+
+async def snapshot_mark(conn: psycopg.AsyncConnection[Any]) -> str:
+    """The oldest transaction running now, as the 32-bit xid ``CHANGED_SINCE`` compares."""
+    cursor = await conn.execute(SNAPSHOT_MARK)
+    row = await cursor.fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 async def schema_version(conn: psycopg.AsyncConnection[Any]) -> int:

@@ -220,8 +220,9 @@ class StatusHeader(Static):
         else:
             status = fit_words(claude + Text(gap) + tail, width)
         text = Text("\n").join([line, status])
-        # Static.update lays out the whole screen again (every scrollbar is redrawn), and
-        # the console redraws the header at each repaint: only update when it changed.
+        # The console redraws the header at each repaint: only update when it changed, and
+        # without a layout of the screen (every scrollbar redrawn): the header is two lines
+        # high and as wide as the screen (styles.tcss) whatever it says.
         if text != self._shown:
             self._shown = text
-            self.update(text)
+            self.update(text, layout=False)

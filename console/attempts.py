@@ -44,6 +44,7 @@ from console.fix.worktree import (
     verify_main_untouched,
 )
 from console.models import AttemptRow, Denial, ErrorRow, State, attempt_name
+from console.regression import after_merge, previous_fix
 from console.store import Store
 
 log = logging.getLogger(__name__)
@@ -238,6 +239,8 @@ class AttemptRunner:
                 return None
 
         read_only = service.stop_at == "report"
+        # A retry after a regression is told what the merged fix was and why it did not hold.
+        merged = await after_merge(self._store, error, before=attempt_id)
         prompt = build_prompt(
             error,
             wt.path,
@@ -247,6 +250,7 @@ class AttemptRunner:
             has_tests=any((wt.path / d).is_dir() for d in TEST_DIRS),
             constraints=service.constraints,
             read_only=read_only,
+            previous=previous_fix(merged) if merged is not None else None,
         )
         ran = await self._rounds(attempt_id, attempt, prompt, wt, service, cancel, read_only)
         if ran is None or isinstance(ran, Requeued):

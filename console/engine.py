@@ -28,9 +28,10 @@ from typing import Literal, Protocol
 from agent.wire import ErrorEvent, Hello, Start, iso
 from console.attempts import AttemptRunner
 from console.automerge.plan import MergePlan
-from console.automerge.scheduler import AutoMerger
+from console.automerge.scheduler import AUTO_MERGE_ACTOR, AutoMerger
 from console.budget import QueueGate, QueueHold, clock_text
 from console.config import ConfigError, ConsoleConfig, ServiceConfig, load_config
+from console.decision_log import DecisionLog
 from console.events import (
     AttemptChanged,
     AutoMergeChanged,
@@ -67,10 +68,11 @@ from console.models import (
     can_transition,
     error_name,
 )
-from console.regression import unanswered
+from console.regression import regressed_by, unanswered
 from console.secret import store_password
 from console.storable import Received
 from console.store import HoldLost, Store, StoreError
+from console.store.schema import now_iso
 from console.transcript_feed import TranscriptFeed
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,8 @@ HOLD_LOST = "the store connection holding this host was lost; reading again once
 # or CURRENT for whichever attempt the error has when the command runs.
 CURRENT: Literal["current"] = "current"
 AttemptTarget = int | None | Literal["current"]
+# What a merge notice says comes next.
+MERGED_NEXT = "; resolved once the service restarts and the error stays away"
 
 
 class TelegramControl(Protocol):
@@ -128,16 +132,23 @@ class Engine:
         self._unknown_services: set[str] = set()
         # Set by the Telegram bot when one is configured; the UI toggles it through here.
         self.telegram: TelegramControl | None = None
+        # Every decision after the PR is recorded, published and said through this one log.
+        self.decisions = DecisionLog(store, publish=self._emit_error, notify=self.notify)
         # After the PR: GitHub polling (merged, closed) and the resolve/regress/escalate rules.
         self.pulls = PullPoller(config, store, on_change=self._on_pull_change, notify=self.notify)
-        self.lifecycle = LifecycleWatch(config, store, on_move=self._on_move)
+        self.lifecycle = LifecycleWatch(
+            config, store, decisions=self.decisions, on_move=self._after_move
+        )
         self._lifecycle_tasks: list[asyncio.Task[None]] = []
+        # Reverts opened because an auto-merged fix regressed (git and GitHub take seconds;
+        # the ingest that saw the regression does not wait for them).
+        self._reverting: set[asyncio.Task[None]] = set()
         # Opened PRs of services with [services.auto_merge] on their way to a squash merge.
         self.auto_merge = AutoMerger(
             config,
             store,
             publish=lambda plan: self._emit(AutoMergeChanged(plan)),
-            notify=self.notify,
+            decisions=self.decisions,
             merged=self._on_auto_merged,
         )
 
@@ -259,11 +270,10 @@ class Engine:
     async def stop(self) -> None:
         """Stop links and workers; running attempts are cancelled and marked interrupted."""
         self._runner.closing = True
-        for task in [*self._lifecycle_tasks, *self._holds, *self._publishing]:
+        background = [*self._lifecycle_tasks, *self._holds, *self._publishing, *self._reverting]
+        for task in background:
             task.cancel()
-        await asyncio.gather(
-            *self._lifecycle_tasks, *self._holds, *self._publishing, return_exceptions=True
-        )
+        await asyncio.gather(*background, return_exceptions=True)
         if self._links is not None:
             await self._links.stop()
         for host in list(self._ingest_feeds):
@@ -756,6 +766,9 @@ class Engine:
 
     async def _on_pull_change(self, pr: PullRequestRow, error_id: int, state: PullState) -> None:
         """A polled PR was merged or closed on GitHub: the error follows it."""
+        error = await self.store.error(error_id)
+        if error is None:
+            return
         new = State.MERGED if state.state == "merged" else State.CLOSED
         who = f"github:{state.merged_by}" if state.merged_by else "github"
         reason = (
@@ -765,26 +778,51 @@ class Engine:
             if new is State.MERGED
             else f"pull request #{pr.number} closed without merging"
         )
-        if await self.store.transition(error_id, State.PR_OPENED, new, actor=who, reason=reason):
-            row = await self._emit_error(error_id)
-            named = _named(row) if row else f"error {error_id}"
-            after = (
-                "; resolved once the service restarts and the error stays away"
-                if new is State.MERGED
-                else "; retry or skip it"
-            )
-            self.notify("info", f"{named}: {reason}{after}", error_id=error_id)
-
-    async def _on_move(self, error_id: int, new: State, text: str) -> None:
-        """The lifecycle moved an error (resolved, regressed, escalating): show it; a
-        regression is also published as :class:`Regressed`."""
-        row = await self._emit_error(error_id)
-        level: NoticeLevel = (
-            "error" if new is State.REGRESSED else "warning" if new is State.ESCALATING else "info"
+        after = "; retry or skip it" if new is State.CLOSED else MERGED_NEXT
+        await self.decisions.move(
+            error, new, who, reason, expected=State.PR_OPENED, said=reason + after
         )
-        self.notify(level, f"{_word_of(new)}: {text}", error_id=error_id)
-        if new is State.REGRESSED and row is not None:
-            self._emit(Regressed(row, text))
+
+    async def _after_move(self, error: ErrorRow, new: State, reason: str) -> None:
+        """The lifecycle moved an error (recorded, published and said already): a
+        regression is also published as :class:`Regressed`, and one of an automatically
+        merged fix is auto-merge's to answer."""
+        if new is State.REGRESSED:
+            self._emit(Regressed(error, reason))
+            await self._on_regressed(error, reason)
+
+    async def _on_regressed(self, error: ErrorRow, reason: str) -> None:
+        """An auto-merged fix's error came back on the merged code: auto-merge for its
+        service pauses until a person resumes it, and with ``revert_on_regression`` the
+        revert PR opens by itself; without it the revert is a person's call."""
+        merged = await self.auto_merge.merged_by_it(error.current_attempt_id)
+        service = self.config.service(error.service)
+        if merged is None or service is None:
+            return
+        pr = await self.store.fix_pr(error.current_attempt_id)
+        what = f"auto-merged PR #{pr.number}" if pr is not None else "an auto-merged fix"
+        await self.auto_merge.pause(error, AUTO_MERGE_ACTOR, f"{what} regressed: {reason}")
+        if not service.auto_merge.revert_on_regression:
+            self.notify(
+                "warning",
+                f"{_named(error)}: {what} regressed; revert_on_regression is off, so "
+                "reverting it (or retrying the fix) is yours to decide",
+                error_id=error.id,
+            )
+            return
+        task = asyncio.create_task(self._auto_revert(error.id), name=f"revert-{error.id}")
+        self._reverting.add(task)
+        task.add_done_callback(self._reverting.discard)
+
+    async def _auto_revert(self, error_id: int) -> None:
+        """Open the revert PR as auto-merge (the same path a person's Revert takes)."""
+        try:
+            await self.revert(error_id, AUTO_MERGE_ACTOR)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the console goes on; a person can still revert
+            log.exception("reverting error %s failed", error_id)
+            self.notify("error", f"opening the revert failed: {exc!r}", error_id=error_id)
 
     async def unanswered_regressions(self) -> list[ErrorRow]:
         """The regressed errors nobody has reverted or muted yet (the header's alarm)."""
@@ -820,7 +858,7 @@ class Engine:
             (
                 d.reason or ""
                 for d in reversed(await self.store.decisions(error_id=error_id, limit=1000))
-                if d.to_state is State.REGRESSED
+                if regressed_by(d)
             ),
             "",
         )
@@ -839,10 +877,8 @@ class Engine:
             )
             verb = "opened" if reverted.created else "found the open"
             note = f"{verb} revert pull request #{reverted.number}: {reverted.url}"
-            await self.store.note_decision(error_id, "revert", actor, note)
-        await self._emit_error(error_id)
-        self.notify("info", f"{_named(error)}: {note}", error_id=error_id)
-        return CommandResult(True, note, error.current_attempt_id)
+            await self.decisions.note(error, "revert", actor, note)
+        return CommandResult(True, note, error.current_attempt_id, noticed=True)
 
     async def mute(
         self,
@@ -889,26 +925,39 @@ class Engine:
         if isinstance(error, CommandResult):
             return error
         assert error.current_attempt_id is not None  # a plan is about the current attempt
-        result = await self.auto_merge.stop(error.current_attempt_id, actor)
-        return await self._merge_decided(error, result)
+        return await self.auto_merge.stop(error.current_attempt_id, actor)
 
     async def resume_merge(self, error_id: int, actor: str) -> CommandResult:
         """Let auto-merge work again for the error's service after a regression paused it."""
         error = await self._allowed(error_id, Action.RESUME_MERGE)
         if isinstance(error, CommandResult):
             return error
-        return await self._merge_decided(error, await self.auto_merge.resume(error, actor))
-
-    async def _merge_decided(self, error: ErrorRow, result: CommandResult) -> CommandResult:
-        """Say a stop or resume everywhere at once and repaint the error's keys."""
-        if not result.ok:
-            return result
-        self.notify("info", f"{_named(error)}: {result.message}", error_id=error.id)
-        await self._emit_error(error.id)
-        return dataclasses.replace(result, noticed=True)
+        return await self.auto_merge.resume(error, actor)
 
     async def _on_auto_merged(self, attempt: AttemptRow, merged: Merged, plan: MergePlan) -> None:
-        """A PR auto-merge squash-merged: the error and its views follow."""
+        """A PR auto-merge squash-merged is merged at once, as the poller would find it:
+        its PR row holds the merge commit and the error moves to merged (decided by
+        auto-merge), so the quiet time and a regression count from this moment."""
+        pr = await self.store.fix_pr(attempt.id)
+        if pr is not None:
+            await self.store.update_pr(
+                pr.id,
+                state="merged",
+                merged_at=now_iso(),
+                merge_sha=merged.sha,
+                merged_by=AUTO_MERGE_ACTOR,
+            )
+        error = await self.store.error(attempt.error_id)
+        if error is not None and error.current_attempt_id == attempt.id:
+            reason = f"pull request #{plan.pr_number} squash-merged as {merged.sha[:12]}"
+            await self.decisions.move(
+                error,
+                State.MERGED,
+                AUTO_MERGE_ACTOR,
+                reason,
+                expected=State.PR_OPENED,
+                said="",  # the scheduler says the merge with its gates
+            )
         await self._emit_attempt(attempt.id)
 
     # --- fix workers -------------------------------------------------------------------------
@@ -1045,8 +1094,4 @@ def _named(error: ErrorRow) -> str:
 
 def _word(error: ErrorRow) -> str:
     """The error's state as the table shows it."""
-    return _word_of(error.state)
-
-
-def _word_of(state: State) -> str:
-    return STATE_LABELS[state]
+    return STATE_LABELS[error.state]

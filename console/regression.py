@@ -12,6 +12,7 @@ import json
 import time
 from dataclasses import dataclass
 
+from console.fix.prompt import PreviousFix
 from console.lifecycle.rules import is_muted
 from console.models import (
     AttemptRow,
@@ -30,7 +31,8 @@ SAMPLES = 3
 class AfterMerge:
     """A merged fix of an error and what happened since: ``since`` is the first start of
     the service after the merge (the moment the merged code ran), or the merge itself when
-    no start was seen; ``why`` is the lifecycle's reason when it regressed."""
+    no start was seen, and only occurrences relayed after the merge count; ``why`` is the
+    lifecycle's reason when it regressed."""
 
     attempt: AttemptRow
     pr: PullRequestRow
@@ -71,7 +73,9 @@ async def after_merge(
             attempt=attempt,
             pr=pr,
             since=since,
-            recurrence=await store.recurrence(error.id, since, samples),
+            recurrence=await store.recurrence(
+                error.id, since, relayed_after=pr.merged_at, samples=samples
+            ),
             why=regressed_because(decisions),
             revert=next((p for p in reversed(prs) if p.kind == "revert"), None),
         )
@@ -80,10 +84,13 @@ async def after_merge(
 
 def regressed_because(decisions: list[DecisionRow]) -> str | None:
     """The reason recorded with the error's latest move to regressed."""
-    return next(
-        (d.reason for d in reversed(decisions) if d.to_state is State.REGRESSED and d.reason),
-        None,
-    )
+    return next((d.reason for d in reversed(decisions) if regressed_by(d) and d.reason), None)
+
+
+def regressed_by(decision: DecisionRow) -> bool:
+    """Whether a decision is a move to regressed (a mute or a revert of a regressed error
+    is recorded from regressed to regressed: not one)."""
+    return decision.to_state is State.REGRESSED and decision.from_state is not State.REGRESSED
 
 
 def unanswered(error: ErrorRow, decisions: list[DecisionRow], now: float | None = None) -> bool:
@@ -95,7 +102,7 @@ def unanswered(error: ErrorRow, decisions: list[DecisionRow], now: float | None 
     moment = time.time() if now is None else now
     if is_muted(error.muted_until, error.muted_until_count, error.count, moment):
         return False
-    regressed = max((d.id for d in decisions if d.to_state is State.REGRESSED), default=0)
+    regressed = max((d.id for d in decisions if regressed_by(d)), default=0)
     return not any(d.id > regressed and d.action == "revert" for d in decisions)
 
 
@@ -113,4 +120,24 @@ def sample_of(raw: str) -> Sample | None:
         stack=[str(line) for line in stack] if isinstance(stack, list) else [],
         host=str(event["host"]) if isinstance(event.get("host"), str) else None,
         at=str(event["last_seen"]) if isinstance(event.get("last_seen"), str) else None,
+    )
+
+
+def previous_fix(merged: AfterMerge) -> PreviousFix:
+    """What a retry's prompt is told about a fix that did not hold."""
+    seen = merged.recurrence
+    latest = next((s for s in map(sample_of, seen.samples) if s is not None), None)
+    return PreviousFix(
+        pr_number=merged.pr.number,
+        merged_at=merged.pr.merged_at or "",
+        diff=merged.attempt.diff or "(no diff was stored for it)",
+        since=merged.since,
+        occurrences=seen.count,
+        hosts=seen.hosts,
+        first_seen=seen.first_seen,
+        last_seen=seen.last_seen,
+        why=merged.why,
+        message=latest.message if latest else None,
+        stack=latest.stack if latest else (),
+        reverted=merged.revert.number if merged.revert else None,
     )

@@ -3,17 +3,20 @@ keys with their dialogs, and the engine's refusal when the state allows neither.
 
 The console runs on a real SQLite store filled through the store's own API
 (tests/regressed_store.py); a regression arriving live goes through the engine's own ingest
-and lifecycle rules.
+and lifecycle rules; the revert that is carried out runs in tests/engine_world.py's world
+(a real fix merged on the GitHub stand-in, a real revert branch pushed to its remote).
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 from textual.widgets._footer import FooterKey
 
+from agent.wire import Start, iso
 from console.app import AutofixApp
 from console.models import ErrorRow, State
 from console.screens.confirm import ConfirmScreen
@@ -21,6 +24,7 @@ from console.screens.detail import DetailScreen
 from console.screens.mute import MuteScreen
 from console.widgets.errors_table import ErrorsTable
 from console.widgets.header import StatusHeader
+from tests.engine_world import World
 from tests.regressed_store import (
     AGAIN_MESSAGE,
     FINGERPRINT,
@@ -31,7 +35,8 @@ from tests.regressed_store import (
     regressed_app,
 )
 from tests.snapshot_store import settle
-from tests.test_app import Notifications, static_text, until
+from tests.test_app import Notifications, ready_on, static_text, until
+from tests.test_lifecycle_engine import occurrence, published, quick
 
 
 def header_text(app: AutofixApp) -> str:
@@ -174,3 +179,33 @@ async def test_the_detail_of_a_regressed_error_shows_the_merged_diff_beside_what
         assert "+  if (req.headers['content-type'] !== 'application/json') {" in text
         assert "occurrence(s) since 2027-01-15T08:25:00.000Z" in text
         assert AGAIN_MESSAGE[:60] in text
+
+
+async def test_u_then_yes_opens_the_revert_pr_and_ends_the_alarm(
+    world: World, notifications: Notifications
+) -> None:
+    """The whole way: a real fix merged on the GitHub stand-in, the start and the new
+    occurrence through the engine, then u and y at the keyboard."""
+    engine = await world.start(quick(world, 3600))
+    error = await published(world, engine)
+    [pr] = await engine.store.prs(error.current_attempt_id or 0)
+    world.github.merge("acme/pa", pr.number, by="octocat")
+    merged = await world.error_in(State.MERGED, timeout=30)
+    app = AutofixApp(engine)
+    notified = notifications(app)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready_on(pilot, merged.id)
+        started = time.time()
+        start = Start(seq=901, host="prod-1", service="PA", at=iso(started), line="listening")
+        await engine.ingest("prod-1", [start, occurrence(merged, 902, started + 1)])
+        await until(pilot, lambda: "⚠ 1 regressed" in header_text(app), 20, "the alarm")
+        await pilot.press("u")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 10, "the question")
+        await pilot.press("y")
+        said = f"opened revert pull request #{pr.number + 1}"
+        await until(pilot, lambda: any(said in m for _, m in notified), 60, "the revert PR")
+        await until(pilot, lambda: "regressed" not in header_text(app), 10, "the alarm to end")
+    [_, revert] = await engine.store.prs(merged.current_attempt_id or 0)
+    assert revert.kind == "revert" and world.github.posts()[-1].body["head"] == revert.branch
+    [*_, decision] = await engine.store.decisions(error_id=merged.id)
+    assert (decision.action, decision.actor) == ("revert", app.actor)

@@ -5,16 +5,19 @@ checks and merge endpoint. Soaks are seconds long."""
 from __future__ import annotations
 
 import copy
+import dataclasses
+import time
 from typing import Any
 
 import pytest
 from textual.widgets import Static
 
+from agent.wire import Start, iso
 from console.app import AutofixApp
 from console.automerge.plan import MERGED_ACTION, MergePlan, MergeStep
 from console.config import parse_config
 from console.engine import Engine
-from console.events import AutoMergeChanged, Notice
+from console.events import AutoMergeChanged, ErrorChanged, Notice
 from console.models import Action, AttemptRow, ErrorRow, State
 from console.screens.review import ReviewScreen
 from console.widgets.errors_table import ErrorsTable
@@ -24,6 +27,7 @@ from tests.messages_api import ToolCall
 from tests.service_repo import git
 from tests.telegram_api import Message, parse_html
 from tests.telegram_phone import OWNER, world_bot
+from tests.test_lifecycle_engine import occurrence
 
 POLL = 0.2
 
@@ -297,3 +301,148 @@ async def test_a_merge_github_refuses_is_said_with_githubs_reason_and_the_pr_sta
     assert "GitHub will not merge pull request #1" in plan.note
     assert "approving review is required" in plan.note
     assert git(world.bare, "rev-parse", "refs/heads/main") == before
+
+
+def _slow_polling(world: World, **policy: Any) -> Any:
+    """Auto-merge on, GitHub polled once an hour: whatever follows a merge is auto-merge's
+    own doing, not the poller's."""
+    config = with_auto_merge(world, require_checks=False, **policy)
+    return dataclasses.replace(config, github=dataclasses.replace(config.github, poll_seconds=3600))
+
+
+async def _auto_merged(world: World, engine: Engine) -> tuple[ErrorRow, AttemptRow]:
+    _, attempt = await open_pr(world, engine)
+    await plan_at(world, engine, attempt, MergeStep.MERGED)
+    merged = await world.error_in(State.MERGED, timeout=10)
+    return merged, attempt
+
+
+async def _regress(world: World, engine: Engine, error: ErrorRow) -> ErrorRow:
+    """The host starts again on the merged code and the error occurs after that start."""
+    started = time.time()
+    start = Start(seq=901, host="prod-1", service="PA", at=iso(started), line="listening on :3000")
+    await engine.ingest("prod-1", [start, occurrence(error, 902, started + 1)])
+    regressed: ErrorRow = await world.error_in(State.REGRESSED, timeout=10)
+    return regressed
+
+
+async def test_an_auto_merged_pr_is_marked_merged_at_once_not_on_the_next_poll(
+    world: World,
+) -> None:
+    world.api.turns = fix_with_test_turns(world.worktree)
+    engine = await world.start(_slow_polling(world))
+    error, attempt = await _auto_merged(world, engine)
+    tip = git(world.bare, "rev-parse", "refs/heads/main").strip()
+    [pr] = await engine.store.prs(attempt.id)
+    assert (pr.state, pr.merge_sha, pr.merged_by) == ("merged", tip, "auto-merge")
+    assert pr.merged_at is not None
+    decided = await engine.store.decisions(error_id=error.id)
+    moved = [d for d in decided if d.to_state is State.MERGED]
+    assert [(d.actor, d.from_state) for d in moved] == [("auto-merge", State.PR_OPENED)]
+    assert f"squash-merged as {tip[:12]}" in (moved[0].reason or "")
+    assert any(isinstance(e, ErrorChanged) and e.error.state is State.MERGED for e in world.events)
+    # Polled only when the PR opened: the merge came from auto-merge itself.
+    assert len(world.github.reads(pr.number)) == 1
+
+
+async def test_a_regressed_auto_merged_fix_is_reverted_and_its_service_paused(
+    world: World,
+) -> None:
+    world.api.turns = fix_with_test_turns(world.worktree)
+    engine = await world.start(_slow_polling(world, revert_on_regression=True))
+    error, attempt = await _auto_merged(world, engine)
+    regressed = await _regress(world, engine, error)
+
+    paused = await world.until(lambda: engine.auto_merge.paused("PA"), 10, "the pause")
+    assert paused.startswith("auto-merged PR #1 regressed: occurred again at ")
+    assert Action.RESUME_MERGE in engine.actions(regressed)
+
+    async def revert_pr() -> Any:
+        prs = await engine.store.prs(attempt.id)
+        return next((p for p in prs if p.kind == "revert"), None)
+
+    revert = await world.until(revert_pr, 60, "the revert PR")
+    post = world.github.posts()[-1]
+    assert post.body["head"] == revert.branch and "Reverts #1" in post.body["body"]
+    assert "if (!user) return null;" not in git(world.bare, "show", f"{revert.branch}:lib/users.js")
+    decided = [(d.action, d.actor) for d in await engine.store.decisions(error_id=error.id)]
+    assert decided[-3:] == [
+        ("regressed", "console"),
+        ("pause_auto_merge", "auto-merge"),
+        ("revert", "auto-merge"),
+    ]
+    assert await engine.unanswered_regressions() == [], "the revert answers the regression"
+    said = notices(world)
+    assert any("auto-merge for PA is paused (auto-merged PR #1 regressed" in t for t in said)
+    assert any(f"opened revert pull request #{revert.number}" in t for t in said)
+    assert any(
+        isinstance(e, AutoMergeChanged) and e.plan.attempt_id == attempt.id for e in world.events
+    )
+
+    # A person resumes it; a restarted console keeps the resume.
+    resumed = await engine.resume_merge(error.id, actor="keyboard")
+    assert resumed.ok and resumed.noticed
+    assert engine.auto_merge.paused("PA") is None
+    await engine.stop()
+    world.engine = None
+    engine = await world.start(_slow_polling(world, revert_on_regression=True))
+    assert engine.auto_merge.paused("PA") is None
+
+
+async def test_without_revert_on_regression_a_regression_pauses_and_leaves_the_revert_to_a_person(
+    world: World,
+) -> None:
+    world.api.turns = fix_with_test_turns(world.worktree)
+    engine = await world.start(_slow_polling(world))
+    error, attempt = await _auto_merged(world, engine)
+    regressed = await _regress(world, engine, error)
+    assert engine.auto_merge.paused("PA") is not None
+    assert {Action.REVERT, Action.RESUME_MERGE} <= engine.actions(regressed)
+    assert any("revert_on_regression is off" in t for t in notices(world))
+    assert [e.id for e in await engine.unanswered_regressions()] == [regressed.id]
+    assert [p.kind for p in await engine.store.prs(attempt.id)] == ["fix"]
+    # Still paused after a restart, until a person resumes it.
+    await engine.stop()
+    world.engine = None
+    engine = await world.start(_slow_polling(world))
+    assert (engine.auto_merge.paused("PA") or "").startswith("auto-merged PR #1 regressed")
+
+
+async def test_telegram_says_the_pause_of_a_regressed_auto_merge_and_its_resume_button_resumes_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.api.turns = fix_with_test_turns(world.worktree)
+    async with world_bot(world, _slow_polling(world), monkeypatch) as (api, _, engine):
+        await engine.start()
+        error, _ = await _auto_merged(world, engine)
+
+        def merge_message(*needles: str) -> Message | None:
+            return next(
+                (
+                    m
+                    for m in api.chat(OWNER)
+                    if "Auto-merge" in m.text and all(n in parse_html(m.text) for n in needles)
+                ),
+                None,
+            )
+
+        await world.until(lambda: merge_message("auto-merged PR #1"), 30, "the merge said")
+        await _regress(world, engine, error)
+        message = await world.until(
+            lambda: merge_message("Auto-merge paused: auto-merged PR #1 regressed"),
+            30,
+            "the pause on the auto-merge message",
+        )
+        assert [b["text"] for b in message.buttons()] == ["Resume auto-merge"]
+        query = api.tap(OWNER, message, message.button("Resume auto-merge")["callback_data"])
+        await world.until(lambda: api.answer_to(query), 20, "the button's answer")
+        await world.until(lambda: engine.auto_merge.paused("PA") is None, 20, "the resume")
+        decided = await engine.store.decisions(error_id=error.id)
+        assert (decided[-1].action, decided[-1].actor) == ("resume_auto_merge", f"telegram:{OWNER}")
+
+        def without_buttons() -> Message | None:
+            same = (m for m in api.chat(OWNER) if m.message_id == message.message_id)
+            return next((m for m in same if not m.buttons()), None)
+
+        final = await world.until(without_buttons, 20, "the message without its Resume button")
+        assert "Auto-merge paused" not in parse_html(final.text)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from console.fix.frames import map_to_repo, parse_frame
-from console.fix.prompt import build_prompt, source_excerpts
+from console.fix.prompt import PreviousFix, build_prompt, source_excerpts
 
 
 @dataclass(frozen=True)
@@ -313,3 +313,84 @@ def test_no_event_text_changes_the_prompt_outside_its_data_block(
     labels += ("first seen: ", "last seen: ", "message:", "stack:", "  ")
     assert all(line.startswith(labels) for line in data), data
     assert not any(line.startswith(f"END {boundary}") for line in data)
+
+
+PREVIOUS_DIFF = """diff --git a/lib/users.js b/lib/users.js
+--- a/lib/users.js
++++ b/lib/users.js
+@@ -12,2 +12,3 @@
+   const user = findUser(id);
++  if (!user) return null;
+"""
+
+
+def previous(**changes) -> PreviousFix:
+    fields = {
+        "pr_number": 41,
+        "merged_at": "2026-01-02T10:00:00.000Z",
+        "diff": PREVIOUS_DIFF,
+        "since": "2026-01-02T10:05:00.000Z",
+        "occurrences": 7,
+        "hosts": {"web-1": 5, "web-2": 2},
+        "first_seen": "2026-01-02T10:06:00.000Z",
+        "last_seen": "2026-01-02T10:40:00.000Z",
+        "why": "occurred again at 2026-01-02T10:40:00.000Z on web-1",
+        "message": "Cannot read properties of null (reading 'tenantId')",
+        "stack": ["TypeError: boom", "    at tenant (/app/lib/users.js:14:5)"],
+    }
+    fields.update(changes)
+    return PreviousFix(**fields)
+
+
+def fix_block(prompt: str) -> tuple[str, list[str]]:
+    lines = prompt.splitlines()
+    begin = next(i for i, line in enumerate(lines) if line.startswith("BEGIN FIX-DATA-"))
+    boundary = lines[begin].removeprefix("BEGIN ")
+    return boundary, lines[begin + 1 : lines.index(f"END {boundary}")]
+
+
+def test_a_retry_after_a_regression_carries_the_merged_diff_and_why_it_did_not_hold(repo: Path):
+    prompt = prompt_for(repo, Facts(), previous=previous(reverted=42))
+    assert "## A previous fix did not hold" in prompt
+    assert "pull request #41) was merged and the error occurred again" in prompt
+    assert "Its revert (pull request #42) may already be merged" in prompt
+    _, data = fix_block(prompt)
+    text = "\n".join(data)
+    assert "pull request: #41 merged at 2026-01-02T10:00:00.000Z" in text
+    assert "occurrences since the merged code ran (2026-01-02T10:05:00.000Z): 7 on hosts: " \
+        "web-1 (5), web-2 (2)" in text  # fmt: skip
+    assert "first seen since: 2026-01-02T10:06:00.000Z" in text
+    assert "why it counts as a regression: occurred again at" in text
+    assert "  Cannot read properties of null (reading 'tenantId')" in text
+    assert "  at tenant (/app/lib/users.js:14:5)" in text
+    assert "  +  if (!user) return null;" in text, "the diff, indented inside the block"
+    # The error's own block and the rules are still there, after it the source context.
+    assert prompt.index("BEGIN LOG-DATA-") < prompt.index("BEGIN FIX-DATA-")
+    assert prompt.index("END FIX-DATA-") < prompt.index("## Source context")
+    assert "A previous fix" not in prompt_for(repo, Facts())
+
+
+@settings(max_examples=100, deadline=None)
+@given(diff=_WIRE_TEXT, message=_WIRE_TEXT, stack=st.lists(_WIRE_TEXT, max_size=3),
+       why=_WIRE_TEXT, host=_WIRE_TEXT)  # fmt: skip
+def test_no_text_of_the_previous_fix_leaves_its_data_block(
+    diff: str, message: str, stack: list[str], why: str, host: str
+):
+    plain = prompt_for(_NO_REPO, Facts(), previous=previous())
+    hostile = prompt_for(
+        _NO_REPO,
+        Facts(),
+        previous=previous(diff=diff, message=message, stack=stack, why=why, hosts={host: 3}),
+    )
+
+    def outside(prompt: str) -> str:
+        boundary, data = fix_block(prompt)
+        rest = prompt.replace("\n".join(data), "").replace(boundary, "BOUNDARY")
+        return re.sub(r"LOG-DATA-[0-9a-f]{32}", "LOG", rest)
+
+    assert outside(hostile) == outside(plain)
+    boundary, data = fix_block(hostile)
+    assert not any(line.startswith(f"END {boundary}") for line in data)
+    labels = ("pull request: ", "occurrences since ", "first seen since: ", "last seen since: ")
+    labels += ("why it counts", "latest occurrence ", "merged diff:", "  ")
+    assert all(line.startswith(labels) for line in data), data

@@ -83,7 +83,7 @@ class AutoMergePolicy:
     revert_on_regression: bool = setting(
         default=False,
         read=boolean(),
-        doc="meant to open an automatically merged fix's revert PR when its error regresses; "
-        "validated but not acted on yet: a regression does not pause the service nor open the "
-        "revert by itself; a pause recorded for a service is honoured and resumed with `x`",
+        doc="when an automatically merged fix's error regresses, open its revert PR by itself "
+        "(as `auto-merge`); either way the regression pauses auto-merge for the service until "
+        "a person resumes it (`x` in the console, Resume on Telegram)",
     )

@@ -8,7 +8,8 @@ endpoint with ``squash``, only while the PR's head is still the commit whose che
 Each outcome (merged, stopped, refused) is a decision in the store, which is what a
 restarted console reads to know which PRs are still on their way; a soak interrupted by a
 restart starts again. A service whose auto-merged fix regressed is paused (also a decision)
-until a person resumes it.
+until a person resumes it. Every decision goes through the engine's
+:class:`~console.decision_log.DecisionLog`, so it is published and said as it is recorded.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from console.automerge.plan import (
 )
 from console.automerge.policy import AutoMergePolicy
 from console.config import ConsoleConfig, ServiceConfig
-from console.events import CommandResult, NoticeLevel, Notify
+from console.decision_log import DecisionLog
+from console.events import CommandResult, NoticeLevel
 from console.fix.frames import stack_files
 from console.fix.git import GitError
 from console.fix.github import (
@@ -46,7 +48,7 @@ from console.fix.github import (
     read_checks,
 )
 from console.fix.publish import plan_publish
-from console.models import AttemptRow, ErrorRow, State
+from console.models import AttemptRow, DecisionRow, ErrorRow, State
 from console.store import Store
 
 log = logging.getLogger(__name__)
@@ -76,7 +78,7 @@ class AutoMerger:
         store: Store,
         *,
         publish: Publish,
-        notify: Notify,
+        decisions: DecisionLog,
         merged: OnMerged,
         poll_seconds: float = CHECKS_POLL_SECONDS,
     ) -> None:
@@ -84,7 +86,8 @@ class AutoMerger:
         self.poll_seconds = poll_seconds
         self._store = store
         self._publish = publish
-        self._notify = notify
+        self._decisions = decisions
+        self._notify = decisions.notify
         self._merged = merged
         self._plans: dict[int, MergePlan] = {}
         self._stops: dict[int, asyncio.Event] = {}
@@ -103,6 +106,14 @@ class AutoMerger:
     def paused(self, service: str) -> str | None:
         """Why auto-merge is paused for ``service``; None when it is not."""
         return self._paused.get(service)
+
+    async def merged_by_it(self, attempt_id: int | None) -> DecisionRow | None:
+        """The decision that auto-merged the attempt's PR; None when a person merged it (or
+        nothing did)."""
+        if attempt_id is None:
+            return None
+        decided = await self._store.decisions(attempt_id=attempt_id, limit=100_000)
+        return next((d for d in decided if d.action == MERGED_ACTION), None)
 
     def _policy(self, service: str) -> AutoMergePolicy | None:
         found = self.config.service(service)
@@ -167,39 +178,45 @@ class AutoMerger:
         # Stopped before anything is awaited, so the merge cannot start in between.
         self._stops[attempt_id].set()
         self._set(plan, MergeStep.STOPPED, note=actor)
-        await self._store.note_decision(
-            plan.error_id,
-            STOPPED_ACTION,
-            actor,
-            f"auto-merge of PR #{plan.pr_number} stopped",
-            attempt_id=attempt_id,
-        )
-        return CommandResult(
-            True, f"auto-merge of PR #{plan.pr_number} stopped; the PR stays open", attempt_id
-        )
+        said = f"auto-merge of PR #{plan.pr_number} stopped; the PR stays open"
+        error = await self._store.error(plan.error_id)
+        if error is not None:
+            await self._decisions.note(
+                error,
+                STOPPED_ACTION,
+                actor,
+                f"auto-merge of PR #{plan.pr_number} stopped",
+                attempt_id=attempt_id,
+                said=said,
+            )
+        return CommandResult(True, said, attempt_id, noticed=error is not None)
 
     async def pause(self, error: ErrorRow, actor: str, reason: str) -> None:
-        """Pause auto-merge for the error's service until a person resumes it."""
-        await self._store.note_decision(error.id, PAUSED_ACTION, actor, reason)
+        """Pause auto-merge for the error's service until a person resumes it (a second
+        pause while paused records nothing more)."""
+        if error.service in self._paused:
+            return
         self._paused[error.service] = reason
-        self._republish(error.service)
-        self._notify(
-            "warning",
-            f"auto-merge for {error.service} is paused ({reason}); resume it from the "
-            "console or Telegram",
-            error_id=error.id,
+        await self._decisions.note(
+            error,
+            PAUSED_ACTION,
+            actor,
+            reason,
+            level="warning",
+            said=f"auto-merge for {error.service} is paused ({reason}); resume it with x in "
+            "the console or Resume auto-merge on Telegram",
         )
+        self._republish(error.service)
 
     async def resume(self, error: ErrorRow, actor: str) -> CommandResult:
         """Let auto-merge work for the error's service again."""
         if error.service not in self._paused:
             return CommandResult(False, f"auto-merge for {error.service} is not paused")
-        await self._store.note_decision(
-            error.id, RESUMED_ACTION, actor, f"auto-merge for {error.service} resumed"
-        )
         del self._paused[error.service]
+        said = f"auto-merge for {error.service} resumed"
+        await self._decisions.note(error, RESUMED_ACTION, actor, said)
         self._republish(error.service)
-        return CommandResult(True, f"auto-merge for {error.service} resumed")
+        return CommandResult(True, said, noticed=True)
 
     def _republish(self, service: str) -> None:
         """The service's plans again, so their views show the pause (and its Resume)."""
@@ -286,12 +303,14 @@ class AutoMerger:
                     raise _Refused(gates.refusal() or "the checks are running again")
                 plan = self._set(plan, MergeStep.MERGING, gates=gates)
                 merged = await self._merge(service, attempt, error, checks.sha, gates)
-                await self._store.note_decision(
-                    error.id,
+                # Said (with the plan's line) once the plan shows the merge.
+                await self._decisions.note(
+                    error,
                     MERGED_ACTION,
                     AUTO_MERGE_ACTOR,
                     f"squash-merged PR #{plan.pr_number} as {merged.sha[:12]}: {gates.summary()}",
                     attempt_id=attempt_id,
+                    said="",
                 )
             plan = self._set(plan, MergeStep.MERGED, note=merged.sha[:12])
             self._tell("info", plan, plan.line())
@@ -302,8 +321,9 @@ class AutoMerger:
             if stop.is_set():
                 return
             why = str(refused)
-            await self._store.note_decision(
-                error.id, REFUSED_ACTION, AUTO_MERGE_ACTOR, why, attempt_id=attempt_id
+            # Said with the plan's line once the plan shows the refusal.
+            await self._decisions.note(
+                error, REFUSED_ACTION, AUTO_MERGE_ACTOR, why, attempt_id=attempt_id, said=""
             )
             plan = self._set(plan, MergeStep.REFUSED, note=why)
             self._tell("warning", plan, f"PR #{plan.pr_number} {plan.line()}; it stays open")

@@ -27,6 +27,7 @@ LINE_CHARS = 300
 FIELD_CHARS = 200
 INSTRUCTION_CHARS = 2000
 TEST_OUTPUT_CHARS = 6000
+PREVIOUS_DIFF_CHARS = 8000
 CONTEXT_LINES = 8
 MAX_EXCERPTS = 3
 MAX_SOURCE_BYTES = 2_000_000
@@ -80,6 +81,25 @@ class SourceExcerpt:
     generated: str | None = None  # the built file's position the stack named, when mapped
 
 
+@dataclass(frozen=True)
+class PreviousFix:
+    """A merged fix of this error that did not hold: its diff (written by an earlier
+    attempt, so data like the logs) and the occurrences after the merged code ran."""
+
+    pr_number: int
+    merged_at: str
+    diff: str
+    since: str
+    occurrences: int
+    hosts: Mapping[str, int]
+    first_seen: str | None = None
+    last_seen: str | None = None
+    why: str | None = None  # the console's reason for calling it a regression
+    message: str | None = None  # the latest occurrence's message and stack
+    stack: Sequence[str] = ()
+    reverted: int | None = None  # the revert pull request's number, when one was opened
+
+
 def build_prompt(
     error: ErrorFacts,
     repo: Path,
@@ -90,6 +110,7 @@ def build_prompt(
     *,
     constraints: Sequence[str] = (),
     read_only: bool = False,
+    previous: PreviousFix | None = None,
 ) -> str:
     """A prompt scoped to one error, so the fix stays small, and hardened so that text in a
     log line cannot turn into instructions.
@@ -97,7 +118,8 @@ def build_prompt(
     It is made of named blocks: the error (a data block), the source context, the
     constraints (the service's own ``constraints`` added), and the expected output (the
     verdict). ``read_only`` (a service that stops at the report) asks for the
-    investigation only.
+    investigation only. ``previous`` is a merged fix that did not hold: its diff and the
+    occurrences since go in a data block of their own, and the task asks why it failed.
     """
     task = (
         "Investigate a production error in the service named in the data block below, "
@@ -110,6 +132,7 @@ def build_prompt(
         "made for this attempt).",
         "",
         *data_block("The error", "copied from production logs", _error_data(error)),
+        *(_previous_fix(previous) if previous is not None else []),
         "",
         "## Source context",
         _excerpts_text(source_excerpts(error.stack, repo, app_root)),
@@ -234,6 +257,59 @@ def _error_data(error: ErrorFacts) -> str:
         lines.append(f"  … [{len(stack) - STACK_LINES} more stack lines cut]")
     if not stack:
         lines.append("  (no stack trace)")
+    return "\n".join(lines)
+
+
+def _previous_fix(previous: PreviousFix) -> list[str]:
+    """The fix that did not hold, as a task note and a data block (the diff came from an
+    earlier run on log data; the occurrences are log data)."""
+    reverted = (
+        f" Its revert (pull request #{previous.reverted}) may already be merged, so this "
+        "checkout may or may not hold that change."
+        if previous.reverted is not None
+        else ""
+    )
+    note = (
+        f"A previous fix for this error (pull request #{previous.pr_number}) was merged and "
+        "the error occurred again on the merged code. Its diff and what happened after it "
+        "are in the data block below. Work out why that fix did not hold before changing "
+        f"anything, and fix the root cause this time instead of repeating it.{reverted}"
+    )
+    return [
+        "",
+        "## A previous fix did not hold",
+        note,
+        "",
+        *data_block(
+            "The previous fix and the occurrences after it",
+            "recorded by the console: the merged diff and occurrences copied from production logs",
+            _previous_data(previous),
+            kind="FIX",
+        ),
+    ]
+
+
+def _previous_data(previous: PreviousFix) -> str:
+    hosts = ", ".join(f"{sanitize_line(str(h))} ({int(n)})" for h, n in previous.hosts.items())
+    lines = [
+        f"pull request: #{int(previous.pr_number)} merged at {sanitize_line(previous.merged_at)}",
+        f"occurrences since the merged code ran ({sanitize_line(previous.since)}): "
+        f"{int(previous.occurrences)} on hosts: {hosts or '(none)'}",
+        f"first seen since: {sanitize_line(previous.first_seen or '(none)')}",
+        f"last seen since: {sanitize_line(previous.last_seen or '(none)')}",
+    ]
+    if previous.why:
+        lines.append(f"why it counts as a regression: {sanitize_line(previous.why, LINE_CHARS)}")
+    if previous.message is not None:
+        lines += ["latest occurrence message:"]
+        lines += _indented(sanitize(previous.message, MESSAGE_CHARS).split("\n"))
+        lines += ["latest occurrence stack:"]
+        stack = list(previous.stack)
+        lines += _indented(sanitize_line(line, LINE_CHARS) for line in stack[:STACK_LINES])
+        if not stack:
+            lines.append("  (no stack trace)")
+    lines.append("merged diff:")
+    lines += _indented(sanitize(previous.diff, PREVIOUS_DIFF_CHARS).split("\n"))
     return "\n".join(lines)
 
 

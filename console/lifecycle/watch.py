@@ -4,7 +4,9 @@ Two moments decide: each ingested batch (a merged fix's error occurring again on
 that started since the merge is ``regressed``; a skipped error coming back fast is
 ``escalating``), and a sweep every few seconds (a merged fix's error that stayed away long
 enough after a start is ``resolved``). Each move is a compare-and-set recorded as a
-decision by ``console``, with the reason a person reads.
+decision by ``console`` through the engine's :class:`~console.decision_log.DecisionLog`,
+with the reason a person reads; the engine is then told, so a regression of an
+auto-merged fix pauses auto-merge (and opens the revert when the policy says so).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from agent.wire import ErrorEvent
 from console.config import ConsoleConfig
+from console.decision_log import DecisionLog
+from console.events import NoticeLevel
 from console.lifecycle.rules import (
     ESCALATE_BASELINE_MINUTES,
     ESCALATE_WINDOW_MINUTES,
@@ -22,7 +26,7 @@ from console.lifecycle.rules import (
     resolution,
     split_window,
 )
-from console.models import WATCHED_STATES, ErrorRow, State, error_name
+from console.models import STATE_LABELS, WATCHED_STATES, ErrorRow, State
 from console.store import Store
 from console.store.schema import now_iso
 
@@ -32,16 +36,22 @@ ACTOR = "console"
 MIN_SWEEP_S = 0.5
 MAX_SWEEP_S = 30.0
 
-# What the engine is told after a move: the error's id and its new state.
-OnMove = Callable[[int, State, str], Awaitable[None]]
+# What the engine is told after a move (recorded and said already): the moved error, its
+# new state and the reason.
+OnMove = Callable[[ErrorRow, State, str], Awaitable[None]]
+# How loud each move is said: a regression is an alarm, an escalation a warning.
+_LEVELS: dict[State, NoticeLevel] = {State.REGRESSED: "error", State.ESCALATING: "warning"}
 
 
 class LifecycleWatch:
     """Moves errors after their PR: resolved, regressed, escalating."""
 
-    def __init__(self, config: ConsoleConfig, store: Store, *, on_move: OnMove) -> None:
+    def __init__(
+        self, config: ConsoleConfig, store: Store, *, decisions: DecisionLog, on_move: OnMove
+    ) -> None:
         self.config = config
         self.store = store
+        self._decisions = decisions
         self._on_move = on_move
 
     @property
@@ -122,14 +132,18 @@ class LifecycleWatch:
         return resolved
 
     async def _move(self, row: ErrorRow, new: State, reason: str, **marks: str) -> bool:
-        moved = await self.store.transition(
-            row.id, row.state, new, actor=ACTOR, reason=reason, marks=marks or None
+        moved = await self._decisions.move(
+            row,
+            new,
+            ACTOR,
+            reason,
+            title=STATE_LABELS[new],
+            level=_LEVELS.get(new, "info"),
+            marks=marks or None,
         )
-        if moved:
-            await self._on_move(
-                row.id, new, f"{error_name(row.service, row.error_type, row.message)}: {reason}"
-            )
-        return moved
+        if moved is not None:
+            await self._on_move(moved, new, reason)
+        return moved is not None
 
 
 def _minutes(value: float) -> str:

@@ -23,6 +23,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from console.fix.frames import FramePosition
+from console.lifecycle.rules import is_muted
 from console.models import AttemptRow, DecisionRow, ErrorRow, State, attempt_name
 from console.regression import AfterMerge, sample_of
 from console.screens import requests
@@ -87,6 +88,11 @@ def facts_table(error: ErrorRow, now: float) -> Table:
         hosts.append(f"{host} ", style="bold")
         hosts.append(f"{count:,}   ")
     table.add_row("hosts", hosts if error.hosts else Text("—"))
+    if is_muted(error.muted_until, error.muted_until_count, error.count, now):
+        ends = [f"until {error.muted_until}"] if error.muted_until else []
+        if error.muted_until_count is not None:
+            ends.append(f"for {error.muted_until_count - error.count:,} more occurrence(s)")
+        table.add_row("muted", Text(" or ".join(ends) + "  (m unmutes)", style="yellow"))
     return table
 
 

@@ -1112,20 +1112,25 @@ class Store:
         )
         return [r[0] for r in rows]
 
-    async def recurrence(self, error_id: int, since: str, samples: int = 3) -> Recurrence:
+    async def recurrence(
+        self, error_id: int, since: str, *, relayed_after: str = "", samples: int = 3
+    ) -> Recurrence:
         """The error's occurrences at or after ``since`` (an ISO stamp, by the clock of the
-        host they happened on; the console's receipt time for a line that does not say).
+        host they happened on; the console's receipt time for a line that does not say)
+        that the console received after ``relayed_after`` (a host whose clock runs ahead
+        cannot date older lines into the window).
 
         A rise is counted against the host's previous total whenever it came, so the first
         occurrence after ``since`` counts only itself.
         """
         at = f"COALESCE({self._backend.dialect.json_text('raw', 'last_seen')}, received_at)"
         rows = await self._read(
-            "SELECT host, at, rise, raw FROM (SELECT id, host, raw, "
+            "SELECT host, at, rise, raw FROM (SELECT id, host, raw, received_at, "
             f"{at} AS at, "
             "count - LAG(count, 1, 0) OVER (PARTITION BY host, instance ORDER BY seq) AS rise "
-            "FROM occurrences WHERE error_id = ?) AS o WHERE at >= ? ORDER BY id",
-            (error_id, since),
+            "FROM occurrences WHERE error_id = ?) AS o WHERE at >= ? AND received_at > ? "
+            "ORDER BY id",
+            (error_id, since, relayed_after),
         )
         count = 0
         hosts: dict[str, int] = {}

@@ -172,11 +172,13 @@ async def _times_to(
 
 
 async def _regressions(tx: Tx, query: HistoryQuery, start: str) -> dict[int, int]:
-    """Per error, how often it regressed in the period."""
+    """Per error, how often it regressed in the period: the moves into regressed, not the
+    decisions taken while it was (a pause, a revert PR), which record it as both ends."""
     where, params = _service_clause(query)
     rows = await tx.fetch(
         "SELECT d.error_id, COUNT(*) FROM decisions d JOIN errors e ON e.id = d.error_id "
-        f"WHERE d.to_state = ? AND d.at >= ?{where} GROUP BY d.error_id",
+        f"WHERE d.to_state = ? AND d.from_state <> d.to_state AND d.at >= ?{where} "
+        "GROUP BY d.error_id",
         [REGRESSED_STATE, start, *params],
     )
     return {int(error_id): int(count) for error_id, count in rows}

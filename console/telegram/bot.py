@@ -54,7 +54,8 @@ from console.engine import Engine
 from console.events import CommandResult, EngineEvent, TelegramChanged
 from console.fix.prompt import sanitize, sanitize_line
 from console.history import DEFAULT_PERIOD, PERIODS, HistoryQuery
-from console.mute import DurationError, describe, parse_duration
+from console.models import attempt_name
+from console.mute import DurationError, describe, parse_duration, parse_mute
 from console.telegram import budget
 from console.telegram.callbacks import Action, Callback, CallbackSigner, ForgedCallback
 from console.telegram.cards import HTML, NO_PREVIEW, CardSync, scrub_html
@@ -80,6 +81,7 @@ POLL_TIMEOUT_SECONDS = 10.0
 EDIT_INTERVAL_SECONDS = 30.0
 RECONNECT_MAX_SECONDS = 300.0
 MAX_INSTRUCTION_CHARS = 2000
+MUTE_BUTTON_MINUTES = 60.0  # a regression message's Mute 1h
 STATUS_DAYS = 7
 COMMANDS = (
     ("dashboard", "Dashboard with queue, errors and system status"),
@@ -87,14 +89,17 @@ COMMANDS = (
     ("history", "What was fixed and at what cost: /history, /history 7d"),
     ("queue", "Errors waiting or being fixed"),
     ("status", "Claude's cost per day and what holds the fix queue"),
-    ("mute", "Mute new-error messages: /mute 30m, /mute off"),
+    ("mute", "Mute new-error messages (/mute 30m, /mute off) or one error (/mute 12 2h or 50x)"),
     ("retry", "Retry a fix: /retry <error id> [instruction]"),
     ("help", "What this bot does"),
 )
 HELP = (
     "🤖 <b>AutoFix</b> tells you about new production errors and fixes ready for review.\n\n"
     "Buttons: <b>Approve Fix</b> starts a fix, <b>Skip</b> shelves the error; on a ready fix "
-    "<b>Open PR</b> pushes it and opens the pull request, <b>Retry</b> starts again.\n\n"
+    "<b>Open PR</b> pushes it and opens the pull request, <b>Retry</b> starts again. When a "
+    "merged fix did not hold, the 🚨 REGRESSED message offers <b>Revert</b> (opens a revert "
+    "pull request), <b>Retry</b> (a new attempt told about the fix that failed) and "
+    "<b>Mute 1h</b>.\n\n"
     "/dashboard — queue, recent errors and system status in one message\n"
     "/errors — recent errors\n"
     "/history [24h|7d|30d|90d] — fixes, success rates, time to PR, cost, regressions "
@@ -102,6 +107,8 @@ HELP = (
     "/queue — errors waiting or being fixed\n"
     "/status — Claude's cost per day against the daily budget\n"
     "/mute 30m | 2h | off — pause new-error messages\n"
+    "/mute &lt;error id&gt; 2h | 50x | 2h or 50x | off — mute one error for a while or N "
+    "more occurrences\n"
     "/retry &lt;error id&gt; [instruction] — retry a fix with an extra instruction\n"
     "/help — this text"
 )
@@ -558,7 +565,11 @@ class TelegramBot:
             await self._reply(update, "I did not understand that. /help lists what I can do.")
 
     async def _cmd_mute(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        text = sanitize_line(" ".join(context.args or []))  # it is echoed when unreadable
+        args = context.args or []
+        if len(args) > 1 and args[0].lstrip("#").isdigit():
+            await self._mute_error(update, int(args[0].lstrip("#")), " ".join(args[1:]))
+            return
+        text = sanitize_line(" ".join(args))  # it is echoed when unreadable
         if not text.strip():
             until = self.muted_until
             if until is None:
@@ -582,6 +593,29 @@ class TelegramBot:
             f"{_clock(self._muted_until)}. Fixes ready for review still arrive. "
             "/mute off to undo.",
         )
+
+    async def _mute_error(self, update: Update, error_id: int, given: str) -> None:
+        """``/mute <error id> 2h``, ``50x`` or ``2h or 50x``: one error's mute, as the
+        console's ``m``; ``off`` ends it."""
+        text = sanitize_line(given)  # it is echoed when unreadable
+        user = update.effective_user
+        assert user is not None  # the gate let only known users through
+        actor = f"telegram:{user.id}"
+        if text.strip().lower() in ("off", "unmute"):
+            result = await self._command(lambda: self._engine.unmute(error_id, actor))
+        else:
+            try:
+                chosen = parse_mute(text)
+            except DurationError as exc:
+                await self._reply(update, f"⚠️ {escape(str(exc))}")
+                return
+            result = await self._command(
+                lambda: self._engine.mute(
+                    error_id, actor, minutes=chosen.minutes, occurrences=chosen.occurrences
+                )
+            )
+        icon = "🔕" if result.ok else "⚠️"
+        await self._reply(update, f"{icon} {escape(result.message)}")
 
     async def _cmd_retry(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         args = context.args or []
@@ -638,6 +672,10 @@ class TelegramBot:
             else "attempt"
         )
         self._cards.mark((kind, callback.target))
+        if callback.action in ("revert", "mute", "retry"):
+            attempt = await self._engine.store.attempt(callback.target)
+            if attempt is not None:
+                self._cards.mark(("regressed", attempt.error_id))
 
     async def _show_view(self, query: CallbackQuery, callback: Callback) -> None:
         message = query.message
@@ -690,6 +728,13 @@ class TelegramBot:
             return await engine.stop_merge(attempt.error_id, actor, attempt_id=attempt.id)
         if callback.action == "resume_merge":
             return await engine.resume_merge(attempt.error_id, actor)
+        if callback.action in ("revert", "mute"):
+            error = await engine.store.error(attempt.error_id)
+            if error is None or error.current_attempt_id != attempt.id:
+                return CommandResult(False, f"already decided: {attempt_name(attempt)} is done")
+            if callback.action == "mute":
+                return await engine.mute(error.id, actor, minutes=MUTE_BUTTON_MINUTES)
+            return await engine.revert(error.id, actor)
         return await engine.retry(attempt.error_id, actor, attempt_id=attempt.id)
 
     async def _on_handler_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -26,6 +26,8 @@ Action = Literal[
     "retry",  # attempt: start again from a clean base
     "stop_merge",  # attempt: stop its automatic merge during the soak
     "resume_merge",  # attempt: resume auto-merge for its service after a pause
+    "revert",  # attempt: open a PR reverting its merged fix (a regression)
+    "mute",  # attempt: mute its error's notifications for an hour (a regression)
     "view_home",
     "view_queue",
     "view_errors",
@@ -40,6 +42,8 @@ _CODES: dict[str, str] = {
     "retry": "r",
     "stop_merge": "m",
     "resume_merge": "u",
+    "revert": "b",
+    "mute": "n",
     "view_home": "h",
     "view_queue": "q",
     "view_errors": "e",

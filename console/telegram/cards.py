@@ -33,10 +33,17 @@ from telegram.ext import Application
 import console.telegram.render as render
 from console.automerge.plan import MergeStep
 from console.engine import Engine
-from console.events import AttemptChanged, AutoMergeChanged, EngineEvent, ErrorChanged
+from console.events import (
+    AttemptChanged,
+    AutoMergeChanged,
+    EngineEvent,
+    ErrorChanged,
+    Regressed,
+)
 from console.fix.paths import touched_sensitive
 from console.models import Action as Decision
 from console.models import AttemptRow, DecisionRow, ErrorRow, State, attempt_name
+from console.regression import after_merge, regressed_by
 from console.telegram.callbacks import Action, CallbackSigner
 from console.telegram.delivery import Delivery
 from console.telegram.limits import CAPTION_LIMIT, clip
@@ -44,7 +51,7 @@ from console.telegram.token import SCRUBBER
 
 log = logging.getLogger(__name__)
 
-CardKey = tuple[Literal["error", "attempt", "merge"], int]
+CardKey = tuple[Literal["error", "attempt", "merge", "regressed"], int]
 HTML = ParseMode.HTML
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
@@ -58,6 +65,13 @@ REVIEW_CHOICES: Choices = (
     (Decision.PUBLISH, "Open PR", "publish"),
     (Decision.SKIP, "Skip", "skip_attempt"),
     (Decision.RETRY, "Retry", "retry"),
+)
+# On a regression's message, all about the merged attempt (an old message's buttons are
+# refused once the error has a newer attempt).
+REGRESSION_CHOICES: Choices = (
+    (Decision.REVERT, "Revert", "revert"),
+    (Decision.RETRY, "Retry", "retry"),
+    (Decision.MUTE, "Mute 1h", "mute"),
 )
 MERGE_CHOICES: Choices = (
     (Decision.STOP_MERGE, "Stop auto-merge", "stop_merge"),
@@ -115,6 +129,8 @@ class CardSync:
         self._cards: dict[CardKey, list[Card]] = {}
         self._dirty: dict[CardKey, None] = {}
         self._later: set[CardKey] = set()
+        # Errors whose regression is still to be told (the message goes out once each time).
+        self._regressions: set[int] = set()
         self._wake = asyncio.Event()
 
     def mark_all(self) -> None:
@@ -124,8 +140,13 @@ class CardSync:
 
     def on_event(self, event: EngineEvent) -> None:
         """The engine listener: only marks the message to refresh, never waits."""
-        if isinstance(event, ErrorChanged):
+        if isinstance(event, Regressed):
+            self._regressions.add(event.error.id)
+            self.mark(("regressed", event.error.id))
+        elif isinstance(event, ErrorChanged):
             self.mark(("error", event.error.id))
+            if ("regressed", event.error.id) in self._cards:
+                self.mark(("regressed", event.error.id))
         elif isinstance(event, AttemptChanged):
             self.mark(("attempt", event.attempt.id))
         elif isinstance(event, AutoMergeChanged):
@@ -164,6 +185,8 @@ class CardSync:
                         await self._sync_error(key[1])
                     elif key[0] == "merge":
                         await self._sync_merge(key[1])
+                    elif key[0] == "regressed":
+                        await self._sync_regressed(key[1])
                     else:
                         await self._sync_attempt(key[1])
                 except asyncio.CancelledError:
@@ -278,6 +301,44 @@ class CardSync:
                 )
             return
         await self._edit_cards(key, cards, text, buttons, attempt.state)
+
+    async def _sync_regressed(self, error_id: int) -> None:
+        """The regression's message: sent when the engine says the error regressed (unless
+        that error is muted), with Revert, Retry and Mute as far as the engine allows them,
+        then edited with who answered how."""
+        store = self._engine.store
+        error = await store.error(error_id)
+        if error is None:
+            return
+        key: CardKey = ("regressed", error_id)
+        cards = self._cards.get(key, [])
+        told = error_id in self._regressions
+        self._regressions.discard(error_id)
+        allowed = self._engine.actions(error)
+        if not cards and (not told or Decision.MUTE not in allowed):
+            return  # nothing to tell, or a mute holds: the table still shows it
+        merged = await after_merge(store, error)
+        target = error.current_attempt_id
+        buttons = (
+            self._keyboard(REGRESSION_CHOICES, allowed, target)
+            if error.state is State.REGRESSED and target is not None
+            else None
+        )
+        answers = (
+            [
+                d
+                for d in await store.decisions(error_id=error_id, limit=100_000)
+                if d.id > min(c.decision_floor for c in cards) and not regressed_by(d)
+            ]
+            if cards
+            else []
+        )
+        text = render.regression_card(error, merged, answers=answers, names=self._names)
+        if not cards:
+            what = f"the regression message for error {error_id}"
+            self._cards[key] = await self._send_cards(what, text, buttons, error_id, error.state)
+            return
+        await self._edit_cards(key, cards, text, buttons, error.state)
 
     async def _answer_to(
         self, error_id: int, floor: int, wanted: Callable[[DecisionRow], bool]

@@ -24,6 +24,7 @@ from console.models import (
     attempt_name,
     parse_time,
 )
+from console.regression import AfterMerge
 from console.telegram.limits import Part, escape, fit, markup
 
 SEVERITY_ICONS = {"critical": "🔴", "high": "🟠", "medium": "🟡", "low": "⚪"}
@@ -33,6 +34,9 @@ DECISION_LABELS = {
     "retry": "🔁 <b>Retry requested</b>",
     "open_pr": "🚀 <b>Pull request opened</b>",
     "reopen": "↩️ <b>Reopened</b>",
+    "revert": "⏪ <b>Revert pull request opened</b>",
+    "mute": "🔕 <b>Muted</b>",
+    "unmute": "🔔 <b>Unmuted</b>",
 }
 DIFF_EXCERPT_LINES = 30
 DIFF_EXCERPT_CHARS = 1500
@@ -278,4 +282,49 @@ def merge_card(
         parts.append(markup(f"\n{link}"))
     if paused is not None:
         parts.append(Part(paused, before="\n\n⏸ <b>Auto-merge paused</b>: ", cap=400))
+    return fit(parts)
+
+
+def regression_card(
+    error: ErrorRow,
+    merged: AfterMerge | None,
+    *,
+    answers: Sequence[DecisionRow] = (),
+    names: Mapping[int, str] | None = None,
+) -> str:
+    """The loud message when a fixed error came back: which merged fix did not hold, the
+    occurrences since the merged code ran, and then who answered how."""
+    parts = [
+        markup(f"🚨 <b>REGRESSED</b> · {severity_icon(error.severity)} "),
+        Part(error.service, before="<b>", after="</b>", cap=80),
+        markup(f" · error #{error.id}\n"),
+        Part(error.error_type, before="<b>", after="</b>: ", cap=120),
+        Part(error.message, cap=800),
+    ]
+    if merged is not None:
+        seen = merged.recurrence
+        hosts = ", ".join(f"{h} x{n}" for h, n in sorted(seen.hosts.items())) or "none"
+        parts += [
+            markup(
+                f"\n\nThe fix merged in pull request #{merged.pr.number} did not hold: "
+                f"<b>{seen.count}</b> occurrence(s) since the merged code ran "
+                f"({escape(when(merged.since))}) · "
+            ),
+            Part(hosts, cap=300),
+        ]
+        if merged.why:
+            parts.append(Part(merged.why, before="\n<i>", after="</i>", cap=500))
+        if merged.attempt.diff:
+            excerpt, cut = diff_excerpt(merged.attempt.diff)
+            parts.append(markup("\n\n<b>Merged diff</b>" + (" (first lines)" if cut else "")))
+            parts.append(
+                Part(excerpt, before='\n<pre><code class="language-diff">', after="</code></pre>")
+            )
+    for answer in answers:
+        parts += decision_parts(answer, names or {})
+    if merged is not None and merged.revert is not None and merged.revert.url.startswith("http"):
+        link = html.escape(merged.revert.url, quote=True)
+        parts.append(markup(f'\n<a href="{link}">revert pull request #{merged.revert.number}</a>'))
+    if error.state is not State.REGRESSED:
+        parts.append(markup(f"\nStatus: <i>{STATE_LABELS.get(error.state, error.state.value)}</i>"))
     return fit(parts)

@@ -7,10 +7,14 @@ The store's behaviour itself is pinned down for both backends by tests/test_stor
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+from dataclasses import replace
 
 import pytest
 from conftest import IN_CI, eventually
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agent.wire import ErrorEvent
 from console.config import parse_config
@@ -274,3 +278,75 @@ async def test_changes_made_while_a_listener_reconnects_are_told_once_it_is_back
     finally:
         await watcher.close()
         await writer.close()
+
+
+# One host's stream: each step is an occurrence of one of three errors (its running total
+# rising by 1-3) at some severity; the stream is cut into batches and a batch may be resent.
+_STEP = st.tuples(st.integers(0, 2), st.integers(1, 3), st.sampled_from(["low", "high"]))
+_STREAM = st.tuples(
+    st.lists(_STEP, min_size=1, max_size=30),
+    st.lists(st.integers(1, 12), min_size=1, max_size=8),
+    st.one_of(st.none(), st.integers(0, 7)),
+)
+
+
+def _batches(host: str, stream) -> tuple[list[list[ErrorEvent]], dict[str, int]]:
+    """The host's batches as its link would hand them over, and each error's last total."""
+    steps, sizes, resent = stream
+    totals: dict[str, int] = {}
+    events: list[ErrorEvent] = []
+    for seq, (error, rise, severity) in enumerate(steps, 1):
+        fingerprint = f"{error:016x}"
+        totals[fingerprint] = totals.get(fingerprint, 0) + rise
+        events.append(
+            replace(_event(seq, totals[fingerprint], host, fingerprint), severity=severity)
+        )
+    batches: list[list[ErrorEvent]] = []
+    start, turn = 0, 0
+    while start < len(events):
+        size = sizes[turn % len(sizes)]
+        batches.append(events[start : start + size])
+        start, turn = start + size, turn + 1
+    if resent is not None:
+        batches.append(batches[resent % len(batches)])
+    return batches, totals
+
+
+def _shown(errors) -> set[tuple]:
+    return {(e.fingerprint, e.count, e.severity, e.last_seen, tuple(sorted(e.hosts.items())))
+            for e in errors}  # fmt: skip
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(_STREAM, _STREAM)
+def test_two_consoles_ingesting_two_hosts_at_once_store_what_one_sqlite_console_stores(
+    tmp_path, pg_database, first_stream, second_stream
+) -> None:
+    web1, totals1 = _batches("web-1", first_stream)
+    web2, totals2 = _batches("web-2", second_stream)
+
+    async def feed(store: Store, host: str, batches: list[list[ErrorEvent]]) -> None:
+        for batch in batches:
+            await store.ingest(host, batch)
+
+    async def run() -> None:
+        dsn = pg_database()
+        async with (
+            await Store.open(dsn) as first,
+            await Store.open(dsn) as second,
+            await Store.open(tmp_path / f"{os.urandom(6).hex()}.db") as lite,
+        ):
+            await asyncio.gather(feed(first, "web-1", web1), feed(second, "web-2", web2))
+            await feed(lite, "web-1", web1)
+            await feed(lite, "web-2", web2)
+            shared = await first.errors()
+            assert _shown(shared) == _shown(await lite.errors())
+            assert {e.fingerprint: e.count for e in shared} == {
+                fp: totals1.get(fp, 0) + totals2.get(fp, 0) for fp in totals1.keys() | totals2
+            }
+
+    asyncio.run(run())

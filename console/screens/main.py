@@ -135,6 +135,7 @@ class MainScreen(Screen[None]):
         if self.attempt_id is None and overview.claude is not None:
             self.query_one(ClaudeLog).show(None, [])
         self.ready = True
+        self.post_message(requests.Loaded())
         self.refresh_bindings()
         self._reread_alarm()
 

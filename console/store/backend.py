@@ -10,7 +10,7 @@ transitions, idempotent ingest -- for both, checked by one test suite run agains
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -103,6 +103,31 @@ class SyncTx(Protocol):
         self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     ) -> None:
         """Append rows to a table the fastest way the engine has (the bulk of ingest)."""
+        ...
+
+    def upsert_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        conflict: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> None:
+        """Insert rows, or where one's ``conflict`` columns (a unique key; distinct within
+        ``rows``) match a stored row, set that row's other columns to the new values."""
+        ...
+
+    def update_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: str,
+        rows: Sequence[Sequence[Any]],
+        *,
+        added: Collection[str] = (),
+    ) -> None:
+        """For each row (its ``columns`` then its ``key``; keys distinct), set the stored
+        row's columns to its values, or raise them by its values for the ``added`` ones.
+        Stored rows are locked in key order, so writers sharing rows never deadlock."""
         ...
 
     def transaction(self) -> AbstractContextManager[None]:

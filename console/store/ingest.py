@@ -27,6 +27,10 @@ from console.store.schema import KEYS_PER_QUERY, now_iso, placeholders
 
 _SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 _OCCURRENCE_COLUMNS = ("host", "instance", "seq", "error_id", "type", "count", "received_at", "raw")
+_HOST_COUNT_COLUMNS = ("error_id", "host", "instance", "count", "last_seq")
+_HOST_COUNT_KEY = ("error_id", "host", "instance")
+# What a batch changes on an error (the count by the rise of this host's total).
+_ERROR_COLUMNS = ("severity", "first_seen", "last_seen", "updated_at", "count")
 
 # An error the batch names: id, severity, first_seen, last_seen, and this host's running
 # total and the seq that carried it.
@@ -171,9 +175,10 @@ def _ingest(conn: SyncTx, host: str, items: Sequence[Received]) -> list[IngestRe
             "INSERT INTO errors (service, fingerprint, error_type, message, stack, route, "
             "severity, first_seen, last_seen, created_at, updated_at, in_app) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            # Another host's ingest may create the same error at the same moment.
+            # Another host's ingest may create the same errors at the same moment: in key
+            # order, so on PostgreSQL the two wait on each other's keys in one order.
             "ON CONFLICT (service, fingerprint) DO NOTHING",
-            [_new_error_row(firsts[key], now) for key in created_keys],
+            [_new_error_row(firsts[key], now) for key in sorted(created_keys)],
         )
         known.update(_error_ids(conn, host, instance, created_keys))
     id_of = {key: row[0] for key, row in known.items()}
@@ -232,19 +237,9 @@ def _ingest(conn: SyncTx, host: str, items: Sequence[Received]) -> list[IngestRe
                 error_id,
             )
         )
-    conn.executemany(
-        "INSERT INTO host_counts (error_id, host, instance, count, last_seq) "
-        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (error_id, host, instance) DO UPDATE SET "
-        "count = excluded.count, last_seq = excluded.last_seq",
-        count_rows,
-    )
-    # In id order, so two hosts' batches on one PostgreSQL lock shared errors in one order.
-    error_rows.sort(key=lambda row: row[-1])
-    conn.executemany(
-        "UPDATE errors SET severity = ?, first_seen = ?, last_seen = ?, updated_at = ?, "
-        "count = count + ? WHERE id = ?",
-        error_rows,
-    )
+    conn.upsert_rows("host_counts", _HOST_COUNT_COLUMNS, _HOST_COUNT_KEY, count_rows)
+    # Locked in id order by the backend, so two hosts' batches lock shared errors alike.
+    conn.update_rows("errors", _ERROR_COLUMNS, "id", error_rows, added=("count",))
     conn.insert_rows("occurrences", _OCCURRENCE_COLUMNS, occurrence_rows)
     if occurrence_rows:
         top_seq = max(seqs)

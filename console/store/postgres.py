@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import lru_cache
@@ -185,10 +185,13 @@ class _SyncTx:
         self,
         conn: psycopg.Connection[PgRow],
         fence: Callable[[psycopg.Connection[PgRow]], None] | None = None,
+        column_types: dict[str, dict[str, str]] | None = None,
     ) -> None:
         self._conn = conn
         # Run last in every transaction, before it commits (see PostgresBackend._fence).
         self._fence = fence
+        # Each table's column types, read once per store (for the arrays below).
+        self._column_types = {} if column_types is None else column_types
 
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
         cursor = self._conn.execute(translate(sql), tuple(params))
@@ -215,12 +218,82 @@ class _SyncTx:
             for row in rows:
                 copy.write_row(row)
 
+    def upsert_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        conflict: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> None:
+        """One statement for the batch: the rows go as one array per column (``unnest``)."""
+        if not rows:
+            return
+        sets = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in conflict)
+        self._conn.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM "
+            f"{self._unnest(table, columns)} ON CONFLICT ({', '.join(conflict)}) "
+            f"DO UPDATE SET {sets}",
+            _columns_of(rows, len(columns)),
+        )
+
+    def update_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: str,
+        rows: Sequence[Sequence[Any]],
+        *,
+        added: Collection[str] = (),
+    ) -> None:
+        """Two statements for the batch: one locking the rows in key order (a join may
+        visit them in any order, and two consoles ingesting hosts that share errors must
+        not lock those in opposite orders), then one ``UPDATE ... FROM unnest(...)``."""
+        if not rows:
+            return
+        arrays = _columns_of(rows, len(columns) + 1)
+        key_type = self._types(table)[key]
+        self._conn.execute(
+            f"SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE {key} = ANY(%s::{key_type}[]) "
+            f"ORDER BY {key} FOR UPDATE) AS locked",
+            (arrays[-1],),
+        )
+        sets = ", ".join(
+            f"{c} = {table}.{c} + v.{c}" if c in added else f"{c} = v.{c}" for c in columns
+        )
+        self._conn.execute(
+            f"UPDATE {table} SET {sets} FROM {self._unnest(table, [*columns, key])} "
+            f"WHERE {table}.{key} = v.{key}",
+            arrays,
+        )
+
+    def _unnest(self, table: str, columns: Sequence[str]) -> str:
+        """``unnest`` of one array parameter per column, typed as the table's columns."""
+        types = self._types(table)
+        arrays = ", ".join(f"%s::{types[c]}[]" for c in columns)
+        return f"unnest({arrays}) AS v({', '.join(columns)})"
+
+    def _types(self, table: str) -> dict[str, str]:
+        known = self._column_types.get(table)
+        if known is None:
+            rows = self._conn.execute(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+                (table,),
+            ).fetchall()
+            known = self._column_types[table] = {str(n): str(t) for n, t in rows}
+        return known
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         with self._conn.transaction():
             yield
             if self._fence is not None:
                 self._fence(self._conn)
+
+
+def _columns_of(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows as one list per column (each becomes an array parameter)."""
+    return [[row[i] for row in rows] for i in range(width)]
 
 
 class _Role:
@@ -265,6 +338,7 @@ class PostgresBackend:
         # Ingest runs on a thread of its own with its own blocking connection.
         self._ingest_pool = ThreadPoolExecutor(1, thread_name_prefix="store-ingest")
         self._ingest_conn: psycopg.Connection[PgRow] | None = None
+        self._column_types: dict[str, dict[str, str]] = {}
 
     @classmethod
     async def open(
@@ -503,7 +577,7 @@ class PostgresBackend:
                 connect_timeout=int(CONNECT_TIMEOUT_SECONDS),
                 **self._connect_kwargs(self._password, self.session),
             )
-        return body(_SyncTx(conn, self._fence(host)), host, events)
+        return body(_SyncTx(conn, self._fence(host), self._column_types), host, events)
 
     async def schema_version(self) -> int:
         async with self._pool.connection() as conn:

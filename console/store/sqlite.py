@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -87,6 +87,34 @@ class _SyncTx:
     ) -> None:
         marks = ", ".join("?" * len(columns))
         self._conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+    def upsert_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        conflict: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> None:
+        marks = ", ".join("?" * len(columns))
+        sets = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in conflict)
+        self._conn.executemany(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
+            f"ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {sets}",
+            rows,
+        )
+
+    def update_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: str,
+        rows: Sequence[Sequence[Any]],
+        *,
+        added: Collection[str] = (),
+    ) -> None:
+        """A statement per row: ``BEGIN IMMEDIATE`` already keeps every other writer out."""
+        sets = ", ".join(f"{c} = {c} + ?" if c in added else f"{c} = ?" for c in columns)
+        self._conn.executemany(f"UPDATE {table} SET {sets} WHERE {key} = ?", rows)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

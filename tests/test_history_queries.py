@@ -266,6 +266,9 @@ def test_history_figures_agree_with_a_plain_model_of_the_rows(world, period, ser
     regressed = [d for d in decisions if d.to_state == "regressed" and not d.stayed
                  and wanted(d.error) and inside(d.at_ago)]  # fmt: skip
     assert history.regressions == len(regressed)
+    auto = [d for d in decisions if d.action == MERGED_ACTION and wanted(d.error)
+            and inside(d.at_ago)]  # fmt: skip
+    assert history.auto_merges == len(auto)
 
     counts: Counter[int] = Counter()
     for o in occurrences:

@@ -108,4 +108,7 @@ async def test_the_month_holds_merges_auto_merges_regressions_and_reverts(tmp_pa
         assert wanted in by, wanted
     entered = [d for d in decided if regressed_by(d)]
     assert history.merges > 0 and 0 < history.regressions <= len(entered)
+    assert 0 < history.auto_merges < history.merges
+    reverts = {(d.error_id, d.reason) for d in decided if d.action == "revert"}
+    assert 0 < history.reverts <= len(reverts)
     assert any(r.regressions for r in history.recurring)

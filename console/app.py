@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -121,6 +122,7 @@ class AutofixApp(App[None]):
         self.main_screen = MainScreen(clock, self.data)
         # Subscribed at once so that events from engine.start() (recovery notices) wait here.
         self._unsubscribe: Callable[[], None] | None = engine.subscribe(self.pending.add)
+        self._frozen = False  # gc.freeze() done at load (see _loaded)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -128,7 +130,20 @@ class AutofixApp(App[None]):
         self.push_screen(self.main_screen)
         self.set_interval(self._flush_seconds, self.flush)
 
+    @on(requests.Loaded)
+    def _loaded(self, message: requests.Loaded) -> None:
+        """Keep the collector off what lives as long as the console (widgets, styles, the
+        modules): a full collection walks every object, and with these ~100,000 it stalled
+        the loop for a quarter of a second under a flood, keys and repaints waiting behind
+        it. Frozen, only what was made since is walked."""
+        gc.collect()
+        gc.freeze()
+        self._frozen = True
+
     def on_unmount(self) -> None:
+        if self._frozen:  # hand them back, so a process that runs consoles one after the
+            gc.unfreeze()  # other (the tests) can collect the ones that are gone
+            self._frozen = False
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None

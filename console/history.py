@@ -126,6 +126,8 @@ class History:
     cost_usd: float
     regressions: int
     recurring: list[Recurring] = field(default_factory=list)
+    auto_merges: int = 0  # PRs auto-merge squash-merged in the period
+    reverts: int = 0  # revert PRs opened in the period (by a person or by auto-merge)
 
     @property
     def attempts(self) -> int:

@@ -19,10 +19,13 @@ def figures(history: History) -> list[tuple[str, str]]:
         ("first seen → PR",
          f"{duration(history.median_to_pr_seconds)} median, {history.prs:,} PRs"),
         ("first seen → merge",
-         f"{duration(history.median_to_merge_seconds)} median, {history.merges:,} merged"),
+         f"{duration(history.median_to_merge_seconds)} median, {history.merges:,} merged"
+         + (f" ({history.auto_merges:,} by auto-merge)" if history.auto_merges else "")),
         ("cost", f"{money(history.cost_usd)} ({money(history.cost_per_day)}/day)"),
         ("cost per fix", money(history.cost_per_fix)),
-        ("regressions", f"{history.regressions:,}"),
+        ("regressions",
+         f"{history.regressions:,}"
+         + (f", {history.reverts:,} reverted" if history.reverts else "")),
     ]  # fmt: skip
 
 

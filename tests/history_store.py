@@ -4,6 +4,12 @@ Everything goes through the store's own API (ingest, transitions, attempts, PRs)
 store's clock is a fake one that walks through the month, so every stamp the store writes
 (attempt starts, decisions, receipts) lies where it would after 30 days of real use, and a
 fixed seed makes the same file every time. :data:`NOW` is the snapshot stores' moment.
+
+An opened PR goes on as PRs do: some stay open or are closed, most are merged (on GitHub by
+a person, or by auto-merge), the service starts again on the merged code, and the error is
+resolved or regresses; a regressed auto-merged fix pauses auto-merge and is reverted by
+auto-merge, and a person reverts some of the others. That part draws on a random source of
+its own and keeps the month's clock where it was, so the rest of the month is the same.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from unittest.mock import patch
 
-from agent.wire import ErrorEvent, iso
+from agent.wire import ErrorEvent, Start, iso
+from console.automerge.plan import MERGED_ACTION, PAUSED_ACTION, RESUMED_ACTION
 from console.models import State
 from console.store import Store
 from tests.snapshot_store import NOW
@@ -59,6 +66,7 @@ class Planted:
 class MonthFiller:
     def __init__(self, store: Store, clock: FakeClock, rng: random.Random) -> None:
         self.store, self.clock, self.rng = store, clock, rng
+        self.after = random.Random(rng.random())  # what becomes of the opened PRs
         self.seqs = dict.fromkeys(HOSTS, 0)
         self.errors: list[Planted] = []
 
@@ -145,11 +153,126 @@ class MonthFiller:
             pr_url=f"https://github.com/acme/{error.service.lower()}/pull/{number}",
             pr_number=number, branch=f"hotfix/auto-{error.fingerprint}-{attempt.id}",
         )  # fmt: skip
-        await store.record_pr(
+        pr = await store.record_pr(
             attempt.id, f"hotfix/auto-{error.fingerprint}-{attempt.id}",
             f"https://github.com/acme/{error.service.lower()}/pull/{number}", number,
         )  # fmt: skip
-        return State.PR_OPENED
+        month_clock = self.clock.now
+        try:
+            return await self.after_pr(error, attempt.id, pr.id, number)
+        finally:
+            self.clock.now = month_clock
+
+    def later(self, low: float, high: float) -> bool:
+        """Time passes after the PR; False when the story would run past the month."""
+        self.clock.now += self.after.uniform(low, high)
+        return self.clock.now < NOW - 60
+
+    async def after_pr(self, error: Planted, attempt_id: int, pr_id: int, number: int) -> State:
+        """What became of an opened PR: open, closed, or merged and then resolved or
+        regressed (and reverted)."""
+        rng, store, eid = self.after, self.store, error.error_id
+        roll = rng.random()
+        if roll < 0.2 or not self.later(1800, 20 * 3600):
+            return State.PR_OPENED
+        if roll < 0.3:
+            await store.update_pr(pr_id, state="closed", closed_at=self.clock.iso())
+            await store.transition(
+                eid,
+                State.PR_OPENED,
+                State.CLOSED,
+                actor="github",
+                reason=f"pull request #{number} closed without merging",
+            )
+            return State.CLOSED
+        auto = rng.random() < 0.4
+        sha = f"{rng.getrandbits(160):040x}"
+        by = "auto-merge" if auto else "octocat"
+        await store.update_pr(
+            pr_id, state="merged", merged_at=self.clock.iso(), merge_sha=sha, merged_by=by
+        )
+        if auto:
+            await store.note_decision(
+                eid,
+                MERGED_ACTION,
+                "auto-merge",
+                f"squash-merged PR #{number} as {sha[:12]}: 6 lines, "
+                "only stack files, tests pass, checks green, risk low",
+                attempt_id=attempt_id,
+            )
+        await store.transition(
+            eid,
+            State.PR_OPENED,
+            State.MERGED,
+            actor="auto-merge" if auto else "github:octocat",
+            reason=f"pull request #{number} merged",
+        )
+        if not self.later(600, 6 * 3600):
+            return State.MERGED
+        host = rng.choice(HOSTS)
+        self.seqs[host] += 1
+        started = self.clock.iso()
+        await store.record_starts(
+            host,
+            [
+                Start(
+                    seq=self.seqs[host],
+                    host=host,
+                    service=error.service,
+                    at=started,
+                    line="listening on :3000",
+                )
+            ],
+        )
+        state = State.MERGED
+        if rng.random() < 0.75:
+            if not self.later(3600, 3 * 3600):
+                return state
+            await store.transition(
+                eid,
+                state,
+                State.RESOLVED,
+                actor="console",
+                reason=f"no occurrence for 60 min after {host} started again at {started}",
+                marks={"resolved_at": self.clock.iso()},
+            )
+            state = State.RESOLVED
+            if rng.random() < 0.75:
+                return state
+        if not self.later(600, 2 * 86400):
+            return state
+        await self.occur(error, host, rng.randint(100, 900))  # it comes back hard
+        await store.transition(
+            eid,
+            state,
+            State.REGRESSED,
+            actor="console",
+            reason=f"occurred again on {host}, which started again at "
+            f"{started} after PR #{number} was merged",
+            marks={"regressed_at": self.clock.iso()},
+        )
+        if auto:
+            await store.note_decision(
+                eid, PAUSED_ACTION, "auto-merge", f"auto-merged PR #{number} regressed"
+            )
+        reverter = "auto-merge" if auto else "keyboard" if rng.random() < 0.5 else None
+        if reverter is not None and self.later(30, 3600):
+            revert = number + 5000
+            await store.record_pr(
+                attempt_id,
+                f"revert/auto-{error.fingerprint}-pr{number}",
+                f"https://github.com/acme/{error.service.lower()}/pull/{revert}",
+                revert,
+                kind="revert",
+            )
+            await store.note_decision(
+                eid, "revert", reverter, f"opened revert pull request #{revert}"
+            )
+        if auto and self.later(3600, 86400):
+            await store.note_decision(
+                eid, RESUMED_ACTION, "keyboard", f"auto-merge for {error.service} resumed"
+            )
+        return State.REGRESSED
 
 
 async def fill_month(db_path: Path, *, seed: int = SEED, days: int = DAYS) -> None:

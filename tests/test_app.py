@@ -7,6 +7,7 @@ scripted Messages API, real `node --test`, and the GitHub stand-in for pull requ
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -507,3 +508,15 @@ async def test_quit_when_idle_exits_at_once(world: World) -> None:
         await until(pilot, lambda: app.main_screen.ready, 10, "load")
         await pilot.press("q")
         await until(pilot, lambda: not app.is_running, 5, "the app to exit")
+
+
+async def test_once_loaded_the_collector_leaves_the_consoles_own_objects_alone(
+    world: World,
+) -> None:
+    engine = await world.start(links=False)
+    app = AutofixApp(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.main_screen.ready, 10, "load")
+        # Widgets, styles and modules: tens of thousands of objects no collection walks.
+        await until(pilot, lambda: gc.get_freeze_count() > 10_000, 5, "the freeze")
+    assert gc.get_freeze_count() == 0, "they go back to the collector when the console quits"

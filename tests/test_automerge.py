@@ -371,6 +371,7 @@ async def test_a_regressed_auto_merged_fix_is_reverted_and_its_service_paused(
         ("pause_auto_merge", "auto-merge"),
         ("revert", "auto-merge"),
     ]
+    assert await engine.unanswered_regressions() == [], "the revert answers the regression"
     said = notices(world)
     assert any("auto-merge for PA is paused (auto-merged PR #1 regressed" in t for t in said)
     assert any(f"opened revert pull request #{revert.number}" in t for t in said)
@@ -398,6 +399,7 @@ async def test_without_revert_on_regression_a_regression_pauses_and_leaves_the_r
     assert engine.auto_merge.paused("PA") is not None
     assert {Action.REVERT, Action.RESUME_MERGE} <= engine.actions(regressed)
     assert any("revert_on_regression is off" in t for t in notices(world))
+    assert [e.id for e in await engine.unanswered_regressions()] == [regressed.id]
     assert [p.kind for p in await engine.store.prs(attempt.id)] == ["fix"]
     # Still paused after a restart, until a person resumes it.
     await engine.stop()

@@ -71,6 +71,13 @@ class Dec:
     to_state: str
     at_ago: int
     action: str = "x"
+    # A decision taken while the error stayed where it was (a pause, a revert PR) records
+    # its state at both ends; any other moved it from pr_opened.
+    stayed: bool = False
+
+    @property
+    def from_state(self) -> str:
+        return self.to_state if self.stayed else "pr_opened"
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,7 @@ def worlds(draw: st.DrawFn) -> tuple[list[Err], list[Att], list[Dec], list[Occ]]
                 st.sampled_from(["pushed", "pr_opened", "merged", "regressed"]),
                 ago,
                 st.sampled_from(["x", MERGED_ACTION]),
+                st.booleans(),
             ),
             max_size=15,
         )
@@ -167,8 +175,8 @@ def write(path: Path, errors: list[Err], attempts: list[Att], decisions: list[De
     for d in decisions:
         db.execute(
             "INSERT INTO decisions (error_id, action, actor, from_state, to_state, at) "
-            "VALUES (?, ?, 'keyboard', 'pr_opened', ?, ?)",
-            (d.error + 1, d.action, d.to_state, at(d.at_ago)),
+            "VALUES (?, ?, 'keyboard', ?, ?, ?)",
+            (d.error + 1, d.action, d.from_state, d.to_state, at(d.at_ago)),
         )
     seq = 0
     for o in occurrences:
@@ -255,9 +263,12 @@ def test_history_figures_agree_with_a_plain_model_of_the_rows(world, period, ser
     to_merge = times_to({"merged"}, False, {MERGED_ACTION})
     assert (history.prs, history.median_to_pr_seconds) == (len(to_pr), _median(to_pr))
     assert (history.merges, history.median_to_merge_seconds) == (len(to_merge), _median(to_merge))
-    regressed = [d for d in decisions if d.to_state == "regressed" and wanted(d.error)
-                 and inside(d.at_ago)]  # fmt: skip
+    regressed = [d for d in decisions if d.to_state == "regressed" and not d.stayed
+                 and wanted(d.error) and inside(d.at_ago)]  # fmt: skip
     assert history.regressions == len(regressed)
+    auto = [d for d in decisions if d.action == MERGED_ACTION and wanted(d.error)
+            and inside(d.at_ago)]  # fmt: skip
+    assert history.auto_merges == len(auto)
 
     counts: Counter[int] = Counter()
     for o in occurrences:

@@ -9,7 +9,10 @@ from pathlib import Path
 from textual.widgets import Select
 
 from console.app import AutofixApp
+from console.automerge.plan import MERGED_ACTION, PAUSED_ACTION
 from console.engine import Engine
+from console.history import HistoryQuery
+from console.regression import regressed_by
 from console.screens.history import HistoryScreen
 from console.store import Store
 from tests.history_store import fill_month
@@ -82,3 +85,30 @@ async def test_the_palette_opens_the_history(tmp_path) -> None:
             assert isinstance(app.screen, HistoryScreen)
     finally:
         await store.close()
+
+
+async def test_the_month_holds_merges_auto_merges_regressions_and_reverts(tmp_path) -> None:
+    """What the History screen is snapshotted on: every way a PR goes after it opens."""
+    config = config_for(tmp_path / "console")
+    await fill_month(config.db_path)
+    async with await Store.open(config.db_path) as store:
+        decided = await store.decisions(limit=1_000_000)
+        history = await store.history(HistoryQuery("30d"), NOW)
+    by = {(d.action, d.actor) for d in decided}
+    for wanted in (
+        ("merged", "github:octocat"),
+        ("merged", "auto-merge"),
+        (MERGED_ACTION, "auto-merge"),
+        ("resolved", "console"),
+        ("regressed", "console"),
+        (PAUSED_ACTION, "auto-merge"),
+        ("revert", "auto-merge"),
+        ("revert", "keyboard"),
+    ):
+        assert wanted in by, wanted
+    entered = [d for d in decided if regressed_by(d)]
+    assert history.merges > 0 and 0 < history.regressions <= len(entered)
+    assert 0 < history.auto_merges < history.merges
+    reverts = {(d.error_id, d.reason) for d in decided if d.action == "revert"}
+    assert 0 < history.reverts <= len(reverts)
+    assert any(r.regressions for r in history.recurring)

@@ -50,6 +50,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def prod_agent(prod: Path) -> tuple[Path, Path]:
+    """The prod host's log directory and the config of an agent that follows it (settling
+    in half a second), under ``prod``."""
+    logs = prod / "logs"
+    logs.mkdir(parents=True)
+    toml = prod / "agent.toml"
+    toml.write_text(
+        f'state_dir = "{prod / "agent-state"}"\nhost = "prod-1"\n'
+        "[detection]\nsettle_seconds = 0.5\nmax_settle_seconds = 5\nupdate_seconds = 0.5\n"
+        'min_severity = "medium"\n[stream]\nheartbeat_seconds = 1\n'
+        f'[[sources]]\nservice = "PA"\npaths = ["{logs}/*.log"]\nfrom_beginning = true\n'
+    )
+    return logs, toml
+
+
 def start_service(node: str, app_dir: Path, logs: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     proc = subprocess.Popen(
@@ -80,16 +95,7 @@ async def test_an_error_in_prod_becomes_an_approved_pull_request_that_fixes_it(
     # --- prod host: the service as deployed (main), its logs, the agent -----------------
     deployed = tmp_path / "prod" / "releases" / "20261126"
     git(tmp_path, "clone", "-q", str(bare), str(deployed))
-    logs = tmp_path / "prod" / "logs"
-    logs.mkdir()
-    agent_state = tmp_path / "prod" / "agent-state"
-    agent_toml = tmp_path / "prod" / "agent.toml"
-    agent_toml.write_text(
-        f'state_dir = "{agent_state}"\nhost = "prod-1"\n'
-        "[detection]\nsettle_seconds = 0.5\nmax_settle_seconds = 5\nupdate_seconds = 0.5\n"
-        'min_severity = "medium"\n[stream]\nheartbeat_seconds = 1\n'
-        f'[[sources]]\nservice = "PA"\npaths = ["{logs}/*.log"]\nfrom_beginning = true\n'
-    )
+    logs, agent_toml = prod_agent(tmp_path / "prod")
     service, port = start_service(node, deployed, logs)
     agent = subprocess.Popen(
         [sys.executable, "-m", "agent.cli", "run", "--config", str(agent_toml)],

@@ -80,6 +80,10 @@ class OpenHistory(Message):
     """Show what the product did over the last weeks (``h``)."""
 
 
+class Loaded(Message):
+    """The main screen shows its first data: what the console keeps for its lifetime exists."""
+
+
 class WorkFailed(Message):
     """A view's background work raised; the app shows it as a notice and keeps running."""
 

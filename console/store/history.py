@@ -2,8 +2,8 @@
 
 Every figure comes from rows the flow already writes, so the history needs no table of its
 own: attempts (state, start, cost), the decision log (when an error was pushed, got its PR,
-was merged -- on GitHub or by auto-merge -- or regressed), the PRs, and the occurrences'
-running totals.
+was merged -- on GitHub or by auto-merge -- or regressed), the PRs (revert PRs too), and
+the occurrences' running totals.
 Each query is one grouped pass over its table and the work in Python is over the grouped
 rows only: a month of 30,000 attempts and decisions and 60,000 occurrences reads in about
 a second for any period on a machine loaded five times over its cores.
@@ -86,6 +86,8 @@ async def read_history(tx: Tx, query: HistoryQuery, now: float) -> History:
         cost_usd=sum(cost for _, cost in by_slot.values()),
         regressions=sum(regressions.values()),
         recurring=await _recurring(tx, query, start, regressions),
+        auto_merges=await _auto_merges(tx, query, start),
+        reverts=await _reverts(tx, query, start),
     )
 
 
@@ -172,14 +174,38 @@ async def _times_to(
 
 
 async def _regressions(tx: Tx, query: HistoryQuery, start: str) -> dict[int, int]:
-    """Per error, how often it regressed in the period."""
+    """Per error, how often it regressed in the period: the moves into regressed, not the
+    decisions taken while it was (a pause, a revert PR), which record it as both ends."""
     where, params = _service_clause(query)
     rows = await tx.fetch(
         "SELECT d.error_id, COUNT(*) FROM decisions d JOIN errors e ON e.id = d.error_id "
-        f"WHERE d.to_state = ? AND d.at >= ?{where} GROUP BY d.error_id",
+        f"WHERE d.to_state = ? AND d.from_state <> d.to_state AND d.at >= ?{where} "
+        "GROUP BY d.error_id",
         [REGRESSED_STATE, start, *params],
     )
     return {int(error_id): int(count) for error_id, count in rows}
+
+
+async def _auto_merges(tx: Tx, query: HistoryQuery, start: str) -> int:
+    """The squash merges auto-merge made in the period (its decision, one per PR)."""
+    where, params = _service_clause(query)
+    rows = await tx.fetch(
+        "SELECT COUNT(*) FROM decisions d JOIN errors e ON e.id = d.error_id "
+        f"WHERE d.action = ? AND d.at >= ?{where}",
+        [MERGED_ACTION, start, *params],
+    )
+    return int(rows[0][0])
+
+
+async def _reverts(tx: Tx, query: HistoryQuery, start: str) -> int:
+    """The revert PRs opened in the period (asking again finds the open one: no new row)."""
+    where, params = _service_clause(query)
+    rows = await tx.fetch(
+        "SELECT COUNT(*) FROM prs p JOIN attempts a ON a.id = p.attempt_id "
+        f"JOIN errors e ON e.id = a.error_id WHERE p.kind = 'revert' AND p.created_at >= ?{where}",
+        [start, *params],
+    )
+    return int(rows[0][0])
 
 
 async def _recurring(

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from rich.console import Group
 from rich.text import Text
 from textual.widgets import RichLog
 
@@ -144,17 +145,26 @@ class ClaudeLog(RichLog):
         self.attempt_id = attempt_id
         self._formatter = ClaudeFormatter(denials)
         self._outcome_shown = False
+        lines: list[Text] = []
         if self.state is not None and not self.state.ready:
             style = "yellow" if self.state.kind == "scripted" else "bold red"
-            self.write(Text(self.state.text, style=style))
+            lines.append(Text(self.state.text, style=style))
         if note:
-            self.write(Text(note, style="dim italic"))
-        self.add(events)
+            lines.append(Text(note, style="dim italic"))
+        self._write_lines([*lines, *self._lines(events)])
 
     def add(self, events: Iterable[ClaudeEvent]) -> None:
-        for event in events:
-            for line in self._formatter.lines(event):
-                self.write(line)
+        self._write_lines(self._lines(events))
+
+    def _lines(self, events: Iterable[ClaudeEvent]) -> list[Text]:
+        return [line for event in events for line in self._formatter.lines(event)]
+
+    def _write_lines(self, lines: list[Text]) -> None:
+        """All the lines in one write: each write resizes the log's scrollable area, which
+        lays the screen out again and scrolls to the end, so a history shown line by line
+        cost one of each per line when the selection moved to another attempt."""
+        if lines:
+            self.write(lines[0] if len(lines) == 1 else Group(*lines))
 
     def outcome(self, attempt: AttemptRow) -> None:
         """Say once, below its stream, why the shown attempt failed."""

@@ -120,6 +120,31 @@ def _clean_stack(stack: object) -> list[str]:
     return out
 
 
+def _frame_is_clean(f: object) -> bool:
+    """Whether ``f`` is a Frame whose numbers are plausible and whose texts are safe."""
+    if not isinstance(f, Frame):
+        return False
+    line, column = f.line, f.column
+    # type() rather than isinstance: a bool is an int, but no line number.
+    if not (line is None or (type(line) is int and 0 <= line <= MAX_FRAME_NUMBER)):
+        return False
+    if not (column is None or (type(column) is int and 0 <= column <= MAX_FRAME_NUMBER)):
+        return False
+    function, path = f.function, f.path
+    if not (isinstance(function, str) and isinstance(path, str)):
+        return False
+    if len(function) > MAX_FRAME_CHARS or len(path) > MAX_FRAME_CHARS:
+        return False
+    return not (_unsafe(function) or _unsafe(path))
+
+
+# Frames already found clean, by identity: the parser hands out the same Frame object for
+# every occurrence of a stack line, so most frames are checked once. Each entry holds its
+# frame, so no other object can take its id while it is here; frames are immutable.
+_CLEAN_FRAMES: dict[int, Frame] = {}
+_CLEAN_FRAMES_ENTRIES = 4096
+
+
 def _record_is_clean(r: ErrorRecord) -> bool:
     """The common case, checked without building anything: one search for an unsafe
     character over all of a record's text at once (a non-string field makes the join
@@ -127,30 +152,24 @@ def _record_is_clean(r: ErrorRecord) -> bool:
     stack, frames = r.stack, r.frames
     if type(stack) is not list or type(frames) is not list:
         return False
+    known = _CLEAN_FRAMES
+    for f in frames:
+        if known.get(id(f)) is not f:
+            if not _frame_is_clean(f):
+                return False
+            if len(known) >= _CLEAN_FRAMES_ENTRIES:
+                known.clear()
+            known[id(f)] = f
     texts = [r.error_type, r.message, r.raw, *stack]
     if r.route is not None:
         texts.append(r.route)
     if r.timestamp is not None:
         texts.append(r.timestamp)
-    for f in frames:
-        if not isinstance(f, Frame):
-            return False
-        line, column = f.line, f.column
-        # type() rather than isinstance: a bool is an int, but no line number.
-        if not (line is None or (type(line) is int and 0 <= line <= MAX_FRAME_NUMBER)):
-            return False
-        if not (column is None or (type(column) is int and 0 <= column <= MAX_FRAME_NUMBER)):
-            return False
-        function, path = f.function, f.path
-        if not (isinstance(function, str) and isinstance(path, str)):
-            return False
-        if len(function) > MAX_FRAME_CHARS or len(path) > MAX_FRAME_CHARS:
-            return False
-        texts += (function, path)
     try:
-        if _unsafe("\n".join(texts)):
-            return False
+        joined = "\n".join(texts)
     except TypeError:  # a field that is not a string
+        return False
+    if _unsafe(joined):
         return False
     return (
         len(r.error_type) <= MAX_TYPE_CHARS
@@ -158,8 +177,14 @@ def _record_is_clean(r: ErrorRecord) -> bool:
         and len(r.raw) <= MAX_RAW_CHARS
         and (r.route is None or len(r.route) <= MAX_ROUTE_CHARS)
         and (r.timestamp is None or len(r.timestamp) <= MAX_TIMESTAMP_CHARS)
-        and max(map(len, stack), default=0) <= MAX_STACK_LINE_CHARS
-        and sum(map(len, stack)) <= MAX_STACK_CHARS
+        # All the text within one stack line's limit holds each line and the stack too.
+        and (
+            len(joined) <= MAX_STACK_LINE_CHARS
+            or (
+                max(map(len, stack), default=0) <= MAX_STACK_LINE_CHARS
+                and sum(map(len, stack)) <= MAX_STACK_CHARS
+            )
+        )
     )
 
 

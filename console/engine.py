@@ -50,6 +50,7 @@ from console.fix.github import GitHubError, Merged, PullState
 from console.fix.publish import publish_attempt
 from console.fix.testrun import TestResult
 from console.fix.verdict import report_title
+from console.ingest_feed import IngestFeed
 from console.lifecycle.poll import PullPoller
 from console.lifecycle.revert import open_revert
 from console.lifecycle.rules import is_muted
@@ -118,7 +119,7 @@ class Engine:
             config.claude.daily_budget_usd, spent_today=self._spent_on, publish=self._on_hold
         )
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._ingest_queues: dict[str, asyncio.Queue[Received | Start]] = {}
+        self._ingest_feeds: dict[str, IngestFeed] = {}
         self._ingest_tasks: dict[str, asyncio.Task[None]] = {}
         self._links: LinkManager | None = None
         self._holds: list[asyncio.Task[None]] = []
@@ -233,7 +234,7 @@ class Engine:
             self._links = LinkManager(
                 self.config.hosts,
                 since=self.store.last_seq,
-                on_event=self._on_link_event,
+                on_events=self._on_link_events,
                 on_status=lambda status: self._emit(LinkChanged(status)),
                 on_problem=self._on_link_problem,
                 on_hello=self._on_hello,
@@ -275,7 +276,7 @@ class Engine:
         await asyncio.gather(*background, return_exceptions=True)
         if self._links is not None:
             await self._links.stop()
-        for host in list(self._ingest_queues):
+        for host in list(self._ingest_feeds):
             await self._drain_ingest(host)
         self._runner.cancel_all()
         for task in self._workers:
@@ -373,26 +374,21 @@ class Engine:
     def _on_link_problem(self, problem: LinkProblem) -> None:
         self.notify("warning", f"{problem.host}: {problem.message}")
 
-    async def _on_link_event(self, host: str, event: Received | Start) -> None:
-        queue = self._ingest_queues.get(host)
-        if queue is None:
-            queue = asyncio.Queue(maxsize=INGEST_BATCH * 4)
-            self._ingest_queues[host] = queue
-            self._ingest_tasks[host] = asyncio.create_task(self._ingest_loop(host, queue))
-        if queue.full():
-            await queue.put(event)  # the store is behind: the link waits for it
-        else:
-            queue.put_nowait(event)
+    async def _on_link_events(self, host: str, events: list[Received | Start]) -> None:
+        feed = self._ingest_feeds.get(host)
+        if feed is None:
+            feed = self._ingest_feeds[host] = IngestFeed(limit=INGEST_BATCH * 4)
+            self._ingest_tasks[host] = asyncio.create_task(self._ingest_loop(host, feed))
+        await feed.put(events)  # waits while the store is behind: the link waits for it
 
-    async def _ingest_loop(self, host: str, queue: asyncio.Queue[Received | Start]) -> None:
+    async def _ingest_loop(self, host: str, feed: IngestFeed) -> None:
         """Store a host's events in batches: one transaction per burst, not per line."""
         while True:
-            batch = [await queue.get()]
-            if queue.qsize() < INGEST_BATCH:
+            await feed.arrived()
+            if len(feed) < INGEST_BATCH:
                 # Let the link read on for a moment: one transaction per burst, not per line.
                 await asyncio.sleep(INGEST_GATHER_SECONDS)
-            while len(batch) < INGEST_BATCH and not queue.empty():
-                batch.append(queue.get_nowait())
+            batch = feed.take(INGEST_BATCH)
             try:
                 await self.ingest(host, batch)
             except HoldLost:
@@ -401,14 +397,13 @@ class Engine:
                 # Nothing is lost: the link resumes after the last *stored* seq.
                 self.notify("error", f"{host}: storing {len(batch)} event(s) failed: {exc}")
             finally:
-                for _ in batch:
-                    queue.task_done()
+                feed.done()
 
     async def _drain_ingest(self, host: str) -> None:
-        queue = self._ingest_queues.get(host)
-        if queue is not None:
+        feed = self._ingest_feeds.get(host)
+        if feed is not None:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(queue.join(), 10)
+                await asyncio.wait_for(feed.join(), 10)
 
     async def ingest(self, host: str, events: Sequence[ErrorEvent | Received | Start]) -> list[int]:
         """Store events from a host; new errors enter the queue. Returns the new error ids.

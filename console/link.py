@@ -1,11 +1,11 @@
 """The console's live link to each prod agent's event stream, over SSH or as a local process.
 
 A link runs ``<agent_command> --since N`` (N is the last seq the console has stored for the
-host, asked again on every reconnect), reads the stream one line at a time and hands every
-error/update event, with the line it arrived as (:class:`console.storable.Received`), to the
-engine before reading on. Because the store is idempotent on
-(host, seq) and ``--since`` resumes after the stored seq, a dropped connection loses nothing
-and a replayed event is harmless.
+host, asked again on every reconnect), reads the stream a chunk at a time and hands the
+chunk's error/update events, each with the line it arrived as
+(:class:`console.storable.Received`), to the engine in one call before reading on. Because
+the store is idempotent on (host, seq) and ``--since`` resumes after the stored seq, a
+dropped connection loses nothing and a replayed event is harmless.
 
 Failures are sorted by who can fix them:
 
@@ -36,6 +36,7 @@ import orjson
 from agent.wire import (
     MAX_LINE_BYTES,
     PROTOCOL_VERSION,
+    ErrorEvent,
     Event,
     Heartbeat,
     Hello,
@@ -109,8 +110,10 @@ class LinkProblem:
     excerpt: str
 
 
-# A relayed error or update (with its wire line), or a service start the agent saw.
-EventCallback = Callable[[str, Received | Start], Awaitable[None] | None]
+# Relayed errors and updates (with their wire lines) and service starts the agent saw, in
+# stream order: the events of one chunk of the stream at a time, so a flood costs the
+# event loop one call per chunk rather than one per line.
+EventCallback = Callable[[str, list[Received | Start]], Awaitable[None] | None]
 StatusCallback = Callable[[LinkStatus], None]
 ProblemCallback = Callable[[LinkProblem], None]
 HelloCallback = Callable[[str, Hello], Awaitable[None] | None]
@@ -266,8 +269,8 @@ class AgentLink:
     ``since`` is asked on every (re)connect, so resuming always starts right after what the
     engine has really stored, not after what this link last saw. ``on_hello`` sees each
     connection's hello before any event: its ``instance`` changes when the agent's state was
-    wiped and seqs restarted, which only the engine's store can reconcile. If ``on_event``
-    raises, the event counts as not stored and the link reconnects to have it sent again.
+    wiped and seqs restarted, which only the engine's store can reconcile. If ``on_events``
+    raises, its events count as not stored and the link reconnects to have them sent again.
     """
 
     def __init__(
@@ -275,7 +278,7 @@ class AgentLink:
         host: HostConfig,
         *,
         since: SinceGetter,
-        on_event: EventCallback,
+        on_events: EventCallback,
         on_status: StatusCallback | None = None,
         on_problem: ProblemCallback | None = None,
         on_hello: HelloCallback | None = None,
@@ -284,7 +287,7 @@ class AgentLink:
     ) -> None:
         self.host = host
         self._since = since
-        self._on_event = on_event
+        self._on_events = on_events
         self._on_status = on_status
         self._on_problem = on_problem
         self._on_hello = on_hello
@@ -399,19 +402,41 @@ class AgentLink:
             splitter.oversized.clear()
             before = self._status.last_seq
             last_seq = before
+            events: list[Received | Start] = []
             for line in lines:
-                seq = await self._handle(line, session)
-                if seq is not None:
-                    last_seq = seq
+                event = self._decode(line, session)
+                if event is None:
+                    continue
+                if session.hello is not None and type(event) is ErrorEvent:
+                    # decode_line has read the line as UTF-8 already, so this cannot fail.
+                    events.append(Received(event, line.decode("utf-8").strip()))
+                    continue
+                if events:
+                    # What came before a hello or a heartbeat reaches the engine first.
+                    last_seq = await self._deliver(events)
+                    events = []
+                if session.hello is not None and type(event) is Start:
+                    events.append(event)
+                else:
+                    await self._control(event, line, session)
+            if events:
+                last_seq = await self._deliver(events)
             if last_seq != before:
                 # One status per chunk, not per event: a flood must not flood the UI too.
                 self._set(last_seq=last_seq, last_line_at=time.time())
 
-    async def _handle(self, line: bytes, session: _Session) -> int | None:
-        """Handle one line; returns the seq of an event handed to the engine."""
-        now = time.time()
+    async def _deliver(self, events: list[Received | Start]) -> int:
+        """Hand a run of events to the engine; returns the last one's seq."""
+        result = self._on_events(self.host.name, events)
+        if inspect.isawaitable(result):
+            await result
+        last = events[-1]
+        return last.event.seq if isinstance(last, Received) else last.seq
+
+    def _decode(self, line: bytes, session: _Session) -> Event | None:
+        """One line's event; None for a line that is skipped (and reported if bad)."""
         try:
-            event = decode_line(line)
+            return decode_line(line)
         except UnknownLineType as exc:
             # A newer agent's line: skipping it is the protocol's promise (agent.wire).
             if exc.kind not in self._unknown_types:
@@ -428,6 +453,10 @@ class AgentLink:
                 ) from None
             self._problem(str(exc), line)
             return None
+
+    async def _control(self, event: Event, line: bytes, session: _Session) -> None:
+        """A hello or a heartbeat; any event before the first hello ends the session."""
+        now = time.time()
         if isinstance(event, Hello):
             if session.hello is None:
                 if self._on_hello is not None:
@@ -450,20 +479,11 @@ class AgentLink:
                     instance=event.instance,
                 )
             session.hello = event
-            return None
+            return
         if session.hello is None:
             raise Retry(f"stream did not start with a hello line: {excerpt(line)}")
         if isinstance(event, Heartbeat):
             self._set(last_line_at=now)
-            return None
-        if isinstance(event, Start):
-            result = self._on_event(self.host.name, event)
-        else:
-            # decode_line has read the line as UTF-8 already, so this cannot fail.
-            result = self._on_event(self.host.name, Received(event, line.decode("utf-8").strip()))
-        if inspect.isawaitable(result):
-            await result
-        return event.seq
 
     def _problem(self, message: str, line: bytes) -> None:
         problem = LinkProblem(host=self.host.name, message=message, excerpt=excerpt(line))
@@ -536,7 +556,7 @@ class LinkManager:
         hosts: Iterable[HostConfig],
         *,
         since: Callable[[str], Awaitable[int] | int],
-        on_event: EventCallback,
+        on_events: EventCallback,
         on_status: StatusCallback | None = None,
         on_problem: ProblemCallback | None = None,
         on_hello: HelloCallback | None = None,
@@ -549,7 +569,7 @@ class LinkManager:
             self.links[host.name] = AgentLink(
                 host,
                 since=_bind_since(since, host.name),
-                on_event=on_event,
+                on_events=on_events,
                 on_status=on_status,
                 on_problem=on_problem,
                 on_hello=on_hello,

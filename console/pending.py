@@ -5,11 +5,11 @@ Painting each one would starve key handling, so the listener only files events h
 O(1) and with bounded memory: the latest row per error and per attempt wins, Claude lines
 and notices are capped. A short timer drains the lot and paints it once.
 
-Error rows are paced: every changed cell makes the errors table render all its visible
-cells again, which costs tens of milliseconds. While many errors change at once (a flood),
-their rows are handed over at most once every ``flood_seconds``, so key presses are not
-stuck behind back-to-back table renders; a quiet console still sees each change at the
-next flush.
+Error rows are paced: when every visible row changed, the errors table renders them all
+again, about 10 ms of CPU, many times that in wall time on a busy machine. While many
+errors change at once (a flood), their rows are handed over at most once every
+``flood_seconds``, so key presses are not stuck behind back-to-back table renders; a quiet
+console still sees each change at the next flush.
 """
 
 from __future__ import annotations

@@ -255,6 +255,26 @@ def test_a_cleaned_record_is_safe_to_store_and_send(record: ErrorRecord) -> None
     assert decode(line) == event
 
 
+@settings(max_examples=200, deadline=None)
+@given(first=FRAMES, second=FRAMES)
+def test_a_frame_seen_clean_before_vouches_for_no_other_frame(first: Frame, second: Frame) -> None:
+    # The clean check remembers frames it passed, by identity: the parser reuses them.
+    seen = ErrorRecord(error_type="E", message="m", frames=[first])
+    both = ErrorRecord(error_type="E", message="m", frames=[first, second])
+    clean_record(seen)
+    clean = clean_record(both)
+    assert clean_record(clean) is clean
+    for frame in clean.frames:
+        for text in (frame.function, frame.path):
+            text.encode("utf-8")
+            assert "\x00" not in text
+    alone = [
+        clean_record(ErrorRecord(error_type="E", message="m", frames=[f])) for f in both.frames
+    ]
+    each_clean = all(record.frames[0] is f for record, f in zip(alone, both.frames, strict=True))
+    assert (clean is both) == each_clean
+
+
 @settings(max_examples=500, deadline=None)
 @given(text=st.text(ANY_CHAR, max_size=40) | st.text(st.characters(max_codepoint=127)))
 def test_the_fast_unsafe_check_answers_what_the_character_class_answers(text: str) -> None:

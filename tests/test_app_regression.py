@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
@@ -48,6 +49,13 @@ async def error_of(app: AutofixApp, fingerprint: str = FINGERPRINT) -> ErrorRow:
     return row
 
 
+def composed(app: AutofixApp, kind: type, part: str) -> Any:
+    """The screen on top once it is ``kind`` and has composed ``part`` (pushing a screen
+    and composing it are two steps; a busy machine shows the gap)."""
+    screen = app.screen
+    return screen if isinstance(screen, kind) and screen.query(part) else None
+
+
 async def select(pilot: Pilot, error_id: int) -> None:
     assert pilot.app.main_screen.query_one(ErrorsTable).select_error(error_id)
     await pilot.pause()
@@ -64,7 +72,7 @@ async def test_the_header_says_how_many_regressed_errors_wait_and_a_mute_answers
         await select(pilot, error_id)
 
         await pilot.press("m")
-        dialog = await until(pilot, lambda: isinstance(app.screen, MuteScreen) and app.screen)
+        dialog = await until(pilot, lambda: composed(app, MuteScreen, "#mute-problem"))
         box = dialog.query_one(Input)
         box.value = "soon"
         await pilot.press("enter")
@@ -116,7 +124,7 @@ async def test_revert_asks_first_naming_the_merge_it_undoes_and_no_keeps_the_fix
         error_id = (await error_of(app)).id
         await select(pilot, error_id)
         await pilot.press("u")
-        confirm = await until(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen)
+        confirm = await until(pilot, lambda: composed(app, ConfirmScreen, ".dialog-body Static"))
         body = static_text(confirm.query_one(".dialog-body Static", Static))
         assert f"reverts pull request #{PR_NUMBER} (merge commit {MERGE_SHA[:12]})" in body
         assert "occurrence(s) since 2027-01-15T08:25:00.000Z" in body
@@ -166,7 +174,7 @@ async def test_the_detail_of_a_regressed_error_shows_the_merged_diff_beside_what
         await settle(pilot)
         await select(pilot, (await error_of(app)).id)
         await pilot.press("enter")
-        detail = await until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen)
+        detail = await until(pilot, lambda: composed(app, DetailScreen, "#detail-body"))
         body = detail.query_one("#detail-body", Static)
         text = await until(
             pilot,

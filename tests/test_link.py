@@ -147,8 +147,12 @@ class Recorder:
         self.since_calls.append((host, value))
         return value
 
-    async def on_event(self, host: str, received: Received) -> None:
+    async def on_events(self, host: str, events: list[Received]) -> None:
         await asyncio.sleep(0)  # the engine awaits its database here
+        for received in events:
+            self.store_one(host, received)
+
+    def store_one(self, host: str, received: Received) -> None:
         event = received.event
         self.deliveries.append((host, event.seq))
         self.store.setdefault((host, event.seq), event)
@@ -173,7 +177,7 @@ class Recorder:
         return AgentLink(
             host,
             since=self.since_for(host.name),
-            on_event=self.on_event,
+            on_events=self.on_events,
             on_status=self.on_status,
             on_problem=self.on_problem,
             on_hello=self.on_hello,
@@ -611,16 +615,17 @@ async def test_event_the_engine_failed_to_store_is_sent_again(tmp_path: Path) ->
     recorder = Recorder()
     failures = [3]
 
-    async def flaky_store(host: str, received: Received) -> None:
-        if received.event.seq in failures:
-            failures.remove(received.event.seq)
-            raise OSError("database is locked")
-        await recorder.on_event(host, received)
+    async def flaky_store(host: str, events: list[Received]) -> None:
+        for received in events:
+            if received.event.seq in failures:
+                failures.remove(received.event.seq)
+                raise OSError("database is locked")
+            recorder.store_one(host, received)
 
     link = AgentLink(
         local_host("laptop", f"{agent} stream", state.config),
         since=recorder.since_for("laptop"),
-        on_event=flaky_store,
+        on_events=flaky_store,
         on_status=recorder.on_status,
         timing=FAST,
     )
@@ -647,7 +652,7 @@ async def test_agent_whose_state_was_reset_is_reported(tmp_path: Path) -> None:
     link = AgentLink(
         local_host("laptop", f"{agent} stream", state.config),
         since=since,
-        on_event=recorder.on_event,
+        on_events=recorder.on_events,
         on_problem=recorder.on_problem,
         on_hello=recorder.on_hello,
         timing=FAST,
@@ -712,7 +717,7 @@ async def test_several_hosts_stream_at_once_into_their_own_seqs(
     manager = LinkManager(
         hosts,
         since=recorder.since_by_name,
-        on_event=recorder.on_event,
+        on_events=recorder.on_events,
         on_status=recorder.on_status,
         on_problem=recorder.on_problem,
         timing=FAST,
@@ -755,7 +760,7 @@ async def test_each_event_reaches_the_engine_with_the_exact_line_the_agent_wrote
 def test_duplicate_host_names_are_refused() -> None:
     hosts = [HostConfig(name="a", local=True), HostConfig(name="a", local=True)]
     with pytest.raises(ValueError, match="'a' is used twice"):
-        LinkManager(hosts, since=lambda _: 0, on_event=lambda _h, _e: None)
+        LinkManager(hosts, since=lambda _: 0, on_events=lambda _h, _e: None)
 
 
 # --- the pieces -------------------------------------------------------------------------

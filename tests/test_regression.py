@@ -152,6 +152,7 @@ async def test_the_detail_screen_says_how_long_a_mute_holds(tmp_path: Path) -> N
     from tests.regressed_store import regressed_app
     from tests.snapshot_store import settle
     from tests.test_app import static_text, until
+    from tests.test_app_regression import composed
 
     async with regressed_app(tmp_path) as app, app.run_test(size=(160, 60)) as pilot:
         await settle(pilot)
@@ -159,6 +160,6 @@ async def test_the_detail_screen_says_how_long_a_mute_holds(tmp_path: Path) -> N
         assert (await app.engine.mute(error.id, "keyboard", occurrences=25)).ok
         app.main_screen.query_one("#errors").select_error(error.id)
         await pilot.press("enter")
-        detail = await until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen)
+        detail = await until(pilot, lambda: composed(app, DetailScreen, "#detail-body"))
         body = detail.query_one("#detail-body", Static)
         await until(pilot, lambda: "for 25 more occurrence(s)" in static_text(body), 10, "muted")

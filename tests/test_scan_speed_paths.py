@@ -196,6 +196,13 @@ def test_not_quiet_regex_answers_exactly_what_the_quiet_line_pattern_answers() -
         b"ts=",
         b'"',
         b"debug",
+        # Whole and broken shapes of the ones tried first (pino's, and Date.toISOString()).
+        b"2026-01-02T03:04:05.123Z INFO ",
+        b"2026-01-02T03:04:05.123Z WARN",
+        b"2026-01-02T03:04:05.12Z DEBUG ",
+        b"DEBUG",
+        b'{"level":3',
+        b'{"level":40}',
     ]
     for _ in range(20000):
         line = b"".join(rng.choice(parts) for _ in range(rng.randint(0, 6)))

@@ -138,6 +138,20 @@ def test_the_stored_payload_with_its_seq_spliced_in_is_exactly_the_encoded_line(
     assert decode(line) == event
 
 
+@given(EVENTS, st.booleans(), st.booleans())
+def test_an_event_line_decodes_to_its_event_whatever_fields_beside_it(
+    event: ErrorEvent, drop_in_app: bool, extra: bool
+) -> None:
+    fields = json.loads(encode(event))
+    if drop_in_app:
+        del fields["in_app"]  # an agent from before in_app
+    if extra:
+        fields["newer_field"] = [1, 2]  # a newer agent's
+    decoded = decode(json.dumps(fields, ensure_ascii=False))
+    assert decoded == (replace(event, in_app=[]) if drop_in_app else event)
+    assert not hasattr(decoded, "newer_field")
+
+
 def test_every_line_is_compact_and_starts_with_its_type() -> None:
     hello = Hello(protocol=PROTOCOL_VERSION, agent_version="0.1.0", host="h", sources=["PA: x"])
     beat = Heartbeat(host="h", last_seq=9, time="2026-11-26T02:00:00.000Z")

@@ -8,6 +8,7 @@ decides anything itself.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
@@ -34,6 +35,7 @@ from console.widgets.sparkline import ErrorSparkline
 
 KEPT_HISTORIES = 20
 SPARKLINE_REFRESH_SECONDS = 15.0
+SELECTION_SETTLE_SECONDS = 0.06  # shorter than a person's pause, longer than key repeat
 
 
 class MainScreen(Screen[None]):
@@ -76,6 +78,8 @@ class MainScreen(Screen[None]):
         # What the panes beside the table have yet to show of the selection.
         self._spark_due = False
         self._attempt_due = False
+        # How long the selection rests before the panes load (see _follow_selection).
+        self.settle_seconds = SELECTION_SETTLE_SECONDS
         # The regressed errors the header's alarm counts (None: not read yet).
         self._alarmed: set[int] | None = None
 
@@ -239,7 +243,10 @@ class MainScreen(Screen[None]):
         """The panes beside the table follow the selection in one repaint: the sparkline,
         the attempt's stream and its diff are read together and shown at once, so a key
         press costs one layout of the screen, not one per pane. A newer selection cancels
-        the read of an older one."""
+        the read of an older one, and the read starts once the selection has rested for
+        ``settle_seconds``: a held arrow key moves the highlight at every repeat and
+        loads the panes once, where it stops (each load costs tens of milliseconds of CPU
+        that the next repeat would wait behind)."""
         if self._spark_due or self._attempt_due:
             run_guarded(
                 self, self._load_selection, what="loading the selection", group="selection",
@@ -247,6 +254,7 @@ class MainScreen(Screen[None]):
             )  # fmt: skip
 
     async def _load_selection(self) -> None:
+        await asyncio.sleep(self.settle_seconds)  # a newer selection cancels this wait
         error, attempt_id = self.current, self.attempt_id
         spark_due, attempt_due = self._spark_due, self._attempt_due
         buckets = None

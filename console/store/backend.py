@@ -134,6 +134,12 @@ class SyncTx(Protocol):
         """One write transaction: committed on exit, rolled back on an exception."""
         ...
 
+    def for_update(self, alias: str) -> str:
+        """A clause ending a SELECT that locks the rows of ``alias`` it reads until the
+        transaction ends, so a write computed from them loses no other console's change
+        made in between ('' where the write transaction already excludes every writer)."""
+        ...
+
 
 class Backend(Protocol):
     """A database the Store runs on. ``where`` names it in messages (never with a password)."""

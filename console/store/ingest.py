@@ -1,9 +1,11 @@
 """The ingest hot path: a batch of relayed events from one host becomes rows in one transaction.
 
 It is idempotent on (host, instance, seq) so the relay can resend after a reconnect, it does
-a fixed number of statements per batch (``executemany``) and works per distinct fingerprint
-rather than per event. The agent sends running totals per host; each host's latest total is
-kept and the error's count is their sum, so replays and several hosts never double count.
+a fixed number of statements per batch (``executemany``; on PostgreSQL the errors' and host
+counts' changes are one statement each, see ``SyncTx.update_rows``) and works per distinct
+fingerprint rather than per event. The agent sends running totals per host; each host's
+latest total is kept and the error's count is their sum, so replays and several hosts never
+double count.
 
 Each occurrence keeps the wire line it arrived as (:class:`console.storable.Received`), so
 nothing is encoded again here. Everything in this module is synchronous and runs on the
@@ -292,8 +294,14 @@ def _with_left_out(
 def _error_ids(
     conn: SyncTx, host: str, instance: str, keys: list[tuple[str, str]]
 ) -> dict[tuple[str, str], _Known]:
-    """The errors the batch names, each with this host's running total as stored."""
+    """The errors the batch names, each with this host's running total as stored.
+
+    The error rows are locked as they are read (in key order, so consoles ingesting hosts
+    that share errors wait for each other in one order): the batch writes severity and
+    first and last seen computed from them, and another console's batch committing in
+    between would otherwise be overwritten."""
     found: dict[tuple[str, str], _Known] = {}
+    keys = sorted(keys)
     for i in range(0, len(keys), KEYS_PER_QUERY):
         chunk = keys[i : i + KEYS_PER_QUERY]
         params = [host, instance, *(part for key in chunk for part in key)]
@@ -301,7 +309,8 @@ def _error_ids(
             "SELECT e.service, e.fingerprint, e.id, e.severity, e.first_seen, e.last_seen, "
             "COALESCE(h.count, 0), COALESCE(h.last_seq, 0) FROM errors AS e "
             "LEFT JOIN host_counts AS h ON h.error_id = e.id AND h.host = ? AND h.instance = ? "
-            f"WHERE (e.service, e.fingerprint) IN (VALUES {', '.join(['(?, ?)'] * len(chunk))})",
+            f"WHERE (e.service, e.fingerprint) IN (VALUES {', '.join(['(?, ?)'] * len(chunk))}) "
+            f"ORDER BY e.service, e.fingerprint{conn.for_update('e')}",
             params,
         )
         for service, fingerprint, *known in rows:

@@ -112,28 +112,34 @@ CONNECT_TIMEOUT_SECONDS = 30.0
 
 
 class PgRow(tuple[Any, ...]):
-    """A result row shaped like ``sqlite3.Row``: by position, by name, and ``keys()``."""
+    """A result row shaped like ``sqlite3.Row``: by position, by name, and ``keys()``.
 
-    _names: tuple[str, ...]
+    Each result shape has a subclass of its own holding the names (:func:`_row_class`), so
+    making a row is the tuple alone -- reads of many rows (an error's hosts) make one per
+    row -- and a name is found by a dict, not a search of the names."""
+
+    _names: tuple[str, ...] = ()
+    _index: dict[str, int] = {}  # each subclass has its own
 
     def keys(self) -> list[str]:
         return list(self._names)
 
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
-            return tuple.__getitem__(self, self._names.index(key))
+            return tuple.__getitem__(self, self._index[key])
         return tuple.__getitem__(self, key)
 
 
+@lru_cache(maxsize=256)
+def _row_class(names: tuple[str, ...]) -> type[PgRow]:
+    index: dict[str, int] = {}
+    for i, name in enumerate(names):
+        index.setdefault(name, i)  # the first of two same-named columns, as sqlite3.Row
+    return type("PgRow", (PgRow,), {"_names": names, "_index": index})
+
+
 def _row_factory(cursor: Any) -> RowMaker[PgRow]:
-    names = tuple(c.name for c in cursor.description or ())
-
-    def make(values: Sequence[Any]) -> PgRow:
-        row = PgRow(values)
-        row._names = names
-        return row
-
-    return make
+    return _row_class(tuple(c.name for c in cursor.description or ()))
 
 
 @lru_cache(maxsize=1024)
@@ -282,6 +288,9 @@ class _SyncTx:
             ).fetchall()
             known = self._column_types[table] = {str(n): str(t) for n, t in rows}
         return known
+
+    def for_update(self, alias: str) -> str:
+        return f" FOR UPDATE OF {alias}"
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

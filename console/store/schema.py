@@ -7,10 +7,11 @@ beside the columns they read, so a column added to a migration is mapped in one 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Collection
 from typing import Any
+
+import orjson
 
 from agent.wire import iso
 from console.fix.diffstat import decode_stat, encode_stat
@@ -343,7 +344,7 @@ def error_row(row: Row, hosts: dict[str, int]) -> ErrorRow:
         fingerprint=row["fingerprint"],
         error_type=row["error_type"],
         message=row["message"],
-        stack=json.loads(row["stack"]),
+        stack=orjson.loads(row["stack"]),
         route=row["route"],
         severity=row["severity"],
         count=row["count"],
@@ -354,7 +355,7 @@ def error_row(row: Row, hosts: dict[str, int]) -> ErrorRow:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         current_attempt_id=row["current_attempt_id"],
-        in_app=json.loads(row["in_app"]) if row["in_app"] else [],
+        in_app=orjson.loads(row["in_app"]) if row["in_app"] else [],
         resolved_at=row["resolved_at"],
         regressed_at=row["regressed_at"],
         muted_until=row["muted_until"],

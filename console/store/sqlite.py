@@ -116,6 +116,9 @@ class _SyncTx:
         sets = ", ".join(f"{c} = {c} + ?" if c in added else f"{c} = ?" for c in columns)
         self._conn.executemany(f"UPDATE {table} SET {sets} WHERE {key} = ?", rows)
 
+    def for_update(self, alias: str) -> str:
+        return ""  # BEGIN IMMEDIATE: no other writer until this transaction ends
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         conn = self._conn

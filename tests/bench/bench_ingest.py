@@ -79,7 +79,7 @@ def make_events(n: int, fingerprints: int = 200, host: str = "web-1") -> list[Er
     return events
 
 
-def _occurrences_ddl() -> str:
+def occurrences_ddl() -> str:
     """The store's own occurrences table (and its indexes), so both sides write the same shape."""
     script = MIGRATIONS[0]
     start = script.index("CREATE TABLE occurrences")
@@ -92,7 +92,7 @@ def baseline(path: Path, events: list[ErrorEvent], batch: int) -> float:
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = NORMAL")
-    db.executescript(_occurrences_ddl())
+    db.executescript(occurrences_ddl())
     now = now_iso()
     rows = [
         ("web-1", "", e.seq, (e.seq % 200) + 1, e.type, e.count, now, encode(e)) for e in events

@@ -134,6 +134,12 @@ class SyncTx(Protocol):
         """One write transaction: committed on exit, rolled back on an exception."""
         ...
 
+    def exclude_other_ingests(self) -> None:
+        """Wait until no other console's ingest transaction runs, and keep them out until
+        this one ends. Batches of hosts that share errors lock those rows and create new ones;
+        two at once could each wait on a row the other holds (a deadlock that rolls one back)."""
+        ...
+
     def for_update(self, alias: str) -> str:
         """A clause ending a SELECT that locks the rows of ``alias`` it reads until the
         transaction ends, so a write computed from them loses no other console's change

@@ -155,6 +155,7 @@ def _isolating(conn: SyncTx, host: str, items: list[Received]) -> list[IngestRes
 
 def _ingest(conn: SyncTx, host: str, items: Sequence[Received]) -> list[IngestResult]:
     now = now_iso()
+    conn.exclude_other_ingests()
     # Creates the host on its first batch; one statement either way.
     ((instance, last_seq),) = conn.fetch(
         "INSERT INTO hosts (name) VALUES (?) ON CONFLICT (name) DO UPDATE "

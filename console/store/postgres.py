@@ -289,6 +289,11 @@ class _SyncTx:
             known = self._column_types[table] = {str(n): str(t) for n, t in rows}
         return known
 
+    def exclude_other_ingests(self) -> None:
+        # A transaction-level advisory lock, released at commit or rollback; its key is a
+        # text no session id (a uuid) can be.
+        self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('ingest', 0))")
+
     def for_update(self, alias: str) -> str:
         return f" FOR UPDATE OF {alias}"
 

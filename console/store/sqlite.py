@@ -116,6 +116,9 @@ class _SyncTx:
         sets = ", ".join(f"{c} = {c} + ?" if c in added else f"{c} = ?" for c in columns)
         self._conn.executemany(f"UPDATE {table} SET {sets} WHERE {key} = ?", rows)
 
+    def exclude_other_ingests(self) -> None:
+        pass  # BEGIN IMMEDIATE: no other writer until this transaction ends
+
     def for_update(self, alias: str) -> str:
         return ""  # BEGIN IMMEDIATE: no other writer until this transaction ends
 

@@ -32,6 +32,7 @@ from console.fix.transcript import (
     Unknown,
 )
 from console.models import AttemptRow, Denial, State
+from console.widgets.fixed_scroll import InPlaceScroll
 from console.widgets.labels import money
 
 MAX_LINES = 1000
@@ -122,8 +123,11 @@ def parse_transcript(lines: Iterable[str]) -> list[ClaudeEvent]:
     return events
 
 
-class ClaudeLog(RichLog):
-    """Shows one attempt at a time; lines of other attempts are ignored by the caller."""
+class ClaudeLog(InPlaceScroll, RichLog):
+    """Shows one attempt at a time; lines of other attempts are ignored by the caller.
+
+    Its size is the panel's (styles.tcss), so another attempt's history changes what it
+    scrolls, not the screen's layout (:mod:`console.widgets.fixed_scroll`)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(max_lines=MAX_LINES, wrap=True, markup=False, **kwargs)
@@ -160,9 +164,9 @@ class ClaudeLog(RichLog):
         return [line for event in events for line in self._formatter.lines(event)]
 
     def _write_lines(self, lines: list[Text]) -> None:
-        """All the lines in one write: each write resizes the log's scrollable area, which
-        lays the screen out again and scrolls to the end, so a history shown line by line
-        cost one of each per line when the selection moved to another attempt."""
+        """All the lines in one write: each write resizes the log's scrollable area and
+        scrolls to the end, so a history shown line by line cost one of each per line when
+        the selection moved to another attempt."""
         if lines:
             self.write(lines[0] if len(lines) == 1 else Group(*lines))
 

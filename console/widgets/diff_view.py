@@ -9,11 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rich.console import RenderableType
+from rich.measure import measure_renderables
 from rich.syntax import Syntax
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal
+from textual.geometry import Size
 from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
@@ -21,6 +26,7 @@ from textual.widgets.option_list import Option
 from console.fix.diffstat import FileStat
 from console.fix.paths import touched_sensitive
 from console.models import AttemptRow
+from console.widgets.fixed_scroll import InPlaceScroll
 
 MAX_DIFF_LINES = 5000
 
@@ -89,6 +95,44 @@ def file_label(file: DiffFile) -> Text:
     return label
 
 
+class DiffText(InPlaceScroll, ScrollView):
+    """The diff itself, rendered once into lines and scrolled as lines (the line API).
+
+    It was a Static as wide as its text in a scrolling container: each diff shown sized the
+    Static again, which laid the screen out, and the container's scrollbars following it
+    laid it out once more; a key press that moved to another attempt paid for both. Here
+    its size is the pane's, and another diff changes what it scrolls
+    (:mod:`console.widgets.fixed_scroll`)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._lines: list[Strip] = []
+
+    def show(self, content: RenderableType) -> None:
+        """Render ``content`` at its own width (wider than the pane scrolls sideways)."""
+        console = self.app.console
+        width = max(1, measure_renderables(console, console.options, [content]).maximum)
+        lines = console.render_lines(content, console.options.update_width(width), pad=False)
+        self._lines = [Strip(line).adjust_cell_length(width) for line in lines]
+        self.virtual_size = Size(width, len(self._lines))
+        self.scroll_to(0, 0, animate=False)
+        self.refresh()
+
+    @property
+    def text(self) -> str:
+        """What the pane shows, as plain text."""
+        return "\n".join(strip.text.rstrip() for strip in self._lines)
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.scrollable_content_region.width
+        style = self.rich_style
+        index = scroll_y + y
+        if not 0 <= index < len(self._lines):
+            return Strip.blank(width, style)
+        return self._lines[index].crop_extend(scroll_x, scroll_x + width, style).apply_style(style)
+
+
 class DiffView(Widget):
     """Summary on top, then the file list beside the highlighted diff."""
 
@@ -108,8 +152,7 @@ class DiffView(Widget):
         yield Static(Text("no fix attempt selected", style="dim"), classes="diff-summary")
         with Horizontal(classes="diff-split"):
             yield OptionList(classes="diff-files")
-            with VerticalScroll(classes="diff-body"):
-                yield Static("", classes="diff-text")
+            yield DiffText(classes="diff-body")
 
     def show(self, attempt: AttemptRow | None, sensitive_paths: tuple[str, ...] = ()) -> None:
         """Render an attempt; unchanged input is a no-op so live refreshes do not scroll."""
@@ -125,12 +168,12 @@ class DiffView(Widget):
         self._sensitive = sensitive_paths
         summary = self.query_one(".diff-summary", Static)
         files_list = self.query_one(".diff-files", OptionList)
-        body = self.query_one(".diff-text", Static)
+        body = self.query_one(DiffText)
         if attempt is None:
             self.files = []
             summary.update(Text("no fix attempt for this error yet", style="dim"))
             files_list.clear_options()
-            body.update("")
+            body.show("")
             return
         self.files = diff_files(attempt, sensitive_paths)
         summary.update(summary_text(attempt, self.files))
@@ -140,15 +183,14 @@ class DiffView(Widget):
         files_list.add_options([Option(file_label(f)) for f in self.files])
         self.file_index = 0
         if not attempt.diff:
-            body.update(Text("(no diff yet)", style="dim"))
+            body.show(Text("(no diff yet)", style="dim"))
             return
         lines = attempt.diff.splitlines()
         shown = "\n".join(lines[:MAX_DIFF_LINES])
         if len(lines) > MAX_DIFF_LINES:
             shown += f"\n… {len(lines) - MAX_DIFF_LINES} more lines (open the worktree to read)"
         theme = "ansi_dark" if self.app.current_theme.dark else "ansi_light"
-        body.update(Syntax(shown, "diff", theme=theme, background_color="default"))
-        self.query_one(".diff-body", VerticalScroll).scroll_home(animate=False)
+        body.show(Syntax(shown, "diff", theme=theme, background_color="default"))
 
     def go_to_file(self, index: int) -> None:
         """Scroll the diff to a file's section (n/p in review, or a click in the list)."""
@@ -157,7 +199,7 @@ class DiffView(Widget):
         self.file_index = index % len(self.files)
         self.query_one(".diff-files", OptionList).highlighted = self.file_index
         target = self.files[self.file_index].line
-        self.query_one(".diff-body", VerticalScroll).scroll_to(y=target, animate=False)
+        self.query_one(DiffText).scroll_to(y=target, animate=False)
 
     def next_file(self) -> None:
         self.go_to_file(self.file_index + 1)

@@ -122,6 +122,37 @@ async def test_ingest_leaves_checkpoints_to_their_own_thread_and_the_file_keeps_
     assert count == 2000
 
 
+async def test_ingest_counted_returns_the_errors_counted_again_as_a_read_after_it_sees_them(
+    store,
+):
+    await store.ingest("web-1", [event(1, 1, fingerprint=FP_A, kind="error")])
+    await store.ingest("web-2", [event(1, 4, fingerprint=FP_A, kind="error")])
+    outcome = await store.ingest_counted(
+        "web-1",
+        [
+            event(1, 1, fingerprint=FP_A, kind="error"),  # a resend: not counted again
+            event(2, 2, fingerprint=FP_A),
+            event(3, 1, fingerprint=FP_B, kind="error"),  # created: the engine queues it
+            event(4, 3, fingerprint=FP_A),
+        ],
+    )
+    assert [(r.seq, r.created, r.duplicate) for r in outcome.results] == [
+        (1, False, True),
+        (2, False, False),
+        (3, True, False),
+        (4, False, False),
+    ]
+    (error_a,) = outcome.counted
+    assert error_a.fingerprint == FP_A
+    assert error_a.count == 7
+    assert error_a.hosts == {"web-1": 3, "web-2": 4}
+    assert [error_a] == await store.errors_by_id([error_a.id])
+    # A batch that only repeats what is stored counts nothing again.
+    again = await store.ingest_counted("web-1", [event(4, 3, fingerprint=FP_A)])
+    assert again.counted == []
+    assert again.results[0].duplicate
+
+
 async def test_resent_events_are_ignored_not_double_counted(store):
     first = await store.ingest("web-1", [event(1, 1, kind="error"), event(2, 2), event(3, 3)])
     assert [r.duplicate for r in first] == [False, False, False]

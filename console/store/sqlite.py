@@ -32,7 +32,6 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from agent.wire import ErrorEvent
-from console.models import IngestResult
 from console.storable import Received
 from console.store.backend import Dialect, Hold, Row, SyncTx, Tx
 from console.store.migrate import migrate, schema_version
@@ -209,10 +208,10 @@ class SqliteBackend:
 
     async def ingest(
         self,
-        body: Callable[[SyncTx, str, Sequence[ErrorEvent | Received]], list[IngestResult]],
+        body: Callable[[SyncTx, str, Sequence[ErrorEvent | Received]], T],
         host: str,
         events: Sequence[ErrorEvent | Received],
-    ) -> list[IngestResult]:
+    ) -> T:
         async with self._lock:
             loop = asyncio.get_running_loop()
             results = await loop.run_in_executor(

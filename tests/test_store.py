@@ -29,6 +29,7 @@ from console.fix.diffstat import FileStat
 from console.models import TRANSITIONS, Denial, State, can_transition
 from console.storable import Received, unstorable
 from console.store import MIGRATIONS, RECOVER_REASON, NotFound, Store, StoreError
+from console.store import sqlite as sqlite_backend
 
 ROOT = Path(__file__).resolve().parent.parent
 FP_A = "a1" * 8
@@ -98,6 +99,27 @@ async def test_open_creates_directories_and_a_wal_database(tmp_path):
     async with await Store.open(path) as s:
         assert await s.schema_version() == len(MIGRATIONS)
     assert raw_db(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_ingest_leaves_checkpoints_to_their_own_thread_and_the_file_keeps_up(
+    tmp_path, monkeypatch
+):
+    # A small threshold so a few batches pass it; the bytes are counted from the lines.
+    monkeypatch.setattr(sqlite_backend, "CHECKPOINT_BYTES", 64 * 1024)
+    path = tmp_path / "console.db"
+    async with await Store.open(path) as s:
+        backend = s.backend
+        assert isinstance(backend, sqlite_backend.SqliteBackend)
+        empty_size = path.stat().st_size
+        for start in range(1, 2001, 200):
+            await s.ingest("web-1", [event(seq, seq) for seq in range(start, start + 200)])
+        await backend.checkpointed()
+        # The occurrences reached the database file itself while the store is open, far
+        # below the WAL length at which the ingest connection would have checkpointed.
+        assert path.stat().st_size > empty_size + 200 * 1024
+        assert await s.last_seq("web-1") == 2000
+    (count,) = raw_db(path).execute("SELECT COUNT(*) FROM occurrences").fetchone()
+    assert count == 2000
 
 
 async def test_resent_events_are_ignored_not_double_counted(store):

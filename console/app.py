@@ -152,8 +152,10 @@ class AutofixApp(App[None]):
             self._unsubscribe = None
 
     def flush(self) -> None:
-        """Paint everything the engine said since the last flush, once."""
-        if not self.main_screen.ready:
+        """Paint everything the engine said since the last flush, once. Not while the app
+        closes: its screens are being taken apart (widgets gone, screens still stacked)
+        and this timer ticks until the very end."""
+        if not self.is_running or not self.main_screen.ready:
             return
         drained = self.pending.drain()
         if drained is None:

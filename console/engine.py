@@ -414,24 +414,19 @@ class Engine:
         """
         starts = [e for e in events if isinstance(e, Start)]
         errors = [e for e in events if not isinstance(e, Start)]
-        results = await self.store.ingest(host, errors) if errors else []
+        outcome = await self.store.ingest_counted(host, errors) if errors else None
+        results = outcome.results if outcome is not None else []
         await self.store.record_starts(host, starts)
         created: list[int] = []
-        touched: dict[int, None] = {}
         for result in results:
             if result.refused is not None:
                 self.notify("error", result.refused)
-                continue
-            if result.duplicate:
-                continue
-            touched[result.error_id] = None
-            if result.created:
+            elif result.created:
                 created.append(result.error_id)
         for error_id in created:
             await self._enqueue_new(error_id)
-        counted = [error_id for error_id in touched if error_id not in created]
-        if counted:
-            rows = await self.store.errors_by_id(counted)
+        rows = outcome.counted if outcome is not None else []
+        if rows:
             for row in rows:
                 self._emit(ErrorChanged(row))
             plain = [e.event if isinstance(e, Received) else e for e in errors]

@@ -65,9 +65,15 @@ LinkState = Literal["connecting", "connected", "reconnecting", "error", "stopped
 
 @dataclass(frozen=True)
 class LinkTiming:
-    """How patient a link is. The defaults suit a prod agent heartbeating every 5 s."""
+    """How patient a link is. The defaults suit a prod agent heartbeating every 5 s.
+
+    ``silence_seconds`` applies once the agent has said hello; before that the agent is
+    still starting (an interpreter and its imports on a loaded host can take longer than
+    any heartbeat gap), so a fresh connection gets ``hello_seconds`` for its first line.
+    """
 
     silence_seconds: float = 20.0
+    hello_seconds: float = 60.0
     backoff_initial_seconds: float = 1.0
     backoff_max_seconds: float = 60.0
     healthy_after_seconds: float = 60.0
@@ -383,16 +389,22 @@ class AgentLink:
     async def _pump(self, stream: Stream, session: _Session) -> None:
         splitter = LineSplitter()
         while True:
+            started = session.hello is not None
+            limit = self.timing.silence_seconds if started else self.timing.hello_seconds
             try:
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a
                 # cancellation that arrives just as the read completes, and a stream that
                 # always has data would then be read on forever by a link told to stop.
-                async with asyncio.timeout(self.timing.silence_seconds):
+                async with asyncio.timeout(limit):
                     chunk = await stream.read(READ_CHUNK_BYTES)
             except TimeoutError:
+                if not started:
+                    raise Retry(
+                        f"no hello within {limit:g} s of starting the agent; "
+                        "treating the link as dead"
+                    ) from None
                 raise Retry(
-                    f"nothing received for {self.timing.silence_seconds:g} s; "
-                    "treating the link as dead"
+                    f"nothing received for {limit:g} s; treating the link as dead"
                 ) from None
             if not chunk:
                 raise Retry(f"stream ended ({await stream.describe_end()})")

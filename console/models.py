@@ -184,6 +184,16 @@ class IngestResult:
     refused: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    """A stored batch: one result per event, and the errors it counted again (neither
+    created by it nor only repeated) as they are after it, read on the store's ingest
+    connection so the engine can publish them without another round trip."""
+
+    results: list[IngestResult]
+    counted: list[ErrorRow]
+
+
 @dataclass(frozen=True)
 class ErrorRow:
     id: int

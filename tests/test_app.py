@@ -57,6 +57,22 @@ async def until(pilot: Pilot, predicate: Callable[[], Any], timeout: float = 60,
     raise AssertionError(f"timed out waiting for {what}; the app shows {screen}")
 
 
+def composed(app: AutofixApp, kind: type, part: str | None = None) -> Any:
+    """The screen on top once it is ``kind``, mounted with everything it composes and, if
+    ``part`` is given, holding a widget that matches it (``:focus`` included). Pushing a
+    screen and composing it are two steps; a busy machine shows the gap, and a key pressed
+    in it goes to whatever had focus before."""
+    screen = app.screen
+    if not isinstance(screen, kind) or not screen.is_mounted:
+        return None
+    return screen if part is None or screen.query(part) else None
+
+
+def retry_dialog(app: AutofixApp) -> Any:
+    """The retry dialog once its instruction box has focus, so typed keys land in it."""
+    return composed(app, RetryScreen, "#instruction:focus")
+
+
 def table(app: AutofixApp) -> ErrorsTable:
     return app.main_screen.query_one(ErrorsTable)
 
@@ -121,22 +137,22 @@ async def test_approve_fix_review_and_confirmed_approve_open_one_pr(
         assert "Claude" in svg and "review" in svg
 
         await pilot.press("d")
-        review = await until(pilot, lambda: isinstance(app.screen, ReviewScreen) and app.screen)
+        review = await until(pilot, lambda: composed(app, ReviewScreen), 60, "the review")
         files = review.query_one(DiffView).files
         assert [f.path for f in files] == ["lib/users.js"] and files[0].added == 1
 
         # Approving a reviewed diff asks first and shows what will be pushed; "n" pushes nothing.
         await pilot.press("a")
-        confirm = await until(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen)
+        confirm = await until(pilot, lambda: composed(app, ConfirmScreen), 60, "the confirmation")
         body = static_text(confirm.query_one(".dialog-body Static", Static))
         assert f"hotfix/auto-{world.fingerprint}" in body and "lib/users.js +1 -0" in body
         assert "tests passed" in body
         await pilot.press("n")
-        await until(pilot, lambda: isinstance(app.screen, ReviewScreen), 5, "back to review")
+        await until(pilot, lambda: composed(app, ReviewScreen), 5, "back to review")
         assert world.github.posts() == []
 
-        await pilot.press("a")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the confirmation")
+        await pilot.press("a")  # the dialog reads the attempt and the remote again first
+        await until(pilot, lambda: composed(app, ConfirmScreen), 60, "the confirmation")
         await pilot.press("y")
         await until(pilot, lambda: shown_state(app, error.id) is State.PR_OPENED, 60, "PR opened")
         [post] = world.github.posts()
@@ -149,7 +165,7 @@ async def test_approve_fix_review_and_confirmed_approve_open_one_pr(
         assert len(said) == 1, said
 
         await pilot.press("escape")
-        assert isinstance(app.screen, MainScreen)
+        await until(pilot, lambda: composed(app, MainScreen), 5, "main screen")
         await until(pilot, lambda: app.main_screen.selected_attempt() is not None
                     and app.main_screen.selected_attempt().pr_url, 10, "the PR url")  # fmt: skip
         await pilot.press("o")
@@ -179,7 +195,7 @@ async def test_without_a_github_token_publishing_says_push_only_and_ends_pushed(
         await pilot.press("a")
         await until(pilot, lambda: shown_state(app, error.id) is State.REVIEW, 120, "review")
         await pilot.press("a")
-        confirm = await until(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen)
+        confirm = await until(pilot, lambda: composed(app, ConfirmScreen), 60, "the confirmation")
         body = static_text(confirm.query_one(".dialog-body Static", Static))
         assert (
             f"branch {branch} → origin (push only: no PR, a GitHub token is not configured)" in body
@@ -287,7 +303,7 @@ async def test_a_failed_fix_is_shown_and_retry_carries_the_typed_instruction(
         world.api.turns = fix_turns(world.worktree)
         before = len(world.api.conversation)
         await pilot.press("r")
-        await until(pilot, lambda: isinstance(app.screen, RetryScreen), 5, "the retry dialog")
+        await until(pilot, lambda: retry_dialog(app), 5, "the retry dialog")
         await pilot.press(*"Also log the bad id.")
         await pilot.press("enter")
         await until(pilot, lambda: shown_state(app, error.id) is State.REVIEW, 120, "review")
@@ -309,9 +325,9 @@ async def test_escape_cancels_a_retry_without_touching_the_engine(world: World) 
         await ready_on(pilot, row.id)
         await until(pilot, lambda: shown_state(app, row.id) is State.FAILED, 5, "failed")
         await pilot.press("r")
-        await until(pilot, lambda: isinstance(app.screen, RetryScreen), 5, "the retry dialog")
+        await until(pilot, lambda: retry_dialog(app), 5, "the retry dialog")
         await pilot.press("x", "escape")
-        await until(pilot, lambda: isinstance(app.screen, MainScreen), 5, "main screen")
+        await until(pilot, lambda: composed(app, MainScreen), 5, "main screen")
     assert [a.id for a in await engine.store.attempts()] == [failed.id]
 
 
@@ -462,7 +478,7 @@ async def test_detail_shows_the_stack_hosts_and_redacted_samples(world: World) -
     async with app.run_test(size=(140, 60)) as pilot:
         await ready_on(pilot, error.id)
         await pilot.press("enter")
-        screen = await until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen)
+        screen = await until(pilot, lambda: composed(app, DetailScreen), 60, "the detail")
         body = screen.query_one("#detail-body", Static)
         await until(pilot, lambda: "Latest samples (" in static_text(body, 140), 10, "samples")
         text = static_text(body, 140)
@@ -476,7 +492,7 @@ async def test_detail_shows_the_stack_hosts_and_redacted_samples(world: World) -
         assert any(line.strip().startswith("▶ lib/users.js:") for line in code.splitlines())
         assert '"fingerprint": "' + world.fingerprint + '"' in text
         await pilot.press("escape")
-        assert isinstance(app.screen, MainScreen)
+        await until(pilot, lambda: composed(app, MainScreen), 5, "main screen")
 
 
 async def test_quit_while_fixing_asks_first(world: World) -> None:
@@ -489,13 +505,13 @@ async def test_quit_while_fixing_asks_first(world: World) -> None:
         await pilot.press("a")
         await until(pilot, lambda: engine.busy and world.api.conversation, 60, "a running fix")
         await pilot.press("q")
-        confirm = await until(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen)
+        confirm = await until(pilot, lambda: composed(app, ConfirmScreen), 60, "the confirmation")
         assert "running" in static_text(confirm.query_one(".dialog-body Static", Static))
         await pilot.press("n")
-        await pilot.pause(0.2)
-        assert app.is_running and isinstance(app.screen, MainScreen)
+        await until(pilot, lambda: composed(app, MainScreen), 5, "main screen")
+        assert app.is_running
         await pilot.press("q")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the question")
+        await until(pilot, lambda: composed(app, ConfirmScreen), 5, "the question")
         await pilot.press("y")
         await until(pilot, lambda: not app.is_running, 5, "the app to exit")
     assert engine.busy, "quitting the view leaves stopping the engine to its owner"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
@@ -36,7 +35,7 @@ from tests.regressed_store import (
     regressed_app,
 )
 from tests.snapshot_store import settle
-from tests.test_app import Notifications, ready_on, static_text, until
+from tests.test_app import Notifications, composed, ready_on, static_text, until
 from tests.test_lifecycle_engine import occurrence, published, quick
 
 
@@ -47,13 +46,6 @@ def header_text(app: AutofixApp) -> str:
 async def error_of(app: AutofixApp, fingerprint: str = FINGERPRINT) -> ErrorRow:
     [row] = [e for e in await app.engine.store.errors(limit=100) if e.fingerprint == fingerprint]
     return row
-
-
-def composed(app: AutofixApp, kind: type, part: str) -> Any:
-    """The screen on top once it is ``kind`` and has composed ``part`` (pushing a screen
-    and composing it are two steps; a busy machine shows the gap)."""
-    screen = app.screen
-    return screen if isinstance(screen, kind) and screen.query(part) else None
 
 
 async def select(pilot: Pilot, error_id: int) -> None:
@@ -208,7 +200,7 @@ async def test_u_then_yes_opens_the_revert_pr_and_ends_the_alarm(
         await engine.ingest("prod-1", [start, occurrence(merged, 902, started + 1)])
         await until(pilot, lambda: "⚠ 1 regressed" in header_text(app), 20, "the alarm")
         await pilot.press("u")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 10, "the question")
+        await until(pilot, lambda: composed(app, ConfirmScreen), 10, "the question")
         await pilot.press("y")
         said = f"opened revert pull request #{pr.number + 1}"
         await until(pilot, lambda: any(said in m for _, m in notified), 60, "the revert PR")

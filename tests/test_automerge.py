@@ -27,6 +27,7 @@ from tests.messages_api import ToolCall
 from tests.service_repo import git
 from tests.telegram_api import Message, parse_html
 from tests.telegram_phone import OWNER, world_bot
+from tests.test_app import composed
 from tests.test_lifecycle_engine import occurrence
 
 POLL = 0.2
@@ -272,9 +273,7 @@ async def test_the_review_screen_lists_every_gate_and_x_stops_the_merge(world: W
         await pilot.pause()
         assert app.main_screen.check_action("auto_merge", ()) is True
         await pilot.press("d")
-        review = await eventually(
-            lambda: isinstance(app.screen, ReviewScreen) and app.screen, 10, "the review"
-        )
+        review = await eventually(lambda: composed(app, ReviewScreen), 10, "the review")
         panel = review.query_one("#review-merge", Static)
         shown = str(panel.render())
         assert "auto-merge in 30 min: 5 lines" in shown

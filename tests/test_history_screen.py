@@ -14,9 +14,11 @@ from console.engine import Engine
 from console.history import HistoryQuery
 from console.regression import regressed_by
 from console.screens.history import HistoryScreen
+from console.screens.main import MainScreen
 from console.store import Store
 from tests.history_store import fill_month
 from tests.snapshot_store import NOW, config_for
+from tests.test_app import composed, until
 
 
 async def _app(tmp_path: Path) -> tuple[AutofixApp, Store]:
@@ -43,8 +45,7 @@ async def test_filters_read_the_history_of_the_service_and_period_picked(tmp_pat
     try:
         async with app.run_test(size=(160, 48)) as pilot:
             await pilot.press("h")
-            screen = app.screen
-            assert isinstance(screen, HistoryScreen)
+            screen = await until(pilot, lambda: composed(app, HistoryScreen), 10, "the history")
             await _shown(pilot, screen, "30d", None)
             assert screen.history is not None
             everything = screen.history
@@ -67,7 +68,7 @@ async def test_filters_read_the_history_of_the_service_and_period_picked(tmp_pat
             assert screen.history is not None and len(screen.history.buckets) == 24
 
             await pilot.press("escape")
-            assert app.screen is app.main_screen
+            await until(pilot, lambda: app.screen is app.main_screen, 10, "the main screen")
     finally:
         await store.close()
 
@@ -76,13 +77,12 @@ async def test_the_palette_opens_the_history(tmp_path) -> None:
     app, store = await _app(tmp_path)
     try:
         async with app.run_test(size=(160, 48)) as pilot:
-            await pilot.pause(0.2)
+            await until(pilot, lambda: composed(app, MainScreen), 10, "the main screen")
             commands = [c.title for c in app.get_system_commands(app.screen)]
             assert "History" in commands
             command = next(c for c in app.get_system_commands(app.screen) if c.title == "History")
             command.callback()
-            await pilot.pause(0.2)
-            assert isinstance(app.screen, HistoryScreen)
+            await until(pilot, lambda: composed(app, HistoryScreen), 10, "the history")
     finally:
         await store.close()
 

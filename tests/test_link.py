@@ -211,7 +211,7 @@ def ssh_host(server: SshServer, name: str, agent_command: str, **changes: object
 
 
 STAND_IN = """
-import json, select, sys
+import json, select, sys, time
 with open(sys.argv[1]) as f:
     lines = json.load(f)
 with open(sys.argv[1] + ".args", "a") as f:
@@ -219,6 +219,9 @@ with open(sys.argv[1] + ".args", "a") as f:
 for line in lines:
     if line == "__exit__":
         sys.exit(3)
+    if line.startswith("__pause__"):  # a slow step, such as a start-up on a loaded host
+        time.sleep(float(line.removeprefix("__pause__")))
+        continue
     sys.stdout.buffer.write(line.encode("utf-8", "surrogateescape") + b"\\n")
     sys.stdout.flush()
 # Go quiet, but leave when the reader goes away (stdin closes), as the real agent does.
@@ -547,6 +550,42 @@ async def test_stop_ends_a_link_whose_stream_always_has_data_ready(tmp_path: Pat
     assert not processes_running(str(script))
 
 
+async def test_agent_slower_to_start_than_the_silence_limit_is_not_called_silent(
+    tmp_path: Path,
+) -> None:
+    command, args_file = stand_in(tmp_path, ["__pause__1.0", hello(), wire_event(1)])
+    recorder = Recorder()
+    timing = LinkTiming(silence_seconds=0.25, hello_seconds=30.0, backoff_initial_seconds=0.05)
+    link = recorder.link(local_host("box", command), timing)
+    link.start()
+    try:
+        await until(lambda: len(recorder.store) == 1, "the event after the slow start")
+    finally:
+        await link.stop()
+    assert "reconnecting" not in recorder.states("box")
+    assert recorder.since_calls == [("box", 0)]
+    assert len(args_file.read_text().splitlines()) == 1
+
+
+async def test_agent_that_never_says_hello_is_retried_after_the_hello_limit(
+    tmp_path: Path,
+) -> None:
+    command, _ = stand_in(tmp_path, [])
+    recorder = Recorder()
+    timing = LinkTiming(silence_seconds=30.0, hello_seconds=0.3, backoff_initial_seconds=0.05)
+    link = recorder.link(local_host("box", command), timing)
+    link.start()
+    try:
+        await until(lambda: "reconnecting" in recorder.states("box"), "a retry")
+    finally:
+        await link.stop()
+    reconnecting = next(s for s in recorder.statuses if s.state == "reconnecting")
+    assert reconnecting.error is not None
+    assert "no hello within 0.3 s of starting the agent" in reconnecting.error
+    assert "connected" not in recorder.states("box")
+    assert not processes_running(str(tmp_path / "lines.json"))
+
+
 async def test_silent_link_is_treated_as_dead_and_reconnected(tmp_path: Path) -> None:
     command, args_file = stand_in(tmp_path, [hello(), wire_event(4)])
     recorder = Recorder()
@@ -684,7 +723,14 @@ async def test_local_mode_streams_the_real_agent_and_heartbeats_keep_it_up(
         await until(lambda: len(recorder.store) == 2, "stored events")
         state.add_events(1)
         await until(lambda: len(recorder.store) == 3, "a live event")
-        await asyncio.sleep(2.0)  # twice the silence limit: only heartbeats arrive
+        # Then only heartbeats arrive: wait for one that lands twice the silence limit
+        # after the live event, the window counted from lines received, not from start-up.
+        quiet_from = link.status.last_line_at or 0.0
+        await until(
+            lambda: (link.status.last_line_at or 0.0) >= quiet_from + 2 * timing.silence_seconds,
+            "heartbeats across twice the silence limit",
+        )
+        assert "reconnecting" not in recorder.states("laptop")
         assert link.status.state == "connected"
         assert link.status.lag_seconds is not None and link.status.lag_seconds < 1.0
         assert link.status.last_seq == 3

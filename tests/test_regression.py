@@ -151,8 +151,7 @@ async def test_the_detail_screen_says_how_long_a_mute_holds(tmp_path: Path) -> N
     from console.screens.detail import DetailScreen
     from tests.regressed_store import regressed_app
     from tests.snapshot_store import settle
-    from tests.test_app import static_text, until
-    from tests.test_app_regression import composed
+    from tests.test_app import composed, static_text, until
 
     async with regressed_app(tmp_path) as app, app.run_test(size=(160, 60)) as pilot:
         await settle(pilot)

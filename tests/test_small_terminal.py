@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from rich.text import Text
@@ -17,6 +18,7 @@ from console.screens.help import HelpScreen
 from console.widgets.claude_log import ClaudeLog
 from console.widgets.diff_view import DiffView
 from console.widgets.errors_table import PADDING, layout
+from console.widgets.footer import DecisionFooter
 from console.widgets.header import StatusHeader, fit_words
 from tests.snapshot_store import filled_app, settle
 
@@ -137,3 +139,28 @@ def test_the_errors_table_fits_its_width_with_status_words_and_age_whole(width: 
     shown = {c.key: w for c, w in columns}
     assert shown["status"] >= max(len(label) for label in STATE_LABELS.values())
     assert shown["age"] == 5 and shown["message"] >= 8
+
+
+@pytest.mark.parametrize(("size", "compact"), [((80, 24), True), ((160, 48), False)])
+async def test_footer_keys_have_the_footers_compactness_and_show_once_after_a_burst_of_changes(
+    tmp_path: Path, size: tuple[int, int], compact: bool
+) -> None:
+    async with filled_app(tmp_path) as app, app.run_test(size=size) as pilot:
+        await settle(pilot)
+        footer = app.screen.query_one(DecisionFooter)
+        shown = footer_keys(app)
+        # A burst of binding changes that alter the key set (the sort key comes and goes),
+        # as a loading screen makes: the footer ends with the screen's keys, each once.
+        for _ in range(5):
+            footer.narrow = not footer.narrow
+            app.screen.refresh_bindings()
+            footer.narrow = not footer.narrow
+            app.screen.refresh_bindings()
+        await settle(pilot)
+        keys = list(app.screen.query(FooterKey))
+        assert footer_keys(app) == shown
+        assert len(keys) == len({(k.key, k.action) for k in keys})
+        assert footer.compact is compact
+        # The command palette's key is compact at every width, as in Textual's own footer.
+        decisions = [k for k in keys if not k.has_class("-command-palette")]
+        assert all(k.compact is compact and k.has_class("-compact") is compact for k in decisions)

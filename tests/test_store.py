@@ -29,6 +29,7 @@ from console.fix.diffstat import FileStat
 from console.models import TRANSITIONS, Denial, State, can_transition
 from console.storable import Received, unstorable
 from console.store import MIGRATIONS, RECOVER_REASON, NotFound, Store, StoreError
+from console.store import sqlite as sqlite_backend
 
 ROOT = Path(__file__).resolve().parent.parent
 FP_A = "a1" * 8
@@ -98,6 +99,58 @@ async def test_open_creates_directories_and_a_wal_database(tmp_path):
     async with await Store.open(path) as s:
         assert await s.schema_version() == len(MIGRATIONS)
     assert raw_db(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_ingest_leaves_checkpoints_to_their_own_thread_and_the_file_keeps_up(
+    tmp_path, monkeypatch
+):
+    # A small threshold so a few batches pass it; the bytes are counted from the lines.
+    monkeypatch.setattr(sqlite_backend, "CHECKPOINT_BYTES", 64 * 1024)
+    path = tmp_path / "console.db"
+    async with await Store.open(path) as s:
+        backend = s.backend
+        assert isinstance(backend, sqlite_backend.SqliteBackend)
+        empty_size = path.stat().st_size
+        for start in range(1, 2001, 200):
+            await s.ingest("web-1", [event(seq, seq) for seq in range(start, start + 200)])
+        await backend.checkpointed()
+        # The occurrences reached the database file itself while the store is open, far
+        # below the WAL length at which the ingest connection would have checkpointed.
+        assert path.stat().st_size > empty_size + 200 * 1024
+        assert await s.last_seq("web-1") == 2000
+    (count,) = raw_db(path).execute("SELECT COUNT(*) FROM occurrences").fetchone()
+    assert count == 2000
+
+
+async def test_ingest_counted_returns_the_errors_counted_again_as_a_read_after_it_sees_them(
+    store,
+):
+    await store.ingest("web-1", [event(1, 1, fingerprint=FP_A, kind="error")])
+    await store.ingest("web-2", [event(1, 4, fingerprint=FP_A, kind="error")])
+    outcome = await store.ingest_counted(
+        "web-1",
+        [
+            event(1, 1, fingerprint=FP_A, kind="error"),  # a resend: not counted again
+            event(2, 2, fingerprint=FP_A),
+            event(3, 1, fingerprint=FP_B, kind="error"),  # created: the engine queues it
+            event(4, 3, fingerprint=FP_A),
+        ],
+    )
+    assert [(r.seq, r.created, r.duplicate) for r in outcome.results] == [
+        (1, False, True),
+        (2, False, False),
+        (3, True, False),
+        (4, False, False),
+    ]
+    (error_a,) = outcome.counted
+    assert error_a.fingerprint == FP_A
+    assert error_a.count == 7
+    assert error_a.hosts == {"web-1": 3, "web-2": 4}
+    assert [error_a] == await store.errors_by_id([error_a.id])
+    # A batch that only repeats what is stored counts nothing again.
+    again = await store.ingest_counted("web-1", [event(4, 3, fingerprint=FP_A)])
+    assert again.counted == []
+    assert again.results[0].duplicate
 
 
 async def test_resent_events_are_ignored_not_double_counted(store):

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from agent.wire import ErrorEvent
-from console.models import IngestResult
 from console.storable import Received
 
 T = TypeVar("T")
@@ -182,10 +181,10 @@ class Backend(Protocol):
 
     async def ingest(
         self,
-        body: Callable[[SyncTx, str, Sequence[ErrorEvent | Received]], list[IngestResult]],
+        body: Callable[[SyncTx, str, Sequence[ErrorEvent | Received]], T],
         host: str,
         events: Sequence[ErrorEvent | Received],
-    ) -> list[IngestResult]:
+    ) -> T:
         """Run the ingest function off the event loop on the backend's ingest connection."""
         ...
 

@@ -36,6 +36,7 @@ from console.models import (
     DecisionRow,
     ErrorRow,
     HostRow,
+    IngestOutcome,
     IngestResult,
     PullRequestRow,
     Recurrence,
@@ -51,6 +52,7 @@ from console.store.backend import Backend, Hold, Row, Tx, host_role
 from console.store.connect import open_backend
 from console.store.history import read_history
 from console.store.ingest import ingest as ingest_batch
+from console.store.ingest import ingest_counted
 from console.store.schema import (
     ATTEMPT_COLUMNS,
     ATTEMPT_FIELDS,
@@ -202,6 +204,13 @@ class Store:
         for an event built in this process, its encoding.
         """
         return await self._shielded(lambda: self._backend.ingest(ingest_batch, host, events))
+
+    async def ingest_counted(
+        self, host: str, events: Sequence[ErrorEvent | Received]
+    ) -> IngestOutcome:
+        """:meth:`ingest`, with the errors the batch counted again as they are after it
+        (read on the ingest connection, so publishing them costs the loop no read)."""
+        return await self._shielded(lambda: self._backend.ingest(ingest_counted, host, events))
 
     async def last_seq(self, host: str) -> int:
         """The highest seq stored for the host's current agent instance: resume after it."""

@@ -22,15 +22,16 @@ from typing import Any
 
 from agent.sanitize import dumps
 from agent.wire import SEVERITIES, ErrorEvent
-from console.models import IngestResult
+from console.models import ErrorRow, IngestOutcome, IngestResult
 from console.storable import MAX_INTEGER, Received, received, refusals, seq_shown
 from console.store.backend import SyncTx
-from console.store.schema import KEYS_PER_QUERY, now_iso, placeholders
+from console.store.schema import ERROR_COLUMNS, KEYS_PER_QUERY, error_row, now_iso, placeholders
 
 _SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 _OCCURRENCE_COLUMNS = ("host", "instance", "seq", "error_id", "type", "count", "received_at", "raw")
 _HOST_COUNT_COLUMNS = ("error_id", "host", "instance", "count", "last_seq")
 _HOST_COUNT_KEY = ("error_id", "host", "instance")
+_ERROR_ROW_NAMES = tuple(name.strip() for name in ERROR_COLUMNS.split(","))
 # What a batch changes on an error (the count by the rise of this host's total).
 _ERROR_COLUMNS = ("severity", "first_seen", "last_seen", "updated_at", "count")
 
@@ -136,6 +137,42 @@ def ingest(conn: SyncTx, host: str, items: Sequence[ErrorEvent | Received]) -> l
         else:
             merged.append(next(stored))
     return merged
+
+
+def ingest_counted(
+    conn: SyncTx, host: str, items: Sequence[ErrorEvent | Received]
+) -> IngestOutcome:
+    """:func:`ingest`, then the errors the batch counted again, read on the same connection
+    once the batch is committed (what :meth:`console.store.Store.errors_by_id` would read)."""
+    results = ingest(conn, host, items)
+    created = {r.error_id for r in results if r.created}
+    counted = list(
+        dict.fromkeys(
+            r.error_id
+            for r in results
+            if r.refused is None and not r.duplicate and r.error_id not in created
+        )
+    )
+    return IngestOutcome(results, _error_rows(conn, counted))
+
+
+def _error_rows(conn: SyncTx, error_ids: list[int]) -> list[ErrorRow]:
+    out: list[ErrorRow] = []
+    for i in range(0, len(error_ids), KEYS_PER_QUERY):
+        chunk = error_ids[i : i + KEYS_PER_QUERY]
+        marks = placeholders(len(chunk))
+        rows = conn.fetch(f"SELECT {ERROR_COLUMNS} FROM errors WHERE id IN ({marks})", chunk)
+        hosts: dict[int, dict[str, int]] = {}
+        for error_id, name, count in conn.fetch(
+            f"SELECT error_id, host, SUM(count) FROM host_counts WHERE error_id IN ({marks}) "
+            "GROUP BY error_id, host",
+            chunk,
+        ):
+            hosts.setdefault(error_id, {})[name] = int(count)
+        for row in rows:
+            values = dict(zip(_ERROR_ROW_NAMES, row, strict=True))
+            out.append(error_row(values, hosts.get(values["id"], {})))
+    return out
 
 
 def _isolating(conn: SyncTx, host: str, items: list[Received]) -> list[IngestResult]:

@@ -42,7 +42,6 @@ from psycopg.rows import RowMaker
 from psycopg_pool import AsyncConnectionPool
 
 from agent.wire import ErrorEvent
-from console.models import IngestResult
 from console.storable import Received
 from console.store.backend import Dialect, Hold, Row, SyncTx, Tx, host_role
 from console.store.schema import HoldLost, StoreError, now_iso
@@ -568,10 +567,10 @@ class PostgresBackend:
 
     async def ingest(
         self,
-        body: Callable[[SyncTx, str, Sequence[ErrorEvent | Received]], list[IngestResult]],
+        body: Callable[[SyncTx, str, Sequence[ErrorEvent | Received]], T],
         host: str,
         events: Sequence[ErrorEvent | Received],
-    ) -> list[IngestResult]:
+    ) -> T:
         async with self._ingest_lock:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(
@@ -580,10 +579,10 @@ class PostgresBackend:
 
     def _ingest_on_thread(
         self,
-        body: Callable[[SyncTx, str, Sequence[ErrorEvent | Received]], list[IngestResult]],
+        body: Callable[[SyncTx, str, Sequence[ErrorEvent | Received]], T],
         host: str,
         events: Sequence[ErrorEvent | Received],
-    ) -> list[IngestResult]:
+    ) -> T:
         conn = self._ingest_conn
         if conn is None or conn.closed:
             conn = self._ingest_conn = psycopg.connect(

@@ -337,7 +337,8 @@ def now_iso() -> str:
     return iso(time.time())
 
 
-def error_row(row: Row, hosts: dict[str, int]) -> ErrorRow:
+def error_row(row: Row | dict[str, Any], hosts: dict[str, int]) -> ErrorRow:
+    """An errors row (all of :data:`ERROR_COLUMNS`, by name) as an :class:`ErrorRow`."""
     return ErrorRow(
         id=row["id"],
         service=row["service"],

@@ -39,6 +39,7 @@ class DecisionFooter(Footer):
     def __init__(self) -> None:
         super().__init__()
         self.narrow = False
+        self._rebuild_queued = False
 
     def fit(self, narrow: bool) -> None:
         """Show the footer for a narrow (below the wide breakpoint) or a wide terminal."""
@@ -72,14 +73,19 @@ class DecisionFooter(Footer):
         shown = self._shown(self.screen)
         self.styles.grid_size_columns = len(shown)
         for binding, enabled, tooltip, description in shown.values():
-            yield FooterKey(
+            key = FooterKey(
                 binding.key,
                 self.app.get_key_display(binding),
                 description,
                 binding.action,
+                classes="-compact" if self.compact else "",
                 disabled=not enabled,
                 tooltip=tooltip or "",
-            ).data_bind(compact=Footer.compact)
+            )
+            # Born in the footer's compactness: a key starts compact and its watcher would
+            # restyle it once on mount and again when bound to a wide footer, some 3 ms each.
+            key.set_reactive(FooterKey.compact, self.compact)
+            yield key.data_bind(compact=Footer.compact)
         if self.show_command_palette and self.app.ENABLE_COMMAND_PALETTE:
             palette = self.screen.active_bindings.get(self.app.COMMAND_PALETTE_BINDING)
             if palette is not None:
@@ -97,7 +103,19 @@ class DecisionFooter(Footer):
     def bindings_changed(self, screen: Screen) -> None:
         if self.is_attached and screen is self.screen and self._restyle(screen):
             return
-        super().bindings_changed(screen)
+        self._bindings_ready = True
+        if not screen.app.app_focus or not self.is_attached or screen is not self.screen:
+            return
+        # Textual's footer queues a rebuild for every change; the bindings of a screen that
+        # is loading change many times before the first one runs, and each rebuild mounts
+        # and styles every key again. One queued rebuild reads the bindings as they are then.
+        if not self._rebuild_queued:
+            self._rebuild_queued = True
+            self.call_after_refresh(self._rebuild)
+
+    async def _rebuild(self) -> None:
+        self._rebuild_queued = False
+        await self.recompose()
 
     def _restyle(self, screen: Screen) -> bool:
         """Set each key's greyed state from the screen's bindings; False when the keys

@@ -320,6 +320,17 @@ SPECS: tuple[Spec, ...] = (
 )
 
 
+def time_limit(spec: Spec) -> float:
+    """The most seconds regenerating both variants of ``spec`` may take: the sum of the
+    bounds on its build steps and program runs. A test's own limit sits above it, so a
+    stuck step fails with its command named rather than the test with nothing to say."""
+    total = 0.0
+    for counts in (spec.counts, spec.redeploy_counts):
+        runs = sum(counts.values()) if spec.crash_per_fault else 1
+        total += len(spec.build) * _BUILD_TIMEOUT + runs * _TIMEOUT
+    return total
+
+
 def spec_named(name: str) -> Spec:
     for spec in SPECS:
         if spec.name == name:

@@ -66,6 +66,9 @@ from console.store.schema import (
     attempt_row,
     decision_row,
     error_row,
+    errors_by_id_sql,
+    fold_host_totals,
+    host_totals_sql,
     now_iso,
     placeholders,
     pr_row,
@@ -961,10 +964,7 @@ class Store:
             out: list[ErrorRow] = []
             for i in range(0, len(ids), KEYS_PER_QUERY):
                 chunk = ids[i : i + KEYS_PER_QUERY]
-                rows = await db.fetch(
-                    f"SELECT {ERROR_COLUMNS} FROM errors WHERE id IN ({placeholders(len(chunk))})",
-                    chunk,
-                )
+                rows = await db.fetch(errors_by_id_sql(len(chunk)), chunk)
                 hosts = await self._host_counts(db, [r["id"] for r in rows])
                 out += [error_row(r, hosts.get(r["id"], {})) for r in rows]
             return out
@@ -976,13 +976,7 @@ class Store:
         result: dict[int, dict[str, int]] = {}
         for i in range(0, len(error_ids), KEYS_PER_QUERY):
             chunk = error_ids[i : i + KEYS_PER_QUERY]
-            rows = await db.fetch(
-                f"SELECT error_id, host, SUM(count) FROM host_counts "
-                f"WHERE error_id IN ({placeholders(len(chunk))}) GROUP BY error_id, host",
-                chunk,
-            )
-            for error_id, host, count in rows:
-                result.setdefault(error_id, {})[host] = int(count)
+            fold_host_totals(await db.fetch(host_totals_sql(len(chunk)), chunk), result)
         return result
 
     async def attempts(

@@ -25,7 +25,16 @@ from agent.wire import SEVERITIES, ErrorEvent
 from console.models import ErrorRow, IngestOutcome, IngestResult
 from console.storable import MAX_INTEGER, Received, received, refusals, seq_shown
 from console.store.backend import SyncTx
-from console.store.schema import ERROR_COLUMNS, KEYS_PER_QUERY, error_row, now_iso, placeholders
+from console.store.schema import (
+    ERROR_COLUMNS,
+    KEYS_PER_QUERY,
+    error_row,
+    errors_by_id_sql,
+    fold_host_totals,
+    host_totals_sql,
+    now_iso,
+    placeholders,
+)
 
 _SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 _OCCURRENCE_COLUMNS = ("host", "instance", "seq", "error_id", "type", "count", "received_at", "raw")
@@ -160,15 +169,8 @@ def _error_rows(conn: SyncTx, error_ids: list[int]) -> list[ErrorRow]:
     out: list[ErrorRow] = []
     for i in range(0, len(error_ids), KEYS_PER_QUERY):
         chunk = error_ids[i : i + KEYS_PER_QUERY]
-        marks = placeholders(len(chunk))
-        rows = conn.fetch(f"SELECT {ERROR_COLUMNS} FROM errors WHERE id IN ({marks})", chunk)
-        hosts: dict[int, dict[str, int]] = {}
-        for error_id, name, count in conn.fetch(
-            f"SELECT error_id, host, SUM(count) FROM host_counts WHERE error_id IN ({marks}) "
-            "GROUP BY error_id, host",
-            chunk,
-        ):
-            hosts.setdefault(error_id, {})[name] = int(count)
+        rows = conn.fetch(errors_by_id_sql(len(chunk)), chunk)
+        hosts = fold_host_totals(conn.fetch(host_totals_sql(len(chunk)), chunk), {})
         for row in rows:
             values = dict(zip(_ERROR_ROW_NAMES, row, strict=True))
             out.append(error_row(values, hosts.get(values["id"], {})))

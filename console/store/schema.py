@@ -8,7 +8,7 @@ beside the columns they read, so a column added to a migration is mapped in one 
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -418,3 +418,25 @@ def states_of(states: State | Collection[State] | None) -> list[str] | None:
 
 def placeholders(n: int) -> str:
     return ", ".join("?" * n)
+
+
+def errors_by_id_sql(n: int) -> str:
+    """The errors rows (all of :data:`ERROR_COLUMNS`) of ``n`` ids."""
+    return f"SELECT {ERROR_COLUMNS} FROM errors WHERE id IN ({placeholders(n)})"
+
+
+def host_totals_sql(n: int) -> str:
+    """Each of ``n`` errors' count per host: (error_id, host, count) rows."""
+    return (
+        f"SELECT error_id, host, SUM(count) FROM host_counts "
+        f"WHERE error_id IN ({placeholders(n)}) GROUP BY error_id, host"
+    )
+
+
+def fold_host_totals(
+    rows: Iterable[Row] | Iterable[Sequence[Any]], into: dict[int, dict[str, int]]
+) -> dict[int, dict[str, int]]:
+    """:func:`host_totals_sql` rows folded into ``into`` by error id, then host."""
+    for error_id, host, count in rows:
+        into.setdefault(error_id, {})[host] = int(count)
+    return into

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncssh
 
+from console.children import spawn
+
 if TYPE_CHECKING:
     from console.config import HostConfig
 
@@ -67,26 +69,18 @@ class _LocalStream:
 
     @classmethod
     async def start(cls, argv: list[str], grace: float) -> _LocalStream:
-        spawn = asyncio.ensure_future(
-            asyncio.create_subprocess_exec(
+        try:
+            process = await spawn(
                 *argv,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
             )
-        )
-        try:
-            process = await asyncio.shield(spawn)
         except FileNotFoundError:
             raise Retry(f"agent command not found: {argv[0]}") from None
         except PermissionError:
             raise Retry(f"agent command is not executable: {argv[0]}") from None
-        except asyncio.CancelledError:
-            # stop() arrived while the child was being born: let it finish, then end it.
-            with contextlib.suppress(OSError):
-                await cls(await spawn, grace).close()
-            raise
         return cls(process, grace)
 
     async def _drain_stderr(self) -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from console.children import spawn
 from console.fix.sandbox.childenv import child_env
 from console.fix.sandbox.claude_policy import (
     SETTINGS_FILE,
@@ -264,7 +265,7 @@ async def run_claude(
     out_read, out_write = _wide_pipe()
     err_read, err_write = os.pipe()
     try:
-        proc = await asyncio.create_subprocess_exec(
+        proc = await spawn(
             *command,
             cwd=str(cwd),
             env=env,

@@ -11,13 +11,13 @@ command, exit code and git's stderr.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+
+from console.children import end, spawn
 
 A = TypeVar("A")
 B = TypeVar("B")
@@ -122,7 +122,7 @@ async def run_git(
 ) -> GitOutput:
     command = git_argv(*args)
     try:
-        proc = await asyncio.create_subprocess_exec(
+        proc = await spawn(
             *command,
             cwd=str(cwd),
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
@@ -138,21 +138,15 @@ async def run_git(
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
     except TimeoutError:
-        _kill_group(proc.pid)
-        await proc.wait()
+        await end(proc, group=True)
         raise error(command, None, f"no answer after {timeout:.0f}s") from None
     except asyncio.CancelledError:
-        _kill_group(proc.pid)
+        await end(proc, group=True)
         raise
     result = GitOutput(out, err.decode("utf-8", "replace"), proc.returncode or 0)
     if check and result.returncode != 0:
         raise error(command, result.returncode, result.stderr)
     return result
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
 
 
 async def together(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:

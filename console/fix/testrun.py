@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from console.children import spawn
 from console.fix.sandbox.cage import Cage, check_cage
 
 TAIL_LINES = 200
@@ -176,7 +177,7 @@ async def run_tests(
     # every holder of the pipe (a stray server) to exit, and the pipe must be closable.
     read_fd, write_fd = os.pipe()
     try:
-        proc = await asyncio.create_subprocess_exec(
+        proc = await spawn(
             *argv,
             cwd=str(cwd),
             stdin=asyncio.subprocess.DEVNULL,

@@ -27,6 +27,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from console.children import spawn
+
 INSTALL_HINT = "apt-get install bubblewrap"
 # Inside the cage: the private home sits in the private /tmp, so both vanish with the run.
 CAGE_TMP = "/tmp"
@@ -126,7 +128,7 @@ async def check_cage(cage: Cage) -> None:
     says why its tests did not run instead of reporting a failed suite.
     """
     try:
-        proc = await asyncio.create_subprocess_exec(
+        proc = await spawn(
             *cage.argv(["/bin/true"]),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,

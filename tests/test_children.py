@@ -1,0 +1,97 @@
+"""Children the console starts are reaped by asyncio's watcher alone, whenever the task
+that starts them is cancelled (the console stopping while a git call is being born)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import subprocess
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from console.children import end, spawn
+from console.fix.git import run_git
+
+# A cancellation at each of the first steps of a start: before the fork, while asyncio
+# connects the pipes, and after the child is running.
+STEPS = range(8)
+
+
+@pytest.fixture
+def polls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The children asyncio's transport polls: that poll, outside the child watcher, reaps
+    a child the watcher then cannot find ("Unknown child process pid" under load)."""
+    seen: list[int] = []
+    original = subprocess.Popen.poll
+
+    def poll(self: subprocess.Popen[bytes]) -> int | None:
+        if sys._getframe(1).f_code.co_filename.endswith("base_subprocess.py"):
+            seen.append(self.pid)
+        return original(self)
+
+    monkeypatch.setattr(subprocess.Popen, "poll", poll)
+    return seen
+
+
+async def _cancel_after(steps: int, coro: Coroutine[Any, Any, object]) -> None:
+    task = asyncio.ensure_future(coro)
+    for _ in range(steps):
+        await asyncio.sleep(0)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+@pytest.mark.parametrize("steps", STEPS)
+async def test_a_start_cancelled_at_any_step_is_raised_and_its_child_reaped_by_the_watcher(
+    steps: int, polls: list[int]
+) -> None:
+    born: list[asyncio.subprocess.Process] = []
+
+    async def start() -> None:
+        proc = await spawn(
+            "sleep",
+            "30",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        born.append(proc)
+        await end(proc, group=True)
+
+    task = asyncio.ensure_future(start())
+    for _ in range(steps):
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert polls == [], "a child was polled (and maybe reaped) outside the child watcher"
+    for proc in born:
+        assert proc.returncode is not None
+
+
+@pytest.mark.parametrize("steps", STEPS)
+async def test_a_git_call_cancelled_at_any_step_leaves_no_warning_and_no_child(
+    steps: int, tmp_path: Path, polls: list[int], caplog: pytest.LogCaptureFixture
+) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        await _cancel_after(steps, run_git(tmp_path, "status", "--porcelain"))
+    assert polls == []
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
+async def test_end_waits_for_the_child_even_when_cancelled_again() -> None:
+    proc = await spawn("sleep", "30", start_new_session=True)
+    ending = asyncio.ensure_future(end(proc, group=True))
+    await asyncio.sleep(0)
+    ending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await ending
+    assert proc.returncode == -9

@@ -20,14 +20,15 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
+from console.collector import CollectionPacing
 from console.config import ConsoleConfig
 from console.engine import Engine
 from console.events import CommandResult, EngineEvent, Notice
@@ -66,6 +67,8 @@ from console.widgets.queue import QueueTable, elapsed
 # OS user and host, see Store.runner), so a team sharing a store can tell who decided.
 ACTOR = "keyboard"
 FLUSH_SECONDS = 0.1
+# Frames painted after a key's binding ran before its answer is surely on screen.
+ANSWER_FRAMES = 2
 _SEVERITY: dict[str, Literal["information", "warning", "error"]] = {
     "info": "information",
     "warning": "warning",
@@ -123,6 +126,10 @@ class AutofixApp(App[None]):
         # Subscribed at once so that events from engine.start() (recovery notices) wait here.
         self._unsubscribe: Callable[[], None] | None = engine.subscribe(self.pending.add)
         self._frozen = False  # gc.freeze() done at load (see _loaded)
+        self.collection = CollectionPacing()  # full collections between key presses
+        self._key = 0  # the latest press's number (see on_event)
+        self._answering = 0  # a press whose binding ran, its answer not painted yet
+        self._answer_frames = 0
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -142,8 +149,36 @@ class AutofixApp(App[None]):
         gc.collect(1)
         gc.freeze()
         self._frozen = True
+        self.collection.start()
+
+    async def on_event(self, event: events.Event) -> None:
+        """A key press holds off the next full collection until its answer has been painted
+        (:mod:`console.collector`). A key comes here twice: as it arrives, before it goes
+        to the focused widget, and again after bubbling up unhandled, when the app runs
+        the binding; the frames painted after that show the answer (see _display)."""
+        if not (isinstance(event, events.Key) and self.collection.running):
+            await super().on_event(event)
+            return
+        if not event.is_forwarded:
+            self._key = self.collection.key_pressed()
+        await super().on_event(event)
+        if event.is_forwarded:
+            self._answering, self._answer_frames = self._key, 0
+
+    def _display(self, screen: Screen, renderable: RenderableType | None) -> None:
+        """Textual's one step that writes a frame to the terminal. By the second frame
+        after a key's binding has run its answer is on screen (the first may have been
+        composed before the widgets marked what the binding changed, as a refresh callback
+        may be under a flood): that is when a due full collection can run."""
+        super()._display(screen, renderable)
+        if self._answering and renderable is not None:
+            self._answer_frames += 1
+            if self._answer_frames >= ANSWER_FRAMES:
+                key, self._answering, self._answer_frames = self._answering, 0, 0
+                self.collection.key_answered(key)
 
     def on_unmount(self) -> None:
+        self.collection.stop()
         if self._frozen:  # hand them back, so a process that runs consoles one after the
             gc.unfreeze()  # other (the tests) can collect the ones that are gone
             self._frozen = False
@@ -157,6 +192,7 @@ class AutofixApp(App[None]):
         and this timer ticks until the very end."""
         if not self.is_running or not self.main_screen.ready:
             return
+        self.collection.tick()
         drained = self.pending.drain()
         if drained is None:
             return

@@ -115,7 +115,8 @@ class CommandSource:
                 delay = self.min_backoff
             self._report(f"{outcome}; restarting in {delay:g}s")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop_event.wait(), timeout=delay)
+                async with asyncio.timeout(delay):
+                    await self._stop_event.wait()
             delay = min(delay * 2, self.max_backoff)
 
     async def _run_once(self, on_data: Callable[[bytes], None]) -> str:
@@ -183,7 +184,8 @@ class CommandSource:
                     watch.discard(stopping)
                     _signal_group(proc.pid, signal.SIGTERM)
                     try:
-                        await asyncio.wait_for(asyncio.shield(exited), timeout=self.kill_grace)
+                        async with asyncio.timeout(self.kill_grace):
+                            await asyncio.shield(exited)
                     except TimeoutError:
                         _signal_group(proc.pid, signal.SIGKILL)
                         await exited

@@ -435,7 +435,8 @@ class Daemon:
                     rescan = watch.rescan_seconds()
                     timeout = rescan if wake is None else min(rescan, wake)
                     with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(watch.kick.wait(), max(timeout, 0.01))
+                        async with asyncio.timeout(max(timeout, 0.01)):
+                            await watch.kick.wait()
                     watch.kick.clear()
                     self._raise_failure(watch)
                     self.pump(watch)
@@ -584,7 +585,8 @@ class Daemon:
             self._wake_settle.clear()
             if timeout is None or timeout > 0:
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake_settle.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._wake_settle.wait()
 
     async def _prune_loop(self) -> None:
         while not self._stop.is_set():
@@ -604,7 +606,8 @@ class Daemon:
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._stop.wait()
 
     def stop(self) -> None:
         self._stop.set()

@@ -170,7 +170,8 @@ class JournalSource:
             self._report(f"cannot run {argv[0]}: {exc}")
             return None
         try:
-            out, _ = await asyncio.wait_for(proc.communicate(), _CURSOR_PROBE_SECONDS)
+            async with asyncio.timeout(_CURSOR_PROBE_SECONDS):
+                out, _ = await proc.communicate()
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()

@@ -403,7 +403,8 @@ class Engine:
         feed = self._ingest_feeds.get(host)
         if feed is not None:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(feed.join(), 10)
+                async with asyncio.timeout(10):
+                    await feed.join()
 
     async def ingest(self, host: str, events: Sequence[ErrorEvent | Received | Start]) -> list[int]:
         """Store events from a host; new errors enter the queue. Returns the new error ids.

@@ -158,9 +158,8 @@ def current_branch(repo: Path) -> str:
 async def offered_key(host: Destination, timeout: float = 15.0) -> asyncssh.SSHKey:
     """The host key the server offers, read without logging in or trusting it."""
     try:
-        key = await asyncio.wait_for(
-            asyncssh.get_server_host_key(host.target, host.port, config=None), timeout
-        )
+        async with asyncio.timeout(timeout):
+            key = await asyncssh.get_server_host_key(host.target, host.port, config=None)
     except TimeoutError:
         raise InitError(f"{host.target}:{host.port} did not answer in {timeout:.0f}s") from None
     except (OSError, asyncssh.Error) as exc:

@@ -526,7 +526,8 @@ async def probe(host: HostConfig, timeout: float = 20.0) -> Hello:
     command), so a passing check means the link will connect.
     """
     try:
-        stream = await asyncio.wait_for(open_stream(host, 2**62), timeout)
+        async with asyncio.timeout(timeout):
+            stream = await open_stream(host, 2**62)
     except (NeedsPerson, Retry) as exc:
         raise ProbeError(str(exc)) from None
     except TimeoutError:
@@ -535,7 +536,8 @@ async def probe(host: HostConfig, timeout: float = 20.0) -> Hello:
         splitter = LineSplitter()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            chunk = await asyncio.wait_for(stream.read(READ_CHUNK_BYTES), timeout)
+            async with asyncio.timeout(timeout):
+                chunk = await stream.read(READ_CHUNK_BYTES)
             lines = splitter.feed(chunk) if chunk else [splitter.unfinished()]
             if not chunk and not lines[0].strip():
                 raise ProbeError(f"the agent ended without a hello: {await stream.describe_end()}")

@@ -97,14 +97,16 @@ class _LocalStream:
         if process.returncode is None:
             self._signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(process.wait(), self._grace)
+                async with asyncio.timeout(self._grace):
+                    await process.wait()
             except TimeoutError:
                 self._signal(signal.SIGKILL)
                 await process.wait()
         if process.stdin is not None:
             process.stdin.close()
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._stderr_task, 1.0)
+            async with asyncio.timeout(1.0):
+                await self._stderr_task
         self._stderr_task.cancel()
 
     def _signal(self, sig: signal.Signals) -> None:
@@ -115,9 +117,11 @@ class _LocalStream:
     async def describe_end(self) -> str:
         """Why stdout ended; waits a moment for the exit status and last words on stderr."""
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._process.wait(), 1.0)
+            async with asyncio.timeout(1.0):
+                await self._process.wait()
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._stderr_task), 1.0)
+            async with asyncio.timeout(1.0):
+                await asyncio.shield(self._stderr_task)
         code = self._process.returncode
         said = self._stderr.text()
         what = "agent is still running" if code is None else f"agent exited with status {code}"
@@ -219,7 +223,8 @@ class _SshStream:
         self._process.close()
         self._conn.close()
         with contextlib.suppress(asyncio.TimeoutError, OSError, asyncssh.Error):
-            await asyncio.wait_for(self._conn.wait_closed(), 3.0)
+            async with asyncio.timeout(3.0):
+                await self._conn.wait_closed()
         self._stderr_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._stderr_task
@@ -227,9 +232,11 @@ class _SshStream:
     async def describe_end(self) -> str:
         """Why stdout ended; waits a moment for the exit status and last words on stderr."""
         with contextlib.suppress(asyncio.TimeoutError, OSError, asyncssh.Error):
-            await asyncio.wait_for(self._process.wait_closed(), 1.0)
+            async with asyncio.timeout(1.0):
+                await self._process.wait_closed()
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._stderr_task), 1.0)
+            async with asyncio.timeout(1.0):
+                await asyncio.shield(self._stderr_task)
         status = self._process.exit_status
         sig = self._process.exit_signal
         if sig is not None:

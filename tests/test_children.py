@@ -95,3 +95,36 @@ async def test_end_waits_for_the_child_even_when_cancelled_again() -> None:
     with pytest.raises(asyncio.CancelledError):
         await ending
     assert proc.returncode == -9
+
+
+async def test_a_git_call_cancelled_as_its_answer_arrives_is_still_cancelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The console's stop cancels the PR poller while its git call answers: the poller
+    must stop, not carry on to its next wait with the cancellation lost (Python 3.11's
+    wait_for returned the answer then, and the engine's stop waited forever)."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    communicate = asyncio.subprocess.Process.communicate
+    caller: list[asyncio.Task[Any]] = []
+
+    async def answered_then_cancelled(
+        self: asyncio.subprocess.Process, input: bytes | None = None
+    ) -> tuple[bytes, bytes]:
+        out = await communicate(self, input)
+        caller[0].cancel()  # the stop arrives in the same loop step as the answer
+        return out
+
+    monkeypatch.setattr(asyncio.subprocess.Process, "communicate", answered_then_cancelled)
+    carried_on: list[str] = []
+
+    async def poll() -> None:
+        await run_git(tmp_path, "status", "--porcelain")
+        carried_on.append("after the git call")
+        await asyncio.sleep(0)
+        carried_on.append("after the next wait")
+
+    task = asyncio.ensure_future(poll())
+    caller.append(task)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert "after the next wait" not in carried_on

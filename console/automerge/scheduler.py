@@ -433,5 +433,6 @@ class AutoMerger:
 async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
     """Wait up to ``seconds`` for a person's stop; True when it came."""
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), max(0.0, seconds))
+        async with asyncio.timeout(max(0.0, seconds)):
+            await stop.wait()
     return stop.is_set()

@@ -116,7 +116,8 @@ class DemoProcesses:
                     os.killpg(proc.pid, signal.SIGTERM)
         for proc in self._procs.values():
             try:
-                await asyncio.wait_for(proc.wait(), 5)
+                async with asyncio.timeout(5):
+                    await proc.wait()
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)

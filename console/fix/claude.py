@@ -374,7 +374,8 @@ class _Run:
                 if stopped:
                     await _stop_tree(self.proc)
                     with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(readers), KILL_GRACE_SECONDS)
+                        async with asyncio.timeout(KILL_GRACE_SECONDS):
+                            await asyncio.shield(readers)
                     break
             exit_code = await exited
         finally:
@@ -610,7 +611,8 @@ async def _stop_tree(proc: asyncio.subprocess.Process) -> None:
         if proc.returncode is not None and not any(_alive(pid) for pid in tree):
             return
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(proc.wait()), 0.05)
+            async with asyncio.timeout(0.05):
+                await asyncio.shield(proc.wait())
     if proc.returncode is None:
         tree |= _descendants(proc.pid)
     survivors = {pid for pid in tree if _alive(pid)}
@@ -620,7 +622,8 @@ async def _stop_tree(proc: asyncio.subprocess.Process) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(proc.wait(), KILL_GRACE_SECONDS)
+        async with asyncio.timeout(KILL_GRACE_SECONDS):
+            await proc.wait()
 
 
 def _signal_groups(groups: set[int | None], sig: signal.Signals) -> None:

@@ -136,7 +136,8 @@ async def run_git(
             raise NotARepositoryError(Path(cwd), "directory does not exist") from exc
         raise GitError(command, 127, "git is not installed or not on PATH") from exc
     try:
-        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+        async with asyncio.timeout(timeout):
+            out, err = await proc.communicate(stdin)
     except TimeoutError:
         await end(proc, group=True)
         raise error(command, None, f"no answer after {timeout:.0f}s") from None

@@ -138,7 +138,8 @@ async def _terminate_group(pgid: int, proc: asyncio.subprocess.Process, grace: f
     while time.monotonic() < deadline:
         if proc.returncode is None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), 0.05)
+                async with asyncio.timeout(0.05):
+                    await proc.wait()
         else:
             await asyncio.sleep(0.05)
         if not await _group_alive(pgid):
@@ -211,7 +212,8 @@ async def run_tests(
     reader = asyncio.create_task(read_all())
     try:
         try:
-            await asyncio.wait_for(proc.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await proc.wait()
         except TimeoutError:
             timed_out = True
         # Whatever is still in the group (the whole suite on timeout, stray servers
@@ -219,7 +221,8 @@ async def run_tests(
         await _terminate_group(pgid, proc, kill_grace)
         await proc.wait()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(reader), _AFTER_EXIT_DRAIN_S)
+            async with asyncio.timeout(_AFTER_EXIT_DRAIN_S):
+                await asyncio.shield(reader)
     except asyncio.CancelledError:
         await asyncio.shield(_terminate_group(pgid, proc, min(kill_grace, 1.0)))
         raise

@@ -316,7 +316,8 @@ class TelegramBot:
         await stop_task(task)
         if self._poller is not None:
             with contextlib.suppress(TelegramError, OSError):
-                await asyncio.wait_for(self._poller.confirm(), 5)
+                async with asyncio.timeout(5):
+                    await self._poller.confirm()
 
     def _schedule_reconnect(self) -> None:
         if self._reconnect_task is None or self._reconnect_task.done():

@@ -138,7 +138,8 @@ async def check_cage(cage: Cage) -> None:
     except OSError as exc:
         raise CageUnavailable(f"bubblewrap ({cage.bwrap}) could not be started: {exc}") from exc
     try:
-        _, err = await asyncio.wait_for(proc.communicate(), _PROBE_TIMEOUT_S)
+        async with asyncio.timeout(_PROBE_TIMEOUT_S):
+            _, err = await proc.communicate()
     except TimeoutError:
         proc.kill()
         await proc.wait()

@@ -384,8 +384,11 @@ class _Run:
                     waiter.cancel()
             if not readers.done():
                 readers.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await readers
+                # asyncio.wait, not await: the readers' own end is of no interest here,
+                # but a stop of this run arriving now must not be swallowed with it.
+                await asyncio.wait({readers})
+                if not readers.cancelled():
+                    readers.exception()  # retrieved, so asyncio does not log it
         return self._outcome(exit_code, stopped, timeout)
 
     async def _feed(self, prompt: str) -> None:

@@ -18,13 +18,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncssh
 
-from console.children import spawn
+from console.children import exited, release, spawn
 
 if TYPE_CHECKING:
     from console.config import HostConfig
 
 READ_CHUNK_BYTES = 64 * 1024
 STDERR_KEEP_BYTES = 4096
+# How long a local agent SIGKILLed at a stop may take to be reaped before the stop goes on.
+_KILLED_SECONDS = 5.0
 
 
 class Retry(Exception):
@@ -96,18 +98,16 @@ class _LocalStream:
         process = self._process
         if process.returncode is None:
             self._signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(self._grace):
-                    await process.wait()
-            except TimeoutError:
+            if not await exited(process, self._grace):
                 self._signal(signal.SIGKILL)
-                await process.wait()
+                await exited(process, _KILLED_SECONDS)
         if process.stdin is not None:
             process.stdin.close()
         with contextlib.suppress(asyncio.TimeoutError):
             async with asyncio.timeout(1.0):
                 await self._stderr_task
         self._stderr_task.cancel()
+        release(process)
 
     def _signal(self, sig: signal.Signals) -> None:
         # The child leads its own process group, so this reaches only what we started.
@@ -116,9 +116,7 @@ class _LocalStream:
 
     async def describe_end(self) -> str:
         """Why stdout ended; waits a moment for the exit status and last words on stderr."""
-        with contextlib.suppress(asyncio.TimeoutError):
-            async with asyncio.timeout(1.0):
-                await self._process.wait()
+        await exited(self._process, 1.0)
         with contextlib.suppress(asyncio.TimeoutError):
             async with asyncio.timeout(1.0):
                 await asyncio.shield(self._stderr_task)

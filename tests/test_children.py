@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Coroutine
@@ -128,3 +130,29 @@ async def test_a_git_call_cancelled_as_its_answer_arrives_is_still_cancelled(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert "after the next wait" not in carried_on
+
+
+async def test_end_returns_once_the_child_is_dead_though_a_grandchild_holds_its_pipes(
+    tmp_path: Path,
+) -> None:
+    """A child that started a server in a session of its own (out of reach of the group's
+    kill) leaves that server holding its pipes: the stop must not wait for the server."""
+    stray = tmp_path / "stray.pid"
+    proc = await spawn(
+        "sh", "-c", f"setsid sleep 60 & echo $! > {stray}; exec sleep 60",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        while not stray.exists() or not stray.read_text().strip():
+            await asyncio.sleep(0.01)
+        # A hang detector, not a timing target: the wait below is bounded by 60 s, which
+        # the code before (it waited for the pipes) used up in full.
+        async with asyncio.timeout(30):
+            await end(proc, group=True, timeout=60)
+        assert proc.returncode == -9
+        assert await proc.wait() == -9, "the pipes were closed, so wait() answers too"
+    finally:
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(stray.read_text()), signal.SIGKILL)

@@ -9,10 +9,13 @@ the agent to misbehave (bad lines, another protocol version, silence).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
 import os
 import random
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -565,6 +568,40 @@ async def test_agent_slower_to_start_than_the_silence_limit_is_not_called_silent
     assert "reconnecting" not in recorder.states("box")
     assert recorder.since_calls == [("box", 0)]
     assert len(args_file.read_text().splitlines()) == 1
+
+
+def test_a_link_stopped_mid_stream_leaves_nothing_of_the_agent_once_its_loop_is_closed(
+    tmp_path: Path,
+) -> None:
+    """The console quits right after stopping its links: the agent's pipes must not
+    outlive the loop (asyncio's transport collected later fails on the closed loop), even
+    when something the agent started in a session of its own still holds them, so that
+    they never end by themselves."""
+    agent, _ = stand_in(tmp_path, [hello(), wire_event(1)])
+    stray = tmp_path / "stray.pid"
+    command = shlex.join(["sh", "-c", f"setsid sleep 30 & echo $! > {stray}; exec {agent}"])
+
+    async def run_and_stop() -> None:
+        recorder = Recorder()
+        link = recorder.link(local_host("box", command), LinkTiming(silence_seconds=30.0))
+        link.start()
+        try:
+            await until(lambda: len(recorder.store) == 1, "the event")
+        finally:
+            await link.stop()
+
+    unraisable: list[str] = []
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda u: unraisable.append(f"{u.object!r}: {u.exc_value!r}")
+    try:
+        asyncio.run(run_and_stop())  # closes its loop at once, as the console's exit does
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+        if stray.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(stray.read_text()), signal.SIGKILL)
+    assert unraisable == []
 
 
 async def test_agent_that_never_says_hello_is_retried_after_the_hello_limit(

@@ -127,7 +127,6 @@ class AutofixApp(App[None]):
         self._unsubscribe: Callable[[], None] | None = engine.subscribe(self.pending.add)
         self._frozen = False  # gc.freeze() done at load (see _loaded)
         self.collection = CollectionPacing()  # full collections between key presses
-        self._key = 0  # the latest press's number (see on_event)
         self._answering = 0  # a press whose binding ran, its answer not painted yet
         self._answer_frames = 0
 
@@ -160,10 +159,10 @@ class AutofixApp(App[None]):
             await super().on_event(event)
             return
         if not event.is_forwarded:
-            self._key = self.collection.key_pressed()
+            self.collection.key_pressed()
         await super().on_event(event)
         if event.is_forwarded:
-            self._answering, self._answer_frames = self._key, 0
+            self._answering, self._answer_frames = self.collection.latest_key, 0
 
     def _display(self, screen: Screen, renderable: RenderableType | None) -> None:
         """Textual's one step that writes a frame to the terminal. By the second frame

@@ -63,11 +63,14 @@ class CollectionPacing:
         gc.set_threshold(*self._thresholds)
         self._thresholds = None
 
-    def key_pressed(self) -> int:
-        """A key arrived: no full collection until it has been answered. Returns the
-        press's number for :meth:`key_answered`."""
+    def key_pressed(self) -> None:
+        """A key arrived: no full collection until it has been answered."""
         self._last_key = self._clock()
         self._keys += 1
+
+    @property
+    def latest_key(self) -> int:
+        """The number of the latest press, for :meth:`key_answered`."""
         return self._keys
 
     def key_answered(self, key: int) -> None:

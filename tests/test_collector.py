@@ -81,17 +81,20 @@ def test_an_answered_key_runs_a_due_collection_and_a_stale_one_does_not(
     full_collections: list[int], clock: Clock, pacing: CollectionPacing
 ) -> None:
     clock.now += EVERY_SECONDS
-    first = pacing.key_pressed()
+    pacing.key_pressed()
+    first = pacing.latest_key
     pacing.key_answered(first)
     assert full_collections == [], "nothing was due yet"
     make_due()
-    second = pacing.key_pressed()
+    pacing.key_pressed()
+    second = pacing.latest_key
     pacing.key_answered(first)  # the answer to a press that is no longer the latest
     assert full_collections == []
     pacing.key_answered(second)
     assert len(full_collections) == 1 and pacing.full_collections == 1
     make_due()
-    pacing.key_answered(pacing.key_pressed())
+    pacing.key_pressed()
+    pacing.key_answered(pacing.latest_key)
     assert len(full_collections) == 1, "not again within EVERY_SECONDS"
 
 

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from console.children import spawn
+from console.children import end, spawn
 
 INSTALL_HINT = "apt-get install bubblewrap"
 # Inside the cage: the private home sits in the private /tmp, so both vanish with the run.
@@ -141,11 +141,13 @@ async def check_cage(cage: Cage) -> None:
         async with asyncio.timeout(_PROBE_TIMEOUT_S):
             _, err = await proc.communicate()
     except TimeoutError:
-        proc.kill()
-        await proc.wait()
+        await end(proc, group=False)
         raise CageUnavailable(
             f"bubblewrap ({cage.bwrap}) did not start a sandbox in {_PROBE_TIMEOUT_S:g}s"
         ) from None
+    except asyncio.CancelledError:  # the attempt stopped: no probe is left behind
+        await end(proc, group=False)
+        raise
     if proc.returncode != 0:
         detail = err.decode("utf-8", "replace").strip() or f"exit {proc.returncode}"
         raise CageUnavailable(f"bubblewrap cannot build the test sandbox here: {detail}")

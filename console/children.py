@@ -19,6 +19,9 @@ import os
 import signal
 from typing import Any
 
+# How often :func:`exited` looks at the exit status: short beside a stop's grace period.
+_EXIT_POLL_SECONDS = 0.02
+
 
 async def spawn(*argv: str, **kwargs: Any) -> asyncio.subprocess.Process:
     """``asyncio.create_subprocess_exec(*argv, **kwargs)``, shielded from cancellation.
@@ -75,10 +78,6 @@ async def exited(proc: asyncio.subprocess.Process, timeout: float) -> bool:
     while proc.returncode is None and (left := deadline - loop.time()) > 0:
         await asyncio.sleep(min(_EXIT_POLL_SECONDS, left))
     return proc.returncode is not None
-
-
-# How often :func:`exited` looks at the exit status: short beside a stop's grace period.
-_EXIT_POLL_SECONDS = 0.02
 
 
 def release(proc: asyncio.subprocess.Process) -> None:
